@@ -1,0 +1,365 @@
+//! `sql`: read-only statements against the source's own database.
+//!
+//! The host owns the pool and its credentials; the connection itself is
+//! read-only (SQLite opened read-only, PostgreSQL and MariaDB sessions set
+//! to read-only transactions), so a statement check here is for clear
+//! errors, not the last line of defence. Statements use `?` placeholders on
+//! every backend; the host renumbers them for PostgreSQL.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::{AssertSqlSafe, Column, Executor, Row, TypeInfo, ValueRef};
+
+use crate::bindings::lianqiao::source::sql::{Dialect, Host, ResultSet, SqlError};
+use crate::bindings::lianqiao::source::types::Value;
+use crate::state::HostState;
+
+/// Decode one cell by the type the driver reports, trying the few Rust
+/// types every backend supports; anything else must be cast to text in the
+/// source's SQL, and the error says so.
+macro_rules! decode {
+    ($row:expr, $i:expr) => {{
+        let raw = $row.try_get_raw($i).map_err(classify)?;
+        if raw.is_null() {
+            Value::Null
+        } else {
+            let type_name = raw.type_info().name().to_ascii_uppercase();
+            let column = $row.column($i).name().to_string();
+            if type_name.contains("INT") {
+                $row.try_get::<i64, _>($i)
+                    .map(Value::Integer)
+                    .or_else(|_| $row.try_get::<i32, _>($i).map(|v| Value::Integer(v.into())))
+                    .or_else(|_| $row.try_get::<i16, _>($i).map(|v| Value::Integer(v.into())))
+                    .or_else(|_| $row.try_get::<bool, _>($i).map(Value::Boolean))
+            } else if type_name.contains("BOOL") {
+                $row.try_get::<bool, _>($i).map(Value::Boolean)
+            } else if ["REAL", "FLOAT", "DOUBLE"].iter().any(|t| type_name.contains(t)) {
+                $row.try_get::<f64, _>($i)
+                    .map(Value::Float)
+                    .or_else(|_| $row.try_get::<f32, _>($i).map(|v| Value::Float(v.into())))
+            } else {
+                $row.try_get::<String, _>($i).map(Value::Text)
+            }
+            .map_err(|_| {
+                SqlError::Statement(format!(
+                    "column `{column}` has type {type_name}, which the sql capability does not \
+                     read; CAST it to text, integer or float in the source's sql"
+                ))
+            })?
+        }
+    }};
+}
+
+/// Bind, fetch and decode, the same for every backend.
+macro_rules! run {
+    ($pool:expr, $sql:expr, $params:expr) => {{
+        let mut query = sqlx::query(AssertSqlSafe($sql));
+        for param in $params {
+            query = match param {
+                Value::Null => query.bind(None::<String>),
+                Value::Boolean(b) => query.bind(*b),
+                Value::Integer(i) => query.bind(*i),
+                Value::Float(f) => query.bind(*f),
+                Value::Text(s) | Value::Date(s) | Value::Timestamp(s) => query.bind(s.clone()),
+            };
+        }
+        let rows = query.fetch_all($pool).await.map_err(classify)?;
+        let columns = rows
+            .first()
+            .map(|r| r.columns().iter().map(|c| c.name().to_string()).collect())
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut cells = Vec::with_capacity(row.len());
+            for i in 0..row.len() {
+                cells.push(decode!(row, i));
+            }
+            out.push(cells);
+        }
+        Ok(ResultSet { columns, rows: out })
+    }};
+}
+
+/// A source's database pool.
+#[derive(Clone, Debug)]
+pub enum SqlPool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+    MySql(sqlx::MySqlPool),
+}
+
+/// Pool sizing and timeouts from the source's `[sql]` section.
+#[derive(Clone, Debug)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl SqlPool {
+    /// Prepare a read-only pool for `url` (`sqlite:`, `postgres:`,
+    /// `mysql:`/`mariadb:`). Connections are opened lazily, so a database
+    /// that is down fails its source's requests, not the gateway's start.
+    pub fn connect_lazy(url: &str, settings: &PoolSettings) -> Result<Self, String> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme {
+            "sqlite" => {
+                let options = SqliteConnectOptions::from_str(url)
+                    .map_err(|e| e.to_string())?
+                    .read_only(true)
+                    .create_if_missing(false);
+                Ok(SqlPool::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(settings.max_connections)
+                        .acquire_timeout(settings.acquire_timeout)
+                        .connect_lazy_with(options),
+                ))
+            }
+            "postgres" | "postgresql" => {
+                let options = PgConnectOptions::from_str(url)
+                    .map_err(|e| e.to_string())?
+                    .options([("default_transaction_read_only", "on")]);
+                Ok(SqlPool::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(settings.max_connections)
+                        .acquire_timeout(settings.acquire_timeout)
+                        .connect_lazy_with(options),
+                ))
+            }
+            "mysql" | "mariadb" => {
+                let url = url.replacen("mariadb:", "mysql:", 1);
+                let options = MySqlConnectOptions::from_str(&url).map_err(|e| e.to_string())?;
+                Ok(SqlPool::MySql(
+                    MySqlPoolOptions::new()
+                        .max_connections(settings.max_connections)
+                        .acquire_timeout(settings.acquire_timeout)
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                conn.execute("SET SESSION TRANSACTION READ ONLY").await?;
+                                Ok(())
+                            })
+                        })
+                        .connect_lazy_with(options),
+                ))
+            }
+            other => Err(format!(
+                "unsupported database scheme `{other}:` (use sqlite:, postgres: or mysql:)"
+            )),
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            SqlPool::Sqlite(_) => Dialect::Sqlite,
+            SqlPool::Postgres(_) => Dialect::Postgres,
+            SqlPool::MySql(_) => Dialect::Mysql,
+        }
+    }
+
+    /// Run one checked, read-only statement.
+    pub async fn query(&self, statement: &str, params: &[Value]) -> Result<ResultSet, SqlError> {
+        let checked = check_statement(statement, params.len())?;
+        let sql = match self {
+            SqlPool::Postgres(_) => renumber_for_postgres(&checked),
+            _ => checked,
+        };
+        match self {
+            SqlPool::Sqlite(pool) => run!(pool, sql, params),
+            SqlPool::Postgres(pool) => run!(pool, sql, params),
+            SqlPool::MySql(pool) => run!(pool, sql, params),
+        }
+    }
+}
+
+fn classify(e: sqlx::Error) -> SqlError {
+    match e {
+        sqlx::Error::Database(db) => SqlError::Statement(db.message().to_string()),
+        sqlx::Error::PoolTimedOut => SqlError::Timeout("no database connection in time".into()),
+        sqlx::Error::Io(e) => SqlError::Unavailable(e.to_string()),
+        sqlx::Error::Tls(e) => SqlError::Unavailable(e.to_string()),
+        sqlx::Error::PoolClosed => SqlError::Unavailable("the pool is closed".into()),
+        other => SqlError::Statement(other.to_string()),
+    }
+}
+
+/// Walk `sql` outside quoted strings, identifiers and comments, calling
+/// `on_code` for each code character with its byte index.
+fn scan_code(sql: &str, mut on_code: impl FnMut(usize, char)) {
+    let bytes: Vec<(usize, char)> = sql.char_indices().collect();
+    let mut i = 0;
+    while i < bytes.len() {
+        let (at, c) = bytes[i];
+        match c {
+            '\'' | '"' | '`' => {
+                i += 1;
+                while i < bytes.len() && bytes[i].1 != c {
+                    i += 1;
+                }
+            }
+            '-' if bytes.get(i + 1).map(|b| b.1) == Some('-') => {
+                while i < bytes.len() && bytes[i].1 != '\n' {
+                    i += 1;
+                }
+            }
+            '/' if bytes.get(i + 1).map(|b| b.1) == Some('*') => {
+                i += 2;
+                while i + 1 < bytes.len() && !(bytes[i].1 == '*' && bytes[i + 1].1 == '/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            _ => on_code(at, c),
+        }
+        i += 1;
+    }
+}
+
+/// Accept one `SELECT`/`WITH` statement whose `?` count matches `params`.
+fn check_statement(statement: &str, params: usize) -> Result<String, SqlError> {
+    let trimmed = statement.trim().trim_end_matches(';').trim_end();
+    let first = trimmed
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    if first != "SELECT" && first != "WITH" {
+        return Err(SqlError::Denied(format!(
+            "only SELECT or WITH statements are allowed, not `{first}`"
+        )));
+    }
+    let (mut semicolons, mut marks) = (0, 0);
+    scan_code(trimmed, |_, c| match c {
+        ';' => semicolons += 1,
+        '?' => marks += 1,
+        _ => {}
+    });
+    if semicolons > 0 {
+        return Err(SqlError::Denied("one statement per call".into()));
+    }
+    if marks != params {
+        return Err(SqlError::Statement(format!(
+            "the statement has {marks} `?` placeholders but {params} parameters were given"
+        )));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// `?` → `$1`, `$2`, … outside quotes and comments.
+fn renumber_for_postgres(sql: &str) -> String {
+    let mut marks = Vec::new();
+    scan_code(sql, |at, c| {
+        if c == '?' {
+            marks.push(at);
+        }
+    });
+    let mut out = String::with_capacity(sql.len() + marks.len() * 2);
+    let mut last = 0;
+    for (n, at) in marks.iter().enumerate() {
+        out.push_str(&sql[last..*at]);
+        out.push('$');
+        out.push_str(&(n + 1).to_string());
+        last = at + 1;
+    }
+    out.push_str(&sql[last..]);
+    out
+}
+
+impl Host for HostState {
+    fn database_dialect(&mut self) -> wasmtime::Result<Dialect> {
+        Ok(match &self.grants.sql {
+            Some(pool) => pool.dialect(),
+            // Asking is harmless; the query itself will be denied.
+            None => Dialect::Sqlite,
+        })
+    }
+
+    fn query(
+        &mut self,
+        statement: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<Result<ResultSet, SqlError>> {
+        let Some(pool) = self.grants.sql.clone() else {
+            return Ok(Err(SqlError::Denied(format!(
+                "source `{}` is granted no sql capability",
+                self.grants.source
+            ))));
+        };
+        let remaining = self.remaining();
+        // Guest calls run on a blocking thread, so waiting here is allowed;
+        // the deadline bounds the wait, since epochs do not interrupt host code.
+        let outcome = self.runtime.block_on(async {
+            tokio::time::timeout(remaining, pool.query(&statement, &params)).await
+        });
+        Ok(match outcome {
+            Ok(result) => result,
+            Err(_) => Err(SqlError::Timeout(format!(
+                "the statement ran past the source's deadline ({} ms left)",
+                remaining.as_millis()
+            ))),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_reads_are_accepted() {
+        assert!(check_statement("SELECT 1", 0).is_ok());
+        assert!(check_statement("  with t as (select 1) select * from t;", 0).is_ok());
+        assert!(matches!(check_statement("DELETE FROM grid", 0), Err(SqlError::Denied(_))));
+        assert!(matches!(
+            check_statement("SELECT 1; DROP TABLE grid", 0),
+            Err(SqlError::Denied(_))
+        ));
+    }
+
+    #[test]
+    fn placeholders_in_strings_do_not_count() {
+        assert!(check_statement("SELECT '?;' AS q WHERE a = ?", 1).is_ok());
+        assert!(matches!(check_statement("SELECT ? , ?", 1), Err(SqlError::Statement(_))));
+    }
+
+    #[test]
+    fn postgres_placeholders_are_numbered() {
+        assert_eq!(
+            renumber_for_postgres("SELECT '?' AS q, a FROM t WHERE a = ? AND b IN (?, ?) -- ?"),
+            "SELECT '?' AS q, a FROM t WHERE a = $1 AND b IN ($2, $3) -- ?"
+        );
+    }
+
+    #[tokio::test]
+    async fn sqlite_connection_is_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.sqlite");
+        let url = format!("sqlite://{}", path.display());
+        {
+            let rw = sqlx::SqlitePool::connect(&format!("{url}?mode=rwc")).await.unwrap();
+            sqlx::query("CREATE TABLE g (code TEXT, n INTEGER, r REAL)").execute(&rw).await.unwrap();
+            sqlx::query("INSERT INTO g VALUES ('150103001', 7, 0.5), (NULL, NULL, NULL)")
+                .execute(&rw)
+                .await
+                .unwrap();
+            rw.close().await;
+        }
+        let settings = PoolSettings { max_connections: 1, acquire_timeout: Duration::from_secs(2) };
+        let pool = SqlPool::connect_lazy(&url, &settings).unwrap();
+        let rs = pool.query("SELECT code, n, r FROM g ORDER BY code DESC", &[]).await.unwrap();
+        assert_eq!(rs.columns, vec!["code", "n", "r"]);
+        assert_eq!(
+            rs.rows[0],
+            vec![Value::Text("150103001".into()), Value::Integer(7), Value::Float(0.5)]
+        );
+        assert_eq!(rs.rows[1], vec![Value::Null, Value::Null, Value::Null]);
+        // A write disguised as a read is stopped by the connection itself.
+        let err = pool
+            .query("WITH x AS (SELECT 1) INSERT INTO g VALUES ('x', 1, 1)", &[])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SqlError::Statement(ref m) if m.contains("readonly")), "{err:?}");
+    }
+}

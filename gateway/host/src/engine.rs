@@ -1,0 +1,107 @@
+//! One wasmtime engine for all sources: pooling allocator, epoch ticker,
+//! precompiled-artifact cache.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances. Deadlines are whole ticks, so a deadline
+/// is enforced to within one tick.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Engine-wide settings from `[plugins]` in the gateway config.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Plugin instances that may be alive at once, across all sources.
+    pub pool_instances: u32,
+    /// The largest linear memory any source may be granted, in MiB.
+    pub max_memory_mib: u64,
+    /// Where compiled plugins are cached; `None` compiles on every load.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            pool_instances: 64,
+            max_memory_mib: 256,
+            cache_dir: None,
+        }
+    }
+}
+
+/// The shared engine. Cheap to clone; the epoch ticker stops with the last
+/// clone.
+#[derive(Clone)]
+pub struct PluginEngine {
+    pub(crate) engine: Engine,
+    pub(crate) settings: EngineSettings,
+    _ticker: Arc<EpochTicker>,
+}
+
+impl PluginEngine {
+    pub fn new(settings: EngineSettings) -> anyhow::Result<Self> {
+        // A Rust wasm32-wasip2 component holds a few core instances (the
+        // program plus WASI adapters), each with a memory and tables.
+        let instances = settings.pool_instances.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(instances);
+        pool.total_core_instances(instances * 8);
+        pool.total_memories(instances * 4);
+        pool.total_tables(instances * 8);
+        pool.max_memory_size(usize::try_from(settings.max_memory_mib << 20)?);
+
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.parallel_compilation(true);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)?;
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(PluginEngine {
+            engine,
+            settings,
+            _ticker: Arc::new(ticker),
+        })
+    }
+
+    /// Deadline in epoch ticks, at least one.
+    pub(crate) fn ticks(deadline: Duration) -> u64 {
+        (deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64
+    }
+}
+
+/// A thread that advances the engine's epoch every tick, so guest code
+/// past its deadline is interrupted wherever it is.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("lianqiao-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            });
+        if let Err(e) = spawned {
+            // Without a ticker no deadline fires; refuse to pretend otherwise.
+            tracing::error!(error = %e, "cannot start the epoch ticker: plugin deadlines are not enforced");
+        }
+        EpochTicker { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

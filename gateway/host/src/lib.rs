@@ -1,0 +1,37 @@
+//! The Lianqiao plugin host.
+//!
+//! Loads source plugins (WebAssembly components targeting
+//! `lianqiao:source@0.1.0`) with wasmtime, and runs each call in a fresh,
+//! limited instance: a memory cap, a CPU deadline (epoch interruption) and
+//! only the host capabilities the source's config grants. A plugin that
+//! traps, loops or runs out of memory fails that one call.
+//!
+//! The shape follows wasmtime's own embeddings: generated bindings in
+//! `bindings.rs`, one module per capability under `capability/`, the policy
+//! of each capability in plain code that is unit-tested without wasmtime.
+
+#![deny(unsafe_code)]
+
+mod artifact;
+mod bindings;
+pub mod capability;
+mod engine;
+mod error;
+mod plugin;
+mod state;
+
+pub use engine::{EngineSettings, PluginEngine};
+pub use error::{LoadError, PluginError};
+pub use plugin::{PluginLimits, SourceGrants, SourcePlugin, SourceSpec};
+
+/// The contract's types as the host sees them (generated from `sdk/wit`).
+pub mod contract {
+    pub use crate::bindings::lianqiao::source::sql::Dialect;
+    pub use crate::bindings::lianqiao::source::types::{
+        EntitySpec, FieldSpec, Filter, FilterOp, FilterSupport, Manifest, Page, Query,
+        SourceError, Value, ValueKind,
+    };
+
+    /// The contract version this host implements.
+    pub const CONTRACT_VERSION: &str = "0.1.0";
+}

@@ -1,0 +1,322 @@
+//! A loaded source plugin: compiled once, pre-linked once, instantiated
+//! fresh for every call.
+//!
+//! A fresh instance per call costs 25–40 µs with the pooling allocator and
+//! buys isolation: no state leaks between callers, and a trapped instance
+//! (which can never be entered again) is simply dropped.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::Store;
+use wasmtime::component::Linker;
+
+use crate::artifact;
+use crate::bindings::{Source, SourcePre};
+use crate::capability::sql::SqlPool;
+use crate::contract::{CONTRACT_VERSION, Manifest, Page, Query, SourceError, Value};
+use crate::engine::PluginEngine;
+use crate::error::{LoadError, PluginError};
+use crate::state::HostState;
+
+/// Per-source limits from the source's `[limits]` section.
+#[derive(Debug, Clone)]
+pub struct PluginLimits {
+    /// Total linear memory of one instance.
+    pub memory_mib: u64,
+    /// Wall-clock budget of one call: guest code is interrupted at the
+    /// deadline, host capabilities stop waiting at it.
+    pub deadline: Duration,
+    /// Rows one page may carry.
+    pub max_rows: u32,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            memory_mib: 64,
+            deadline: Duration::from_secs(5),
+            max_rows: 5000,
+        }
+    }
+}
+
+/// What a source's plugin may reach. Secrets stay here, on the host side.
+#[derive(Debug)]
+pub struct SourceGrants {
+    pub source: String,
+    /// `[plugin.settings]` as a JSON object; non-secret by construction.
+    pub settings_json: String,
+    pub sql: Option<SqlPool>,
+}
+
+/// Everything needed to load one source's plugin.
+#[derive(Debug)]
+pub struct SourceSpec {
+    pub name: String,
+    pub wasm: PathBuf,
+    /// The sha256 the config pins the plugin to, if any.
+    pub sha256: Option<String>,
+    pub limits: PluginLimits,
+    pub grants: SourceGrants,
+}
+
+/// A source plugin ready to serve calls.
+pub struct SourcePlugin {
+    name: String,
+    engine: PluginEngine,
+    pre: SourcePre<HostState>,
+    limits: PluginLimits,
+    grants: Arc<SourceGrants>,
+    manifest: Manifest,
+    sha256: String,
+}
+
+impl std::fmt::Debug for SourcePlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourcePlugin")
+            .field("name", &self.name)
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SourcePlugin {
+    /// Compile (or load precompiled), link against the host capabilities,
+    /// then call `describe` and check the manifest against the contract.
+    pub async fn load(engine: &PluginEngine, spec: SourceSpec) -> Result<Self, LoadError> {
+        let file = artifact::read(&spec.wasm)?;
+        if let Some(expected) = &spec.sha256
+            && !expected.eq_ignore_ascii_case(&file.sha256)
+        {
+            return Err(LoadError::Digest {
+                path: spec.wasm.display().to_string(),
+                expected: expected.clone(),
+                actual: file.sha256,
+            });
+        }
+        let eng = engine.clone();
+        let wasm = spec.wasm.clone();
+        let file_sha = file.sha256.clone();
+        // Compiling is CPU work of up to a second: keep it off the reactor.
+        let component = tokio::task::spawn_blocking(move || {
+            artifact::compile(&eng.engine, eng.settings.cache_dir.as_deref(), &wasm, &file)
+        })
+        .await
+        .map_err(|e| LoadError::Compile {
+            path: spec.wasm.display().to_string(),
+            reason: e.to_string(),
+        })??;
+
+        let link_error = |e: wasmtime::Error| LoadError::Link {
+            path: spec.wasm.display().to_string(),
+            reason: format!("{e:#}"),
+        };
+        let mut linker: Linker<HostState> = Linker::new(&engine.engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_error)?;
+        Source::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            .map_err(link_error)?;
+        let pre = linker.instantiate_pre(&component).map_err(link_error)?;
+        let pre = SourcePre::new(pre).map_err(link_error)?;
+
+        let mut plugin = SourcePlugin {
+            name: spec.name,
+            engine: engine.clone(),
+            pre,
+            limits: spec.limits,
+            grants: Arc::new(spec.grants),
+            manifest: Manifest {
+                name: String::new(),
+                version: String::new(),
+                sdk_version: String::new(),
+                entities: vec![],
+            },
+            sha256: file_sha,
+        };
+        let manifest = plugin
+            .call(|source, store| source.call_describe(store))
+            .await
+            .map_err(LoadError::Describe)?;
+        check_manifest(&manifest)?;
+        plugin.manifest = manifest;
+        Ok(plugin)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    pub fn limits(&self) -> &PluginLimits {
+        &self.limits
+    }
+
+    /// One page of one entity, checked against the contract: the declared
+    /// columns, at most `limit` rows, every row inside the scope and in
+    /// (`division`, `id`) order.
+    pub async fn query(&self, query: Query) -> Result<Page, PluginError> {
+        let scope = query.scope.clone();
+        let limit = query.limit.min(self.limits.max_rows);
+        let mut query = query;
+        query.limit = limit;
+        let page = self
+            .call(move |source, store| source.call_query(store, &query))
+            .await?;
+        check_page(&page, &scope, limit)?;
+        Ok(page)
+    }
+
+    /// Run one export in a fresh instance on a blocking thread, under the
+    /// source's deadline and memory cap.
+    async fn call<T, F>(&self, f: F) -> Result<T, PluginError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Source, &mut Store<HostState>) -> wasmtime::Result<Result<T, SourceError>>
+            + Send
+            + 'static,
+    {
+        let engine = self.engine.clone();
+        let pre = self.pre.clone();
+        let grants = self.grants.clone();
+        let limits = self.limits.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let cap = usize::try_from(limits.memory_mib << 20).unwrap_or(usize::MAX);
+        let joined = tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + limits.deadline;
+            let mut store = Store::new(
+                &engine.engine,
+                HostState::new(grants, cap, deadline, runtime),
+            );
+            store.limiter(|state| &mut state.memory);
+            store.epoch_deadline_trap();
+            let ticks = PluginEngine::ticks(limits.deadline);
+            store.set_epoch_deadline(ticks);
+            let outcome = pre
+                .instantiate(&mut store)
+                .and_then(|source| f(&source, &mut store));
+            match outcome {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(e)) => Err(PluginError::Source(e)),
+                Err(e) => Err(classify(&e, &store, &limits)),
+            }
+        })
+        .await;
+        joined.map_err(|e| PluginError::Trap(format!("the plugin call panicked in the host: {e}")))?
+    }
+}
+
+/// Name what stopped a call: memory cap, deadline, full pool or a trap.
+fn classify(e: &wasmtime::Error, store: &Store<HostState>, limits: &PluginLimits) -> PluginError {
+    if store.data().memory.exceeded {
+        return PluginError::MemoryLimit { cap_mib: limits.memory_mib };
+    }
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        if *trap == wasmtime::Trap::Interrupt {
+            return PluginError::Deadline {
+                deadline_ms: limits.deadline.as_millis() as u64,
+            };
+        }
+        return PluginError::Trap(trap.to_string());
+    }
+    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+        return PluginError::Busy(format!("{e:#}"));
+    }
+    PluginError::Trap(format!("{e:#}"))
+}
+
+fn is_field_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn check_manifest(m: &Manifest) -> Result<(), LoadError> {
+    let compatible = m
+        .sdk_version
+        .rsplit_once('.')
+        .is_some_and(|(major_minor, _)| CONTRACT_VERSION.starts_with(&format!("{major_minor}.")));
+    if !compatible {
+        return Err(LoadError::Manifest(format!(
+            "built against contract {}, the host implements {CONTRACT_VERSION}",
+            m.sdk_version
+        )));
+    }
+    if m.entities.is_empty() {
+        return Err(LoadError::Manifest("serves no entity".into()));
+    }
+    for entity in &m.entities {
+        for required in ["id", "division"] {
+            if !entity.fields.iter().any(|f| f.name == required) {
+                return Err(LoadError::Manifest(format!(
+                    "entity `{}` lacks the required field `{required}`",
+                    entity.name
+                )));
+            }
+        }
+        if let Some(bad) = entity.fields.iter().find(|f| !is_field_name(&f.name)) {
+            return Err(LoadError::Manifest(format!(
+                "entity `{}`: `{}` is not a valid field name",
+                entity.name, bad.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn text_cell<'a>(page: &'a Page, row: &'a [Value], name: &str) -> Result<&'a str, PluginError> {
+    let i = page
+        .columns
+        .iter()
+        .position(|c| c == name)
+        .ok_or_else(|| PluginError::Contract(format!("the page has no `{name}` column")))?;
+    match row.get(i) {
+        Some(Value::Text(s)) => Ok(s),
+        other => Err(PluginError::Contract(format!("`{name}` must be text, got {other:?}"))),
+    }
+}
+
+/// A page must respect scope, limit and order; a plugin that breaks any of
+/// them fails its source rather than leaking or corrupting pages.
+fn check_page(page: &Page, scope: &[String], limit: u32) -> Result<(), PluginError> {
+    if page.rows.len() > limit as usize {
+        return Err(PluginError::Contract(format!(
+            "{} rows for a limit of {limit}",
+            page.rows.len()
+        )));
+    }
+    let mut previous: Option<(&str, &str)> = None;
+    for row in &page.rows {
+        if row.len() != page.columns.len() {
+            return Err(PluginError::Contract(format!(
+                "a row of {} cells under {} columns",
+                row.len(),
+                page.columns.len()
+            )));
+        }
+        let division = text_cell(page, row, "division")?;
+        let id = text_cell(page, row, "id")?;
+        if !scope.iter().any(|s| division.starts_with(s.as_str())) {
+            return Err(PluginError::Contract(format!(
+                "row `{id}` in division {division} is outside the query's scope"
+            )));
+        }
+        if let Some(prev) = previous
+            && prev >= (division, id)
+        {
+            return Err(PluginError::Contract(format!(
+                "rows are not in (division, id) order at `{id}`"
+            )));
+        }
+        previous = Some((division, id));
+    }
+    Ok(())
+}

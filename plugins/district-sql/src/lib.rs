@@ -1,0 +1,179 @@
+//! `district-sql`: serves a district database through the host's `sql`
+//! capability.
+//!
+//! Districts keep their data in schemas of their own. Instead of code per
+//! district, each source's `[plugin.settings]` gives, per unified entity, a
+//! base `SELECT` that renames the district's columns to the unified field
+//! names, the fields' kinds, and optional value maps (e.g. gender `1` →
+//! `male`). This plugin adds scope, filters, keyset paging and typing.
+
+mod mapping;
+
+use std::collections::BTreeMap;
+
+use lianqiao_sdk::sql_page::{is_identifier, page_statement};
+use lianqiao_sdk::{
+    ALL_FILTER_OPS, EntitySpec, FieldSpec, Filter, FilterSupport, Guest, Manifest, Page, Query,
+    SDK_VERSION, SourceError, keyset::Position, settings, sql,
+};
+use serde::Deserialize;
+
+use mapping::{Kind, convert_cell};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// Unified entity name → how this district's database serves it.
+    entities: BTreeMap<String, EntitySettings>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntitySettings {
+    /// A `SELECT` yielding one column per unified field, named as the field.
+    /// `id` and `division` are required and must be text.
+    sql: String,
+    /// Unified field name → kind.
+    fields: BTreeMap<String, Kind>,
+    /// Field → (database value → unified value). Mapped fields are filtered
+    /// by the gateway, not pushed down, since the database holds the codes.
+    #[serde(default)]
+    map: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Settings {
+    fn load() -> Result<Self, SourceError> {
+        let settings: Settings = settings::load()?;
+        for (name, entity) in &settings.entities {
+            for required in ["id", "division"] {
+                if entity.fields.get(required) != Some(&Kind::Text) {
+                    return Err(SourceError::BadConfig(format!(
+                        "entities.{name}.fields: `{required}` must be declared as \"text\""
+                    )));
+                }
+            }
+            if let Some(bad) = entity.fields.keys().find(|f| !is_identifier(f)) {
+                return Err(SourceError::BadConfig(format!(
+                    "entities.{name}.fields: `{bad}` is not a field name (lowercase, digits, _)"
+                )));
+            }
+            if let Some(bad) = entity.map.keys().find(|f| !entity.fields.contains_key(*f)) {
+                return Err(SourceError::BadConfig(format!(
+                    "entities.{name}.map: `{bad}` is not one of the entity's fields"
+                )));
+            }
+        }
+        Ok(settings)
+    }
+}
+
+struct DistrictSql;
+
+impl Guest for DistrictSql {
+    fn describe() -> Result<Manifest, SourceError> {
+        let settings = Settings::load()?;
+        let entities = settings
+            .entities
+            .iter()
+            .map(|(name, entity)| EntitySpec {
+                name: name.clone(),
+                fields: entity
+                    .fields
+                    .iter()
+                    .map(|(field, kind)| FieldSpec {
+                        name: field.clone(),
+                        kind: kind.value_kind(),
+                    })
+                    .collect(),
+                filters: entity
+                    .fields
+                    .keys()
+                    .filter(|f| !entity.map.contains_key(*f))
+                    .map(|f| FilterSupport {
+                        field: f.clone(),
+                        ops: ALL_FILTER_OPS.to_vec(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Manifest {
+            name: "district-sql".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            sdk_version: SDK_VERSION.into(),
+            entities,
+        })
+    }
+
+    fn query(query: Query) -> Result<Page, SourceError> {
+        let settings = Settings::load()?;
+        let entity = settings.entities.get(&query.entity).ok_or_else(|| {
+            SourceError::Unsupported(format!("entity `{}` is not served", query.entity))
+        })?;
+        if let Some(f) = query.projection.iter().find(|f| !entity.fields.contains_key(*f)) {
+            return Err(SourceError::Unsupported(format!("field `{f}` of `{}`", query.entity)));
+        }
+        let pushed: Vec<&Filter> = query.filters.iter().collect();
+        if let Some(f) = pushed
+            .iter()
+            .find(|f| !entity.fields.contains_key(&f.field) || entity.map.contains_key(&f.field))
+        {
+            return Err(SourceError::Unsupported(format!("a filter on `{}`", f.field)));
+        }
+
+        let statement = page_statement(sql::database_dialect(), &entity.sql, &query, &pushed)?;
+        let result = sql::query(&statement.sql, &statement.params).map_err(mapping::sql_error)?;
+
+        let kinds = result
+            .columns
+            .iter()
+            .map(|c| {
+                entity.fields.get(c).copied().ok_or_else(|| {
+                    SourceError::UpstreamError(format!("the database returned an unknown column `{c}`"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let maps: Vec<Option<&BTreeMap<String, String>>> =
+            result.columns.iter().map(|c| entity.map.get(c)).collect();
+
+        let limit = query.limit as usize;
+        let more = result.rows.len() > limit;
+        let mut rows = Vec::with_capacity(result.rows.len().min(limit));
+        for raw in result.rows.into_iter().take(limit) {
+            let row = raw
+                .into_iter()
+                .enumerate()
+                .map(|(i, cell)| convert_cell(&result.columns[i], cell, kinds[i], maps[i]))
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.push(row);
+        }
+
+        let next_cursor = if more {
+            let last = rows.last().ok_or_else(|| SourceError::Internal("empty page".into()))?;
+            Some(position_of(&result.columns, last)?.encode())
+        } else {
+            None
+        };
+        Ok(Page {
+            columns: result.columns,
+            rows,
+            next_cursor,
+        })
+    }
+}
+
+fn position_of(columns: &[String], row: &[lianqiao_sdk::Value]) -> Result<Position, SourceError> {
+    let text = |name: &str| {
+        columns
+            .iter()
+            .position(|c| c == name)
+            .and_then(|i| row[i].as_text())
+            .map(str::to_owned)
+            .ok_or_else(|| SourceError::UpstreamError(format!("row without a text `{name}`")))
+    };
+    Ok(Position {
+        division: text("division")?,
+        id: text("id")?,
+    })
+}
+
+lianqiao_sdk::export_source!(DistrictSql);

@@ -1,0 +1,194 @@
+//! Builds the one SQL statement that answers a [`Query`] over a base
+//! `SELECT` that yields the unified fields as columns.
+//!
+//! The integrator writes the base statement (their schema → our field
+//! names) in config; this module adds scope, filters, keyset position,
+//! order and limit, with `?` placeholders only — no value is ever spliced
+//! into SQL text, and field names must come from the manifest.
+
+use crate::keyset::Position;
+use crate::sql::Dialect;
+use crate::{Filter, FilterOp, Query, SourceError, Value};
+
+/// A statement and its positional parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub sql: String,
+    pub params: Vec<Value>,
+}
+
+/// `true` for names that are safe to splice as identifiers.
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 64
+}
+
+/// Escape `!`, `%` and `_` so a value matches literally under `ESCAPE '!'`
+/// (a character that needs no quoting in any of the three dialects).
+fn like_literal_prefix(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 1);
+    for c in value.chars() {
+        if matches!(c, '!' | '%' | '_') {
+            out.push('!');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// A column expression that compares and sorts by bytes, like the gateway's
+/// merge does, whatever the database's default collation.
+fn ordered(dialect: Dialect, column: &str) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("t.{column}"),
+        Dialect::Postgres => format!("t.{column} COLLATE \"C\""),
+        Dialect::Mysql => format!("BINARY t.{column}"),
+    }
+}
+
+/// Build the page statement. `pushed` are the filters to apply in SQL
+/// (the caller checked they are on known fields); one extra row is fetched
+/// so the caller knows whether another page follows.
+pub fn page_statement(
+    dialect: Dialect,
+    base_sql: &str,
+    query: &Query,
+    pushed: &[&Filter],
+) -> Result<Statement, SourceError> {
+    let mut params = Vec::new();
+    let mut clauses = Vec::new();
+
+    for field in &query.projection {
+        if !is_identifier(field) {
+            return Err(SourceError::Unsupported(format!("field name `{field}`")));
+        }
+    }
+    let columns = query
+        .projection
+        .iter()
+        .map(|f| format!("t.{f}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+
+    // Scope first: the one clause that must never be missing.
+    if query.scope.is_empty() {
+        return Err(SourceError::Unsupported("a query with an empty scope".into()));
+    }
+    let mut scope = Vec::new();
+    for code in &query.scope {
+        scope.push("t.division LIKE ? ESCAPE '!'".to_string());
+        params.push(Value::Text(like_literal_prefix(code)));
+    }
+    clauses.push(format!("({})", scope.join(" OR ")));
+
+    for filter in pushed {
+        if !is_identifier(&filter.field) {
+            return Err(SourceError::Unsupported(format!("field name `{}`", filter.field)));
+        }
+        let column = format!("t.{}", filter.field);
+        let one = || {
+            filter.values.first().cloned().ok_or_else(|| {
+                SourceError::Unsupported(format!("filter on `{}` without a value", filter.field))
+            })
+        };
+        match filter.op {
+            FilterOp::Eq => {
+                clauses.push(format!("{column} = ?"));
+                params.push(one()?);
+            }
+            FilterOp::Gte => {
+                clauses.push(format!("{column} >= ?"));
+                params.push(one()?);
+            }
+            FilterOp::Lte => {
+                clauses.push(format!("{column} <= ?"));
+                params.push(one()?);
+            }
+            FilterOp::OneOf => {
+                if filter.values.is_empty() {
+                    clauses.push("1 = 0".into());
+                } else {
+                    let marks = vec!["?"; filter.values.len()].join(", ");
+                    clauses.push(format!("{column} IN ({marks})"));
+                    params.extend(filter.values.iter().cloned());
+                }
+            }
+            FilterOp::Prefix => {
+                let text = one()?;
+                let text = text.as_text().ok_or_else(|| {
+                    SourceError::Unsupported(format!("prefix filter on `{}` needs text", filter.field))
+                })?;
+                clauses.push(format!("{column} LIKE ? ESCAPE '!'"));
+                params.push(Value::Text(like_literal_prefix(text)));
+            }
+        }
+    }
+
+    let division = ordered(dialect, "division");
+    let id = ordered(dialect, "id");
+    if let Some(cursor) = &query.cursor {
+        let after = Position::decode(cursor)?;
+        clauses.push(format!("({division} > ? OR ({division} = ? AND {id} > ?))"));
+        params.push(Value::Text(after.division.clone()));
+        params.push(Value::Text(after.division));
+        params.push(Value::Text(after.id));
+    }
+
+    params.push(Value::Integer(i64::from(query.limit) + 1));
+    let sql = format!(
+        "SELECT {columns} FROM ({base_sql}) AS t WHERE {} ORDER BY {division}, {id} LIMIT ?",
+        clauses.join(" AND ")
+    );
+    Ok(Statement { sql, params })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query() -> Query {
+        Query {
+            entity: "grids".into(),
+            scope: vec!["150103001".into()],
+            filters: vec![],
+            projection: vec!["id".into(), "division".into(), "name".into()],
+            limit: 10,
+            cursor: None,
+        }
+    }
+
+    #[test]
+    fn scope_and_limit_are_parameters() {
+        let s = page_statement(Dialect::Sqlite, "SELECT * FROM g", &query(), &[]).unwrap();
+        assert_eq!(
+            s.sql,
+            "SELECT t.id, t.division, t.name FROM (SELECT * FROM g) AS t WHERE \
+             (t.division LIKE ? ESCAPE '!') ORDER BY t.division, t.id LIMIT ?"
+        );
+        assert_eq!(s.params, vec![Value::Text("150103001%".into()), Value::Integer(11)]);
+    }
+
+    #[test]
+    fn like_wildcards_in_values_match_literally() {
+        assert_eq!(like_literal_prefix("a%b_c!"), "a!%b!_c!!%");
+    }
+
+    #[test]
+    fn injected_field_names_are_refused() {
+        let mut q = query();
+        q.projection.push("name; DROP TABLE g".into());
+        assert!(page_statement(Dialect::Sqlite, "SELECT 1", &q, &[]).is_err());
+    }
+
+    #[test]
+    fn postgres_orders_bytewise() {
+        let mut q = query();
+        q.cursor = Some(Position { division: "1".into(), id: "2".into() }.encode());
+        let s = page_statement(Dialect::Postgres, "SELECT 1", &q, &[]).unwrap();
+        assert!(s.sql.contains("ORDER BY t.division COLLATE \"C\", t.id COLLATE \"C\""));
+        assert!(s.sql.contains("t.division COLLATE \"C\" > ?"));
+    }
+}
