@@ -1,1 +1,109 @@
-fn main(){}
+//! `lianqiao`: serve the API, or check a configuration without serving.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use lianqiao_gateway::config;
+use lianqiao_gateway::server::{Gateway, serve};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "lianqiao", version, about = "Lianqiao (连桥): one API over municipal governance data")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API.
+    Serve {
+        #[arg(long, default_value = "config/lianqiao.toml")]
+        config: PathBuf,
+        /// Listen here instead of `server.listen`.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Validate the configuration, load every plugin, and exit.
+    Check {
+        #[arg(long, default_value = "config/lianqiao.toml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(Cli::parse().command))
+}
+
+async fn run(command: Command) -> ExitCode {
+    match command {
+        Command::Check { config } => match load(&config).await {
+            Ok(gateway) => {
+                println!(
+                    "{}: OK, {} source(s): {}",
+                    config.display(),
+                    gateway.sources.sources.len(),
+                    gateway.coverage_summary()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(()) => ExitCode::FAILURE,
+        },
+        Command::Serve { config, listen } => {
+            let Ok(gateway) = load(&config).await else { return ExitCode::FAILURE };
+            let addr = listen.unwrap_or(gateway.config.listen);
+            let listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("cannot listen on {addr}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            tracing::info!(%addr, sources = gateway.sources.sources.len(), "lianqiao serving");
+            match serve(Arc::new(gateway), listener, shutdown_signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("server error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn load(path: &std::path::Path) -> Result<Gateway, ()> {
+    let config = config::load(path).map_err(|e| eprint!("{e}"))?;
+    Gateway::build(config).await.map_err(|e| eprint!("{e}"))
+}
+
+/// Ctrl-C or SIGTERM: stop accepting, finish what is in flight.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: draining in-flight requests");
+}

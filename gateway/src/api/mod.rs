@@ -1,0 +1,145 @@
+//! The HTTP API: routes, parameters, envelope and errors.
+
+mod envelope;
+pub mod error;
+mod params;
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use lianqiao_host::contract::{FilterOp, Value};
+use serde_json::json;
+
+use crate::federation::{self, FieldFilter, ListRequest, executor::ListError};
+use crate::model::{self, Entity};
+use crate::server::Gateway;
+use error::ApiError;
+
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/v1/divisions", get(list_divisions))
+        .route("/v1/divisions/{code}", get(get_division))
+        .route("/v1/grids", get(list_grids))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_method)
+        .with_state(gateway)
+}
+
+async fn list(
+    gateway: &Gateway,
+    entity: &'static Entity,
+    raw: Option<String>,
+    parent_mode: bool,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let pairs = params::pairs(raw.as_deref())?;
+    let request = params::list_request(entity, &pairs, &gateway.config.server, parent_mode)?;
+    run(gateway, &request).await
+}
+
+async fn run(gateway: &Gateway, request: &ListRequest) -> Result<Json<serde_json::Value>, ApiError> {
+    match federation::execute(&gateway.sources, &gateway.cursors, request).await {
+        Ok(outcome) => Ok(Json(envelope::list_envelope(&outcome, &request.output))),
+        Err(ListError::NoSource) => Err(ApiError::not_found(format!(
+            "no source serves `{}` in division {}; connected sources cover: {}",
+            request.entity.name,
+            request.scope.join(", "),
+            gateway.coverage_summary()
+        ))),
+        Err(ListError::Cursor(e)) => Err(ApiError::cursor(e)),
+        Err(ListError::Failed(reports)) => Err(ApiError::sources_failed(reports)),
+    }
+}
+
+async fn list_divisions(
+    State(gateway): State<Arc<Gateway>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    list(&gateway, &model::DIVISIONS, raw, true).await
+}
+
+async fn list_grids(
+    State(gateway): State<Arc<Gateway>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    list(&gateway, &model::GRIDS, raw, false).await
+}
+
+/// One division by code: `{data: {...}, sources: [...]}`.
+async fn get_division(
+    State(gateway): State<Arc<Gateway>>,
+    Path(code): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !crate::config::is_division_code(&code) {
+        return Err(ApiError::bad_request(format!(
+            "`{code}` is not a division code (2–32 letters or digits, e.g. 150103001)"
+        )));
+    }
+    let entity = &model::DIVISIONS;
+    let field = entity.field("code").ok_or_else(|| ApiError::not_found("no code field"))?;
+    let request = ListRequest {
+        entity,
+        scope: vec![code.clone()],
+        filters: vec![FieldFilter { field, op: FilterOp::Eq, values: vec![Value::Text(code.clone())] }],
+        projection: entity.field_names(),
+        output: entity.field_names(),
+        limit: 1,
+        cursor: None,
+        strict: false,
+    };
+    let Json(mut body) = run(&gateway, &request).await?;
+    let first = body["data"].as_array().and_then(|rows| rows.first().cloned());
+    match first {
+        Some(row) => Ok(Json(json!({
+            "data": row,
+            "partial": body["partial"].take(),
+            "sources": body["sources"].take(),
+        }))),
+        None => Err(ApiError::not_found(format!("no division has the code {code}"))),
+    }
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready when every source's plugin loaded (the gateway does not start
+/// otherwise); lists what each source serves, for operators.
+async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
+    let sources: Vec<_> = gateway
+        .sources
+        .sources
+        .iter()
+        .map(|s| {
+            let manifest = s.plugin.manifest();
+            json!({
+                "name": s.name(),
+                "state": "loaded",
+                "coverage": s.config.coverage,
+                "plugin": { "name": manifest.name, "version": manifest.version, "sha256": s.plugin.sha256() },
+                "entities": manifest.entities.iter().map(|e| e.name.clone()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(json!({ "status": "ready", "sources": sources }))
+}
+
+async fn no_route(uri: Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no such route: {}; the API serves /v1/divisions, /v1/divisions/{{code}}, /v1/grids",
+        uri.path()
+    ))
+}
+
+async fn no_method(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}; use GET", uri.path()),
+    )
+}

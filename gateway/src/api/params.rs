@@ -1,0 +1,247 @@
+//! Query-string parsing and validation against the unified model.
+//!
+//! `division=<code>` (required), `limit`, `cursor`, `fields=a,b`,
+//! `strict=true`, and filters `field=value` or `field[op]=value` with op
+//! one of `eq`, `gte`, `lte`, `in` (comma-separated), `prefix`.
+
+use lianqiao_host::contract::{FilterOp, Value, ValueKind};
+
+use super::error::ApiError;
+use crate::config::{ServerSection, is_division_code};
+use crate::federation::{FieldFilter, ListRequest};
+use crate::model::{Entity, Field};
+
+/// Parameters that are not filters.
+const RESERVED: &[&str] = &["division", "parent", "limit", "cursor", "fields", "strict"];
+
+pub fn pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(format!("the query string is not URL-encoded: {e}")))
+}
+
+fn division_code(name: &str, value: &str) -> Result<String, ApiError> {
+    if is_division_code(value) {
+        Ok(value.to_string())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "`{name}` must be a division code (2–32 letters or digits, e.g. 150103001), got `{value}`"
+        )))
+    }
+}
+
+fn op_of(name: &str) -> Option<FilterOp> {
+    Some(match name {
+        "eq" => FilterOp::Eq,
+        "gte" => FilterOp::Gte,
+        "lte" => FilterOp::Lte,
+        "in" => FilterOp::OneOf,
+        "prefix" => FilterOp::Prefix,
+        _ => return None,
+    })
+}
+
+/// Parse one filter value by the field's kind.
+fn typed(field: &Field, raw: &str) -> Result<Value, ApiError> {
+    let wrong = |what: &str| {
+        ApiError::bad_request(format!("`{}` takes {what}, got `{raw}`", field.name))
+    };
+    let value = match field.kind {
+        ValueKind::Text => Value::Text(raw.to_string()),
+        ValueKind::Integer => Value::Integer(raw.parse().map_err(|_| wrong("an integer"))?),
+        ValueKind::Float => Value::Float(raw.parse().map_err(|_| wrong("a number"))?),
+        ValueKind::Boolean => Value::Boolean(raw.parse().map_err(|_| wrong("true or false"))?),
+        ValueKind::Date => {
+            let ok = raw.len() == 10
+                && raw.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+            if !ok {
+                return Err(wrong("a date like 2021-07-01"));
+            }
+            Value::Date(raw.to_string())
+        }
+        ValueKind::Timestamp => Value::Timestamp(raw.to_string()),
+    };
+    if !field.values.is_empty() && !field.values.contains(&raw) {
+        return Err(ApiError::bad_request(format!(
+            "`{}` is one of {}, got `{raw}`",
+            field.name,
+            field.values.join(", ")
+        )));
+    }
+    Ok(value)
+}
+
+fn unknown_field(entity: &Entity, name: &str) -> ApiError {
+    ApiError::unknown_field(format!(
+        "`{}` has no field `{name}`; its fields are: {}",
+        entity.name,
+        entity.field_names().join(", ")
+    ))
+}
+
+/// Build a list request. `parent_mode` lets `parent=<code>` stand for
+/// "children of" (divisions only).
+pub fn list_request(
+    entity: &'static Entity,
+    pairs: &[(String, String)],
+    server: &ServerSection,
+    parent_mode: bool,
+) -> Result<ListRequest, ApiError> {
+    let mut seen: Vec<&str> = Vec::new();
+    let (mut division, mut parent, mut cursor) = (None, None, None);
+    let mut limit = server.default_page_size;
+    let mut strict = false;
+    let mut projection: Option<Vec<&'static str>> = None;
+    let mut filters = Vec::new();
+
+    for (key, value) in pairs {
+        if seen.contains(&key.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "`{key}` is given twice; give it once (use `{key}[in]=a,b` for several values)"
+            )));
+        }
+        seen.push(key);
+        match key.as_str() {
+            "division" => division = Some(division_code("division", value)?),
+            "parent" if parent_mode => parent = Some(division_code("parent", value)?),
+            "limit" => {
+                limit = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=server.max_page_size).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "`limit` must be an integer from 1 to {}, got `{value}`",
+                            server.max_page_size
+                        ))
+                    })?;
+            }
+            "cursor" => cursor = Some(value.clone()),
+            "strict" => {
+                strict = value.parse().map_err(|_| {
+                    ApiError::bad_request(format!("`strict` is true or false, got `{value}`"))
+                })?;
+            }
+            "fields" => {
+                let mut fields = vec!["id"];
+                for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    let field = entity.field(name).ok_or_else(|| unknown_field(entity, name))?;
+                    if !fields.contains(&field.name) {
+                        fields.push(field.name);
+                    }
+                }
+                projection = Some(fields);
+            }
+            _ => filters.push(filter(entity, key, value)?),
+        }
+    }
+
+    let mut scope = match (division, parent.clone()) {
+        (Some(d), _) => d,
+        (None, Some(p)) => p.clone(),
+        (None, None) => {
+            return Err(ApiError::bad_request(if parent_mode {
+                "give `parent=<code>` (children of a division) or `division=<code>` (its whole subtree)"
+            } else {
+                "`division=<code>` is required (e.g. division=150103 for Huimin district), so nobody pulls a whole region by accident"
+            }));
+        }
+    };
+    if let Some(p) = parent {
+        let field = entity.field("parent").ok_or_else(|| unknown_field(entity, "parent"))?;
+        filters.push(FieldFilter { field, op: FilterOp::Eq, values: vec![Value::Text(p.clone())] });
+        // Children of `p` inside `division`: the narrower of the two.
+        if p.starts_with(&scope) {
+            scope = p;
+        } else if !scope.starts_with(&p) {
+            return Err(ApiError::bad_request(format!(
+                "`parent={p}` is outside `division={scope}`"
+            )));
+        }
+    }
+
+    let projection = projection.unwrap_or_else(|| entity.field_names());
+    let mut internal = projection.clone();
+    if !internal.contains(&"division") {
+        internal.push("division");
+    }
+    Ok(ListRequest {
+        entity,
+        scope: vec![scope],
+        filters,
+        projection: internal,
+        output: projection,
+        limit,
+        cursor,
+        strict,
+    })
+}
+
+fn filter(entity: &'static Entity, key: &str, value: &str) -> Result<FieldFilter, ApiError> {
+    let (name, op) = match key.split_once('[') {
+        Some((name, rest)) => {
+            let op_name = rest.strip_suffix(']').unwrap_or(rest);
+            let op = op_of(op_name).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "`{key}`: unknown operator `{op_name}`; use eq, gte, lte, in or prefix"
+                ))
+            })?;
+            (name, op)
+        }
+        None => (key, FilterOp::Eq),
+    };
+    if RESERVED.contains(&name) {
+        return Err(ApiError::bad_request(format!("`{key}` is not a filter")));
+    }
+    let field = entity.field(name).ok_or_else(|| unknown_field(entity, name))?;
+    let values = match op {
+        FilterOp::OneOf => value
+            .split(',')
+            .map(|v| typed(field, v.trim()))
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => vec![typed(field, value)?],
+    };
+    if op == FilterOp::Prefix && field.kind != ValueKind::Text {
+        return Err(ApiError::bad_request(format!("`{name}[prefix]` needs a text field")));
+    }
+    Ok(FieldFilter { field, op, values })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::GRIDS;
+
+    fn parse(q: &str) -> Result<ListRequest, ApiError> {
+        list_request(&GRIDS, &pairs(Some(q)).unwrap(), &ServerSection::default(), false)
+    }
+
+    #[test]
+    fn a_plain_query() {
+        let r = parse("division=150103&limit=5&tier=small&households[gte]=40").unwrap();
+        assert_eq!(r.scope, vec!["150103"]);
+        assert_eq!(r.limit, 5);
+        assert_eq!(r.filters.len(), 2);
+        assert_eq!(r.filters[1].values, vec![Value::Integer(40)]);
+    }
+
+    #[test]
+    fn bad_input_says_what_to_fix() {
+        let e = parse("limit=5").unwrap_err();
+        assert!(e.message.contains("`division=<code>` is required"));
+        let e = parse("division=150103&limit=0").unwrap_err();
+        assert!(e.message.contains("from 1 to 1000"), "{}", e.message);
+        let e = parse("division=15%27--").unwrap_err();
+        assert_eq!(e.code, "bad_request");
+        let e = parse("division=150103&colour=red").unwrap_err();
+        assert_eq!(e.code, "unknown_field");
+        assert!(e.message.contains("tier"), "{}", e.message);
+        let e = parse("division=150103&tier=huge").unwrap_err();
+        assert!(e.message.contains("big, medium, small, micro"), "{}", e.message);
+        let e = parse("division=150103&households[gt]=3").unwrap_err();
+        assert!(e.message.contains("unknown operator `gt`"), "{}", e.message);
+        let e = parse("division=150103&division=150104").unwrap_err();
+        assert!(e.message.contains("twice"), "{}", e.message);
+        let e = parse("division=150103&fields=name,colour").unwrap_err();
+        assert_eq!(e.code, "unknown_field");
+    }
+}

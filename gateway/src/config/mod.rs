@@ -1,0 +1,195 @@
+//! The gateway's configuration: `lianqiao.toml` plus one file per source.
+//!
+//! Every section is `deny_unknown_fields`, and loading reports every error
+//! at once, each with its file and key, so an operator fixes a config in
+//! one pass. Relative paths are relative to the file that names them.
+
+mod load;
+mod report;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+pub use load::load;
+pub use report::{ConfigError, ConfigErrors};
+
+/// `lianqiao.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFile {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub plugins: PluginsSection,
+    pub sources: SourcesSection,
+}
+
+/// `[server]`: the API listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Address the API listens on.
+    pub listen: String,
+    /// Name of the environment variable that holds the key signing page
+    /// cursors. Replicas behind one load balancer must share it; without
+    /// it each start picks a random key (cursors die with the process).
+    pub cursor_key_env: String,
+    /// The most rows a caller may ask for in one page.
+    pub max_page_size: u32,
+    /// Rows per page when the caller does not say.
+    pub default_page_size: u32,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: "127.0.0.1:8080".into(),
+            cursor_key_env: "LIANQIAO_CURSOR_KEY".into(),
+            max_page_size: 1000,
+            default_page_size: 50,
+        }
+    }
+}
+
+/// `[plugins]`: the shared WebAssembly engine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsSection {
+    /// Plugin instances alive at once, across all sources.
+    pub pool_instances: u32,
+    /// The largest memory cap any source may set, in MiB.
+    pub max_memory_mib: u64,
+    /// Where compiled plugins are cached (relative to this file).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for PluginsSection {
+    fn default() -> Self {
+        PluginsSection {
+            pool_instances: 64,
+            max_memory_mib: 256,
+            cache_dir: None,
+        }
+    }
+}
+
+/// `[sources]`: where the per-source files are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesSection {
+    /// A directory (relative to this file); every `*.toml` in it is a source.
+    pub dir: PathBuf,
+}
+
+/// One source: `sources/<name>.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceFile {
+    /// Unique name, used in responses (`sources[].name`), logs and metrics.
+    pub name: String,
+    /// What the source is, for operators.
+    #[serde(default)]
+    pub description: String,
+    /// The plugin that adapts this source.
+    pub plugin: PluginSection,
+    /// Division codes whose subtrees this source holds data for.
+    pub coverage: Vec<String>,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// The database the plugin may read through the `sql` capability.
+    #[serde(default)]
+    pub sql: Option<SqlSection>,
+}
+
+/// `[plugin]` of a source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSection {
+    /// The plugin's `.wasm` component (relative to this file).
+    pub path: PathBuf,
+    /// Pin the plugin to this sha256 (hex); a different file is refused.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Non-secret settings handed to the plugin as JSON (its `config`
+    /// capability): for `district-sql`, the schema mapping.
+    #[serde(default)]
+    pub settings: toml::Table,
+}
+
+/// `[limits]` of a source's plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Memory cap of one plugin instance, MiB.
+    pub memory_mib: u64,
+    /// Wall-clock budget of one call, ms; the plugin is interrupted at it.
+    pub deadline_ms: u64,
+    /// Rows one page from this source may carry.
+    pub max_rows: u32,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            memory_mib: 64,
+            deadline_ms: 5000,
+            max_rows: 5000,
+        }
+    }
+}
+
+/// `[sql]` of a source: the database and the pool the host keeps for it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlSection {
+    /// `sqlite://path`, `postgres://…`, `mysql://…`. Use `url_env` instead
+    /// when the URL carries a password.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Name of an environment variable holding the URL.
+    #[serde(default)]
+    pub url_env: Option<String>,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+fn default_max_connections() -> u32 {
+    4
+}
+
+/// The validated configuration, paths resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The main file, for messages.
+    pub file: PathBuf,
+    pub listen: SocketAddr,
+    pub server: ServerSection,
+    pub plugins: PluginsSection,
+    pub sources: Vec<SourceConfig>,
+}
+
+/// One validated source.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub file: PathBuf,
+    pub name: String,
+    pub description: String,
+    pub plugin: PathBuf,
+    pub sha256: Option<String>,
+    pub coverage: Vec<String>,
+    pub limits: LimitsSection,
+    /// Resolved database URL (a secret: never logged, never given to a plugin).
+    pub sql_url: Option<String>,
+    pub sql_max_connections: u32,
+    /// `[plugin.settings]` as JSON, for the plugin's `config` capability.
+    pub settings_json: String,
+}
+
+/// A division code: letters and digits only, so "inside X" is a plain
+/// prefix test everywhere and a code can never smuggle SQL or LIKE syntax.
+pub fn is_division_code(code: &str) -> bool {
+    (2..=32).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+

@@ -1,0 +1,167 @@
+//! Fan a list query out to its sources in parallel and merge the answers.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use lianqiao_host::PluginError;
+use lianqiao_host::contract::Query;
+
+use super::cursor::{CursorCodec, CursorError, CursorState, SourcePosition};
+use super::merge::{Buffer, MergedRow, merge};
+use super::planner::{SourceCall, plan};
+use super::ListRequest;
+use crate::sources::SourceSet;
+
+/// Extra wall time past a plugin's own deadline before the gateway stops
+/// waiting for its call (the plugin host enforces the deadline itself).
+const DEADLINE_GRACE: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceStatus {
+    Ok,
+    Error,
+    Timeout,
+}
+
+impl SourceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceStatus::Ok => "ok",
+            SourceStatus::Error => "error",
+            SourceStatus::Timeout => "timeout",
+        }
+    }
+}
+
+/// What one source did for one request.
+#[derive(Debug, Clone)]
+pub struct SourceReport {
+    pub name: String,
+    pub status: SourceStatus,
+    pub latency: Duration,
+    pub rows: usize,
+    pub error: Option<PluginError>,
+}
+
+#[derive(Debug)]
+pub struct ListOutcome {
+    pub rows: Vec<MergedRow>,
+    pub next_cursor: Option<String>,
+    pub reports: Vec<SourceReport>,
+}
+
+impl ListOutcome {
+    pub fn partial(&self) -> bool {
+        self.reports.iter().any(|r| r.status != SourceStatus::Ok)
+    }
+}
+
+#[derive(Debug)]
+pub enum ListError {
+    /// No source serves this entity in this scope.
+    NoSource,
+    Cursor(CursorError),
+    /// Every source failed, or one did under `strict=true`.
+    Failed(Vec<SourceReport>),
+}
+
+pub async fn execute(
+    sources: &SourceSet,
+    codec: &CursorCodec,
+    request: &ListRequest,
+) -> Result<ListOutcome, ListError> {
+    let mut calls = plan(sources, request);
+    if calls.is_empty() {
+        return Err(ListError::NoSource);
+    }
+    let fingerprint = request.fingerprint();
+    let mut starts: BTreeMap<String, SourcePosition> = match &request.cursor {
+        Some(token) => codec.decode(token, &fingerprint).map_err(ListError::Cursor)?.positions,
+        None => calls
+            .iter()
+            .map(|c| (c.source.name().to_string(), SourcePosition { cursor: None, skip: 0 }))
+            .collect(),
+    };
+    // Sources absent from a cursor were exhausted on an earlier page.
+    calls.retain(|c| starts.contains_key(c.source.name()));
+
+    let limit = request.limit;
+    let answers = futures::future::join_all(calls.iter().map(|call| {
+        let start = starts.get(call.source.name()).cloned().unwrap_or(SourcePosition {
+            cursor: None,
+            skip: 0,
+        });
+        call_source(call, start, request, limit)
+    }))
+    .await;
+
+    let mut buffers = Vec::new();
+    let mut reports = Vec::new();
+    let mut failed_positions = BTreeMap::new();
+    for (call, (start, answer, latency)) in calls.iter().zip(answers) {
+        let name = call.source.name().to_string();
+        match answer {
+            Ok(page) => {
+                reports.push(SourceReport {
+                    name: name.clone(),
+                    status: SourceStatus::Ok,
+                    latency,
+                    rows: page.rows.len(),
+                    error: None,
+                });
+                buffers.push(Buffer::new(call, start.clone(), page));
+            }
+            Err(error) => {
+                let status = if error.is_timeout() { SourceStatus::Timeout } else { SourceStatus::Error };
+                tracing::warn!(source = %name, code = error.code(), %error, "source failed");
+                reports.push(SourceReport { name: name.clone(), status, latency, rows: 0, error: Some(error) });
+                // Keep its place: a later page asks it again from there.
+                failed_positions.insert(name, start);
+            }
+        }
+    }
+    let any_failed = reports.iter().any(|r| r.status != SourceStatus::Ok);
+    if any_failed && (request.strict || buffers.is_empty()) {
+        return Err(ListError::Failed(reports));
+    }
+
+    let rows = merge(&mut buffers, limit as usize);
+    starts.clear();
+    for buffer in &buffers {
+        if let Some(position) = buffer.position() {
+            starts.insert(buffer.call.source.name().to_string(), position);
+        }
+    }
+    starts.extend(failed_positions);
+    let next_cursor = (!starts.is_empty()).then(|| {
+        codec.encode(&CursorState {
+            fingerprint,
+            positions: starts,
+        })
+    });
+    Ok(ListOutcome { rows, next_cursor, reports })
+}
+
+async fn call_source(
+    call: &SourceCall,
+    start: SourcePosition,
+    request: &ListRequest,
+    limit: u32,
+) -> (SourcePosition, Result<lianqiao_host::contract::Page, PluginError>, Duration) {
+    let query = Query {
+        entity: request.entity.name.to_string(),
+        scope: call.scope.clone(),
+        filters: call.pushed.clone(),
+        projection: call.projection.clone(),
+        limit: limit.saturating_add(start.skip),
+        cursor: start.cursor.clone(),
+    };
+    let plugin = &call.source.plugin;
+    let deadline = plugin.limits().deadline;
+    let began = Instant::now();
+    let answer = match tokio::time::timeout(deadline + DEADLINE_GRACE, plugin.query(query)).await {
+        Ok(answer) => answer,
+        Err(_) => Err(PluginError::Deadline { deadline_ms: deadline.as_millis() as u64 }),
+    };
+    (start, answer, began.elapsed())
+}

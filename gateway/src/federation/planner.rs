@@ -1,0 +1,107 @@
+//! Route a query to the sources that hold data for its scope and entity,
+//! and split its filters into those each source pushes down and the rest.
+
+use std::sync::Arc;
+
+use lianqiao_host::contract::Filter;
+
+use super::{FieldFilter, ListRequest};
+use crate::sources::{Source, SourceSet};
+
+/// One source's part of a query.
+#[derive(Debug, Clone)]
+pub struct SourceCall {
+    pub source: Arc<Source>,
+    /// The query's scope narrowed to what the source covers.
+    pub scope: Vec<String>,
+    /// Filters the source applies itself.
+    pub pushed: Vec<Filter>,
+    /// Filters the gateway applies to the source's rows.
+    pub residual: Vec<FieldFilter>,
+    /// Requested fields the source serves.
+    pub projection: Vec<String>,
+}
+
+/// `a` and `b` overlap when one's subtree contains the other.
+fn narrowest(a: &str, b: &str) -> Option<String> {
+    if a.starts_with(b) {
+        Some(a.to_string())
+    } else if b.starts_with(a) {
+        Some(b.to_string())
+    } else {
+        None
+    }
+}
+
+pub fn plan(sources: &SourceSet, request: &ListRequest) -> Vec<SourceCall> {
+    let mut calls = Vec::new();
+    for source in &sources.sources {
+        let Some(served) = source
+            .plugin
+            .manifest()
+            .entities
+            .iter()
+            .find(|e| e.name == request.entity.name)
+        else {
+            continue;
+        };
+        let mut scope: Vec<String> = request
+            .scope
+            .iter()
+            .flat_map(|s| source.config.coverage.iter().filter_map(|c| narrowest(s, c)))
+            .collect();
+        scope.sort();
+        scope.dedup();
+        // Drop codes already inside another code of the scope.
+        let scope: Vec<String> = scope
+            .iter()
+            .filter(|s| !scope.iter().any(|o| o != *s && s.starts_with(o.as_str())))
+            .cloned()
+            .collect();
+        if scope.is_empty() {
+            continue;
+        }
+        let (mut pushed, mut residual) = (Vec::new(), Vec::new());
+        for f in &request.filters {
+            let supported = served
+                .filters
+                .iter()
+                .any(|s| s.field == f.field.name && s.ops.contains(&f.op));
+            if supported {
+                pushed.push(Filter {
+                    field: f.field.name.to_string(),
+                    op: f.op,
+                    values: f.values.clone(),
+                });
+            } else {
+                residual.push(f.clone());
+            }
+        }
+        let projection = request
+            .projection
+            .iter()
+            .filter(|p| served.fields.iter().any(|f| f.name == **p))
+            .map(|p| p.to_string())
+            .collect();
+        calls.push(SourceCall {
+            source: source.clone(),
+            scope,
+            pushed,
+            residual,
+            projection,
+        });
+    }
+    calls
+}
+
+#[cfg(test)]
+mod tests {
+    use super::narrowest;
+
+    #[test]
+    fn overlap_is_the_narrower_subtree() {
+        assert_eq!(narrowest("150103001", "150103").as_deref(), Some("150103001"));
+        assert_eq!(narrowest("1501", "150103").as_deref(), Some("150103"));
+        assert_eq!(narrowest("150105", "150103"), None);
+    }
+}

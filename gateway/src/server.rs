@@ -1,0 +1,71 @@
+//! Building the gateway from a config and serving it.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use lianqiao_host::{EngineSettings, PluginEngine};
+use rand::RngCore;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+use crate::api;
+use crate::config::{Config, ConfigError, ConfigErrors};
+use crate::federation::cursor::CursorCodec;
+use crate::sources::SourceSet;
+
+/// Everything a request needs, built once per configuration.
+#[derive(Debug)]
+pub struct Gateway {
+    pub config: Config,
+    pub sources: SourceSet,
+    pub cursors: CursorCodec,
+}
+
+impl Gateway {
+    /// Start the plugin engine and load every source; report every failure.
+    pub async fn build(config: Config) -> Result<Self, ConfigErrors> {
+        let engine = PluginEngine::new(EngineSettings {
+            pool_instances: config.plugins.pool_instances,
+            max_memory_mib: config.plugins.max_memory_mib,
+            cache_dir: config.plugins.cache_dir.clone(),
+        })
+        .map_err(|e| {
+            ConfigErrors(vec![ConfigError::new(&config.file, "plugins", format!("cannot start the plugin engine: {e:#}"))])
+        })?;
+        let sources = SourceSet::load(&config.sources, &engine).await?;
+        let key = match std::env::var(&config.server.cursor_key_env) {
+            Ok(key) if !key.is_empty() => key.into_bytes(),
+            _ => {
+                tracing::warn!(
+                    env = %config.server.cursor_key_env,
+                    "no cursor key configured: using a random one; cursors will not survive a restart or work across replicas"
+                );
+                let mut key = vec![0u8; 32];
+                rand::rng().fill_bytes(&mut key);
+                key
+            }
+        };
+        Ok(Gateway { config, sources, cursors: CursorCodec::new(&key) })
+    }
+
+    /// "150103 (huimin), …" for messages.
+    pub fn coverage_summary(&self) -> String {
+        self.sources
+            .sources
+            .iter()
+            .map(|s| format!("{} ({})", s.config.coverage.join(", "), s.name()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// Serve the API on `listener` until `shutdown` resolves, then let
+/// in-flight requests finish.
+pub async fn serve(
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = api::router(gateway).layer(TraceLayer::new_for_http());
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,119 @@
+//! The loaded sources: each a config plus its plugin, checked against the
+//! unified model.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lianqiao_host::capability::sql::{PoolSettings, SqlPool};
+use lianqiao_host::contract::Manifest;
+use lianqiao_host::{PluginEngine, PluginLimits, SourceGrants, SourcePlugin, SourceSpec};
+
+use crate::config::{ConfigError, ConfigErrors, SourceConfig};
+use crate::model;
+
+/// One source, ready to serve.
+#[derive(Debug)]
+pub struct Source {
+    pub config: SourceConfig,
+    pub plugin: SourcePlugin,
+}
+
+impl Source {
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// True when the source declares it serves `entity`.
+    pub fn serves(&self, entity: &str) -> bool {
+        self.plugin.manifest().entities.iter().any(|e| e.name == entity)
+    }
+}
+
+/// All sources of one configuration.
+#[derive(Debug, Default)]
+pub struct SourceSet {
+    pub sources: Vec<Arc<Source>>,
+}
+
+impl SourceSet {
+    /// Load every source's plugin; report every failure, naming the file.
+    pub async fn load(configs: &[SourceConfig], engine: &PluginEngine) -> Result<Self, ConfigErrors> {
+        let loads = configs.iter().map(|config| load_one(config.clone(), engine));
+        let mut sources = Vec::new();
+        let mut errors = Vec::new();
+        for outcome in futures::future::join_all(loads).await {
+            match outcome {
+                Ok(source) => sources.push(Arc::new(source)),
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() { Ok(SourceSet { sources }) } else { Err(ConfigErrors(errors)) }
+    }
+}
+
+async fn load_one(config: SourceConfig, engine: &PluginEngine) -> Result<Source, ConfigError> {
+    let sql = match &config.sql_url {
+        Some(url) => Some(
+            SqlPool::connect_lazy(
+                url,
+                &PoolSettings {
+                    max_connections: config.sql_max_connections,
+                    acquire_timeout: Duration::from_millis(config.limits.deadline_ms),
+                },
+            )
+            .map_err(|e| ConfigError::new(&config.file, "sql.url", e))?,
+        ),
+        None => None,
+    };
+    let spec = SourceSpec {
+        name: config.name.clone(),
+        wasm: config.plugin.clone(),
+        sha256: config.sha256.clone(),
+        limits: PluginLimits {
+            memory_mib: config.limits.memory_mib,
+            deadline: Duration::from_millis(config.limits.deadline_ms),
+            max_rows: config.limits.max_rows,
+        },
+        grants: SourceGrants {
+            source: config.name.clone(),
+            settings_json: config.settings_json.clone(),
+            sql,
+        },
+    };
+    let plugin = SourcePlugin::load(engine, spec)
+        .await
+        .map_err(|e| ConfigError::new(&config.file, "plugin", e.to_string()))?;
+    check_against_model(plugin.manifest())
+        .map_err(|m| ConfigError::new(&config.file, "plugin", m))?;
+    Ok(Source { config, plugin })
+}
+
+/// A plugin may serve a subset of the model, never something outside it.
+fn check_against_model(manifest: &Manifest) -> Result<(), String> {
+    for served in &manifest.entities {
+        let entity = model::entity(&served.name).ok_or_else(|| {
+            format!(
+                "the plugin serves `{}`, which the unified model does not define (known: {})",
+                served.name,
+                model::ENTITIES.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
+            )
+        })?;
+        for f in &served.fields {
+            let field = entity.field(&f.name).ok_or_else(|| {
+                format!(
+                    "`{}` has no field `{}` in the unified model (known: {})",
+                    entity.name,
+                    f.name,
+                    entity.field_names().join(", ")
+                )
+            })?;
+            if field.kind != f.kind {
+                return Err(format!(
+                    "`{}.{}` is {:?} in the unified model, the plugin says {:?}",
+                    entity.name, f.name, field.kind, f.kind
+                ));
+            }
+        }
+    }
+    Ok(())
+}

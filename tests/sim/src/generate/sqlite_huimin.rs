@@ -1,0 +1,135 @@
+//! Huimin's own schema, in SQLite: one `division` table for the whole
+//! hierarchy down to grids, a `grid` table for grid detail, and compounds,
+//! buildings and units below. Other districts keep other schemas.
+
+use std::path::Path;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{Connection, Executor, SqliteConnection};
+
+use super::District;
+
+const SCHEMA: &str = r#"
+CREATE TABLE division (
+    code        TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    level       TEXT NOT NULL,      -- district | street | community | grid
+    parent_code TEXT,
+    households  INTEGER,
+    population  INTEGER
+);
+CREATE TABLE grid (
+    code            TEXT PRIMARY KEY REFERENCES division(code),
+    tier            TEXT NOT NULL,  -- big | medium | small | micro
+    community_code  TEXT NOT NULL REFERENCES division(code),
+    households      INTEGER NOT NULL,
+    head_worker_id  TEXT,
+    party_branch_id TEXT
+);
+CREATE TABLE compound (
+    code           TEXT PRIMARY KEY,
+    name           TEXT NOT NULL,
+    community_code TEXT NOT NULL REFERENCES division(code),
+    grid_code      TEXT REFERENCES grid(code),
+    is_old         INTEGER NOT NULL,
+    built_year     INTEGER
+);
+CREATE TABLE building (
+    code          TEXT PRIMARY KEY,
+    compound_code TEXT NOT NULL REFERENCES compound(code),
+    grid_code     TEXT NOT NULL REFERENCES grid(code),
+    name          TEXT NOT NULL,
+    floors        INTEGER NOT NULL
+);
+CREATE TABLE unit (
+    code          TEXT PRIMARY KEY,
+    building_code TEXT NOT NULL REFERENCES building(code),
+    name          TEXT NOT NULL,
+    households    INTEGER NOT NULL
+);
+CREATE INDEX division_parent ON division(parent_code);
+CREATE INDEX grid_community ON grid(community_code);
+"#;
+
+/// Write `district` to a new SQLite file at `path` (replacing any file).
+pub async fn write(district: &District, path: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    for stale in [path.to_path_buf(), path.with_extension("sqlite-wal"), path.with_extension("sqlite-shm")] {
+        if stale.exists() {
+            std::fs::remove_file(stale)?;
+        }
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        // A single file the gateway opens read-only: no WAL side files.
+        .journal_mode(SqliteJournalMode::Delete);
+    let mut conn = SqliteConnection::connect_with(&options).await?;
+    conn.execute(SCHEMA).await?;
+    let mut tx = conn.begin().await?;
+
+    for d in &district.divisions {
+        sqlx::query("INSERT INTO division VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(&d.code)
+            .bind(&d.name)
+            .bind(d.level.as_str())
+            .bind(&d.parent)
+            .bind(d.households)
+            .bind(d.population)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for g in &district.grids {
+        sqlx::query("INSERT INTO division VALUES (?, ?, 'grid', ?, ?, ?)")
+            .bind(&g.code)
+            .bind(&g.name)
+            .bind(&g.parent)
+            .bind(g.households)
+            .bind(g.households * 255 / 100)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO grid VALUES (?, ?, ?, ?, NULL, ?)")
+            .bind(&g.code)
+            .bind(g.tier.as_str())
+            .bind(&g.community)
+            .bind(g.households)
+            .bind(&g.party_branch)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for c in &district.compounds {
+        sqlx::query("INSERT INTO compound VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(&c.code)
+            .bind(&c.name)
+            .bind(&c.community)
+            .bind(&c.grid)
+            .bind(c.is_old)
+            .bind(c.built_year)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for b in &district.buildings {
+        sqlx::query("INSERT INTO building VALUES (?, ?, ?, ?, ?)")
+            .bind(&b.code)
+            .bind(&b.compound)
+            .bind(&b.grid)
+            .bind(&b.name)
+            .bind(b.floors)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for u in &district.units {
+        sqlx::query("INSERT INTO unit VALUES (?, ?, ?, ?)")
+            .bind(&u.code)
+            .bind(&u.building)
+            .bind(&u.name)
+            .bind(u.households)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    conn.close().await?;
+    Ok(())
+}
