@@ -1,1 +1,235 @@
-fn main(){}
+//! `cargo xtask <command>`: everything a fresh clone needs, from rustup up.
+//!
+//! - `plugins`: add the wasm32-wasip2 target if missing, build every plugin
+//!   in `plugins/` (its own workspace and target dir), copy the components
+//!   to `target/plugins/`.
+//! - `data`: generate the demo district databases into `target/demo/`.
+//! - `demo [--check]`: plugins + data, then serve the gateway on
+//!   127.0.0.1:8080 and show sample requests (`--check`: run them and exit).
+//! - `test`: plugins + data, then every test of every workspace.
+//! - `bench`: plugins, then the release-built benchmark.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let outcome = match args.first().map(String::as_str) {
+        Some("plugins") => plugins().map(|_| ()),
+        Some("data") => data(),
+        Some("demo") => demo(args.iter().any(|a| a == "--check")),
+        Some("test") => test(&args[1..]),
+        Some("bench") => bench(&args[1..]),
+        _ => Err("usage: cargo xtask <plugins | data | demo [--check] | test | bench>".into()),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    // xtask/ sits at the workspace root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result {
+    eprintln!("xtask: {what}");
+    let status = cmd.status().map_err(|e| format!("{what}: cannot start: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{what}: failed ({status})")) }
+}
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+fn ensure_wasm_target() -> Result {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(root())
+        .output()
+        .map_err(|e| format!("cannot run rustup (is it installed?): {e}"))?;
+    if String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == WASM_TARGET) {
+        return Ok(());
+    }
+    run(
+        Command::new("rustup").args(["target", "add", WASM_TARGET]).current_dir(root()),
+        "adding the wasm32-wasip2 target",
+    )
+}
+
+/// Build every plugin; returns the directory holding the components.
+fn plugins() -> Result<PathBuf> {
+    ensure_wasm_target()?;
+    let root = root();
+    let wasm_target_dir = root.join("target/wasm");
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "--target", WASM_TARGET, "--manifest-path"])
+        .arg(root.join("plugins/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&wasm_target_dir);
+    // Host build settings must not leak into the guest build.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
+        cmd.env_remove(var);
+    }
+    run(&mut cmd, "building plugins (wasm32-wasip2)")?;
+
+    let out = root.join("target/plugins");
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let built = wasm_target_dir.join(WASM_TARGET).join("release");
+    let entries = std::fs::read_dir(&built).map_err(|e| format!("{}: {e}", built.display()))?;
+    let mut copied = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|x| x == "wasm") {
+            let dest = out.join(entry.file_name());
+            std::fs::copy(&path, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+            copied.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    copied.sort();
+    eprintln!("xtask: plugins in {}: {}", out.display(), copied.join(", "));
+    Ok(out)
+}
+
+fn data() -> Result {
+    run(
+        cargo().args(["run", "--quiet", "-p", "lianqiao-sim", "--", "generate", "--out", "target/demo"]),
+        "generating demo data",
+    )
+}
+
+const DEMO_ADDR: &str = "127.0.0.1:8080";
+
+/// Sample requests the demo shows (and, with --check, runs).
+const SAMPLES: &[(&str, &str)] = &[
+    ("the eight street-level units of Huimin district", "/v1/divisions?parent=150103"),
+    ("one street", "/v1/divisions/150103001"),
+    ("five grids of 新华西路街道", "/v1/grids?division=150103001&limit=5"),
+    ("small grids with 60+ households, names only", "/v1/grids?division=150103&tier=small&households[gte]=60&fields=name,households&limit=3"),
+    ("a mistake, answered with a code and a fix", "/v1/grids?division=150103&colour=red"),
+];
+
+fn demo(check: bool) -> Result {
+    plugins()?;
+    data()?;
+    run(cargo().args(["build", "--quiet", "-p", "lianqiao-gateway"]), "building the gateway")?;
+    let binary = root().join("target/debug/lianqiao");
+    let mut gateway = Command::new(&binary)
+        .args(["serve", "--config", "config/lianqiao.toml", "--listen", DEMO_ADDR])
+        .current_dir(root())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+    let outcome = show_demo(&mut gateway, check);
+    if check || outcome.is_err() {
+        let _ = gateway.kill();
+        let _ = gateway.wait();
+        return outcome;
+    }
+    eprintln!("\nThe gateway keeps serving on http://{DEMO_ADDR}; Ctrl-C stops it.");
+    gateway.wait().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn show_demo(gateway: &mut Child, check: bool) -> Result {
+    wait_ready(gateway)?;
+    println!("\nLianqiao demo: gateway on http://{DEMO_ADDR} (sources: Huimin district, SQLite)\n");
+    for (what, path) in SAMPLES {
+        println!("# {what}\ncurl -s 'http://{DEMO_ADDR}{path}'");
+        let (status, body) = http_get(path)?;
+        let shown: String = body.chars().take(600).collect();
+        println!("→ {status}\n{shown}{}\n", if body.len() > shown.len() { " …" } else { "" });
+        if check {
+            let expected = if path.contains("colour") { 400 } else { 200 };
+            if status != expected {
+                return Err(format!("{path}: expected HTTP {expected}, got {status}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn wait_ready(gateway: &mut Child) -> Result {
+    let began = Instant::now();
+    while began.elapsed() < Duration::from_secs(60) {
+        if let Ok(Some(status)) = gateway.try_wait() {
+            return Err(format!("the gateway exited ({status}) before it was ready"));
+        }
+        if matches!(http_get("/readyz"), Ok((200, _))) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err("the gateway was not ready within 60 s".into())
+}
+
+/// A minimal HTTP/1.1 GET, so xtask needs no dependencies.
+fn http_get(path: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(DEMO_ADDR).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {DEMO_ADDR}\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("malformed HTTP response")?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+fn test(extra: &[String]) -> Result {
+    let plugin_dir = plugins()?;
+    data()?;
+    // Guest-side crates (SDK, plugins) test on the host target.
+    run(
+        cargo()
+            .args(["test", "--manifest-path", "plugins/Cargo.toml", "--workspace", "--target-dir", "target/guest-tests"])
+            .env_remove("CARGO_TARGET_DIR"),
+        "testing the SDK and plugins",
+    )?;
+    run(
+        cargo()
+            .args(["test", "--workspace"])
+            .args(extra)
+            .env("LIANQIAO_PLUGIN_DIR", &plugin_dir),
+        "testing the gateway, host, simulators and end to end",
+    )
+}
+
+fn bench(extra: &[String]) -> Result {
+    let plugin_dir = plugins()?;
+    run(
+        cargo()
+            .args(["run", "--release", "-p", "lianqiao-e2e", "--bin", "lianqiao-bench", "--"])
+            .args(extra)
+            .env("LIANQIAO_PLUGIN_DIR", &plugin_dir),
+        "running benchmarks (release build)",
+    )
+}

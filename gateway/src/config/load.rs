@@ -75,10 +75,20 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     }
 
     let mut sources: Vec<SourceConfig> = Vec::new();
+    // Names of every parsed source file, valid or not, to catch duplicates.
+    let mut names: Vec<(String, PathBuf)> = Vec::new();
     for file in &files {
         match read_file::<SourceFile>(file) {
             Ok(raw) => {
-                if let Some(source) = validate_source(file, raw, &main, &sources, &mut errors) {
+                if let Some((_, other)) = names.iter().find(|(n, _)| *n == raw.name) {
+                    errors.push(ConfigError::new(
+                        file,
+                        "name",
+                        format!("`{}` is already used by {}", raw.name, other.display()),
+                    ));
+                }
+                names.push((raw.name.clone(), file.clone()));
+                if let Some(source) = validate_source(file, raw, &main, &mut errors) {
                     sources.push(source);
                 }
             }
@@ -102,7 +112,6 @@ fn validate_source(
     file: &Path,
     raw: SourceFile,
     main: &GatewayFile,
-    earlier: &[SourceConfig],
     errors: &mut Vec<ConfigError>,
 ) -> Option<SourceConfig> {
     let before = errors.len();
@@ -117,9 +126,6 @@ fn validate_source(
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if !name_ok {
         error("name", format!("`{}` must be 1–64 of a-z, 0-9, - and _", raw.name));
-    }
-    if let Some(other) = earlier.iter().find(|s| s.name == raw.name) {
-        error("name", format!("`{}` is already used by {}", raw.name, other.file.display()));
     }
 
     let plugin = base.join(&raw.plugin.path);

@@ -1,1 +1,180 @@
+//! Shared fixtures for Lianqiao's end-to-end tests and benchmarks: real
+//! district databases, the real plugins, a real gateway on a loopback port
+//! and a real HTTP client. Nothing here is a mock.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::StatusCode;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use lianqiao_gateway::config::{self, ConfigErrors};
+use lianqiao_gateway::server::{Gateway, serve};
+use lianqiao_sim::generate::{DEFAULT_SEED, District, plans, sqlite_huimin};
+use tokio::sync::oneshot;
+
+/// The workspace root (tests/e2e/../..).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Where `cargo xtask plugins` put the plugin components.
+pub fn plugin_dir() -> PathBuf {
+    let dir = std::env::var_os("LIANQIAO_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/plugins"));
+    assert!(
+        dir.join("district_sql.wasm").is_file(),
+        "no plugins in {}: run the tests with `cargo xtask test` (or build them with `cargo xtask plugins`)",
+        dir.display()
+    );
+    dir
+}
+
+/// The Huimin district as generated with the default seed, and its SQLite
+/// file, written once per test process.
+pub fn huimin() -> &'static (District, PathBuf) {
+    static HUIMIN: OnceLock<(District, PathBuf)> = OnceLock::new();
+    HUIMIN.get_or_init(|| {
+        let district = District::generate(&plans::HUIMIN, DEFAULT_SEED);
+        let dir = workspace_root().join("target/e2e-data");
+        let path = dir.join(format!("huimin-{}.sqlite", std::process::id()));
+        let d = district.clone();
+        let p = path.clone();
+        // The generator is async; run it on a runtime of its own so any
+        // test (whatever its runtime) can ask for the data.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(sqlite_huimin::write(&d, &p)).expect("write huimin.sqlite");
+        })
+        .join()
+        .expect("generator thread");
+        (district, path)
+    })
+}
+
+/// A config directory: `lianqiao.toml` and `sources/*.toml`.
+pub struct ConfigDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl ConfigDir {
+    /// The main file with defaults suited to tests, plus no sources yet.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("sources")).expect("sources dir");
+        let cache = workspace_root().join("target/plugin-cache");
+        let main = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[plugins]\npool_instances = 32\nmax_memory_mib = 128\ncache_dir = {:?}\n\n[sources]\ndir = \"sources\"\n",
+            cache.display().to_string()
+        );
+        std::fs::write(dir.path().join("lianqiao.toml"), main).expect("write config");
+        ConfigDir { dir }
+    }
+
+    /// The demo's Huimin source, pointed at this process's database.
+    pub fn with_huimin(self) -> Self {
+        let demo = std::fs::read_to_string(workspace_root().join("config/sources/huimin.toml"))
+            .expect("config/sources/huimin.toml");
+        let text = demo
+            .replace(
+                "../../target/plugins/district_sql.wasm",
+                &plugin_dir().join("district_sql.wasm").display().to_string(),
+            )
+            .replace(
+                "sqlite://../../target/demo/huimin.sqlite",
+                &format!("sqlite://{}", huimin().1.display()),
+            );
+        self.source("huimin", &text)
+    }
+
+    /// A source running the `misbehave` plugin in `mode`, covering `code`.
+    pub fn with_misbehaving(self, name: &str, mode: &str, code: &str, extra: &str) -> Self {
+        let text = format!(
+            "name = \"{name}\"\ncoverage = [\"{code}\"]\n\n[plugin]\npath = {:?}\n\n[limits]\nmemory_mib = 16\ndeadline_ms = 300\n{extra}\n[plugin.settings]\nmode = \"{mode}\"\n",
+            plugin_dir().join("misbehave.wasm").display().to_string()
+        );
+        self.source(name, &text)
+    }
+
+    pub fn source(self, name: &str, text: &str) -> Self {
+        std::fs::write(self.dir.path().join("sources").join(format!("{name}.toml")), text)
+            .expect("write source");
+        self
+    }
+
+    pub fn main_file(&self) -> PathBuf {
+        self.dir.path().join("lianqiao.toml")
+    }
+
+    pub async fn build(&self) -> Result<Gateway, ConfigErrors> {
+        let config = config::load(&self.main_file())?;
+        Gateway::build(config).await
+    }
+
+    /// Build and serve on a loopback port; panics with the config errors.
+    pub async fn start(self) -> TestGateway {
+        let gateway = match self.build().await {
+            Ok(g) => g,
+            Err(e) => panic!("the test config should load:\n{e}"),
+        };
+        TestGateway::serve(gateway, Some(self)).await
+    }
+}
+
+impl Default for ConfigDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A gateway serving on 127.0.0.1:<ephemeral>, stopped when dropped.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
+    client: Client<HttpConnector, Empty<Bytes>>,
+    stop: Option<oneshot::Sender<()>>,
+    _config: Option<ConfigDir>,
+}
+
+impl TestGateway {
+    pub async fn serve(gateway: Gateway, config: Option<ConfigDir>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let gateway = Arc::new(gateway);
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(serve(gateway.clone(), listener, async {
+            let _ = stopped.await;
+        }));
+        TestGateway {
+            addr,
+            gateway,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            stop: Some(stop),
+            _config: config,
+        }
+    }
+
+    /// GET `path`; the status and the body parsed as JSON.
+    pub async fn get(&self, path: &str) -> (StatusCode, serde_json::Value) {
+        let uri = format!("http://{}{}", self.addr, path);
+        let response = self.client.get(uri.parse().expect("uri")).await.expect("request");
+        let status = response.status();
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        let json = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{path}: body is not JSON ({e}): {}", String::from_utf8_lossy(&body)));
+        (status, json)
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: one binary, so wasmtime and the gateway link once.
+//! Run with `cargo xtask test`, which builds the plugins first.
+
+mod bad_params;
+mod config_errors;
+mod plugin_faults;
+mod serving;

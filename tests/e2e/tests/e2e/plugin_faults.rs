@@ -1,0 +1,76 @@
+//! Plugins that trap, loop forever or allocate past their cap fail their
+//! own request with the right status and code, within the deadline; the
+//! gateway keeps serving.
+
+use std::time::{Duration, Instant};
+
+use lianqiao_e2e::ConfigDir;
+
+async fn faulty_gateway() -> lianqiao_e2e::TestGateway {
+    ConfigDir::new()
+        .with_huimin()
+        .with_misbehaving("trapper", "trap", "990001", "")
+        .with_misbehaving("spinner", "spin", "990002", "")
+        .with_misbehaving("hog", "hog", "990003", "")
+        .with_misbehaving("steady", "ok", "990004", "")
+        .start()
+        .await
+}
+
+#[tokio::test]
+async fn each_fault_fails_only_its_request_and_the_next_one_succeeds() {
+    let gw = faulty_gateway().await;
+    // (division, status, code); the misbehaving sources' deadline is 300 ms.
+    let cases = [
+        ("990001", 502, "plugin_trap"),
+        ("990002", 504, "source_timeout"),
+        ("990003", 502, "plugin_limit"),
+    ];
+    for round in 0..2 {
+        for (division, status, code) in cases {
+            let began = Instant::now();
+            let (got, body) = gw.get(&format!("/v1/grids?division={division}")).await;
+            let took = began.elapsed();
+            assert_eq!(got.as_u16(), status, "round {round}, {division}: {body}");
+            assert_eq!(body["error"]["code"], code, "{body}");
+            assert!(body["error"]["source"].is_string(), "{body}");
+            assert!(took < Duration::from_secs(2), "{division} took {took:?}, past its deadline");
+
+            let (ok, body) = gw.get("/v1/grids?division=150103001&limit=3").await;
+            assert_eq!(ok, 200, "after {division}: {body}");
+            assert_eq!(body["data"].as_array().map(Vec::len), Some(3));
+        }
+    }
+    let (ok, body) = gw.get("/v1/grids?division=990004").await;
+    assert_eq!(ok, 200, "{body}");
+    assert_eq!(body["data"][0]["name"], "测试网格");
+}
+
+#[tokio::test]
+async fn memory_is_reported_with_the_cap() {
+    let gw = faulty_gateway().await;
+    let (_, body) = gw.get("/v1/grids?division=990003").await;
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("memory cap of 16 MiB"), "{message}");
+    assert_eq!(body["sources"][0]["status"], "error");
+}
+
+#[tokio::test]
+async fn a_plugin_whose_sha256_differs_from_the_pin_is_refused() {
+    let pin = "0".repeat(64);
+    let errors = ConfigDir::new()
+        .with_misbehaving("pinned", "ok", "990004", "")
+        .source(
+            "pinned",
+            &format!(
+                "name = \"pinned\"\ncoverage = [\"990004\"]\n[plugin]\npath = {:?}\nsha256 = \"{pin}\"\n[plugin.settings]\nmode = \"ok\"\n",
+                lianqiao_e2e::plugin_dir().join("misbehave.wasm").display().to_string()
+            ),
+        )
+        .build()
+        .await
+        .expect_err("a wrong pin must be refused");
+    let text = errors.to_string();
+    assert!(text.contains("pinned.toml"), "{text}");
+    assert!(text.contains("but the config pins 0000"), "{text}");
+}
