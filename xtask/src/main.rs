@@ -6,7 +6,8 @@
 //! - `data`: generate the demo district databases into `target/demo/`.
 //! - `demo [--check]`: plugins + data, then serve the gateway on
 //!   127.0.0.1:8080 and show sample requests (`--check`: run them and exit).
-//! - `test`: plugins + data, then every test of every workspace.
+//! - `test`: plugins + data, then every test of every workspace, then the
+//!   demo's sample requests (`demo --check` on another port).
 //! - `bench`: plugins, then the release-built benchmark.
 
 use std::env;
@@ -21,7 +22,7 @@ fn main() -> ExitCode {
     let outcome = match args.first().map(String::as_str) {
         Some("plugins") => plugins().map(|_| ()),
         Some("data") => data(),
-        Some("demo") => demo(args.iter().any(|a| a == "--check")),
+        Some("demo") => demo(args.iter().any(|a| a == "--check"), DEMO_ADDR),
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
         _ => Err("usage: cargo xtask <plugins | data | demo [--check] | test | bench>".into()),
@@ -130,35 +131,35 @@ const SAMPLES: &[(&str, &str)] = &[
     ("a mistake, answered with a code and a fix", "/v1/grids?division=150103&colour=red"),
 ];
 
-fn demo(check: bool) -> Result {
+fn demo(check: bool, addr: &str) -> Result {
     plugins()?;
     data()?;
     run(cargo().args(["build", "--quiet", "-p", "lianqiao-gateway"]), "building the gateway")?;
     let binary = root().join("target/debug/lianqiao");
     let mut gateway = Command::new(&binary)
-        .args(["serve", "--config", "config/lianqiao.toml", "--listen", DEMO_ADDR])
+        .args(["serve", "--config", "config/lianqiao.toml", "--listen", addr])
         .current_dir(root())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-    let outcome = show_demo(&mut gateway, check);
+    let outcome = show_demo(&mut gateway, check, addr);
     if check || outcome.is_err() {
         let _ = gateway.kill();
         let _ = gateway.wait();
         return outcome;
     }
-    eprintln!("\nThe gateway keeps serving on http://{DEMO_ADDR}; Ctrl-C stops it.");
+    eprintln!("\nThe gateway keeps serving on http://{addr}; Ctrl-C stops it.");
     gateway.wait().map_err(|e| e.to_string())?;
     Ok(())
 }
 
-fn show_demo(gateway: &mut Child, check: bool) -> Result {
-    wait_ready(gateway)?;
-    println!("\nLianqiao demo: gateway on http://{DEMO_ADDR} (sources: Huimin district, SQLite)\n");
+fn show_demo(gateway: &mut Child, check: bool, addr: &str) -> Result {
+    wait_ready(gateway, addr)?;
+    println!("\nLianqiao demo: gateway on http://{addr} (sources: Huimin district, SQLite)\n");
     for (what, path) in SAMPLES {
-        println!("# {what}\ncurl -s 'http://{DEMO_ADDR}{path}'");
-        let (status, body) = http_get(path)?;
+        println!("# {what}\ncurl -s 'http://{addr}{path}'");
+        let (status, body) = http_get(addr, path)?;
         let shown: String = body.chars().take(600).collect();
         println!("→ {status}\n{shown}{}\n", if body.len() > shown.len() { " …" } else { "" });
         if check {
@@ -171,13 +172,13 @@ fn show_demo(gateway: &mut Child, check: bool) -> Result {
     Ok(())
 }
 
-fn wait_ready(gateway: &mut Child) -> Result {
+fn wait_ready(gateway: &mut Child, addr: &str) -> Result {
     let began = Instant::now();
     while began.elapsed() < Duration::from_secs(60) {
         if let Ok(Some(status)) = gateway.try_wait() {
             return Err(format!("the gateway exited ({status}) before it was ready"));
         }
-        if matches!(http_get("/readyz"), Ok((200, _))) {
+        if matches!(http_get(addr, "/readyz"), Ok((200, _))) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -186,11 +187,11 @@ fn wait_ready(gateway: &mut Child) -> Result {
 }
 
 /// A minimal HTTP/1.1 GET, so xtask needs no dependencies.
-fn http_get(path: &str) -> Result<(u16, String)> {
+fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(DEMO_ADDR).map_err(|e| e.to_string())?;
+    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
     stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {DEMO_ADDR}\r\nConnection: close\r\n\r\n")
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
         .map_err(|e| e.to_string())?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).map_err(|e| e.to_string())?;
@@ -220,8 +221,13 @@ fn test(extra: &[String]) -> Result {
             .args(extra)
             .env("LIANQIAO_PLUGIN_DIR", &plugin_dir),
         "testing the gateway, host, simulators and end to end",
-    )
+    )?;
+    // The demo is part of the product: run its sample requests too, on a
+    // port of its own so a demo left running does not collide.
+    demo(true, DEMO_CHECK_ADDR)
 }
+
+const DEMO_CHECK_ADDR: &str = "127.0.0.1:18080";
 
 fn bench(extra: &[String]) -> Result {
     let plugin_dir = plugins()?;

@@ -65,7 +65,43 @@ pub enum ListError {
     Failed(Vec<SourceReport>),
 }
 
+/// Rounds a request may take to fill its page when the gateway filters
+/// rows itself (a source cannot push a filter down) and pages come back short.
+const MAX_ROUNDS: usize = 8;
+
+/// Answer a list request: fan out, merge, and when gateway-side filters
+/// left the page short, continue from the new position for a few rounds
+/// so callers rarely see short pages.
 pub async fn execute(
+    sources: &SourceSet,
+    codec: &CursorCodec,
+    request: &ListRequest,
+) -> Result<ListOutcome, ListError> {
+    let mut outcome = execute_round(sources, codec, request).await?;
+    let mut rounds = 1;
+    while rounds < MAX_ROUNDS && (outcome.rows.len() as u32) < request.limit && !outcome.partial() {
+        let Some(cursor) = outcome.next_cursor.clone() else { break };
+        let mut next = request.clone();
+        next.cursor = Some(cursor);
+        next.limit = request.limit - outcome.rows.len() as u32;
+        let more = execute_round(sources, codec, &next).await?;
+        outcome.rows.extend(more.rows);
+        outcome.next_cursor = more.next_cursor;
+        for (total, round) in outcome.reports.iter_mut().zip(&more.reports) {
+            if total.name == round.name {
+                total.latency += round.latency;
+                total.rows += round.rows;
+            }
+        }
+        if more.partial() {
+            outcome.reports = more.reports;
+        }
+        rounds += 1;
+    }
+    Ok(outcome)
+}
+
+async fn execute_round(
     sources: &SourceSet,
     codec: &CursorCodec,
     request: &ListRequest,
@@ -148,12 +184,14 @@ async fn call_source(
     request: &ListRequest,
     limit: u32,
 ) -> (SourcePosition, Result<lianqiao_host::contract::Page, PluginError>, Duration) {
+    // Rows the gateway filters itself are partly thrown away: ask for more.
+    let wanted = if call.residual.is_empty() { limit } else { limit.saturating_mul(4) };
     let query = Query {
         entity: request.entity.name.to_string(),
         scope: call.scope.clone(),
         filters: call.pushed.clone(),
         projection: call.projection.clone(),
-        limit: limit.saturating_add(start.skip),
+        limit: wanted.saturating_add(start.skip),
         cursor: start.cursor.clone(),
     };
     let plugin = &call.source.plugin;

@@ -1,9 +1,10 @@
-//! Deterministic data for Lianqiao's demo and tests.
+//! Deterministic data and upstream simulators for Lianqiao's demo and tests.
 //!
-//! `generate` builds a district (streets, communities, compounds, grids in
-//! big/medium/small/micro tiers, buildings, units) at the scale the source
-//! articles report, from a seed, and writes it into the district's own
-//! database schema. Later the upstream simulators (party-link system, city
-//! platform) live here too, reading the same generated districts.
+//! - `generate`: districts (streets, communities, compounds, grids in
+//!   big/medium/small/micro tiers, buildings, units) and their people at the
+//!   scale the source articles report, written into each district's own
+//!   database schema (Huimin: SQLite; Saihan: PostgreSQL; Jining: MariaDB).
+//! - `upstream`: the party-link system and the city platform simulators.
 
 pub mod generate;
+pub mod upstream;

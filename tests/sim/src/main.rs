@@ -1,10 +1,15 @@
-//! `lianqiao-sim`: generate district databases (later: run the upstream
-//! simulators).
+//! `lianqiao-sim`: generate district databases; run the party-link system
+//! and city platform simulators.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use lianqiao_sim::generate::{self, District, plans};
+use lianqiao_sim::generate::{self, DEFAULT_SEED, plans};
+use lianqiao_sim::upstream::{self, city_platform, faults::Faults, party_link, world::World};
 
 #[derive(Parser)]
 #[command(name = "lianqiao-sim", about = "Data and upstream simulators for Lianqiao's demo and tests")]
@@ -15,33 +20,118 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Write the demo district databases (SQLite) into a directory.
+    /// Write the district databases: SQLite files for the demo, and Saihan
+    /// into PostgreSQL and Jining into MariaDB when their URLs are given.
     Generate {
-        /// Where to write `huimin.sqlite`.
+        /// Where to write huimin.sqlite, saihan.sqlite and jining.sqlite.
         #[arg(long, default_value = "target/demo")]
         out: PathBuf,
-        /// Seed of the deterministic generator.
-        #[arg(long, default_value_t = generate::DEFAULT_SEED)]
+        #[arg(long, default_value_t = DEFAULT_SEED)]
         seed: u64,
+        /// Also write Saihan into this PostgreSQL database.
+        #[arg(long)]
+        postgres_url: Option<String>,
+        /// Also write Jining into this MariaDB/MySQL database.
+        #[arg(long)]
+        mysql_url: Option<String>,
+    },
+    /// The region's party-link system (党群连心桥).
+    PartyLink {
+        #[arg(long, default_value = "127.0.0.1:8091")]
+        listen: SocketAddr,
+        #[arg(long, default_value_t = DEFAULT_SEED)]
+        seed: u64,
+        /// An app allowed to call, as KEY=SECRET (repeatable).
+        #[arg(long = "app", default_value = "demo=demo-secret")]
+        apps: Vec<String>,
+        /// Inject a fault: PATH:latency_ms=…,error_rate=…,status=…,malformed_rate=…,truncated_rate=…,hang=…
+        #[arg(long = "fault")]
+        faults: Vec<String>,
+    },
+    /// Hohhot's integrated platform (一体化信息平台).
+    CityPlatform {
+        #[arg(long, default_value = "127.0.0.1:8092")]
+        listen: SocketAddr,
+        #[arg(long, default_value_t = DEFAULT_SEED)]
+        seed: u64,
+        /// An OAuth2 client, as ID=SECRET (repeatable).
+        #[arg(long = "client", default_value = "demo=demo-secret")]
+        clients: Vec<String>,
+        /// Lifetime of access tokens, seconds.
+        #[arg(long, default_value_t = 300)]
+        token_ttl_secs: u64,
+        /// Requests per second per client before 429.
+        #[arg(long, default_value_t = 200)]
+        rate_limit: u32,
+        #[arg(long = "fault")]
+        faults: Vec<String>,
     },
 }
 
-#[tokio::main(flavor = "current_thread")]
+fn pairs(items: &[String], what: &str) -> anyhow::Result<HashMap<String, String>> {
+    items
+        .iter()
+        .map(|i| {
+            i.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| anyhow::anyhow!("{what} `{i}`: use KEY=SECRET"))
+        })
+        .collect()
+}
+
+#[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
     match Cli::parse().command {
-        Command::Generate { out, seed } => {
-            let huimin = District::generate(&plans::HUIMIN, seed);
+        Command::Generate { out, seed, postgres_url, mysql_url } => {
+            let (huimin, _) = generate::district_with_people(&plans::HUIMIN, seed);
             let path = out.join("huimin.sqlite");
             generate::sqlite_huimin::write(&huimin, &path).await?;
-            println!(
-                "wrote {} ({} divisions, {} grids, {} compounds, {} buildings, {} units)",
-                path.display(),
-                huimin.divisions.len(),
-                huimin.grids.len(),
-                huimin.compounds.len(),
-                huimin.buildings.len(),
-                huimin.units.len()
-            );
+            println!("wrote {} (Huimin: {} grids)", path.display(), huimin.grids.len());
+
+            let (saihan, saihan_people) = generate::district_with_people(&plans::SAIHAN, seed);
+            let (jining, jining_people) = generate::district_with_people(&plans::JINING, seed);
+            let path = out.join("saihan.sqlite");
+            let mut conn = generate::connect_any(&generate::fresh_sqlite_url(&path)?).await?;
+            generate::schema_saihan::write(&mut conn, &saihan, &saihan_people).await?;
+            println!("wrote {} (Saihan: {} grids)", path.display(), saihan.grids.len());
+            let path = out.join("jining.sqlite");
+            let mut conn = generate::connect_any(&generate::fresh_sqlite_url(&path)?).await?;
+            generate::schema_jining::write(&mut conn, &jining, &jining_people).await?;
+            println!("wrote {} (Jining: {} grids)", path.display(), jining.grids.len());
+            if let Some(url) = postgres_url {
+                let mut conn = generate::connect_any(&url).await?;
+                generate::schema_saihan::write(&mut conn, &saihan, &saihan_people).await?;
+                println!("wrote Saihan into PostgreSQL");
+            }
+            if let Some(url) = mysql_url {
+                let mut conn = generate::connect_any(&url).await?;
+                generate::schema_jining::write(&mut conn, &jining, &jining_people).await?;
+                println!("wrote Jining into MariaDB");
+            }
+        }
+        Command::PartyLink { listen, seed, apps, faults } => {
+            let faults = Faults::from_args(seed, &faults).map_err(anyhow::Error::msg)?;
+            let world = Arc::new(World::generate(seed));
+            let router = party_link::router(world, pairs(&apps, "--app")?, faults);
+            let (bound, task) = upstream::serve(router, listen).await?;
+            println!("party-link simulator listening on http://{bound}");
+            task.await?;
+        }
+        Command::CityPlatform { listen, seed, clients, token_ttl_secs, rate_limit, faults } => {
+            let faults = Faults::from_args(seed, &faults).map_err(anyhow::Error::msg)?;
+            let world = Arc::new(World::generate(seed));
+            let settings = city_platform::Settings {
+                clients: pairs(&clients, "--client")?,
+                token_ttl: Duration::from_secs(token_ttl_secs),
+                rate_limit,
+            };
+            let router = city_platform::router(world, settings, faults);
+            let (bound, task) = upstream::serve(router, listen).await?;
+            println!("city platform simulator listening on http://{bound}");
+            task.await?;
         }
     }
     Ok(())

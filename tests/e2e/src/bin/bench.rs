@@ -1,1 +1,171 @@
-fn main(){}
+//! `cargo xtask bench`: latency of the plugin host and of whole requests,
+//! against the same query run directly on SQLite in the same run.
+//!
+//! Prints a Markdown table (also written to target/bench/report.md).
+
+use std::time::{Duration, Instant};
+
+use lianqiao_e2e::{ConfigDir, huimin, workspace_root};
+use lianqiao_host::contract::Query;
+use sqlx::Row;
+
+const WARMUP: usize = 200;
+
+struct Measured {
+    name: &'static str,
+    samples: Vec<Duration>,
+}
+
+impl Measured {
+    fn percentile(&self, p: f64) -> Duration {
+        let mut sorted = self.samples.clone();
+        sorted.sort();
+        let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted[i]
+    }
+
+    fn mean(&self) -> Duration {
+        self.samples.iter().sum::<Duration>() / self.samples.len() as u32
+    }
+}
+
+async fn measure<F, Fut>(name: &'static str, n: usize, mut f: F) -> Measured
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for _ in 0..WARMUP {
+        f().await;
+    }
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let began = Instant::now();
+        f().await;
+        samples.push(began.elapsed());
+    }
+    Measured { name, samples }
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e6)
+}
+
+const GRIDS_SQL: &str = "SELECT t.id, t.code, t.name, t.tier, t.parent, t.community, t.division, t.households, t.head, t.party_branch FROM (SELECT g.code AS id, g.code AS code, d.name AS name, g.tier AS tier, d.parent_code AS parent, g.community_code AS community, g.code AS division, g.households AS households, g.head_worker_id AS head, g.party_branch_id AS party_branch FROM grid g JOIN division d ON d.code = g.code) AS t WHERE (t.division LIKE ? ESCAPE '!') ORDER BY t.division, t.id LIMIT ?";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(2000);
+    let gw = ConfigDir::new()
+        .with_huimin()
+        .with_misbehaving("steady", "ok", "990004", "")
+        .start()
+        .await;
+    let source = |name: &str| {
+        gw.gateway
+            .sources
+            .sources
+            .iter()
+            .find(|s| s.name() == name)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no source {name}"))
+    };
+    let steady = source("steady")?;
+    let huimin_source = source("huimin")?;
+
+    let noop = measure("plugin: fresh instance + call (no I/O)", n * 2, || {
+        let plugin = &steady.plugin;
+        async move {
+            let q = Query {
+                entity: "grids".into(),
+                scope: vec!["990004".into()],
+                filters: vec![],
+                projection: vec!["id".into(), "division".into()],
+                limit: 1,
+                cursor: None,
+            };
+            plugin.query(q).await.expect("steady answers");
+        }
+    })
+    .await;
+
+    let grids_projection: Vec<String> =
+        ["id", "code", "name", "tier", "parent", "community", "division", "households", "head", "party_branch"]
+            .map(String::from)
+            .to_vec();
+    let plugin_sql = measure("plugin: fresh instance + call, 50 grids via host sql", n, || {
+        let plugin = &huimin_source.plugin;
+        let projection = grids_projection.clone();
+        async move {
+            let q = Query {
+                entity: "grids".into(),
+                scope: vec!["150103".into()],
+                filters: vec![],
+                projection,
+                limit: 50,
+                cursor: None,
+            };
+            let page = plugin.query(q).await.expect("huimin answers");
+            assert_eq!(page.rows.len(), 50);
+        }
+    })
+    .await;
+
+    let whole = measure("gateway: GET /v1/grids?division=150103&limit=50", n, || async {
+        let (status, body) = gw.get("/v1/grids?division=150103&limit=50").await;
+        assert_eq!(status, 200);
+        assert_eq!(body["data"].as_array().map(Vec::len), Some(50));
+    })
+    .await;
+
+    let url = format!("sqlite://{}?mode=ro", huimin().1.display());
+    let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(4).connect(&url).await?;
+    let direct = measure("baseline: same query directly on SQLite (sqlx)", n, || {
+        let pool = pool.clone();
+        async move {
+            let rows = sqlx::query(GRIDS_SQL).bind("150103%").bind(51i64).fetch_all(&pool).await.expect("direct");
+            assert_eq!(rows.len(), 51);
+        }
+    })
+    .await;
+    let direct_json = measure("reference: direct SQLite + JSON encoding", n, || {
+        let pool = pool.clone();
+        async move {
+            let rows = sqlx::query(GRIDS_SQL).bind("150103%").bind(51i64).fetch_all(&pool).await.expect("direct");
+            let json: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "id": r.get::<String, _>(0), "code": r.get::<String, _>(1), "name": r.get::<String, _>(2),
+                        "tier": r.get::<String, _>(3), "parent": r.get::<String, _>(4), "community": r.get::<String, _>(5),
+                        "division": r.get::<String, _>(6), "households": r.get::<i64, _>(7),
+                        "head": r.get::<Option<String>, _>(8), "party_branch": r.get::<Option<String>, _>(9),
+                    })
+                })
+                .collect();
+            std::hint::black_box(serde_json::to_vec(&json).expect("json"));
+        }
+    })
+    .await;
+
+    let base = direct.percentile(0.5);
+    let mut report = String::new();
+    report.push_str(&format!(
+        "Lianqiao benchmark: {n} samples per row after {WARMUP} warm-up, one client, release build\n\n"
+    ));
+    report.push_str("| measurement | p50 µs | p99 µs | mean µs | p50 / baseline |\n|---|---:|---:|---:|---:|\n");
+    for m in [&noop, &plugin_sql, &whole, &direct, &direct_json] {
+        report.push_str(&format!(
+            "| {} | {} | {} | {} | {:.2}× |\n",
+            m.name,
+            us(m.percentile(0.5)),
+            us(m.percentile(0.99)),
+            us(m.mean()),
+            m.percentile(0.5).as_secs_f64() / base.as_secs_f64()
+        ));
+    }
+    print!("{report}");
+    let out = workspace_root().join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("report.md"), &report)?;
+    Ok(())
+}

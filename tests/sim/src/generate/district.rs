@@ -137,7 +137,12 @@ impl District {
 
         // Streets and communities.
         let mut communities = Vec::new();
-        let mut stems = COMMUNITY_STEMS.iter().cycle();
+        // Index into `divisions` → the plan's figures for that community.
+        let mut specials: Vec<(usize, &super::plans::SpecialCommunity)> = Vec::new();
+        // Start each district elsewhere in the list; repeats get a direction.
+        let offset = plan.code.bytes().map(usize::from).sum::<usize>() % COMMUNITY_STEMS.len();
+        let mut stems = COMMUNITY_STEMS.iter().cycle().skip(offset);
+        let mut used: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         for ((suffix, name), count) in plan.streets.iter().zip(plan.communities_per_street) {
             let street = format!("{}{suffix}", plan.code);
             divisions.push(Division {
@@ -150,11 +155,21 @@ impl District {
             });
             for i in 1..=*count {
                 let code = format!("{street}{i:03}");
-                let stem = stems.next().copied().unwrap_or("新");
+                let base = stems.next().copied().unwrap_or("新");
+                let seen = used.entry(base).or_insert(0);
+                let stem = match *seen {
+                    0 => base.to_string(),
+                    n => format!("{base}{}", ["东", "西", "南", "北", "中", "新"][(n - 1) % 6]),
+                };
+                *seen += 1;
+                let special = plan.special_communities.iter().find(|s| s.street == *suffix && s.index == i);
+                if let Some(special) = special {
+                    specials.push((divisions.len(), special));
+                }
                 communities.push(divisions.len());
                 divisions.push(Division {
                     code,
-                    name: format!("{stem}社区"),
+                    name: special.map_or_else(|| format!("{stem}社区"), |s| s.name.to_string()),
                     level: Level::Community,
                     parent: Some(street.clone()),
                     households: 0,
@@ -193,17 +208,30 @@ impl District {
         // Grids: big grids per community, each lower tier spread over the
         // grids of the tier above.
         let mut grids: Vec<Grid> = Vec::new();
-        let bigs = spread(plan.grid_tiers[0], communities.len());
-        for (ci, &di) in communities.iter().enumerate() {
+        let special_of = |di: usize| specials.iter().find(|(i, _)| *i == di).map(|(_, s)| *s);
+        let special_bigs: usize = specials.iter().map(|(_, s)| s.big_grids).sum();
+        let mut bigs = spread(
+            plan.grid_tiers[0].saturating_sub(special_bigs),
+            communities.len() - specials.len(),
+        )
+        .into_iter();
+        for &di in &communities {
             let community = &divisions[di];
-            for k in 1..=bigs[ci] {
+            let special = special_of(di);
+            let count = special.map_or_else(|| bigs.next().unwrap_or(0), |s| s.big_grids);
+            for k in 1..=count {
+                // A described community's households split over its grids.
+                let households = match special {
+                    Some(s) => s.households / count as i64 + i64::from(k as i64 <= s.households % count as i64),
+                    None => rng.random_range(400..900),
+                };
                 grids.push(Grid {
                     code: format!("{}{k:02}", community.code),
                     name: format!("{}第{}网格", community.name, numeral(k)),
                     tier: GridTier::Big,
                     parent: community.code.clone(),
                     community: community.code.clone(),
-                    households: rng.random_range(400..900),
+                    households,
                     party_branch: None,
                 });
             }
@@ -260,8 +288,24 @@ impl District {
                 compound.grid = g.code.clone();
             }
         }
+        // Buildings per compound; a described community gets its own count.
+        let mut shares = vec![0usize; compounds.len()];
+        let special_buildings: usize = specials.iter().map(|(_, s)| s.buildings).sum();
+        let ordinary: Vec<usize> = (0..compounds.len())
+            .filter(|&i| !specials.iter().any(|(di, _)| divisions[*di].code == compounds[i].community))
+            .collect();
+        for (i, n) in ordinary.iter().zip(spread(plan.buildings.saturating_sub(special_buildings), ordinary.len())) {
+            shares[*i] = n;
+        }
+        for (di, special) in &specials {
+            let mine: Vec<usize> =
+                (0..compounds.len()).filter(|&i| compounds[i].community == divisions[*di].code).collect();
+            for (i, n) in mine.iter().zip(spread(special.buildings, mine.len())) {
+                shares[*i] = n;
+            }
+        }
         let mut buildings = Vec::with_capacity(plan.buildings);
-        for (compound, share) in compounds.iter().zip(spread(plan.buildings, compounds.len())) {
+        for (compound, share) in compounds.iter().zip(shares) {
             for k in 1..=share {
                 buildings.push(Building {
                     code: format!("{}B{k:02}", compound.code),
@@ -298,6 +342,15 @@ impl District {
         }
         for division in divisions.iter_mut() {
             division.population = division.households * 255 / 100;
+        }
+        // A described community's population is the article's, and its
+        // street and district count the difference too.
+        for (di, special) in &specials {
+            let extra = special.population - divisions[*di].population;
+            let code = divisions[*di].code.clone();
+            for division in divisions.iter_mut().filter(|d| code.starts_with(&d.code)) {
+                division.population += extra;
+            }
         }
 
         District {
@@ -342,6 +395,30 @@ mod tests {
         assert_eq!(d.grids.iter().filter(|g| g.party_branch.is_some()).count(), 197);
         assert!(d.divisions.iter().any(|x| x.code == "150103001" && x.name == "新华西路街道"));
         assert!(d.divisions.iter().any(|x| x.code == "150103100" && x.name == "攸攸板镇"));
+    }
+
+    #[test]
+    fn saihan_and_jining_match_the_articles() {
+        use crate::generate::plans::{JINING, SAIHAN};
+        let s = District::generate(&SAIHAN, 7);
+        assert_eq!(s.count_divisions(Level::Community), 110);
+        let towns: usize = s
+            .divisions
+            .iter()
+            .filter(|d| d.level == Level::Community && d.code[6..9].starts_with('1'))
+            .count();
+        assert_eq!(towns, 23, "village-to-community in the three towns");
+        let xingkang = s.divisions.iter().find(|d| d.name == "兴康社区").expect("兴康社区");
+        assert_eq!(xingkang.households, 2758);
+        assert_eq!(xingkang.population, 7012);
+        let xk_bigs = s.grids.iter().filter(|g| g.parent == xingkang.code).count();
+        assert_eq!(xk_bigs, 5);
+        let xk_buildings = s.buildings.iter().filter(|b| b.code.starts_with(&xingkang.code)).count();
+        assert_eq!(xk_buildings, 63);
+        assert_eq!(s.count_grids(GridTier::Big), 341);
+
+        let j = District::generate(&JINING, 7);
+        assert_eq!(GridTier::ALL.map(|t| j.count_grids(t)), [502, 1237, 3786, 10653]);
     }
 
     #[test]
