@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     let outcome = match args.first().map(String::as_str) {
         Some("plugins") => plugins().map(|_| ()),
         Some("data") => data(),
-        Some("demo") => demo(args.iter().any(|a| a == "--check"), DEMO_ADDR),
+        Some("demo") => demo(args.iter().any(|a| a == "--check"), &DEMO),
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
         _ => Err("usage: cargo xtask <plugins | data | demo [--check] | test | bench>".into()),
@@ -120,21 +120,74 @@ fn data() -> Result {
     )
 }
 
-const DEMO_ADDR: &str = "127.0.0.1:8080";
+/// Where the demo's processes listen.
+struct Ports {
+    gateway: &'static str,
+    party_link: &'static str,
+    city_platform: &'static str,
+}
+
+const DEMO: Ports = Ports {
+    gateway: "127.0.0.1:8080",
+    party_link: "127.0.0.1:8091",
+    city_platform: "127.0.0.1:8092",
+};
+/// `demo --check` inside `xtask test`: other ports, so a demo left running
+/// does not collide.
+const DEMO_CHECK: Ports = Ports {
+    gateway: "127.0.0.1:18080",
+    party_link: "127.0.0.1:18091",
+    city_platform: "127.0.0.1:18092",
+};
 
 /// Sample requests the demo shows (and, with --check, runs).
 const SAMPLES: &[(&str, &str)] = &[
     ("the eight street-level units of Huimin district", "/v1/divisions?parent=150103"),
     ("one street", "/v1/divisions/150103001"),
     ("five grids of 新华西路街道", "/v1/grids?division=150103001&limit=5"),
+    ("Saihan (its own schema) — 兴康社区's grids", "/v1/grids?division=150105002001&fields=name,tier,households"),
+    ("Jining (another schema) — micro grids", "/v1/grids?division=150902&tier=micro&limit=3&fields=name,tier"),
+    ("all of Hohhot: Huimin and Saihan merged in one order", "/v1/grids?division=1501&limit=4&fields=name"),
     ("small grids with 60+ households, names only", "/v1/grids?division=150103&tier=small&households[gte]=60&fields=name,households&limit=3"),
     ("a mistake, answered with a code and a fix", "/v1/grids?division=150103&colour=red"),
 ];
 
-fn demo(check: bool, addr: &str) -> Result {
+/// Children killed when dropped, so no simulator outlives the demo.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn(binary: &Path, args: &[&str]) -> Result<Child> {
+    Command::new(binary)
+        .args(args)
+        .current_dir(root())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", binary.display()))
+}
+
+fn demo(check: bool, ports: &Ports) -> Result {
     plugins()?;
     data()?;
-    run(cargo().args(["build", "--quiet", "-p", "lianqiao-gateway"]), "building the gateway")?;
+    run(
+        cargo().args(["build", "--quiet", "-p", "lianqiao-gateway", "-p", "lianqiao-sim"]),
+        "building the gateway and the simulators",
+    )?;
+    let sim = root().join("target/debug/lianqiao-sim");
+    // Killed when this function returns, whichever way.
+    let _simulators = Children(vec![
+        spawn(&sim, &["party-link", "--listen", ports.party_link])?,
+        spawn(&sim, &["city-platform", "--listen", ports.city_platform])?,
+    ]);
+    let addr = ports.gateway;
     let binary = root().join("target/debug/lianqiao");
     let mut gateway = Command::new(&binary)
         .args(["serve", "--config", "config/lianqiao.toml", "--listen", addr])
@@ -143,7 +196,7 @@ fn demo(check: bool, addr: &str) -> Result {
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-    let outcome = show_demo(&mut gateway, check, addr);
+    let outcome = write_endpoints(ports).and_then(|()| show_demo(&mut gateway, check, ports));
     if check || outcome.is_err() {
         let _ = gateway.kill();
         let _ = gateway.wait();
@@ -154,9 +207,31 @@ fn demo(check: bool, addr: &str) -> Result {
     Ok(())
 }
 
-fn show_demo(gateway: &mut Child, check: bool, addr: &str) -> Result {
+/// `target/demo/endpoints.json`: where each part of the demo listens.
+fn write_endpoints(ports: &Ports) -> Result {
+    let json = format!(
+        "{{\n  \"gateway\": \"http://{}\",\n  \"party_link\": \"http://{}\",\n  \"city_platform\": \"http://{}\",\n  \"districts\": {{\n    \"huimin\": \"sqlite://target/demo/huimin.sqlite\",\n    \"saihan\": \"sqlite://target/demo/saihan.sqlite\",\n    \"jining\": \"sqlite://target/demo/jining.sqlite\"\n  }}\n}}\n",
+        ports.gateway, ports.party_link, ports.city_platform
+    );
+    let path = root().join("target/demo/endpoints.json");
+    std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn show_demo(gateway: &mut Child, check: bool, ports: &Ports) -> Result {
+    let addr = ports.gateway;
     wait_ready(gateway, addr)?;
-    println!("\nLianqiao demo: gateway on http://{addr} (sources: Huimin district, SQLite)\n");
+    for sim in [ports.party_link, ports.city_platform] {
+        wait_answering(sim)?;
+    }
+    println!("\nLianqiao demo (addresses also in target/demo/endpoints.json)");
+    println!("  gateway                   http://{addr}");
+    println!("  party-link simulator      http://{}  (appKey demo / secret demo-secret, HMAC-signed POSTs)", ports.party_link);
+    println!("  city platform simulator   http://{}  (OAuth2 client demo / demo-secret)", ports.city_platform);
+    println!("  districts (SQLite)        huimin 150103, saihan 150105, jining 150902 in target/demo/\n");
+    println!(
+        "# the city platform directly: a token, then Huimin's streets\nTOKEN=$(curl -s -d 'grant_type=client_credentials&client_id=demo&client_secret=demo-secret' http://{0}/oauth/token | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')\ncurl -s -H \"Authorization: Bearer $TOKEN\" 'http://{0}/divisions?parentCode=150103'\n",
+        ports.city_platform
+    );
     for (what, path) in SAMPLES {
         println!("# {what}\ncurl -s 'http://{addr}{path}'");
         let (status, body) = http_get(addr, path)?;
@@ -184,6 +259,19 @@ fn wait_ready(gateway: &mut Child, addr: &str) -> Result {
         std::thread::sleep(Duration::from_millis(200));
     }
     Err("the gateway was not ready within 60 s".into())
+}
+
+/// Wait until something answers HTTP at `addr` (the simulators generate
+/// their data first).
+fn wait_answering(addr: &str) -> Result {
+    let began = Instant::now();
+    while began.elapsed() < Duration::from_secs(60) {
+        if http_get(addr, "/").is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(format!("nothing answered at {addr} within 60 s"))
 }
 
 /// A minimal HTTP/1.1 GET, so xtask needs no dependencies.
@@ -224,10 +312,8 @@ fn test(extra: &[String]) -> Result {
     )?;
     // The demo is part of the product: run its sample requests too, on a
     // port of its own so a demo left running does not collide.
-    demo(true, DEMO_CHECK_ADDR)
+    demo(true, &DEMO_CHECK)
 }
-
-const DEMO_CHECK_ADDR: &str = "127.0.0.1:18080";
 
 fn bench(extra: &[String]) -> Result {
     let plugin_dir = plugins()?;

@@ -85,6 +85,7 @@ pub async fn execute(
         next.cursor = Some(cursor);
         next.limit = request.limit - outcome.rows.len() as u32;
         let more = execute_round(sources, codec, &next).await?;
+        let more_partial = more.partial();
         outcome.rows.extend(more.rows);
         outcome.next_cursor = more.next_cursor;
         for (total, round) in outcome.reports.iter_mut().zip(&more.reports) {
@@ -93,7 +94,7 @@ pub async fn execute(
                 total.rows += round.rows;
             }
         }
-        if more.partial() {
+        if more_partial {
             outcome.reports = more.reports;
         }
         rounds += 1;

@@ -14,7 +14,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use lianqiao_gateway::config::{self, ConfigErrors};
 use lianqiao_gateway::server::{Gateway, serve};
-use lianqiao_sim::generate::{DEFAULT_SEED, District, plans, sqlite_huimin};
+use lianqiao_sim::generate::{
+    self as sim, DEFAULT_SEED, District, People, plans, schema_jining, schema_saihan, sqlite_huimin,
+};
 use tokio::sync::oneshot;
 
 /// The workspace root (tests/e2e/../..).
@@ -57,6 +59,75 @@ pub fn huimin() -> &'static (District, PathBuf) {
     })
 }
 
+/// Run an async generator step on a runtime of its own, so any test
+/// (whatever its runtime) can ask for the data.
+fn block_on_fresh<F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static>(f: F) {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(f).expect("generate test data");
+    })
+    .join()
+    .expect("generator thread");
+}
+
+/// Saihan and Jining with their people, generated once per process.
+pub fn saihan_and_jining() -> &'static ((District, People), (District, People)) {
+    static DATA: OnceLock<((District, People), (District, People))> = OnceLock::new();
+    DATA.get_or_init(|| {
+        (
+            sim::district_with_people(&plans::SAIHAN, DEFAULT_SEED),
+            sim::district_with_people(&plans::JINING, DEFAULT_SEED),
+        )
+    })
+}
+
+/// SQLite copies of Saihan's and Jining's databases, written once per process.
+pub fn saihan_jining_sqlite() -> &'static (PathBuf, PathBuf) {
+    static FILES: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    FILES.get_or_init(|| {
+        let dir = workspace_root().join("target/e2e-data");
+        let saihan = dir.join(format!("saihan-{}.sqlite", std::process::id()));
+        let jining = dir.join(format!("jining-{}.sqlite", std::process::id()));
+        let (s, j) = (saihan.clone(), jining.clone());
+        block_on_fresh(async move {
+            let ((sd, sp), (jd, jp)) = saihan_and_jining();
+            let mut conn = sim::connect_any(&sim::fresh_sqlite_url(&s)?).await?;
+            schema_saihan::write(&mut conn, sd, sp).await?;
+            let mut conn = sim::connect_any(&sim::fresh_sqlite_url(&j)?).await?;
+            schema_jining::write(&mut conn, jd, jp).await
+        });
+        (saihan, jining)
+    })
+}
+
+/// The URL in `var`, or `None` after saying loudly that the test is skipped.
+pub fn database_url(var: &str, test: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!(
+                "\n*** SKIPPED {test}: {var} is not set. `.ci/run` sets it; locally export it \
+                 (e.g. {var}=postgres://postgres@127.0.0.1:5432/test) to run this test. ***\n"
+            );
+            None
+        }
+    }
+}
+
+/// Write Saihan into PostgreSQL at `url` (tables replaced).
+pub async fn saihan_into(url: &str) -> anyhow::Result<()> {
+    let ((d, p), _) = saihan_and_jining();
+    let mut conn = sim::connect_any(url).await?;
+    schema_saihan::write(&mut conn, d, p).await
+}
+
+/// Write Jining into MariaDB at `url` (tables replaced).
+pub async fn jining_into(url: &str) -> anyhow::Result<()> {
+    let (_, (d, p)) = saihan_and_jining();
+    let mut conn = sim::connect_any(url).await?;
+    schema_jining::write(&mut conn, d, p).await
+}
+
 /// A config directory: `lianqiao.toml` and `sources/*.toml`.
 pub struct ConfigDir {
     pub dir: tempfile::TempDir,
@@ -90,6 +161,26 @@ impl ConfigDir {
                 &format!("sqlite://{}", huimin().1.display()),
             );
         self.source("huimin", &text)
+    }
+
+    /// A demo source (`config/sources/<name>.toml`) reading `database_url`.
+    pub fn with_demo_source(self, name: &str, database_url: &str) -> Self {
+        let demo = std::fs::read_to_string(workspace_root().join(format!("config/sources/{name}.toml")))
+            .expect("demo source config");
+        let text: String = demo
+            .lines()
+            .map(|line| {
+                if line.starts_with("path = ") {
+                    format!("path = {:?}", plugin_dir().join("district_sql.wasm").display().to_string())
+                } else if line.starts_with("url = ") {
+                    format!("url = {database_url:?}")
+                } else {
+                    line.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        self.source(name, &text)
     }
 
     /// A source running the `misbehave` plugin in `mode`, covering `code`.

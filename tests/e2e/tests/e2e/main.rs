@@ -3,5 +3,6 @@
 
 mod bad_params;
 mod config_errors;
+mod districts;
 mod plugin_faults;
 mod serving;
