@@ -5,9 +5,9 @@
 //! to source plugins, merge) → `api` (envelope). `sources` loads each
 //! source's plugin through `lianqiao-host`; `config` reads the files.
 
+pub mod api;
 pub mod config;
 pub mod federation;
 pub mod model;
-pub mod sources;
-pub mod api;
 pub mod server;
+pub mod sources;

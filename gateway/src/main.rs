@@ -10,7 +10,11 @@ use lianqiao_gateway::server::{Gateway, serve};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "lianqiao", version, about = "Lianqiao (连桥): one API over municipal governance data")]
+#[command(
+    name = "lianqiao",
+    version,
+    about = "Lianqiao (连桥): one API over municipal governance data"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -35,7 +39,9 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -62,7 +68,9 @@ async fn run(command: Command) -> ExitCode {
             Err(()) => ExitCode::FAILURE,
         },
         Command::Serve { config, listen } => {
-            let Ok(gateway) = load(&config).await else { return ExitCode::FAILURE };
+            let Ok(gateway) = load(&config).await else {
+                return ExitCode::FAILURE;
+            };
             let addr = listen.unwrap_or(gateway.config.listen);
             let listener = match tokio::net::TcpListener::bind(addr).await {
                 Ok(l) => l,

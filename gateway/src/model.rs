@@ -46,7 +46,13 @@ impl Entity {
 }
 
 const fn field(name: &'static str, kind: ValueKind, class: FieldClass, doc: &'static str) -> Field {
-    Field { name, kind, class, values: &[], doc }
+    Field {
+        name,
+        kind,
+        class,
+        values: &[],
+        doc,
+    }
 }
 
 const fn enumerated(
@@ -54,14 +60,28 @@ const fn enumerated(
     values: &'static [&'static str],
     doc: &'static str,
 ) -> Field {
-    Field { name, kind: ValueKind::Text, class: FieldClass::Public, values, doc }
+    Field {
+        name,
+        kind: ValueKind::Text,
+        class: FieldClass::Public,
+        values,
+        doc,
+    }
 }
 
 use FieldClass::{Internal, Public};
 use ValueKind::{Integer, Text};
 
-pub const LEVELS: &[&str] =
-    &["region", "city", "district", "street", "community", "grid", "building", "unit"];
+pub const LEVELS: &[&str] = &[
+    "region",
+    "city",
+    "district",
+    "street",
+    "community",
+    "grid",
+    "building",
+    "unit",
+];
 pub const GRID_TIERS: &[&str] = &["big", "medium", "small", "micro"];
 
 pub static DIVISIONS: Entity = Entity {
@@ -69,14 +89,34 @@ pub static DIVISIONS: Entity = Entity {
     doc: "The administrative hierarchy: region → city → district → street → community → grid.",
     fields: &[
         field("id", Text, Public, "Stable id (the code)."),
-        field("code", Text, Public, "GB/T 2260 code, 9/12-digit statistical code, or local grid code."),
+        field(
+            "code",
+            Text,
+            Public,
+            "GB/T 2260 code, 9/12-digit statistical code, or local grid code.",
+        ),
         field("name", Text, Public, "Name, e.g. 新华西路街道."),
         enumerated("level", LEVELS, "Level in the hierarchy."),
         enumerated("grid_tier", GRID_TIERS, "Tier of a grid (grids only)."),
         field("parent", Text, Public, "Code of the parent division."),
-        field("division", Text, Public, "The division the row belongs to (its own code)."),
-        field("households", Integer, Internal, "Households living in the division."),
-        field("population", Integer, Internal, "Residents living in the division."),
+        field(
+            "division",
+            Text,
+            Public,
+            "The division the row belongs to (its own code).",
+        ),
+        field(
+            "households",
+            Integer,
+            Internal,
+            "Households living in the division.",
+        ),
+        field(
+            "population",
+            Integer,
+            Internal,
+            "Residents living in the division.",
+        ),
     ],
 };
 
@@ -85,15 +125,34 @@ pub static GRIDS: Entity = Entity {
     doc: "Grids in detail: tier, households, head and party branch.",
     fields: &[
         field("id", Text, Public, "Stable id (the grid code)."),
-        field("code", Text, Public, "Local grid code; starts with its community's code."),
+        field(
+            "code",
+            Text,
+            Public,
+            "Local grid code; starts with its community's code.",
+        ),
         field("name", Text, Public, "Name of the grid."),
-        enumerated("tier", GRID_TIERS, "big (by households), medium (a compound), small (a building), micro (a unit)."),
-        field("parent", Text, Public, "The community or the grid of the tier above."),
+        enumerated(
+            "tier",
+            GRID_TIERS,
+            "big (by households), medium (a compound), small (a building), micro (a unit).",
+        ),
+        field(
+            "parent",
+            Text,
+            Public,
+            "The community or the grid of the tier above.",
+        ),
         field("community", Text, Public, "Code of the community."),
         field("division", Text, Public, "The grid's own code."),
         field("households", Integer, Internal, "Households in the grid."),
         field("head", Text, Internal, "Worker id of the grid head."),
-        field("party_branch", Text, Public, "Party organization id of the grid party branch."),
+        field(
+            "party_branch",
+            Text,
+            Public,
+            "Party organization id of the grid party branch.",
+        ),
     ],
 };
 

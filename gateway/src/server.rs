@@ -30,7 +30,11 @@ impl Gateway {
             cache_dir: config.plugins.cache_dir.clone(),
         })
         .map_err(|e| {
-            ConfigErrors(vec![ConfigError::new(&config.file, "plugins", format!("cannot start the plugin engine: {e:#}"))])
+            ConfigErrors(vec![ConfigError::new(
+                &config.file,
+                "plugins",
+                format!("cannot start the plugin engine: {e:#}"),
+            )])
         })?;
         let sources = SourceSet::load(&config.sources, &engine).await?;
         let key = match std::env::var(&config.server.cursor_key_env) {
@@ -45,7 +49,11 @@ impl Gateway {
                 key
             }
         };
-        Ok(Gateway { config, sources, cursors: CursorCodec::new(&key) })
+        Ok(Gateway {
+            config,
+            sources,
+            cursors: CursorCodec::new(&key),
+        })
     }
 
     /// "150103 (huimin), …" for messages.
@@ -67,5 +75,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = api::router(gateway).layer(TraceLayer::new_for_http());
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -25,7 +25,11 @@ impl Source {
 
     /// True when the source declares it serves `entity`.
     pub fn serves(&self, entity: &str) -> bool {
-        self.plugin.manifest().entities.iter().any(|e| e.name == entity)
+        self.plugin
+            .manifest()
+            .entities
+            .iter()
+            .any(|e| e.name == entity)
     }
 }
 
@@ -37,8 +41,13 @@ pub struct SourceSet {
 
 impl SourceSet {
     /// Load every source's plugin; report every failure, naming the file.
-    pub async fn load(configs: &[SourceConfig], engine: &PluginEngine) -> Result<Self, ConfigErrors> {
-        let loads = configs.iter().map(|config| load_one(config.clone(), engine));
+    pub async fn load(
+        configs: &[SourceConfig],
+        engine: &PluginEngine,
+    ) -> Result<Self, ConfigErrors> {
+        let loads = configs
+            .iter()
+            .map(|config| load_one(config.clone(), engine));
         let mut sources = Vec::new();
         let mut errors = Vec::new();
         for outcome in futures::future::join_all(loads).await {
@@ -47,7 +56,11 @@ impl SourceSet {
                 Err(e) => errors.push(e),
             }
         }
-        if errors.is_empty() { Ok(SourceSet { sources }) } else { Err(ConfigErrors(errors)) }
+        if errors.is_empty() {
+            Ok(SourceSet { sources })
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
 }
 
@@ -95,7 +108,11 @@ fn check_against_model(manifest: &Manifest) -> Result<(), String> {
             format!(
                 "the plugin serves `{}`, which the unified model does not define (known: {})",
                 served.name,
-                model::ENTITIES.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
+                model::ENTITIES
+                    .iter()
+                    .map(|e| e.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         })?;
         for f in &served.fields {

@@ -75,7 +75,9 @@ pub fn page_statement(
 
     // Scope first: the one clause that must never be missing.
     if query.scope.is_empty() {
-        return Err(SourceError::Unsupported("a query with an empty scope".into()));
+        return Err(SourceError::Unsupported(
+            "a query with an empty scope".into(),
+        ));
     }
     let mut scope = Vec::new();
     for code in &query.scope {
@@ -86,7 +88,10 @@ pub fn page_statement(
 
     for filter in pushed {
         if !is_identifier(&filter.field) {
-            return Err(SourceError::Unsupported(format!("field name `{}`", filter.field)));
+            return Err(SourceError::Unsupported(format!(
+                "field name `{}`",
+                filter.field
+            )));
         }
         let column = format!("t.{}", filter.field);
         let one = || {
@@ -119,7 +124,10 @@ pub fn page_statement(
             FilterOp::Prefix => {
                 let text = one()?;
                 let text = text.as_text().ok_or_else(|| {
-                    SourceError::Unsupported(format!("prefix filter on `{}` needs text", filter.field))
+                    SourceError::Unsupported(format!(
+                        "prefix filter on `{}` needs text",
+                        filter.field
+                    ))
                 })?;
                 clauses.push(format!("{column} LIKE ? ESCAPE '!'"));
                 params.push(Value::Text(like_literal_prefix(text)));
@@ -168,7 +176,10 @@ mod tests {
             "SELECT t.id, t.division, t.name FROM (SELECT * FROM g) AS t WHERE \
              (t.division LIKE ? ESCAPE '!') ORDER BY t.division, t.id LIMIT ?"
         );
-        assert_eq!(s.params, vec![Value::Text("150103001%".into()), Value::Integer(11)]);
+        assert_eq!(
+            s.params,
+            vec![Value::Text("150103001%".into()), Value::Integer(11)]
+        );
     }
 
     #[test]
@@ -186,9 +197,18 @@ mod tests {
     #[test]
     fn postgres_orders_bytewise() {
         let mut q = query();
-        q.cursor = Some(Position { division: "1".into(), id: "2".into() }.encode());
+        q.cursor = Some(
+            Position {
+                division: "1".into(),
+                id: "2".into(),
+            }
+            .encode(),
+        );
         let s = page_statement(Dialect::Postgres, "SELECT 1", &q, &[]).unwrap();
-        assert!(s.sql.contains("ORDER BY t.division COLLATE \"C\", t.id COLLATE \"C\""));
+        assert!(
+            s.sql
+                .contains("ORDER BY t.division COLLATE \"C\", t.id COLLATE \"C\"")
+        );
         assert!(s.sql.contains("t.division COLLATE \"C\" > ?"));
     }
 }

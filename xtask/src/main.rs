@@ -52,8 +52,14 @@ fn cargo() -> Command {
 
 fn run(cmd: &mut Command, what: &str) -> Result {
     eprintln!("xtask: {what}");
-    let status = cmd.status().map_err(|e| format!("{what}: cannot start: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("{what}: failed ({status})")) }
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{what}: cannot start: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what}: failed ({status})"))
+    }
 }
 
 const WASM_TARGET: &str = "wasm32-wasip2";
@@ -64,11 +70,16 @@ fn ensure_wasm_target() -> Result {
         .current_dir(root())
         .output()
         .map_err(|e| format!("cannot run rustup (is it installed?): {e}"))?;
-    if String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == WASM_TARGET) {
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == WASM_TARGET)
+    {
         return Ok(());
     }
     run(
-        Command::new("rustup").args(["target", "add", WASM_TARGET]).current_dir(root()),
+        Command::new("rustup")
+            .args(["target", "add", WASM_TARGET])
+            .current_dir(root()),
         "adding the wasm32-wasip2 target",
     )
 }
@@ -79,10 +90,16 @@ fn plugins() -> Result<PathBuf> {
     let root = root();
     let wasm_target_dir = root.join("target/wasm");
     let mut cmd = cargo();
-    cmd.args(["build", "--release", "--target", WASM_TARGET, "--manifest-path"])
-        .arg(root.join("plugins/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&wasm_target_dir);
+    cmd.args([
+        "build",
+        "--release",
+        "--target",
+        WASM_TARGET,
+        "--manifest-path",
+    ])
+    .arg(root.join("plugins/Cargo.toml"))
+    .arg("--target-dir")
+    .arg(&wasm_target_dir);
     // Host build settings must not leak into the guest build.
     for var in [
         "RUSTFLAGS",
@@ -115,7 +132,16 @@ fn plugins() -> Result<PathBuf> {
 
 fn data() -> Result {
     run(
-        cargo().args(["run", "--quiet", "-p", "lianqiao-sim", "--", "generate", "--out", "target/demo"]),
+        cargo().args([
+            "run",
+            "--quiet",
+            "-p",
+            "lianqiao-sim",
+            "--",
+            "generate",
+            "--out",
+            "target/demo",
+        ]),
         "generating demo data",
     )
 }
@@ -142,14 +168,35 @@ const DEMO_CHECK: Ports = Ports {
 
 /// Sample requests the demo shows (and, with --check, runs).
 const SAMPLES: &[(&str, &str)] = &[
-    ("the eight street-level units of Huimin district", "/v1/divisions?parent=150103"),
+    (
+        "the eight street-level units of Huimin district",
+        "/v1/divisions?parent=150103",
+    ),
     ("one street", "/v1/divisions/150103001"),
-    ("five grids of 新华西路街道", "/v1/grids?division=150103001&limit=5"),
-    ("Saihan (its own schema) — 兴康社区's grids", "/v1/grids?division=150105002001&fields=name,tier,households"),
-    ("Jining (another schema) — micro grids", "/v1/grids?division=150902&tier=micro&limit=3&fields=name,tier"),
-    ("all of Hohhot: Huimin and Saihan merged in one order", "/v1/grids?division=1501&limit=4&fields=name"),
-    ("small grids with 60+ households, names only", "/v1/grids?division=150103&tier=small&households[gte]=60&fields=name,households&limit=3"),
-    ("a mistake, answered with a code and a fix", "/v1/grids?division=150103&colour=red"),
+    (
+        "five grids of 新华西路街道",
+        "/v1/grids?division=150103001&limit=5",
+    ),
+    (
+        "Saihan (its own schema) — 兴康社区's grids",
+        "/v1/grids?division=150105002001&fields=name,tier,households",
+    ),
+    (
+        "Jining (another schema) — micro grids",
+        "/v1/grids?division=150902&tier=micro&limit=3&fields=name,tier",
+    ),
+    (
+        "all of Hohhot: Huimin and Saihan merged in one order",
+        "/v1/grids?division=1501&limit=4&fields=name",
+    ),
+    (
+        "small grids with 60+ households, names only",
+        "/v1/grids?division=150103&tier=small&households[gte]=60&fields=name,households&limit=3",
+    ),
+    (
+        "a mistake, answered with a code and a fix",
+        "/v1/grids?division=150103&colour=red",
+    ),
 ];
 
 /// Children killed when dropped, so no simulator outlives the demo.
@@ -178,7 +225,14 @@ fn demo(check: bool, ports: &Ports) -> Result {
     plugins()?;
     data()?;
     run(
-        cargo().args(["build", "--quiet", "-p", "lianqiao-gateway", "-p", "lianqiao-sim"]),
+        cargo().args([
+            "build",
+            "--quiet",
+            "-p",
+            "lianqiao-gateway",
+            "-p",
+            "lianqiao-sim",
+        ]),
         "building the gateway and the simulators",
     )?;
     let sim = root().join("target/debug/lianqiao-sim");
@@ -190,7 +244,13 @@ fn demo(check: bool, ports: &Ports) -> Result {
     let addr = ports.gateway;
     let binary = root().join("target/debug/lianqiao");
     let mut gateway = Command::new(&binary)
-        .args(["serve", "--config", "config/lianqiao.toml", "--listen", addr])
+        .args([
+            "serve",
+            "--config",
+            "config/lianqiao.toml",
+            "--listen",
+            addr,
+        ])
         .current_dir(root())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
@@ -225,9 +285,17 @@ fn show_demo(gateway: &mut Child, check: bool, ports: &Ports) -> Result {
     }
     println!("\nLianqiao demo (addresses also in target/demo/endpoints.json)");
     println!("  gateway                   http://{addr}");
-    println!("  party-link simulator      http://{}  (appKey demo / secret demo-secret, HMAC-signed POSTs)", ports.party_link);
-    println!("  city platform simulator   http://{}  (OAuth2 client demo / demo-secret)", ports.city_platform);
-    println!("  districts (SQLite)        huimin 150103, saihan 150105, jining 150902 in target/demo/\n");
+    println!(
+        "  party-link simulator      http://{}  (appKey demo / secret demo-secret, HMAC-signed POSTs)",
+        ports.party_link
+    );
+    println!(
+        "  city platform simulator   http://{}  (OAuth2 client demo / demo-secret)",
+        ports.city_platform
+    );
+    println!(
+        "  districts (SQLite)        huimin 150103, saihan 150105, jining 150902 in target/demo/\n"
+    );
     println!(
         "# the city platform directly: a token, then Huimin's streets\nTOKEN=$(curl -s -d 'grant_type=client_credentials&client_id=demo&client_secret=demo-secret' http://{0}/oauth/token | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')\ncurl -s -H \"Authorization: Bearer $TOKEN\" 'http://{0}/divisions?parentCode=150103'\n",
         ports.city_platform
@@ -236,7 +304,10 @@ fn show_demo(gateway: &mut Child, check: bool, ports: &Ports) -> Result {
         println!("# {what}\ncurl -s 'http://{addr}{path}'");
         let (status, body) = http_get(addr, path)?;
         let shown: String = body.chars().take(600).collect();
-        println!("→ {status}\n{shown}{}\n", if body.len() > shown.len() { " …" } else { "" });
+        println!(
+            "→ {status}\n{shown}{}\n",
+            if body.len() > shown.len() { " …" } else { "" }
+        );
         if check {
             let expected = if path.contains("colour") { 400 } else { 200 };
             if status != expected {
@@ -278,18 +349,28 @@ fn wait_answering(addr: &str) -> Result {
 fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).map_err(|e| e.to_string())?;
+    stream
+        .read_to_end(&mut response)
+        .map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&response).into_owned();
     let status = text
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or("malformed HTTP response")?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -299,7 +380,14 @@ fn test(extra: &[String]) -> Result {
     // Guest-side crates (SDK, plugins) test on the host target.
     run(
         cargo()
-            .args(["test", "--manifest-path", "plugins/Cargo.toml", "--workspace", "--target-dir", "target/guest-tests"])
+            .args([
+                "test",
+                "--manifest-path",
+                "plugins/Cargo.toml",
+                "--workspace",
+                "--target-dir",
+                "target/guest-tests",
+            ])
             .env_remove("CARGO_TARGET_DIR"),
         "testing the SDK and plugins",
     )?;
@@ -319,7 +407,15 @@ fn bench(extra: &[String]) -> Result {
     let plugin_dir = plugins()?;
     run(
         cargo()
-            .args(["run", "--release", "-p", "lianqiao-e2e", "--bin", "lianqiao-bench", "--"])
+            .args([
+                "run",
+                "--release",
+                "-p",
+                "lianqiao-e2e",
+                "--bin",
+                "lianqiao-bench",
+                "--",
+            ])
             .args(extra)
             .env("LIANQIAO_PLUGIN_DIR", &plugin_dir),
         "running benchmarks (release build)",

@@ -59,7 +59,9 @@ pub(crate) fn compile(
         let loaded = unsafe { Component::deserialize_file(engine, &cached) };
         match loaded {
             Ok(component) => return Ok(component),
-            Err(e) => tracing::warn!(path = %cached.display(), error = %e, "stale plugin artifact; recompiling"),
+            Err(e) => {
+                tracing::warn!(path = %cached.display(), error = %e, "stale plugin artifact; recompiling")
+            }
         }
     }
     let component = Component::new(engine, &file.bytes).map_err(compile_error)?;

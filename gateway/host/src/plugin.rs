@@ -209,14 +209,17 @@ impl SourcePlugin {
             }
         })
         .await;
-        joined.map_err(|e| PluginError::Trap(format!("the plugin call panicked in the host: {e}")))?
+        joined
+            .map_err(|e| PluginError::Trap(format!("the plugin call panicked in the host: {e}")))?
     }
 }
 
 /// Name what stopped a call: memory cap, deadline, full pool or a trap.
 fn classify(e: &wasmtime::Error, store: &Store<HostState>, limits: &PluginLimits) -> PluginError {
     if store.data().memory.exceeded {
-        return PluginError::MemoryLimit { cap_mib: limits.memory_mib };
+        return PluginError::MemoryLimit {
+            cap_mib: limits.memory_mib,
+        };
     }
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         if *trap == wasmtime::Trap::Interrupt {
@@ -226,7 +229,9 @@ fn classify(e: &wasmtime::Error, store: &Store<HostState>, limits: &PluginLimits
         }
         return PluginError::Trap(trap.to_string());
     }
-    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
         return PluginError::Busy(format!("{e:#}"));
     }
     PluginError::Trap(format!("{e:#}"))
@@ -236,7 +241,9 @@ fn is_field_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn check_manifest(m: &Manifest) -> Result<(), LoadError> {
@@ -280,7 +287,9 @@ fn text_cell<'a>(page: &'a Page, row: &'a [Value], name: &str) -> Result<&'a str
         .ok_or_else(|| PluginError::Contract(format!("the page has no `{name}` column")))?;
     match row.get(i) {
         Some(Value::Text(s)) => Ok(s),
-        other => Err(PluginError::Contract(format!("`{name}` must be text, got {other:?}"))),
+        other => Err(PluginError::Contract(format!(
+            "`{name}` must be text, got {other:?}"
+        ))),
     }
 }
 

@@ -65,7 +65,11 @@ impl ApiError {
         };
         let message = failures
             .iter()
-            .filter_map(|r| r.error.as_ref().map(|e| format!("source `{}`: {e}", r.name)))
+            .filter_map(|r| {
+                r.error
+                    .as_ref()
+                    .map(|e| format!("source `{}`: {e}", r.name))
+            })
             .collect::<Vec<_>>()
             .join("; ");
         ApiError {

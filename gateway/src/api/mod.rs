@@ -42,7 +42,10 @@ async fn list(
     run(gateway, &request).await
 }
 
-async fn run(gateway: &Gateway, request: &ListRequest) -> Result<Json<serde_json::Value>, ApiError> {
+async fn run(
+    gateway: &Gateway,
+    request: &ListRequest,
+) -> Result<Json<serde_json::Value>, ApiError> {
     match federation::execute(&gateway.sources, &gateway.cursors, request).await {
         Ok(outcome) => Ok(Json(envelope::list_envelope(&outcome, &request.output))),
         Err(ListError::NoSource) => Err(ApiError::not_found(format!(
@@ -81,11 +84,17 @@ async fn get_division(
         )));
     }
     let entity = &model::DIVISIONS;
-    let field = entity.field("code").ok_or_else(|| ApiError::not_found("no code field"))?;
+    let field = entity
+        .field("code")
+        .ok_or_else(|| ApiError::not_found("no code field"))?;
     let request = ListRequest {
         entity,
         scope: vec![code.clone()],
-        filters: vec![FieldFilter { field, op: FilterOp::Eq, values: vec![Value::Text(code.clone())] }],
+        filters: vec![FieldFilter {
+            field,
+            op: FilterOp::Eq,
+            values: vec![Value::Text(code.clone())],
+        }],
         projection: entity.field_names(),
         output: entity.field_names(),
         limit: 1,
@@ -93,14 +102,18 @@ async fn get_division(
         strict: false,
     };
     let Json(mut body) = run(&gateway, &request).await?;
-    let first = body["data"].as_array().and_then(|rows| rows.first().cloned());
+    let first = body["data"]
+        .as_array()
+        .and_then(|rows| rows.first().cloned());
     match first {
         Some(row) => Ok(Json(json!({
             "data": row,
             "partial": body["partial"].take(),
             "sources": body["sources"].take(),
         }))),
-        None => Err(ApiError::not_found(format!("no division has the code {code}"))),
+        None => Err(ApiError::not_found(format!(
+            "no division has the code {code}"
+        ))),
     }
 }
 

@@ -42,9 +42,8 @@ fn op_of(name: &str) -> Option<FilterOp> {
 
 /// Parse one filter value by the field's kind.
 fn typed(field: &Field, raw: &str) -> Result<Value, ApiError> {
-    let wrong = |what: &str| {
-        ApiError::bad_request(format!("`{}` takes {what}, got `{raw}`", field.name))
-    };
+    let wrong =
+        |what: &str| ApiError::bad_request(format!("`{}` takes {what}, got `{raw}`", field.name));
     let value = match field.kind {
         ValueKind::Text => Value::Text(raw.to_string()),
         ValueKind::Integer => Value::Integer(raw.parse().map_err(|_| wrong("an integer"))?),
@@ -52,7 +51,13 @@ fn typed(field: &Field, raw: &str) -> Result<Value, ApiError> {
         ValueKind::Boolean => Value::Boolean(raw.parse().map_err(|_| wrong("true or false"))?),
         ValueKind::Date => {
             let ok = raw.len() == 10
-                && raw.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+                && raw.bytes().enumerate().all(|(i, b)| {
+                    if i == 4 || i == 7 {
+                        b == b'-'
+                    } else {
+                        b.is_ascii_digit()
+                    }
+                });
             if !ok {
                 return Err(wrong("a date like 2021-07-01"));
             }
@@ -124,7 +129,9 @@ pub fn list_request(
             "fields" => {
                 let mut fields = vec!["id"];
                 for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                    let field = entity.field(name).ok_or_else(|| unknown_field(entity, name))?;
+                    let field = entity
+                        .field(name)
+                        .ok_or_else(|| unknown_field(entity, name))?;
                     if !fields.contains(&field.name) {
                         fields.push(field.name);
                     }
@@ -147,8 +154,14 @@ pub fn list_request(
         }
     };
     if let Some(p) = parent {
-        let field = entity.field("parent").ok_or_else(|| unknown_field(entity, "parent"))?;
-        filters.push(FieldFilter { field, op: FilterOp::Eq, values: vec![Value::Text(p.clone())] });
+        let field = entity
+            .field("parent")
+            .ok_or_else(|| unknown_field(entity, "parent"))?;
+        filters.push(FieldFilter {
+            field,
+            op: FilterOp::Eq,
+            values: vec![Value::Text(p.clone())],
+        });
         // Children of `p` inside `division`: the narrower of the two.
         if p.starts_with(&scope) {
             scope = p;
@@ -192,7 +205,9 @@ fn filter(entity: &'static Entity, key: &str, value: &str) -> Result<FieldFilter
     if RESERVED.contains(&name) {
         return Err(ApiError::bad_request(format!("`{key}` is not a filter")));
     }
-    let field = entity.field(name).ok_or_else(|| unknown_field(entity, name))?;
+    let field = entity
+        .field(name)
+        .ok_or_else(|| unknown_field(entity, name))?;
     let values = match op {
         FilterOp::OneOf => value
             .split(',')
@@ -201,7 +216,9 @@ fn filter(entity: &'static Entity, key: &str, value: &str) -> Result<FieldFilter
         _ => vec![typed(field, value)?],
     };
     if op == FilterOp::Prefix && field.kind != ValueKind::Text {
-        return Err(ApiError::bad_request(format!("`{name}[prefix]` needs a text field")));
+        return Err(ApiError::bad_request(format!(
+            "`{name}[prefix]` needs a text field"
+        )));
     }
     Ok(FieldFilter { field, op, values })
 }
@@ -212,7 +229,12 @@ mod tests {
     use crate::model::GRIDS;
 
     fn parse(q: &str) -> Result<ListRequest, ApiError> {
-        list_request(&GRIDS, &pairs(Some(q)).unwrap(), &ServerSection::default(), false)
+        list_request(
+            &GRIDS,
+            &pairs(Some(q)).unwrap(),
+            &ServerSection::default(),
+            false,
+        )
     }
 
     #[test]
@@ -236,7 +258,11 @@ mod tests {
         assert_eq!(e.code, "unknown_field");
         assert!(e.message.contains("tier"), "{}", e.message);
         let e = parse("division=150103&tier=huge").unwrap_err();
-        assert!(e.message.contains("big, medium, small, micro"), "{}", e.message);
+        assert!(
+            e.message.contains("big, medium, small, micro"),
+            "{}",
+            e.message
+        );
         let e = parse("division=150103&households[gt]=3").unwrap_err();
         assert!(e.message.contains("unknown operator `gt`"), "{}", e.message);
         let e = parse("division=150103&division=150104").unwrap_err();

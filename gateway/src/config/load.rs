@@ -26,26 +26,44 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             errors.push(ConfigError::new(
                 path,
                 "server.listen",
-                format!("`{}` is not an address like 127.0.0.1:8080 ({e})", main.server.listen),
+                format!(
+                    "`{}` is not an address like 127.0.0.1:8080 ({e})",
+                    main.server.listen
+                ),
             ))
         })
         .ok();
     let server = &main.server;
     if !(1..=10_000).contains(&server.max_page_size) {
-        errors.push(ConfigError::new(path, "server.max_page_size", "must be from 1 to 10000"));
+        errors.push(ConfigError::new(
+            path,
+            "server.max_page_size",
+            "must be from 1 to 10000",
+        ));
     }
     if server.default_page_size == 0 || server.default_page_size > server.max_page_size {
         errors.push(ConfigError::new(
             path,
             "server.default_page_size",
-            format!("must be from 1 to server.max_page_size ({})", server.max_page_size),
+            format!(
+                "must be from 1 to server.max_page_size ({})",
+                server.max_page_size
+            ),
         ));
     }
     if !(1..=10_000).contains(&main.plugins.pool_instances) {
-        errors.push(ConfigError::new(path, "plugins.pool_instances", "must be from 1 to 10000"));
+        errors.push(ConfigError::new(
+            path,
+            "plugins.pool_instances",
+            "must be from 1 to 10000",
+        ));
     }
     if !(1..=4096).contains(&main.plugins.max_memory_mib) {
-        errors.push(ConfigError::new(path, "plugins.max_memory_mib", "must be from 1 to 4096"));
+        errors.push(ConfigError::new(
+            path,
+            "plugins.max_memory_mib",
+            "must be from 1 to 4096",
+        ));
     }
     let mut plugins = main.plugins.clone();
     plugins.cache_dir = plugins.cache_dir.map(|d| base.join(d));
@@ -125,14 +143,20 @@ fn validate_source(
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if !name_ok {
-        error("name", format!("`{}` must be 1–64 of a-z, 0-9, - and _", raw.name));
+        error(
+            "name",
+            format!("`{}` must be 1–64 of a-z, 0-9, - and _", raw.name),
+        );
     }
 
     let plugin = base.join(&raw.plugin.path);
     if !plugin.is_file() {
         error(
             "plugin.path",
-            format!("no plugin file at {} (build plugins with `cargo xtask plugins`)", plugin.display()),
+            format!(
+                "no plugin file at {} (build plugins with `cargo xtask plugins`)",
+                plugin.display()
+            ),
         );
     }
     if let Some(sha) = &raw.plugin.sha256
@@ -142,11 +166,17 @@ fn validate_source(
     }
 
     if raw.coverage.is_empty() {
-        error("coverage", "name at least one division code this source holds data for".into());
+        error(
+            "coverage",
+            "name at least one division code this source holds data for".into(),
+        );
     }
     for (i, code) in raw.coverage.iter().enumerate() {
         if !is_division_code(code) {
-            error(&format!("coverage[{i}]"), format!("`{code}` is not a division code (2–32 letters or digits)"));
+            error(
+                &format!("coverage[{i}]"),
+                format!("`{code}` is not a division code (2–32 letters or digits)"),
+            );
         }
     }
 
@@ -154,7 +184,10 @@ fn validate_source(
     if !(1..=main.plugins.max_memory_mib).contains(&limits.memory_mib) {
         error(
             "limits.memory_mib",
-            format!("must be from 1 to plugins.max_memory_mib ({})", main.plugins.max_memory_mib),
+            format!(
+                "must be from 1 to plugins.max_memory_mib ({})",
+                main.plugins.max_memory_mib
+            ),
         );
     }
     if !(1..=600_000).contains(&limits.deadline_ms) {
@@ -176,7 +209,10 @@ fn validate_source(
             (None, Some(var)) => match std::env::var(var) {
                 Ok(url) => Some(url),
                 Err(_) => {
-                    error("sql.url_env", format!("environment variable `{var}` is not set"));
+                    error(
+                        "sql.url_env",
+                        format!("environment variable `{var}` is not set"),
+                    );
                     None
                 }
             },
@@ -188,7 +224,14 @@ fn validate_source(
         if let Some(url) = url {
             match resolve_database_url(base, &url) {
                 Ok(url) => sql_url = Some(url),
-                Err(message) => error(if sql.url.is_some() { "sql.url" } else { "sql.url_env" }, message),
+                Err(message) => error(
+                    if sql.url.is_some() {
+                        "sql.url"
+                    } else {
+                        "sql.url_env"
+                    },
+                    message,
+                ),
             }
         }
     }
@@ -196,7 +239,10 @@ fn validate_source(
     let settings_json = match serde_json::to_string(&raw.plugin.settings) {
         Ok(json) => json,
         Err(e) => {
-            error("plugin.settings", format!("cannot be handed to the plugin as JSON: {e}"));
+            error(
+                "plugin.settings",
+                format!("cannot be handed to the plugin as JSON: {e}"),
+            );
             String::new()
         }
     };
@@ -226,7 +272,9 @@ fn resolve_database_url(base: &Path, url: &str) -> Result<String, String> {
         };
     };
     let rest = rest.trim_start_matches("//");
-    let (file, query) = rest.split_once('?').map_or((rest, None), |(f, q)| (f, Some(q)));
+    let (file, query) = rest
+        .split_once('?')
+        .map_or((rest, None), |(f, q)| (f, Some(q)));
     let path = base.join(file);
     if !path.is_file() {
         return Err(format!(
@@ -252,8 +300,14 @@ pub(crate) fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, C
         span.map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
     };
     let deserializer = toml::de::Deserializer::parse(text).map_err(|e| {
-        let at = line_of(e.span()).map(|l| format!(" (line {l})")).unwrap_or_default();
-        ConfigError::new(file, "", format!("not valid TOML{at}: {}", e.message().trim()))
+        let at = line_of(e.span())
+            .map(|l| format!(" (line {l})"))
+            .unwrap_or_default();
+        ConfigError::new(
+            file,
+            "",
+            format!("not valid TOML{at}: {}", e.message().trim()),
+        )
     })?;
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let mut key = e.path().to_string();
@@ -265,12 +319,18 @@ pub(crate) fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, C
             .and_then(|m| m.split('`').next())
             && key.rsplit('.').next() != Some(unknown)
         {
-            key = if key == "." { unknown.to_string() } else { format!("{key}.{unknown}") };
+            key = if key == "." {
+                unknown.to_string()
+            } else {
+                format!("{key}.{unknown}")
+            };
         }
         if key == "." {
             key.clear();
         }
-        let at = line_of(inner.span()).map(|l| format!(" (line {l})")).unwrap_or_default();
+        let at = line_of(inner.span())
+            .map(|l| format!(" (line {l})"))
+            .unwrap_or_default();
         ConfigError::new(file, key, format!("{message}{at}"))
     })
 }

@@ -192,4 +192,3 @@ pub struct SourceConfig {
 pub fn is_division_code(code: &str) -> bool {
     (2..=32).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric())
 }
-

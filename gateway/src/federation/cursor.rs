@@ -91,21 +91,31 @@ impl CursorCodec {
     pub fn encode(&self, state: &CursorState) -> String {
         let payload = serde_json::to_vec(state).unwrap_or_default();
         let tag = self.tag(&payload);
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(tag))
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(tag)
+        )
     }
 
     pub fn decode(&self, token: &str, fingerprint: &str) -> Result<CursorState, CursorError> {
         let (payload, tag) = token.split_once('.').ok_or(CursorError::Malformed)?;
-        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| CursorError::Malformed)?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| CursorError::Malformed)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| CursorError::Malformed)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| CursorError::Malformed)?;
         if tag.len() != TAG_LEN {
             return Err(CursorError::Forged);
         }
         let mut mac = HmacSha256::new_from_slice(&self.key).map_err(|_| CursorError::Forged)?;
         mac.update(&payload);
         // Constant-time comparison of the truncated tag.
-        mac.verify_truncated_left(&tag).map_err(|_| CursorError::Forged)?;
-        let state: CursorState = serde_json::from_slice(&payload).map_err(|_| CursorError::Malformed)?;
+        mac.verify_truncated_left(&tag)
+            .map_err(|_| CursorError::Forged)?;
+        let state: CursorState =
+            serde_json::from_slice(&payload).map_err(|_| CursorError::Malformed)?;
         if state.fingerprint != fingerprint {
             return Err(CursorError::OtherQuery);
         }
@@ -121,9 +131,15 @@ mod tests {
         let mut positions = BTreeMap::new();
         positions.insert(
             "huimin".to_string(),
-            SourcePosition { cursor: Some("[\"150103001\",\"x\"]".into()), skip: 3 },
+            SourcePosition {
+                cursor: Some("[\"150103001\",\"x\"]".into()),
+                skip: 3,
+            },
         );
-        CursorState { fingerprint: "abc".into(), positions }
+        CursorState {
+            fingerprint: "abc".into(),
+            positions,
+        }
     }
 
     #[test]
@@ -146,7 +162,10 @@ mod tests {
         );
         assert_ne!(payload, forged.split_once('.').unwrap().0);
         assert_eq!(codec.decode(&forged, "abc"), Err(CursorError::Forged));
-        assert_eq!(CursorCodec::new(b"other").decode(&token, "abc"), Err(CursorError::Forged));
+        assert_eq!(
+            CursorCodec::new(b"other").decode(&token, "abc"),
+            Err(CursorError::Forged)
+        );
         assert_eq!(codec.decode("garbage", "abc"), Err(CursorError::Malformed));
         assert_eq!(codec.decode(&token, "xyz"), Err(CursorError::OtherQuery));
     }

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use lianqiao_host::PluginError;
 use lianqiao_host::contract::Query;
 
+use super::ListRequest;
 use super::cursor::{CursorCodec, CursorError, CursorState, SourcePosition};
 use super::merge::{Buffer, MergedRow, merge};
 use super::planner::{SourceCall, plan};
-use super::ListRequest;
 use crate::sources::SourceSet;
 
 /// Extra wall time past a plugin's own deadline before the gateway stops
@@ -80,7 +80,9 @@ pub async fn execute(
     let mut outcome = execute_round(sources, codec, request).await?;
     let mut rounds = 1;
     while rounds < MAX_ROUNDS && (outcome.rows.len() as u32) < request.limit && !outcome.partial() {
-        let Some(cursor) = outcome.next_cursor.clone() else { break };
+        let Some(cursor) = outcome.next_cursor.clone() else {
+            break;
+        };
         let mut next = request.clone();
         next.cursor = Some(cursor);
         next.limit = request.limit - outcome.rows.len() as u32;
@@ -113,10 +115,23 @@ async fn execute_round(
     }
     let fingerprint = request.fingerprint();
     let mut starts: BTreeMap<String, SourcePosition> = match &request.cursor {
-        Some(token) => codec.decode(token, &fingerprint).map_err(ListError::Cursor)?.positions,
+        Some(token) => {
+            codec
+                .decode(token, &fingerprint)
+                .map_err(ListError::Cursor)?
+                .positions
+        }
         None => calls
             .iter()
-            .map(|c| (c.source.name().to_string(), SourcePosition { cursor: None, skip: 0 }))
+            .map(|c| {
+                (
+                    c.source.name().to_string(),
+                    SourcePosition {
+                        cursor: None,
+                        skip: 0,
+                    },
+                )
+            })
             .collect(),
     };
     // Sources absent from a cursor were exhausted on an earlier page.
@@ -124,10 +139,13 @@ async fn execute_round(
 
     let limit = request.limit;
     let answers = futures::future::join_all(calls.iter().map(|call| {
-        let start = starts.get(call.source.name()).cloned().unwrap_or(SourcePosition {
-            cursor: None,
-            skip: 0,
-        });
+        let start = starts
+            .get(call.source.name())
+            .cloned()
+            .unwrap_or(SourcePosition {
+                cursor: None,
+                skip: 0,
+            });
         call_source(call, start, request, limit)
     }))
     .await;
@@ -149,9 +167,19 @@ async fn execute_round(
                 buffers.push(Buffer::new(call, start.clone(), page));
             }
             Err(error) => {
-                let status = if error.is_timeout() { SourceStatus::Timeout } else { SourceStatus::Error };
+                let status = if error.is_timeout() {
+                    SourceStatus::Timeout
+                } else {
+                    SourceStatus::Error
+                };
                 tracing::warn!(source = %name, code = error.code(), %error, "source failed");
-                reports.push(SourceReport { name: name.clone(), status, latency, rows: 0, error: Some(error) });
+                reports.push(SourceReport {
+                    name: name.clone(),
+                    status,
+                    latency,
+                    rows: 0,
+                    error: Some(error),
+                });
                 // Keep its place: a later page asks it again from there.
                 failed_positions.insert(name, start);
             }
@@ -176,7 +204,11 @@ async fn execute_round(
             positions: starts,
         })
     });
-    Ok(ListOutcome { rows, next_cursor, reports })
+    Ok(ListOutcome {
+        rows,
+        next_cursor,
+        reports,
+    })
 }
 
 async fn call_source(
@@ -184,9 +216,17 @@ async fn call_source(
     start: SourcePosition,
     request: &ListRequest,
     limit: u32,
-) -> (SourcePosition, Result<lianqiao_host::contract::Page, PluginError>, Duration) {
+) -> (
+    SourcePosition,
+    Result<lianqiao_host::contract::Page, PluginError>,
+    Duration,
+) {
     // Rows the gateway filters itself are partly thrown away: ask for more.
-    let wanted = if call.residual.is_empty() { limit } else { limit.saturating_mul(4) };
+    let wanted = if call.residual.is_empty() {
+        limit
+    } else {
+        limit.saturating_mul(4)
+    };
     let query = Query {
         entity: request.entity.name.to_string(),
         scope: call.scope.clone(),
@@ -200,7 +240,9 @@ async fn call_source(
     let began = Instant::now();
     let answer = match tokio::time::timeout(deadline + DEADLINE_GRACE, plugin.query(query)).await {
         Ok(answer) => answer,
-        Err(_) => Err(PluginError::Deadline { deadline_ms: deadline.as_millis() as u64 }),
+        Err(_) => Err(PluginError::Deadline {
+            deadline_ms: deadline.as_millis() as u64,
+        }),
     };
     (start, answer, began.elapsed())
 }

@@ -64,7 +64,11 @@ mod tests {
     use crate::model::GRIDS;
 
     fn f(op: FilterOp, values: Vec<Value>) -> FieldFilter {
-        FieldFilter { field: &GRIDS.fields[0], op, values }
+        FieldFilter {
+            field: &GRIDS.fields[0],
+            op,
+            values,
+        }
     }
 
     #[test]
@@ -72,12 +76,27 @@ mod tests {
         let t = |s: &str| Value::Text(s.into());
         assert!(matches(&f(FilterOp::Eq, vec![t("a")]), Some(&t("a"))));
         assert!(!matches(&f(FilterOp::Eq, vec![t("a")]), Some(&t("b"))));
-        assert!(matches(&f(FilterOp::Gte, vec![Value::Integer(3)]), Some(&Value::Integer(3))));
-        assert!(!matches(&f(FilterOp::Lte, vec![Value::Integer(3)]), Some(&Value::Float(3.5))));
-        assert!(matches(&f(FilterOp::OneOf, vec![t("a"), t("b")]), Some(&t("b"))));
-        assert!(matches(&f(FilterOp::Prefix, vec![t("1501")]), Some(&t("150103"))));
+        assert!(matches(
+            &f(FilterOp::Gte, vec![Value::Integer(3)]),
+            Some(&Value::Integer(3))
+        ));
+        assert!(!matches(
+            &f(FilterOp::Lte, vec![Value::Integer(3)]),
+            Some(&Value::Float(3.5))
+        ));
+        assert!(matches(
+            &f(FilterOp::OneOf, vec![t("a"), t("b")]),
+            Some(&t("b"))
+        ));
+        assert!(matches(
+            &f(FilterOp::Prefix, vec![t("1501")]),
+            Some(&t("150103"))
+        ));
         assert!(!matches(&f(FilterOp::Eq, vec![t("a")]), None));
         assert!(!matches(&f(FilterOp::Eq, vec![t("a")]), Some(&Value::Null)));
-        assert!(!matches(&f(FilterOp::Eq, vec![t("1")]), Some(&Value::Integer(1))));
+        assert!(!matches(
+            &f(FilterOp::Eq, vec![t("1")]),
+            Some(&Value::Integer(1))
+        ));
     }
 }

@@ -107,7 +107,11 @@ pub(crate) fn merge(buffers: &mut [Buffer<'_>], limit: usize) -> Vec<MergedRow> 
                 .position(|c| c == name)
                 .map(|j| &row[j])
         };
-        if !call.residual.iter().all(|f| filter::matches(f, cell(f.field.name))) {
+        if !call
+            .residual
+            .iter()
+            .all(|f| filter::matches(f, cell(f.field.name)))
+        {
             continue;
         }
         let text_at = |j: Option<usize>| match j.and_then(|j| row.get(j)) {

@@ -48,7 +48,13 @@ pub fn plan(sources: &SourceSet, request: &ListRequest) -> Vec<SourceCall> {
         let mut scope: Vec<String> = request
             .scope
             .iter()
-            .flat_map(|s| source.config.coverage.iter().filter_map(|c| narrowest(s, c)))
+            .flat_map(|s| {
+                source
+                    .config
+                    .coverage
+                    .iter()
+                    .filter_map(|c| narrowest(s, c))
+            })
             .collect();
         scope.sort();
         scope.dedup();
@@ -100,7 +106,10 @@ mod tests {
 
     #[test]
     fn overlap_is_the_narrower_subtree() {
-        assert_eq!(narrowest("150103001", "150103").as_deref(), Some("150103001"));
+        assert_eq!(
+            narrowest("150103001", "150103").as_deref(),
+            Some("150103001")
+        );
         assert_eq!(narrowest("1501", "150103").as_deref(), Some("150103"));
         assert_eq!(narrowest("150105", "150103"), None);
     }

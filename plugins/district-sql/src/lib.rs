@@ -109,15 +109,25 @@ impl Guest for DistrictSql {
         let entity = settings.entities.get(&query.entity).ok_or_else(|| {
             SourceError::Unsupported(format!("entity `{}` is not served", query.entity))
         })?;
-        if let Some(f) = query.projection.iter().find(|f| !entity.fields.contains_key(*f)) {
-            return Err(SourceError::Unsupported(format!("field `{f}` of `{}`", query.entity)));
+        if let Some(f) = query
+            .projection
+            .iter()
+            .find(|f| !entity.fields.contains_key(*f))
+        {
+            return Err(SourceError::Unsupported(format!(
+                "field `{f}` of `{}`",
+                query.entity
+            )));
         }
         let pushed: Vec<&Filter> = query.filters.iter().collect();
         if let Some(f) = pushed
             .iter()
             .find(|f| !entity.fields.contains_key(&f.field) || entity.map.contains_key(&f.field))
         {
-            return Err(SourceError::Unsupported(format!("a filter on `{}`", f.field)));
+            return Err(SourceError::Unsupported(format!(
+                "a filter on `{}`",
+                f.field
+            )));
         }
 
         let statement = page_statement(sql::database_dialect(), &entity.sql, &query, &pushed)?;
@@ -128,7 +138,9 @@ impl Guest for DistrictSql {
             .iter()
             .map(|c| {
                 entity.fields.get(c).copied().ok_or_else(|| {
-                    SourceError::UpstreamError(format!("the database returned an unknown column `{c}`"))
+                    SourceError::UpstreamError(format!(
+                        "the database returned an unknown column `{c}`"
+                    ))
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -148,7 +160,9 @@ impl Guest for DistrictSql {
         }
 
         let next_cursor = if more {
-            let last = rows.last().ok_or_else(|| SourceError::Internal("empty page".into()))?;
+            let last = rows
+                .last()
+                .ok_or_else(|| SourceError::Internal("empty page".into()))?;
             Some(position_of(&result.columns, last)?.encode())
         } else {
             None

@@ -19,7 +19,10 @@ struct Misbehave;
 
 impl Guest for Misbehave {
     fn describe() -> Result<Manifest, SourceError> {
-        let text = |name: &str| FieldSpec { name: name.into(), kind: ValueKind::Text };
+        let text = |name: &str| FieldSpec {
+            name: name.into(),
+            kind: ValueKind::Text,
+        };
         Ok(Manifest {
             name: "misbehave".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -59,7 +62,11 @@ impl Guest for Misbehave {
                         _ => Value::Text(code.clone()),
                     })
                     .collect();
-                Ok(Page { columns: query.projection.clone(), rows: vec![row], next_cursor: None })
+                Ok(Page {
+                    columns: query.projection.clone(),
+                    rows: vec![row],
+                    next_cursor: None,
+                })
             }
         }
     }

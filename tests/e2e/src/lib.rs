@@ -50,8 +50,12 @@ pub fn huimin() -> &'static (District, PathBuf) {
         // The generator is async; run it on a runtime of its own so any
         // test (whatever its runtime) can ask for the data.
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            rt.block_on(sqlite_huimin::write(&d, &p)).expect("write huimin.sqlite");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(sqlite_huimin::write(&d, &p))
+                .expect("write huimin.sqlite");
         })
         .join()
         .expect("generator thread");
@@ -63,7 +67,10 @@ pub fn huimin() -> &'static (District, PathBuf) {
 /// (whatever its runtime) can ask for the data.
 fn block_on_fresh<F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static>(f: F) {
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         rt.block_on(f).expect("generate test data");
     })
     .join()
@@ -165,13 +172,17 @@ impl ConfigDir {
 
     /// A demo source (`config/sources/<name>.toml`) reading `database_url`.
     pub fn with_demo_source(self, name: &str, database_url: &str) -> Self {
-        let demo = std::fs::read_to_string(workspace_root().join(format!("config/sources/{name}.toml")))
-            .expect("demo source config");
+        let demo =
+            std::fs::read_to_string(workspace_root().join(format!("config/sources/{name}.toml")))
+                .expect("demo source config");
         let text: String = demo
             .lines()
             .map(|line| {
                 if line.starts_with("path = ") {
-                    format!("path = {:?}", plugin_dir().join("district_sql.wasm").display().to_string())
+                    format!(
+                        "path = {:?}",
+                        plugin_dir().join("district_sql.wasm").display().to_string()
+                    )
                 } else if line.starts_with("url = ") {
                     format!("url = {database_url:?}")
                 } else {
@@ -193,8 +204,11 @@ impl ConfigDir {
     }
 
     pub fn source(self, name: &str, text: &str) -> Self {
-        std::fs::write(self.dir.path().join("sources").join(format!("{name}.toml")), text)
-            .expect("write source");
+        std::fs::write(
+            self.dir.path().join("sources").join(format!("{name}.toml")),
+            text,
+        )
+        .expect("write source");
         self
     }
 
@@ -234,7 +248,9 @@ pub struct TestGateway {
 
 impl TestGateway {
     pub async fn serve(gateway: Gateway, config: Option<ConfigDir>) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let gateway = Arc::new(gateway);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -253,11 +269,24 @@ impl TestGateway {
     /// GET `path`; the status and the body parsed as JSON.
     pub async fn get(&self, path: &str) -> (StatusCode, serde_json::Value) {
         let uri = format!("http://{}{}", self.addr, path);
-        let response = self.client.get(uri.parse().expect("uri")).await.expect("request");
+        let response = self
+            .client
+            .get(uri.parse().expect("uri"))
+            .await
+            .expect("request");
         let status = response.status();
-        let body = response.into_body().collect().await.expect("body").to_bytes();
-        let json = serde_json::from_slice(&body)
-            .unwrap_or_else(|e| panic!("{path}: body is not JSON ({e}): {}", String::from_utf8_lossy(&body)));
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let json = serde_json::from_slice(&body).unwrap_or_else(|e| {
+            panic!(
+                "{path}: body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&body)
+            )
+        });
         (status, json)
     }
 }

@@ -12,7 +12,10 @@ use lianqiao_sim::generate::{self, DEFAULT_SEED, plans};
 use lianqiao_sim::upstream::{self, city_platform, faults::Faults, party_link, world::World};
 
 #[derive(Parser)]
-#[command(name = "lianqiao-sim", about = "Data and upstream simulators for Lianqiao's demo and tests")]
+#[command(
+    name = "lianqiao-sim",
+    about = "Data and upstream simulators for Lianqiao's demo and tests"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -82,25 +85,44 @@ fn pairs(items: &[String], what: &str) -> anyhow::Result<HashMap<String, String>
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     match Cli::parse().command {
-        Command::Generate { out, seed, postgres_url, mysql_url } => {
+        Command::Generate {
+            out,
+            seed,
+            postgres_url,
+            mysql_url,
+        } => {
             let (huimin, _) = generate::district_with_people(&plans::HUIMIN, seed);
             let path = out.join("huimin.sqlite");
             generate::sqlite_huimin::write(&huimin, &path).await?;
-            println!("wrote {} (Huimin: {} grids)", path.display(), huimin.grids.len());
+            println!(
+                "wrote {} (Huimin: {} grids)",
+                path.display(),
+                huimin.grids.len()
+            );
 
             let (saihan, saihan_people) = generate::district_with_people(&plans::SAIHAN, seed);
             let (jining, jining_people) = generate::district_with_people(&plans::JINING, seed);
             let path = out.join("saihan.sqlite");
             let mut conn = generate::connect_any(&generate::fresh_sqlite_url(&path)?).await?;
             generate::schema_saihan::write(&mut conn, &saihan, &saihan_people).await?;
-            println!("wrote {} (Saihan: {} grids)", path.display(), saihan.grids.len());
+            println!(
+                "wrote {} (Saihan: {} grids)",
+                path.display(),
+                saihan.grids.len()
+            );
             let path = out.join("jining.sqlite");
             let mut conn = generate::connect_any(&generate::fresh_sqlite_url(&path)?).await?;
             generate::schema_jining::write(&mut conn, &jining, &jining_people).await?;
-            println!("wrote {} (Jining: {} grids)", path.display(), jining.grids.len());
+            println!(
+                "wrote {} (Jining: {} grids)",
+                path.display(),
+                jining.grids.len()
+            );
             if let Some(url) = postgres_url {
                 let mut conn = generate::connect_any(&url).await?;
                 generate::schema_saihan::write(&mut conn, &saihan, &saihan_people).await?;
@@ -112,7 +134,12 @@ async fn main() -> anyhow::Result<()> {
                 println!("wrote Jining into MariaDB");
             }
         }
-        Command::PartyLink { listen, seed, apps, faults } => {
+        Command::PartyLink {
+            listen,
+            seed,
+            apps,
+            faults,
+        } => {
             let faults = Faults::from_args(seed, &faults).map_err(anyhow::Error::msg)?;
             let world = Arc::new(World::generate(seed));
             let router = party_link::router(world, pairs(&apps, "--app")?, faults);
@@ -120,7 +147,14 @@ async fn main() -> anyhow::Result<()> {
             println!("party-link simulator listening on http://{bound}");
             task.await?;
         }
-        Command::CityPlatform { listen, seed, clients, token_ttl_secs, rate_limit, faults } => {
+        Command::CityPlatform {
+            listen,
+            seed,
+            clients,
+            token_ttl_secs,
+            rate_limit,
+            faults,
+        } => {
             let faults = Faults::from_args(seed, &faults).map_err(anyhow::Error::msg)?;
             let world = Arc::new(World::generate(seed));
             let settings = city_platform::Settings {

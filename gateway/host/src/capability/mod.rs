@@ -3,9 +3,9 @@
 //! was not granted gets a `denied` error it can see.
 
 mod config;
+mod http;
 mod log;
 pub mod sql;
-mod http;
 
 use crate::bindings::lianqiao::source::types;
 use crate::state::HostState;

@@ -20,38 +20,67 @@ use crate::state::HostState;
 
 /// Decode one cell by the type the driver reports, trying the few Rust
 /// types every backend supports; anything else must be cast to text in the
-/// source's SQL, and the error says so.
+/// source's SQL, and the error says so. (No allocation on the hot path:
+/// type names are matched in place, the column name only on error.)
 macro_rules! decode {
     ($row:expr, $i:expr) => {{
         let raw = $row.try_get_raw($i).map_err(classify)?;
         if raw.is_null() {
             Value::Null
         } else {
-            let type_name = raw.type_info().name().to_ascii_uppercase();
-            let column = $row.column($i).name().to_string();
-            if type_name.contains("INT") {
-                $row.try_get::<i64, _>($i)
+            let type_info = raw.type_info();
+            let kind = cell_kind(type_info.name());
+            match kind {
+                CellKind::Integer => $row
+                    .try_get::<i64, _>($i)
                     .map(Value::Integer)
                     .or_else(|_| $row.try_get::<i32, _>($i).map(|v| Value::Integer(v.into())))
                     .or_else(|_| $row.try_get::<i16, _>($i).map(|v| Value::Integer(v.into())))
-                    .or_else(|_| $row.try_get::<bool, _>($i).map(Value::Boolean))
-            } else if type_name.contains("BOOL") {
-                $row.try_get::<bool, _>($i).map(Value::Boolean)
-            } else if ["REAL", "FLOAT", "DOUBLE"].iter().any(|t| type_name.contains(t)) {
-                $row.try_get::<f64, _>($i)
+                    .or_else(|_| $row.try_get::<bool, _>($i).map(Value::Boolean)),
+                CellKind::Boolean => $row.try_get::<bool, _>($i).map(Value::Boolean),
+                CellKind::Float => $row
+                    .try_get::<f64, _>($i)
                     .map(Value::Float)
-                    .or_else(|_| $row.try_get::<f32, _>($i).map(|v| Value::Float(v.into())))
-            } else {
-                $row.try_get::<String, _>($i).map(Value::Text)
+                    .or_else(|_| $row.try_get::<f32, _>($i).map(|v| Value::Float(v.into()))),
+                CellKind::Text => $row.try_get::<String, _>($i).map(Value::Text),
             }
             .map_err(|_| {
                 SqlError::Statement(format!(
-                    "column `{column}` has type {type_name}, which the sql capability does not \
-                     read; CAST it to text, integer or float in the source's sql"
+                    "column `{}` has type {}, which the sql capability does not read; \
+                     CAST it to text, integer or float in the source's sql",
+                    $row.column($i).name(),
+                    type_info.name()
                 ))
             })?
         }
     }};
+}
+
+/// How to read a cell, from the driver's type name.
+#[derive(Clone, Copy)]
+enum CellKind {
+    Integer,
+    Boolean,
+    Float,
+    Text,
+}
+
+fn cell_kind(type_name: &str) -> CellKind {
+    let has = |needle: &str| {
+        type_name
+            .as_bytes()
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+    };
+    if has("INT") {
+        CellKind::Integer
+    } else if has("BOOL") {
+        CellKind::Boolean
+    } else if has("REAL") || has("FLOAT") || has("DOUBLE") {
+        CellKind::Float
+    } else {
+        CellKind::Text
+    }
 }
 
 /// Bind, fetch and decode, the same for every backend.
@@ -311,7 +340,10 @@ mod tests {
     fn only_reads_are_accepted() {
         assert!(check_statement("SELECT 1", 0).is_ok());
         assert!(check_statement("  with t as (select 1) select * from t;", 0).is_ok());
-        assert!(matches!(check_statement("DELETE FROM grid", 0), Err(SqlError::Denied(_))));
+        assert!(matches!(
+            check_statement("DELETE FROM grid", 0),
+            Err(SqlError::Denied(_))
+        ));
         assert!(matches!(
             check_statement("SELECT 1; DROP TABLE grid", 0),
             Err(SqlError::Denied(_))
@@ -321,7 +353,10 @@ mod tests {
     #[test]
     fn placeholders_in_strings_do_not_count() {
         assert!(check_statement("SELECT '?;' AS q WHERE a = ?", 1).is_ok());
-        assert!(matches!(check_statement("SELECT ? , ?", 1), Err(SqlError::Statement(_))));
+        assert!(matches!(
+            check_statement("SELECT ? , ?", 1),
+            Err(SqlError::Statement(_))
+        ));
     }
 
     #[test]
@@ -338,21 +373,36 @@ mod tests {
         let path = dir.path().join("d.sqlite");
         let url = format!("sqlite://{}", path.display());
         {
-            let rw = sqlx::SqlitePool::connect(&format!("{url}?mode=rwc")).await.unwrap();
-            sqlx::query("CREATE TABLE g (code TEXT, n INTEGER, r REAL)").execute(&rw).await.unwrap();
+            let rw = sqlx::SqlitePool::connect(&format!("{url}?mode=rwc"))
+                .await
+                .unwrap();
+            sqlx::query("CREATE TABLE g (code TEXT, n INTEGER, r REAL)")
+                .execute(&rw)
+                .await
+                .unwrap();
             sqlx::query("INSERT INTO g VALUES ('150103001', 7, 0.5), (NULL, NULL, NULL)")
                 .execute(&rw)
                 .await
                 .unwrap();
             rw.close().await;
         }
-        let settings = PoolSettings { max_connections: 1, acquire_timeout: Duration::from_secs(2) };
+        let settings = PoolSettings {
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(2),
+        };
         let pool = SqlPool::connect_lazy(&url, &settings).unwrap();
-        let rs = pool.query("SELECT code, n, r FROM g ORDER BY code DESC", &[]).await.unwrap();
+        let rs = pool
+            .query("SELECT code, n, r FROM g ORDER BY code DESC", &[])
+            .await
+            .unwrap();
         assert_eq!(rs.columns, vec!["code", "n", "r"]);
         assert_eq!(
             rs.rows[0],
-            vec![Value::Text("150103001".into()), Value::Integer(7), Value::Float(0.5)]
+            vec![
+                Value::Text("150103001".into()),
+                Value::Integer(7),
+                Value::Float(0.5)
+            ]
         );
         assert_eq!(rs.rows[1], vec![Value::Null, Value::Null, Value::Null]);
         // A write disguised as a read is stopped by the connection itself.
@@ -360,6 +410,9 @@ mod tests {
             .query("WITH x AS (SELECT 1) INSERT INTO g VALUES ('x', 1, 1)", &[])
             .await
             .unwrap_err();
-        assert!(matches!(err, SqlError::Statement(ref m) if m.contains("readonly")), "{err:?}");
+        assert!(
+            matches!(err, SqlError::Statement(ref m) if m.contains("readonly")),
+            "{err:?}"
+        );
     }
 }

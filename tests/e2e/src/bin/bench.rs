@@ -54,7 +54,10 @@ const GRIDS_SQL: &str = "SELECT t.id, t.code, t.name, t.tier, t.parent, t.commun
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(2000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(2000);
     let gw = ConfigDir::new()
         .with_huimin()
         .with_misbehaving("steady", "ok", "990004", "")
@@ -88,41 +91,67 @@ async fn main() -> anyhow::Result<()> {
     })
     .await;
 
-    let grids_projection: Vec<String> =
-        ["id", "code", "name", "tier", "parent", "community", "division", "households", "head", "party_branch"]
-            .map(String::from)
-            .to_vec();
-    let plugin_sql = measure("plugin: fresh instance + call, 50 grids via host sql", n, || {
-        let plugin = &huimin_source.plugin;
-        let projection = grids_projection.clone();
-        async move {
-            let q = Query {
-                entity: "grids".into(),
-                scope: vec!["150103".into()],
-                filters: vec![],
-                projection,
-                limit: 50,
-                cursor: None,
-            };
-            let page = plugin.query(q).await.expect("huimin answers");
-            assert_eq!(page.rows.len(), 50);
-        }
-    })
+    let grids_projection: Vec<String> = [
+        "id",
+        "code",
+        "name",
+        "tier",
+        "parent",
+        "community",
+        "division",
+        "households",
+        "head",
+        "party_branch",
+    ]
+    .map(String::from)
+    .to_vec();
+    let plugin_sql = measure(
+        "plugin: fresh instance + call, 50 grids via host sql",
+        n,
+        || {
+            let plugin = &huimin_source.plugin;
+            let projection = grids_projection.clone();
+            async move {
+                let q = Query {
+                    entity: "grids".into(),
+                    scope: vec!["150103".into()],
+                    filters: vec![],
+                    projection,
+                    limit: 50,
+                    cursor: None,
+                };
+                let page = plugin.query(q).await.expect("huimin answers");
+                assert_eq!(page.rows.len(), 50);
+            }
+        },
+    )
     .await;
 
-    let whole = measure("gateway: GET /v1/grids?division=150103&limit=50", n, || async {
-        let (status, body) = gw.get("/v1/grids?division=150103&limit=50").await;
-        assert_eq!(status, 200);
-        assert_eq!(body["data"].as_array().map(Vec::len), Some(50));
-    })
+    let whole = measure(
+        "gateway: GET /v1/grids?division=150103&limit=50",
+        n,
+        || async {
+            let (status, body) = gw.get("/v1/grids?division=150103&limit=50").await;
+            assert_eq!(status, 200);
+            assert_eq!(body["data"].as_array().map(Vec::len), Some(50));
+        },
+    )
     .await;
 
     let url = format!("sqlite://{}?mode=ro", huimin().1.display());
-    let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(4).connect(&url).await?;
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect(&url)
+        .await?;
     let direct = measure("baseline: same query directly on SQLite (sqlx)", n, || {
         let pool = pool.clone();
         async move {
-            let rows = sqlx::query(GRIDS_SQL).bind("150103%").bind(51i64).fetch_all(&pool).await.expect("direct");
+            let rows = sqlx::query(GRIDS_SQL)
+                .bind("150103%")
+                .bind(51i64)
+                .fetch_all(&pool)
+                .await
+                .expect("direct");
             assert_eq!(rows.len(), 51);
         }
     })
@@ -152,7 +181,9 @@ async fn main() -> anyhow::Result<()> {
     report.push_str(&format!(
         "Lianqiao benchmark: {n} samples per row after {WARMUP} warm-up, one client, release build\n\n"
     ));
-    report.push_str("| measurement | p50 µs | p99 µs | mean µs | p50 / baseline |\n|---|---:|---:|---:|---:|\n");
+    report.push_str(
+        "| measurement | p50 µs | p99 µs | mean µs | p50 / baseline |\n|---|---:|---:|---:|---:|\n",
+    );
     for m in [&noop, &plugin_sql, &whole, &direct, &direct_json] {
         report.push_str(&format!(
             "| {} | {} | {} | {} | {:.2}× |\n",

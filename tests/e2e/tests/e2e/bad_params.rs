@@ -7,17 +7,61 @@ use lianqiao_e2e::ConfigDir;
 async fn bad_parameters_are_400_with_code_and_fix() {
     let gw = ConfigDir::new().with_huimin().start().await;
     let cases = [
-        ("/v1/grids?limit=5", "bad_request", "`division=<code>` is required"),
-        ("/v1/grids?division=150103&limit=0", "bad_request", "from 1 to 1000"),
-        ("/v1/grids?division=150103&limit=ten", "bad_request", "got `ten`"),
-        ("/v1/grids?division=150103'%20OR%201=1", "bad_request", "division code"),
-        ("/v1/grids?division=150103&colour=red", "unknown_field", "its fields are: id, code, name"),
-        ("/v1/grids?division=150103&tier=huge", "bad_request", "big, medium, small, micro"),
-        ("/v1/grids?division=150103&households=many", "bad_request", "takes an integer"),
-        ("/v1/grids?division=150103&households[gt]=3", "bad_request", "unknown operator `gt`"),
-        ("/v1/grids?division=150103&strict=maybe", "bad_request", "true or false"),
-        ("/v1/grids?division=150103&fields=name,colour", "unknown_field", "no field `colour`"),
-        ("/v1/grids?division=150103&cursor=nonsense", "bad_cursor", "malformed"),
+        (
+            "/v1/grids?limit=5",
+            "bad_request",
+            "`division=<code>` is required",
+        ),
+        (
+            "/v1/grids?division=150103&limit=0",
+            "bad_request",
+            "from 1 to 1000",
+        ),
+        (
+            "/v1/grids?division=150103&limit=ten",
+            "bad_request",
+            "got `ten`",
+        ),
+        (
+            "/v1/grids?division=150103'%20OR%201=1",
+            "bad_request",
+            "division code",
+        ),
+        (
+            "/v1/grids?division=150103&colour=red",
+            "unknown_field",
+            "its fields are: id, code, name",
+        ),
+        (
+            "/v1/grids?division=150103&tier=huge",
+            "bad_request",
+            "big, medium, small, micro",
+        ),
+        (
+            "/v1/grids?division=150103&households=many",
+            "bad_request",
+            "takes an integer",
+        ),
+        (
+            "/v1/grids?division=150103&households[gt]=3",
+            "bad_request",
+            "unknown operator `gt`",
+        ),
+        (
+            "/v1/grids?division=150103&strict=maybe",
+            "bad_request",
+            "true or false",
+        ),
+        (
+            "/v1/grids?division=150103&fields=name,colour",
+            "unknown_field",
+            "no field `colour`",
+        ),
+        (
+            "/v1/grids?division=150103&cursor=nonsense",
+            "bad_cursor",
+            "malformed",
+        ),
         ("/v1/divisions", "bad_request", "parent=<code>"),
         ("/v1/divisions/15%25", "bad_request", "not a division code"),
         ("/v1/nowhere", "not_found", "no such route"),
@@ -28,7 +72,13 @@ async fn bad_parameters_are_400_with_code_and_fix() {
         assert_eq!(status.as_u16(), expected, "{path}: {body}");
         assert_eq!(body["error"]["code"], code, "{path}: {body}");
         let message = body["error"]["message"].as_str().unwrap_or_default();
-        assert!(message.contains(fix), "{path}: message `{message}` should contain `{fix}`");
-        assert!(body.get("sources").is_none(), "{path}: no source should be called");
+        assert!(
+            message.contains(fix),
+            "{path}: message `{message}` should contain `{fix}`"
+        );
+        assert!(
+            body.get("sources").is_none(),
+            "{path}: no source should be called"
+        );
     }
 }

@@ -25,7 +25,10 @@ fn an_unknown_key_is_named_with_file_key_and_line() {
     let e = &errors.0[0];
     assert!(e.file.ends_with("sources/typo.toml"), "{e}");
     assert_eq!(e.key, "limits.memory_mb");
-    assert!(e.message.contains("unknown field") && e.message.contains("memory_mib"), "{e}");
+    assert!(
+        e.message.contains("unknown field") && e.message.contains("memory_mib"),
+        "{e}"
+    );
     assert!(e.message.contains("line 6"), "{e}");
 }
 
@@ -52,7 +55,12 @@ fn every_error_is_reported_at_once() {
     let found: Vec<(String, String)> = errors
         .0
         .iter()
-        .map(|e| (e.file.file_name().unwrap().to_string_lossy().into_owned(), e.key.clone()))
+        .map(|e| {
+            (
+                e.file.file_name().unwrap().to_string_lossy().into_owned(),
+                e.key.clone(),
+            )
+        })
         .collect();
     for expected in [
         ("lianqiao.toml", "server.listen"),
@@ -63,12 +71,17 @@ fn every_error_is_reported_at_once() {
         ("b.toml", "sql.url"),
     ] {
         assert!(
-            found.iter().any(|(f, k)| f == expected.0 && k == expected.1),
+            found
+                .iter()
+                .any(|(f, k)| f == expected.0 && k == expected.1),
             "missing {expected:?} in:\n{errors}"
         );
     }
     let text = errors.to_string();
-    assert!(text.contains("no plugin file at") && text.contains("cargo xtask plugins"), "{text}");
+    assert!(
+        text.contains("no plugin file at") && text.contains("cargo xtask plugins"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -78,11 +91,17 @@ async fn a_plugin_that_is_not_a_component_is_refused_with_its_source_file() {
     std::fs::write(&bogus, b"not wasm at all").unwrap();
     let dir = dir.source(
         "bogus",
-        &format!("name = \"bogus\"\ncoverage = [\"150103\"]\n[plugin]\npath = {:?}\n", bogus.display().to_string()),
+        &format!(
+            "name = \"bogus\"\ncoverage = [\"150103\"]\n[plugin]\npath = {:?}\n",
+            bogus.display().to_string()
+        ),
     );
     let errors = dir.build().await.expect_err("not a component");
     let text = errors.to_string();
-    assert!(text.contains("bogus.toml") && text.contains("`plugin`"), "{text}");
+    assert!(
+        text.contains("bogus.toml") && text.contains("`plugin`"),
+        "{text}"
+    );
     assert!(text.contains("is not a valid component"), "{text}");
 }
 

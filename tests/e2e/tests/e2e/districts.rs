@@ -4,7 +4,10 @@
 
 use std::collections::HashSet;
 
-use lianqiao_e2e::{ConfigDir, TestGateway, database_url, huimin, jining_into, saihan_and_jining, saihan_into, saihan_jining_sqlite};
+use lianqiao_e2e::{
+    ConfigDir, TestGateway, database_url, huimin, jining_into, saihan_and_jining, saihan_into,
+    saihan_jining_sqlite,
+};
 use lianqiao_sim::generate::GridTier;
 use serde_json::Value;
 
@@ -18,7 +21,10 @@ async fn walk(gw: &TestGateway, query: &str) -> Vec<Value> {
         assert_eq!(status, 200, "{path}: {body}");
         assert_eq!(body["partial"], false, "{body}");
         for row in body["data"].as_array().unwrap() {
-            let key = (row["source"].as_str().unwrap().to_string(), row["id"].as_str().unwrap().to_string());
+            let key = (
+                row["source"].as_str().unwrap().to_string(),
+                row["id"].as_str().unwrap().to_string(),
+            );
             assert!(seen.insert(key.clone()), "{key:?} twice");
             rows.push(row.clone());
         }
@@ -35,8 +41,16 @@ fn sqlite_url(path: &std::path::Path) -> String {
 }
 
 /// Every grid of a district, with its tier mapped to the unified names.
-async fn assert_all_grids(gw: &TestGateway, division: &str, district: &lianqiao_sim::generate::District) {
-    let rows = walk(gw, &format!("/v1/grids?division={division}&limit=1000&fields=tier,households")).await;
+async fn assert_all_grids(
+    gw: &TestGateway,
+    division: &str,
+    district: &lianqiao_sim::generate::District,
+) {
+    let rows = walk(
+        gw,
+        &format!("/v1/grids?division={division}&limit=1000&fields=tier,households"),
+    )
+    .await;
     assert_eq!(rows.len(), district.grids.len());
     for tier in GridTier::ALL {
         let served = rows.iter().filter(|r| r["tier"] == tier.as_str()).count();
@@ -44,7 +58,12 @@ async fn assert_all_grids(gw: &TestGateway, division: &str, district: &lianqiao_
     }
     let keys: Vec<(String, String)> = rows
         .iter()
-        .map(|r| (r["id"].as_str().unwrap().to_string(), r["id"].as_str().unwrap().to_string()))
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_string(),
+                r["id"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     let mut sorted = keys.clone();
     sorted.sort();
@@ -65,15 +84,29 @@ async fn three_schemas_one_plugin_sqlite_copies() {
     assert_all_grids(&gw, "150902", jining).await;
 
     // Levels come back unified whatever the district calls them.
-    let (_, body) = gw.get("/v1/divisions?parent=150902&fields=name,level").await;
-    let levels: HashSet<&str> = body["data"].as_array().unwrap().iter().map(|r| r["level"].as_str().unwrap()).collect();
+    let (_, body) = gw
+        .get("/v1/divisions?parent=150902&fields=name,level")
+        .await;
+    let levels: HashSet<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["level"].as_str().unwrap())
+        .collect();
     assert_eq!(levels, HashSet::from(["street"]));
     let (_, body) = gw.get("/v1/divisions?parent=150105002").await;
-    let xingkang = body["data"].as_array().unwrap().iter().find(|r| r["name"] == "兴康社区").cloned();
+    let xingkang = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "兴康社区")
+        .cloned();
     assert_eq!(xingkang.expect("兴康社区")["households"], 2758);
 
     // A filter on a mapped field is applied by the gateway and still fills pages.
-    let (status, body) = gw.get("/v1/grids?division=150902&tier=micro&limit=50&fields=tier").await;
+    let (status, body) = gw
+        .get("/v1/grids?division=150902&tier=micro&limit=50&fields=tier")
+        .await;
     assert_eq!(status, 200);
     let rows = body["data"].as_array().unwrap();
     assert_eq!(rows.len(), 50, "{body}");
@@ -81,7 +114,12 @@ async fn three_schemas_one_plugin_sqlite_copies() {
 
     // Hohhot (1501) fans out to Huimin and Saihan, not Jining.
     let (_, body) = gw.get("/v1/grids?division=1501&limit=5").await;
-    let sources: HashSet<&str> = body["sources"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let sources: HashSet<&str> = body["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(sources, HashSet::from(["huimin", "saihan"]));
     let all = walk(&gw, "/v1/grids?division=1501&limit=1000&fields=tier").await;
     assert_eq!(all.len(), huimin().0.grids.len() + saihan.grids.len());
@@ -89,9 +127,16 @@ async fn three_schemas_one_plugin_sqlite_copies() {
 
 #[tokio::test]
 async fn saihan_on_postgresql() {
-    let Some(url) = database_url("LIANQIAO_TEST_POSTGRES_URL", "saihan_on_postgresql") else { return };
-    saihan_into(&url).await.expect("write Saihan into PostgreSQL");
-    let gw = ConfigDir::new().with_demo_source("saihan", &url).start().await;
+    let Some(url) = database_url("LIANQIAO_TEST_POSTGRES_URL", "saihan_on_postgresql") else {
+        return;
+    };
+    saihan_into(&url)
+        .await
+        .expect("write Saihan into PostgreSQL");
+    let gw = ConfigDir::new()
+        .with_demo_source("saihan", &url)
+        .start()
+        .await;
     let ((saihan, _), _) = saihan_and_jining();
     assert_all_grids(&gw, "150105", saihan).await;
     let (status, body) = gw.get("/v1/divisions/150105002").await;
@@ -99,7 +144,9 @@ async fn saihan_on_postgresql() {
     assert_eq!(body["data"]["name"], "大学东路街道");
     assert_eq!(body["data"]["level"], "street");
     // Pushed-down filters reach PostgreSQL with its own placeholders.
-    let (status, body) = gw.get("/v1/grids?division=150105&households[gte]=800&limit=1000&fields=households").await;
+    let (status, body) = gw
+        .get("/v1/grids?division=150105&households[gte]=800&limit=1000&fields=households")
+        .await;
     assert_eq!(status, 200, "{body}");
     let expected = saihan.grids.iter().filter(|g| g.households >= 800).count();
     assert_eq!(body["data"].as_array().unwrap().len(), expected);
@@ -107,16 +154,29 @@ async fn saihan_on_postgresql() {
 
 #[tokio::test]
 async fn jining_on_mariadb() {
-    let Some(url) = database_url("LIANQIAO_TEST_MYSQL_URL", "jining_on_mariadb") else { return };
+    let Some(url) = database_url("LIANQIAO_TEST_MYSQL_URL", "jining_on_mariadb") else {
+        return;
+    };
     jining_into(&url).await.expect("write Jining into MariaDB");
-    let gw = ConfigDir::new().with_demo_source("jining", &url).start().await;
+    let gw = ConfigDir::new()
+        .with_demo_source("jining", &url)
+        .start()
+        .await;
     let (_, (jining, _)) = saihan_and_jining();
     assert_all_grids(&gw, "150902", jining).await;
-    let (status, body) = gw.get("/v1/grids?division=150902001&limit=3&fields=name,tier,head").await;
+    let (status, body) = gw
+        .get("/v1/grids?division=150902001&limit=3&fields=name,tier,head")
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"][0]["tier"], "big");
-    let (status, body) = gw.get("/v1/grids?division=150902&code[prefix]=150902001001&limit=1000&fields=code").await;
+    let (status, body) = gw
+        .get("/v1/grids?division=150902&code[prefix]=150902001001&limit=1000&fields=code")
+        .await;
     assert_eq!(status, 200, "{body}");
-    let expected = jining.grids.iter().filter(|g| g.code.starts_with("150902001001")).count();
+    let expected = jining
+        .grids
+        .iter()
+        .filter(|g| g.code.starts_with("150902001001"))
+        .count();
     assert_eq!(body["data"].as_array().unwrap().len(), expected);
 }

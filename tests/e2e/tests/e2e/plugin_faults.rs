@@ -34,7 +34,10 @@ async fn each_fault_fails_only_its_request_and_the_next_one_succeeds() {
             assert_eq!(got.as_u16(), status, "round {round}, {division}: {body}");
             assert_eq!(body["error"]["code"], code, "{body}");
             assert!(body["error"]["source"].is_string(), "{body}");
-            assert!(took < Duration::from_secs(2), "{division} took {took:?}, past its deadline");
+            assert!(
+                took < Duration::from_secs(2),
+                "{division} took {took:?}, past its deadline"
+            );
 
             let (ok, body) = gw.get("/v1/grids?division=150103001&limit=3").await;
             assert_eq!(ok, 200, "after {division}: {body}");

@@ -8,8 +8,13 @@ use sqlx::Row;
 
 async fn direct_sqlite(sql: &str) -> Vec<sqlx::sqlite::SqliteRow> {
     let url = format!("sqlite://{}?mode=ro", huimin().1.display());
-    let pool = sqlx::SqlitePool::connect(&url).await.expect("open huimin.sqlite");
-    sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).fetch_all(&pool).await.expect("direct query")
+    let pool = sqlx::SqlitePool::connect(&url)
+        .await
+        .expect("open huimin.sqlite");
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_all(&pool)
+        .await
+        .expect("direct query")
 }
 
 #[tokio::test]
@@ -69,7 +74,12 @@ async fn divisions_children_and_one_division() {
     let gw = ConfigDir::new().with_huimin().start().await;
     let (status, body) = gw.get("/v1/divisions?parent=150103").await;
     assert_eq!(status, 200, "{body}");
-    let names: Vec<&str> = body["data"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names.len(), 8, "{names:?}");
     assert!(names.contains(&"新华西路街道") && names.contains(&"攸攸板镇"));
 
@@ -92,15 +102,19 @@ async fn filters_and_projection_agree_with_the_database() {
         .await;
     assert_eq!(status, 200, "{body}");
     let rows = body["data"].as_array().unwrap();
-    let expected = direct_sqlite(
-        "SELECT count(*) FROM grid WHERE tier = 'small' AND households >= 60",
-    )
-    .await[0]
+    let expected =
+        direct_sqlite("SELECT count(*) FROM grid WHERE tier = 'small' AND households >= 60").await
+            [0]
         .get::<i64, _>(0);
     assert_eq!(rows.len() as i64, expected);
     assert!(expected > 0);
     for row in rows {
-        let keys: Vec<&str> = row.as_object().unwrap().keys().map(String::as_str).collect();
+        let keys: Vec<&str> = row
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         assert_eq!(keys, ["id", "name", "households", "source"]);
         assert!(row["households"].as_i64().unwrap() >= 60);
     }
@@ -116,18 +130,35 @@ async fn a_tampered_or_foreign_cursor_is_refused() {
     let mut bytes = cursor.clone().into_bytes();
     bytes[5] = if bytes[5] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(bytes).unwrap();
-    let (status, body) = gw.get(&format!("/v1/grids?division=150103&limit=10&cursor={tampered}")).await;
+    let (status, body) = gw
+        .get(&format!(
+            "/v1/grids?division=150103&limit=10&cursor={tampered}"
+        ))
+        .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "bad_cursor");
 
     // The same cursor under other filters.
-    let (status, body) = gw.get(&format!("/v1/grids?division=150103001&limit=10&cursor={cursor}")).await;
+    let (status, body) = gw
+        .get(&format!(
+            "/v1/grids?division=150103001&limit=10&cursor={cursor}"
+        ))
+        .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "bad_cursor");
-    assert!(body["error"]["message"].as_str().unwrap().contains("different query"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("different query")
+    );
 
     // Untouched, it works.
-    let (status, _) = gw.get(&format!("/v1/grids?division=150103&limit=10&cursor={cursor}")).await;
+    let (status, _) = gw
+        .get(&format!(
+            "/v1/grids?division=150103&limit=10&cursor={cursor}"
+        ))
+        .await;
     assert_eq!(status, 200);
 }
 
@@ -137,14 +168,23 @@ async fn a_division_no_source_covers_is_not_found_with_the_coverage() {
     let (status, body) = gw.get("/v1/grids?division=150105").await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "not_found");
-    assert!(body["error"]["message"].as_str().unwrap().contains("150103 (huimin)"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("150103 (huimin)"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn health_and_readiness() {
     let gw = ConfigDir::new().with_huimin().start().await;
     let (status, body) = gw.get("/healthz").await;
-    assert_eq!((status.as_u16(), body["status"].as_str()), (200, Some("ok")));
+    assert_eq!(
+        (status.as_u16(), body["status"].as_str()),
+        (200, Some("ok"))
+    );
     let (status, body) = gw.get("/readyz").await;
     assert_eq!(status, 200);
     assert_eq!(body["sources"][0]["name"], "huimin");

@@ -121,7 +121,8 @@ pub async fn insert(
 /// Run each `;`-separated DDL statement (none may contain a `;` itself).
 pub async fn ddl(conn: &mut AnyConnection, script: &str) -> anyhow::Result<()> {
     for statement in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-        conn.execute(sqlx::AssertSqlSafe(statement.to_string())).await?;
+        conn.execute(sqlx::AssertSqlSafe(statement.to_string()))
+            .await?;
     }
     Ok(())
 }

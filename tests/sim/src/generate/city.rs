@@ -62,13 +62,36 @@ const PROBLEMS: &[(&str, &str)] = &[
     ("小区无物业管理", "物业管理"),
     ("道路破损", "市政设施"),
 ];
-const DEPARTMENTS: &[&str] = &["市住建局", "市城管局", "市市政公用事业局", "市供热公司", "市应急管理局", "市公安局"];
-const LEVELS_BY_STEP: &[&str] = &["grid", "community", "street", "city", "city", "city", "city", "city", "city"];
+const DEPARTMENTS: &[&str] = &[
+    "市住建局",
+    "市城管局",
+    "市市政公用事业局",
+    "市供热公司",
+    "市应急管理局",
+    "市公安局",
+];
+const LEVELS_BY_STEP: &[&str] = &[
+    "grid",
+    "community",
+    "street",
+    "city",
+    "city",
+    "city",
+    "city",
+    "city",
+    "city",
+];
 
 fn timestamp(day: i64, minute: i64) -> String {
     // Days since 2024-01-01; a calendar of 12 × 28-day months is enough for test data.
     let (year, rest) = (2024 + day / 336, day % 336);
-    format!("{year}-{:02}-{:02}T{:02}:{:02}:00+08:00", rest / 28 + 1, rest % 28 + 1, 8 + minute / 60 % 10, minute % 60)
+    format!(
+        "{year}-{:02}-{:02}T{:02}:{:02}:00+08:00",
+        rest / 28 + 1,
+        rest % 28 + 1,
+        8 + minute / 60 % 10,
+        minute % 60
+    )
 }
 
 /// City-loop cases of a district, one per community at least.
@@ -105,9 +128,14 @@ pub fn cases(plan: &DistrictPlan, district: &District, seed: u64) -> Vec<Case> {
             opened_at: history[0].1.clone(),
             updated_at: history.last().map(|h| h.1.clone()).unwrap_or_default(),
             due_at: timestamp(opened + 15, 0),
-            reporter_name: format!("{}先生", ["王", "李", "张", "刘", "马", "白"][rng.random_range(0..6)]),
+            reporter_name: format!(
+                "{}先生",
+                ["王", "李", "张", "刘", "马", "白"][rng.random_range(0..6)]
+            ),
             reporter_phone: format!("139{:08}", rng.random_range(0..100_000_000u32)),
-            departments: (0..rng.random_range(1..3)).map(|_| DEPARTMENTS[rng.random_range(0..DEPARTMENTS.len())]).collect(),
+            departments: (0..rng.random_range(1..3))
+                .map(|_| DEPARTMENTS[rng.random_range(0..DEPARTMENTS.len())])
+                .collect(),
             satisfaction: matches!(state, "evaluated" | "closed").then(|| rng.random_range(3..=5)),
             history,
         });
@@ -119,7 +147,11 @@ pub fn cases(plan: &DistrictPlan, district: &District, seed: u64) -> Vec<Case> {
 /// grid-level stations up to the plan's count.
 pub fn service_centers(plan: &DistrictPlan, district: &District) -> Vec<ServiceCenter> {
     let mut out = Vec::new();
-    let push = |out: &mut Vec<ServiceCenter>, name: String, tier: &'static str, division: &str, area: i64| {
+    let push = |out: &mut Vec<ServiceCenter>,
+                name: String,
+                tier: &'static str,
+                division: &str,
+                area: i64| {
         out.push(ServiceCenter {
             id: format!("{}-FWZX-{:03}", plan.code, out.len() + 1),
             address: format!("内蒙古自治区{}{}", district.name, name),
@@ -133,17 +165,49 @@ pub fn service_centers(plan: &DistrictPlan, district: &District) -> Vec<ServiceC
     if plan.service_centers == 0 {
         return out;
     }
-    push(&mut out, format!("{}党群服务中心", district.name), "district", &district.code, 1200);
-    for d in district.divisions.iter().filter(|d| d.level == Level::Street) {
-        push(&mut out, format!("{}党群服务中心", d.name), "street", &d.code, 600);
+    push(
+        &mut out,
+        format!("{}党群服务中心", district.name),
+        "district",
+        &district.code,
+        1200,
+    );
+    for d in district
+        .divisions
+        .iter()
+        .filter(|d| d.level == Level::Street)
+    {
+        push(
+            &mut out,
+            format!("{}党群服务中心", d.name),
+            "street",
+            &d.code,
+            600,
+        );
     }
-    for d in district.divisions.iter().filter(|d| d.level == Level::Community) {
-        push(&mut out, format!("{}党群服务站", d.name), "community", &d.code, 300);
+    for d in district
+        .divisions
+        .iter()
+        .filter(|d| d.level == Level::Community)
+    {
+        push(
+            &mut out,
+            format!("{}党群服务站", d.name),
+            "community",
+            &d.code,
+            300,
+        );
     }
     let mut grids = district.grids.iter();
     while out.len() < plan.service_centers {
         let Some(g) = grids.next() else { break };
-        push(&mut out, format!("{}党群服务点", g.name), "grid", &g.code, 80);
+        push(
+            &mut out,
+            format!("{}党群服务点", g.name),
+            "grid",
+            &g.code,
+            80,
+        );
     }
     out.truncate(plan.service_centers);
     out

@@ -39,7 +39,12 @@ pub enum GridTier {
 }
 
 impl GridTier {
-    pub const ALL: [GridTier; 4] = [GridTier::Big, GridTier::Medium, GridTier::Small, GridTier::Micro];
+    pub const ALL: [GridTier; 4] = [
+        GridTier::Big,
+        GridTier::Medium,
+        GridTier::Small,
+        GridTier::Micro,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -159,10 +164,16 @@ impl District {
                 let seen = used.entry(base).or_insert(0);
                 let stem = match *seen {
                     0 => base.to_string(),
-                    n => format!("{base}{}", ["东", "西", "南", "北", "中", "新"][(n - 1) % 6]),
+                    n => format!(
+                        "{base}{}",
+                        ["东", "西", "南", "北", "中", "新"][(n - 1) % 6]
+                    ),
                 };
                 *seen += 1;
-                let special = plan.special_communities.iter().find(|s| s.street == *suffix && s.index == i);
+                let special = plan
+                    .special_communities
+                    .iter()
+                    .find(|s| s.street == *suffix && s.index == i);
                 if let Some(special) = special {
                     specials.push((divisions.len(), special));
                 }
@@ -181,7 +192,9 @@ impl District {
         // Compounds, a share of them old.
         let mut compounds = Vec::with_capacity(plan.compounds);
         let mut old = vec![false; plan.compounds];
-        old.iter_mut().take(plan.old_compounds).for_each(|o| *o = true);
+        old.iter_mut()
+            .take(plan.old_compounds)
+            .for_each(|o| *o = true);
         old.shuffle(&mut rng);
         let per_community = spread(plan.compounds, communities.len());
         for (ci, &di) in communities.iter().enumerate() {
@@ -222,7 +235,10 @@ impl District {
             for k in 1..=count {
                 // A described community's households split over its grids.
                 let households = match special {
-                    Some(s) => s.households / count as i64 + i64::from(k as i64 <= s.households % count as i64),
+                    Some(s) => {
+                        s.households / count as i64
+                            + i64::from(k as i64 <= s.households % count as i64)
+                    }
                     None => rng.random_range(400..900),
                 };
                 grids.push(Grid {
@@ -292,14 +308,22 @@ impl District {
         let mut shares = vec![0usize; compounds.len()];
         let special_buildings: usize = specials.iter().map(|(_, s)| s.buildings).sum();
         let ordinary: Vec<usize> = (0..compounds.len())
-            .filter(|&i| !specials.iter().any(|(di, _)| divisions[*di].code == compounds[i].community))
+            .filter(|&i| {
+                !specials
+                    .iter()
+                    .any(|(di, _)| divisions[*di].code == compounds[i].community)
+            })
             .collect();
-        for (i, n) in ordinary.iter().zip(spread(plan.buildings.saturating_sub(special_buildings), ordinary.len())) {
+        for (i, n) in ordinary.iter().zip(spread(
+            plan.buildings.saturating_sub(special_buildings),
+            ordinary.len(),
+        )) {
             shares[*i] = n;
         }
         for (di, special) in &specials {
-            let mine: Vec<usize> =
-                (0..compounds.len()).filter(|&i| compounds[i].community == divisions[*di].code).collect();
+            let mine: Vec<usize> = (0..compounds.len())
+                .filter(|&i| compounds[i].community == divisions[*di].code)
+                .collect();
             for (i, n) in mine.iter().zip(spread(special.buildings, mine.len())) {
                 shares[*i] = n;
             }
@@ -386,15 +410,23 @@ mod tests {
         assert_eq!(d.compounds.len(), 513);
         assert_eq!(d.compounds.iter().filter(|c| c.is_old).count(), 372);
         assert_eq!(d.grids.len(), 537);
-        assert_eq!(
-            GridTier::ALL.map(|t| d.count_grids(t)),
-            [100, 160, 190, 87]
-        );
+        assert_eq!(GridTier::ALL.map(|t| d.count_grids(t)), [100, 160, 190, 87]);
         assert_eq!(d.buildings.len(), 2126);
         assert_eq!(d.units.len(), 7665);
-        assert_eq!(d.grids.iter().filter(|g| g.party_branch.is_some()).count(), 197);
-        assert!(d.divisions.iter().any(|x| x.code == "150103001" && x.name == "新华西路街道"));
-        assert!(d.divisions.iter().any(|x| x.code == "150103100" && x.name == "攸攸板镇"));
+        assert_eq!(
+            d.grids.iter().filter(|g| g.party_branch.is_some()).count(),
+            197
+        );
+        assert!(
+            d.divisions
+                .iter()
+                .any(|x| x.code == "150103001" && x.name == "新华西路街道")
+        );
+        assert!(
+            d.divisions
+                .iter()
+                .any(|x| x.code == "150103100" && x.name == "攸攸板镇")
+        );
     }
 
     #[test]
@@ -408,17 +440,28 @@ mod tests {
             .filter(|d| d.level == Level::Community && d.code[6..9].starts_with('1'))
             .count();
         assert_eq!(towns, 23, "village-to-community in the three towns");
-        let xingkang = s.divisions.iter().find(|d| d.name == "兴康社区").expect("兴康社区");
+        let xingkang = s
+            .divisions
+            .iter()
+            .find(|d| d.name == "兴康社区")
+            .expect("兴康社区");
         assert_eq!(xingkang.households, 2758);
         assert_eq!(xingkang.population, 7012);
         let xk_bigs = s.grids.iter().filter(|g| g.parent == xingkang.code).count();
         assert_eq!(xk_bigs, 5);
-        let xk_buildings = s.buildings.iter().filter(|b| b.code.starts_with(&xingkang.code)).count();
+        let xk_buildings = s
+            .buildings
+            .iter()
+            .filter(|b| b.code.starts_with(&xingkang.code))
+            .count();
         assert_eq!(xk_buildings, 63);
         assert_eq!(s.count_grids(GridTier::Big), 341);
 
         let j = District::generate(&JINING, 7);
-        assert_eq!(GridTier::ALL.map(|t| j.count_grids(t)), [502, 1237, 3786, 10653]);
+        assert_eq!(
+            GridTier::ALL.map(|t| j.count_grids(t)),
+            [502, 1237, 3786, 10653]
+        );
     }
 
     #[test]
@@ -431,7 +474,12 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), n, "duplicate codes");
         for g in &d.grids {
-            assert!(g.code.starts_with(&g.parent), "{} under {}", g.code, g.parent);
+            assert!(
+                g.code.starts_with(&g.parent),
+                "{} under {}",
+                g.code,
+                g.parent
+            );
             assert!(g.code.starts_with(&g.community));
         }
         for b in &d.buildings {

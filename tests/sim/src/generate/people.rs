@@ -167,28 +167,50 @@ fn person(rng: &mut ChaCha8Rng) -> (String, bool, &'static str) {
     let male = rng.random_bool(0.55);
     let given = |rng: &mut ChaCha8Rng| {
         let n = if rng.random_bool(0.6) { 2 } else { 1 };
-        (0..n).map(|_| GIVEN_CHARS[rng.random_range(0..GIVEN_CHARS.len())]).collect::<String>()
+        (0..n)
+            .map(|_| GIVEN_CHARS[rng.random_range(0..GIVEN_CHARS.len())])
+            .collect::<String>()
     };
     let name = match ethnicity {
         "蒙古族" => MONGOLIAN_NAMES[rng.random_range(0..MONGOLIAN_NAMES.len())].to_string(),
-        "回族" => format!("{}{}", HUI_SURNAMES[rng.random_range(0..HUI_SURNAMES.len())], given(rng)),
-        _ => format!("{}{}", HAN_SURNAMES[rng.random_range(0..HAN_SURNAMES.len())], given(rng)),
+        "回族" => format!(
+            "{}{}",
+            HUI_SURNAMES[rng.random_range(0..HUI_SURNAMES.len())],
+            given(rng)
+        ),
+        _ => format!(
+            "{}{}",
+            HAN_SURNAMES[rng.random_range(0..HAN_SURNAMES.len())],
+            given(rng)
+        ),
     };
     (name, male, ethnicity)
 }
 
 fn phone(rng: &mut ChaCha8Rng) -> String {
-    const PREFIXES: &[&str] = &["134", "135", "138", "139", "150", "151", "155", "158", "176", "186", "189"];
-    format!("{}{:08}", PREFIXES[rng.random_range(0..PREFIXES.len())], rng.random_range(0..100_000_000u32))
+    const PREFIXES: &[&str] = &[
+        "134", "135", "138", "139", "150", "151", "155", "158", "176", "186", "189",
+    ];
+    format!(
+        "{}{:08}",
+        PREFIXES[rng.random_range(0..PREFIXES.len())],
+        rng.random_range(0..100_000_000u32)
+    )
 }
 
 fn date(rng: &mut ChaCha8Rng, years: std::ops::Range<u32>) -> (u32, u32, u32) {
-    (rng.random_range(years), rng.random_range(1..13), rng.random_range(1..29))
+    (
+        rng.random_range(years),
+        rng.random_range(1..13),
+        rng.random_range(1..29),
+    )
 }
 
 impl People {
     pub fn generate(plan: &DistrictPlan, district: &District, seed: u64) -> People {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(31) ^ plan.code.parse::<u64>().unwrap_or(0));
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            seed.wrapping_mul(31) ^ plan.code.parse::<u64>().unwrap_or(0),
+        );
         let mut orgs = Vec::new();
         let mut next_org = 0usize;
         let mut org_id = |kind: &str| {
@@ -205,14 +227,22 @@ impl People {
 
         // Street working committees and community committees.
         let mut committee_of = std::collections::HashMap::new();
-        for d in district.divisions.iter().filter(|d| matches!(d.level, Level::Street | Level::Community)) {
+        for d in district
+            .divisions
+            .iter()
+            .filter(|d| matches!(d.level, Level::Street | Level::Community))
+        {
             let (secretary, _, _) = person(&mut rng);
             let parent = d.parent.as_ref().and_then(|p| committee_of.get(p).cloned());
             let id = org_id("DW");
             committee_of.insert(d.code.clone(), id.clone());
             orgs.push(PartyOrg {
                 id,
-                name: if d.level == Level::Street { format!("{}党工委", d.name) } else { format!("{}党委", d.name) },
+                name: if d.level == Level::Street {
+                    format!("{}党工委", d.name)
+                } else {
+                    format!("{}党委", d.name)
+                },
                 kind: OrgKind::Committee,
                 parent,
                 division: d.code.clone(),
@@ -260,14 +290,21 @@ impl People {
                 founded_on: founded(&mut rng),
             });
         }
-        let communities: Vec<&super::Division> =
-            district.divisions.iter().filter(|d| d.level == Level::Community).collect();
+        let communities: Vec<&super::Division> = district
+            .divisions
+            .iter()
+            .filter(|d| d.level == Level::Community)
+            .collect();
         for k in 0..functional {
             let c = communities[k % communities.len()];
             let (secretary, _, _) = person(&mut rng);
             orgs.push(PartyOrg {
                 id: org_id("GNZ"),
-                name: format!("{}{}功能型党支部", c.name, FUNCTIONAL_BRANCHES[k % FUNCTIONAL_BRANCHES.len()]),
+                name: format!(
+                    "{}{}功能型党支部",
+                    c.name,
+                    FUNCTIONAL_BRANCHES[k % FUNCTIONAL_BRANCHES.len()]
+                ),
                 kind: OrgKind::Functional,
                 parent: committee_of.get(&c.code).cloned(),
                 division: c.code.clone(),
@@ -289,12 +326,17 @@ impl People {
         }
 
         // Members: most in grid branches and building groups.
-        let member_orgs: Vec<&PartyOrg> =
-            orgs.iter().filter(|o| !(o.kind == OrgKind::Committee && o.division.len() == 9)).collect();
+        let member_orgs: Vec<&PartyOrg> = orgs
+            .iter()
+            .filter(|o| !(o.kind == OrgKind::Committee && o.division.len() == 9))
+            .collect();
         let units_by_building = {
-            let mut map: std::collections::HashMap<&str, Vec<&str>> = std::collections::HashMap::new();
+            let mut map: std::collections::HashMap<&str, Vec<&str>> =
+                std::collections::HashMap::new();
             for u in &district.units {
-                map.entry(u.building.as_str()).or_default().push(u.code.as_str());
+                map.entry(u.building.as_str())
+                    .or_default()
+                    .push(u.code.as_str());
             }
             map
         };
@@ -309,13 +351,21 @@ impl People {
         let mut members = Vec::with_capacity(plan.party_members);
         let mut id_numbers = std::collections::HashSet::new();
         for n in 0..plan.party_members {
-            let org = member_orgs[(n * 7919 + rng.random_range(0..member_orgs.len())) % member_orgs.len()];
+            let org = member_orgs
+                [(n * 7919 + rng.random_range(0..member_orgs.len())) % member_orgs.len()];
             // A home inside the organization's division.
-            let candidates: Vec<&&super::Building> =
-                buildings.iter().filter(|b| b.grid.starts_with(&org.division) || b.code.starts_with(&org.division)).take(40).collect();
-            let building = candidates.get(rng.random_range(0..candidates.len().max(1))).map(|b| **b);
+            let candidates: Vec<&&super::Building> = buildings
+                .iter()
+                .filter(|b| b.grid.starts_with(&org.division) || b.code.starts_with(&org.division))
+                .take(40)
+                .collect();
+            let building = candidates
+                .get(rng.random_range(0..candidates.len().max(1)))
+                .map(|b| **b);
             let unit = building.and_then(|b| {
-                units_by_building.get(b.code.as_str()).and_then(|u| u.get(rng.random_range(0..u.len())).copied())
+                units_by_building
+                    .get(b.code.as_str())
+                    .and_then(|u| u.get(rng.random_range(0..u.len())).copied())
             });
             let grid = building
                 .map(|b| b.grid.clone())
@@ -326,7 +376,11 @@ impl People {
             let birth = format!("{by}{bm:02}{bd:02}");
             let joined_year = (by + 18 + rng.random_range(0..30)).min(2024);
             let (_, jm, jd) = date(&mut rng, 0..1);
-            let status = if by < 1962 { MemberStatus::Retired } else { MemberStatus::Regular };
+            let status = if by < 1962 {
+                MemberStatus::Retired
+            } else {
+                MemberStatus::Regular
+            };
             let address = match (building, unit) {
                 (Some(b), Some(u)) => format!("{}{}{}", district.name, b.name, unit_name(u)),
                 _ => format!("{}{}", district.name, org.name),
@@ -361,8 +415,9 @@ impl People {
             });
         }
         // Double registration: working-age members register where they live.
-        let mut working: Vec<usize> =
-            (0..members.len()).filter(|&i| members[i].status == MemberStatus::Regular).collect();
+        let mut working: Vec<usize> = (0..members.len())
+            .filter(|&i| members[i].status == MemberStatus::Regular)
+            .collect();
         working.shuffle(&mut rng);
         const POSTS: &[&str] = &["楼栋长", "单元长", "志愿者", "网格员助理", "调解员"];
         for (k, &i) in working.iter().take(plan.in_service_registered).enumerate() {
@@ -385,7 +440,11 @@ impl People {
         }
 
         let heads = generate_heads(plan, district, &mut rng);
-        People { orgs, members, heads }
+        People {
+            orgs,
+            members,
+            heads,
+        }
     }
 
     pub fn count_orgs(&self, kind: OrgKind) -> usize {
@@ -394,7 +453,10 @@ impl People {
 }
 
 fn unit_name(code: &str) -> String {
-    code.rsplit('U').next().map(|n| format!("{n}单元")).unwrap_or_default()
+    code.rsplit('U')
+        .next()
+        .map(|n| format!("{n}单元"))
+        .unwrap_or_default()
 }
 
 /// The four heads: grid heads for the first grids, compound heads for the
@@ -427,10 +489,16 @@ fn generate_heads(plan: &DistrictPlan, district: &District, rng: &mut ChaCha8Rng
     for b in district.buildings.iter().take(plan.heads[2]) {
         push(rng, WorkerRole::BuildingHead, &b.grid, &b.code);
     }
-    let grid_of: std::collections::HashMap<&str, &str> =
-        district.buildings.iter().map(|b| (b.code.as_str(), b.grid.as_str())).collect();
+    let grid_of: std::collections::HashMap<&str, &str> = district
+        .buildings
+        .iter()
+        .map(|b| (b.code.as_str(), b.grid.as_str()))
+        .collect();
     for u in district.units.iter().take(plan.heads[3]) {
-        let grid = grid_of.get(u.building.as_str()).copied().unwrap_or_default();
+        let grid = grid_of
+            .get(u.building.as_str())
+            .copied()
+            .unwrap_or_default();
         push(rng, WorkerRole::UnitHead, grid, &u.code);
     }
     heads
@@ -448,7 +516,11 @@ mod tests {
         assert_eq!(p.orgs.len(), 400);
         assert_eq!(p.count_orgs(OrgKind::Branch), 197);
         assert_eq!(p.members.len(), 9657);
-        let registered = p.members.iter().filter(|m| m.status == MemberStatus::InServiceRegistered).count();
+        let registered = p
+            .members
+            .iter()
+            .filter(|m| m.status == MemberStatus::InServiceRegistered)
+            .count();
         assert_eq!(registered, 2433);
         assert!(p.members.iter().all(|m| idcard::is_valid(&m.id_number)));
         assert!(p.members.iter().all(|m| m.id_number.starts_with("150103")));
@@ -465,12 +537,26 @@ mod tests {
         let p = People::generate(&JINING, &d, 7);
         let count = |r: WorkerRole| p.heads.iter().filter(|h| h.role == r).count();
         assert_eq!(
-            [count(WorkerRole::GridHead), count(WorkerRole::CompoundHead), count(WorkerRole::BuildingHead), count(WorkerRole::UnitHead)],
+            [
+                count(WorkerRole::GridHead),
+                count(WorkerRole::CompoundHead),
+                count(WorkerRole::BuildingHead),
+                count(WorkerRole::UnitHead)
+            ],
             [426, 778, 3238, 10464]
         );
-        let role = |r: HouseholdRole| p.members.iter().filter(|m| m.household_role == Some(r)).count();
+        let role = |r: HouseholdRole| {
+            p.members
+                .iter()
+                .filter(|m| m.household_role == Some(r))
+                .count()
+        };
         assert_eq!(
-            [role(HouseholdRole::Central), role(HouseholdRole::Bastion), role(HouseholdRole::Vanguard)],
+            [
+                role(HouseholdRole::Central),
+                role(HouseholdRole::Bastion),
+                role(HouseholdRole::Vanguard)
+            ],
             [766, 1886, 5192]
         );
     }

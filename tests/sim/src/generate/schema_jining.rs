@@ -108,7 +108,11 @@ fn sex(male: bool) -> &'static str {
     if male { "男" } else { "女" }
 }
 
-pub async fn write(conn: &mut AnyConnection, district: &District, people: &People) -> anyhow::Result<()> {
+pub async fn write(
+    conn: &mut AnyConnection,
+    district: &District,
+    people: &People,
+) -> anyhow::Result<()> {
     ddl(conn, SCHEMA).await?;
     // Integer ids in insertion order, codes beside them.
     let mut area_id: HashMap<&str, i64> = HashMap::new();
@@ -116,9 +120,25 @@ pub async fn write(conn: &mut AnyConnection, district: &District, people: &Peopl
     let all = district
         .divisions
         .iter()
-        .map(|d| (&d.code, &d.name, level(d.level), d.parent.as_ref(), d.households, d.population))
+        .map(|d| {
+            (
+                &d.code,
+                &d.name,
+                level(d.level),
+                d.parent.as_ref(),
+                d.households,
+                d.population,
+            )
+        })
         .chain(district.grids.iter().map(|g| {
-            (&g.code, &g.name, "网格", Some(&g.parent), g.households, g.households * 255 / 100)
+            (
+                &g.code,
+                &g.name,
+                "网格",
+                Some(&g.parent),
+                g.households,
+                g.households * 255 / 100,
+            )
         }));
     for (code, name, lvl, parent, households, population) in all {
         let id = areas.len() as i64 + 1;
@@ -134,7 +154,21 @@ pub async fn write(conn: &mut AnyConnection, district: &District, people: &Peopl
             population.into(),
         ]);
     }
-    insert(conn, "t_area", &["id", "area_code", "area_name", "area_level", "parent_id", "hu_shu", "ren_kou"], areas).await?;
+    insert(
+        conn,
+        "t_area",
+        &[
+            "id",
+            "area_code",
+            "area_name",
+            "area_level",
+            "parent_id",
+            "hu_shu",
+            "ren_kou",
+        ],
+        areas,
+    )
+    .await?;
 
     let head_id: HashMap<&str, i64> = people
         .heads
@@ -159,7 +193,22 @@ pub async fn write(conn: &mut AnyConnection, district: &District, people: &Peopl
             g.party_branch.as_ref().into(),
         ]);
     }
-    insert(conn, "t_grid", &["id", "area_id", "grid_code", "grid_level", "sq_id", "hu_shu", "wgz_id", "dzb_code"], grids).await?;
+    insert(
+        conn,
+        "t_grid",
+        &[
+            "id",
+            "area_id",
+            "grid_code",
+            "grid_level",
+            "sq_id",
+            "hu_shu",
+            "wgz_id",
+            "dzb_code",
+        ],
+        grids,
+    )
+    .await?;
 
     let mut compound_id: HashMap<&str, i64> = HashMap::new();
     let mut compounds = Vec::new();
@@ -176,7 +225,21 @@ pub async fn write(conn: &mut AnyConnection, district: &District, people: &Peopl
             c.built_year.into(),
         ]);
     }
-    insert(conn, "t_compound", &["id", "code", "name", "sq_id", "grid_id", "is_old", "built_year"], compounds).await?;
+    insert(
+        conn,
+        "t_compound",
+        &[
+            "id",
+            "code",
+            "name",
+            "sq_id",
+            "grid_id",
+            "is_old",
+            "built_year",
+        ],
+        compounds,
+    )
+    .await?;
 
     let mut building_id: HashMap<&str, i64> = HashMap::new();
     let mut buildings = Vec::new();
@@ -192,7 +255,13 @@ pub async fn write(conn: &mut AnyConnection, district: &District, people: &Peopl
             b.floors.into(),
         ]);
     }
-    insert(conn, "t_building", &["id", "code", "name", "compound_id", "grid_id", "floors"], buildings).await?;
+    insert(
+        conn,
+        "t_building",
+        &["id", "code", "name", "compound_id", "grid_id", "floors"],
+        buildings,
+    )
+    .await?;
 
     let mut unit_id: HashMap<&str, i64> = HashMap::new();
     let mut units = Vec::new();
@@ -207,7 +276,13 @@ pub async fn write(conn: &mut AnyConnection, district: &District, people: &Peopl
             u.households.into(),
         ]);
     }
-    insert(conn, "t_unit", &["id", "code", "name", "building_id", "hu_shu"], units).await?;
+    insert(
+        conn,
+        "t_unit",
+        &["id", "code", "name", "building_id", "hu_shu"],
+        units,
+    )
+    .await?;
 
     let role = |r: HouseholdRole| match r {
         HouseholdRole::Central => "中心户",
@@ -226,12 +301,33 @@ pub async fn write(conn: &mut AnyConnection, district: &District, people: &Peopl
                 sex(m.male).into(),
                 m.household_role.map(|r| role(r).to_string()).into(),
                 grid_id.get(m.grid.as_str()).copied().unwrap_or(0).into(),
-                m.building.as_ref().and_then(|b| building_id.get(b.as_str()).copied()).into(),
-                m.unit.as_ref().and_then(|u| unit_id.get(u.as_str()).copied()).into(),
+                m.building
+                    .as_ref()
+                    .and_then(|b| building_id.get(b.as_str()).copied())
+                    .into(),
+                m.unit
+                    .as_ref()
+                    .and_then(|u| unit_id.get(u.as_str()).copied())
+                    .into(),
             ]
         })
         .collect();
-    insert(conn, "t_person_role", &["id", "sfzh", "xm", "xb", "role_type", "grid_id", "building_id", "unit_id"], roles).await?;
+    insert(
+        conn,
+        "t_person_role",
+        &[
+            "id",
+            "sfzh",
+            "xm",
+            "xb",
+            "role_type",
+            "grid_id",
+            "building_id",
+            "unit_id",
+        ],
+        roles,
+    )
+    .await?;
 
     let head_type = |r: WorkerRole| match r {
         WorkerRole::GridHead => "网格长",
@@ -257,6 +353,22 @@ pub async fn write(conn: &mut AnyConnection, district: &District, people: &Peopl
             ]
         })
         .collect();
-    insert(conn, "t_head", &["id", "xm", "xb", "lxdh", "head_type", "grid_id", "post_code", "is_dy", "since_date"], heads).await?;
+    insert(
+        conn,
+        "t_head",
+        &[
+            "id",
+            "xm",
+            "xb",
+            "lxdh",
+            "head_type",
+            "grid_id",
+            "post_code",
+            "is_dy",
+            "since_date",
+        ],
+        heads,
+    )
+    .await?;
     Ok(())
 }

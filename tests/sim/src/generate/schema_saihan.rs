@@ -99,7 +99,11 @@ fn unit_type(level: Level) -> &'static str {
     }
 }
 
-pub async fn write(conn: &mut AnyConnection, district: &District, people: &People) -> anyhow::Result<()> {
+pub async fn write(
+    conn: &mut AnyConnection,
+    district: &District,
+    people: &People,
+) -> anyhow::Result<()> {
     ddl(conn, SCHEMA).await?;
     let mut units: Vec<Vec<Cell>> = district
         .divisions
@@ -125,8 +129,30 @@ pub async fn write(conn: &mut AnyConnection, district: &District, people: &Peopl
             (g.households * 255 / 100).into(),
         ]
     }));
-    insert(conn, "org_unit", &["unit_code", "unit_name", "unit_type", "parent_unit_code", "household_count", "resident_count"], units).await?;
-    insert(conn, "grid_tier", &["tier_id", "tier_name"], TIERS.iter().map(|(id, name, _)| vec![(*id).into(), (*name).into()]).collect()).await?;
+    insert(
+        conn,
+        "org_unit",
+        &[
+            "unit_code",
+            "unit_name",
+            "unit_type",
+            "parent_unit_code",
+            "household_count",
+            "resident_count",
+        ],
+        units,
+    )
+    .await?;
+    insert(
+        conn,
+        "grid_tier",
+        &["tier_id", "tier_name"],
+        TIERS
+            .iter()
+            .map(|(id, name, _)| vec![(*id).into(), (*name).into()])
+            .collect(),
+    )
+    .await?;
     let head_of = |grid: &str| {
         people
             .heads
@@ -149,7 +175,20 @@ pub async fn write(conn: &mut AnyConnection, district: &District, people: &Peopl
             ]
         })
         .collect();
-    insert(conn, "grid_cell", &["cell_code", "tier_id", "community_code", "household_count", "head_id", "branch_id"], cells).await?;
+    insert(
+        conn,
+        "grid_cell",
+        &[
+            "cell_code",
+            "tier_id",
+            "community_code",
+            "household_count",
+            "head_id",
+            "branch_id",
+        ],
+        cells,
+    )
+    .await?;
     let estates = district
         .compounds
         .iter()
@@ -164,19 +203,65 @@ pub async fn write(conn: &mut AnyConnection, district: &District, people: &Peopl
             ]
         })
         .collect();
-    insert(conn, "estate", &["estate_code", "estate_name", "community_code", "cell_code", "old_estate", "built_in"], estates).await?;
+    insert(
+        conn,
+        "estate",
+        &[
+            "estate_code",
+            "estate_name",
+            "community_code",
+            "cell_code",
+            "old_estate",
+            "built_in",
+        ],
+        estates,
+    )
+    .await?;
     let blocks = district
         .buildings
         .iter()
-        .map(|b| vec![(&b.code).into(), (&b.compound).into(), (&b.grid).into(), (&b.name).into(), b.floors.into()])
+        .map(|b| {
+            vec![
+                (&b.code).into(),
+                (&b.compound).into(),
+                (&b.grid).into(),
+                (&b.name).into(),
+                b.floors.into(),
+            ]
+        })
         .collect();
-    insert(conn, "block", &["block_code", "estate_code", "cell_code", "block_name", "storeys"], blocks).await?;
+    insert(
+        conn,
+        "block",
+        &[
+            "block_code",
+            "estate_code",
+            "cell_code",
+            "block_name",
+            "storeys",
+        ],
+        blocks,
+    )
+    .await?;
     let stairs = district
         .units
         .iter()
-        .map(|u| vec![(&u.code).into(), (&u.building).into(), (&u.name).into(), u.households.into()])
+        .map(|u| {
+            vec![
+                (&u.code).into(),
+                (&u.building).into(),
+                (&u.name).into(),
+                u.households.into(),
+            ]
+        })
         .collect();
-    insert(conn, "stair", &["stair_code", "block_code", "stair_name", "household_count"], stairs).await?;
+    insert(
+        conn,
+        "stair",
+        &["stair_code", "block_code", "stair_name", "household_count"],
+        stairs,
+    )
+    .await?;
     let members = people
         .members
         .iter()
@@ -192,7 +277,21 @@ pub async fn write(conn: &mut AnyConnection, district: &District, people: &Peopl
             ]
         })
         .collect();
-    insert(conn, "resident_member", &["id_card", "full_name", "sex", "cell_code", "block_code", "stair_code", "household_role"], members).await?;
+    insert(
+        conn,
+        "resident_member",
+        &[
+            "id_card",
+            "full_name",
+            "sex",
+            "cell_code",
+            "block_code",
+            "stair_code",
+            "household_role",
+        ],
+        members,
+    )
+    .await?;
     let staff = people
         .heads
         .iter()
@@ -210,6 +309,22 @@ pub async fn write(conn: &mut AnyConnection, district: &District, people: &Peopl
             ]
         })
         .collect();
-    insert(conn, "grid_staff", &["staff_id", "full_name", "sex", "mobile", "duty", "cell_code", "post_of", "party_member", "since_date"], staff).await?;
+    insert(
+        conn,
+        "grid_staff",
+        &[
+            "staff_id",
+            "full_name",
+            "sex",
+            "mobile",
+            "duty",
+            "cell_code",
+            "post_of",
+            "party_member",
+            "since_date",
+        ],
+        staff,
+    )
+    .await?;
     Ok(())
 }

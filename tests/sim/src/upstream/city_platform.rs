@@ -56,35 +56,77 @@ pub fn router(world: Arc<World>, settings: Settings, faults: Faults) -> Router {
         .route("/cases", get(cases))
         .route("/service-centers", get(service_centers))
         .fallback(|uri: axum::http::Uri| async move {
-            problem(StatusCode::NOT_FOUND, "not-found", "Not Found", &format!("no resource at {}", uri.path()))
+            problem(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "Not Found",
+                &format!("no resource at {}", uri.path()),
+            )
         })
         .with_state(state);
     let admin = Router::new()
-        .route("/__admin/faults", get(faults::admin_list).post(faults::admin_set).delete(faults::admin_clear))
+        .route(
+            "/__admin/faults",
+            get(faults::admin_list)
+                .post(faults::admin_set)
+                .delete(faults::admin_clear),
+        )
         .with_state(faults.clone());
-    api.merge(admin).layer(axum::middleware::from_fn_with_state(faults, faults::inject))
+    api.merge(admin)
+        .layer(axum::middleware::from_fn_with_state(faults, faults::inject))
 }
 
 /// An RFC 7807 problem response.
-fn problem(status: StatusCode, kind: &str, title: &str, detail: &str) -> Response {
-    let body = json!({
-        "type": format!("urn:hohhot-platform:problem:{kind}"),
-        "title": title,
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    let mut response = (status, Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-    response
+struct Problem {
+    status: StatusCode,
+    kind: &'static str,
+    title: &'static str,
+    detail: String,
+    retry_after: bool,
+}
+
+fn problem(status: StatusCode, kind: &'static str, title: &'static str, detail: &str) -> Problem {
+    Problem {
+        status,
+        kind,
+        title,
+        detail: detail.to_string(),
+        retry_after: false,
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "type": format!("urn:hohhot-platform:problem:{}", self.kind),
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        let mut response = (self.status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
 }
 
 /// `POST /oauth/token` (form): client credentials → bearer token.
 async fn token(State(p): State<Platform>, headers: HeaderMap, body: Bytes) -> Response {
     let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
-        return problem(StatusCode::BAD_REQUEST, "unsupported-grant-type", "unsupported_grant_type", "grant_type must be client_credentials");
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "unsupported-grant-type",
+            "unsupported_grant_type",
+            "grant_type must be client_credentials",
+        )
+        .into_response();
     }
     // Client credentials from HTTP Basic or the form.
     let basic = headers
@@ -93,7 +135,10 @@ async fn token(State(p): State<Platform>, headers: HeaderMap, body: Bytes) -> Re
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b| STANDARD.decode(b).ok())
         .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.split_once(':').map(|(a, b)| (a.to_string(), b.to_string())));
+        .and_then(|s| {
+            s.split_once(':')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        });
     let (id, secret) = match basic {
         Some(pair) => pair,
         None => (
@@ -102,7 +147,13 @@ async fn token(State(p): State<Platform>, headers: HeaderMap, body: Bytes) -> Re
         ),
     };
     if p.settings.clients.get(&id) != Some(&secret) {
-        return problem(StatusCode::UNAUTHORIZED, "invalid-client", "invalid_client", "unknown client or wrong secret");
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "invalid-client",
+            "invalid_client",
+            "unknown client or wrong secret",
+        )
+        .into_response();
     }
     let mut raw = [0u8; 24];
     rand::rng().fill_bytes(&mut raw);
@@ -122,33 +173,71 @@ async fn token(State(p): State<Platform>, headers: HeaderMap, body: Bytes) -> Re
 
 impl Platform {
     /// The caller's client id, or the problem to answer with.
-    fn authorize(&self, headers: &HeaderMap) -> Result<String, Response> {
+    fn authorize(&self, headers: &HeaderMap) -> Result<String, Problem> {
         let Some(token) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
         else {
-            return Err(problem(StatusCode::UNAUTHORIZED, "missing-token", "Unauthorized", "send Authorization: Bearer <token> from POST /oauth/token"));
+            return Err(problem(
+                StatusCode::UNAUTHORIZED,
+                "missing-token",
+                "Unauthorized",
+                "send Authorization: Bearer <token> from POST /oauth/token",
+            ));
         };
         let client = {
-            let tokens = self.tokens.lock().map_err(|_| problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal", "lock"))?;
+            let tokens = self.tokens.lock().map_err(|_| {
+                problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Internal",
+                    "lock",
+                )
+            })?;
             match tokens.get(token) {
                 Some((client, exp)) if *exp > Instant::now() => client.clone(),
-                Some(_) => return Err(problem(StatusCode::UNAUTHORIZED, "expired-token", "Unauthorized", "the access token has expired; request a new one")),
-                None => return Err(problem(StatusCode::UNAUTHORIZED, "invalid-token", "Unauthorized", "unknown access token")),
+                Some(_) => {
+                    return Err(problem(
+                        StatusCode::UNAUTHORIZED,
+                        "expired-token",
+                        "Unauthorized",
+                        "the access token has expired; request a new one",
+                    ));
+                }
+                None => {
+                    return Err(problem(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid-token",
+                        "Unauthorized",
+                        "unknown access token",
+                    ));
+                }
             }
         };
         // A fixed one-second window per client.
         let second = self.started.elapsed().as_secs();
-        let mut windows = self.windows.lock().map_err(|_| problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal", "lock"))?;
+        let mut windows = self.windows.lock().map_err(|_| {
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal",
+                "lock",
+            )
+        })?;
         let window = windows.entry(client.clone()).or_insert((second, 0));
         if window.0 != second {
             *window = (second, 0);
         }
         window.1 += 1;
         if window.1 > self.settings.rate_limit {
-            let mut response = problem(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too Many Requests", &format!("at most {} requests per second", self.settings.rate_limit));
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            let mut response = problem(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too Many Requests",
+                &format!("at most {} requests per second", self.settings.rate_limit),
+            );
+            response.retry_after = true;
             return Err(response);
         }
         Ok(client)
@@ -156,11 +245,20 @@ impl Platform {
 }
 
 /// Offset-backed cursor, opaque to clients.
-fn paginate(items: Vec<Value>, params: &HashMap<String, String>) -> Result<Value, Response> {
+fn paginate(items: Vec<Value>, params: &HashMap<String, String>) -> Result<Value, Problem> {
     let limit: usize = match params.get("limit") {
-        Some(l) => l.parse().ok().filter(|l| (1..=500).contains(l)).ok_or_else(|| {
-            problem(StatusCode::BAD_REQUEST, "invalid-parameter", "Bad Request", "limit must be 1–500")
-        })?,
+        Some(l) => l
+            .parse()
+            .ok()
+            .filter(|l| (1..=500).contains(l))
+            .ok_or_else(|| {
+                problem(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-parameter",
+                    "Bad Request",
+                    "limit must be 1–500",
+                )
+            })?,
         None => 100,
     };
     let offset: usize = match params.get("cursor") {
@@ -169,25 +267,44 @@ fn paginate(items: Vec<Value>, params: &HashMap<String, String>) -> Result<Value
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|s| s.strip_prefix("o:").and_then(|n| n.parse().ok()))
-            .ok_or_else(|| problem(StatusCode::BAD_REQUEST, "invalid-cursor", "Bad Request", "cursor was not issued by this API"))?,
+            .ok_or_else(|| {
+                problem(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-cursor",
+                    "Bad Request",
+                    "cursor was not issued by this API",
+                )
+            })?,
         None => 0,
     };
     let total = items.len();
     let page: Vec<Value> = items.into_iter().skip(offset).take(limit).collect();
-    let next = (offset + page.len() < total).then(|| URL_SAFE_NO_PAD.encode(format!("o:{}", offset + page.len())));
+    let next = (offset + page.len() < total)
+        .then(|| URL_SAFE_NO_PAD.encode(format!("o:{}", offset + page.len())));
     Ok(json!({ "items": page, "nextCursor": next, "total": total }))
 }
 
-fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a str, Response> {
+fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a str, Problem> {
     params
         .get(name)
         .map(String::as_str)
         .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(|| problem(StatusCode::BAD_REQUEST, "invalid-parameter", "Bad Request", &format!("{name} is required and must be a numeric division code")))
+        .ok_or_else(|| {
+            problem(
+                StatusCode::BAD_REQUEST,
+                "invalid-parameter",
+                "Bad Request",
+                &format!("{name} is required and must be a numeric division code"),
+            )
+        })
 }
 
-async fn divisions(State(p): State<Platform>, headers: HeaderMap, Query(params): Query<HashMap<String, String>>) -> Response {
-    let run = || -> Result<Value, Response> {
+async fn divisions(
+    State(p): State<Platform>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let run = || -> Result<Value, Problem> {
         p.authorize(&headers)?;
         let parent = required(&params, "parentCode")?;
         let mut items = Vec::new();
@@ -195,7 +312,12 @@ async fn divisions(State(p): State<Platform>, headers: HeaderMap, Query(params):
             if parent == d.city {
                 items.push(json!({ "code": d.district.code, "name": d.district.name, "level": "district", "parentCode": d.city }));
             }
-            for x in d.district.divisions.iter().filter(|x| x.parent.as_deref() == Some(parent) && x.level != Level::District) {
+            for x in d
+                .district
+                .divisions
+                .iter()
+                .filter(|x| x.parent.as_deref() == Some(parent) && x.level != Level::District)
+            {
                 items.push(json!({
                     "code": x.code, "name": x.name, "level": x.level.as_str(), "parentCode": parent,
                     "households": x.households, "population": x.population,
@@ -205,17 +327,25 @@ async fn divisions(State(p): State<Platform>, headers: HeaderMap, Query(params):
         items.sort_by(|a, b| a["code"].as_str().cmp(&b["code"].as_str()));
         paginate(items, &params)
     };
-    run().map_or_else(|e| e, |v| Json(v).into_response())
+    run().map_or_else(IntoResponse::into_response, |v| Json(v).into_response())
 }
 
-async fn cases(State(p): State<Platform>, headers: HeaderMap, Query(params): Query<HashMap<String, String>>) -> Response {
-    let run = || -> Result<Value, Response> {
+async fn cases(
+    State(p): State<Platform>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let run = || -> Result<Value, Problem> {
         p.authorize(&headers)?;
         let division = required(&params, "divisionCode")?;
         let since = params.get("updatedSince").map(String::as_str).unwrap_or("");
         let mut items = Vec::new();
         for d in &p.world.districts {
-            for c in d.cases.iter().filter(|c| c.division.starts_with(division) && c.updated_at.as_str() >= since) {
+            for c in d
+                .cases
+                .iter()
+                .filter(|c| c.division.starts_with(division) && c.updated_at.as_str() >= since)
+            {
                 items.push(json!({
                     "caseId": c.id, "title": c.title, "category": c.category, "loop": c.loop_level, "state": c.state,
                     "divisionCode": c.division, "openedAt": c.opened_at, "updatedAt": c.updated_at, "dueAt": c.due_at,
@@ -228,16 +358,24 @@ async fn cases(State(p): State<Platform>, headers: HeaderMap, Query(params): Que
         items.sort_by(|a, b| a["caseId"].as_str().cmp(&b["caseId"].as_str()));
         paginate(items, &params)
     };
-    run().map_or_else(|e| e, |v| Json(v).into_response())
+    run().map_or_else(IntoResponse::into_response, |v| Json(v).into_response())
 }
 
-async fn service_centers(State(p): State<Platform>, headers: HeaderMap, Query(params): Query<HashMap<String, String>>) -> Response {
-    let run = || -> Result<Value, Response> {
+async fn service_centers(
+    State(p): State<Platform>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let run = || -> Result<Value, Problem> {
         p.authorize(&headers)?;
         let division = required(&params, "divisionCode")?;
         let mut items = Vec::new();
         for d in &p.world.districts {
-            for c in d.centers.iter().filter(|c| c.division.starts_with(division)) {
+            for c in d
+                .centers
+                .iter()
+                .filter(|c| c.division.starts_with(division))
+            {
                 items.push(json!({
                     "centerId": c.id, "name": c.name, "tier": c.tier, "divisionCode": c.division,
                     "address": c.address, "areaM2": c.area_m2, "openHours": c.open_hours,
@@ -247,5 +385,5 @@ async fn service_centers(State(p): State<Platform>, headers: HeaderMap, Query(pa
         items.sort_by(|a, b| a["centerId"].as_str().cmp(&b["centerId"].as_str()));
         paginate(items, &params)
     };
-    run().map_or_else(|e| e, |v| Json(v).into_response())
+    run().map_or_else(IntoResponse::into_response, |v| Json(v).into_response())
 }

@@ -40,7 +40,9 @@ impl Fault {
     pub fn parse(spec: &str) -> Result<Fault, String> {
         let mut fault = Fault::default();
         for part in spec.split(',').filter(|p| !p.is_empty()) {
-            let (key, value) = part.split_once('=').ok_or_else(|| format!("`{part}` is not key=value"))?;
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}` is not key=value"))?;
             let bad = |e: &dyn std::fmt::Display| format!("{key}: {e}");
             match key {
                 "latency_ms" => fault.latency_ms = value.parse().map_err(|e| bad(&e))?,
@@ -75,7 +77,9 @@ impl Faults {
     pub fn from_args(seed: u64, args: &[String]) -> Result<Self, String> {
         let faults = Faults::new(seed);
         for arg in args {
-            let (path, spec) = arg.split_once(':').ok_or_else(|| format!("--fault {arg}: use PATH:KEY=VALUE,…"))?;
+            let (path, spec) = arg
+                .split_once(':')
+                .ok_or_else(|| format!("--fault {arg}: use PATH:KEY=VALUE,…"))?;
             faults.set(path, Fault::parse(spec)?);
         }
         Ok(faults)
@@ -93,7 +97,12 @@ impl Faults {
     }
 
     fn roll(&self, rate: f64) -> bool {
-        rate > 0.0 && self.rng.lock().map(|mut r| r.random_bool(rate.min(1.0))).unwrap_or(false)
+        rate > 0.0
+            && self
+                .rng
+                .lock()
+                .map(|mut r| r.random_bool(rate.min(1.0)))
+                .unwrap_or(false)
     }
 }
 
@@ -113,8 +122,15 @@ pub async fn inject(State(faults): State<Faults>, request: Request, next: Next) 
         std::future::pending::<()>().await;
     }
     if faults.roll(fault.error_rate) {
-        let status = fault.status.and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        return (status, "<html><body><h1>upstream error (injected)</h1></body></html>").into_response();
+        let status = fault
+            .status
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return (
+            status,
+            "<html><body><h1>upstream error (injected)</h1></body></html>",
+        )
+            .into_response();
     }
     let response = next.run(request).await;
     let malformed = faults.roll(fault.malformed_rate);
@@ -125,7 +141,10 @@ pub async fn inject(State(faults): State<Faults>, request: Request, next: Next) 
     let (parts, body) = response.into_parts();
     let bytes = to_bytes(body, 64 << 20).await.unwrap_or_default();
     let body = if malformed {
-        Body::from(format!("{{\"code\":0,\"msg\":\"success\",\"data\":{{\"list\":[{{\"oops\" {}", bytes.len()))
+        Body::from(format!(
+            "{{\"code\":0,\"msg\":\"success\",\"data\":{{\"list\":[{{\"oops\" {}",
+            bytes.len()
+        ))
     } else {
         Body::from(bytes.slice(..bytes.len() / 2))
     };
@@ -136,7 +155,10 @@ pub async fn inject(State(faults): State<Faults>, request: Request, next: Next) 
 
 /// `POST /__admin/faults {"PATH": {fault}, …}` adds; `DELETE` clears;
 /// `GET` lists.
-pub async fn admin_set(State(faults): State<Faults>, Json(set): Json<HashMap<String, Fault>>) -> StatusCode {
+pub async fn admin_set(
+    State(faults): State<Faults>,
+    Json(set): Json<HashMap<String, Fault>>,
+) -> StatusCode {
     for (path, fault) in set {
         faults.set(&path, fault);
     }
@@ -161,7 +183,10 @@ mod tests {
     #[test]
     fn specs_parse_and_refuse_typos() {
         let f = Fault::parse("latency_ms=20,error_rate=0.5,status=500,hang=false").unwrap();
-        assert_eq!((f.latency_ms, f.error_rate, f.status, f.hang), (20, 0.5, Some(500), false));
+        assert_eq!(
+            (f.latency_ms, f.error_rate, f.status, f.hang),
+            (20, 0.5, Some(500), false)
+        );
         assert!(Fault::parse("latency=20").is_err());
         assert!(Fault::parse("latency_ms=soon").is_err());
     }

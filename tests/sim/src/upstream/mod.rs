@@ -14,7 +14,10 @@ use tokio::net::TcpListener;
 
 /// Serve `router` on `addr` until the process ends; returns the bound
 /// address through `bound` first (port 0 picks a free one).
-pub async fn serve(router: axum::Router, addr: SocketAddr) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+pub async fn serve(
+    router: axum::Router,
+    addr: SocketAddr,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let task = tokio::spawn(async move {

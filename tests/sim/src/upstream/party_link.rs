@@ -43,7 +43,11 @@ pub struct PartyLink {
 }
 
 pub fn router(world: Arc<World>, apps: HashMap<String, String>, faults: Faults) -> Router {
-    let state = PartyLink { world, apps: Arc::new(apps), nonces: Arc::default() };
+    let state = PartyLink {
+        world,
+        apps: Arc::new(apps),
+        nonces: Arc::default(),
+    };
     let api = Router::new()
         .route("/api/v1/dzz/list", post(dzz_list))
         .route("/api/v1/dy/list", post(dy_list))
@@ -51,9 +55,15 @@ pub fn router(world: Arc<World>, apps: HashMap<String, String>, faults: Faults) 
         .fallback(|| async { Json(fail(codes::NO_SUCH_API, "接口不存在 (no such API)")) })
         .with_state(state);
     let admin = Router::new()
-        .route("/__admin/faults", get(faults::admin_list).post(faults::admin_set).delete(faults::admin_clear))
+        .route(
+            "/__admin/faults",
+            get(faults::admin_list)
+                .post(faults::admin_set)
+                .delete(faults::admin_clear),
+        )
         .with_state(faults.clone());
-    api.merge(admin).layer(axum::middleware::from_fn_with_state(faults, faults::inject))
+    api.merge(admin)
+        .layer(axum::middleware::from_fn_with_state(faults, faults::inject))
 }
 
 fn fail(code: i64, msg: &str) -> Value {
@@ -61,7 +71,14 @@ fn fail(code: i64, msg: &str) -> Value {
 }
 
 /// The canonical string a request's signature covers.
-pub fn canonical(method: &str, path: &str, query: &str, body: &[u8], timestamp: &str, nonce: &str) -> String {
+pub fn canonical(
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &[u8],
+    timestamp: &str,
+    nonce: &str,
+) -> String {
     let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
     pairs.sort_unstable();
     format!(
@@ -73,7 +90,8 @@ pub fn canonical(method: &str, path: &str, query: &str, body: &[u8], timestamp: 
 
 /// hex(HMAC-SHA256(secret, canonical)).
 pub fn sign(secret: &str, canonical: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(canonical.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
@@ -87,26 +105,62 @@ fn now_ms() -> i64 {
 
 impl PartyLink {
     /// Check appKey, timestamp, nonce and signature, in that order.
-    fn authenticate(&self, headers: &HeaderMap, uri: &axum::http::Uri, body: &[u8]) -> Result<(), Value> {
+    fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        uri: &axum::http::Uri,
+        body: &[u8],
+    ) -> Result<(), Value> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let (Some(app), Some(ts), Some(nonce), Some(signature)) =
-            (header("appKey"), header("timestamp"), header("nonce"), header("sign"))
-        else {
-            return Err(fail(codes::MISSING_AUTH, "缺少签名参数 appKey/timestamp/nonce/sign"));
+        let (Some(app), Some(ts), Some(nonce), Some(signature)) = (
+            header("appKey"),
+            header("timestamp"),
+            header("nonce"),
+            header("sign"),
+        ) else {
+            return Err(fail(
+                codes::MISSING_AUTH,
+                "缺少签名参数 appKey/timestamp/nonce/sign",
+            ));
         };
-        let secret = self.apps.get(app).ok_or_else(|| fail(codes::UNKNOWN_APP, "appKey 不存在"))?;
-        let ts_ms: i64 = ts.parse().map_err(|_| fail(codes::STALE_TIMESTAMP, "timestamp 格式错误"))?;
+        let secret = self
+            .apps
+            .get(app)
+            .ok_or_else(|| fail(codes::UNKNOWN_APP, "appKey 不存在"))?;
+        let ts_ms: i64 = ts
+            .parse()
+            .map_err(|_| fail(codes::STALE_TIMESTAMP, "timestamp 格式错误"))?;
         let now = now_ms();
         if (now - ts_ms).abs() > MAX_SKEW_MS {
-            return Err(fail(codes::STALE_TIMESTAMP, "请求已过期 (timestamp older than 5 minutes)"));
+            return Err(fail(
+                codes::STALE_TIMESTAMP,
+                "请求已过期 (timestamp older than 5 minutes)",
+            ));
         }
-        let expected = sign(secret, &canonical("POST", uri.path(), uri.query().unwrap_or(""), body, ts, nonce));
+        let expected = sign(
+            secret,
+            &canonical(
+                "POST",
+                uri.path(),
+                uri.query().unwrap_or(""),
+                body,
+                ts,
+                nonce,
+            ),
+        );
         let same = expected.len() == signature.len()
-            && expected.bytes().zip(signature.to_ascii_lowercase().bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+            && expected
+                .bytes()
+                .zip(signature.to_ascii_lowercase().bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
         if !same {
             return Err(fail(codes::BAD_SIGNATURE, "签名错误 (bad signature)"));
         }
-        let mut nonces = self.nonces.lock().map_err(|_| fail(50000, "internal error"))?;
+        let mut nonces = self
+            .nonces
+            .lock()
+            .map_err(|_| fail(50000, "internal error"))?;
         nonces.retain(|_, seen| now - *seen <= MAX_SKEW_MS);
         if nonces.insert(format!("{app}:{nonce}"), now).is_some() {
             return Err(fail(codes::REPLAYED_NONCE, "nonce 重复 (replayed request)"));
@@ -140,12 +194,20 @@ fn twenty() -> i64 {
 }
 
 /// Authenticate, parse and validate a list request.
-fn prepare(state: &PartyLink, headers: &HeaderMap, uri: &axum::http::Uri, body: &Bytes) -> Result<ListParams, Value> {
+fn prepare(
+    state: &PartyLink,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    body: &Bytes,
+) -> Result<ListParams, Value> {
     state.authenticate(headers, uri, body)?;
     let params: ListParams = serde_json::from_slice(body)
         .map_err(|e| fail(codes::BAD_PARAMS, &format!("请求体不是合法 JSON: {e}")))?;
     if !(1..=200).contains(&params.page_size) || params.page_no < 1 {
-        return Err(fail(codes::BAD_PARAMS, "pageNo 从 1 开始, pageSize 取值 1-200"));
+        return Err(fail(
+            codes::BAD_PARAMS,
+            "pageNo 从 1 开始, pageSize 取值 1-200",
+        ));
     }
     if let Some(code) = &params.xzqhdm
         && !code.bytes().all(|b| b.is_ascii_digit())
@@ -158,7 +220,11 @@ fn prepare(state: &PartyLink, headers: &HeaderMap, uri: &axum::http::Uri, body: 
 fn page(params: &ListParams, items: Vec<Value>) -> Value {
     let total = items.len();
     let start = ((params.page_no - 1) * params.page_size) as usize;
-    let list: Vec<Value> = items.into_iter().skip(start).take(params.page_size as usize).collect();
+    let list: Vec<Value> = items
+        .into_iter()
+        .skip(start)
+        .take(params.page_size as usize)
+        .collect();
     json!({ "code": 0, "msg": "success", "data": { "total": total, "list": list } })
 }
 
@@ -190,10 +256,18 @@ pub fn ethnicity_code(name: &str) -> &'static str {
 }
 
 fn in_scope(division: &str, params: &ListParams) -> bool {
-    params.xzqhdm.as_deref().is_none_or(|code| division.starts_with(code))
+    params
+        .xzqhdm
+        .as_deref()
+        .is_none_or(|code| division.starts_with(code))
 }
 
-async fn dzz_list(State(state): State<PartyLink>, OriginalUri(uri): OriginalUri, headers: HeaderMap, body: Bytes) -> Json<Value> {
+async fn dzz_list(
+    State(state): State<PartyLink>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Json<Value> {
     let params = match prepare(&state, &headers, &uri, &body) {
         Ok(p) => p,
         Err(e) => return Json(e),
@@ -204,7 +278,12 @@ async fn dzz_list(State(state): State<PartyLink>, OriginalUri(uri): OriginalUri,
         for m in &d.people.members {
             *members_of.entry(m.org.as_str()).or_default() += 1;
         }
-        for o in d.people.orgs.iter().filter(|o| in_scope(&o.division, &params)) {
+        for o in d
+            .people
+            .orgs
+            .iter()
+            .filter(|o| in_scope(&o.division, &params))
+        {
             let (code, label) = kind_code(o.kind);
             if params.dzzlb.as_deref().is_some_and(|k| k != code) {
                 continue;
@@ -233,14 +312,24 @@ fn member_json(m: &Member, division: &str) -> Value {
     })
 }
 
-async fn dy_list(State(state): State<PartyLink>, OriginalUri(uri): OriginalUri, headers: HeaderMap, body: Bytes) -> Json<Value> {
+async fn dy_list(
+    State(state): State<PartyLink>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Json<Value> {
     let params = match prepare(&state, &headers, &uri, &body) {
         Ok(p) => p,
         Err(e) => return Json(e),
     };
     let mut items = Vec::new();
     for d in &state.world.districts {
-        let division_of: HashMap<&str, &str> = d.people.orgs.iter().map(|o| (o.id.as_str(), o.division.as_str())).collect();
+        let division_of: HashMap<&str, &str> = d
+            .people
+            .orgs
+            .iter()
+            .map(|o| (o.id.as_str(), o.division.as_str()))
+            .collect();
         for m in &d.people.members {
             let division = division_of.get(m.org.as_str()).copied().unwrap_or_default();
             if !in_scope(division, &params)
@@ -256,16 +345,36 @@ async fn dy_list(State(state): State<PartyLink>, OriginalUri(uri): OriginalUri, 
     Json(page(&params, items))
 }
 
-const WORKPLACES: &[&str] = &["市税务局", "内蒙古电力公司", "市第一医院", "内蒙古大学", "市教育局", "自治区财政厅", "市公安局", "呼和浩特铁路局"];
+const WORKPLACES: &[&str] = &[
+    "市税务局",
+    "内蒙古电力公司",
+    "市第一医院",
+    "内蒙古大学",
+    "市教育局",
+    "自治区财政厅",
+    "市公安局",
+    "呼和浩特铁路局",
+];
 
-async fn sbd_list(State(state): State<PartyLink>, OriginalUri(uri): OriginalUri, headers: HeaderMap, body: Bytes) -> Json<Value> {
+async fn sbd_list(
+    State(state): State<PartyLink>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Json<Value> {
     let params = match prepare(&state, &headers, &uri, &body) {
         Ok(p) => p,
         Err(e) => return Json(e),
     };
     let mut items = Vec::new();
     for d in &state.world.districts {
-        for (n, m) in d.people.members.iter().enumerate().filter(|(_, m)| m.status == MemberStatus::InServiceRegistered) {
+        for (n, m) in d
+            .people
+            .members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.status == MemberStatus::InServiceRegistered)
+        {
             // Registered with the community they live in.
             let community = m.grid.get(..12).unwrap_or(&m.grid).to_string();
             if !in_scope(&community, &params) {
