@@ -9,6 +9,7 @@
 //! - `test`: plugins + data, then every test of every workspace, then the
 //!   demo's sample requests (`demo --check` on another port).
 //! - `bench`: plugins, then the release-built benchmark.
+//! - `lint`: rustfmt and clippy (`-D warnings`) over host and guest code.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -25,7 +26,10 @@ fn main() -> ExitCode {
         Some("demo") => demo(args.iter().any(|a| a == "--check"), &DEMO),
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
-        _ => Err("usage: cargo xtask <plugins | data | demo [--check] | test | bench>".into()),
+        Some("lint") => lint(),
+        _ => {
+            Err("usage: cargo xtask <plugins | data | demo [--check] | test | bench | lint>".into())
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -401,6 +405,46 @@ fn test(extra: &[String]) -> Result {
     // The demo is part of the product: run its sample requests too, on a
     // port of its own so a demo left running does not collide.
     demo(true, &DEMO_CHECK)
+}
+
+fn lint() -> Result {
+    ensure_wasm_target()?;
+    run(cargo().args(["fmt", "--all", "--check"]), "rustfmt (host)")?;
+    run(
+        cargo().args([
+            "fmt",
+            "--all",
+            "--check",
+            "--manifest-path",
+            "plugins/Cargo.toml",
+        ]),
+        "rustfmt (plugins and SDK)",
+    )?;
+    run(
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+        "clippy (host)",
+    )?;
+    run(
+        cargo()
+            .args([
+                "clippy",
+                "--workspace",
+                "--target",
+                WASM_TARGET,
+                "--manifest-path",
+                "plugins/Cargo.toml",
+            ])
+            .args(["--target-dir", "target/wasm", "--", "-D", "warnings"])
+            .env_remove("CARGO_TARGET_DIR"),
+        "clippy (plugins and SDK)",
+    )
 }
 
 fn bench(extra: &[String]) -> Result {
