@@ -4,11 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use lianqiao_host::capability::cache::SourceCache;
+use lianqiao_host::capability::http::{Credential, HttpGrant, Secret};
 use lianqiao_host::capability::sql::{PoolSettings, SqlPool};
 use lianqiao_host::contract::Manifest;
 use lianqiao_host::{PluginEngine, PluginLimits, SourceGrants, SourcePlugin, SourceSpec};
 
-use crate::config::{ConfigError, ConfigErrors, SourceConfig};
+use crate::config::{ConfigError, ConfigErrors, HttpConfig, ResolvedCredential, SourceConfig};
 use crate::model;
 
 /// One source, ready to serve.
@@ -91,6 +93,8 @@ async fn load_one(config: SourceConfig, engine: &PluginEngine) -> Result<Source,
             source: config.name.clone(),
             settings_json: config.settings_json.clone(),
             sql,
+            http: config.http.as_ref().map(http_grant),
+            cache: SourceCache::new(config.cache_max_bytes),
         },
     };
     let plugin = SourcePlugin::load(engine, spec)
@@ -99,6 +103,34 @@ async fn load_one(config: SourceConfig, engine: &PluginEngine) -> Result<Source,
     check_against_model(plugin.manifest())
         .map_err(|m| ConfigError::new(&config.file, "plugin", m))?;
     Ok(Source { config, plugin })
+}
+
+fn http_grant(config: &HttpConfig) -> Arc<HttpGrant> {
+    let credentials = config
+        .credentials
+        .iter()
+        .map(|(name, c)| {
+            let credential = match c {
+                ResolvedCredential::Hmac { app_key, secret } => Credential::Hmac {
+                    app_key: app_key.clone(),
+                    secret: Secret(secret.clone()),
+                },
+                ResolvedCredential::OAuth2 { token_url, client_id, secret } => Credential::OAuth2 {
+                    token_url: token_url.clone(),
+                    client_id: client_id.clone(),
+                    secret: Secret(secret.clone()),
+                    token: std::sync::Mutex::new(None),
+                },
+            };
+            (name.clone(), Arc::new(credential))
+        })
+        .collect();
+    Arc::new(HttpGrant::new(
+        config.allow.clone(),
+        Duration::from_millis(config.timeout_ms),
+        config.max_response_bytes,
+        credentials,
+    ))
 }
 
 /// A plugin may serve a subset of the model, never something outside it.

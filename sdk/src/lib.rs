@@ -36,10 +36,10 @@ pub mod bindings {
 pub use bindings::Guest;
 pub use bindings::export_source;
 pub use bindings::lianqiao::source::types::{
-    EntitySpec, FieldSpec, Filter, FilterOp, FilterSupport, Manifest, Page, Query, Row,
-    SourceError, Value, ValueKind,
+    AggregateCell, AggregateQuery, EntitySpec, FieldSpec, Filter, FilterOp, FilterSupport,
+    Manifest, Page, Query, Row, SourceError, Value, ValueKind,
 };
-pub use bindings::lianqiao::source::{config, http, log, sql};
+pub use bindings::lianqiao::source::{cache, config, http, log, sql};
 
 /// The contract version this SDK implements; put it in `Manifest::sdk_version`.
 pub const SDK_VERSION: &str = "0.1.0";

@@ -8,7 +8,7 @@
 
 use crate::keyset::Position;
 use crate::sql::Dialect;
-use crate::{Filter, FilterOp, Query, SourceError, Value};
+use crate::{AggregateQuery, Filter, FilterOp, Query, SourceError, Value};
 
 /// A statement and its positional parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,9 +58,6 @@ pub fn page_statement(
     query: &Query,
     pushed: &[&Filter],
 ) -> Result<Statement, SourceError> {
-    let mut params = Vec::new();
-    let mut clauses = Vec::new();
-
     for field in &query.projection {
         if !is_identifier(field) {
             return Err(SourceError::Unsupported(format!("field name `{field}`")));
@@ -72,15 +69,76 @@ pub fn page_statement(
         .map(|f| format!("t.{f}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let (mut clauses, mut params) = conditions(&query.scope, pushed)?;
 
-    // Scope first: the one clause that must never be missing.
-    if query.scope.is_empty() {
+    let division = ordered(dialect, "division");
+    let id = ordered(dialect, "id");
+    if let Some(cursor) = &query.cursor {
+        let after = Position::decode(cursor)?;
+        clauses.push(format!("({division} > ? OR ({division} = ? AND {id} > ?))"));
+        params.push(Value::Text(after.division.clone()));
+        params.push(Value::Text(after.division));
+        params.push(Value::Text(after.id));
+    }
+
+    params.push(Value::Integer(i64::from(query.limit) + 1));
+    let sql = format!(
+        "SELECT {columns} FROM ({base_sql}) AS t WHERE {} ORDER BY {division}, {id} LIMIT ?",
+        clauses.join(" AND ")
+    );
+    Ok(Statement { sql, params })
+}
+
+/// Build a counting statement: `SELECT [g,] [k,] COUNT(*) AS n … GROUP BY`,
+/// `g` the division prefix and `k` the `by` field's value.
+pub fn aggregate_statement(
+    base_sql: &str,
+    query: &AggregateQuery,
+    pushed: &[&Filter],
+) -> Result<Statement, SourceError> {
+    let (clauses, params) = conditions(&query.scope, pushed)?;
+    let mut columns = Vec::new();
+    if let Some(n) = query.division_prefix {
+        // A number, never caller text: safe to write into the statement.
+        columns.push(format!("SUBSTR(t.division, 1, {n}) AS g"));
+    }
+    if let Some(by) = &query.by {
+        if !is_identifier(by) {
+            return Err(SourceError::Unsupported(format!("field name `{by}`")));
+        }
+        columns.push(format!("t.{by} AS k"));
+    }
+    let group = (1..=columns.len())
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    columns.push("COUNT(*) AS n".into());
+    let mut sql = format!(
+        "SELECT {} FROM ({base_sql}) AS t WHERE {}",
+        columns.join(", "),
+        clauses.join(" AND ")
+    );
+    if !group.is_empty() {
+        sql.push_str(&format!(" GROUP BY {group}"));
+    }
+    Ok(Statement { sql, params })
+}
+
+/// The scope clause (first, and never missing) and the pushed filters, as
+/// SQL with `?` parameters.
+fn conditions(
+    scope_codes: &[String],
+    pushed: &[&Filter],
+) -> Result<(Vec<String>, Vec<Value>), SourceError> {
+    let mut params = Vec::new();
+    let mut clauses = Vec::new();
+    if scope_codes.is_empty() {
         return Err(SourceError::Unsupported(
             "a query with an empty scope".into(),
         ));
     }
     let mut scope = Vec::new();
-    for code in &query.scope {
+    for code in scope_codes {
         scope.push("t.division LIKE ? ESCAPE '!'".to_string());
         params.push(Value::Text(like_literal_prefix(code)));
     }
@@ -134,23 +192,7 @@ pub fn page_statement(
             }
         }
     }
-
-    let division = ordered(dialect, "division");
-    let id = ordered(dialect, "id");
-    if let Some(cursor) = &query.cursor {
-        let after = Position::decode(cursor)?;
-        clauses.push(format!("({division} > ? OR ({division} = ? AND {id} > ?))"));
-        params.push(Value::Text(after.division.clone()));
-        params.push(Value::Text(after.division));
-        params.push(Value::Text(after.id));
-    }
-
-    params.push(Value::Integer(i64::from(query.limit) + 1));
-    let sql = format!(
-        "SELECT {columns} FROM ({base_sql}) AS t WHERE {} ORDER BY {division}, {id} LIMIT ?",
-        clauses.join(" AND ")
-    );
-    Ok(Statement { sql, params })
+    Ok((clauses, params))
 }
 
 #[cfg(test)]
@@ -192,6 +234,46 @@ mod tests {
         let mut q = query();
         q.projection.push("name; DROP TABLE g".into());
         assert!(page_statement(Dialect::Sqlite, "SELECT 1", &q, &[]).is_err());
+    }
+
+    #[test]
+    fn counts_group_by_division_prefix_and_field() {
+        let q = AggregateQuery {
+            entity: "grids".into(),
+            scope: vec!["15".into()],
+            filters: vec![],
+            division_prefix: Some(6),
+            by: Some("tier".into()),
+        };
+        let s = aggregate_statement("SELECT * FROM g", &q, &[]).unwrap();
+        assert_eq!(
+            s.sql,
+            "SELECT SUBSTR(t.division, 1, 6) AS g, t.tier AS k, COUNT(*) AS n FROM (SELECT * FROM g) AS t \
+             WHERE (t.division LIKE ? ESCAPE '!') GROUP BY 1, 2"
+        );
+        let plain = AggregateQuery { division_prefix: None, by: None, ..q };
+        let s = aggregate_statement("SELECT * FROM g", &plain, &[]).unwrap();
+        assert!(s.sql.starts_with("SELECT COUNT(*) AS n FROM") && !s.sql.contains("GROUP BY"));
+    }
+
+    #[test]
+    fn counts_group_by_division_prefix_and_field() {
+        let q = AggregateQuery {
+            entity: "grids".into(),
+            scope: vec!["15".into()],
+            filters: vec![],
+            division_prefix: Some(6),
+            by: Some("tier".into()),
+        };
+        let s = aggregate_statement("SELECT * FROM g", &q, &[]).unwrap();
+        assert_eq!(
+            s.sql,
+            "SELECT SUBSTR(t.division, 1, 6) AS g, t.tier AS k, COUNT(*) AS n FROM (SELECT * FROM g) AS t \
+             WHERE (t.division LIKE ? ESCAPE '!') GROUP BY 1, 2"
+        );
+        let plain = AggregateQuery { division_prefix: None, by: None, ..q };
+        let s = aggregate_statement("SELECT * FROM g", &plain, &[]).unwrap();
+        assert!(s.sql.starts_with("SELECT COUNT(*) AS n FROM") && !s.sql.contains("GROUP BY"));
     }
 
     #[test]

@@ -28,8 +28,8 @@ pub use plugin::{PluginLimits, SourceGrants, SourcePlugin, SourceSpec};
 pub mod contract {
     pub use crate::bindings::lianqiao::source::sql::Dialect;
     pub use crate::bindings::lianqiao::source::types::{
-        EntitySpec, FieldSpec, Filter, FilterOp, FilterSupport, Manifest, Page, Query, SourceError,
-        Value, ValueKind,
+        AggregateCell, AggregateQuery, EntitySpec, FieldSpec, Filter, FilterOp, FilterSupport,
+        Manifest, Page, Query, SourceError, Value, ValueKind,
     };
 
     /// The contract version this host implements.

@@ -14,8 +14,12 @@ use wasmtime::component::Linker;
 
 use crate::artifact;
 use crate::bindings::{Source, SourcePre};
+use crate::capability::cache::SourceCache;
+use crate::capability::http::HttpGrant;
 use crate::capability::sql::SqlPool;
-use crate::contract::{CONTRACT_VERSION, Manifest, Page, Query, SourceError, Value};
+use crate::contract::{
+    AggregateCell, AggregateQuery, CONTRACT_VERSION, Manifest, Page, Query, SourceError, Value,
+};
 use crate::engine::PluginEngine;
 use crate::error::{LoadError, PluginError};
 use crate::state::HostState;
@@ -49,6 +53,8 @@ pub struct SourceGrants {
     /// `[plugin.settings]` as a JSON object; non-secret by construction.
     pub settings_json: String,
     pub sql: Option<SqlPool>,
+    pub http: Option<Arc<HttpGrant>>,
+    pub cache: SourceCache,
 }
 
 /// Everything needed to load one source's plugin.
@@ -172,6 +178,25 @@ impl SourcePlugin {
             .await?;
         check_page(&page, &scope, limit)?;
         Ok(page)
+    }
+
+    /// Counts for an entity the manifest marks `aggregates`.
+    pub async fn aggregate(&self, query: AggregateQuery) -> Result<Vec<AggregateCell>, PluginError> {
+        let scope = query.scope.clone();
+        let cells = self
+            .call(move |source, store| source.call_aggregate(store, &query))
+            .await?;
+        for cell in &cells {
+            if let Some(d) = &cell.division
+                && !scope.iter().any(|s| d.starts_with(s.as_str()) || s.starts_with(d.as_str()))
+            {
+                return Err(PluginError::Contract(format!("a count for {d}, outside the scope")));
+            }
+            if cell.count < 0 {
+                return Err(PluginError::Contract("a negative count".into()));
+            }
+        }
+        Ok(cells)
     }
 
     /// Run one export in a fresh instance on a blocking thread, under the

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use super::{
-    Config, ConfigError, ConfigErrors, GatewayFile, SourceConfig, SourceFile, is_division_code,
+    Config, ConfigError, ConfigErrors, CredentialSection, GatewayFile, HttpConfig, HttpSection,
+    ResolvedCredential, SourceConfig, SourceFile, is_division_code,
 };
 
 /// Load `path` and every source file it points to; report all problems.
@@ -236,6 +237,8 @@ fn validate_source(
         }
     }
 
+    let http = raw.http.as_ref().map(|h| resolve_http(base, h, &mut error));
+
     let settings_json = match serde_json::to_string(&raw.plugin.settings) {
         Ok(json) => json,
         Err(e) => {
@@ -258,7 +261,65 @@ fn validate_source(
         sql_url,
         sql_max_connections,
         settings_json,
+        http,
+        cache_max_bytes: usize::try_from(raw.cache.max_mib << 20).unwrap_or(usize::MAX),
     })
+}
+
+/// Check `[http]` and read its secrets (from the environment or files).
+fn resolve_http(base: &Path, h: &HttpSection, error: &mut impl FnMut(&str, String)) -> HttpConfig {
+    for (i, prefix) in h.allow.iter().enumerate() {
+        let ok = prefix.parse::<hyper::Uri>().is_ok_and(|u| u.scheme_str() == Some("http") && u.authority().is_some());
+        if !ok {
+            error(&format!("http.allow[{i}]"), format!("`{prefix}` is not an http://host:port/path prefix"));
+        }
+    }
+    if !(1..=600_000).contains(&h.timeout_ms) {
+        error("http.timeout_ms", "must be from 1 to 600000".into());
+    }
+    let mut credentials = Vec::new();
+    for (name, c) in &h.credentials {
+        let key = format!("http.credentials.{name}");
+        let mut secret = |env: &Option<String>, file: &Option<PathBuf>| -> Option<String> {
+            match (env, file) {
+                (Some(var), None) => std::env::var(var).ok().or_else(|| {
+                    error(&format!("{key}.secret_env"), format!("environment variable `{var}` is not set"));
+                    None
+                }),
+                (None, Some(file)) => {
+                    let path = base.join(file);
+                    std::fs::read_to_string(&path).map(|s| s.trim().to_string()).ok().or_else(|| {
+                        error(&format!("{key}.secret_file"), format!("cannot read {}", path.display()));
+                        None
+                    })
+                }
+                _ => {
+                    error(&key, "give exactly one of `secret_env` and `secret_file`".into());
+                    None
+                }
+            }
+        };
+        let resolved = match c {
+            CredentialSection::HmacSha256 { app_key, secret_env, secret_file } => secret(secret_env, secret_file)
+                .map(|secret| ResolvedCredential::Hmac { app_key: app_key.clone(), secret }),
+            CredentialSection::Oauth2ClientCredentials { token_url, client_id, secret_env, secret_file } => {
+                secret(secret_env, secret_file).map(|secret| ResolvedCredential::OAuth2 {
+                    token_url: token_url.clone(),
+                    client_id: client_id.clone(),
+                    secret,
+                })
+            }
+        };
+        if let Some(r) = resolved {
+            credentials.push((name.clone(), r));
+        }
+    }
+    HttpConfig {
+        allow: h.allow.clone(),
+        timeout_ms: h.timeout_ms,
+        max_response_bytes: usize::try_from(h.max_response_mib << 20).unwrap_or(usize::MAX),
+        credentials,
+    }
 }
 
 /// Check the scheme; make a relative SQLite path relative to the file that

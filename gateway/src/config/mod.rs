@@ -101,6 +101,13 @@ pub struct SourceFile {
     /// The database the plugin may read through the `sql` capability.
     #[serde(default)]
     pub sql: Option<SqlSection>,
+    /// The URLs the plugin may call through the `http` capability, and the
+    /// credentials the host adds for it.
+    #[serde(default)]
+    pub http: Option<HttpSection>,
+    /// The host-kept cache the plugin may use.
+    #[serde(default)]
+    pub cache: CacheSection,
 }
 
 /// `[plugin]` of a source.
@@ -159,6 +166,69 @@ fn default_max_connections() -> u32 {
     4
 }
 
+/// `[http]` of a source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// URL prefixes the plugin may call (`http://host:port/path/`).
+    pub allow: Vec<String>,
+    /// Budget of one outbound request, ms (also bounded by the deadline).
+    #[serde(default = "default_http_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Largest response body the host reads, MiB.
+    #[serde(default = "default_max_response_mib")]
+    pub max_response_mib: u64,
+    /// Credentials by the name the plugin uses.
+    #[serde(default)]
+    pub credentials: std::collections::BTreeMap<String, CredentialSection>,
+}
+
+fn default_http_timeout_ms() -> u64 {
+    3000
+}
+
+fn default_max_response_mib() -> u64 {
+    16
+}
+
+/// A credential the host applies for the plugin. Secrets come from an
+/// environment variable or a file, never from this file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum CredentialSection {
+    /// `appKey`/`timestamp`/`nonce`/`sign` headers, HMAC-SHA256.
+    HmacSha256 {
+        app_key: String,
+        #[serde(default)]
+        secret_env: Option<String>,
+        #[serde(default)]
+        secret_file: Option<PathBuf>,
+    },
+    /// OAuth2 client credentials with a cached bearer token.
+    Oauth2ClientCredentials {
+        token_url: String,
+        client_id: String,
+        #[serde(default)]
+        secret_env: Option<String>,
+        #[serde(default)]
+        secret_file: Option<PathBuf>,
+    },
+}
+
+/// `[cache]` of a source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSection {
+    /// Bytes the plugin may keep in the host's cache, MiB.
+    pub max_mib: u64,
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        CacheSection { max_mib: 32 }
+    }
+}
+
 /// The validated configuration, paths resolved.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -185,6 +255,32 @@ pub struct SourceConfig {
     pub sql_max_connections: u32,
     /// `[plugin.settings]` as JSON, for the plugin's `config` capability.
     pub settings_json: String,
+    pub http: Option<HttpConfig>,
+    pub cache_max_bytes: usize,
+}
+
+/// A validated `[http]` grant, secrets resolved (never logged).
+#[derive(Clone)]
+pub struct HttpConfig {
+    pub allow: Vec<String>,
+    pub timeout_ms: u64,
+    pub max_response_bytes: usize,
+    pub credentials: Vec<(String, ResolvedCredential)>,
+}
+
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("allow", &self.allow)
+            .field("credentials", &self.credentials.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+pub enum ResolvedCredential {
+    Hmac { app_key: String, secret: String },
+    OAuth2 { token_url: String, client_id: String, secret: String },
 }
 
 /// A division code: letters and digits only, so "inside X" is a plain

@@ -11,10 +11,11 @@ mod mapping;
 
 use std::collections::BTreeMap;
 
-use lianqiao_sdk::sql_page::{is_identifier, page_statement};
+use lianqiao_sdk::sql_page::{aggregate_statement, is_identifier, page_statement};
 use lianqiao_sdk::{
-    ALL_FILTER_OPS, EntitySpec, FieldSpec, Filter, FilterSupport, Guest, Manifest, Page, Query,
-    SDK_VERSION, SourceError, keyset::Position, settings, sql,
+    ALL_FILTER_OPS, AggregateCell, AggregateQuery, EntitySpec, FieldSpec, Filter, FilterSupport,
+    Guest, Manifest, Page, Query, SDK_VERSION, SourceError, Value, keyset::Position, settings,
+    sql,
 };
 use serde::Deserialize;
 
@@ -67,6 +68,28 @@ impl Settings {
     }
 }
 
+impl Settings {
+    fn entity(&self, name: &str) -> Result<&EntitySettings, SourceError> {
+        self.entities
+            .get(name)
+            .ok_or_else(|| SourceError::Unsupported(format!("entity `{name}` is not served")))
+    }
+}
+
+impl EntitySettings {
+    /// The filters, checked to be ones this entity declared it pushes down
+    /// (known fields that are not value-mapped).
+    fn pushable<'a>(&self, filters: &'a [Filter]) -> Result<Vec<&'a Filter>, SourceError> {
+        if let Some(f) = filters
+            .iter()
+            .find(|f| !self.fields.contains_key(&f.field) || self.map.contains_key(&f.field))
+        {
+            return Err(SourceError::Unsupported(format!("a filter on `{}`", f.field)));
+        }
+        Ok(filters.iter().collect())
+    }
+}
+
 struct DistrictSql;
 
 impl Guest for DistrictSql {
@@ -94,6 +117,7 @@ impl Guest for DistrictSql {
                         ops: ALL_FILTER_OPS.to_vec(),
                     })
                     .collect(),
+                aggregates: true,
             })
             .collect();
         Ok(Manifest {
@@ -104,11 +128,46 @@ impl Guest for DistrictSql {
         })
     }
 
+    fn aggregate(query: AggregateQuery) -> Result<Vec<AggregateCell>, SourceError> {
+        let settings = Settings::load()?;
+        let entity = settings.entity(&query.entity)?;
+        let pushed = entity.pushable(&query.filters)?;
+        if let Some(by) = &query.by
+            && !entity.fields.contains_key(by)
+        {
+            return Err(SourceError::Unsupported(format!("grouping by `{by}`")));
+        }
+        let statement = aggregate_statement(&entity.sql, &query, &pushed)?;
+        let result = sql::query(&statement.sql, &statement.params).map_err(mapping::sql_error)?;
+        let column = |name: &str| result.columns.iter().position(|c| c == name);
+        let (g, k, n) = (column("g"), column("k"), column("n"));
+        let by_map = query.by.as_ref().and_then(|b| entity.map.get(b));
+        let mut cells = Vec::with_capacity(result.rows.len());
+        for row in result.rows {
+            let count = match n.and_then(|i| row.get(i)) {
+                Some(Value::Integer(c)) => *c,
+                other => {
+                    return Err(SourceError::UpstreamError(format!("COUNT(*) returned {other:?}")));
+                }
+            };
+            let division = g.and_then(|i| row.get(i)).and_then(|v| v.as_text().map(str::to_owned));
+            let key = match (k.and_then(|i| row.get(i)), &query.by) {
+                (Some(v), Some(by)) => Some(mapping::convert_cell(
+                    by,
+                    v.clone(),
+                    entity.fields.get(by).copied().unwrap_or(mapping::Kind::Text),
+                    by_map,
+                )?),
+                _ => None,
+            };
+            cells.push(AggregateCell { division, key, count });
+        }
+        Ok(cells)
+    }
+
     fn query(query: Query) -> Result<Page, SourceError> {
         let settings = Settings::load()?;
-        let entity = settings.entities.get(&query.entity).ok_or_else(|| {
-            SourceError::Unsupported(format!("entity `{}` is not served", query.entity))
-        })?;
+        let entity = settings.entity(&query.entity)?;
         if let Some(f) = query
             .projection
             .iter()

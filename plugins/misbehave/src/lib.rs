@@ -4,7 +4,7 @@
 //! `describe` always succeeds so the source loads.
 
 use lianqiao_sdk::{
-    EntitySpec, FieldSpec, Guest, Manifest, Page, Query, SDK_VERSION, SourceError, Value,
+    AggregateCell, AggregateQuery, EntitySpec, FieldSpec, Guest, Manifest, Page, Query, SDK_VERSION, SourceError, Value,
     ValueKind, settings,
 };
 use serde::Deserialize;
@@ -31,8 +31,13 @@ impl Guest for Misbehave {
                 name: "grids".into(),
                 fields: vec![text("id"), text("division"), text("code"), text("name")],
                 filters: vec![],
+                aggregates: false,
             }],
         })
+    }
+
+    fn aggregate(_: AggregateQuery) -> Result<Vec<AggregateCell>, SourceError> {
+        Err(SourceError::Unsupported("misbehave counts nothing".into()))
     }
 
     fn query(query: Query) -> Result<Page, SourceError> {

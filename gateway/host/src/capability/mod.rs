@@ -2,8 +2,9 @@
 //! checks the source's grant itself; a plugin asking for what its source
 //! was not granted gets a `denied` error it can see.
 
+pub mod cache;
 mod config;
-mod http;
+pub mod http;
 mod log;
 pub mod sql;
 
