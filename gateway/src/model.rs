@@ -21,7 +21,6 @@ pub enum FieldClass {
 pub struct Field {
     pub name: &'static str,
     pub kind: ValueKind,
-    pub class: FieldClass,
     /// Allowed values of an enumerated text field.
     pub values: &'static [&'static str],
     pub doc: &'static str,
@@ -45,11 +44,10 @@ impl Entity {
     }
 }
 
-const fn field(name: &'static str, kind: ValueKind, class: FieldClass, doc: &'static str) -> Field {
+const fn field(name: &'static str, kind: ValueKind, doc: &'static str) -> Field {
     Field {
         name,
         kind,
-        class,
         values: &[],
         doc,
     }
@@ -63,14 +61,12 @@ const fn enumerated(
     Field {
         name,
         kind: ValueKind::Text,
-        class: FieldClass::Public,
         values,
         doc,
     }
 }
 
-use FieldClass::{Internal, Public};
-use ValueKind::{Integer, Text};
+use ValueKind::{Boolean, Date, Integer, Text, Timestamp};
 
 pub const LEVELS: &[&str] = &[
     "region",
@@ -88,35 +84,23 @@ pub static DIVISIONS: Entity = Entity {
     name: "divisions",
     doc: "The administrative hierarchy: region → city → district → street → community → grid.",
     fields: &[
-        field("id", Text, Public, "Stable id (the code)."),
+        field("id", Text, "Stable id (the code)."),
         field(
             "code",
             Text,
-            Public,
             "GB/T 2260 code, 9/12-digit statistical code, or local grid code.",
         ),
-        field("name", Text, Public, "Name, e.g. 新华西路街道."),
+        field("name", Text, "Name, e.g. 新华西路街道."),
         enumerated("level", LEVELS, "Level in the hierarchy."),
         enumerated("grid_tier", GRID_TIERS, "Tier of a grid (grids only)."),
-        field("parent", Text, Public, "Code of the parent division."),
+        field("parent", Text, "Code of the parent division."),
         field(
             "division",
             Text,
-            Public,
             "The division the row belongs to (its own code).",
         ),
-        field(
-            "households",
-            Integer,
-            Internal,
-            "Households living in the division.",
-        ),
-        field(
-            "population",
-            Integer,
-            Internal,
-            "Residents living in the division.",
-        ),
+        field("households", Integer, "Households living in the division."),
+        field("population", Integer, "Residents living in the division."),
     ],
 };
 
@@ -124,14 +108,13 @@ pub static GRIDS: Entity = Entity {
     name: "grids",
     doc: "Grids in detail: tier, households, head and party branch.",
     fields: &[
-        field("id", Text, Public, "Stable id (the grid code)."),
+        field("id", Text, "Stable id (the grid code)."),
         field(
             "code",
             Text,
-            Public,
             "Local grid code; starts with its community's code.",
         ),
-        field("name", Text, Public, "Name of the grid."),
+        field("name", Text, "Name of the grid."),
         enumerated(
             "tier",
             GRID_TIERS,
@@ -140,25 +123,300 @@ pub static GRIDS: Entity = Entity {
         field(
             "parent",
             Text,
-            Public,
             "The community or the grid of the tier above.",
         ),
-        field("community", Text, Public, "Code of the community."),
-        field("division", Text, Public, "The grid's own code."),
-        field("households", Integer, Internal, "Households in the grid."),
-        field("head", Text, Internal, "Worker id of the grid head."),
+        field("community", Text, "Code of the community."),
+        field("division", Text, "The grid's own code."),
+        field("households", Integer, "Households in the grid."),
+        field("head", Text, "Worker id of the grid head."),
         field(
             "party_branch",
             Text,
-            Public,
             "Party organization id of the grid party branch.",
         ),
     ],
 };
 
+pub static PARTY_ORGS: Entity = Entity {
+    name: "party-orgs",
+    doc: "Party organizations: community committees, grid branches, building groups, functional and red-property branches.",
+    fields: &[
+        field("id", Text, "The party-link system's organization code."),
+        field("name", Text, "Name, e.g. 兴康社区党委."),
+        enumerated(
+            "kind",
+            &[
+                "committee",
+                "general_branch",
+                "branch",
+                "group",
+                "functional",
+                "red_property",
+            ],
+            "Kind of organization.",
+        ),
+        field("parent_org", Text, "The organization above."),
+        field(
+            "division",
+            Text,
+            "The division the organization belongs to.",
+        ),
+        field("member_count", Integer, "Members registered with it."),
+        field("secretary_name", Text, "Name of its secretary."),
+        field("founded_on", Date, "Date it was founded."),
+    ],
+};
+
+pub static MEMBERS: Entity = Entity {
+    name: "members",
+    doc: "Party members (party-link system), with residence and roles from district databases.",
+    fields: &[
+        field("id", Text, "Stable member id (never the ID number)."),
+        field("name", Text, "Name."),
+        enumerated("gender", &["male", "female"], "Gender."),
+        field("birth_date", Date, "Date of birth."),
+        field("ethnicity", Text, "Ethnicity."),
+        field("id_number", Text, "Resident ID number (18 characters)."),
+        field("phone", Text, "Mobile phone."),
+        field("org", Text, "Organization the member belongs to."),
+        field("joined_on", Date, "Date the member joined the party."),
+        enumerated(
+            "status",
+            &["regular", "in_service_registered", "retired"],
+            "Membership status.",
+        ),
+        field("division", Text, "Division of the member's organization."),
+        field("address", Text, "Home address."),
+    ],
+};
+
+pub static WORKERS: Entity = Entity {
+    name: "workers",
+    doc: "Grid staff and the \"four heads\": grid, compound, building and unit heads.",
+    fields: &[
+        field("id", Text, "Stable worker id."),
+        field("name", Text, "Name."),
+        enumerated("gender", &["male", "female"], "Gender."),
+        field("phone", Text, "Mobile phone."),
+        enumerated(
+            "role",
+            &[
+                "grid_head",
+                "compound_head",
+                "building_head",
+                "unit_head",
+                "grid_worker",
+                "assistant",
+                "community_worker",
+            ],
+            "Post.",
+        ),
+        field("grid", Text, "The grid the post sits in."),
+        field(
+            "post_of",
+            Text,
+            "The grid, compound, building or unit the post is for.",
+        ),
+        field(
+            "division",
+            Text,
+            "The division the row belongs to (the grid).",
+        ),
+        field(
+            "is_party_member",
+            Boolean,
+            "Whether the worker is a party member.",
+        ),
+        field("since", Date, "In post since."),
+    ],
+};
+
+pub static SERVICE_CENTERS: Entity = Entity {
+    name: "service-centers",
+    doc: "Party–masses service centres (1 + 8 + N: district, street, community, grid).",
+    fields: &[
+        field("id", Text, "The city platform's centre id."),
+        field("name", Text, "Name."),
+        enumerated(
+            "level",
+            &["district", "street", "community", "grid"],
+            "Tier of the centre.",
+        ),
+        field("division", Text, "The division it serves."),
+        field("address", Text, "Address."),
+        field("area_m2", Integer, "Floor area, m²."),
+        field("open_hours", Text, "Opening hours."),
+    ],
+};
+
+pub static CASES: Entity = Entity {
+    name: "cases",
+    doc: "Problems handled through the 7-step closed loop; the city platform holds those that reached the city loop.",
+    fields: &[
+        field("id", Text, "Case id."),
+        field("title", Text, "What the problem is."),
+        field("category", Text, "Category."),
+        enumerated(
+            "loop",
+            &["grid", "community", "street", "city"],
+            "The loop that handles it.",
+        ),
+        enumerated(
+            "state",
+            &[
+                "discovered",
+                "assessed",
+                "whistled",
+                "accepted",
+                "reported_in",
+                "feedback",
+                "evaluated",
+                "escalated",
+                "closed",
+            ],
+            "Where it stands in the closed loop.",
+        ),
+        field("division", Text, "Where the problem is."),
+        field("opened_at", Timestamp, "When it was reported."),
+        field("updated_at", Timestamp, "Last change."),
+        field("due_at", Timestamp, "When it must be closed."),
+        field("reporter_name", Text, "Who reported it."),
+        field("reporter_phone", Text, "The reporter's phone."),
+        field(
+            "departments",
+            Text,
+            "Departments that reported in (、-separated).",
+        ),
+        field("satisfaction", Integer, "Evaluation, 1–5."),
+    ],
+};
+
 /// Every resource the API serves.
-pub static ENTITIES: &[&Entity] = &[&DIVISIONS, &GRIDS];
+pub static ENTITIES: &[&Entity] = &[
+    &DIVISIONS,
+    &GRIDS,
+    &PARTY_ORGS,
+    &MEMBERS,
+    &WORKERS,
+    &SERVICE_CENTERS,
+    &CASES,
+];
 
 pub fn entity(name: &str) -> Option<&'static Entity> {
     ENTITIES.iter().copied().find(|e| e.name == name)
+}
+
+/// The class of every field, from `config/fields.toml`.
+#[derive(Debug, Clone, Default)]
+pub struct FieldClasses(std::collections::HashMap<(String, String), FieldClass>);
+
+impl FieldClasses {
+    /// The class of `entity.field`; unknown fields count as sensitive, so a
+    /// gap can only ever hide data, not leak it.
+    pub fn class(&self, entity: &str, field: &str) -> FieldClass {
+        self.0
+            .get(&(entity.to_string(), field.to_string()))
+            .copied()
+            .unwrap_or(FieldClass::Sensitive)
+    }
+
+    /// Parse `fields.toml`; every model field must be classed, and nothing
+    /// else may be. Problems come back as (key, message) pairs.
+    pub fn parse(text: &str) -> Result<FieldClasses, Vec<(String, String)>> {
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| vec![(String::new(), e.message().to_string())])?;
+        let mut problems = Vec::new();
+        let mut map = std::collections::HashMap::new();
+        for (entity_name, fields) in &table {
+            let Some(entity) = entity(entity_name) else {
+                problems.push((
+                    entity_name.clone(),
+                    "no such resource in the unified model".into(),
+                ));
+                continue;
+            };
+            let Some(fields) = fields.as_table() else {
+                problems.push((
+                    entity_name.clone(),
+                    "must be a table of field = class".into(),
+                ));
+                continue;
+            };
+            for (field, class) in fields {
+                let key = format!("{entity_name}.{field}");
+                if entity.field(field).is_none() {
+                    problems.push((key, format!("`{entity_name}` has no such field")));
+                    continue;
+                }
+                let class = match class.as_str() {
+                    Some("public") => FieldClass::Public,
+                    Some("internal") => FieldClass::Internal,
+                    Some("personal") => FieldClass::Personal,
+                    Some("sensitive") => FieldClass::Sensitive,
+                    _ => {
+                        problems.push((
+                            key,
+                            "must be one of public, internal, personal, sensitive".into(),
+                        ));
+                        continue;
+                    }
+                };
+                map.insert((entity_name.clone(), field.clone()), class);
+            }
+        }
+        for entity in ENTITIES {
+            for field in entity.fields {
+                if !map.contains_key(&(entity.name.to_string(), field.name.to_string())) {
+                    problems.push((
+                        format!("{}.{}", entity.name, field.name),
+                        "has no class; add one".into(),
+                    ));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(FieldClasses(map))
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+impl FieldClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldClass::Public => "public",
+            FieldClass::Internal => "internal",
+            FieldClass::Personal => "personal",
+            FieldClass::Sensitive => "sensitive",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_fields_file_classes_every_field() {
+        let text = include_str!("../../config/fields.toml");
+        let classes = FieldClasses::parse(text).unwrap_or_else(|p| panic!("{p:?}"));
+        assert_eq!(classes.class("members", "id_number"), FieldClass::Sensitive);
+        assert_eq!(classes.class("members", "phone"), FieldClass::Personal);
+        assert_eq!(classes.class("grids", "name"), FieldClass::Public);
+    }
+
+    #[test]
+    fn gaps_and_strays_are_reported() {
+        let problems =
+            FieldClasses::parse("[grids]\nname = \"public\"\ncolour = \"public\"\n[nothing]\n")
+                .unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(keys.contains(&"grids.colour"));
+        assert!(keys.contains(&"nothing"));
+        assert!(
+            keys.contains(&"members.id_number"),
+            "unclassed fields are named"
+        );
+    }
 }

@@ -115,7 +115,11 @@ fn http_grant(config: &HttpConfig) -> Arc<HttpGrant> {
                     app_key: app_key.clone(),
                     secret: Secret(secret.clone()),
                 },
-                ResolvedCredential::OAuth2 { token_url, client_id, secret } => Credential::OAuth2 {
+                ResolvedCredential::OAuth2 {
+                    token_url,
+                    client_id,
+                    secret,
+                } => Credential::OAuth2 {
                     token_url: token_url.clone(),
                     client_id: client_id.clone(),
                     secret: Secret(secret.clone()),

@@ -181,16 +181,23 @@ impl SourcePlugin {
     }
 
     /// Counts for an entity the manifest marks `aggregates`.
-    pub async fn aggregate(&self, query: AggregateQuery) -> Result<Vec<AggregateCell>, PluginError> {
+    pub async fn aggregate(
+        &self,
+        query: AggregateQuery,
+    ) -> Result<Vec<AggregateCell>, PluginError> {
         let scope = query.scope.clone();
         let cells = self
             .call(move |source, store| source.call_aggregate(store, &query))
             .await?;
         for cell in &cells {
             if let Some(d) = &cell.division
-                && !scope.iter().any(|s| d.starts_with(s.as_str()) || s.starts_with(d.as_str()))
+                && !scope
+                    .iter()
+                    .any(|s| d.starts_with(s.as_str()) || s.starts_with(d.as_str()))
             {
-                return Err(PluginError::Contract(format!("a count for {d}, outside the scope")));
+                return Err(PluginError::Contract(format!(
+                    "a count for {d}, outside the scope"
+                )));
             }
             if cell.count < 0 {
                 return Err(PluginError::Contract("a negative count".into()));

@@ -3,6 +3,7 @@
 use lianqiao_host::contract::Value;
 use serde_json::{Map, Value as Json, json};
 
+use crate::federation::stats::StatsOutcome;
 use crate::federation::{ListOutcome, MergedRow, SourceReport};
 
 /// A contract value as JSON. Non-finite floats become null (JSON has none).
@@ -57,6 +58,28 @@ pub fn list_envelope(outcome: &ListOutcome, fields: &[&str]) -> Json {
         "data": outcome.rows.iter().map(|r| row_json(r, fields)).collect::<Vec<_>>(),
         "page": { "next_cursor": outcome.next_cursor },
         "partial": outcome.partial(),
+        "sources": source_reports(&outcome.reports),
+    })
+}
+
+pub fn stats_envelope(outcome: &StatsOutcome) -> Json {
+    let data: Vec<Json> = outcome
+        .cells
+        .iter()
+        .map(|c| {
+            let mut cell = json!({ "value": c.count });
+            if let Some(d) = &c.division {
+                cell["division"] = json!(d);
+            }
+            if let Some(k) = &c.key {
+                cell["key"] = value_json(k);
+            }
+            cell
+        })
+        .collect();
+    json!({
+        "data": data,
+        "partial": outcome.reports.iter().any(|r| r.error.is_some()),
         "sources": source_reports(&outcome.reports),
     })
 }

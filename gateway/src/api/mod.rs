@@ -2,6 +2,7 @@
 
 mod envelope;
 pub mod error;
+mod openapi;
 mod params;
 
 use std::sync::Arc;
@@ -21,9 +22,10 @@ use error::ApiError;
 
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
-        .route("/v1/divisions", get(list_divisions))
         .route("/v1/divisions/{code}", get(get_division))
-        .route("/v1/grids", get(list_grids))
+        .route("/v1/stats", get(stats))
+        .route("/v1/{resource}", get(list_resource))
+        .route("/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(no_route)
@@ -59,18 +61,50 @@ async fn run(
     }
 }
 
-async fn list_divisions(
+/// `GET /v1/{resource}`: a page of any resource of the unified model.
+async fn list_resource(
     State(gateway): State<Arc<Gateway>>,
+    Path(resource): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    list(&gateway, &model::DIVISIONS, raw, true).await
+    let entity = model::entity(&resource).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no resource `{resource}`; the API serves: {}",
+            model::ENTITIES
+                .iter()
+                .map(|e| e.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    // `parent=<code>` lists a division's children.
+    let parent_mode = entity.name == model::DIVISIONS.name;
+    list(&gateway, entity, raw, parent_mode).await
 }
 
-async fn list_grids(
+/// `GET /v1/stats?metric=<resource>.count&division=<code>[&group_by=<level>][&by=<field>]`
+async fn stats(
     State(gateway): State<Arc<Gateway>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    list(&gateway, &model::GRIDS, raw, false).await
+    let pairs = params::pairs(raw.as_deref())?;
+    let request = params::stats_request(&pairs)?;
+    match federation::stats::stats(&gateway.sources, &request).await {
+        Ok(outcome) => Ok(Json(envelope::stats_envelope(&outcome))),
+        Err(ListError::NoSource) => Err(ApiError::not_found(format!(
+            "no source serves `{}` in division {}; connected sources cover: {}",
+            request.entity.name,
+            request.scope.join(", "),
+            gateway.coverage_summary()
+        ))),
+        Err(ListError::Cursor(e)) => Err(ApiError::cursor(e)),
+        Err(ListError::Failed(reports)) => Err(ApiError::sources_failed(reports)),
+    }
+}
+
+/// The OpenAPI 3.1 document, generated from the same model the handlers use.
+async fn openapi(State(gateway): State<Arc<Gateway>>) -> Json<serde_json::Value> {
+    Json(openapi::document(&gateway.config.field_classes))
 }
 
 /// One division by code: `{data: {...}, sources: [...]}`.
@@ -144,7 +178,7 @@ async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
 
 async fn no_route(uri: Uri) -> ApiError {
     ApiError::not_found(format!(
-        "no such route: {}; the API serves /v1/divisions, /v1/divisions/{{code}}, /v1/grids",
+        "no such route: {}; see /openapi.json for the API",
         uri.path()
     ))
 }

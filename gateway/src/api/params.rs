@@ -8,6 +8,7 @@ use lianqiao_host::contract::{FilterOp, Value, ValueKind};
 
 use super::error::ApiError;
 use crate::config::{ServerSection, is_division_code};
+use crate::federation::stats::StatsRequest;
 use crate::federation::{FieldFilter, ListRequest};
 use crate::model::{Entity, Field};
 
@@ -185,6 +186,87 @@ pub fn list_request(
         output: projection,
         limit,
         cursor,
+        strict,
+    })
+}
+
+/// Prefix lengths of division codes by level.
+fn prefix_of(level: &str) -> Option<u32> {
+    Some(match level {
+        "region" => 2,
+        "city" => 4,
+        "district" => 6,
+        "street" => 9,
+        "community" => 12,
+        _ => return None,
+    })
+}
+
+/// Parse `/v1/stats` parameters.
+pub fn stats_request(pairs: &[(String, String)]) -> Result<StatsRequest, ApiError> {
+    let get = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let metric = get("metric").ok_or_else(|| {
+        ApiError::bad_request("`metric=<resource>.count` is required, e.g. metric=members.count")
+    })?;
+    let entity = metric
+        .strip_suffix(".count")
+        .and_then(crate::model::entity)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "`metric` is <resource>.count with a resource of {}, got `{metric}`",
+                crate::model::ENTITIES
+                    .iter()
+                    .map(|e| e.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+    let division = division_code(
+        "division",
+        get("division").ok_or_else(|| ApiError::bad_request("`division=<code>` is required"))?,
+    )?;
+    let division_prefix = match get("group_by") {
+        None => None,
+        Some(level) => Some(prefix_of(level).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "`group_by` is one of region, city, district, street, community, got `{level}`"
+            ))
+        })?),
+    };
+    let by = match get("by") {
+        None => None,
+        Some(name) => Some(
+            entity
+                .field(name)
+                .ok_or_else(|| unknown_field(entity, name))?,
+        ),
+    };
+    let strict = match get("strict") {
+        None => false,
+        Some(v) => v
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("`strict` is true or false, got `{v}`")))?,
+    };
+    let mut filters = Vec::new();
+    for (key, value) in pairs {
+        if !matches!(
+            key.as_str(),
+            "metric" | "division" | "group_by" | "by" | "strict"
+        ) {
+            filters.push(filter(entity, key, value)?);
+        }
+    }
+    Ok(StatsRequest {
+        entity,
+        scope: vec![division],
+        filters,
+        division_prefix,
+        by,
         strict,
     })
 }

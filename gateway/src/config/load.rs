@@ -115,6 +115,24 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         }
     }
 
+    let fields_file = base.join(&main.model.fields);
+    let field_classes = match std::fs::read_to_string(&fields_file) {
+        Ok(text) => crate::model::FieldClasses::parse(&text).unwrap_or_else(|problems| {
+            for (key, message) in problems {
+                errors.push(ConfigError::new(&fields_file, key, message));
+            }
+            Default::default()
+        }),
+        Err(e) => {
+            errors.push(ConfigError::new(
+                path,
+                "model.fields",
+                format!("cannot read {}: {e}", fields_file.display()),
+            ));
+            Default::default()
+        }
+    };
+
     match (errors.is_empty(), listen) {
         (true, Some(listen)) => Ok(Config {
             file: path.to_path_buf(),
@@ -122,6 +140,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             server: main.server,
             plugins,
             sources,
+            field_classes,
         }),
         _ => Err(ConfigErrors(errors)),
     }
@@ -269,9 +288,14 @@ fn validate_source(
 /// Check `[http]` and read its secrets (from the environment or files).
 fn resolve_http(base: &Path, h: &HttpSection, error: &mut impl FnMut(&str, String)) -> HttpConfig {
     for (i, prefix) in h.allow.iter().enumerate() {
-        let ok = prefix.parse::<hyper::Uri>().is_ok_and(|u| u.scheme_str() == Some("http") && u.authority().is_some());
+        let ok = prefix
+            .parse::<hyper::Uri>()
+            .is_ok_and(|u| u.scheme_str() == Some("http") && u.authority().is_some());
         if !ok {
-            error(&format!("http.allow[{i}]"), format!("`{prefix}` is not an http://host:port/path prefix"));
+            error(
+                &format!("http.allow[{i}]"),
+                format!("`{prefix}` is not an http://host:port/path prefix"),
+            );
         }
     }
     if !(1..=600_000).contains(&h.timeout_ms) {
@@ -283,32 +307,53 @@ fn resolve_http(base: &Path, h: &HttpSection, error: &mut impl FnMut(&str, Strin
         let mut secret = |env: &Option<String>, file: &Option<PathBuf>| -> Option<String> {
             match (env, file) {
                 (Some(var), None) => std::env::var(var).ok().or_else(|| {
-                    error(&format!("{key}.secret_env"), format!("environment variable `{var}` is not set"));
+                    error(
+                        &format!("{key}.secret_env"),
+                        format!("environment variable `{var}` is not set"),
+                    );
                     None
                 }),
                 (None, Some(file)) => {
                     let path = base.join(file);
-                    std::fs::read_to_string(&path).map(|s| s.trim().to_string()).ok().or_else(|| {
-                        error(&format!("{key}.secret_file"), format!("cannot read {}", path.display()));
-                        None
-                    })
+                    std::fs::read_to_string(&path)
+                        .map(|s| s.trim().to_string())
+                        .ok()
+                        .or_else(|| {
+                            error(
+                                &format!("{key}.secret_file"),
+                                format!("cannot read {}", path.display()),
+                            );
+                            None
+                        })
                 }
                 _ => {
-                    error(&key, "give exactly one of `secret_env` and `secret_file`".into());
+                    error(
+                        &key,
+                        "give exactly one of `secret_env` and `secret_file`".into(),
+                    );
                     None
                 }
             }
         };
         let resolved = match c {
-            CredentialSection::HmacSha256 { app_key, secret_env, secret_file } => secret(secret_env, secret_file)
-                .map(|secret| ResolvedCredential::Hmac { app_key: app_key.clone(), secret }),
-            CredentialSection::Oauth2ClientCredentials { token_url, client_id, secret_env, secret_file } => {
-                secret(secret_env, secret_file).map(|secret| ResolvedCredential::OAuth2 {
-                    token_url: token_url.clone(),
-                    client_id: client_id.clone(),
-                    secret,
-                })
-            }
+            CredentialSection::HmacSha256 {
+                app_key,
+                secret_env,
+                secret_file,
+            } => secret(secret_env, secret_file).map(|secret| ResolvedCredential::Hmac {
+                app_key: app_key.clone(),
+                secret,
+            }),
+            CredentialSection::Oauth2ClientCredentials {
+                token_url,
+                client_id,
+                secret_env,
+                secret_file,
+            } => secret(secret_env, secret_file).map(|secret| ResolvedCredential::OAuth2 {
+                token_url: token_url.clone(),
+                client_id: client_id.clone(),
+                secret,
+            }),
         };
         if let Some(r) = resolved {
             credentials.push((name.clone(), r));

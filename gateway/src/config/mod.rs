@@ -24,6 +24,24 @@ pub struct GatewayFile {
     #[serde(default)]
     pub plugins: PluginsSection,
     pub sources: SourcesSection,
+    #[serde(default)]
+    pub model: ModelSection,
+}
+
+/// `[model]`: the unified model's operator-owned parts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    /// The sensitivity class of every field (relative to this file).
+    pub fields: PathBuf,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        ModelSection {
+            fields: PathBuf::from("fields.toml"),
+        }
+    }
 }
 
 /// `[server]`: the API listener.
@@ -238,6 +256,7 @@ pub struct Config {
     pub server: ServerSection,
     pub plugins: PluginsSection,
     pub sources: Vec<SourceConfig>,
+    pub field_classes: crate::model::FieldClasses,
 }
 
 /// One validated source.
@@ -272,15 +291,25 @@ impl std::fmt::Debug for HttpConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpConfig")
             .field("allow", &self.allow)
-            .field("credentials", &self.credentials.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .field(
+                "credentials",
+                &self.credentials.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
 
 #[derive(Clone)]
 pub enum ResolvedCredential {
-    Hmac { app_key: String, secret: String },
-    OAuth2 { token_url: String, client_id: String, secret: String },
+    Hmac {
+        app_key: String,
+        secret: String,
+    },
+    OAuth2 {
+        token_url: String,
+        client_id: String,
+        secret: String,
+    },
 }
 
 /// A division code: letters and digits only, so "inside X" is a plain

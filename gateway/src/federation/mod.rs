@@ -6,6 +6,7 @@ pub mod executor;
 mod filter;
 mod merge;
 mod planner;
+pub mod stats;
 
 use lianqiao_host::contract::{FilterOp, Value};
 

@@ -146,9 +146,11 @@ impl ConfigDir {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("sources")).expect("sources dir");
         let cache = workspace_root().join("target/plugin-cache");
+        let fields = workspace_root().join("config/fields.toml");
         let main = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n\n[plugins]\npool_instances = 32\nmax_memory_mib = 128\ncache_dir = {:?}\n\n[sources]\ndir = \"sources\"\n",
-            cache.display().to_string()
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[plugins]\npool_instances = 32\nmax_memory_mib = 128\ncache_dir = {:?}\n\n[sources]\ndir = \"sources\"\n\n[model]\nfields = {:?}\n",
+            cache.display().to_string(),
+            fields.display().to_string()
         );
         std::fs::write(dir.path().join("lianqiao.toml"), main).expect("write config");
         ConfigDir { dir }

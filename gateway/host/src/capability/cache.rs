@@ -39,7 +39,9 @@ impl SourceCache {
         if value.len() > self.max_bytes {
             return;
         }
-        let Ok(mut entries) = self.entries.lock() else { return };
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
         let now = Instant::now();
         entries.retain(|_, (_, expires)| *expires > now);
         entries.remove(&key);

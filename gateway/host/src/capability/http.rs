@@ -81,7 +81,9 @@ impl HttpGrant {
 /// comes with the hardening work), no user-info, no dot segments, and the
 /// URL must extend an allowed prefix at a path boundary.
 pub fn is_allowed(url: &str, allow: &[String]) -> Result<hyper::Uri, String> {
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
     match uri.scheme_str() {
         Some("http") => {}
         Some("https") => return Err("https upstreams are not supported by this gateway yet".into()),
@@ -92,22 +94,41 @@ pub fn is_allowed(url: &str, allow: &[String]) -> Result<hyper::Uri, String> {
         return Err(format!("`{url}`: a host without user-info is required"));
     }
     let path = uri.path().to_ascii_lowercase();
-    if path.split('/').any(|seg| seg == ".." || seg == ".") || path.contains("%2e") || path.contains("%2f") {
-        return Err(format!("`{url}`: dot segments and encoded slashes are not allowed"));
+    if path.split('/').any(|seg| seg == ".." || seg == ".")
+        || path.contains("%2e")
+        || path.contains("%2f")
+    {
+        return Err(format!(
+            "`{url}`: dot segments and encoded slashes are not allowed"
+        ));
     }
     let allowed = allow.iter().any(|prefix| {
         url.starts_with(prefix.as_str())
-            && (prefix.ends_with('/') || matches!(url.as_bytes().get(prefix.len()), None | Some(b'/') | Some(b'?')))
+            && (prefix.ends_with('/')
+                || matches!(
+                    url.as_bytes().get(prefix.len()),
+                    None | Some(b'/') | Some(b'?')
+                ))
     });
     if allowed {
         Ok(uri)
     } else {
-        Err(format!("`{url}` is not in the source's allowlist ({})", allow.join(", ")))
+        Err(format!(
+            "`{url}` is not in the source's allowlist ({})",
+            allow.join(", ")
+        ))
     }
 }
 
 /// The canonical string an HMAC credential signs.
-pub fn canonical(method: &str, path: &str, query: &str, body: &[u8], timestamp: &str, nonce: &str) -> String {
+pub fn canonical(
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &[u8],
+    timestamp: &str,
+    nonce: &str,
+) -> String {
     let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
     pairs.sort_unstable();
     format!(
@@ -129,7 +150,13 @@ fn hmac_hex(secret: &str, text: &str) -> String {
 
 impl HttpGrant {
     async fn oauth_token(&self, credential: &Credential, force: bool) -> Result<String, HttpError> {
-        let Credential::OAuth2 { token_url, client_id, secret, token } = credential else {
+        let Credential::OAuth2 {
+            token_url,
+            client_id,
+            secret,
+            token,
+        } = credential
+        else {
             return Err(HttpError::Denied("not an OAuth2 credential".into()));
         };
         if !force
@@ -187,15 +214,25 @@ impl HttpGrant {
     ) -> Result<Response, HttpError> {
         let body = Bytes::from(request.body.clone().unwrap_or_default());
         let method = hyper::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
-            .map_err(|_| HttpError::Denied(format!("`{}` is not an HTTP method", request.method)))?;
-        let mut builder = hyper::Request::builder().method(method.clone()).uri(uri.clone());
+            .map_err(|_| {
+                HttpError::Denied(format!("`{}` is not an HTTP method", request.method))
+            })?;
+        let mut builder = hyper::Request::builder()
+            .method(method.clone())
+            .uri(uri.clone());
         for (name, value) in &request.headers {
             let lower = name.to_ascii_lowercase();
             // The host owns routing and authentication headers.
-            if matches!(lower.as_str(), "host" | "authorization" | "connection" | "transfer-encoding") {
+            if matches!(
+                lower.as_str(),
+                "host" | "authorization" | "connection" | "transfer-encoding"
+            ) {
                 continue;
             }
-            let (Ok(n), Ok(v)) = (HeaderName::from_bytes(lower.as_bytes()), HeaderValue::from_str(value)) else {
+            let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(lower.as_bytes()),
+                HeaderValue::from_str(value),
+            ) else {
                 return Err(HttpError::Denied(format!("invalid header `{name}`")));
             };
             builder = builder.header(n, v);
@@ -210,7 +247,14 @@ impl HttpGrant {
                 let mut nonce = [0u8; 16];
                 rand::rng().fill_bytes(&mut nonce);
                 let nonce = hex::encode(nonce);
-                let text = canonical(method.as_str(), uri.path(), uri.query().unwrap_or(""), &body, &timestamp, &nonce);
+                let text = canonical(
+                    method.as_str(),
+                    uri.path(),
+                    uri.query().unwrap_or(""),
+                    &body,
+                    &timestamp,
+                    &nonce,
+                );
                 builder = builder
                     .header("appKey", app_key.as_str())
                     .header("timestamp", timestamp)
@@ -235,7 +279,12 @@ impl HttpGrant {
         let headers = response
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    v.to_str().unwrap_or_default().to_string(),
+                )
+            })
             .collect();
         let body = Limited::new(response.into_body(), self.max_response_bytes)
             .collect()
@@ -243,7 +292,11 @@ impl HttpGrant {
             .map_err(|e| HttpError::Unavailable(format!("{uri}: reading the body: {e}")))?
             .to_bytes()
             .to_vec();
-        Ok(Response { status, headers, body })
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
@@ -276,10 +329,16 @@ impl Host for HostState {
         // the budget bounds it (epochs do not interrupt host code).
         let outcome = self.runtime.block_on(async {
             tokio::time::timeout(budget, async {
-                let first = grant.send_once(&uri, &request, credential.as_deref(), false).await?;
+                let first = grant
+                    .send_once(&uri, &request, credential.as_deref(), false)
+                    .await?;
                 // An expired or revoked token: fetch a new one, once.
-                if first.status == 401 && matches!(credential.as_deref(), Some(Credential::OAuth2 { .. })) {
-                    return grant.send_once(&uri, &request, credential.as_deref(), true).await;
+                if first.status == 401
+                    && matches!(credential.as_deref(), Some(Credential::OAuth2 { .. }))
+                {
+                    return grant
+                        .send_once(&uri, &request, credential.as_deref(), true)
+                        .await;
                 }
                 Ok(first)
             })
@@ -301,7 +360,10 @@ mod tests {
     use super::*;
 
     fn allow() -> Vec<String> {
-        vec!["http://127.0.0.1:8091/api/v1/".into(), "http://10.1.2.3:80".into()]
+        vec![
+            "http://127.0.0.1:8091/api/v1/".into(),
+            "http://10.1.2.3:80".into(),
+        ]
     }
 
     #[test]
@@ -331,7 +393,14 @@ mod tests {
 
     #[test]
     fn canonical_string_sorts_the_query_and_hashes_the_body() {
-        let c = canonical("POST", "/api/v1/dy/list", "b=2&a=1", b"{}", "1700000000000", "n1");
+        let c = canonical(
+            "POST",
+            "/api/v1/dy/list",
+            "b=2&a=1",
+            b"{}",
+            "1700000000000",
+            "n1",
+        );
         assert_eq!(
             c,
             format!(

@@ -64,7 +64,8 @@ async fn bad_parameters_are_400_with_code_and_fix() {
         ),
         ("/v1/divisions", "bad_request", "parent=<code>"),
         ("/v1/divisions/15%25", "bad_request", "not a division code"),
-        ("/v1/nowhere", "not_found", "no such route"),
+        ("/v1/nowhere", "not_found", "no resource `nowhere`"),
+        ("/v2/grids", "not_found", "no such route"),
     ];
     for (path, code, fix) in cases {
         let (status, body) = gw.get(path).await;

@@ -48,7 +48,7 @@ fn every_error_is_reported_at_once() {
         );
     std::fs::write(
         dir.main_file(),
-        "[server]\nlisten = \"nowhere\"\n[sources]\ndir = \"sources\"\n",
+        "[server]\nlisten = \"nowhere\"\n[sources]\ndir = \"sources\"\n[model]\nfields = \"no-such-fields.toml\"\n",
     )
     .unwrap();
     let errors = config::load(&dir.main_file()).unwrap_err();
@@ -64,6 +64,7 @@ fn every_error_is_reported_at_once() {
         .collect();
     for expected in [
         ("lianqiao.toml", "server.listen"),
+        ("lianqiao.toml", "model.fields"),
         ("a.toml", "plugin.path"),
         ("a.toml", "coverage[0]"),
         ("a.toml", "limits.memory_mib"),

@@ -1,0 +1,225 @@
+//! Counts across sources: pushed down as one GROUP BY to every source that
+//! can count, computed in the gateway (by paging rows) only for the others.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use lianqiao_host::PluginError;
+use lianqiao_host::contract::{AggregateQuery, Query, Value};
+
+use super::executor::{ListError, SourceReport, SourceStatus};
+use super::planner::{SourceCall, plan};
+use super::{FieldFilter, ListRequest, filter};
+use crate::model::{Entity, Field};
+use crate::sources::SourceSet;
+
+/// Rows the gateway will page through for one source that cannot count.
+const MAX_FALLBACK_ROWS: usize = 2_000_000;
+
+#[derive(Debug, Clone)]
+pub struct StatsRequest {
+    pub entity: &'static Entity,
+    pub scope: Vec<String>,
+    pub filters: Vec<FieldFilter>,
+    /// Group by this many leading characters of `division`.
+    pub division_prefix: Option<u32>,
+    pub by: Option<&'static Field>,
+    pub strict: bool,
+}
+
+/// One group: its division prefix, its `by` value, and the count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatsCell {
+    pub division: Option<String>,
+    pub key: Option<Value>,
+    pub count: i64,
+}
+
+#[derive(Debug)]
+pub struct StatsOutcome {
+    pub cells: Vec<StatsCell>,
+    pub reports: Vec<SourceReport>,
+}
+
+pub async fn stats(sources: &SourceSet, request: &StatsRequest) -> Result<StatsOutcome, ListError> {
+    let mut projection = vec!["id", "division"];
+    if let Some(by) = request.by {
+        projection.push(by.name);
+    }
+    projection.extend(request.filters.iter().map(|f| f.field.name));
+    projection.dedup();
+    let planned = ListRequest {
+        entity: request.entity,
+        scope: request.scope.clone(),
+        filters: request.filters.clone(),
+        projection: projection.clone(),
+        output: projection,
+        limit: 1,
+        cursor: None,
+        strict: request.strict,
+    };
+    let calls = plan(sources, &planned);
+    if calls.is_empty() {
+        return Err(ListError::NoSource);
+    }
+    let answers =
+        futures::future::join_all(calls.iter().map(|call| count_source(call, request))).await;
+
+    let mut totals: BTreeMap<(Option<String>, Option<String>), (Option<Value>, i64)> =
+        BTreeMap::new();
+    let mut reports = Vec::new();
+    for (call, (answer, latency)) in calls.iter().zip(answers) {
+        let name = call.source.name().to_string();
+        match answer {
+            Ok(cells) => {
+                reports.push(SourceReport {
+                    name,
+                    status: SourceStatus::Ok,
+                    latency,
+                    rows: cells.len(),
+                    error: None,
+                });
+                for cell in cells {
+                    let key_text = cell.key.as_ref().map(|v| format!("{v:?}"));
+                    let entry = totals
+                        .entry((cell.division, key_text))
+                        .or_insert((cell.key, 0));
+                    entry.1 += cell.count;
+                }
+            }
+            Err(error) => {
+                let status = if error.is_timeout() {
+                    SourceStatus::Timeout
+                } else {
+                    SourceStatus::Error
+                };
+                reports.push(SourceReport {
+                    name,
+                    status,
+                    latency,
+                    rows: 0,
+                    error: Some(error),
+                });
+            }
+        }
+    }
+    let failed = reports.iter().any(|r| r.status != SourceStatus::Ok);
+    if failed && (request.strict || reports.iter().all(|r| r.status != SourceStatus::Ok)) {
+        return Err(ListError::Failed(reports));
+    }
+    let cells = totals
+        .into_iter()
+        .map(|((division, _), (key, count))| StatsCell {
+            division,
+            key,
+            count,
+        })
+        .collect();
+    Ok(StatsOutcome { cells, reports })
+}
+
+async fn count_source(
+    call: &SourceCall,
+    request: &StatsRequest,
+) -> (Result<Vec<StatsCell>, PluginError>, Duration) {
+    let began = Instant::now();
+    let plugin = &call.source.plugin;
+    let can_count = plugin
+        .manifest()
+        .entities
+        .iter()
+        .any(|e| e.name == request.entity.name && e.aggregates);
+    let deadline = plugin.limits().deadline + Duration::from_millis(500);
+    let answer = if can_count && call.residual.is_empty() {
+        let query = AggregateQuery {
+            entity: request.entity.name.to_string(),
+            scope: call.scope.clone(),
+            filters: call.pushed.clone(),
+            division_prefix: request.division_prefix,
+            by: request.by.map(|f| f.name.to_string()),
+        };
+        match tokio::time::timeout(deadline, plugin.aggregate(query)).await {
+            Ok(cells) => cells.map(|cells| {
+                cells
+                    .into_iter()
+                    .map(|c| StatsCell {
+                        division: c.division,
+                        key: c.key,
+                        count: c.count,
+                    })
+                    .collect()
+            }),
+            Err(_) => Err(PluginError::Deadline {
+                deadline_ms: deadline.as_millis() as u64,
+            }),
+        }
+    } else {
+        count_by_paging(call, request).await
+    };
+    (answer, began.elapsed())
+}
+
+/// The fallback: page through the source's rows and count them here.
+async fn count_by_paging(
+    call: &SourceCall,
+    request: &StatsRequest,
+) -> Result<Vec<StatsCell>, PluginError> {
+    let plugin = &call.source.plugin;
+    let mut counts: BTreeMap<(Option<String>, Option<String>), (Option<Value>, i64)> =
+        BTreeMap::new();
+    let mut cursor = None;
+    let mut seen = 0usize;
+    loop {
+        let query = Query {
+            entity: request.entity.name.to_string(),
+            scope: call.scope.clone(),
+            filters: call.pushed.clone(),
+            projection: call.projection.clone(),
+            limit: plugin.limits().max_rows,
+            cursor: cursor.take(),
+        };
+        let page = plugin.query(query).await?;
+        let col = |name: &str| page.columns.iter().position(|c| c == name);
+        let (division_col, by_col) = (col("division"), request.by.and_then(|b| col(b.name)));
+        for row in &page.rows {
+            let cell = |name: &str| col(name).and_then(|i| row.get(i));
+            if !call
+                .residual
+                .iter()
+                .all(|f| filter::matches(f, cell(f.field.name)))
+            {
+                continue;
+            }
+            let division = match (
+                request.division_prefix,
+                division_col.and_then(|i| row.get(i)),
+            ) {
+                (Some(n), Some(Value::Text(d))) => Some(d.chars().take(n as usize).collect()),
+                _ => None,
+            };
+            let key = by_col.and_then(|i| row.get(i)).cloned();
+            let entry = counts
+                .entry((division, key.as_ref().map(|k| format!("{k:?}"))))
+                .or_insert((key, 0));
+            entry.1 += 1;
+        }
+        seen += page.rows.len();
+        if seen > MAX_FALLBACK_ROWS {
+            return Err(PluginError::Contract(format!(
+                "more than {MAX_FALLBACK_ROWS} rows to count in the gateway; give the plugin aggregate support"
+            )));
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    Ok(counts
+        .into_iter()
+        .map(|((division, _), (key, count))| StatsCell {
+            division,
+            key,
+            count,
+        })
+        .collect())
+}
