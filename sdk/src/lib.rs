@@ -18,6 +18,7 @@
 
 pub mod keyset;
 pub mod settings;
+pub mod snapshot;
 pub mod sql_page;
 
 #[doc(hidden)]

@@ -251,7 +251,11 @@ mod tests {
             "SELECT SUBSTR(t.division, 1, 6) AS g, t.tier AS k, COUNT(*) AS n FROM (SELECT * FROM g) AS t \
              WHERE (t.division LIKE ? ESCAPE '!') GROUP BY 1, 2"
         );
-        let plain = AggregateQuery { division_prefix: None, by: None, ..q };
+        let plain = AggregateQuery {
+            division_prefix: None,
+            by: None,
+            ..q
+        };
         let s = aggregate_statement("SELECT * FROM g", &plain, &[]).unwrap();
         assert!(s.sql.starts_with("SELECT COUNT(*) AS n FROM") && !s.sql.contains("GROUP BY"));
     }
@@ -271,7 +275,11 @@ mod tests {
             "SELECT SUBSTR(t.division, 1, 6) AS g, t.tier AS k, COUNT(*) AS n FROM (SELECT * FROM g) AS t \
              WHERE (t.division LIKE ? ESCAPE '!') GROUP BY 1, 2"
         );
-        let plain = AggregateQuery { division_prefix: None, by: None, ..q };
+        let plain = AggregateQuery {
+            division_prefix: None,
+            by: None,
+            ..q
+        };
         let s = aggregate_statement("SELECT * FROM g", &plain, &[]).unwrap();
         assert!(s.sql.starts_with("SELECT COUNT(*) AS n FROM") && !s.sql.contains("GROUP BY"));
     }

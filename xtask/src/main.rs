@@ -147,7 +147,16 @@ fn data() -> Result {
             "target/demo",
         ]),
         "generating demo data",
-    )
+    )?;
+    // The demo simulators' credentials, read by the host from files (a
+    // secret never sits in a config file, and never reaches a plugin).
+    let secrets = root().join("target/demo/secrets");
+    std::fs::create_dir_all(&secrets).map_err(|e| format!("{}: {e}", secrets.display()))?;
+    for name in ["party-link", "city-platform"] {
+        let path = secrets.join(name);
+        std::fs::write(&path, "demo-secret\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Where the demo's processes listen.

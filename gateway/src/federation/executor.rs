@@ -222,8 +222,10 @@ async fn call_source(
     Duration,
 ) {
     // Rows the gateway filters itself are partly thrown away: ask for more.
+    // One row past the limit lets the merge see whether the next row of
+    // this source is the same record another source just returned.
     let wanted = if call.residual.is_empty() {
-        limit
+        limit.saturating_add(1)
     } else {
         limit.saturating_mul(4)
     };

@@ -81,8 +81,8 @@ impl<'a> Buffer<'a> {
 /// Merge up to `limit` rows. Stops early when a source with more rows
 /// upstream has run out of buffered ones: its next rows might sort first.
 pub(crate) fn merge(buffers: &mut [Buffer<'_>], limit: usize) -> Vec<MergedRow> {
-    let mut out = Vec::with_capacity(limit);
-    while out.len() < limit {
+    let mut out: Vec<MergedRow> = Vec::with_capacity(limit);
+    loop {
         if buffers
             .iter()
             .any(|b| b.pos >= b.page.rows.len() && b.more_upstream())
@@ -94,7 +94,17 @@ pub(crate) fn merge(buffers: &mut [Buffer<'_>], limit: usize) -> Vec<MergedRow> 
             .enumerate()
             .filter_map(|(i, b)| b.key().map(|k| (k, b.call.source.name(), i)))
             .min();
-        let Some((_, _, i)) = next else { break };
+        let Some(((division, id), _, i)) = next else {
+            break;
+        };
+        // The same record from another source joins the row just emitted,
+        // even past the limit, so it never reappears on the next page.
+        let joins_last = out
+            .last()
+            .is_some_and(|l| l.division == division && l.id == id);
+        if out.len() >= limit && !joins_last {
+            break;
+        }
         let buffer = &mut buffers[i];
         let row = &buffer.page.rows[buffer.pos];
         buffer.pos += 1;
@@ -114,6 +124,11 @@ pub(crate) fn merge(buffers: &mut [Buffer<'_>], limit: usize) -> Vec<MergedRow> 
         {
             continue;
         }
+        let cells = buffer.page.columns.iter().cloned().zip(row.iter().cloned());
+        if joins_last && let Some(last) = out.last_mut() {
+            join_into(last, call.source.name(), cells);
+            continue;
+        }
         let text_at = |j: Option<usize>| match j.and_then(|j| row.get(j)) {
             Some(Value::Text(s)) => s.clone(),
             _ => String::new(),
@@ -122,14 +137,21 @@ pub(crate) fn merge(buffers: &mut [Buffer<'_>], limit: usize) -> Vec<MergedRow> 
             source: Arc::from(call.source.name()),
             division: text_at(buffer.division_col),
             id: text_at(buffer.id_col),
-            cells: buffer
-                .page
-                .columns
-                .iter()
-                .cloned()
-                .zip(row.iter().cloned())
-                .collect(),
+            cells: cells.collect(),
         });
     }
     out
+}
+
+/// Fill the fields `row` lacks (absent or null) from another source's
+/// copy of the same record, and name both sources.
+fn join_into(row: &mut MergedRow, source: &str, cells: impl Iterator<Item = (String, Value)>) {
+    for (name, value) in cells {
+        match row.cells.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, existing)) if matches!(existing, Value::Null) => *existing = value,
+            Some(_) => {}
+            None => row.cells.push((name, value)),
+        }
+    }
+    row.source = Arc::from(format!("{}+{source}", row.source));
 }

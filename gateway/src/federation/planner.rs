@@ -83,12 +83,21 @@ pub fn plan(sources: &SourceSet, request: &ListRequest) -> Vec<SourceCall> {
                 residual.push(f.clone());
             }
         }
-        let projection = request
+        // The requested fields, plus those the gateway filters on itself.
+        let mut projection: Vec<String> = request
             .projection
             .iter()
-            .filter(|p| served.fields.iter().any(|f| f.name == **p))
             .map(|p| p.to_string())
+            .chain(
+                residual
+                    .iter()
+                    .map(|f: &FieldFilter| f.field.name.to_string()),
+            )
+            .filter(|p| served.fields.iter().any(|f| f.name == *p))
             .collect();
+        projection.dedup();
+        let mut seen = std::collections::HashSet::new();
+        projection.retain(|p| seen.insert(p.clone()));
         calls.push(SourceCall {
             source: source.clone(),
             scope,

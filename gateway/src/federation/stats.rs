@@ -27,6 +27,32 @@ pub struct StatsRequest {
     pub strict: bool,
 }
 
+/// Counts summed per (division group, key), in a stable order.
+#[derive(Default)]
+struct Tally(BTreeMap<GroupKey, (Option<Value>, i64)>);
+
+/// A group: division prefix and the debug text of the `by` value.
+type GroupKey = (Option<String>, Option<String>);
+
+impl Tally {
+    fn add(&mut self, division: Option<String>, key: Option<Value>, count: i64) {
+        // Values have no total order; their debug text is a faithful key.
+        let key_text = key.as_ref().map(|k| format!("{k:?}"));
+        self.0.entry((division, key_text)).or_insert((key, 0)).1 += count;
+    }
+
+    fn into_cells(self) -> Vec<StatsCell> {
+        self.0
+            .into_iter()
+            .map(|((division, _), (key, count))| StatsCell {
+                division,
+                key,
+                count,
+            })
+            .collect()
+    }
+}
+
 /// One group: its division prefix, its `by` value, and the count.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatsCell {
@@ -65,8 +91,7 @@ pub async fn stats(sources: &SourceSet, request: &StatsRequest) -> Result<StatsO
     let answers =
         futures::future::join_all(calls.iter().map(|call| count_source(call, request))).await;
 
-    let mut totals: BTreeMap<(Option<String>, Option<String>), (Option<Value>, i64)> =
-        BTreeMap::new();
+    let mut totals = Tally::default();
     let mut reports = Vec::new();
     for (call, (answer, latency)) in calls.iter().zip(answers) {
         let name = call.source.name().to_string();
@@ -80,11 +105,7 @@ pub async fn stats(sources: &SourceSet, request: &StatsRequest) -> Result<StatsO
                     error: None,
                 });
                 for cell in cells {
-                    let key_text = cell.key.as_ref().map(|v| format!("{v:?}"));
-                    let entry = totals
-                        .entry((cell.division, key_text))
-                        .or_insert((cell.key, 0));
-                    entry.1 += cell.count;
+                    totals.add(cell.division, cell.key, cell.count);
                 }
             }
             Err(error) => {
@@ -107,14 +128,7 @@ pub async fn stats(sources: &SourceSet, request: &StatsRequest) -> Result<StatsO
     if failed && (request.strict || reports.iter().all(|r| r.status != SourceStatus::Ok)) {
         return Err(ListError::Failed(reports));
     }
-    let cells = totals
-        .into_iter()
-        .map(|((division, _), (key, count))| StatsCell {
-            division,
-            key,
-            count,
-        })
-        .collect();
+    let cells = totals.into_cells();
     Ok(StatsOutcome { cells, reports })
 }
 
@@ -165,8 +179,7 @@ async fn count_by_paging(
     request: &StatsRequest,
 ) -> Result<Vec<StatsCell>, PluginError> {
     let plugin = &call.source.plugin;
-    let mut counts: BTreeMap<(Option<String>, Option<String>), (Option<Value>, i64)> =
-        BTreeMap::new();
+    let mut counts = Tally::default();
     let mut cursor = None;
     let mut seen = 0usize;
     loop {
@@ -198,10 +211,7 @@ async fn count_by_paging(
                 _ => None,
             };
             let key = by_col.and_then(|i| row.get(i)).cloned();
-            let entry = counts
-                .entry((division, key.as_ref().map(|k| format!("{k:?}"))))
-                .or_insert((key, 0));
-            entry.1 += 1;
+            counts.add(division, key, 1);
         }
         seen += page.rows.len();
         if seen > MAX_FALLBACK_ROWS {
@@ -214,12 +224,5 @@ async fn count_by_paging(
             None => break,
         }
     }
-    Ok(counts
-        .into_iter()
-        .map(|((division, _), (key, count))| StatsCell {
-            division,
-            key,
-            count,
-        })
-        .collect())
+    Ok(counts.into_cells())
 }

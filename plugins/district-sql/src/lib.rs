@@ -14,8 +14,7 @@ use std::collections::BTreeMap;
 use lianqiao_sdk::sql_page::{aggregate_statement, is_identifier, page_statement};
 use lianqiao_sdk::{
     ALL_FILTER_OPS, AggregateCell, AggregateQuery, EntitySpec, FieldSpec, Filter, FilterSupport,
-    Guest, Manifest, Page, Query, SDK_VERSION, SourceError, Value, keyset::Position, settings,
-    sql,
+    Guest, Manifest, Page, Query, SDK_VERSION, SourceError, Value, keyset::Position, settings, sql,
 };
 use serde::Deserialize;
 
@@ -84,7 +83,10 @@ impl EntitySettings {
             .iter()
             .find(|f| !self.fields.contains_key(&f.field) || self.map.contains_key(&f.field))
         {
-            return Err(SourceError::Unsupported(format!("a filter on `{}`", f.field)));
+            return Err(SourceError::Unsupported(format!(
+                "a filter on `{}`",
+                f.field
+            )));
         }
         Ok(filters.iter().collect())
     }
@@ -147,20 +149,32 @@ impl Guest for DistrictSql {
             let count = match n.and_then(|i| row.get(i)) {
                 Some(Value::Integer(c)) => *c,
                 other => {
-                    return Err(SourceError::UpstreamError(format!("COUNT(*) returned {other:?}")));
+                    return Err(SourceError::UpstreamError(format!(
+                        "COUNT(*) returned {other:?}"
+                    )));
                 }
             };
-            let division = g.and_then(|i| row.get(i)).and_then(|v| v.as_text().map(str::to_owned));
+            let division = g
+                .and_then(|i| row.get(i))
+                .and_then(|v| v.as_text().map(str::to_owned));
             let key = match (k.and_then(|i| row.get(i)), &query.by) {
                 (Some(v), Some(by)) => Some(mapping::convert_cell(
                     by,
                     v.clone(),
-                    entity.fields.get(by).copied().unwrap_or(mapping::Kind::Text),
+                    entity
+                        .fields
+                        .get(by)
+                        .copied()
+                        .unwrap_or(mapping::Kind::Text),
                     by_map,
                 )?),
                 _ => None,
             };
-            cells.push(AggregateCell { division, key, count });
+            cells.push(AggregateCell {
+                division,
+                key,
+                count,
+            });
         }
         Ok(cells)
     }

@@ -4,8 +4,8 @@
 //! `describe` always succeeds so the source loads.
 
 use lianqiao_sdk::{
-    AggregateCell, AggregateQuery, EntitySpec, FieldSpec, Guest, Manifest, Page, Query, SDK_VERSION, SourceError, Value,
-    ValueKind, settings,
+    AggregateCell, AggregateQuery, EntitySpec, FieldSpec, Guest, Manifest, Page, Query,
+    SDK_VERSION, SourceError, Value, ValueKind, settings,
 };
 use serde::Deserialize;
 

@@ -135,6 +135,56 @@ pub async fn jining_into(url: &str) -> anyhow::Result<()> {
     schema_jining::write(&mut conn, d, p).await
 }
 
+/// The party-link and city-platform simulators on loopback ports, with
+/// fault injection handles; one pair per test that asks.
+pub struct Upstreams {
+    pub party_link: std::net::SocketAddr,
+    pub city_platform: std::net::SocketAddr,
+    pub party_link_faults: lianqiao_sim::upstream::faults::Faults,
+    pub city_faults: lianqiao_sim::upstream::faults::Faults,
+}
+
+/// The simulators' world, generated once per process.
+pub fn world() -> Arc<lianqiao_sim::upstream::world::World> {
+    static WORLD: OnceLock<Arc<lianqiao_sim::upstream::world::World>> = OnceLock::new();
+    WORLD
+        .get_or_init(|| Arc::new(lianqiao_sim::upstream::world::World::generate(DEFAULT_SEED)))
+        .clone()
+}
+
+impl Upstreams {
+    pub async fn start() -> Upstreams {
+        use lianqiao_sim::upstream::{city_platform, faults::Faults, party_link, serve};
+        let creds =
+            std::collections::HashMap::from([("demo".to_string(), "demo-secret".to_string())]);
+        let party_link_faults = Faults::new(1);
+        let city_faults = Faults::new(2);
+        let (party_link, _) = serve(
+            party_link::router(world(), creds.clone(), party_link_faults.clone()),
+            "127.0.0.1:0".parse().expect("addr"),
+        )
+        .await
+        .expect("party-link simulator");
+        let settings = city_platform::Settings {
+            clients: creds,
+            token_ttl: std::time::Duration::from_secs(300),
+            rate_limit: 10_000,
+        };
+        let (city_platform, _) = serve(
+            city_platform::router(world(), settings, city_faults.clone()),
+            "127.0.0.1:0".parse().expect("addr"),
+        )
+        .await
+        .expect("city platform simulator");
+        Upstreams {
+            party_link,
+            city_platform,
+            party_link_faults,
+            city_faults,
+        }
+    }
+}
+
 /// A config directory: `lianqiao.toml` and `sources/*.toml`.
 pub struct ConfigDir {
     pub dir: tempfile::TempDir,
@@ -194,6 +244,38 @@ impl ConfigDir {
             .collect::<Vec<_>>()
             .join("\n");
         self.source(name, &text)
+    }
+
+    /// The demo's party-link and city-platform sources, pointed at `up`;
+    /// their secrets in files of this directory.
+    pub fn with_upstreams(self, up: &Upstreams) -> Self {
+        let secret = self.dir.path().join("secret");
+        std::fs::write(&secret, "demo-secret").expect("secret file");
+        let secret = secret.display().to_string();
+        let mut me = self;
+        for name in ["party-link", "city-platform"] {
+            let demo = std::fs::read_to_string(
+                workspace_root().join(format!("config/sources/{name}.toml")),
+            )
+            .expect("demo source config");
+            let wasm = plugin_dir().join(format!("{}.wasm", name.replace('-', "_")));
+            let text = demo
+                .replace(
+                    &format!("../../target/plugins/{}.wasm", name.replace('-', "_")),
+                    &wasm.display().to_string(),
+                )
+                .replace(&format!("../../target/demo/secrets/{name}"), &secret)
+                .replace(
+                    "http://127.0.0.1:8091",
+                    &format!("http://{}", up.party_link),
+                )
+                .replace(
+                    "http://127.0.0.1:8092",
+                    &format!("http://{}", up.city_platform),
+                );
+            me = me.source(name, &text);
+        }
+        me
     }
 
     /// A source running the `misbehave` plugin in `mode`, covering `code`.

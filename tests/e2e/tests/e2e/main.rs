@@ -4,5 +4,6 @@
 mod bad_params;
 mod config_errors;
 mod districts;
+mod federation;
 mod plugin_faults;
 mod serving;

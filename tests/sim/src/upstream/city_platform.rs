@@ -308,6 +308,14 @@ async fn divisions(
         p.authorize(&headers)?;
         let parent = required(&params, "parentCode")?;
         let mut items = Vec::new();
+        // The region lists its cities.
+        if parent == "150000" {
+            for (code, name) in [("150100", "呼和浩特市"), ("150900", "乌兰察布市")] {
+                items.push(
+                    json!({ "code": code, "name": name, "level": "city", "parentCode": parent }),
+                );
+            }
+        }
         for d in &p.world.districts {
             if parent == d.city {
                 items.push(json!({ "code": d.district.code, "name": d.district.name, "level": "district", "parentCode": d.city }));

@@ -228,6 +228,25 @@ fn page(params: &ListParams, items: Vec<Value>) -> Value {
     json!({ "code": 0, "msg": "success", "data": { "total": total, "list": list } })
 }
 
+/// Page over matching items without encoding the ones outside the page
+/// (the member list is large; items come in id order already).
+fn page_lazy<'a, T: 'a>(
+    params: &ListParams,
+    items: impl Iterator<Item = &'a T>,
+    encode: impl Fn(&T) -> Value,
+) -> Value {
+    let start = ((params.page_no - 1) * params.page_size) as usize;
+    let mut total = 0usize;
+    let mut list = Vec::new();
+    for item in items {
+        if total >= start && list.len() < params.page_size as usize {
+            list.push(encode(item));
+        }
+        total += 1;
+    }
+    json!({ "code": 0, "msg": "success", "data": { "total": total, "list": list } })
+}
+
 fn kind_code(kind: OrgKind) -> (&'static str, &'static str) {
     match kind {
         OrgKind::Committee => ("611", "党委"),
@@ -322,27 +341,27 @@ async fn dy_list(
         Ok(p) => p,
         Err(e) => return Json(e),
     };
-    let mut items = Vec::new();
-    for d in &state.world.districts {
+    // Members are generated in id order, district by district in code order.
+    let matching = state.world.districts.iter().flat_map(|d| {
         let division_of: HashMap<&str, &str> = d
             .people
             .orgs
             .iter()
             .map(|o| (o.id.as_str(), o.division.as_str()))
             .collect();
-        for m in &d.people.members {
+        let params = &params;
+        d.people.members.iter().filter_map(move |m| {
             let division = division_of.get(m.org.as_str()).copied().unwrap_or_default();
-            if !in_scope(division, &params)
-                || params.szdzzdm.as_deref().is_some_and(|o| o != m.org)
-                || params.sfzh.as_deref().is_some_and(|s| s != m.id_number)
-            {
-                continue;
-            }
-            items.push(member_json(m, division));
-        }
-    }
-    items.sort_by(|a, b| a["dyid"].as_str().cmp(&b["dyid"].as_str()));
-    Json(page(&params, items))
+            let keep = in_scope(division, params)
+                && params.szdzzdm.as_deref().is_none_or(|o| o == m.org)
+                && params.sfzh.as_deref().is_none_or(|s| s == m.id_number);
+            keep.then(|| (m, division.to_string()))
+        })
+    });
+    let matching: Vec<(&Member, String)> = matching.collect();
+    Json(page_lazy(&params, matching.iter(), |(m, division)| {
+        member_json(m, division)
+    }))
 }
 
 const WORKPLACES: &[&str] = &[

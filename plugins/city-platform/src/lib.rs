@@ -1,0 +1,307 @@
+//! `city-platform`: Hohhot's integrated information platform (一体化信息
+//! 平台) as the unified `divisions` (the authoritative registry down to
+//! communities), `cases` (the city loop) and `service-centers`.
+//!
+//! The upstream speaks camelCase REST with OAuth2 bearer tokens (the host
+//! obtains and refreshes them: this plugin only names the credential),
+//! pages with `limit`/`cursor`/`nextCursor` in its own order, lists a
+//! division's children one level at a time, and answers errors as RFC 7807
+//! problems. Scopes are fetched once, sorted and cached in the host.
+
+use lianqiao_sdk::snapshot::{self, Record};
+use lianqiao_sdk::{
+    AggregateCell, AggregateQuery, Guest, Manifest, Page, Query, SDK_VERSION, SourceError,
+    ValueKind, settings,
+};
+use serde_json::{Map, Value as Json, json};
+
+/// Base URL, credential name and snapshot lifetime.
+type Settings = settings::UpstreamSettings;
+
+use ValueKind::{Integer, Text, Timestamp};
+
+const DIVISION_FIELDS: &[(&str, ValueKind)] = &[
+    ("id", Text),
+    ("code", Text),
+    ("name", Text),
+    ("level", Text),
+    ("parent", Text),
+    ("division", Text),
+    ("households", Integer),
+    ("population", Integer),
+];
+const CASE_FIELDS: &[(&str, ValueKind)] = &[
+    ("id", Text),
+    ("title", Text),
+    ("category", Text),
+    ("loop", Text),
+    ("state", Text),
+    ("division", Text),
+    ("opened_at", Timestamp),
+    ("updated_at", Timestamp),
+    ("due_at", Timestamp),
+    ("reporter_name", Text),
+    ("reporter_phone", Text),
+    ("departments", Text),
+    ("satisfaction", Integer),
+];
+const CENTER_FIELDS: &[(&str, ValueKind)] = &[
+    ("id", Text),
+    ("name", Text),
+    ("level", Text),
+    ("division", Text),
+    ("address", Text),
+    ("area_m2", Integer),
+    ("open_hours", Text),
+];
+
+fn fields(entity: &str) -> Result<&'static [(&'static str, ValueKind)], SourceError> {
+    match entity {
+        "divisions" => Ok(DIVISION_FIELDS),
+        "cases" => Ok(CASE_FIELDS),
+        "service-centers" => Ok(CENTER_FIELDS),
+        other => Err(SourceError::Unsupported(format!(
+            "entity `{other}` is not served"
+        ))),
+    }
+}
+
+/// One authorized GET, following the platform's error conventions.
+fn get(settings: &Settings, path_and_query: &str) -> Result<Json, SourceError> {
+    let response = settings.send(
+        "GET",
+        path_and_query,
+        vec![("accept".into(), "application/json".into())],
+        None,
+    )?;
+    let body: Result<Json, _> = serde_json::from_slice(&response.body);
+    match (response.status, body) {
+        (200, Ok(json)) => Ok(json),
+        (200, Err(e)) => Err(SourceError::UpstreamError(format!(
+            "{path_and_query}: malformed JSON: {e}"
+        ))),
+        (429, _) => Err(SourceError::UpstreamUnavailable(
+            "the city platform is rate limiting us (429)".into(),
+        )),
+        (status, Ok(problem)) => Err(SourceError::UpstreamError(format!(
+            "{path_and_query}: HTTP {status}: {}",
+            problem
+                .get("detail")
+                .and_then(Json::as_str)
+                .unwrap_or("no detail")
+        ))),
+        (status, Err(_)) => Err(SourceError::UpstreamError(format!(
+            "{path_and_query}: HTTP {status}"
+        ))),
+    }
+}
+
+/// Every item of a cursor-paged listing.
+fn all_items(settings: &Settings, path: &str) -> Result<Vec<Json>, SourceError> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10_000 {
+        let url = match &cursor {
+            Some(c) => format!("{path}&limit=500&cursor={c}"),
+            None => format!("{path}&limit=500"),
+        };
+        let page = get(settings, &url)?;
+        items.extend(page["items"].as_array().cloned().unwrap_or_default());
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return Ok(items),
+        }
+    }
+    Err(SourceError::UpstreamError(format!(
+        "{path}: more than 10000 pages"
+    )))
+}
+
+fn s<'a>(item: &'a Json, key: &str) -> Option<&'a str> {
+    item.get(key).and_then(Json::as_str)
+}
+
+/// The code whose children include `code` in the platform's registry.
+fn registry_parent(code: &str) -> Option<String> {
+    match code.len() {
+        6 if code.ends_with("0000") => None,
+        6 if code.ends_with("00") => Some(format!("{}0000", &code[..2])),
+        6 => Some(format!("{}00", &code[..4])),
+        9 => Some(code[..6].to_string()),
+        12 => Some(code[..9].to_string()),
+        _ => None,
+    }
+}
+
+fn division_record(item: &Json) -> Option<Record> {
+    let code = s(item, "code")?.to_string();
+    let mut f = Map::new();
+    f.insert("code".into(), json!(code));
+    f.insert("name".into(), json!(s(item, "name")));
+    f.insert("level".into(), json!(s(item, "level")));
+    f.insert("parent".into(), json!(s(item, "parentCode")));
+    f.insert(
+        "households".into(),
+        item.get("households").cloned().unwrap_or(Json::Null),
+    );
+    f.insert(
+        "population".into(),
+        item.get("population").cloned().unwrap_or(Json::Null),
+    );
+    Some((code.clone(), code, f))
+}
+
+/// The registry under `scope`: the scope's own node, then its children
+/// level by level down to communities.
+fn divisions_under(settings: &Settings, scope: &str) -> Result<Vec<Record>, SourceError> {
+    // A prefix shorter than a code ("1501") stands for its padded code.
+    let root = if scope.len() < 6 {
+        format!("{scope:0<6}")
+    } else {
+        scope.to_string()
+    };
+    let mut records = Vec::new();
+    if let Some(parent) = registry_parent(&root) {
+        for item in all_items(settings, &format!("/divisions?parentCode={parent}"))? {
+            if let Some(r) = division_record(&item).filter(|r| r.0 == root) {
+                records.push(r);
+            }
+        }
+    }
+    let mut frontier = vec![root];
+    while let Some(code) = frontier.pop() {
+        if code.len() >= 12 {
+            continue;
+        }
+        for item in all_items(settings, &format!("/divisions?parentCode={code}"))? {
+            if let Some(r) = division_record(&item) {
+                frontier.push(r.0.clone());
+                records.push(r);
+            }
+        }
+    }
+    records.retain(|r| r.0.starts_with(scope));
+    Ok(records)
+}
+
+fn case_record(item: &Json) -> Option<Record> {
+    let mut f = Map::new();
+    for (to, from) in [
+        ("title", "title"),
+        ("category", "category"),
+        ("loop", "loop"),
+        ("state", "state"),
+        ("opened_at", "openedAt"),
+        ("updated_at", "updatedAt"),
+        ("due_at", "dueAt"),
+        ("reporter_name", "reporterName"),
+        ("reporter_phone", "reporterPhone"),
+    ] {
+        f.insert(to.into(), json!(s(item, from)));
+    }
+    let departments: Vec<&str> = item["departments"]
+        .as_array()
+        .map(|d| d.iter().filter_map(Json::as_str).collect())
+        .unwrap_or_default();
+    f.insert("departments".into(), json!(departments.join("、")));
+    f.insert(
+        "satisfaction".into(),
+        item.get("satisfaction").cloned().unwrap_or(Json::Null),
+    );
+    Some((
+        s(item, "divisionCode")?.to_string(),
+        s(item, "caseId")?.to_string(),
+        f,
+    ))
+}
+
+fn center_record(item: &Json) -> Option<Record> {
+    let mut f = Map::new();
+    f.insert("name".into(), json!(s(item, "name")));
+    f.insert("level".into(), json!(s(item, "tier")));
+    f.insert("address".into(), json!(s(item, "address")));
+    f.insert(
+        "area_m2".into(),
+        item.get("areaM2").cloned().unwrap_or(Json::Null),
+    );
+    f.insert("open_hours".into(), json!(s(item, "openHours")));
+    Some((
+        s(item, "divisionCode")?.to_string(),
+        s(item, "centerId")?.to_string(),
+        f,
+    ))
+}
+
+fn snapshot_of(settings: &Settings, entity: &str, code: &str) -> Result<Vec<Record>, SourceError> {
+    snapshot::cached(
+        &format!("{entity}:{code}"),
+        settings.snapshot_ttl_ms,
+        || {
+            let mut records = match entity {
+                "divisions" => divisions_under(settings, code)?,
+                "cases" | "service-centers" => {
+                    let (path, map): (_, fn(&Json) -> Option<Record>) = if entity == "cases" {
+                        ("/cases", case_record)
+                    } else {
+                        ("/service-centers", center_record)
+                    };
+                    let digits: String = code.chars().filter(char::is_ascii_digit).collect();
+                    all_items(settings, &format!("{path}?divisionCode={digits}"))?
+                        .iter()
+                        .map(|i| {
+                            map(i).ok_or_else(|| {
+                                SourceError::UpstreamError(format!("{path}: an item without ids"))
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?
+                }
+                other => return Err(SourceError::Unsupported(format!("entity `{other}`"))),
+            };
+            snapshot::sort(&mut records);
+            Ok(records)
+        },
+    )
+}
+
+fn scoped(settings: &Settings, entity: &str, scope: &[String]) -> Result<Vec<Record>, SourceError> {
+    snapshot::scoped(scope, |code| snapshot_of(settings, entity, code))
+}
+
+struct CityPlatform;
+
+impl Guest for CityPlatform {
+    fn describe() -> Result<Manifest, SourceError> {
+        let _: Settings = settings::load()?;
+        let spec = snapshot::entity_spec;
+        Ok(Manifest {
+            name: "city-platform".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            sdk_version: SDK_VERSION.into(),
+            entities: vec![
+                spec("divisions", DIVISION_FIELDS),
+                spec("cases", CASE_FIELDS),
+                spec("service-centers", CENTER_FIELDS),
+            ],
+        })
+    }
+
+    fn query(query: Query) -> Result<Page, SourceError> {
+        let settings: Settings = settings::load()?;
+        let kinds = fields(&query.entity)?;
+        let records = scoped(&settings, &query.entity, &query.scope)?;
+        snapshot::query_page(&records, &query, kinds)
+    }
+
+    fn aggregate(query: AggregateQuery) -> Result<Vec<AggregateCell>, SourceError> {
+        let settings: Settings = settings::load()?;
+        let kinds = fields(&query.entity)?;
+        // Counted here, from the snapshot: no rows cross to the gateway.
+        snapshot::count(
+            &scoped(&settings, &query.entity, &query.scope)?,
+            &query,
+            kinds,
+        )
+    }
+}
+
+lianqiao_sdk::export_source!(CityPlatform);
