@@ -1,6 +1,7 @@
 //! A plugin that misbehaves on purpose, for the gateway's fault tests:
 //! `mode = "trap"` panics (a trap), `"spin"` never returns, `"hog"`
-//! allocates until the host's memory cap stops it, `"ok"` returns one row.
+//! allocates until the host's memory cap stops it, `"ok"` returns one row,
+//! `"slow"` returns it after `delay_ms`.
 //! `describe` always succeeds so the source loads.
 
 use lianqiao_sdk::{
@@ -13,6 +14,9 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 struct Settings {
     mode: String,
+    /// For `slow`: how long each query takes, ms.
+    #[serde(default)]
+    delay_ms: u64,
 }
 
 struct Misbehave;
@@ -57,23 +61,31 @@ impl Guest for Misbehave {
                     std::hint::black_box(&hoard);
                 }
             }
-            _ => {
-                let code = query.scope.first().cloned().unwrap_or_default();
-                let row = query
-                    .projection
-                    .iter()
-                    .map(|f| match f.as_str() {
-                        "name" => Value::Text("测试网格".into()),
-                        _ => Value::Text(code.clone()),
-                    })
-                    .collect();
-                Ok(Page {
-                    columns: query.projection.clone(),
-                    rows: vec![row],
-                    next_cursor: None,
-                })
+            "slow" => {
+                // Stands in for a slow upstream (benchmarks of fan-out).
+                std::thread::sleep(std::time::Duration::from_millis(settings.delay_ms));
+                Ok(one_row(&query))
             }
+            _ => Ok(one_row(&query)),
         }
+    }
+}
+
+/// One row inside the query's scope, with the projected fields.
+fn one_row(query: &Query) -> Page {
+    let code = query.scope.first().cloned().unwrap_or_default();
+    let row = query
+        .projection
+        .iter()
+        .map(|f| match f.as_str() {
+            "name" => Value::Text("测试网格".into()),
+            _ => Value::Text(code.clone()),
+        })
+        .collect();
+    Page {
+        columns: query.projection.clone(),
+        rows: vec![row],
+        next_cursor: None,
     }
 }
 

@@ -206,6 +206,15 @@ impl ConfigDir {
         ConfigDir { dir }
     }
 
+    /// Allow `n` plugin instances at once (the default is 32).
+    pub fn with_pool_instances(self, n: u32) -> Self {
+        let path = self.main_file();
+        let text = std::fs::read_to_string(&path).expect("main config");
+        std::fs::write(&path, text.replace("pool_instances = 32", &format!("pool_instances = {n}")))
+            .expect("main config");
+        self
+    }
+
     /// The demo's Huimin source, pointed at this process's database.
     pub fn with_huimin(self) -> Self {
         let demo = std::fs::read_to_string(workspace_root().join("config/sources/huimin.toml"))

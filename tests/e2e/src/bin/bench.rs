@@ -194,9 +194,43 @@ async fn main() -> anyhow::Result<()> {
             m.percentile(0.5).as_secs_f64() / base.as_secs_f64()
         ));
     }
+    report.push_str(&fan_out().await?);
     print!("{report}");
     let out = workspace_root().join("target/bench");
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("report.md"), &report)?;
     Ok(())
+}
+
+/// Fan-out: N sources, each answering after 20 ms; a request's p50 should
+/// stay near the slowest source, not the sum.
+async fn fan_out() -> anyhow::Result<String> {
+    const DELAY_MS: f64 = 20.0;
+    let mut out = String::from(
+        "\nFan-out: N sources each answering after 20 ms (misbehave `slow`), GET /v1/grids?division=990004\n\n\
+         | sources | p50 ms | p99 ms | p50 / slowest source (20 ms) | sum of sources |\n|---:|---:|---:|---:|---:|\n",
+    );
+    for n in [1usize, 4, 16, 64] {
+        let mut dir = ConfigDir::new().with_pool_instances(256);
+        for i in 0..n {
+            dir = dir.with_misbehaving(&format!("slow-{i}"), "slow", "990004", "");
+            let path = dir.dir.path().join(format!("sources/slow-{i}.toml"));
+            let text = std::fs::read_to_string(&path)?.replace("mode = \"slow\"", "mode = \"slow\"\ndelay_ms = 20");
+            std::fs::write(&path, text.replace("deadline_ms = 300", "deadline_ms = 2000"))?;
+        }
+        let gw = dir.start().await;
+        let m = measure("fan-out", 60, || async {
+            let (status, body) = gw.get("/v1/grids?division=990004&limit=50").await;
+            assert_eq!(status, 200, "{body}");
+        })
+        .await;
+        let p50 = m.percentile(0.5).as_secs_f64() * 1e3;
+        out.push_str(&format!(
+            "| {n} | {p50:.1} | {:.1} | {:.2}× | {} ms |\n",
+            m.percentile(0.99).as_secs_f64() * 1e3,
+            p50 / DELAY_MS,
+            n * 20
+        ));
+    }
+    Ok(out)
 }
