@@ -181,18 +181,51 @@ const DEMO_CHECK: Ports = Ports {
 
 /// Sample requests the demo shows (and, with --check, runs).
 const SAMPLES: &[(&str, &str)] = &[
-    ("the eight street-level units of Huimin: the city registry and the district joined", "/v1/divisions?parent=150103&fields=name,level,households"),
+    (
+        "the eight street-level units of Huimin: the city registry and the district joined",
+        "/v1/divisions?parent=150103&fields=name,level,households",
+    ),
     ("one street", "/v1/divisions/150103001"),
-    ("five grids of 新华西路街道", "/v1/grids?division=150103001&limit=5"),
-    ("Saihan (its own schema) — 兴康社区's grids", "/v1/grids?division=150105002001&fields=name,tier,households"),
-    ("Jining (another schema) — micro grids", "/v1/grids?division=150902&tier=micro&limit=3&fields=name,tier"),
-    ("all of Hohhot: Huimin and Saihan merged in one order", "/v1/grids?division=1501&limit=4&fields=name"),
-    ("party members of 新华西路街道, from the party-link system (HMAC-signed by the host)", "/v1/members?division=150103001&limit=2"),
-    ("how many party members Huimin has (9,657), counted at the source", "/v1/stats?metric=members.count&division=150103"),
-    ("grids by district and tier across three databases: one GROUP BY each", "/v1/stats?metric=grids.count&division=15&group_by=district&by=tier"),
-    ("service centres from the city platform (OAuth2 token kept by the host)", "/v1/service-centers?division=150103&limit=3&fields=name,level"),
-    ("small grids with 60+ households, names only", "/v1/grids?division=150103&tier=small&households[gte]=60&fields=name,households&limit=3"),
-    ("a mistake, answered with a code and a fix", "/v1/grids?division=150103&colour=red"),
+    (
+        "five grids of 新华西路街道",
+        "/v1/grids?division=150103001&limit=5",
+    ),
+    (
+        "Saihan (its own schema) — 兴康社区's grids",
+        "/v1/grids?division=150105002001&fields=name,tier,households",
+    ),
+    (
+        "Jining (another schema) — micro grids",
+        "/v1/grids?division=150902&tier=micro&limit=3&fields=name,tier",
+    ),
+    (
+        "all of Hohhot: Huimin and Saihan merged in one order",
+        "/v1/grids?division=1501&limit=4&fields=name",
+    ),
+    (
+        "party members of 新华西路街道, from the party-link system (HMAC-signed by the host)",
+        "/v1/members?division=150103001&limit=2",
+    ),
+    (
+        "how many party members Huimin has (9,657), counted at the source",
+        "/v1/stats?metric=members.count&division=150103",
+    ),
+    (
+        "grids by district and tier across three databases: one GROUP BY each",
+        "/v1/stats?metric=grids.count&division=15&group_by=district&by=tier",
+    ),
+    (
+        "service centres from the city platform (OAuth2 token kept by the host)",
+        "/v1/service-centers?division=150103&limit=3&fields=name,level",
+    ),
+    (
+        "small grids with 60+ households, names only",
+        "/v1/grids?division=150103&tier=small&households[gte]=60&fields=name,households&limit=3",
+    ),
+    (
+        "a mistake, answered with a code and a fix",
+        "/v1/grids?division=150103&colour=red",
+    ),
 ];
 
 /// Children killed when dropped, so no simulator outlives the demo.

@@ -210,8 +210,11 @@ impl ConfigDir {
     pub fn with_pool_instances(self, n: u32) -> Self {
         let path = self.main_file();
         let text = std::fs::read_to_string(&path).expect("main config");
-        std::fs::write(&path, text.replace("pool_instances = 32", &format!("pool_instances = {n}")))
-            .expect("main config");
+        std::fs::write(
+            &path,
+            text.replace("pool_instances = 32", &format!("pool_instances = {n}")),
+        )
+        .expect("main config");
         self
     }
 

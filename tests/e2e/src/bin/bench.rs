@@ -215,8 +215,12 @@ async fn fan_out() -> anyhow::Result<String> {
         for i in 0..n {
             dir = dir.with_misbehaving(&format!("slow-{i}"), "slow", "990004", "");
             let path = dir.dir.path().join(format!("sources/slow-{i}.toml"));
-            let text = std::fs::read_to_string(&path)?.replace("mode = \"slow\"", "mode = \"slow\"\ndelay_ms = 20");
-            std::fs::write(&path, text.replace("deadline_ms = 300", "deadline_ms = 2000"))?;
+            let text = std::fs::read_to_string(&path)?
+                .replace("mode = \"slow\"", "mode = \"slow\"\ndelay_ms = 20");
+            std::fs::write(
+                &path,
+                text.replace("deadline_ms = 300", "deadline_ms = 2000"),
+            )?;
         }
         let gw = dir.start().await;
         let m = measure("fan-out", 60, || async {

@@ -112,6 +112,38 @@ async fn three_schemas_one_plugin_sqlite_copies() {
     assert_eq!(rows.len(), 50, "{body}");
     assert!(rows.iter().all(|r| r["tier"] == "micro"));
 
+    // The four heads, from two schemas, counted at the source and mapped.
+    let (status, body) = gw
+        .get("/v1/stats?metric=workers.count&division=150902&by=role")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let by_role: std::collections::HashMap<String, i64> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["key"].as_str().unwrap().to_string(),
+                c["value"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(by_role.get("grid_head"), Some(&426));
+    assert_eq!(by_role.get("unit_head"), Some(&10464));
+    let (status, body) = gw
+        .get("/v1/workers?division=150105002001&limit=5&fields=name,gender,role,is_party_member")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let first = &body["data"][0];
+    assert!(
+        first["gender"] == "male" || first["gender"] == "female",
+        "{first}"
+    );
+    assert!(first["is_party_member"].is_boolean(), "{first}");
+    let walked = walk(&gw, "/v1/workers?division=150902&limit=1000&fields=role").await;
+    let (_, (_, jining_people)) = saihan_and_jining();
+    assert_eq!(walked.len(), jining_people.heads.len());
+
     // Hohhot (1501) fans out to Huimin and Saihan, not Jining.
     let (_, body) = gw.get("/v1/grids?division=1501&limit=5").await;
     let sources: HashSet<&str> = body["sources"]
