@@ -261,30 +261,6 @@ mod tests {
     }
 
     #[test]
-    fn counts_group_by_division_prefix_and_field() {
-        let q = AggregateQuery {
-            entity: "grids".into(),
-            scope: vec!["15".into()],
-            filters: vec![],
-            division_prefix: Some(6),
-            by: Some("tier".into()),
-        };
-        let s = aggregate_statement("SELECT * FROM g", &q, &[]).unwrap();
-        assert_eq!(
-            s.sql,
-            "SELECT SUBSTR(t.division, 1, 6) AS g, t.tier AS k, COUNT(*) AS n FROM (SELECT * FROM g) AS t \
-             WHERE (t.division LIKE ? ESCAPE '!') GROUP BY 1, 2"
-        );
-        let plain = AggregateQuery {
-            division_prefix: None,
-            by: None,
-            ..q
-        };
-        let s = aggregate_statement("SELECT * FROM g", &plain, &[]).unwrap();
-        assert!(s.sql.starts_with("SELECT COUNT(*) AS n FROM") && !s.sql.contains("GROUP BY"));
-    }
-
-    #[test]
     fn postgres_orders_bytewise() {
         let mut q = query();
         q.cursor = Some(
