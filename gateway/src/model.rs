@@ -187,6 +187,18 @@ pub static MEMBERS: Entity = Entity {
         ),
         field("division", Text, "Division of the member's organization."),
         field("address", Text, "Home address."),
+        field(
+            "grid",
+            Text,
+            "The grid the member lives in (district database).",
+        ),
+        field("building", Text, "The building (district database)."),
+        field("unit", Text, "The stair unit (district database)."),
+        enumerated(
+            "household_role",
+            &["central", "bastion", "vanguard"],
+            "\"Three households\" role (district database).",
+        ),
     ],
 };
 

@@ -19,6 +19,23 @@ pub struct Gateway {
     pub config: Config,
     pub sources: SourceSet,
     pub cursors: CursorCodec,
+    /// Key of the person hash that joins one person's records across
+    /// sources; never given to a plugin.
+    pub person_key: Vec<u8>,
+}
+
+/// A key from the environment variable `env`, or a random one with a
+/// warning saying what that costs.
+fn secret_key(env: &str, without_it: &str) -> Vec<u8> {
+    match std::env::var(env) {
+        Ok(key) if !key.is_empty() => key.into_bytes(),
+        _ => {
+            tracing::warn!(env, "no key configured: using a random one; {without_it}");
+            let mut key = vec![0u8; 32];
+            rand::rng().fill_bytes(&mut key);
+            key
+        }
+    }
 }
 
 impl Gateway {
@@ -37,22 +54,19 @@ impl Gateway {
             )])
         })?;
         let sources = SourceSet::load(&config.sources, &engine).await?;
-        let key = match std::env::var(&config.server.cursor_key_env) {
-            Ok(key) if !key.is_empty() => key.into_bytes(),
-            _ => {
-                tracing::warn!(
-                    env = %config.server.cursor_key_env,
-                    "no cursor key configured: using a random one; cursors will not survive a restart or work across replicas"
-                );
-                let mut key = vec![0u8; 32];
-                rand::rng().fill_bytes(&mut key);
-                key
-            }
-        };
+        let key = secret_key(
+            &config.server.cursor_key_env,
+            "cursors will not survive a restart or work across replicas",
+        );
+        let person_key = secret_key(
+            &config.server.person_key_env,
+            "person keys differ between replicas (they never leave a gateway, so joins still work)",
+        );
         Ok(Gateway {
             config,
             sources,
             cursors: CursorCodec::new(&key),
+            person_key,
         })
     }
 

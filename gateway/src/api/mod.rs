@@ -49,7 +49,16 @@ async fn run(
     request: &ListRequest,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     match federation::execute(&gateway.sources, &gateway.cursors, request).await {
-        Ok(outcome) => Ok(Json(envelope::list_envelope(&outcome, &request.output))),
+        Ok(mut outcome) => {
+            federation::enrich::enrich(
+                &gateway.sources,
+                &gateway.person_key,
+                request,
+                &mut outcome,
+            )
+            .await;
+            Ok(Json(envelope::list_envelope(&outcome, &request.output)))
+        }
         Err(ListError::NoSource) => Err(ApiError::not_found(format!(
             "no source serves `{}` in division {}; connected sources cover: {}",
             request.entity.name,

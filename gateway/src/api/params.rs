@@ -175,8 +175,11 @@ pub fn list_request(
 
     let projection = projection.unwrap_or_else(|| entity.field_names());
     let mut internal = projection.clone();
-    if !internal.contains(&"division") {
-        internal.push("division");
+    // `division` orders the merge; `id_number` joins a person's records.
+    for needed in ["division", "id_number"] {
+        if entity.field(needed).is_some() && !internal.contains(&needed) {
+            internal.push(needed);
+        }
     }
     Ok(ListRequest {
         entity,

@@ -200,6 +200,18 @@ fn validate_source(
         }
     }
 
+    for (i, entity) in raw.enrich.iter().enumerate() {
+        let joinable = crate::model::entity(entity).is_some_and(|e| e.field("id_number").is_some());
+        if !joinable {
+            error(
+                &format!("enrich[{i}]"),
+                format!(
+                    "`{entity}` cannot be enriched: only resources keyed by a person's `id_number` (members) can"
+                ),
+            );
+        }
+    }
+
     let limits = &raw.limits;
     if !(1..=main.plugins.max_memory_mib).contains(&limits.memory_mib) {
         error(
@@ -276,6 +288,7 @@ fn validate_source(
         plugin,
         sha256: raw.plugin.sha256,
         coverage: raw.coverage,
+        enrich: raw.enrich,
         limits: raw.limits,
         sql_url,
         sql_max_connections,

@@ -54,6 +54,10 @@ pub struct ServerSection {
     /// cursors. Replicas behind one load balancer must share it; without
     /// it each start picks a random key (cursors die with the process).
     pub cursor_key_env: String,
+    /// Name of the environment variable that holds the key of the person
+    /// hash used to join one person's records across sources. Without it
+    /// each start picks a random key (the hash never leaves the gateway).
+    pub person_key_env: String,
     /// The most rows a caller may ask for in one page.
     pub max_page_size: u32,
     /// Rows per page when the caller does not say.
@@ -65,6 +69,7 @@ impl Default for ServerSection {
         ServerSection {
             listen: "127.0.0.1:8080".into(),
             cursor_key_env: "LIANQIAO_CURSOR_KEY".into(),
+            person_key_env: "LIANQIAO_PERSON_KEY".into(),
             max_page_size: 1000,
             default_page_size: 50,
         }
@@ -114,6 +119,11 @@ pub struct SourceFile {
     pub plugin: PluginSection,
     /// Division codes whose subtrees this source holds data for.
     pub coverage: Vec<String>,
+    /// Entities this source only enriches: its rows are joined onto other
+    /// sources' rows of the same person (matched on a keyed hash of
+    /// `id_number` the gateway computes) and are never listed on their own.
+    #[serde(default)]
+    pub enrich: Vec<String>,
     #[serde(default)]
     pub limits: LimitsSection,
     /// The database the plugin may read through the `sql` capability.
@@ -268,6 +278,7 @@ pub struct SourceConfig {
     pub plugin: PathBuf,
     pub sha256: Option<String>,
     pub coverage: Vec<String>,
+    pub enrich: Vec<String>,
     pub limits: LimitsSection,
     /// Resolved database URL (a secret: never logged, never given to a plugin).
     pub sql_url: Option<String>,

@@ -2,6 +2,7 @@
 //! merging their pages into one stable, resumable order.
 
 pub mod cursor;
+pub mod enrich;
 pub mod executor;
 mod filter;
 mod merge;

@@ -23,7 +23,7 @@ pub struct SourceCall {
 }
 
 /// `a` and `b` overlap when one's subtree contains the other.
-fn narrowest(a: &str, b: &str) -> Option<String> {
+pub(crate) fn narrowest(a: &str, b: &str) -> Option<String> {
     if a.starts_with(b) {
         Some(a.to_string())
     } else if b.starts_with(a) {
@@ -36,6 +36,15 @@ fn narrowest(a: &str, b: &str) -> Option<String> {
 pub fn plan(sources: &SourceSet, request: &ListRequest) -> Vec<SourceCall> {
     let mut calls = Vec::new();
     for source in &sources.sources {
+        // Enriching sources join onto others' rows; they list nothing alone.
+        if source
+            .config
+            .enrich
+            .iter()
+            .any(|e| e == request.entity.name)
+        {
+            continue;
+        }
         let Some(served) = source
             .plugin
             .manifest()

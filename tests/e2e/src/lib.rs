@@ -42,23 +42,11 @@ pub fn plugin_dir() -> PathBuf {
 pub fn huimin() -> &'static (District, PathBuf) {
     static HUIMIN: OnceLock<(District, PathBuf)> = OnceLock::new();
     HUIMIN.get_or_init(|| {
-        let district = District::generate(&plans::HUIMIN, DEFAULT_SEED);
+        let (district, people) = sim::district_with_people(&plans::HUIMIN, DEFAULT_SEED);
         let dir = workspace_root().join("target/e2e-data");
         let path = dir.join(format!("huimin-{}.sqlite", std::process::id()));
-        let d = district.clone();
-        let p = path.clone();
-        // The generator is async; run it on a runtime of its own so any
-        // test (whatever its runtime) can ask for the data.
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(sqlite_huimin::write(&d, &p))
-                .expect("write huimin.sqlite");
-        })
-        .join()
-        .expect("generator thread");
+        let (d, p) = (district.clone(), path.clone());
+        block_on_fresh(async move { sqlite_huimin::write(&d, &people, &p).await });
         (district, path)
     })
 }

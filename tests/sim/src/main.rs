@@ -96,9 +96,9 @@ async fn main() -> anyhow::Result<()> {
             postgres_url,
             mysql_url,
         } => {
-            let (huimin, _) = generate::district_with_people(&plans::HUIMIN, seed);
+            let (huimin, huimin_people) = generate::district_with_people(&plans::HUIMIN, seed);
             let path = out.join("huimin.sqlite");
-            generate::sqlite_huimin::write(&huimin, &path).await?;
+            generate::sqlite_huimin::write(&huimin, &huimin_people, &path).await?;
             println!(
                 "wrote {} (Huimin: {} grids)",
                 path.display(),

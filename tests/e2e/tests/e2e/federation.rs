@@ -192,3 +192,59 @@ async fn a_url_outside_the_allowlist_is_denied_to_the_plugin() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_member_joins_party_link_and_district_records_without_exposing_the_key() {
+    let (_up, gw) = federated().await;
+    let (status, body) = gw
+        .get(
+            "/v1/members?division=150103001&limit=50&fields=name,grid,building,unit,household_role",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let rows = body["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 50);
+    let world = world();
+    let people = &world
+        .districts
+        .iter()
+        .find(|d| d.district.code == "150103")
+        .unwrap()
+        .people;
+    for row in rows {
+        assert_eq!(row["source"], "party-link+huimin", "{row}");
+        assert!(
+            row.get("id_number").is_none(),
+            "not requested, not returned: {row}"
+        );
+        let member = people
+            .members
+            .iter()
+            .find(|m| m.id == row["id"])
+            .expect("a generated member");
+        assert_eq!(row["name"], member.name.as_str(), "party-link's field");
+        assert_eq!(
+            row["grid"],
+            member.grid.as_str(),
+            "the district's field, joined"
+        );
+        assert_eq!(row["building"].as_str(), member.building.as_deref());
+        assert_eq!(
+            row["household_role"].as_str(),
+            member.household_role.map(|r| r.as_str()),
+            "{row}"
+        );
+    }
+    let reports: Vec<&str> = body["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(reports, ["party-link", "huimin"]);
+    // The district never lists members on its own.
+    let (_, body) = gw
+        .get("/v1/stats?metric=members.count&division=150103")
+        .await;
+    assert_eq!(body["data"][0]["value"], 9657);
+}

@@ -7,7 +7,8 @@ use std::path::Path;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::{Connection, Executor, SqliteConnection};
 
-use super::District;
+use super::people::HouseholdRole;
+use super::{District, People};
 
 const SCHEMA: &str = r#"
 CREATE TABLE division (
@@ -47,12 +48,32 @@ CREATE TABLE unit (
     name          TEXT NOT NULL,
     households    INTEGER NOT NULL
 );
+CREATE TABLE party_member_home (
+    id_number      TEXT PRIMARY KEY,
+    name           TEXT NOT NULL,
+    grid_code      TEXT NOT NULL,
+    building_code  TEXT,
+    unit_code      TEXT,
+    household_role TEXT            -- 中心户 | 堡垒户 | 先锋户
+);
+CREATE TABLE head (
+    head_id      TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    gender       TEXT NOT NULL,     -- M | F
+    phone        TEXT NOT NULL,
+    post         TEXT NOT NULL,     -- grid_head | compound_head | building_head | unit_head
+    grid_code    TEXT NOT NULL,
+    post_of      TEXT NOT NULL,
+    party_member INTEGER NOT NULL,
+    since        TEXT NOT NULL
+);
 CREATE INDEX division_parent ON division(parent_code);
+CREATE INDEX party_member_home_grid ON party_member_home(grid_code);
 CREATE INDEX grid_community ON grid(community_code);
 "#;
 
 /// Write `district` to a new SQLite file at `path` (replacing any file).
-pub async fn write(district: &District, path: &Path) -> anyhow::Result<()> {
+pub async fn write(district: &District, people: &People, path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -130,6 +151,36 @@ pub async fn write(district: &District, path: &Path) -> anyhow::Result<()> {
             .bind(&u.building)
             .bind(&u.name)
             .bind(u.households)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for m in &people.members {
+        let role = m.household_role.map(|r| match r {
+            HouseholdRole::Central => "中心户",
+            HouseholdRole::Bastion => "堡垒户",
+            HouseholdRole::Vanguard => "先锋户",
+        });
+        sqlx::query("INSERT INTO party_member_home VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(&m.id_number)
+            .bind(&m.name)
+            .bind(&m.grid)
+            .bind(&m.building)
+            .bind(&m.unit)
+            .bind(role)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for h in &people.heads {
+        sqlx::query("INSERT INTO head VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            .bind(&h.id)
+            .bind(&h.name)
+            .bind(if h.male { "M" } else { "F" })
+            .bind(&h.phone)
+            .bind(h.role.as_str())
+            .bind(&h.grid)
+            .bind(&h.post_of)
+            .bind(h.is_party_member)
+            .bind(&h.since)
             .execute(&mut *tx)
             .await?;
     }
