@@ -95,6 +95,7 @@ async fn load_one(config: SourceConfig, engine: &PluginEngine) -> Result<Source,
             sql,
             http: config.http.as_ref().map(http_grant),
             cache: SourceCache::new(config.cache_max_bytes),
+            sql_log: Default::default(),
         },
     };
     let plugin = SourcePlugin::load(engine, spec)

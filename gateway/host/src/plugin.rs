@@ -16,7 +16,7 @@ use crate::artifact;
 use crate::bindings::{Source, SourcePre};
 use crate::capability::cache::SourceCache;
 use crate::capability::http::HttpGrant;
-use crate::capability::sql::SqlPool;
+use crate::capability::sql::{SqlPool, StatementLog};
 use crate::contract::{
     AggregateCell, AggregateQuery, CONTRACT_VERSION, Manifest, Page, Query, SourceError, Value,
 };
@@ -55,6 +55,7 @@ pub struct SourceGrants {
     pub sql: Option<SqlPool>,
     pub http: Option<Arc<HttpGrant>>,
     pub cache: SourceCache,
+    pub sql_log: StatementLog,
 }
 
 /// Everything needed to load one source's plugin.
@@ -163,6 +164,11 @@ impl SourcePlugin {
 
     pub fn limits(&self) -> &PluginLimits {
         &self.limits
+    }
+
+    /// The last statements the source's database received (oldest first).
+    pub fn recent_statements(&self) -> Vec<(String, Vec<Value>)> {
+        self.grants.sql_log.recent()
     }
 
     /// One page of one entity, checked against the contract: the declared

@@ -113,6 +113,33 @@ macro_rules! run {
     }};
 }
 
+/// The last statements a source's database received, as sent (after
+/// placeholder renumbering) with their parameters: for operators and tests
+/// asking "what did the source actually get?".
+#[derive(Debug, Default)]
+pub struct StatementLog(std::sync::Mutex<std::collections::VecDeque<(String, Vec<Value>)>>);
+
+impl StatementLog {
+    const KEEP: usize = 64;
+
+    fn push(&self, sql: &str, params: &[Value]) {
+        if let Ok(mut log) = self.0.lock() {
+            if log.len() == Self::KEEP {
+                log.pop_front();
+            }
+            log.push_back((sql.to_string(), params.to_vec()));
+        }
+    }
+
+    /// Oldest first.
+    pub fn recent(&self) -> Vec<(String, Vec<Value>)> {
+        self.0
+            .lock()
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
 /// A source's database pool.
 #[derive(Clone, Debug)]
 pub enum SqlPool {
@@ -189,12 +216,20 @@ impl SqlPool {
     }
 
     /// Run one checked, read-only statement.
-    pub async fn query(&self, statement: &str, params: &[Value]) -> Result<ResultSet, SqlError> {
+    pub async fn query(
+        &self,
+        statement: &str,
+        params: &[Value],
+        log: Option<&StatementLog>,
+    ) -> Result<ResultSet, SqlError> {
         let checked = check_statement(statement, params.len())?;
         let sql = match self {
             SqlPool::Postgres(_) => renumber_for_postgres(&checked),
             _ => checked,
         };
+        if let Some(log) = log {
+            log.push(&sql, params);
+        }
         match self {
             SqlPool::Sqlite(pool) => run!(pool, sql, params),
             SqlPool::Postgres(pool) => run!(pool, sql, params),
@@ -320,7 +355,11 @@ impl Host for HostState {
         // Guest calls run on a blocking thread, so waiting here is allowed;
         // the deadline bounds the wait, since epochs do not interrupt host code.
         let outcome = self.runtime.block_on(async {
-            tokio::time::timeout(remaining, pool.query(&statement, &params)).await
+            tokio::time::timeout(
+                remaining,
+                pool.query(&statement, &params, Some(&self.grants.sql_log)),
+            )
+            .await
         });
         Ok(match outcome {
             Ok(result) => result,
@@ -392,7 +431,7 @@ mod tests {
         };
         let pool = SqlPool::connect_lazy(&url, &settings).unwrap();
         let rs = pool
-            .query("SELECT code, n, r FROM g ORDER BY code DESC", &[])
+            .query("SELECT code, n, r FROM g ORDER BY code DESC", &[], None)
             .await
             .unwrap();
         assert_eq!(rs.columns, vec!["code", "n", "r"]);
@@ -407,7 +446,11 @@ mod tests {
         assert_eq!(rs.rows[1], vec![Value::Null, Value::Null, Value::Null]);
         // A write disguised as a read is stopped by the connection itself.
         let err = pool
-            .query("WITH x AS (SELECT 1) INSERT INTO g VALUES ('x', 1, 1)", &[])
+            .query(
+                "WITH x AS (SELECT 1) INSERT INTO g VALUES ('x', 1, 1)",
+                &[],
+                None,
+            )
             .await
             .unwrap_err();
         assert!(

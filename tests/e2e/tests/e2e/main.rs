@@ -6,4 +6,5 @@ mod config_errors;
 mod districts;
 mod federation;
 mod plugin_faults;
+mod received;
 mod serving;

@@ -58,11 +58,24 @@ impl Fault {
     }
 }
 
-/// The faults in force, by request path (`*` for every path).
+/// A request as the simulator received it, for tests asserting what a
+/// plugin actually sent (`GET /__admin/requests` lists the last ones).
+#[derive(Debug, Clone, Serialize)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// The faults in force, by request path (`*` for every path), and the
+/// requests received.
 #[derive(Clone)]
 pub struct Faults {
     by_path: Arc<Mutex<HashMap<String, Fault>>>,
     rng: Arc<Mutex<ChaCha8Rng>>,
+    received: Arc<Mutex<std::collections::VecDeque<Received>>>,
 }
 
 impl Faults {
@@ -70,6 +83,7 @@ impl Faults {
         Faults {
             by_path: Arc::default(),
             rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed))),
+            received: Arc::default(),
         }
     }
 
@@ -96,6 +110,23 @@ impl Faults {
         map.get(path).or_else(|| map.get("*")).cloned()
     }
 
+    /// The last requests received (oldest first, at most 256).
+    pub fn received(&self) -> Vec<Received> {
+        self.received
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn record(&self, received: Received) {
+        if let Ok(mut log) = self.received.lock() {
+            if log.len() == 256 {
+                log.pop_front();
+            }
+            log.push_back(received);
+        }
+    }
+
     fn roll(&self, rate: f64) -> bool {
         rate > 0.0
             && self
@@ -112,6 +143,21 @@ pub async fn inject(State(faults): State<Faults>, request: Request, next: Next) 
     if path.starts_with("/__admin") {
         return next.run(request).await;
     }
+    // Record what arrived (the body is buffered and handed on unchanged).
+    let (parts, body) = request.into_parts();
+    let bytes = to_bytes(body, 16 << 20).await.unwrap_or_default();
+    faults.record(Received {
+        method: parts.method.to_string(),
+        path: path.clone(),
+        query: parts.uri.query().unwrap_or("").to_string(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect(),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    });
+    let request = Request::from_parts(parts, Body::from(bytes));
     let Some(fault) = faults.for_path(&path) else {
         return next.run(request).await;
     };
@@ -170,6 +216,10 @@ pub async fn admin_clear(State(faults): State<Faults>) -> StatusCode {
         map.clear();
     }
     StatusCode::NO_CONTENT
+}
+
+pub async fn admin_received(State(faults): State<Faults>) -> Json<Vec<Received>> {
+    Json(faults.received())
 }
 
 pub async fn admin_list(State(faults): State<Faults>) -> Json<HashMap<String, Fault>> {

@@ -61,6 +61,7 @@ pub fn router(world: Arc<World>, apps: HashMap<String, String>, faults: Faults) 
                 .post(faults::admin_set)
                 .delete(faults::admin_clear),
         )
+        .route("/__admin/requests", get(faults::admin_received))
         .with_state(faults.clone());
     api.merge(admin)
         .layer(axum::middleware::from_fn_with_state(faults, faults::inject))
