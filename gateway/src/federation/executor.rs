@@ -21,6 +21,8 @@ pub enum SourceStatus {
     Ok,
     Error,
     Timeout,
+    /// Not called: its rows for this query were all returned on earlier pages.
+    Skipped,
 }
 
 impl SourceStatus {
@@ -29,7 +31,13 @@ impl SourceStatus {
             SourceStatus::Ok => "ok",
             SourceStatus::Error => "error",
             SourceStatus::Timeout => "timeout",
+            SourceStatus::Skipped => "skipped",
         }
+    }
+
+    /// True when the source's rows are missing from the answer.
+    pub fn failed(self) -> bool {
+        matches!(self, SourceStatus::Error | SourceStatus::Timeout)
     }
 }
 
@@ -52,7 +60,7 @@ pub struct ListOutcome {
 
 impl ListOutcome {
     pub fn partial(&self) -> bool {
-        self.reports.iter().any(|r| r.status != SourceStatus::Ok)
+        self.reports.iter().any(|r| r.status.failed())
     }
 }
 
@@ -135,6 +143,17 @@ async fn execute_round(
             .collect(),
     };
     // Sources absent from a cursor were exhausted on an earlier page.
+    let mut reports: Vec<SourceReport> = calls
+        .iter()
+        .filter(|c| !starts.contains_key(c.source.name()))
+        .map(|c| SourceReport {
+            name: c.source.name().to_string(),
+            status: SourceStatus::Skipped,
+            latency: Duration::ZERO,
+            rows: 0,
+            error: None,
+        })
+        .collect();
     calls.retain(|c| starts.contains_key(c.source.name()));
 
     let limit = request.limit;
@@ -151,7 +170,6 @@ async fn execute_round(
     .await;
 
     let mut buffers = Vec::new();
-    let mut reports = Vec::new();
     let mut failed_positions = BTreeMap::new();
     for (call, (start, answer, latency)) in calls.iter().zip(answers) {
         let name = call.source.name().to_string();
@@ -185,8 +203,8 @@ async fn execute_round(
             }
         }
     }
-    let any_failed = reports.iter().any(|r| r.status != SourceStatus::Ok);
-    if any_failed && (request.strict || buffers.is_empty()) {
+    let any_failed = reports.iter().any(|r| r.status.failed());
+    if any_failed && (request.strict || (buffers.is_empty() && !calls.is_empty())) {
         return Err(ListError::Failed(reports));
     }
 

@@ -124,8 +124,8 @@ pub async fn stats(sources: &SourceSet, request: &StatsRequest) -> Result<StatsO
             }
         }
     }
-    let failed = reports.iter().any(|r| r.status != SourceStatus::Ok);
-    if failed && (request.strict || reports.iter().all(|r| r.status != SourceStatus::Ok)) {
+    let failed = reports.iter().any(|r| r.status.failed());
+    if failed && (request.strict || reports.iter().all(|r| r.status.failed())) {
         return Err(ListError::Failed(reports));
     }
     let cells = totals.into_cells();

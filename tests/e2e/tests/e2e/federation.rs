@@ -248,3 +248,205 @@ async fn a_member_joins_party_link_and_district_records_without_exposing_the_key
         .await;
     assert_eq!(body["data"][0]["value"], 9657);
 }
+
+#[tokio::test]
+async fn walking_members_of_hohhot_equals_the_union_of_what_each_source_holds() {
+    let up = Upstreams::start().await;
+    let (saihan_db, _) = lianqiao_e2e::saihan_jining_sqlite();
+    let gw = ConfigDir::new()
+        .with_huimin()
+        .with_demo_source("saihan", &format!("sqlite://{}", saihan_db.display()))
+        .with_upstreams(&up)
+        .start()
+        .await;
+    let mut seen = HashSet::new();
+    let mut joined = 0;
+    let mut path = "/v1/members?division=1501&limit=1000&fields=grid".to_string();
+    for _ in 0..60 {
+        let (status, body) = gw.get(&path).await;
+        assert_eq!(status, 200, "{body}");
+        for row in body["data"].as_array().unwrap() {
+            assert!(
+                seen.insert(row["id"].as_str().unwrap().to_string()),
+                "{row} twice"
+            );
+            if row["grid"].is_string() {
+                joined += 1;
+            }
+        }
+        match body["page"]["next_cursor"].as_str() {
+            Some(c) => {
+                path = format!("/v1/members?division=1501&limit=1000&fields=grid&cursor={c}")
+            }
+            None => break,
+        }
+    }
+    let world = world();
+    let expected: HashSet<String> = world
+        .districts
+        .iter()
+        .filter(|d| d.district.code.starts_with("1501"))
+        .flat_map(|d| d.people.members.iter().map(|m| m.id.clone()))
+        .collect();
+    assert_eq!(seen, expected);
+    assert_eq!(seen.len(), 9657 + 11800);
+    assert_eq!(
+        joined,
+        seen.len(),
+        "every member joined with its district record"
+    );
+}
+
+#[tokio::test]
+async fn party_orgs_and_cases_walk_completely_and_filter_in_the_gateway() {
+    let (_up, gw) = federated().await;
+    let world = world();
+    let huimin = world
+        .districts
+        .iter()
+        .find(|d| d.district.code == "150103")
+        .unwrap();
+
+    let mut ids = HashSet::new();
+    let mut path = "/v1/party-orgs?division=150103&limit=150&fields=kind".to_string();
+    loop {
+        let (status, body) = gw.get(&path).await;
+        assert_eq!(status, 200, "{body}");
+        ids.extend(
+            body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_string()),
+        );
+        match body["page"]["next_cursor"].as_str() {
+            Some(c) => {
+                path = format!("/v1/party-orgs?division=150103&limit=150&fields=kind&cursor={c}")
+            }
+            None => break,
+        }
+    }
+    assert_eq!(ids.len(), huimin.people.orgs.len());
+    assert_eq!(ids.len(), 400);
+
+    let (status, body) = gw
+        .get("/v1/cases?division=150103&state=closed&limit=1000&fields=state,title")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let closed = body["data"].as_array().unwrap();
+    assert!(closed.iter().all(|c| c["state"] == "closed"));
+    assert_eq!(
+        closed.len(),
+        huimin.cases.iter().filter(|c| c.state == "closed").count()
+    );
+    let (_, body) = gw
+        .get("/v1/stats?metric=cases.count&division=150103&by=state")
+        .await;
+    let total: i64 = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["value"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total as usize, huimin.cases.len());
+}
+
+#[tokio::test]
+async fn a_source_slow_past_its_deadline_leaves_the_others_intact() {
+    let (up, gw) = federated().await;
+    up.city_faults.set(
+        "/divisions",
+        Fault {
+            hang: true,
+            ..Fault::default()
+        },
+    );
+    let (status, body) = gw.get("/v1/divisions?parent=150103&limit=20").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["partial"], true);
+    assert_eq!(
+        body["data"].as_array().unwrap().len(),
+        8,
+        "Huimin's rows are intact: {body}"
+    );
+    let city = body["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "city-platform")
+        .cloned()
+        .unwrap();
+    assert_eq!(city["status"], "timeout");
+    assert_eq!(city["error"]["code"], "source_timeout");
+}
+
+#[tokio::test]
+async fn exhausted_sources_are_reported_as_skipped_on_later_pages() {
+    let (_up, gw) = federated().await;
+    // In one community the registry has one row (the community), Huimin the
+    // community and its grids: after the first page only Huimin is asked.
+    let community = "150103100006";
+    let query = format!("/v1/divisions?division={community}&limit=2&fields=name");
+    let mut path = query.clone();
+    let mut statuses = Vec::new();
+    let mut rows = 0;
+    for _ in 0..30 {
+        let (status, body) = gw.get(&path).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["partial"], false, "skipped is not partial: {body}");
+        rows += body["data"].as_array().unwrap().len();
+        statuses.extend(body["sources"].as_array().unwrap().iter().map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        }));
+        match body["page"]["next_cursor"].as_str() {
+            Some(c) => path = format!("{query}&cursor={c}"),
+            None => break,
+        }
+    }
+    assert!(
+        statuses.iter().all(|(_, s)| s == "ok" || s == "skipped"),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&("city-platform".to_string(), "skipped".to_string())),
+        "{statuses:?}"
+    );
+    let grids = lianqiao_e2e::huimin()
+        .0
+        .grids
+        .iter()
+        .filter(|g| g.community == community)
+        .count();
+    assert!(grids > 0);
+    assert_eq!(rows, 1 + grids, "the community once, then its grids");
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_resource_and_class() {
+    let gw = ConfigDir::new().with_huimin().start().await;
+    let (status, doc) = gw.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    for resource in [
+        "divisions",
+        "grids",
+        "party-orgs",
+        "members",
+        "workers",
+        "service-centers",
+        "cases",
+    ] {
+        assert!(
+            doc["paths"][format!("/v1/{resource}")]["get"].is_object(),
+            "{resource}"
+        );
+    }
+    assert!(doc["paths"]["/v1/stats"]["get"].is_object());
+    let member = &doc["components"]["schemas"]["members"]["properties"];
+    assert_eq!(member["id_number"]["x-lianqiao-class"], "sensitive");
+    assert_eq!(member["phone"]["x-lianqiao-class"], "personal");
+    assert_eq!(member["birth_date"]["format"], "date");
+}
