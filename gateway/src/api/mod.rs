@@ -44,10 +44,36 @@ async fn list(
     run(gateway, &request).await
 }
 
+/// Filters must be on fields a listing source has: fields that only an
+/// enriching source knows are joined after the page is assembled, so a
+/// filter on them would silently drop every row.
+fn check_filterable(
+    gateway: &Gateway,
+    entity: &Entity,
+    filters: &[FieldFilter],
+) -> Result<(), ApiError> {
+    for f in filters {
+        let listed = gateway.sources.sources.iter().any(|s| {
+            !s.config.enrich.iter().any(|e| e == entity.name)
+                && s.plugin.manifest().entities.iter().any(|e| {
+                    e.name == entity.name && e.fields.iter().any(|x| x.name == f.field.name)
+                })
+        });
+        if !listed {
+            return Err(ApiError::bad_request(format!(
+                "`{}` of {} cannot be filtered on: it comes from records joined after the page is assembled",
+                f.field.name, entity.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 async fn run(
     gateway: &Gateway,
     request: &ListRequest,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    check_filterable(gateway, request.entity, &request.filters)?;
     match federation::execute(&gateway.sources, &gateway.cursors, request).await {
         Ok(mut outcome) => {
             federation::enrich::enrich(
@@ -98,6 +124,7 @@ async fn stats(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let pairs = params::pairs(raw.as_deref())?;
     let request = params::stats_request(&pairs)?;
+    check_filterable(&gateway, request.entity, &request.filters)?;
     match federation::stats::stats(&gateway.sources, &request).await {
         Ok(outcome) => Ok(Json(envelope::stats_envelope(&outcome))),
         Err(ListError::NoSource) => Err(ApiError::not_found(format!(

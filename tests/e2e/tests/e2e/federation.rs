@@ -450,3 +450,19 @@ async fn the_openapi_document_describes_every_resource_and_class() {
     assert_eq!(member["phone"]["x-lianqiao-class"], "personal");
     assert_eq!(member["birth_date"]["format"], "date");
 }
+
+#[tokio::test]
+async fn a_filter_on_a_joined_field_is_refused_not_answered_wrongly() {
+    let (_up, gw) = federated().await;
+    let (status, body) = gw
+        .get("/v1/members?division=150103&household_role=central")
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be filtered on"),
+        "{body}"
+    );
+}
