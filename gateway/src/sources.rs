@@ -8,9 +8,12 @@ use lianqiao_host::capability::cache::SourceCache;
 use lianqiao_host::capability::http::{Credential, HttpGrant, Secret};
 use lianqiao_host::capability::sql::{PoolSettings, SqlPool};
 use lianqiao_host::contract::Manifest;
-use lianqiao_host::{PluginEngine, PluginLimits, SourceGrants, SourcePlugin, SourceSpec};
+use lianqiao_host::{
+    PluginEngine, PluginError, PluginLimits, SourceGrants, SourcePlugin, SourceSpec,
+};
 
 use crate::config::{ConfigError, ConfigErrors, HttpConfig, ResolvedCredential, SourceConfig};
+use crate::federation::breaker::{Admission, Breaker};
 use crate::model;
 
 /// One source, ready to serve.
@@ -18,11 +21,33 @@ use crate::model;
 pub struct Source {
     pub config: SourceConfig,
     pub plugin: SourcePlugin,
+    pub breaker: Breaker,
 }
 
 impl Source {
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// Run `call` unless the source's circuit is open; record the outcome.
+    pub async fn guarded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, PluginError>>,
+    ) -> Result<T, PluginError> {
+        match self.breaker.admit() {
+            Admission::Rejected { retry_in } => Err(PluginError::CircuitOpen {
+                retry_in_ms: retry_in.as_millis() as u64,
+            }),
+            Admission::Call => {
+                let outcome = call.await;
+                let healthy = match &outcome {
+                    Ok(_) => true,
+                    Err(e) => !e.counts_against_source(),
+                };
+                self.breaker.record(healthy);
+                outcome
+            }
+        }
     }
 
     /// True when the source declares it serves `entity`.
@@ -103,7 +128,15 @@ async fn load_one(config: SourceConfig, engine: &PluginEngine) -> Result<Source,
         .map_err(|e| ConfigError::new(&config.file, "plugin", e.to_string()))?;
     check_against_model(plugin.manifest())
         .map_err(|m| ConfigError::new(&config.file, "plugin", m))?;
-    Ok(Source { config, plugin })
+    let breaker = Breaker::new(
+        config.breaker.failures,
+        Duration::from_millis(config.breaker.cooldown_ms),
+    );
+    Ok(Source {
+        config,
+        plugin,
+        breaker,
+    })
 }
 
 fn http_grant(config: &HttpConfig) -> Arc<HttpGrant> {

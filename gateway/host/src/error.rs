@@ -23,6 +23,9 @@ pub enum PluginError {
     /// The plugin answered something the contract does not allow.
     #[error("the plugin broke the contract: {0}")]
     Contract(String),
+    /// The gateway's circuit breaker for this source is open: not called.
+    #[error("not called: the source failed repeatedly; next try in {retry_in_ms} ms")]
+    CircuitOpen { retry_in_ms: u64 },
 }
 
 impl PluginError {
@@ -39,7 +42,19 @@ impl PluginError {
             PluginError::MemoryLimit { .. } => "plugin_limit",
             PluginError::Busy(_) => "source_unavailable",
             PluginError::Contract(_) => "source_error",
+            PluginError::CircuitOpen { .. } => "circuit_open",
         }
+    }
+
+    /// True when the failure says something about the source's health (and
+    /// counts towards opening its circuit); a query the source cannot
+    /// answer does not.
+    pub fn counts_against_source(&self) -> bool {
+        !matches!(
+            self,
+            PluginError::Source(SourceError::Unsupported(_) | SourceError::BadCursor(_))
+                | PluginError::CircuitOpen { .. }
+        )
     }
 
     /// True when the failure is about time, so the gateway answers 504.

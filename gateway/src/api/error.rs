@@ -56,7 +56,7 @@ impl ApiError {
             .iter()
             .filter_map(|r| r.error.as_ref().map(|e| e.code()))
             .collect();
-        let status = if codes.contains(&"source_unavailable") {
+        let status = if codes.contains(&"source_unavailable") || codes.contains(&"circuit_open") {
             StatusCode::SERVICE_UNAVAILABLE
         } else if !codes.is_empty() && codes.iter().all(|c| *c == "source_timeout") {
             StatusCode::GATEWAY_TIMEOUT

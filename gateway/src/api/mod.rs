@@ -203,6 +203,7 @@ async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
             json!({
                 "name": s.name(),
                 "state": "loaded",
+                "breaker": s.breaker.state(),
                 "coverage": s.config.coverage,
                 "plugin": { "name": manifest.name, "version": manifest.version, "sha256": s.plugin.sha256() },
                 "entities": manifest.entities.iter().map(|e| e.name.clone()).collect::<Vec<_>>(),

@@ -295,6 +295,7 @@ fn validate_source(
         settings_json,
         http,
         cache_max_bytes: usize::try_from(raw.cache.max_mib << 20).unwrap_or(usize::MAX),
+        breaker: raw.breaker,
     })
 }
 

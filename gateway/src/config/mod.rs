@@ -136,6 +136,9 @@ pub struct SourceFile {
     /// The host-kept cache the plugin may use.
     #[serde(default)]
     pub cache: CacheSection,
+    /// When to stop calling a failing source for a while.
+    #[serde(default)]
+    pub breaker: BreakerSection,
 }
 
 /// `[plugin]` of a source.
@@ -243,6 +246,25 @@ pub enum CredentialSection {
     },
 }
 
+/// `[breaker]` of a source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerSection {
+    /// Consecutive failures that open the circuit.
+    pub failures: u32,
+    /// How long the circuit stays open before one probe, ms.
+    pub cooldown_ms: u64,
+}
+
+impl Default for BreakerSection {
+    fn default() -> Self {
+        BreakerSection {
+            failures: 5,
+            cooldown_ms: 10_000,
+        }
+    }
+}
+
 /// `[cache]` of a source.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -287,6 +309,7 @@ pub struct SourceConfig {
     pub settings_json: String,
     pub http: Option<HttpConfig>,
     pub cache_max_bytes: usize,
+    pub breaker: BreakerSection,
 }
 
 /// A validated `[http]` grant, secrets resolved (never logged).

@@ -146,7 +146,7 @@ async fn lookup(
                 limit: source.plugin.limits().max_rows,
                 cursor: cursor.take(),
             };
-            match source.plugin.query(query).await {
+            match source.guarded(source.plugin.query(query)).await {
                 Ok(page) => {
                     let join_col = page.columns.iter().position(|c| c == JOIN_FIELD);
                     for row in &page.rows {
@@ -178,11 +178,7 @@ async fn lookup(
             }
         }
     }
-    let status = match &error {
-        None => SourceStatus::Ok,
-        Some(e) if e.is_timeout() => SourceStatus::Timeout,
-        Some(_) => SourceStatus::Error,
-    };
+    let status = error.as_ref().map_or(SourceStatus::Ok, SourceStatus::of);
     let report = SourceReport {
         name: source.name().to_string(),
         status,

@@ -23,6 +23,8 @@ pub enum SourceStatus {
     Timeout,
     /// Not called: its rows for this query were all returned on earlier pages.
     Skipped,
+    /// Not called: its circuit breaker is open after repeated failures.
+    CircuitOpen,
 }
 
 impl SourceStatus {
@@ -32,12 +34,25 @@ impl SourceStatus {
             SourceStatus::Error => "error",
             SourceStatus::Timeout => "timeout",
             SourceStatus::Skipped => "skipped",
+            SourceStatus::CircuitOpen => "circuit_open",
+        }
+    }
+
+    /// The status a failed call reports.
+    pub fn of(error: &PluginError) -> SourceStatus {
+        match error {
+            PluginError::CircuitOpen { .. } => SourceStatus::CircuitOpen,
+            e if e.is_timeout() => SourceStatus::Timeout,
+            _ => SourceStatus::Error,
         }
     }
 
     /// True when the source's rows are missing from the answer.
     pub fn failed(self) -> bool {
-        matches!(self, SourceStatus::Error | SourceStatus::Timeout)
+        matches!(
+            self,
+            SourceStatus::Error | SourceStatus::Timeout | SourceStatus::CircuitOpen
+        )
     }
 }
 
@@ -185,11 +200,7 @@ async fn execute_round(
                 buffers.push(Buffer::new(call, start.clone(), page));
             }
             Err(error) => {
-                let status = if error.is_timeout() {
-                    SourceStatus::Timeout
-                } else {
-                    SourceStatus::Error
-                };
+                let status = SourceStatus::of(&error);
                 tracing::warn!(source = %name, code = error.code(), %error, "source failed");
                 reports.push(SourceReport {
                     name: name.clone(),
@@ -258,11 +269,16 @@ async fn call_source(
     let plugin = &call.source.plugin;
     let deadline = plugin.limits().deadline;
     let began = Instant::now();
-    let answer = match tokio::time::timeout(deadline + DEADLINE_GRACE, plugin.query(query)).await {
-        Ok(answer) => answer,
-        Err(_) => Err(PluginError::Deadline {
-            deadline_ms: deadline.as_millis() as u64,
-        }),
-    };
+    let answer = call
+        .source
+        .guarded(async {
+            match tokio::time::timeout(deadline + DEADLINE_GRACE, plugin.query(query)).await {
+                Ok(answer) => answer,
+                Err(_) => Err(PluginError::Deadline {
+                    deadline_ms: deadline.as_millis() as u64,
+                }),
+            }
+        })
+        .await;
     (start, answer, began.elapsed())
 }

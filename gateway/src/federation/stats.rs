@@ -109,11 +109,7 @@ pub async fn stats(sources: &SourceSet, request: &StatsRequest) -> Result<StatsO
                 }
             }
             Err(error) => {
-                let status = if error.is_timeout() {
-                    SourceStatus::Timeout
-                } else {
-                    SourceStatus::Error
-                };
+                let status = SourceStatus::of(&error);
                 reports.push(SourceReport {
                     name,
                     status,
@@ -144,7 +140,21 @@ async fn count_source(
         .iter()
         .any(|e| e.name == request.entity.name && e.aggregates);
     let deadline = plugin.limits().deadline + Duration::from_millis(500);
-    let answer = if can_count && call.residual.is_empty() {
+    let answer = call
+        .source
+        .guarded(count_with(call, request, plugin, can_count, deadline))
+        .await;
+    (answer, began.elapsed())
+}
+
+async fn count_with(
+    call: &SourceCall,
+    request: &StatsRequest,
+    plugin: &lianqiao_host::SourcePlugin,
+    can_count: bool,
+    deadline: Duration,
+) -> Result<Vec<StatsCell>, PluginError> {
+    if can_count && call.residual.is_empty() {
         let query = AggregateQuery {
             entity: request.entity.name.to_string(),
             scope: call.scope.clone(),
@@ -169,8 +179,7 @@ async fn count_source(
         }
     } else {
         count_by_paging(call, request).await
-    };
-    (answer, began.elapsed())
+    }
 }
 
 /// The fallback: page through the source's rows and count them here.

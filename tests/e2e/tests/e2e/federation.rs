@@ -466,3 +466,72 @@ async fn a_filter_on_a_joined_field_is_refused_not_answered_wrongly() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_failing_source_opens_its_circuit_and_a_probe_closes_it() {
+    let up = Upstreams::start().await;
+    let dir = ConfigDir::new().with_huimin().with_upstreams(&up);
+    let path = dir.dir.path().join("sources/city-platform.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[plugin.settings]",
+        "[breaker]\nfailures = 3\ncooldown_ms = 400\n\n[plugin.settings]",
+    );
+    std::fs::write(&path, text).unwrap();
+    let gw = dir.start().await;
+    let city = |body: &serde_json::Value| {
+        body["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "city-platform")
+            .cloned()
+            .unwrap()
+    };
+
+    up.city_faults.set(
+        "/divisions",
+        Fault {
+            error_rate: 1.0,
+            status: Some(500),
+            ..Fault::default()
+        },
+    );
+    for _ in 0..3 {
+        let (_, body) = gw.get("/v1/divisions?parent=150103").await;
+        assert_eq!(city(&body)["status"], "error", "{body}");
+    }
+    let calls_before = up.city_faults.received().len();
+    let (status, body) = gw.get("/v1/divisions?parent=150103").await;
+    assert_eq!(status, 200, "Huimin still answers: {body}");
+    assert_eq!(city(&body)["status"], "circuit_open", "{body}");
+    assert_eq!(city(&body)["error"]["code"], "circuit_open");
+    assert_eq!(
+        up.city_faults.received().len(),
+        calls_before,
+        "an open circuit calls nothing"
+    );
+    let (_, ready) = gw.get("/readyz").await;
+    let state = ready["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "city-platform")
+        .unwrap()["breaker"]
+        .clone();
+    assert_eq!(state, "open");
+
+    // The upstream recovers; after the cool-down one probe closes the circuit.
+    up.city_faults.set("/divisions", Fault::default());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_, body) = gw.get("/v1/divisions?parent=150103").await;
+    assert_eq!(city(&body)["status"], "ok", "{body}");
+    let (_, ready) = gw.get("/readyz").await;
+    let state = ready["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "city-platform")
+        .unwrap()["breaker"]
+        .clone();
+    assert_eq!(state, "closed");
+}
