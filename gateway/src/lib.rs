@@ -11,3 +11,4 @@ pub mod federation;
 pub mod model;
 pub mod server;
 pub mod sources;
+pub mod telemetry;

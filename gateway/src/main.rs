@@ -29,6 +29,9 @@ enum Command {
         /// Listen here instead of `server.listen`.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Serve `/metrics` here instead of `telemetry.metrics_listen`.
+        #[arg(long)]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
     /// Validate the configuration, load every plugin, and exit.
     Check {
@@ -37,12 +40,23 @@ enum Command {
     },
 }
 
+/// Logs as the config says; `RUST_LOG` overrides the level.
+fn init_logging(telemetry: &config::TelemetrySection) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&telemetry.log_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if telemetry.log_format == config::LogFormat::Json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
+    } else {
+        builder.init();
+    }
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -67,7 +81,11 @@ async fn run(command: Command) -> ExitCode {
             }
             Err(()) => ExitCode::FAILURE,
         },
-        Command::Serve { config, listen } => {
+        Command::Serve {
+            config,
+            listen,
+            metrics_listen,
+        } => {
             let Ok(gateway) = load(&config).await else {
                 return ExitCode::FAILURE;
             };
@@ -79,8 +97,21 @@ async fn run(command: Command) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            let admin = match metrics_listen.or(gateway.config.metrics_listen) {
+                Some(admin_addr) => match tokio::net::TcpListener::bind(admin_addr).await {
+                    Ok(l) => {
+                        tracing::info!(%admin_addr, "metrics on http://{admin_addr}/metrics");
+                        Some(l)
+                    }
+                    Err(e) => {
+                        eprintln!("cannot listen on {admin_addr} (telemetry.metrics_listen): {e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                None => None,
+            };
             tracing::info!(%addr, sources = gateway.sources.sources.len(), "lianqiao serving");
-            match serve(Arc::new(gateway), listener, shutdown_signal()).await {
+            match serve(Arc::new(gateway), listener, admin, shutdown_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("server error: {e}");
@@ -93,6 +124,7 @@ async fn run(command: Command) -> ExitCode {
 
 async fn load(path: &std::path::Path) -> Result<Gateway, ()> {
     let config = config::load(path).map_err(|e| eprint!("{e}"))?;
+    init_logging(&config.telemetry);
     Gateway::build(config).await.map_err(|e| eprint!("{e}"))
 }
 

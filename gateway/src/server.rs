@@ -22,6 +22,7 @@ pub struct Gateway {
     /// Key of the person hash that joins one person's records across
     /// sources; never given to a plugin.
     pub person_key: Vec<u8>,
+    pub metrics: crate::telemetry::metrics::Metrics,
 }
 
 /// A key from the environment variable `env`, or a random one with a
@@ -67,6 +68,7 @@ impl Gateway {
             sources,
             cursors: CursorCodec::new(&key),
             person_key,
+            metrics: Default::default(),
         })
     }
 
@@ -81,13 +83,22 @@ impl Gateway {
     }
 }
 
-/// Serve the API on `listener` until `shutdown` resolves, then let
-/// in-flight requests finish.
+/// Serve the API on `listener` (and `/metrics` on `admin`, if given)
+/// until `shutdown` resolves, then let in-flight requests finish.
 pub async fn serve(
     gateway: Arc<Gateway>,
     listener: TcpListener,
+    admin: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if let Some(admin) = admin {
+        let app = api::admin_router(gateway.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(admin, app).await {
+                tracing::error!(error = %e, "the admin listener stopped");
+            }
+        });
+    }
     let app = api::router(gateway).layer(TraceLayer::new_for_http());
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

@@ -162,12 +162,14 @@ fn data() -> Result {
 /// Where the demo's processes listen.
 struct Ports {
     gateway: &'static str,
+    metrics: &'static str,
     party_link: &'static str,
     city_platform: &'static str,
 }
 
 const DEMO: Ports = Ports {
     gateway: "127.0.0.1:8080",
+    metrics: "127.0.0.1:9464",
     party_link: "127.0.0.1:8091",
     city_platform: "127.0.0.1:8092",
 };
@@ -177,6 +179,7 @@ const DEMO: Ports = Ports {
 /// same seeded data, answer just as well).
 const DEMO_CHECK: Ports = Ports {
     gateway: "127.0.0.1:18080",
+    metrics: "127.0.0.1:19464",
     party_link: "127.0.0.1:8091",
     city_platform: "127.0.0.1:8092",
 };
@@ -281,6 +284,8 @@ fn demo(check: bool, ports: &Ports) -> Result {
             "config/lianqiao.toml",
             "--listen",
             addr,
+            "--metrics-listen",
+            ports.metrics,
         ])
         .current_dir(root())
         .stdout(Stdio::inherit())
@@ -327,7 +332,11 @@ fn show_demo(gateway: &mut Child, check: bool, ports: &Ports) -> Result {
     println!(
         "  districts (SQLite)        huimin 150103, saihan 150105, jining 150902 in target/demo/"
     );
-    println!("  the API, described        http://{addr}/openapi.json\n");
+    println!("  the API, described        http://{addr}/openapi.json");
+    println!(
+        "  metrics (Prometheus)      http://{}/metrics\n",
+        ports.metrics
+    );
     println!(
         "# the city platform directly: a token, then Huimin's streets\nTOKEN=$(curl -s -d 'grant_type=client_credentials&client_id=demo&client_secret=demo-secret' http://{0}/oauth/token | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')\ncurl -s -H \"Authorization: Bearer $TOKEN\" 'http://{0}/divisions?parentCode=150103'\n",
         ports.city_platform

@@ -28,9 +28,75 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        // Metrics and the access log for every matched route.
+        .route_layer(axum::middleware::from_fn_with_state(
+            gateway.clone(),
+            observe,
+        ))
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .with_state(gateway)
+}
+
+/// The admin listener: `/metrics` in Prometheus text format.
+pub fn admin_router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(gateway)
+}
+
+async fn metrics(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
+    let breakers: Vec<(String, &'static str)> = gateway
+        .sources
+        .sources
+        .iter()
+        .map(|s| (s.name().to_string(), s.breaker.state()))
+        .collect();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        gateway.metrics.render(&breakers),
+    )
+}
+
+/// Time the request, count it, and write one access-log line. The query
+/// string is never logged: filters can carry personal data.
+async fn observe(
+    State(gateway): State<Arc<Gateway>>,
+    route: axum::extract::MatchedPath,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let began = std::time::Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    let latency = began.elapsed();
+    let status = response.status().as_u16();
+    gateway
+        .metrics
+        .record_request(route.as_str(), status, latency);
+    tracing::info!(
+        target: "lianqiao::access",
+        %method,
+        route = route.as_str(),
+        path,
+        status,
+        latency_ms = latency.as_secs_f64() * 1e3,
+    );
+    response
+}
+
+/// Count each source's outcome for `/metrics`.
+fn record_sources(gateway: &Gateway, reports: &[federation::SourceReport]) {
+    for r in reports {
+        let code = r.error.as_ref().map_or("", |e| e.code());
+        gateway
+            .metrics
+            .record_source(&r.name, r.status.as_str(), code, r.latency);
+    }
 }
 
 async fn list(
@@ -83,6 +149,7 @@ async fn run(
                 &mut outcome,
             )
             .await;
+            record_sources(gateway, &outcome.reports);
             Ok(Json(envelope::list_envelope(&outcome, &request.output)))
         }
         Err(ListError::NoSource) => Err(ApiError::not_found(format!(
@@ -92,7 +159,10 @@ async fn run(
             gateway.coverage_summary()
         ))),
         Err(ListError::Cursor(e)) => Err(ApiError::cursor(e)),
-        Err(ListError::Failed(reports)) => Err(ApiError::sources_failed(reports)),
+        Err(ListError::Failed(reports)) => {
+            record_sources(gateway, &reports);
+            Err(ApiError::sources_failed(reports))
+        }
     }
 }
 
@@ -126,7 +196,10 @@ async fn stats(
     let request = params::stats_request(&pairs)?;
     check_filterable(&gateway, request.entity, &request.filters)?;
     match federation::stats::stats(&gateway.sources, &request).await {
-        Ok(outcome) => Ok(Json(envelope::stats_envelope(&outcome))),
+        Ok(outcome) => {
+            record_sources(&gateway, &outcome.reports);
+            Ok(Json(envelope::stats_envelope(&outcome)))
+        }
         Err(ListError::NoSource) => Err(ApiError::not_found(format!(
             "no source serves `{}` in division {}; connected sources cover: {}",
             request.entity.name,
@@ -134,7 +207,10 @@ async fn stats(
             gateway.coverage_summary()
         ))),
         Err(ListError::Cursor(e)) => Err(ApiError::cursor(e)),
-        Err(ListError::Failed(reports)) => Err(ApiError::sources_failed(reports)),
+        Err(ListError::Failed(reports)) => {
+            record_sources(&gateway, &reports);
+            Err(ApiError::sources_failed(reports))
+        }
     }
 }
 

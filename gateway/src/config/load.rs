@@ -133,6 +133,22 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         }
     };
 
+    let metrics_listen = match main.telemetry.metrics_listen.as_str() {
+        "" => None,
+        addr => addr
+            .parse::<SocketAddr>()
+            .map_err(|e| {
+                errors.push(ConfigError::new(
+                    path,
+                    "telemetry.metrics_listen",
+                    format!(
+                        "`{addr}` is not an address like 127.0.0.1:9464, or \"\" for none ({e})"
+                    ),
+                ))
+            })
+            .ok(),
+    };
+
     match (errors.is_empty(), listen) {
         (true, Some(listen)) => Ok(Config {
             file: path.to_path_buf(),
@@ -141,6 +157,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             plugins,
             sources,
             field_classes,
+            telemetry: main.telemetry,
+            metrics_listen,
         }),
         _ => Err(ConfigErrors(errors)),
     }

@@ -26,6 +26,37 @@ pub struct GatewayFile {
     pub sources: SourcesSection,
     #[serde(default)]
     pub model: ModelSection,
+    #[serde(default)]
+    pub telemetry: TelemetrySection,
+}
+
+/// `[telemetry]`: logs and metrics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySection {
+    /// `text` for people, `json` (one object per line) for log pipelines.
+    pub log_format: LogFormat,
+    /// Default log filter (`RUST_LOG` overrides it), e.g. `info`.
+    pub log_level: String,
+    /// Admin listener serving `/metrics` (Prometheus text); empty: none.
+    pub metrics_listen: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for TelemetrySection {
+    fn default() -> Self {
+        TelemetrySection {
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            metrics_listen: "127.0.0.1:9464".into(),
+        }
+    }
 }
 
 /// `[model]`: the unified model's operator-owned parts.
@@ -289,6 +320,9 @@ pub struct Config {
     pub plugins: PluginsSection,
     pub sources: Vec<SourceConfig>,
     pub field_classes: crate::model::FieldClasses,
+    pub telemetry: TelemetrySection,
+    /// The admin listener's address, if any.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// One validated source.

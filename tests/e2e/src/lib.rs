@@ -324,6 +324,8 @@ impl Default for ConfigDir {
 /// A gateway serving on 127.0.0.1:<ephemeral>, stopped when dropped.
 pub struct TestGateway {
     pub addr: SocketAddr,
+    /// The admin listener (`/metrics`).
+    pub admin: SocketAddr,
     pub gateway: Arc<Gateway>,
     client: Client<HttpConnector, Empty<Bytes>>,
     stop: Option<oneshot::Sender<()>>,
@@ -336,18 +338,46 @@ impl TestGateway {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let admin = admin_listener.local_addr().expect("addr");
         let gateway = Arc::new(gateway);
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(serve(gateway.clone(), listener, async {
-            let _ = stopped.await;
-        }));
+        tokio::spawn(serve(
+            gateway.clone(),
+            listener,
+            Some(admin_listener),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         TestGateway {
             addr,
+            admin,
             gateway,
             client: Client::builder(TokioExecutor::new()).build_http(),
             stop: Some(stop),
             _config: config,
         }
+    }
+
+    /// GET `path` from the admin listener; status and text.
+    pub async fn admin_text(&self, path: &str) -> (StatusCode, String) {
+        let uri = format!("http://{}{}", self.admin, path);
+        let response = self
+            .client
+            .get(uri.parse().expect("uri"))
+            .await
+            .expect("request");
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
     }
 
     /// GET `path`; the status and the body parsed as JSON.

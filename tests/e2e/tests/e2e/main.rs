@@ -8,3 +8,4 @@ mod federation;
 mod plugin_faults;
 mod received;
 mod serving;
+mod telemetry;

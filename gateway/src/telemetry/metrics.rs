@@ -1,0 +1,189 @@
+//! Metrics kept in process and rendered as Prometheus text on the admin
+//! listener (`/metrics`). Counters and fixed-bucket histograms, labelled
+//! only by route, source, status and code — never by anything a caller
+//! sends, so cardinality stays bounded.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Latency buckets, seconds: 1 ms … 10 s.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+#[derive(Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels},le=\"{bound}\"}} {}",
+                self.counts[i]
+            );
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    /// (route, status) → requests
+    requests: BTreeMap<(String, u16), u64>,
+    request_seconds: BTreeMap<String, Histogram>,
+    /// (source, status, code) → calls
+    source_calls: BTreeMap<(String, String, String), u64>,
+    source_seconds: BTreeMap<String, Histogram>,
+}
+
+/// The gateway's metrics.
+#[derive(Default)]
+pub struct Metrics(Mutex<Inner>);
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics(..)")
+    }
+}
+
+/// Label values are ours (route templates, source names, codes), but
+/// escape anyway so the text format can never break.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    pub fn record_request(&self, route: &str, status: u16, latency: Duration) {
+        if let Ok(mut m) = self.0.lock() {
+            *m.requests.entry((route.to_string(), status)).or_default() += 1;
+            m.request_seconds
+                .entry(route.to_string())
+                .or_default()
+                .observe(latency.as_secs_f64());
+        }
+    }
+
+    pub fn record_source(&self, source: &str, status: &str, code: &str, latency: Duration) {
+        if let Ok(mut m) = self.0.lock() {
+            *m.source_calls
+                .entry((source.to_string(), status.to_string(), code.to_string()))
+                .or_default() += 1;
+            m.source_seconds
+                .entry(source.to_string())
+                .or_default()
+                .observe(latency.as_secs_f64());
+        }
+    }
+
+    /// Prometheus text exposition; `breakers` are (source, state) now.
+    pub fn render(&self, breakers: &[(String, &'static str)]) -> String {
+        let mut out = String::new();
+        let Ok(m) = self.0.lock() else { return out };
+        out.push_str("# HELP lianqiao_requests_total API requests by route and HTTP status.\n# TYPE lianqiao_requests_total counter\n");
+        for ((route, status), n) in &m.requests {
+            let _ = writeln!(
+                out,
+                "lianqiao_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                escape(route)
+            );
+        }
+        out.push_str("# HELP lianqiao_request_duration_seconds API request latency by route.\n# TYPE lianqiao_request_duration_seconds histogram\n");
+        for (route, h) in &m.request_seconds {
+            h.render(
+                &mut out,
+                "lianqiao_request_duration_seconds",
+                &format!("route=\"{}\"", escape(route)),
+            );
+        }
+        out.push_str("# HELP lianqiao_source_calls_total Calls to sources by outcome and error code.\n# TYPE lianqiao_source_calls_total counter\n");
+        for ((source, status, code), n) in &m.source_calls {
+            let _ = writeln!(
+                out,
+                "lianqiao_source_calls_total{{source=\"{}\",status=\"{}\",code=\"{}\"}} {n}",
+                escape(source),
+                escape(status),
+                escape(code)
+            );
+        }
+        out.push_str("# HELP lianqiao_source_duration_seconds Latency of calls to each source.\n# TYPE lianqiao_source_duration_seconds histogram\n");
+        for (source, h) in &m.source_seconds {
+            h.render(
+                &mut out,
+                "lianqiao_source_duration_seconds",
+                &format!("source=\"{}\"", escape(source)),
+            );
+        }
+        out.push_str("# HELP lianqiao_source_breaker_open 1 when the source's circuit is open or half-open.\n# TYPE lianqiao_source_breaker_open gauge\n");
+        for (source, state) in breakers {
+            let open = u8::from(*state != "closed");
+            let _ = writeln!(
+                out,
+                "lianqiao_source_breaker_open{{source=\"{}\",state=\"{state}\"}} {open}",
+                escape(source)
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_cumulative_buckets() {
+        let m = Metrics::default();
+        m.record_request("/v1/{resource}", 200, Duration::from_millis(3));
+        m.record_request("/v1/{resource}", 200, Duration::from_millis(30));
+        m.record_source("huimin", "ok", "", Duration::from_millis(2));
+        let text = m.render(&[("huimin".into(), "closed")]);
+        assert!(
+            text.contains("lianqiao_requests_total{route=\"/v1/{resource}\",status=\"200\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "lianqiao_request_duration_seconds_bucket{route=\"/v1/{resource}\",le=\"0.005\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "lianqiao_request_duration_seconds_bucket{route=\"/v1/{resource}\",le=\"+Inf\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "lianqiao_source_calls_total{source=\"huimin\",status=\"ok\",code=\"\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("lianqiao_source_breaker_open{source=\"huimin\",state=\"closed\"} 0"),
+            "{text}"
+        );
+    }
+}

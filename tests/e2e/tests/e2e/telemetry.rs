@@ -1,0 +1,50 @@
+//! Metrics on the admin listener, per route and per source.
+
+use lianqiao_e2e::ConfigDir;
+
+#[tokio::test]
+async fn metrics_count_requests_and_source_outcomes() {
+    let gw = ConfigDir::new()
+        .with_huimin()
+        .with_misbehaving("trapper", "trap", "990001", "")
+        .start()
+        .await;
+    for _ in 0..3 {
+        assert_eq!(gw.get("/v1/grids?division=150103001&limit=2").await.0, 200);
+    }
+    assert_eq!(gw.get("/v1/grids?division=990001").await.0, 502);
+    assert_eq!(gw.get("/v1/grids?division=150103&colour=red").await.0, 400);
+
+    let (status, text) = gw.admin_text("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("lianqiao_requests_total{route=\"/v1/{resource}\",status=\"200\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("lianqiao_requests_total{route=\"/v1/{resource}\",status=\"502\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("lianqiao_requests_total{route=\"/v1/{resource}\",status=\"400\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("lianqiao_source_calls_total{source=\"huimin\",status=\"ok\",code=\"\"} 3"),
+        "{text}"
+    );
+    assert!(text.contains("lianqiao_source_calls_total{source=\"trapper\",status=\"error\",code=\"plugin_trap\"} 1"), "{text}");
+    assert!(
+        text.contains("lianqiao_source_duration_seconds_count{source=\"huimin\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("lianqiao_source_breaker_open{source=\"trapper\",state=\"closed\"} 0"),
+        "{text}"
+    );
+    // Nothing a caller sent becomes a label.
+    assert!(
+        !text.contains("colour") && !text.contains("150103001"),
+        "{text}"
+    );
+}
