@@ -362,9 +362,8 @@ impl TestGateway {
         }
     }
 
-    /// GET `path` from the admin listener; status and text.
-    pub async fn admin_text(&self, path: &str) -> (StatusCode, String) {
-        let uri = format!("http://{}{}", self.admin, path);
+    async fn fetch(&self, addr: SocketAddr, path: &str) -> (StatusCode, Bytes) {
+        let uri = format!("http://{addr}{path}");
         let response = self
             .client
             .get(uri.parse().expect("uri"))
@@ -377,24 +376,18 @@ impl TestGateway {
             .await
             .expect("body")
             .to_bytes();
+        (status, body)
+    }
+
+    /// GET `path` from the admin listener; status and text.
+    pub async fn admin_text(&self, path: &str) -> (StatusCode, String) {
+        let (status, body) = self.fetch(self.admin, path).await;
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
     /// GET `path`; the status and the body parsed as JSON.
     pub async fn get(&self, path: &str) -> (StatusCode, serde_json::Value) {
-        let uri = format!("http://{}{}", self.addr, path);
-        let response = self
-            .client
-            .get(uri.parse().expect("uri"))
-            .await
-            .expect("request");
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let (status, body) = self.fetch(self.addr, path).await;
         let json = serde_json::from_slice(&body).unwrap_or_else(|e| {
             panic!(
                 "{path}: body is not JSON ({e}): {}",
