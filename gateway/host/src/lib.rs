@@ -19,6 +19,7 @@ mod engine;
 mod error;
 mod plugin;
 mod state;
+pub mod trace;
 
 pub use engine::{EngineSettings, PluginEngine};
 pub use error::{LoadError, PluginError};

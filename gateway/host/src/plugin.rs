@@ -226,12 +226,14 @@ impl SourcePlugin {
         let grants = self.grants.clone();
         let limits = self.limits.clone();
         let runtime = tokio::runtime::Handle::current();
+        // Read here, on the request's task: the blocking thread has no task-locals.
+        let trace = crate::trace::TraceContext::current();
         let cap = usize::try_from(limits.memory_mib << 20).unwrap_or(usize::MAX);
         let joined = tokio::task::spawn_blocking(move || {
             let deadline = Instant::now() + limits.deadline;
             let mut store = Store::new(
                 &engine.engine,
-                HostState::new(grants, cap, deadline, runtime),
+                HostState::new(grants, cap, deadline, runtime, trace),
             );
             store.limiter(|state| &mut state.memory);
             store.epoch_deadline_trap();

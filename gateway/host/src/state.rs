@@ -18,6 +18,8 @@ pub(crate) struct HostState {
     /// waits by it, since epoch interruption cannot stop host code.
     pub(crate) deadline: Instant,
     pub(crate) runtime: tokio::runtime::Handle,
+    /// The trace of the request this call serves, for outgoing requests.
+    pub(crate) trace: Option<crate::trace::TraceContext>,
 }
 
 impl HostState {
@@ -26,6 +28,7 @@ impl HostState {
         memory_cap: usize,
         deadline: Instant,
         runtime: tokio::runtime::Handle,
+        trace: Option<crate::trace::TraceContext>,
     ) -> Self {
         HostState {
             // No args, no environment, no preopened directories, no sockets:
@@ -36,6 +39,7 @@ impl HostState {
             grants,
             deadline,
             runtime,
+            trace,
         }
     }
 

@@ -13,6 +13,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use lianqiao_host::contract::{FilterOp, Value};
+use lianqiao_host::trace::{TRACE_CONTEXT, TraceContext};
 use serde_json::json;
 
 use crate::federation::{self, FieldFilter, ListRequest, executor::ListError};
@@ -72,7 +73,15 @@ async fn observe(
     let began = std::time::Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let response = next.run(request).await;
+    // The caller's trace, or a new one: upstream requests carry it.
+    let trace = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceContext::parse)
+        .unwrap_or_else(TraceContext::new_root);
+    let trace_id = trace.trace_id.clone();
+    let response = TRACE_CONTEXT.scope(trace, next.run(request)).await;
     let latency = began.elapsed();
     let status = response.status().as_u16();
     gateway
@@ -83,6 +92,7 @@ async fn observe(
         %method,
         route = route.as_str(),
         path,
+        trace_id,
         status,
         latency_ms = latency.as_secs_f64() * 1e3,
     );

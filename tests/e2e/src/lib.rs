@@ -362,11 +362,19 @@ impl TestGateway {
         }
     }
 
-    async fn fetch(&self, addr: SocketAddr, path: &str) -> (StatusCode, Bytes) {
-        let uri = format!("http://{addr}{path}");
+    async fn fetch(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Bytes) {
+        let mut request = hyper::Request::get(format!("http://{addr}{path}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         let response = self
             .client
-            .get(uri.parse().expect("uri"))
+            .request(request.body(Empty::new()).expect("request"))
             .await
             .expect("request");
         let status = response.status();
@@ -381,13 +389,22 @@ impl TestGateway {
 
     /// GET `path` from the admin listener; status and text.
     pub async fn admin_text(&self, path: &str) -> (StatusCode, String) {
-        let (status, body) = self.fetch(self.admin, path).await;
+        let (status, body) = self.fetch(self.admin, path, &[]).await;
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
     /// GET `path`; the status and the body parsed as JSON.
     pub async fn get(&self, path: &str) -> (StatusCode, serde_json::Value) {
-        let (status, body) = self.fetch(self.addr, path).await;
+        self.get_with(path, &[]).await
+    }
+
+    /// GET `path` with request headers.
+    pub async fn get_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, serde_json::Value) {
+        let (status, body) = self.fetch(self.addr, path, headers).await;
         let json = serde_json::from_slice(&body).unwrap_or_else(|e| {
             panic!(
                 "{path}: body is not JSON ({e}): {}",

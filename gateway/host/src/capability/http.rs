@@ -211,6 +211,7 @@ impl HttpGrant {
         request: &Request,
         credential: Option<&Credential>,
         force_token: bool,
+        trace: Option<&crate::trace::TraceContext>,
     ) -> Result<Response, HttpError> {
         let body = Bytes::from(request.body.clone().unwrap_or_default());
         let method = hyper::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
@@ -236,6 +237,9 @@ impl HttpGrant {
                 return Err(HttpError::Denied(format!("invalid header `{name}`")));
             };
             builder = builder.header(n, v);
+        }
+        if let Some(trace) = trace {
+            builder = builder.header("traceparent", trace.child_header());
         }
         match credential {
             Some(Credential::Hmac { app_key, secret }) => {
@@ -325,19 +329,20 @@ impl Host for HostState {
             },
         };
         let budget = self.remaining().min(grant.timeout);
+        let trace = self.trace.clone();
         // Guest calls run on a blocking thread: waiting here is allowed, and
         // the budget bounds it (epochs do not interrupt host code).
         let outcome = self.runtime.block_on(async {
             tokio::time::timeout(budget, async {
                 let first = grant
-                    .send_once(&uri, &request, credential.as_deref(), false)
+                    .send_once(&uri, &request, credential.as_deref(), false, trace.as_ref())
                     .await?;
                 // An expired or revoked token: fetch a new one, once.
                 if first.status == 401
                     && matches!(credential.as_deref(), Some(Credential::OAuth2 { .. }))
                 {
                     return grant
-                        .send_once(&uri, &request, credential.as_deref(), true)
+                        .send_once(&uri, &request, credential.as_deref(), true, trace.as_ref())
                         .await;
                 }
                 Ok(first)

@@ -139,3 +139,59 @@ async fn upstreams_receive_their_own_protocols_and_never_the_secret() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_callers_trace_reaches_the_upstreams() {
+    let up = Upstreams::start().await;
+    let gw = ConfigDir::new().with_upstreams(&up).start().await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let (status, body) = gw
+        .get_with(
+            "/v1/members?division=150103002&limit=3",
+            &[("traceparent", &format!("00-{trace}-00f067aa0ba902b7-01"))],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let sent = up.party_link_faults.received();
+    let headers: Vec<&str> = sent
+        .iter()
+        .filter_map(|r| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k == "traceparent")
+                .map(|(_, v)| v.as_str())
+        })
+        .collect();
+    assert!(
+        !headers.is_empty(),
+        "every upstream request carries the trace"
+    );
+    assert_eq!(headers.len(), sent.len());
+    for h in &headers {
+        assert!(
+            h.starts_with(&format!("00-{trace}-")) && h.ends_with("-01"),
+            "{h}"
+        );
+        assert!(
+            !h.contains("00f067aa0ba902b7"),
+            "a new span id per hop: {h}"
+        );
+    }
+
+    // Without one, the gateway starts a trace of its own.
+    let before = up.city_faults.received().len();
+    let (status, _) = gw.get("/v1/service-centers?division=150103&limit=1").await;
+    assert_eq!(status, 200);
+    let fresh = &up.city_faults.received()[before..];
+    let ids: std::collections::HashSet<String> = fresh
+        .iter()
+        .filter(|r| r.path != "/oauth/token")
+        .filter_map(|r| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k == "traceparent")
+                .map(|(_, v)| v[3..35].to_string())
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "one trace for the request: {ids:?}");
+}
