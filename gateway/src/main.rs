@@ -33,6 +33,12 @@ enum Command {
         #[arg(long)]
         metrics_listen: Option<std::net::SocketAddr>,
     },
+    /// Print a running gateway's sources: state, breaker, recent latency.
+    Status {
+        /// The gateway's API address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+    },
     /// Validate the configuration, load every plugin, and exit.
     Check {
         #[arg(long, default_value = "config/lianqiao.toml")]
@@ -69,6 +75,16 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> ExitCode {
     match command {
+        Command::Status { addr } => match status(addr).await {
+            Ok(table) => {
+                print!("{table}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cannot read http://{addr}/readyz: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Check { config } => match load(&config).await {
             Ok(gateway) => {
                 println!(
@@ -146,4 +162,29 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down: draining in-flight requests");
+}
+
+/// `GET /readyz` of a running gateway, as a table.
+async fn status(addr: std::net::SocketAddr) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&raw);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .ok_or("no HTTP body")?;
+    let ready: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    Ok(lianqiao_gateway::telemetry::status_table(&ready))
 }

@@ -290,6 +290,11 @@ async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
                 "name": s.name(),
                 "state": "loaded",
                 "breaker": s.breaker.state(),
+                "recent": gateway.metrics.recent(s.name()).map(|r| json!({
+                    "calls": r.calls,
+                    "failures": r.failures,
+                    "median_latency_ms": (r.median.as_secs_f64() * 10_000.0).round() / 10.0,
+                })),
                 "coverage": s.config.coverage,
                 "plugin": { "name": manifest.name, "version": manifest.version, "sha256": s.plugin.sha256() },
                 "entities": manifest.entities.iter().map(|e| e.name.clone()).collect::<Vec<_>>(),

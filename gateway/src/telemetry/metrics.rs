@@ -53,7 +53,20 @@ struct Inner {
     /// (source, status, code) → calls
     source_calls: BTreeMap<(String, String, String), u64>,
     source_seconds: BTreeMap<String, Histogram>,
+    /// The last calls of each source: (latency, failed).
+    recent: BTreeMap<String, std::collections::VecDeque<(Duration, bool)>>,
 }
+
+/// How a source has done lately, for `/readyz` and `lianqiao status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recent {
+    pub calls: usize,
+    pub failures: usize,
+    pub median: Duration,
+}
+
+/// Calls remembered per source for `Recent`.
+const RECENT: usize = 64;
 
 /// The gateway's metrics.
 #[derive(Default)]
@@ -94,7 +107,30 @@ impl Metrics {
                 .entry(source.to_string())
                 .or_default()
                 .observe(latency.as_secs_f64());
+            if status != "skipped" {
+                let recent = m.recent.entry(source.to_string()).or_default();
+                if recent.len() == RECENT {
+                    recent.pop_front();
+                }
+                recent.push_back((latency, status != "ok"));
+            }
         }
+    }
+
+    /// The last calls of `source` (up to 64), if any.
+    pub fn recent(&self, source: &str) -> Option<Recent> {
+        let m = self.0.lock().ok()?;
+        let calls = m.recent.get(source)?;
+        let mut latencies: Vec<Duration> = calls.iter().map(|(l, _)| *l).collect();
+        latencies.sort();
+        Some(Recent {
+            calls: calls.len(),
+            failures: calls.iter().filter(|(_, failed)| *failed).count(),
+            median: latencies
+                .get(latencies.len() / 2)
+                .copied()
+                .unwrap_or_default(),
+        })
     }
 
     /// Prometheus text exposition; `breakers` are (source, state) now.

@@ -48,3 +48,35 @@ async fn metrics_count_requests_and_source_outcomes() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn status_shows_each_sources_recent_calls() {
+    let gw = ConfigDir::new()
+        .with_huimin()
+        .with_misbehaving("trapper", "trap", "990001", "")
+        .start()
+        .await;
+    for _ in 0..4 {
+        gw.get("/v1/grids?division=150103001&limit=2").await;
+    }
+    gw.get("/v1/grids?division=990001").await;
+    let (_, ready) = gw.get("/readyz").await;
+    let table = lianqiao_gateway::telemetry::status_table(&ready);
+    let line = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let huimin: Vec<String> = line("huimin")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(&huimin[1..5], ["loaded", "closed", "4", "0"], "{table}");
+    let trapper: Vec<String> = line("trapper")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(&trapper[3..5], ["1", "1"], "{table}");
+}
