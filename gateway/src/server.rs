@@ -23,6 +23,8 @@ pub struct Gateway {
     /// sources; never given to a plugin.
     pub person_key: Vec<u8>,
     pub metrics: crate::telemetry::metrics::Metrics,
+    /// Permits for requests in flight (`server.max_concurrent_requests`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// A key from the environment variable `env`, or a random one with a
@@ -64,6 +66,9 @@ impl Gateway {
             "person keys differ between replicas (they never leave a gateway, so joins still work)",
         );
         Ok(Gateway {
+            in_flight: Arc::new(tokio::sync::Semaphore::new(
+                config.server.max_concurrent_requests as usize,
+            )),
             config,
             sources,
             cursors: CursorCodec::new(&key),

@@ -36,7 +36,40 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         ))
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
+        // Bounded work: past the limit, 503 at once instead of a queue.
+        .layer(axum::middleware::from_fn_with_state(gateway.clone(), admit))
         .with_state(gateway)
+}
+
+/// Refuse requests beyond `server.max_concurrent_requests` with 503
+/// `overloaded` and `Retry-After` (health checks always pass).
+async fn admit(
+    State(gateway): State<Arc<Gateway>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if matches!(request.uri().path(), "/healthz" | "/readyz") {
+        return next.run(request).await;
+    }
+    match gateway.in_flight.clone().try_acquire_owned() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => {
+            let mut response = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!(
+                    "the gateway is serving its limit of {} requests; retry shortly",
+                    gateway.config.server.max_concurrent_requests
+                ),
+            )
+            .into_response();
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            response
+        }
+    }
 }
 
 /// The admin listener: `/metrics` in Prometheus text format.

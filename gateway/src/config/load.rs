@@ -52,6 +52,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             ),
         ));
     }
+    if server.max_concurrent_requests == 0 {
+        errors.push(ConfigError::new(
+            path,
+            "server.max_concurrent_requests",
+            "must be at least 1",
+        ));
+    }
     if !(1..=10_000).contains(&main.plugins.pool_instances) {
         errors.push(ConfigError::new(
             path,

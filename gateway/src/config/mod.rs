@@ -93,6 +93,9 @@ pub struct ServerSection {
     pub max_page_size: u32,
     /// Rows per page when the caller does not say.
     pub default_page_size: u32,
+    /// Requests served at once; more are refused at once with 503
+    /// `overloaded` and `Retry-After`, rather than queueing without bound.
+    pub max_concurrent_requests: u32,
 }
 
 impl Default for ServerSection {
@@ -103,6 +106,7 @@ impl Default for ServerSection {
             person_key_env: "LIANQIAO_PERSON_KEY".into(),
             max_page_size: 1000,
             default_page_size: 50,
+            max_concurrent_requests: 512,
         }
     }
 }

@@ -77,3 +77,45 @@ async fn a_plugin_whose_sha256_differs_from_the_pin_is_refused() {
     assert!(text.contains("pinned.toml"), "{text}");
     assert!(text.contains("but the config pins 0000"), "{text}");
 }
+
+#[tokio::test]
+async fn past_its_concurrency_limit_the_gateway_answers_503_at_once() {
+    let dir = ConfigDir::new().with_misbehaving("slow", "slow", "990005", "");
+    let source = dir.dir.path().join("sources/slow.toml");
+    let text = std::fs::read_to_string(&source)
+        .unwrap()
+        .replace("mode = \"slow\"", "mode = \"slow\"\ndelay_ms = 400");
+    std::fs::write(
+        &source,
+        text.replace("deadline_ms = 300", "deadline_ms = 2000"),
+    )
+    .unwrap();
+    let main = dir.main_file();
+    let text = std::fs::read_to_string(&main)
+        .unwrap()
+        .replace("[server]", "[server]\nmax_concurrent_requests = 1");
+    std::fs::write(&main, text).unwrap();
+    let gw = std::sync::Arc::new(dir.start().await);
+
+    let slow = {
+        let gw = gw.clone();
+        tokio::spawn(async move { gw.get("/v1/grids?division=990005").await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let began = Instant::now();
+    let (status, body) = gw.get("/v1/grids?division=990005").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "overloaded");
+    assert!(
+        began.elapsed() < Duration::from_millis(200),
+        "refused at once, not queued"
+    );
+    assert_eq!(gw.get("/healthz").await.0, 200, "liveness is never refused");
+    let (status, _) = slow.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        gw.get("/v1/grids?division=990005").await.0,
+        200,
+        "capacity is back"
+    );
+}
