@@ -2,12 +2,12 @@
 //! unified model.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lianqiao_host::capability::cache::SourceCache;
 use lianqiao_host::capability::http::{Credential, HttpGrant, Secret};
 use lianqiao_host::capability::sql::{PoolSettings, SqlPool};
-use lianqiao_host::contract::Manifest;
+use lianqiao_host::contract::{Manifest, Page, Query};
 use lianqiao_host::{
     PluginEngine, PluginError, PluginLimits, SourceGrants, SourcePlugin, SourceSpec,
 };
@@ -22,18 +22,37 @@ pub struct Source {
     pub config: SourceConfig,
     pub plugin: SourcePlugin,
     pub breaker: Breaker,
+    /// Calls in flight (`limits.max_concurrent`).
+    concurrency: Arc<tokio::sync::Semaphore>,
+    /// Recent pages by query (`cache.response_ttl_ms`; empty when off).
+    responses: std::sync::Mutex<std::collections::HashMap<String, (Page, Instant)>>,
 }
+
+/// Pages kept per source at most; the oldest go first.
+const RESPONSE_CACHE_ENTRIES: usize = 1024;
 
 impl Source {
     pub fn name(&self) -> &str {
         &self.config.name
     }
 
-    /// Run `call` unless the source's circuit is open; record the outcome.
+    /// Run `call` once a concurrency slot is free (waiting at most the
+    /// deadline) and unless the source's circuit is open; record the outcome.
     pub async fn guarded<T>(
         &self,
         call: impl std::future::Future<Output = Result<T, PluginError>>,
     ) -> Result<T, PluginError> {
+        let slot = tokio::time::timeout(
+            self.plugin.limits().deadline,
+            self.concurrency.clone().acquire_owned(),
+        )
+        .await;
+        let Ok(Ok(_slot)) = slot else {
+            return Err(PluginError::Busy(format!(
+                "{} calls to this source are already in flight (limits.max_concurrent)",
+                self.config.limits.max_concurrent
+            )));
+        };
         match self.breaker.admit() {
             Admission::Rejected { retry_in } => Err(PluginError::CircuitOpen {
                 retry_in_ms: retry_in.as_millis() as u64,
@@ -48,6 +67,41 @@ impl Source {
                 outcome
             }
         }
+    }
+
+    /// The response cache's key for `query`: the whole query (entity,
+    /// scope, filters, projection, limit, cursor), so an answer is never
+    /// served to a query with another scope. `None` when caching is off.
+    pub fn cache_key(&self, query: &Query) -> Option<String> {
+        (self.config.response_ttl_ms > 0).then(|| format!("{query:?}"))
+    }
+
+    /// A fresh cached page for `key`.
+    pub fn cached(&self, key: &str) -> Option<Page> {
+        let ttl = Duration::from_millis(self.config.response_ttl_ms);
+        let cache = self.responses.lock().ok()?;
+        cache
+            .get(key)
+            .filter(|(_, at)| at.elapsed() < ttl)
+            .map(|(page, _)| page.clone())
+    }
+
+    /// Keep `page` for `key`, dropping stale entries and, when full, the oldest.
+    pub fn remember(&self, key: String, page: &Page) {
+        let ttl = Duration::from_millis(self.config.response_ttl_ms);
+        let Ok(mut cache) = self.responses.lock() else {
+            return;
+        };
+        cache.retain(|_, (_, at)| at.elapsed() < ttl);
+        if cache.len() >= RESPONSE_CACHE_ENTRIES
+            && let Some(oldest) = cache
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| k.clone())
+        {
+            cache.remove(&oldest);
+        }
+        cache.insert(key, (page.clone(), Instant::now()));
     }
 
     /// True when the source declares it serves `entity`.
@@ -132,10 +186,15 @@ async fn load_one(config: SourceConfig, engine: &PluginEngine) -> Result<Source,
         config.breaker.failures,
         Duration::from_millis(config.breaker.cooldown_ms),
     );
+    let concurrency = Arc::new(tokio::sync::Semaphore::new(
+        config.limits.max_concurrent as usize,
+    ));
     Ok(Source {
         config,
         plugin,
         breaker,
+        concurrency,
+        responses: Default::default(),
     })
 }
 

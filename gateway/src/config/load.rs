@@ -250,6 +250,9 @@ fn validate_source(
     if !(1..=600_000).contains(&limits.deadline_ms) {
         error("limits.deadline_ms", "must be from 1 to 600000".into());
     }
+    if limits.max_concurrent == 0 {
+        error("limits.max_concurrent", "must be at least 1".into());
+    }
     if limits.max_rows == 0 {
         error("limits.max_rows", "must be at least 1".into());
     }
@@ -321,6 +324,7 @@ fn validate_source(
         http,
         cache_max_bytes: usize::try_from(raw.cache.max_mib << 20).unwrap_or(usize::MAX),
         breaker: raw.breaker,
+        response_ttl_ms: raw.cache.response_ttl_ms,
     })
 }
 

@@ -201,6 +201,9 @@ pub struct LimitsSection {
     pub deadline_ms: u64,
     /// Rows one page from this source may carry.
     pub max_rows: u32,
+    /// Calls to this source in flight at once; more wait (up to the
+    /// deadline), then fail with `source_unavailable`.
+    pub max_concurrent: u32,
 }
 
 impl Default for LimitsSection {
@@ -209,6 +212,7 @@ impl Default for LimitsSection {
             memory_mib: 64,
             deadline_ms: 5000,
             max_rows: 5000,
+            max_concurrent: 16,
         }
     }
 }
@@ -306,11 +310,18 @@ impl Default for BreakerSection {
 pub struct CacheSection {
     /// Bytes the plugin may keep in the host's cache, MiB.
     pub max_mib: u64,
+    /// Keep the gateway's answers from this source for this long, ms
+    /// (0: off). Keyed by the whole query, scope included, so an answer is
+    /// never served to a query with another scope.
+    pub response_ttl_ms: u64,
 }
 
 impl Default for CacheSection {
     fn default() -> Self {
-        CacheSection { max_mib: 32 }
+        CacheSection {
+            max_mib: 32,
+            response_ttl_ms: 0,
+        }
     }
 }
 
@@ -347,6 +358,7 @@ pub struct SourceConfig {
     pub settings_json: String,
     pub http: Option<HttpConfig>,
     pub cache_max_bytes: usize,
+    pub response_ttl_ms: u64,
     pub breaker: BreakerSection,
 }
 

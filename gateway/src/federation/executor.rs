@@ -269,6 +269,10 @@ async fn call_source(
     let plugin = &call.source.plugin;
     let deadline = plugin.limits().deadline;
     let began = Instant::now();
+    let key = call.source.cache_key(&query);
+    if let Some(page) = key.as_deref().and_then(|k| call.source.cached(k)) {
+        return (start, Ok(page), began.elapsed());
+    }
     let answer = call
         .source
         .guarded(async {
@@ -280,5 +284,8 @@ async fn call_source(
             }
         })
         .await;
+    if let (Some(key), Ok(page)) = (key, &answer) {
+        call.source.remember(key, page);
+    }
     (start, answer, began.elapsed())
 }

@@ -119,3 +119,34 @@ async fn past_its_concurrency_limit_the_gateway_answers_503_at_once() {
         "capacity is back"
     );
 }
+
+#[tokio::test]
+async fn a_source_takes_at_most_its_concurrent_calls() {
+    let dir = ConfigDir::new().with_misbehaving("narrow", "slow", "990006", "");
+    let source = dir.dir.path().join("sources/narrow.toml");
+    let text = std::fs::read_to_string(&source)
+        .unwrap()
+        .replace("mode = \"slow\"", "mode = \"slow\"\ndelay_ms = 300")
+        .replace(
+            "deadline_ms = 300",
+            "deadline_ms = 2000\nmax_concurrent = 1",
+        );
+    std::fs::write(&source, text).unwrap();
+    let gw = std::sync::Arc::new(dir.start().await);
+    let began = Instant::now();
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let gw = gw.clone();
+            tokio::spawn(async move { gw.get("/v1/grids?division=990006").await.0 })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), 200);
+    }
+    // One at a time: three 300 ms calls take at least 900 ms.
+    assert!(
+        began.elapsed() >= Duration::from_millis(880),
+        "{:?}",
+        began.elapsed()
+    );
+}

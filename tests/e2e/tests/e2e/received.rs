@@ -195,3 +195,36 @@ async fn the_callers_trace_reaches_the_upstreams() {
         .collect();
     assert_eq!(ids.len(), 1, "one trace for the request: {ids:?}");
 }
+
+#[tokio::test]
+async fn cached_answers_spare_the_source_but_never_cross_scopes() {
+    let dir = ConfigDir::new().with_huimin();
+    let path = dir.dir.path().join("sources/huimin.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[sql]", "[cache]\nresponse_ttl_ms = 60000\n\n[sql]");
+    std::fs::write(&path, text).unwrap();
+    let gw = dir.start().await;
+    let statements = || source(&gw, "huimin").plugin.recent_statements().len();
+
+    let (_, first) = gw.get("/v1/grids?division=150103001&limit=5").await;
+    let after_first = statements();
+    let (_, second) = gw.get("/v1/grids?division=150103001&limit=5").await;
+    assert_eq!(
+        statements(),
+        after_first,
+        "the second answer came from the cache"
+    );
+    assert_eq!(first["data"], second["data"]);
+
+    // Another scope is another query: the database is asked again.
+    let (_, other) = gw.get("/v1/grids?division=150103002&limit=5").await;
+    assert_eq!(statements(), after_first + 1);
+    assert!(
+        other["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["id"].as_str().unwrap().starts_with("150103002"))
+    );
+}
