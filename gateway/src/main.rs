@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use lianqiao_gateway::config;
-use lianqiao_gateway::server::{Gateway, serve};
+use lianqiao_gateway::server::{Gateway, Live, serve};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -127,7 +127,9 @@ async fn run(command: Command) -> ExitCode {
                 None => None,
             };
             tracing::info!(%addr, sources = gateway.sources.sources.len(), "lianqiao serving");
-            match serve(Arc::new(gateway), listener, admin, shutdown_signal()).await {
+            let live = Arc::new(Live::new(gateway, config.clone()));
+            tokio::spawn(reload_on_change(live.clone(), config.clone()));
+            match serve(live, listener, admin, shutdown_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("server error: {e}");
@@ -187,4 +189,60 @@ async fn status(addr: std::net::SocketAddr) -> Result<String, String> {
         .ok_or("no HTTP body")?;
     let ready: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
     Ok(lianqiao_gateway::telemetry::status_table(&ready))
+}
+
+/// Reload on SIGHUP, and when a config file changes (polled every 2 s:
+/// the main file, the fields file and every source file). A broken change
+/// is reported and the running configuration keeps serving.
+async fn reload_on_change(live: Arc<Live>, path: PathBuf) {
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut seen = fingerprint(&path);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    loop {
+        #[cfg(unix)]
+        let signalled = async {
+            match hangup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let signalled = std::future::pending::<()>();
+        let reason = tokio::select! {
+            _ = signalled => "SIGHUP",
+            _ = tick.tick() => {
+                let now = fingerprint(&path);
+                if now == seen { continue; }
+                seen = now;
+                "a config file changed"
+            }
+        };
+        match live.reload().await {
+            Ok(()) => tracing::info!(reason, "reloaded"),
+            Err(errors) => {
+                tracing::error!(reason, %errors, "reload refused; the running configuration keeps serving")
+            }
+        }
+    }
+}
+
+/// Modification times of every file the configuration is made of.
+fn fingerprint(path: &std::path::Path) -> Vec<(PathBuf, Option<std::time::SystemTime>)> {
+    let mtime = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let base = path.parent().unwrap_or(std::path::Path::new("."));
+    let mut files = vec![path.to_path_buf(), base.join("fields.toml")];
+    if let Ok(entries) = std::fs::read_dir(base.join("sources")) {
+        files.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
+    }
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let t = mtime(&f);
+            (f, t)
+        })
+        .collect()
 }

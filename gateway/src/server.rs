@@ -22,7 +22,8 @@ pub struct Gateway {
     /// Key of the person hash that joins one person's records across
     /// sources; never given to a plugin.
     pub person_key: Vec<u8>,
-    pub metrics: crate::telemetry::metrics::Metrics,
+    /// Shared by every generation of the gateway (see `Live`).
+    pub metrics: Arc<crate::telemetry::metrics::Metrics>,
     /// Permits for requests in flight (`server.max_concurrent_requests`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
 }
@@ -88,10 +89,57 @@ impl Gateway {
     }
 }
 
+/// The gateway serving now. A reload builds and checks a whole new
+/// gateway aside and swaps it in; requests in flight finish on the one they
+/// started with (they hold its `Arc`), and a broken configuration changes
+/// nothing.
+pub struct Live {
+    current: std::sync::RwLock<Arc<Gateway>>,
+    config_path: std::path::PathBuf,
+}
+
+impl Live {
+    pub fn new(gateway: Gateway, config_path: std::path::PathBuf) -> Self {
+        Live {
+            current: std::sync::RwLock::new(Arc::new(gateway)),
+            config_path,
+        }
+    }
+
+    /// The gateway to serve a request with.
+    pub fn current(&self) -> Arc<Gateway> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Load the configuration again, build a new gateway (every plugin
+    /// loaded and checked) and swap it in; on any error keep the old one.
+    pub async fn reload(&self) -> Result<(), ConfigErrors> {
+        let config = crate::config::load(&self.config_path)?;
+        let mut next = Gateway::build(config).await?;
+        let old = self.current();
+        // Counters and the request limit belong to the process, not to
+        // one generation of the configuration.
+        next.metrics = old.metrics.clone();
+        next.in_flight = old.in_flight.clone();
+        match self.current.write() {
+            Ok(mut g) => *g = Arc::new(next),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
+        }
+        tracing::info!(
+            sources = self.current().sources.sources.len(),
+            "configuration reloaded"
+        );
+        Ok(())
+    }
+}
+
 /// Serve the API on `listener` (and `/metrics` on `admin`, if given)
 /// until `shutdown` resolves, then let in-flight requests finish.
 pub async fn serve(
-    gateway: Arc<Gateway>,
+    gateway: Arc<Live>,
     listener: TcpListener,
     admin: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,

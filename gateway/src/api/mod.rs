@@ -18,10 +18,10 @@ use serde_json::json;
 
 use crate::federation::{self, FieldFilter, ListRequest, executor::ListError};
 use crate::model::{self, Entity};
-use crate::server::Gateway;
+use crate::server::{Gateway, Live};
 use error::ApiError;
 
-pub fn router(gateway: Arc<Gateway>) -> Router {
+pub fn router(gateway: Arc<Live>) -> Router {
     Router::new()
         .route("/v1/divisions/{code}", get(get_division))
         .route("/v1/stats", get(stats))
@@ -44,10 +44,11 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
 /// Refuse requests beyond `server.max_concurrent_requests` with 503
 /// `overloaded` and `Retry-After` (health checks always pass).
 async fn admit(
-    State(gateway): State<Arc<Gateway>>,
+    State(live): State<Arc<Live>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    let gateway = live.current();
     if matches!(request.uri().path(), "/healthz" | "/readyz") {
         return next.run(request).await;
     }
@@ -73,13 +74,14 @@ async fn admit(
 }
 
 /// The admin listener: `/metrics` in Prometheus text format.
-pub fn admin_router(gateway: Arc<Gateway>) -> Router {
+pub fn admin_router(gateway: Arc<Live>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .with_state(gateway)
 }
 
-async fn metrics(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
+async fn metrics(State(live): State<Arc<Live>>) -> impl IntoResponse {
+    let gateway = live.current();
     let breakers: Vec<(String, &'static str)> = gateway
         .sources
         .sources
@@ -98,11 +100,12 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
 /// Time the request, count it, and write one access-log line. The query
 /// string is never logged: filters can carry personal data.
 async fn observe(
-    State(gateway): State<Arc<Gateway>>,
+    State(live): State<Arc<Live>>,
     route: axum::extract::MatchedPath,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    let gateway = live.current();
     let began = std::time::Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
@@ -211,10 +214,11 @@ async fn run(
 
 /// `GET /v1/{resource}`: a page of any resource of the unified model.
 async fn list_resource(
-    State(gateway): State<Arc<Gateway>>,
+    State(live): State<Arc<Live>>,
     Path(resource): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let gateway = live.current();
     let entity = model::entity(&resource).ok_or_else(|| {
         ApiError::not_found(format!(
             "no resource `{resource}`; the API serves: {}",
@@ -232,9 +236,10 @@ async fn list_resource(
 
 /// `GET /v1/stats?metric=<resource>.count&division=<code>[&group_by=<level>][&by=<field>]`
 async fn stats(
-    State(gateway): State<Arc<Gateway>>,
+    State(live): State<Arc<Live>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let gateway = live.current();
     let pairs = params::pairs(raw.as_deref())?;
     let request = params::stats_request(&pairs)?;
     check_filterable(&gateway, request.entity, &request.filters)?;
@@ -258,15 +263,17 @@ async fn stats(
 }
 
 /// The OpenAPI 3.1 document, generated from the same model the handlers use.
-async fn openapi(State(gateway): State<Arc<Gateway>>) -> Json<serde_json::Value> {
+async fn openapi(State(live): State<Arc<Live>>) -> Json<serde_json::Value> {
+    let gateway = live.current();
     Json(openapi::document(&gateway.config.field_classes))
 }
 
 /// One division by code: `{data: {...}, sources: [...]}`.
 async fn get_division(
-    State(gateway): State<Arc<Gateway>>,
+    State(live): State<Arc<Live>>,
     Path(code): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let gateway = live.current();
     if !crate::config::is_division_code(&code) {
         return Err(ApiError::bad_request(format!(
             "`{code}` is not a division code (2–32 letters or digits, e.g. 150103001)"
@@ -312,7 +319,8 @@ async fn healthz() -> impl IntoResponse {
 
 /// Ready when every source's plugin loaded (the gateway does not start
 /// otherwise); lists what each source serves, for operators.
-async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
+async fn readyz(State(live): State<Arc<Live>>) -> impl IntoResponse {
+    let gateway = live.current();
     let sources: Vec<_> = gateway
         .sources
         .sources

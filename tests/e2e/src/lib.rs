@@ -13,7 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use lianqiao_gateway::config::{self, ConfigErrors};
-use lianqiao_gateway::server::{Gateway, serve};
+use lianqiao_gateway::server::{Gateway, Live, serve};
 use lianqiao_sim::generate::{
     self as sim, DEFAULT_SEED, District, People, plans, schema_jining, schema_saihan, sqlite_huimin,
 };
@@ -323,6 +323,8 @@ impl Default for ConfigDir {
 
 /// A gateway serving on 127.0.0.1:<ephemeral>, stopped when dropped.
 pub struct TestGateway {
+    /// Swap in a new configuration with `live.reload()`.
+    pub live: Arc<Live>,
     pub addr: SocketAddr,
     /// The admin listener (`/metrics`).
     pub admin: SocketAddr,
@@ -342,17 +344,18 @@ impl TestGateway {
             .await
             .expect("bind");
         let admin = admin_listener.local_addr().expect("addr");
-        let gateway = Arc::new(gateway);
+        let main_file = config
+            .as_ref()
+            .map(ConfigDir::main_file)
+            .unwrap_or_default();
+        let live = Arc::new(Live::new(gateway, main_file));
+        let gateway = live.current();
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(serve(
-            gateway.clone(),
-            listener,
-            Some(admin_listener),
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        tokio::spawn(serve(live.clone(), listener, Some(admin_listener), async {
+            let _ = stopped.await;
+        }));
         TestGateway {
+            live,
             addr,
             admin,
             gateway,

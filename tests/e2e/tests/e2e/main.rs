@@ -7,5 +7,6 @@ mod districts;
 mod federation;
 mod plugin_faults;
 mod received;
+mod reload;
 mod serving;
 mod telemetry;
