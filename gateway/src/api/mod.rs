@@ -21,6 +21,17 @@ use crate::model::{self, Entity};
 use crate::server::{Gateway, Live};
 use error::ApiError;
 
+/// Parse and validate a list query string for `entity`, as the API does
+/// (exposed for property tests of bad input).
+pub fn parse_list(
+    entity: &'static Entity,
+    raw: Option<&str>,
+    server: &crate::config::ServerSection,
+) -> Result<ListRequest, ApiError> {
+    let pairs = params::pairs(raw)?;
+    params::list_request(entity, &pairs, server, entity.name == model::DIVISIONS.name)
+}
+
 pub fn router(gateway: Arc<Live>) -> Router {
     Router::new()
         .route("/v1/divisions/{code}", get(get_division))
