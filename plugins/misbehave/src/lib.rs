@@ -1,7 +1,8 @@
 //! A plugin that misbehaves on purpose, for the gateway's fault tests:
 //! `mode = "trap"` panics (a trap), `"spin"` never returns, `"hog"`
 //! allocates until the host's memory cap stops it, `"ok"` returns one row,
-//! `"slow"` returns it after `delay_ms`.
+//! `"slow"` returns it after `delay_ms`, `"escape"` tries to reach what a
+//! plugin must not (files, environment, sockets, capabilities not granted).
 //! `describe` always succeeds so the source loads.
 
 use lianqiao_sdk::{
@@ -60,6 +61,39 @@ impl Guest for Misbehave {
                     hoard.push(vec![1u8; 1 << 20]);
                     std::hint::black_box(&hoard);
                 }
+            }
+            "escape" => {
+                // Everything a plugin must not be able to do; the report
+                // comes back as the row's name for the sandbox tests.
+                let mut report = Vec::new();
+                report.push(format!("fs:{}", std::fs::read("/etc/passwd").is_ok()));
+                report.push(format!("dir:{}", std::fs::read_dir("/").is_ok()));
+                report.push(format!("env:{}", std::env::vars().count()));
+                report.push(format!("args:{}", std::env::args().count()));
+                report.push(format!(
+                    "tcp:{}",
+                    std::net::TcpStream::connect("127.0.0.1:5432").is_ok()
+                ));
+                report.push(match lianqiao_sdk::sql::query("SELECT 1", &[]) {
+                    Ok(_) => "sql:allowed".into(),
+                    Err(e) => format!("sql:{e:?}"),
+                });
+                let request = lianqiao_sdk::http::Request {
+                    method: "GET".into(),
+                    url: "http://127.0.0.1:8091/api/v1/dy/list".into(),
+                    headers: vec![],
+                    body: None,
+                    credential: Some("party-link".into()),
+                };
+                report.push(match lianqiao_sdk::http::send(&request) {
+                    Ok(_) => "http:allowed".into(),
+                    Err(e) => format!("http:{e:?}"),
+                });
+                let mut page = one_row(&query);
+                if let Some(i) = page.columns.iter().position(|c| c == "name") {
+                    page.rows[0][i] = Value::Text(report.join(" | "));
+                }
+                Ok(page)
             }
             "slow" => {
                 // Stands in for a slow upstream (benchmarks of fan-out).

@@ -8,5 +8,6 @@ mod federation;
 mod plugin_faults;
 mod received;
 mod reload;
+mod sandbox;
 mod serving;
 mod telemetry;
