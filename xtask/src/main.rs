@@ -10,6 +10,7 @@
 //!   demo's sample requests (`demo --check` on another port).
 //! - `bench`: plugins, then the release-built benchmark.
 //! - `lint`: rustfmt and clippy (`-D warnings`) over host and guest code.
+//! - `schemathesis`: property-based API tests against the running demo.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -27,8 +28,9 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("lint") => lint(),
+        Some("schemathesis") => schemathesis(),
         _ => {
-            Err("usage: cargo xtask <plugins | data | demo [--check] | test | bench | lint>".into())
+            Err("usage: cargo xtask <plugins | data | demo [--check] | test | bench | lint | schemathesis>".into())
         }
     };
     match outcome {
@@ -256,6 +258,12 @@ fn spawn(binary: &Path, args: &[&str]) -> Result<Child> {
 }
 
 fn demo(check: bool, ports: &Ports) -> Result {
+    demo_then(check, ports, |_| Ok(()))
+}
+
+/// The demo, then `after` against its gateway address (with `check`, the
+/// demo stops when `after` returns).
+fn demo_then(check: bool, ports: &Ports, after: impl FnOnce(&str) -> Result) -> Result {
     plugins()?;
     data()?;
     run(
@@ -292,7 +300,9 @@ fn demo(check: bool, ports: &Ports) -> Result {
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-    let outcome = write_endpoints(ports).and_then(|()| show_demo(&mut gateway, check, ports));
+    let outcome = write_endpoints(ports)
+        .and_then(|()| show_demo(&mut gateway, check, ports))
+        .and_then(|()| after(ports.gateway));
     if check || outcome.is_err() {
         let _ = gateway.kill();
         let _ = gateway.wait();
@@ -442,6 +452,39 @@ fn test(extra: &[String]) -> Result {
     // The demo is part of the product: run its sample requests too, on a
     // port of its own so a demo left running does not collide.
     demo(true, &DEMO_CHECK)
+}
+
+/// Property-based API testing with schemathesis (PyPI) against the
+/// running demo's `/openapi.json`: no 5xx, and every response matches the
+/// schema. Installs schemathesis with pip when `st` is missing.
+fn schemathesis() -> Result {
+    let have_st = Command::new("st")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_st {
+        run(
+            Command::new("python3").args(["-m", "pip", "install", "--quiet", "schemathesis"]),
+            "installing schemathesis (PyPI)",
+        )?;
+    }
+    demo_then(true, &DEMO_CHECK, |addr| {
+        run(
+            Command::new("st").args([
+                "run",
+                &format!("http://{addr}/openapi.json"),
+                "--checks",
+                "not_a_server_error,response_schema_conformance",
+                "--max-examples",
+                "30",
+                "--seed",
+                "20231101",
+                "--workers",
+                "2",
+            ]),
+            "schemathesis against /openapi.json",
+        )
+    })
 }
 
 fn lint() -> Result {
