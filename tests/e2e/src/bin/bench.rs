@@ -195,6 +195,7 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
     report.push_str(&fan_out().await?);
+    report.push_str(&load_with_a_failing_source().await?);
     print!("{report}");
     let out = workspace_root().join("target/bench");
     std::fs::create_dir_all(&out)?;
@@ -237,4 +238,68 @@ async fn fan_out() -> anyhow::Result<String> {
         ));
     }
     Ok(out)
+}
+
+/// A bounded load on loopback with one source failing on every call:
+/// requests that do not need it must see no 5xx.
+async fn load_with_a_failing_source() -> anyhow::Result<String> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const CLIENTS: usize = 8;
+    const REQUESTS: usize = 250;
+    let gw = Arc::new(
+        ConfigDir::new()
+            .with_pool_instances(128)
+            .with_huimin()
+            .with_misbehaving("broken", "trap", "990001", "")
+            .start()
+            .await,
+    );
+    let (healthy_5xx, healthy_ok, broken_5xx) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let began = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS * 2 {
+        let (gw, h5, hok, b5) = (
+            gw.clone(),
+            healthy_5xx.clone(),
+            healthy_ok.clone(),
+            broken_5xx.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..REQUESTS {
+                if c % 2 == 0 {
+                    let status = gw
+                        .get("/v1/grids?division=150103001&limit=20")
+                        .await
+                        .0
+                        .as_u16();
+                    if status >= 500 {
+                        h5.fetch_add(1, Ordering::Relaxed);
+                    } else if status == 200 {
+                        hok.fetch_add(1, Ordering::Relaxed);
+                    }
+                } else if gw.get("/v1/grids?division=990001").await.0.as_u16() >= 500 {
+                    b5.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let secs = began.elapsed().as_secs_f64();
+    let total = CLIENTS * 2 * REQUESTS;
+    Ok(format!(
+        "\nLoad with one source failing: {CLIENTS} clients on Huimin + {CLIENTS} clients on a source that traps on every call, {REQUESTS} requests each\n\n\
+         | requests | seconds | req/s | Huimin 200 | Huimin 5xx | failing source 5xx |\n|---:|---:|---:|---:|---:|---:|\n\
+         | {total} | {secs:.1} | {:.0} | {} | {} | {} |\n",
+        total as f64 / secs,
+        healthy_ok.load(Ordering::Relaxed),
+        healthy_5xx.load(Ordering::Relaxed),
+        broken_5xx.load(Ordering::Relaxed),
+    ))
 }
