@@ -22,6 +22,7 @@ pub struct Source {
     pub config: SourceConfig,
     pub plugin: SourcePlugin,
     pub breaker: Breaker,
+    pub retries: crate::federation::retry::RetryBudget,
     /// Calls in flight (`limits.max_concurrent`).
     concurrency: Arc<tokio::sync::Semaphore>,
     /// Recent pages by query (`cache.response_ttl_ms`; empty when off).
@@ -193,6 +194,7 @@ async fn load_one(config: SourceConfig, engine: &PluginEngine) -> Result<Source,
         config,
         plugin,
         breaker,
+        retries: Default::default(),
         concurrency,
         responses: Default::default(),
     })

@@ -273,9 +273,9 @@ async fn call_source(
     if let Some(page) = key.as_deref().and_then(|k| call.source.cached(k)) {
         return (start, Ok(page), began.elapsed());
     }
-    let answer = call
-        .source
-        .guarded(async {
+    let attempt = || {
+        let query = query.clone();
+        call.source.guarded(async move {
             match tokio::time::timeout(deadline + DEADLINE_GRACE, plugin.query(query)).await {
                 Ok(answer) => answer,
                 Err(_) => Err(PluginError::Deadline {
@@ -283,7 +283,23 @@ async fn call_source(
                 }),
             }
         })
-        .await;
+    };
+    call.source.retries.deposit();
+    let mut answer = attempt().await;
+    // One more try of this read, if the failure looks transient, half the
+    // deadline is left, and the source's retry budget allows.
+    if let Err(e) = &answer
+        && super::retry::is_transient(e)
+        && began.elapsed() < deadline / 2
+        && call.source.retries.withdraw()
+    {
+        tracing::info!(
+            source = call.source.name(),
+            code = e.code(),
+            "retrying a read"
+        );
+        answer = attempt().await;
+    }
     if let (Some(key), Ok(page)) = (key, &answer) {
         call.source.remember(key, page);
     }

@@ -8,6 +8,7 @@ pub mod executor;
 mod filter;
 mod merge;
 mod planner;
+pub mod retry;
 pub mod stats;
 
 use lianqiao_host::contract::{FilterOp, Value};

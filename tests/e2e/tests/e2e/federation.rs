@@ -535,3 +535,47 @@ async fn a_failing_source_opens_its_circuit_and_a_probe_closes_it() {
         .clone();
     assert_eq!(state, "closed");
 }
+
+#[tokio::test]
+async fn a_transient_upstream_failure_is_retried_once() {
+    let up = Upstreams::start().await;
+    let gw = ConfigDir::new().with_upstreams(&up).start().await;
+    up.city_faults.set(
+        "/divisions",
+        Fault {
+            fail_first: 1,
+            status: Some(503),
+            ..Fault::default()
+        },
+    );
+    let (status, body) = gw.get("/v1/divisions/150105001").await;
+    assert_eq!(status, 200, "the retry succeeded: {body}");
+    assert_eq!(body["sources"][0]["status"], "ok");
+    let listings = up
+        .city_faults
+        .received()
+        .iter()
+        .filter(|r| r.path == "/divisions")
+        .count();
+    assert!(
+        listings >= 2,
+        "the failed listing was asked again ({listings})"
+    );
+
+    // A deadline is not retried: its time is gone.
+    up.party_link_faults.set(
+        "/api/v1/dy/list",
+        Fault {
+            hang: true,
+            ..Fault::default()
+        },
+    );
+    let before = up.party_link_faults.received().len();
+    let (status, _) = gw.get("/v1/members?division=150103001&limit=1").await;
+    assert_eq!(status, 504);
+    assert_eq!(
+        up.party_link_faults.received().len(),
+        before + 1,
+        "one attempt only"
+    );
+}

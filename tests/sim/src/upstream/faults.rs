@@ -33,6 +33,8 @@ pub struct Fault {
     pub truncated_rate: f64,
     /// Never answer.
     pub hang: bool,
+    /// Answer the first this-many requests with `status`, then behave.
+    pub fail_first: u32,
 }
 
 impl Fault {
@@ -51,6 +53,7 @@ impl Fault {
                 "malformed_rate" => fault.malformed_rate = value.parse().map_err(|e| bad(&e))?,
                 "truncated_rate" => fault.truncated_rate = value.parse().map_err(|e| bad(&e))?,
                 "hang" => fault.hang = value.parse().map_err(|e| bad(&e))?,
+                "fail_first" => fault.fail_first = value.parse().map_err(|e| bad(&e))?,
                 other => return Err(format!("unknown fault `{other}`")),
             }
         }
@@ -76,6 +79,8 @@ pub struct Faults {
     by_path: Arc<Mutex<HashMap<String, Fault>>>,
     rng: Arc<Mutex<ChaCha8Rng>>,
     received: Arc<Mutex<std::collections::VecDeque<Received>>>,
+    /// Requests failed so far under `fail_first`, by path.
+    failed: Arc<Mutex<HashMap<String, u32>>>,
 }
 
 impl Faults {
@@ -84,6 +89,7 @@ impl Faults {
             by_path: Arc::default(),
             rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed))),
             received: Arc::default(),
+            failed: Arc::default(),
         }
     }
 
@@ -102,6 +108,23 @@ impl Faults {
     pub fn set(&self, path: &str, fault: Fault) {
         if let Ok(mut map) = self.by_path.lock() {
             map.insert(path.to_string(), fault);
+        }
+        if let Ok(mut failed) = self.failed.lock() {
+            failed.remove(path);
+        }
+    }
+
+    /// True while `path` still owes one of its `fail_first` failures.
+    fn owes_failure(&self, path: &str, fail_first: u32) -> bool {
+        let Ok(mut failed) = self.failed.lock() else {
+            return false;
+        };
+        let n = failed.entry(path.to_string()).or_insert(0);
+        if *n < fail_first {
+            *n += 1;
+            true
+        } else {
+            false
         }
     }
 
@@ -167,7 +190,7 @@ pub async fn inject(State(faults): State<Faults>, request: Request, next: Next) 
     if fault.hang {
         std::future::pending::<()>().await;
     }
-    if faults.roll(fault.error_rate) {
+    if faults.owes_failure(&path, fault.fail_first) || faults.roll(fault.error_rate) {
         let status = fault
             .status
             .and_then(|s| StatusCode::from_u16(s).ok())
