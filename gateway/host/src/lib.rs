@@ -23,7 +23,7 @@ pub mod trace;
 
 pub use engine::{EngineSettings, PluginEngine};
 pub use error::{LoadError, PluginError};
-pub use plugin::{PluginLimits, SourceGrants, SourcePlugin, SourceSpec};
+pub use plugin::{PluginLimits, PluginStats, SourceGrants, SourcePlugin, SourceSpec};
 
 /// The contract's types as the host sees them (generated from `sdk/wit`).
 pub mod contract {

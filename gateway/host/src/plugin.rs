@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::Store;
@@ -78,6 +79,18 @@ pub struct SourcePlugin {
     grants: Arc<SourceGrants>,
     manifest: Manifest,
     sha256: String,
+    stats: Arc<PluginStats>,
+}
+
+/// Counters of a plugin's instances, for the gateway's metrics.
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    /// Instances created (one per call).
+    pub instantiations: AtomicU64,
+    /// Time spent instantiating, in total.
+    pub instantiate_nanos: AtomicU64,
+    /// Instances alive now.
+    pub in_use: AtomicI64,
 }
 
 impl std::fmt::Debug for SourcePlugin {
@@ -140,6 +153,7 @@ impl SourcePlugin {
                 entities: vec![],
             },
             sha256: file_sha,
+            stats: Arc::default(),
         };
         let manifest = plugin
             .call(|source, store| source.call_describe(store))
@@ -160,6 +174,10 @@ impl SourcePlugin {
 
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    pub fn stats(&self) -> &PluginStats {
+        &self.stats
     }
 
     pub fn limits(&self) -> &PluginLimits {
@@ -229,6 +247,7 @@ impl SourcePlugin {
         // Read here, on the request's task: the blocking thread has no task-locals.
         let trace = crate::trace::TraceContext::current();
         let cap = usize::try_from(limits.memory_mib << 20).unwrap_or(usize::MAX);
+        let stats = self.stats.clone();
         let joined = tokio::task::spawn_blocking(move || {
             let deadline = Instant::now() + limits.deadline;
             let mut store = Store::new(
@@ -239,9 +258,15 @@ impl SourcePlugin {
             store.epoch_deadline_trap();
             let ticks = PluginEngine::ticks(limits.deadline);
             store.set_epoch_deadline(ticks);
-            let outcome = pre
-                .instantiate(&mut store)
-                .and_then(|source| f(&source, &mut store));
+            stats.in_use.fetch_add(1, Ordering::Relaxed);
+            let began = Instant::now();
+            let instance = pre.instantiate(&mut store);
+            stats
+                .instantiate_nanos
+                .fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            stats.instantiations.fetch_add(1, Ordering::Relaxed);
+            let outcome = instance.and_then(|source| f(&source, &mut store));
+            stats.in_use.fetch_sub(1, Ordering::Relaxed);
             match outcome {
                 Ok(Ok(value)) => Ok(value),
                 Ok(Err(e)) => Err(PluginError::Source(e)),

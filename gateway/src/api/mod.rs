@@ -19,7 +19,9 @@ use serde_json::json;
 use crate::federation::{self, FieldFilter, ListRequest, executor::ListError};
 use crate::model::{self, Entity};
 use crate::server::{Gateway, Live};
+use crate::telemetry::metrics::SourceState;
 use error::ApiError;
+use std::sync::atomic::Ordering;
 
 /// Parse and validate a list query string for `entity`, as the API does
 /// (exposed for property tests of bad input).
@@ -93,18 +95,27 @@ pub fn admin_router(gateway: Arc<Live>) -> Router {
 
 async fn metrics(State(live): State<Arc<Live>>) -> impl IntoResponse {
     let gateway = live.current();
-    let breakers: Vec<(String, &'static str)> = gateway
+    let sources: Vec<SourceState> = gateway
         .sources
         .sources
         .iter()
-        .map(|s| (s.name().to_string(), s.breaker.state()))
+        .map(|s| {
+            let stats = s.plugin.stats();
+            SourceState {
+                name: s.name().to_string(),
+                breaker: s.breaker.state(),
+                instantiations: stats.instantiations.load(Ordering::Relaxed),
+                instantiate_seconds: stats.instantiate_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+                in_use: stats.in_use.load(Ordering::Relaxed),
+            }
+        })
         .collect();
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        gateway.metrics.render(&breakers),
+        gateway.metrics.render(&sources),
     )
 }
 

@@ -57,6 +57,16 @@ struct Inner {
     recent: BTreeMap<String, std::collections::VecDeque<(Duration, bool)>>,
 }
 
+/// A source's state at scrape time.
+#[derive(Debug, Clone)]
+pub struct SourceState {
+    pub name: String,
+    pub breaker: &'static str,
+    pub instantiations: u64,
+    pub instantiate_seconds: f64,
+    pub in_use: i64,
+}
+
 /// How a source has done lately, for `/readyz` and `lianqiao status`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recent {
@@ -133,8 +143,44 @@ impl Metrics {
         })
     }
 
-    /// Prometheus text exposition; `breakers` are (source, state) now.
-    pub fn render(&self, breakers: &[(String, &'static str)]) -> String {
+    /// Prometheus text exposition; `sources` is each source's state now.
+    pub fn render(&self, sources: &[SourceState]) -> String {
+        let breakers: Vec<(String, &'static str)> = sources
+            .iter()
+            .map(|s| (s.name.clone(), s.breaker))
+            .collect();
+        let mut out = self.render_counters(&breakers);
+        out.push_str("# HELP lianqiao_plugin_instantiations_total Plugin instances created (one per call).\n# TYPE lianqiao_plugin_instantiations_total counter\n");
+        for s in sources {
+            let _ = writeln!(
+                out,
+                "lianqiao_plugin_instantiations_total{{source=\"{}\"}} {}",
+                escape(&s.name),
+                s.instantiations
+            );
+        }
+        out.push_str("# HELP lianqiao_plugin_instantiate_seconds_total Time spent instantiating plugins.\n# TYPE lianqiao_plugin_instantiate_seconds_total counter\n");
+        for s in sources {
+            let _ = writeln!(
+                out,
+                "lianqiao_plugin_instantiate_seconds_total{{source=\"{}\"}} {}",
+                escape(&s.name),
+                s.instantiate_seconds
+            );
+        }
+        out.push_str("# HELP lianqiao_plugin_instances_in_use Plugin instances alive now.\n# TYPE lianqiao_plugin_instances_in_use gauge\n");
+        for s in sources {
+            let _ = writeln!(
+                out,
+                "lianqiao_plugin_instances_in_use{{source=\"{}\"}} {}",
+                escape(&s.name),
+                s.in_use
+            );
+        }
+        out
+    }
+
+    fn render_counters(&self, breakers: &[(String, &'static str)]) -> String {
         let mut out = String::new();
         let Ok(m) = self.0.lock() else { return out };
         out.push_str("# HELP lianqiao_requests_total API requests by route and HTTP status.\n# TYPE lianqiao_requests_total counter\n");
@@ -194,7 +240,17 @@ mod tests {
         m.record_request("/v1/{resource}", 200, Duration::from_millis(3));
         m.record_request("/v1/{resource}", 200, Duration::from_millis(30));
         m.record_source("huimin", "ok", "", Duration::from_millis(2));
-        let text = m.render(&[("huimin".into(), "closed")]);
+        let text = m.render(&[SourceState {
+            name: "huimin".into(),
+            breaker: "closed",
+            instantiations: 1,
+            instantiate_seconds: 0.00004,
+            in_use: 0,
+        }]);
+        assert!(
+            text.contains("lianqiao_plugin_instantiations_total{source=\"huimin\"} 1"),
+            "{text}"
+        );
         assert!(
             text.contains("lianqiao_requests_total{route=\"/v1/{resource}\",status=\"200\"} 2"),
             "{text}"

@@ -42,6 +42,9 @@ async fn metrics_count_requests_and_source_outcomes() {
         text.contains("lianqiao_source_breaker_open{source=\"trapper\",state=\"closed\"} 0"),
         "{text}"
     );
+    // Three calls plus the `describe` at load.
+    assert!(text.contains("lianqiao_plugin_instantiations_total{source=\"huimin\"} 4"), "{text}");
+    assert!(text.contains("lianqiao_plugin_instances_in_use{source=\"huimin\"} 0"), "{text}");
     // Nothing a caller sent becomes a label.
     assert!(
         !text.contains("colour") && !text.contains("150103001"),
