@@ -298,7 +298,11 @@ async fn call_source(
             code = e.code(),
             "retrying a read"
         );
-        answer = attempt().await;
+        let retried = attempt().await;
+        // If the first failure opened the circuit, report that failure.
+        if !matches!(retried, Err(PluginError::CircuitOpen { .. })) {
+            answer = retried;
+        }
     }
     if let (Some(key), Ok(page)) = (key, &answer) {
         call.source.remember(key, page);

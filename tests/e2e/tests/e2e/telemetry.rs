@@ -43,8 +43,14 @@ async fn metrics_count_requests_and_source_outcomes() {
         "{text}"
     );
     // Three calls plus the `describe` at load.
-    assert!(text.contains("lianqiao_plugin_instantiations_total{source=\"huimin\"} 4"), "{text}");
-    assert!(text.contains("lianqiao_plugin_instances_in_use{source=\"huimin\"} 0"), "{text}");
+    assert!(
+        text.contains("lianqiao_plugin_instantiations_total{source=\"huimin\"} 4"),
+        "{text}"
+    );
+    assert!(
+        text.contains("lianqiao_plugin_instances_in_use{source=\"huimin\"} 0"),
+        "{text}"
+    );
     // Nothing a caller sent becomes a label.
     assert!(
         !text.contains("colour") && !text.contains("150103001"),
