@@ -208,18 +208,8 @@ impl ConfigDir {
 
     /// The demo's Huimin source, pointed at this process's database.
     pub fn with_huimin(self) -> Self {
-        let demo = std::fs::read_to_string(workspace_root().join("config/sources/huimin.toml"))
-            .expect("config/sources/huimin.toml");
-        let text = demo
-            .replace(
-                "../../target/plugins/district_sql.wasm",
-                &plugin_dir().join("district_sql.wasm").display().to_string(),
-            )
-            .replace(
-                "sqlite://../../target/demo/huimin.sqlite",
-                &format!("sqlite://{}", huimin().1.display()),
-            );
-        self.source("huimin", &text)
+        let url = format!("sqlite://{}", huimin().1.display());
+        self.with_demo_source("huimin", &url)
     }
 
     /// A demo source (`config/sources/<name>.toml`) reading `database_url`.

@@ -300,14 +300,32 @@ fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a s
         })
 }
 
+/// The shape every listing shares: authorize, read the required division
+/// parameter, build the items, sort them by `key`, page them.
+fn listing(
+    p: &Platform,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+    param: &str,
+    key: &str,
+    items: impl FnOnce(&str) -> Vec<Value>,
+) -> Response {
+    let run = || -> Result<Value, Problem> {
+        p.authorize(headers)?;
+        let code = required(params, param)?;
+        let mut items = items(code);
+        items.sort_by(|a, b| a[key].as_str().cmp(&b[key].as_str()));
+        paginate(items, params)
+    };
+    run().map_or_else(IntoResponse::into_response, |v| Json(v).into_response())
+}
+
 async fn divisions(
     State(p): State<Platform>,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let run = || -> Result<Value, Problem> {
-        p.authorize(&headers)?;
-        let parent = required(&params, "parentCode")?;
+    listing(&p, &headers, &params, "parentCode", "code", |parent| {
         let mut items = Vec::new();
         // The region lists its cities.
         if parent == "150000" {
@@ -333,10 +351,8 @@ async fn divisions(
                 }));
             }
         }
-        items.sort_by(|a, b| a["code"].as_str().cmp(&b["code"].as_str()));
-        paginate(items, &params)
-    };
-    run().map_or_else(IntoResponse::into_response, |v| Json(v).into_response())
+        items
+    })
 }
 
 async fn cases(
@@ -344,30 +360,31 @@ async fn cases(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let run = || -> Result<Value, Problem> {
-        p.authorize(&headers)?;
-        let division = required(&params, "divisionCode")?;
-        let since = params.get("updatedSince").map(String::as_str).unwrap_or("");
-        let mut items = Vec::new();
-        for d in &p.world.districts {
-            for c in d
-                .cases
-                .iter()
-                .filter(|c| c.division.starts_with(division) && c.updated_at.as_str() >= since)
-            {
-                items.push(json!({
+    let since = params.get("updatedSince").cloned().unwrap_or_default();
+    listing(
+        &p,
+        &headers,
+        &params,
+        "divisionCode",
+        "caseId",
+        |division| {
+            p.world
+            .districts
+            .iter()
+            .flat_map(|d| &d.cases)
+            .filter(|c| c.division.starts_with(division) && c.updated_at >= since)
+            .map(|c| {
+                json!({
                     "caseId": c.id, "title": c.title, "category": c.category, "loop": c.loop_level, "state": c.state,
                     "divisionCode": c.division, "openedAt": c.opened_at, "updatedAt": c.updated_at, "dueAt": c.due_at,
                     "reporterName": c.reporter_name, "reporterPhone": c.reporter_phone, "departments": c.departments,
                     "history": c.history.iter().map(|(s, at, by)| json!({ "state": s, "at": at, "byLevel": by })).collect::<Vec<_>>(),
                     "satisfaction": c.satisfaction,
-                }));
-            }
-        }
-        items.sort_by(|a, b| a["caseId"].as_str().cmp(&b["caseId"].as_str()));
-        paginate(items, &params)
-    };
-    run().map_or_else(IntoResponse::into_response, |v| Json(v).into_response())
+                })
+            })
+            .collect()
+        },
+    )
 }
 
 async fn service_centers(
@@ -375,24 +392,25 @@ async fn service_centers(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let run = || -> Result<Value, Problem> {
-        p.authorize(&headers)?;
-        let division = required(&params, "divisionCode")?;
-        let mut items = Vec::new();
-        for d in &p.world.districts {
-            for c in d
-                .centers
-                .iter()
-                .filter(|c| c.division.starts_with(division))
-            {
-                items.push(json!({
+    listing(
+        &p,
+        &headers,
+        &params,
+        "divisionCode",
+        "centerId",
+        |division| {
+            p.world
+            .districts
+            .iter()
+            .flat_map(|d| &d.centers)
+            .filter(|c| c.division.starts_with(division))
+            .map(|c| {
+                json!({
                     "centerId": c.id, "name": c.name, "tier": c.tier, "divisionCode": c.division,
                     "address": c.address, "areaM2": c.area_m2, "openHours": c.open_hours,
-                }));
-            }
-        }
-        items.sort_by(|a, b| a["centerId"].as_str().cmp(&b["centerId"].as_str()));
-        paginate(items, &params)
-    };
-    run().map_or_else(IntoResponse::into_response, |v| Json(v).into_response())
+                })
+            })
+            .collect()
+        },
+    )
 }

@@ -219,14 +219,7 @@ fn prepare(
 }
 
 fn page(params: &ListParams, items: Vec<Value>) -> Value {
-    let total = items.len();
-    let start = ((params.page_no - 1) * params.page_size) as usize;
-    let list: Vec<Value> = items
-        .into_iter()
-        .skip(start)
-        .take(params.page_size as usize)
-        .collect();
-    json!({ "code": 0, "msg": "success", "data": { "total": total, "list": list } })
+    page_lazy(params, items.iter(), Value::clone)
 }
 
 /// Page over matching items without encoding the ones outside the page
