@@ -6,6 +6,7 @@
 //! source's plugin through `lianqiao-host`; `config` reads the files.
 
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod federation;
 pub mod model;

@@ -1,5 +1,7 @@
 //! `lianqiao`: serve the API, or check a configuration without serving.
 
+mod cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -44,6 +46,15 @@ enum Command {
         #[arg(long, default_value = "config/lianqiao.toml")]
         config: PathBuf,
     },
+    /// Access policies: validate, test, explain.
+    #[command(subcommand)]
+    Policy(cli::PolicyCommand),
+    /// The audit trail: verify the chain, query records.
+    #[command(subcommand)]
+    Audit(cli::AuditCommand),
+    /// Credentials: issuer keys, tokens, API key hashes.
+    #[command(subcommand)]
+    Auth(cli::AuthCommand),
 }
 
 /// Logs as the config says; `RUST_LOG` overrides the level.
@@ -75,6 +86,9 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> ExitCode {
     match command {
+        Command::Policy(c) => cli::policy(c),
+        Command::Audit(c) => cli::audit(c).await,
+        Command::Auth(c) => cli::auth(c),
         Command::Status { addr } => match status(addr).await {
             Ok(table) => {
                 print!("{table}");
@@ -234,8 +248,10 @@ fn fingerprint(path: &std::path::Path) -> Vec<(PathBuf, Option<std::time::System
     let mtime = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let base = path.parent().unwrap_or(std::path::Path::new("."));
     let mut files = vec![path.to_path_buf(), base.join("fields.toml")];
-    if let Ok(entries) = std::fs::read_dir(base.join("sources")) {
-        files.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
+    for dir in ["sources", "policy"] {
+        if let Ok(entries) = std::fs::read_dir(base.join(dir)) {
+            files.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
+        }
     }
     files.sort();
     files

@@ -4,18 +4,7 @@
 
 use lianqiao_host::contract::ValueKind;
 
-/// How sensitive a field is; the policy (later) masks or withholds by class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FieldClass {
-    /// Anyone with access to the record.
-    Public,
-    /// Government staff of the record's jurisdiction.
-    Internal,
-    /// Identifies a person: name, phone, address.
-    Personal,
-    /// ID number, ethnicity, party membership, health, whereabouts.
-    Sensitive,
-}
+pub use lianqiao_policy::{FieldClass, FieldSpec, Mask};
 
 #[derive(Debug)]
 pub struct Field {
@@ -318,90 +307,107 @@ pub fn entity(name: &str) -> Option<&'static Entity> {
     ENTITIES.iter().copied().find(|e| e.name == name)
 }
 
-/// The class of every field, from `config/fields.toml`.
-#[derive(Debug, Clone, Default)]
-pub struct FieldClasses(std::collections::HashMap<(String, String), FieldClass>);
+/// The class and mask of every field, from `config/fields.toml`.
+pub type FieldClasses = lianqiao_policy::FieldCatalog;
 
-impl FieldClasses {
-    /// The class of `entity.field`; unknown fields count as sensitive, so a
-    /// gap can only ever hide data, not leak it.
-    pub fn class(&self, entity: &str, field: &str) -> FieldClass {
-        self.0
-            .get(&(entity.to_string(), field.to_string()))
-            .copied()
-            .unwrap_or(FieldClass::Sensitive)
-    }
-
-    /// Parse `fields.toml`; every model field must be classed, and nothing
-    /// else may be. Problems come back as (key, message) pairs.
-    pub fn parse(text: &str) -> Result<FieldClasses, Vec<(String, String)>> {
-        let table: toml::Table =
-            toml::from_str(text).map_err(|e| vec![(String::new(), e.message().to_string())])?;
-        let mut problems = Vec::new();
-        let mut map = std::collections::HashMap::new();
-        for (entity_name, fields) in &table {
-            let Some(entity) = entity(entity_name) else {
-                problems.push((
-                    entity_name.clone(),
-                    "no such resource in the unified model".into(),
-                ));
+/// Parse `fields.toml` (`field = "class"` or `field = { class, mask }`);
+/// every model field must be classed, and nothing else may be. Problems
+/// come back as (key, message) pairs.
+pub fn parse_field_classes(text: &str) -> Result<FieldClasses, Vec<(String, String)>> {
+    let table: toml::Table =
+        toml::from_str(text).map_err(|e| vec![(String::new(), e.message().to_string())])?;
+    let mut problems = Vec::new();
+    let mut catalog = FieldClasses::default();
+    let mut seen = std::collections::HashSet::new();
+    for (entity_name, fields) in &table {
+        let Some(entity) = entity(entity_name) else {
+            problems.push((
+                entity_name.clone(),
+                "no such resource in the unified model".into(),
+            ));
+            continue;
+        };
+        let Some(fields) = fields.as_table() else {
+            problems.push((
+                entity_name.clone(),
+                "must be a table of field = class".into(),
+            ));
+            continue;
+        };
+        for (name, spec) in fields {
+            let key = format!("{entity_name}.{name}");
+            let Some(field) = entity.field(name) else {
+                problems.push((key, format!("`{entity_name}` has no such field")));
                 continue;
             };
-            let Some(fields) = fields.as_table() else {
-                problems.push((
-                    entity_name.clone(),
-                    "must be a table of field = class".into(),
-                ));
-                continue;
-            };
-            for (field, class) in fields {
-                let key = format!("{entity_name}.{field}");
-                if entity.field(field).is_none() {
-                    problems.push((key, format!("`{entity_name}` has no such field")));
-                    continue;
-                }
-                let class = match class.as_str() {
-                    Some("public") => FieldClass::Public,
-                    Some("internal") => FieldClass::Internal,
-                    Some("personal") => FieldClass::Personal,
-                    Some("sensitive") => FieldClass::Sensitive,
-                    _ => {
+            let (class, mask) = match spec {
+                toml::Value::String(class) => (Some(class.as_str()), None),
+                toml::Value::Table(t) => {
+                    if let Some(stray) = t.keys().find(|k| *k != "class" && *k != "mask") {
                         problems.push((
-                            key,
-                            "must be one of public, internal, personal, sensitive".into(),
+                            format!("{key}.{stray}"),
+                            "unknown key; a field takes `class` and `mask`".into(),
+                        ));
+                    }
+                    (
+                        t.get("class").and_then(toml::Value::as_str),
+                        Some(t.get("mask").and_then(toml::Value::as_str)),
+                    )
+                }
+                _ => (None, None),
+            };
+            let Some(class) = class.and_then(FieldClass::parse) else {
+                problems.push((
+                    key,
+                    "must be one of public, internal, personal, sensitive".into(),
+                ));
+                continue;
+            };
+            let mask = match mask {
+                None => Mask::Withhold,
+                Some(m) => match m.and_then(Mask::parse) {
+                    Some(m) => m,
+                    None => {
+                        problems.push((
+                            format!("{key}.mask"),
+                            format!("must be one of {}", Mask::NAMES),
                         ));
                         continue;
                     }
-                };
-                map.insert((entity_name.clone(), field.clone()), class);
-            }
-        }
-        for entity in ENTITIES {
-            for field in entity.fields {
-                if !map.contains_key(&(entity.name.to_string(), field.name.to_string())) {
-                    problems.push((
-                        format!("{}.{}", entity.name, field.name),
-                        "has no class; add one".into(),
-                    ));
-                }
-            }
-        }
-        if problems.is_empty() {
-            Ok(FieldClasses(map))
-        } else {
-            Err(problems)
+                },
+            };
+            seen.insert((entity_name.clone(), name.clone()));
+            catalog.insert(
+                entity.name,
+                FieldSpec {
+                    name: name.clone(),
+                    class,
+                    mask,
+                    attribute_values: if lianqiao_policy::fields::RECORD_ATTRIBUTES
+                        .contains(&field.name)
+                    {
+                        field.values.iter().map(|v| v.to_string()).collect()
+                    } else {
+                        Vec::new()
+                    },
+                },
+            );
         }
     }
-}
-
-impl FieldClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FieldClass::Public => "public",
-            FieldClass::Internal => "internal",
-            FieldClass::Personal => "personal",
-            FieldClass::Sensitive => "sensitive",
+    for entity in ENTITIES {
+        for field in entity.fields {
+            if !seen.contains(&(entity.name.to_string(), field.name.to_string())) {
+                problems.push((
+                    format!("{}.{}", entity.name, field.name),
+                    "has no class; add one".into(),
+                ));
+            }
         }
+    }
+    if problems.is_empty() {
+        Ok(catalog)
+    } else {
+        Err(problems)
     }
 }
 
@@ -412,7 +418,7 @@ mod tests {
     #[test]
     fn the_shipped_fields_file_classes_every_field() {
         let text = include_str!("../../config/fields.toml");
-        let classes = FieldClasses::parse(text).unwrap_or_else(|p| panic!("{p:?}"));
+        let classes = parse_field_classes(text).unwrap_or_else(|p| panic!("{p:?}"));
         assert_eq!(classes.class("members", "id_number"), FieldClass::Sensitive);
         assert_eq!(classes.class("members", "phone"), FieldClass::Personal);
         assert_eq!(classes.class("grids", "name"), FieldClass::Public);
@@ -421,7 +427,7 @@ mod tests {
     #[test]
     fn gaps_and_strays_are_reported() {
         let problems =
-            FieldClasses::parse("[grids]\nname = \"public\"\ncolour = \"public\"\n[nothing]\n")
+            parse_field_classes("[grids]\nname = \"public\"\ncolour = \"public\"\n[nothing]\n")
                 .unwrap_err();
         let keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
         assert!(keys.contains(&"grids.colour"));

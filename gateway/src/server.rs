@@ -26,6 +26,8 @@ pub struct Gateway {
     pub metrics: Arc<crate::telemetry::metrics::Metrics>,
     /// Permits for requests in flight (`server.max_concurrent_requests`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// The audit trail's writer; one per process, kept across reloads.
+    pub audit: Arc<crate::audit::AuditLog>,
 }
 
 /// A key from the environment variable `env`, or a random one with a
@@ -70,11 +72,16 @@ impl Gateway {
             in_flight: Arc::new(tokio::sync::Semaphore::new(
                 config.server.max_concurrent_requests as usize,
             )),
-            config,
             sources,
             cursors: CursorCodec::new(&key),
             person_key,
             metrics: Default::default(),
+            audit: crate::audit::AuditLog::start(
+                config.audit_url.clone(),
+                config.audit.chain.clone(),
+                config.audit.batch_max,
+            ),
+            config,
         })
     }
 
@@ -124,6 +131,14 @@ impl Live {
         // one generation of the configuration.
         next.metrics = old.metrics.clone();
         next.in_flight = old.in_flight.clone();
+        // One audit chain per process: its writer survives reloads (a
+        // changed [audit] section takes effect at the next start).
+        if next.config.audit_url != old.config.audit_url
+            || next.config.audit.chain != old.config.audit.chain
+        {
+            tracing::warn!("[audit] changed: the new store is used after a restart");
+        }
+        next.audit = old.audit.clone();
         match self.current.write() {
             Ok(mut g) => *g = Arc::new(next),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(next),

@@ -67,7 +67,11 @@ pub fn stats_envelope(outcome: &StatsOutcome) -> Json {
         .cells
         .iter()
         .map(|c| {
-            let mut cell = json!({ "value": c.count });
+            let mut cell = if c.suppressed {
+                json!({ "value": null, "suppressed": true })
+            } else {
+                json!({ "value": c.count })
+            };
             if let Some(d) = &c.division {
                 cell["division"] = json!(d);
             }

@@ -19,6 +19,10 @@ pub struct ApiError {
     pub source: Option<String>,
     /// Every source's outcome, when sources were called.
     pub sources: Vec<SourceReport>,
+    /// Why a credential was refused (`token_expired`, …), for 401s.
+    pub reason: Option<&'static str>,
+    /// The policies that denied a request, for 403s.
+    pub policies: Vec<String>,
 }
 
 impl ApiError {
@@ -29,7 +33,29 @@ impl ApiError {
             message: message.into(),
             source: None,
             sources: vec![],
+            reason: None,
+            policies: vec![],
         }
+    }
+
+    /// 401 with the reason the credential was refused.
+    pub fn unauthenticated(e: &lianqiao_policy::AuthError) -> Self {
+        ApiError {
+            reason: Some(e.reason()),
+            ..Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
+        }
+    }
+
+    /// 403 naming the policies that denied it.
+    pub fn forbidden(message: impl Into<String>, policies: Vec<String>) -> Self {
+        ApiError {
+            policies,
+            ..Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        }
+    }
+
+    pub fn denied(d: lianqiao_policy::Denied) -> Self {
+        Self::forbidden(d.message, d.policies)
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -78,6 +104,8 @@ impl ApiError {
             message,
             source: failures.first().map(|r| r.name.clone()),
             sources: reports,
+            reason: None,
+            policies: vec![],
         }
     }
 }
@@ -88,10 +116,23 @@ impl IntoResponse for ApiError {
         if let Some(source) = &self.source {
             error["source"] = json!(source);
         }
+        if let Some(reason) = self.reason {
+            error["reason"] = json!(reason);
+        }
+        if !self.policies.is_empty() {
+            error["policies"] = json!(self.policies);
+        }
         let mut body = json!({ "error": error });
         if !self.sources.is_empty() {
             body["sources"] = source_reports(&self.sources);
         }
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"lianqiao\""),
+            );
+        }
+        response
     }
 }

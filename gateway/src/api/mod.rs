@@ -1,7 +1,10 @@
 //! The HTTP API: routes, parameters, envelope and errors.
 
+pub mod access;
 mod envelope;
 pub mod error;
+mod explain;
+mod guard;
 mod openapi;
 mod params;
 
@@ -9,7 +12,8 @@ use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{Method, StatusCode, Uri};
-use axum::response::IntoResponse;
+use axum::Extension;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use lianqiao_host::contract::{FilterOp, Value};
@@ -20,7 +24,9 @@ use crate::federation::{self, FieldFilter, ListRequest, executor::ListError};
 use crate::model::{self, Entity};
 use crate::server::{Gateway, Live};
 use crate::telemetry::metrics::SourceState;
+use access::Facts;
 use error::ApiError;
+use lianqiao_policy::Principal;
 use std::sync::atomic::Ordering;
 
 /// Parse and validate a list query string for `entity`, as the API does
@@ -35,10 +41,19 @@ pub fn parse_list(
 }
 
 pub fn router(gateway: Arc<Live>) -> Router {
-    Router::new()
+    // Everything under /v1 is authenticated, decided by the policy and
+    // audited; the documents and health checks are not.
+    let v1 = Router::new()
         .route("/v1/divisions/{code}", get(get_division))
         .route("/v1/stats", get(stats))
+        .route("/v1/_explain", get(explain::explain))
         .route("/v1/{resource}", get(list_resource))
+        .route_layer(axum::middleware::from_fn_with_state(
+            gateway.clone(),
+            guard::guard,
+        ));
+    Router::new()
+        .merge(v1)
         .route("/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -167,15 +182,27 @@ fn record_sources(gateway: &Gateway, reports: &[federation::SourceReport]) {
     }
 }
 
+/// A handler's result with the facts its audit record needs.
+fn respond(result: Result<Json<serde_json::Value>, ApiError>, facts: Facts) -> Response {
+    let mut response = match result {
+        Ok(body) => body.into_response(),
+        Err(e) => e.into_response(),
+    };
+    response.extensions_mut().insert(facts);
+    response
+}
+
 async fn list(
     gateway: &Gateway,
+    principal: &Principal,
     entity: &'static Entity,
     raw: Option<String>,
     parent_mode: bool,
+    facts: &mut Facts,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let pairs = params::pairs(raw.as_deref())?;
     let request = params::list_request(entity, &pairs, &gateway.config.server, parent_mode)?;
-    run(gateway, &request).await
+    run(gateway, principal, request, facts).await
 }
 
 /// Filters must be on fields a listing source has: fields that only an
@@ -205,20 +232,105 @@ fn check_filterable(
 
 async fn run(
     gateway: &Gateway,
-    request: &ListRequest,
+    principal: &Principal,
+    mut request: ListRequest,
+    facts: &mut Facts,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     check_filterable(gateway, request.entity, &request.filters)?;
-    match federation::execute(&gateway.sources, &gateway.cursors, request).await {
+    let grant = access::authorize_list(gateway, principal, &mut request, facts)?;
+    match federation::execute(&gateway.sources, &gateway.cursors, &request).await {
         Ok(mut outcome) => {
             federation::enrich::enrich(
                 &gateway.sources,
                 &gateway.person_key,
-                request,
+                &request,
                 &mut outcome,
             )
             .await;
             record_sources(gateway, &outcome.reports);
-            Ok(Json(envelope::list_envelope(&outcome, &request.output)))
+            access::apply_list(gateway, principal, &grant, &mut outcome, facts);
+            let mut body = envelope::list_envelope(&outcome, &request.output);
+            body["policy"] = access::list_policy(gateway, &grant, &request.output);
+            Ok(Json(body))
+        }
+        Err(ListError::NoSource) => Err(ApiError::not_found(format!(
+            "no source serves `{}` in division {}; connected sources cover: {}",
+            request.entity.name,
+            request.scope.join(", "),
+            gateway.coverage_summary()
+        ))),
+        Err(ListError::Cursor(e)) => Err(ApiError::cursor(e)),
+        Err(ListError::Failed(reports)) => {
+            record_sources(gateway, &reports);
+            facts.sources = reports.iter().map(|r| r.name.clone()).collect();
+            Err(ApiError::sources_failed(reports))
+        }
+    }
+}
+
+/// `GET /v1/{resource}`: a page of any resource of the unified model.
+async fn list_resource(
+    State(live): State<Arc<Live>>,
+    Extension(principal): Extension<Principal>,
+    Path(resource): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let gateway = live.current();
+    let mut facts = Facts::default();
+    let result = match model::entity(&resource) {
+        None => Err(ApiError::not_found(format!(
+            "no resource `{resource}`; the API serves: {}",
+            model::ENTITIES
+                .iter()
+                .map(|e| e.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        Some(entity) => {
+            // `parent=<code>` lists a division's children.
+            let parent_mode = entity.name == model::DIVISIONS.name;
+            list(&gateway, &principal, entity, raw, parent_mode, &mut facts).await
+        }
+    };
+    respond(result, facts)
+}
+
+/// `GET /v1/stats?metric=<resource>.count&division=<code>[&group_by=<level>][&by=<field>]`
+async fn stats(
+    State(live): State<Arc<Live>>,
+    Extension(principal): Extension<Principal>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let gateway = live.current();
+    let mut facts = Facts::default();
+    let result = stats_inner(&gateway, &principal, raw, &mut facts).await;
+    respond(result, facts)
+}
+
+async fn stats_inner(
+    gateway: &Gateway,
+    principal: &Principal,
+    raw: Option<String>,
+    facts: &mut Facts,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let pairs = params::pairs(raw.as_deref())?;
+    let mut request = params::stats_request(&pairs)?;
+    check_filterable(gateway, request.entity, &request.filters)?;
+    let grant = access::authorize_stats(gateway, principal, &mut request, facts)?;
+    match federation::stats::stats(&gateway.sources, &request).await {
+        Ok(mut outcome) => {
+            record_sources(gateway, &outcome.reports);
+            let suppressed = access::apply_stats(&grant, &mut outcome, facts);
+            let mut body = envelope::stats_envelope(&outcome);
+            body["policy"] = json!({
+                "scope": [grant.scope],
+                "statistics_only": grant.statistics_only,
+                "suppress_below": grant.suppress_below,
+                "suppressed": suppressed,
+                "policies": grant.policies,
+                "version": gateway.config.enforcer.engine.version(),
+            });
+            Ok(Json(body))
         }
         Err(ListError::NoSource) => Err(ApiError::not_found(format!(
             "no source serves `{}` in division {}; connected sources cover: {}",
@@ -234,56 +346,6 @@ async fn run(
     }
 }
 
-/// `GET /v1/{resource}`: a page of any resource of the unified model.
-async fn list_resource(
-    State(live): State<Arc<Live>>,
-    Path(resource): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let gateway = live.current();
-    let entity = model::entity(&resource).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "no resource `{resource}`; the API serves: {}",
-            model::ENTITIES
-                .iter()
-                .map(|e| e.name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })?;
-    // `parent=<code>` lists a division's children.
-    let parent_mode = entity.name == model::DIVISIONS.name;
-    list(&gateway, entity, raw, parent_mode).await
-}
-
-/// `GET /v1/stats?metric=<resource>.count&division=<code>[&group_by=<level>][&by=<field>]`
-async fn stats(
-    State(live): State<Arc<Live>>,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let gateway = live.current();
-    let pairs = params::pairs(raw.as_deref())?;
-    let request = params::stats_request(&pairs)?;
-    check_filterable(&gateway, request.entity, &request.filters)?;
-    match federation::stats::stats(&gateway.sources, &request).await {
-        Ok(outcome) => {
-            record_sources(&gateway, &outcome.reports);
-            Ok(Json(envelope::stats_envelope(&outcome)))
-        }
-        Err(ListError::NoSource) => Err(ApiError::not_found(format!(
-            "no source serves `{}` in division {}; connected sources cover: {}",
-            request.entity.name,
-            request.scope.join(", "),
-            gateway.coverage_summary()
-        ))),
-        Err(ListError::Cursor(e)) => Err(ApiError::cursor(e)),
-        Err(ListError::Failed(reports)) => {
-            record_sources(&gateway, &reports);
-            Err(ApiError::sources_failed(reports))
-        }
-    }
-}
-
 /// The OpenAPI 3.1 document, generated from the same model the handlers use.
 async fn openapi(State(live): State<Arc<Live>>) -> Json<serde_json::Value> {
     let gateway = live.current();
@@ -293,9 +355,21 @@ async fn openapi(State(live): State<Arc<Live>>) -> Json<serde_json::Value> {
 /// One division by code: `{data: {...}, sources: [...]}`.
 async fn get_division(
     State(live): State<Arc<Live>>,
+    Extension(principal): Extension<Principal>,
     Path(code): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Response {
     let gateway = live.current();
+    let mut facts = Facts::default();
+    let result = division_inner(&gateway, &principal, code, &mut facts).await;
+    respond(result, facts)
+}
+
+async fn division_inner(
+    gateway: &Gateway,
+    principal: &Principal,
+    code: String,
+    facts: &mut Facts,
+) -> Result<Json<serde_json::Value>, ApiError> {
     if !crate::config::is_division_code(&code) {
         return Err(ApiError::bad_request(format!(
             "`{code}` is not a division code (2–32 letters or digits, e.g. 150103001)"
@@ -319,7 +393,7 @@ async fn get_division(
         cursor: None,
         strict: false,
     };
-    let Json(mut body) = run(&gateway, &request).await?;
+    let Json(mut body) = run(gateway, principal, request, facts).await?;
     let first = body["data"]
         .as_array()
         .and_then(|rows| rows.first().cloned());
@@ -328,6 +402,7 @@ async fn get_division(
             "data": row,
             "partial": body["partial"].take(),
             "sources": body["sources"].take(),
+            "policy": body["policy"].take(),
         }))),
         None => Err(ApiError::not_found(format!(
             "no division has the code {code}"

@@ -124,7 +124,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 
     let fields_file = base.join(&main.model.fields);
     let field_classes = match std::fs::read_to_string(&fields_file) {
-        Ok(text) => crate::model::FieldClasses::parse(&text).unwrap_or_else(|problems| {
+        Ok(text) => crate::model::parse_field_classes(&text).unwrap_or_else(|problems| {
             for (key, message) in problems {
                 errors.push(ConfigError::new(&fields_file, key, message));
             }
@@ -156,8 +156,42 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             .ok(),
     };
 
-    match (errors.is_empty(), listen) {
-        (true, Some(listen)) => Ok(Config {
+    let auth = load_auth(path, base, &main.auth, &mut errors);
+    let policy_dir = base.join(&main.policy.dir);
+    let engine = match lianqiao_policy::PolicyEngine::load(&policy_dir) {
+        Ok(engine) => Some(engine),
+        Err(problems) => {
+            for p in problems {
+                errors.push(ConfigError::new(
+                    Path::new(&p.file),
+                    "policy",
+                    p.message,
+                ));
+            }
+            None
+        }
+    };
+    if main.policy.purposes.is_empty() {
+        errors.push(ConfigError::new(
+            path,
+            "policy.purposes",
+            "list at least one purpose callers may declare",
+        ));
+    }
+    let audit_url = resolve_audit_url(path, base, &main.audit, &mut errors);
+
+    match (errors.is_empty(), listen, engine) {
+        (true, Some(listen), Some(engine)) => Ok(Config {
+            enforcer: lianqiao_policy::Enforcer {
+                engine: std::sync::Arc::new(engine),
+                catalog: std::sync::Arc::new(field_classes.clone()),
+                suppress_below: main.policy.suppress_below,
+            },
+            auth: std::sync::Arc::new(auth),
+            policy: main.policy,
+            policy_dir,
+            audit: main.audit,
+            audit_url,
             file: path.to_path_buf(),
             listen,
             server: main.server,
@@ -513,4 +547,132 @@ mod tests {
         let e = parse::<LimitsSection>(Path::new("s.toml"), "\n\nmemory_mib = = 3\n").unwrap_err();
         assert!(e.message.contains("line 3"), "{}", e.message);
     }
+}
+
+/// `[auth]`: issuers' keys read and checked, API keys checked.
+fn load_auth(
+    path: &Path,
+    base: &Path,
+    auth: &super::AuthSection,
+    errors: &mut Vec<ConfigError>,
+) -> lianqiao_policy::Authenticator {
+    use lianqiao_policy::authn;
+    let mut issuers = Vec::new();
+    for (i, issuer) in auth.issuers.iter().enumerate() {
+        let key = format!("auth.issuers[{i}]");
+        let Some(algorithm) = authn::algorithm(&issuer.algorithm) else {
+            errors.push(ConfigError::new(
+                path,
+                format!("{key}.algorithm"),
+                format!("`{}` is not accepted; use EdDSA, ES256 or RS256", issuer.algorithm),
+            ));
+            continue;
+        };
+        let file = base.join(&issuer.public_key_file);
+        let pem = match std::fs::read(&file) {
+            Ok(pem) => pem,
+            Err(e) => {
+                errors.push(ConfigError::new(
+                    path,
+                    format!("{key}.public_key_file"),
+                    format!("cannot read {}: {e} (the demo writes it: cargo xtask demo)", file.display()),
+                ));
+                continue;
+            }
+        };
+        match authn::decoding_key(algorithm, &pem) {
+            Ok(decoding) => issuers.push(authn::Issuer {
+                issuer: issuer.issuer.clone(),
+                audience: issuer.audience.clone(),
+                key: decoding,
+                algorithm,
+            }),
+            Err(e) => errors.push(ConfigError::new(
+                path,
+                format!("{key}.public_key_file"),
+                e,
+            )),
+        }
+    }
+    let mut api_keys = Vec::new();
+    for (i, k) in auth.api_keys.iter().enumerate() {
+        let key = format!("auth.api_keys[{i}]");
+        if k.sha256.len() != 64 || !k.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            errors.push(ConfigError::new(
+                path,
+                format!("{key}.sha256"),
+                "must be the SHA-256 of the key as 64 hex digits (`lianqiao auth hash-key` prints it)",
+            ));
+            continue;
+        }
+        let Some(level) = lianqiao_policy::Level::parse(&k.level) else {
+            errors.push(ConfigError::new(
+                path,
+                format!("{key}.level"),
+                format!("must be one of {}", lianqiao_policy::Level::names()),
+            ));
+            continue;
+        };
+        match authn::identity(&k.id, level, &k.division, k.roles.clone(), "api-key") {
+            Ok(identity) => api_keys.push(authn::ApiKey {
+                sha256: k.sha256.clone(),
+                identity,
+            }),
+            Err(e) => errors.push(ConfigError::new(path, format!("{key}.division"), e)),
+        }
+    }
+    if auth.issuers.is_empty() && auth.api_keys.is_empty() {
+        errors.push(ConfigError::new(
+            path,
+            "auth",
+            "configure at least one [[auth.issuers]] or [[auth.api_keys]]: every request needs a credential",
+        ));
+    }
+    authn::Authenticator::new(issuers, api_keys)
+}
+
+/// The audit store's URL: `url_env` wins; a relative SQLite path is
+/// relative to the config file.
+fn resolve_audit_url(
+    path: &Path,
+    base: &Path,
+    audit: &super::AuditSection,
+    errors: &mut Vec<ConfigError>,
+) -> String {
+    let url = if audit.url_env.is_empty() {
+        audit.url.clone()
+    } else {
+        match std::env::var(&audit.url_env) {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                errors.push(ConfigError::new(
+                    path,
+                    "audit.url_env",
+                    format!("environment variable {} is not set", audit.url_env),
+                ));
+                return String::new();
+            }
+        }
+    };
+    if audit.chain.is_empty() || audit.batch_max == 0 {
+        errors.push(ConfigError::new(
+            path,
+            "audit",
+            "`chain` must be a name and `batch_max` at least 1",
+        ));
+    }
+    if let Some(file) = url.strip_prefix("sqlite://") {
+        let file = file.split('?').next().unwrap_or(file);
+        let resolved = base.join(file);
+        return format!("sqlite://{}", resolved.display());
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return url;
+    }
+    errors.push(ConfigError::new(
+        path,
+        "audit.url",
+        "must be sqlite://<file> or postgres://…",
+    ));
+    String::new()
 }

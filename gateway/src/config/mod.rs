@@ -28,6 +28,115 @@ pub struct GatewayFile {
     pub model: ModelSection,
     #[serde(default)]
     pub telemetry: TelemetrySection,
+    #[serde(default)]
+    pub auth: AuthSection,
+    #[serde(default)]
+    pub policy: PolicySection,
+    #[serde(default)]
+    pub audit: AuditSection,
+}
+
+/// `[auth]`: who may call the API. Every request needs a credential.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Trusted token issuers: `Authorization: Bearer <JWT>`.
+    pub issuers: Vec<IssuerSection>,
+    /// API keys for systems (`X-Api-Key: <key>`), stored as SHA-256 hex.
+    pub api_keys: Vec<ApiKeySection>,
+}
+
+/// `[[auth.issuers]]`: one JWT issuer. Tokens carry `sub`, `iss`, `aud`,
+/// `exp`, `level`, `division` and optionally `roles`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerSection {
+    /// `iss` of its tokens.
+    pub issuer: String,
+    /// `aud` its tokens must carry.
+    pub audience: String,
+    /// `EdDSA`, `ES256` or `RS256`.
+    pub algorithm: String,
+    /// The issuer's public key (PEM), relative to this file.
+    pub public_key_file: PathBuf,
+}
+
+/// `[[auth.api_keys]]`: one API key and the principal it stands for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySection {
+    pub id: String,
+    /// SHA-256 of the key, hex (`lianqiao auth hash-key` prints it).
+    pub sha256: String,
+    pub level: String,
+    pub division: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// `[policy]`: who sees what.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicySection {
+    /// Directory with one `*.cedarschema` and the `*.cedar` policies.
+    pub dir: PathBuf,
+    /// Purposes a caller may declare (header `X-Purpose`).
+    pub purposes: Vec<String>,
+    /// Statistics cells below this count are suppressed for callers who
+    /// may see only statistics of those records.
+    pub suppress_below: u64,
+    /// How often the division registry is fetched again from the sources
+    /// that serve divisions, in seconds; 0: only at start.
+    pub registry_refresh_s: u64,
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        PolicySection {
+            dir: PathBuf::from("policy"),
+            purposes: [
+                "case-handling",
+                "statistics",
+                "party-affairs",
+                "grid-service",
+            ]
+            .map(String::from)
+            .to_vec(),
+            suppress_below: 5,
+            registry_refresh_s: 600,
+        }
+    }
+}
+
+/// `[audit]`: one hash-chained record per request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSection {
+    /// `sqlite://path` (relative to this file) or `postgres://…`.
+    pub url: String,
+    /// Environment variable holding the URL instead (it may carry a password).
+    pub url_env: String,
+    /// Name of this gateway's chain; replicas sharing one database each
+    /// need their own.
+    pub chain: String,
+    /// Records written in one transaction at most.
+    pub batch_max: usize,
+    /// Serve statistics-only responses when the audit store is down (their
+    /// records are kept in memory and written when it is back). Responses
+    /// with records always fail closed.
+    pub statistics_fail_open: bool,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection {
+            url: "sqlite://audit.db".into(),
+            url_env: String::new(),
+            chain: "main".into(),
+            batch_max: 256,
+            statistics_fail_open: false,
+        }
+    }
 }
 
 /// `[telemetry]`: logs and metrics.
@@ -338,6 +447,16 @@ pub struct Config {
     pub telemetry: TelemetrySection,
     /// The admin listener's address, if any.
     pub metrics_listen: Option<SocketAddr>,
+    /// Credentials → identities.
+    pub auth: std::sync::Arc<lianqiao_policy::Authenticator>,
+    /// The loaded, validated policy with the field catalog.
+    pub enforcer: lianqiao_policy::Enforcer,
+    pub policy: PolicySection,
+    /// The policy directory, resolved.
+    pub policy_dir: PathBuf,
+    pub audit: AuditSection,
+    /// The audit store's URL, resolved (may carry a password: not logged).
+    pub audit_url: String,
 }
 
 /// One validated source.

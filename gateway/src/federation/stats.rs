@@ -48,6 +48,7 @@ impl Tally {
                 division,
                 key,
                 count,
+                suppressed: false,
             })
             .collect()
     }
@@ -59,6 +60,9 @@ pub struct StatsCell {
     pub division: Option<String>,
     pub key: Option<Value>,
     pub count: i64,
+    /// Below the policy's threshold for a statistics-only caller: the count
+    /// is not shown.
+    pub suppressed: bool,
 }
 
 #[derive(Debug)]
@@ -170,6 +174,7 @@ async fn count_with(
                         division: c.division,
                         key: c.key,
                         count: c.count,
+                        suppressed: false,
                     })
                     .collect()
             }),

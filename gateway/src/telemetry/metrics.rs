@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Latency buckets, seconds: 1 ms … 10 s.
@@ -80,7 +81,17 @@ const RECENT: usize = 64;
 
 /// The gateway's metrics.
 #[derive(Default)]
-pub struct Metrics(Mutex<Inner>);
+pub struct Metrics(Mutex<Inner>, PolicyCounters);
+
+/// What the policy and the audit trail did.
+#[derive(Default)]
+struct PolicyCounters {
+    unauthenticated: AtomicU64,
+    forbidden: AtomicU64,
+    masked_cells: AtomicU64,
+    withheld_fields: AtomicU64,
+    audit_failures: AtomicU64,
+}
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -98,6 +109,48 @@ fn escape(value: &str) -> String {
 }
 
 impl Metrics {
+    /// A request refused: `unauthenticated` or `forbidden`.
+    pub fn record_denial(&self, kind: &str) {
+        let c = if kind == "unauthenticated" {
+            &self.1.unauthenticated
+        } else {
+            &self.1.forbidden
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_masked(&self, cells: u64, withheld_fields: u64) {
+        self.1.masked_cells.fetch_add(cells, Ordering::Relaxed);
+        self.1
+            .withheld_fields
+            .fetch_add(withheld_fields, Ordering::Relaxed);
+    }
+
+    pub fn record_audit_failure(&self) {
+        self.1.audit_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render_policy(&self, out: &mut String) {
+        let p = &self.1;
+        let _ = write!(
+            out,
+            "# HELP lianqiao_policy_denials_total Requests refused by authentication or policy.\n# TYPE lianqiao_policy_denials_total counter\n\
+             lianqiao_policy_denials_total{{kind=\"unauthenticated\"}} {}\n\
+             lianqiao_policy_denials_total{{kind=\"forbidden\"}} {}\n\
+             # HELP lianqiao_policy_masked_cells_total Cells masked in responses.\n# TYPE lianqiao_policy_masked_cells_total counter\n\
+             lianqiao_policy_masked_cells_total {}\n\
+             # HELP lianqiao_policy_withheld_fields_total Fields withheld from responses (per response).\n# TYPE lianqiao_policy_withheld_fields_total counter\n\
+             lianqiao_policy_withheld_fields_total {}\n\
+             # HELP lianqiao_audit_failures_total Audit records that could not be written.\n# TYPE lianqiao_audit_failures_total counter\n\
+             lianqiao_audit_failures_total {}\n",
+            p.unauthenticated.load(Ordering::Relaxed),
+            p.forbidden.load(Ordering::Relaxed),
+            p.masked_cells.load(Ordering::Relaxed),
+            p.withheld_fields.load(Ordering::Relaxed),
+            p.audit_failures.load(Ordering::Relaxed),
+        );
+    }
+
     pub fn record_request(&self, route: &str, status: u16, latency: Duration) {
         if let Ok(mut m) = self.0.lock() {
             *m.requests.entry((route.to_string(), status)).or_default() += 1;
@@ -150,6 +203,7 @@ impl Metrics {
             .map(|s| (s.name.clone(), s.breaker))
             .collect();
         let mut out = self.render_counters(&breakers);
+        self.render_policy(&mut out);
         out.push_str("# HELP lianqiao_plugin_instantiations_total Plugin instances created (one per call).\n# TYPE lianqiao_plugin_instantiations_total counter\n");
         for s in sources {
             let _ = writeln!(

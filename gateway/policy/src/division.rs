@@ -1,0 +1,121 @@
+//! Division codes and the hierarchy they encode.
+//!
+//! Codes nest: 2-digit region, 4-digit city, 6-digit district (GB/T 2260),
+//! 9-digit street and 12-digit community (the statistical codes), then two
+//! digits per grid tier. "Inside division X" is "code starts with X", and a
+//! code's ancestors are its prefixes at those lengths. The registry adds
+//! what codes cannot say: names, and which divisions exist.
+
+use std::collections::HashMap;
+
+use crate::principal::Level;
+
+/// Lengths of the codes above the grid tiers.
+const LENGTHS: [usize; 5] = [2, 4, 6, 9, 12];
+
+/// The level a code's length says it is at, if it is a division code.
+pub fn level_of(code: &str) -> Option<Level> {
+    if code.is_empty() || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    match code.len() {
+        2 => Some(Level::Region),
+        4 => Some(Level::City),
+        6 => Some(Level::District),
+        9 => Some(Level::Street),
+        12 => Some(Level::Community),
+        n if n > 12 && n % 2 == 0 && n <= 32 => Some(Level::Grid),
+        _ => None,
+    }
+}
+
+/// Whether `code` is `ancestor` or inside it.
+pub fn is_within(code: &str, ancestor: &str) -> bool {
+    code.starts_with(ancestor)
+}
+
+/// The ancestors of `code`, outermost first (not `code` itself).
+pub fn ancestors(code: &str) -> Vec<&str> {
+    let mut out: Vec<&str> = LENGTHS
+        .iter()
+        .copied()
+        .chain((14..=32).step_by(2))
+        .take_while(|&n| n < code.len())
+        .filter_map(|n| code.get(..n))
+        .collect();
+    out.dedup();
+    out
+}
+
+/// The part of `requested` a principal of `jurisdiction` may see: the
+/// narrower of the two when one holds the other, nothing when they are
+/// disjoint.
+pub fn narrow<'a>(requested: &'a str, jurisdiction: &'a str) -> Option<&'a str> {
+    if is_within(requested, jurisdiction) {
+        Some(requested)
+    } else if is_within(jurisdiction, requested) {
+        Some(jurisdiction)
+    } else {
+        None
+    }
+}
+
+/// Names of the divisions that exist, from the division registry (the
+/// city platform's and the districts'), refreshed by the gateway.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    names: HashMap<String, String>,
+}
+
+impl Registry {
+    pub fn from_names(names: impl IntoIterator<Item = (String, String)>) -> Registry {
+        Registry {
+            names: names.into_iter().collect(),
+        }
+    }
+
+    pub fn name(&self, code: &str) -> Option<&str> {
+        self.names.get(code).map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_from_code_lengths() {
+        assert_eq!(level_of("15"), Some(Level::Region));
+        assert_eq!(level_of("1501"), Some(Level::City));
+        assert_eq!(level_of("150103"), Some(Level::District));
+        assert_eq!(level_of("150103001"), Some(Level::Street));
+        assert_eq!(level_of("150103001001"), Some(Level::Community));
+        assert_eq!(level_of("15010300100101"), Some(Level::Grid));
+        assert_eq!(level_of("1501030"), None);
+        assert_eq!(level_of("15'--"), None);
+    }
+
+    #[test]
+    fn ancestors_are_the_prefixes_at_level_lengths() {
+        assert_eq!(
+            ancestors("1501030010010102"),
+            vec!["15", "1501", "150103", "150103001", "150103001001", "15010300100101"]
+        );
+        assert_eq!(ancestors("15"), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn narrowing_takes_the_inner_division_or_nothing() {
+        assert_eq!(narrow("150103", "150103001"), Some("150103001"));
+        assert_eq!(narrow("150103001", "150103"), Some("150103001"));
+        assert_eq!(narrow("150105", "150103"), None);
+    }
+}

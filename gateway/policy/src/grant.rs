@@ -1,0 +1,428 @@
+//! Enforcement in two phases.
+//!
+//! Phase 1, before anything runs: may this principal run this query at all;
+//! which division subtree (the scope, pushed down to every source as the
+//! query's division) and, for cases, which loops (pushed down as a filter);
+//! and how each field is shown. Phase 2, after the merge: every row is
+//! checked again against the policy for its own division (defence in depth:
+//! a source that ignores the scope leaks nothing), and fields are masked or
+//! withheld as phase 1 decided. Both phases ask the cached engine, so the
+//! per-row cost is a lookup.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::division;
+use crate::engine::{Action, Decision, PolicyEngine, Question};
+use crate::fields::{FieldCatalog, FieldClass};
+use crate::mask::Mask;
+use crate::principal::Principal;
+
+/// How one field is shown to one principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "as", content = "mask")]
+pub enum Visibility {
+    Clear,
+    Masked(Mask),
+    Withheld,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Clear => "clear",
+            Visibility::Masked(_) => "masked",
+            Visibility::Withheld => "withheld",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldRule {
+    pub field: String,
+    pub class: FieldClass,
+    #[serde(flatten)]
+    pub visibility: Visibility,
+    /// The policies that decided it (permits for what is shown, forbids
+    /// for what a forbid withheld).
+    pub policies: Vec<String>,
+}
+
+/// Phase 1's answer for a list.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListGrant {
+    pub kind: String,
+    /// The division subtree the principal may see of what it asked for.
+    pub scope: String,
+    /// For resources with a record attribute (cases' `loop`): the values
+    /// the principal may see, when not all of them.
+    pub attribute: Option<(String, Vec<String>)>,
+    pub fields: Vec<FieldRule>,
+    /// The permits that allowed the list.
+    pub policies: Vec<String>,
+}
+
+impl ListGrant {
+    /// How `field` is shown; a field the catalog does not know is withheld.
+    pub fn visibility(&self, field: &str) -> Visibility {
+        self.fields
+            .iter()
+            .find(|f| f.field == field)
+            .map_or(Visibility::Withheld, |f| f.visibility)
+    }
+
+    pub fn rule(&self, field: &str) -> Option<&FieldRule> {
+        self.fields.iter().find(|f| f.field == field)
+    }
+}
+
+/// Phase 1's answer for statistics.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsGrant {
+    pub kind: String,
+    pub scope: String,
+    /// The principal may not list these records, only count them: cells
+    /// below `suppress_below` are suppressed.
+    pub statistics_only: bool,
+    pub suppress_below: u64,
+    pub policies: Vec<String>,
+}
+
+/// Why a query may not run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Denied {
+    pub message: String,
+    /// The forbids that denied it; empty when nothing permits it.
+    pub policies: Vec<String>,
+}
+
+/// The shown form of a text value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shown {
+    Clear,
+    Masked(String),
+    Withheld,
+}
+
+impl Visibility {
+    /// Apply to one text value.
+    pub fn show(self, value: &str) -> Shown {
+        match self {
+            Visibility::Clear => Shown::Clear,
+            Visibility::Withheld => Shown::Withheld,
+            Visibility::Masked(mask) => match mask.apply(value) {
+                Some(masked) => Shown::Masked(masked),
+                None => Shown::Withheld,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Enforcer {
+    pub engine: Arc<PolicyEngine>,
+    pub catalog: Arc<FieldCatalog>,
+    /// Statistics cells below this count are suppressed for principals who
+    /// see only statistics.
+    pub suppress_below: u64,
+}
+
+impl Enforcer {
+    fn question<'a>(
+        p: &'a Principal,
+        action: Action,
+        kind: &'a str,
+        division: &'a str,
+    ) -> Question<'a> {
+        Question {
+            principal: p,
+            action,
+            kind,
+            division,
+            record_loop: None,
+            field: None,
+        }
+    }
+
+    fn scope<'a>(p: &'a Principal, kind: &str, requested: &'a str) -> Result<&'a str, Denied> {
+        division::narrow(requested, &p.division).ok_or_else(|| Denied {
+            message: format!(
+                "division {requested} is outside your jurisdiction ({} {}); ask for {kind} in {} or inside it",
+                p.level, p.division, p.division
+            ),
+            policies: Vec::new(),
+        })
+    }
+
+    fn denial(p: &Principal, action: Action, kind: &str, scope: &str, d: &Decision) -> Denied {
+        let message = if d.policies.is_empty() {
+            format!(
+                "no policy permits a {} principal ({}) to {} {kind} in {scope} for the purpose `{}`",
+                p.level,
+                p.division,
+                action.as_str(),
+                p.purpose
+            )
+        } else {
+            format!(
+                "`{}` of {kind} in {scope} is forbidden by policy {}",
+                action.as_str(),
+                d.policies
+                    .iter()
+                    .map(|id| format!("`{id}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        Denied {
+            message,
+            policies: d.policies.clone(),
+        }
+    }
+
+    /// Phase 1 for a list of `kind` in the subtree `requested`.
+    pub fn authorize_list(
+        &self,
+        p: &Principal,
+        kind: &str,
+        requested: &str,
+    ) -> Result<ListGrant, Denied> {
+        let scope = Self::scope(p, kind, requested)?;
+        let (policies, attribute) = match self.catalog.record_attribute(kind) {
+            Some(attr) => {
+                let mut allowed = Vec::new();
+                let mut policies = Vec::new();
+                let mut last = None;
+                for value in &attr.attribute_values {
+                    let d = self.engine.decide(&Question {
+                        record_loop: Some(value),
+                        ..Self::question(p, Action::List, kind, scope)
+                    });
+                    if d.allowed {
+                        allowed.push(value.clone());
+                        policies.extend(d.policies.iter().cloned());
+                    }
+                    last = Some(d);
+                }
+                if allowed.is_empty() {
+                    let d = last.unwrap_or(Decision {
+                        allowed: false,
+                        policies: Vec::new(),
+                        errors: Vec::new(),
+                    });
+                    return Err(Self::denial(p, Action::List, kind, scope, &d));
+                }
+                policies.sort();
+                policies.dedup();
+                let attribute = (allowed.len() < attr.attribute_values.len())
+                    .then(|| (attr.name.clone(), allowed));
+                (policies, attribute)
+            }
+            None => {
+                let d = self
+                    .engine
+                    .decide(&Self::question(p, Action::List, kind, scope));
+                if !d.allowed {
+                    return Err(Self::denial(p, Action::List, kind, scope, &d));
+                }
+                (d.policies, None)
+            }
+        };
+        let fields = self
+            .catalog
+            .fields(kind)
+            .iter()
+            .map(|f| {
+                let ask = |action| {
+                    self.engine.decide(&Question {
+                        field: Some((f.name.as_str(), f.class)),
+                        ..Self::question(p, action, kind, scope)
+                    })
+                };
+                let (clear, masked) = match f.class {
+                    FieldClass::Public => (None, None),
+                    FieldClass::Internal => (Some(Action::ReadInternal), None),
+                    FieldClass::Personal => (
+                        Some(Action::ReadPersonal),
+                        Some(Action::ReadPersonalMasked),
+                    ),
+                    FieldClass::Sensitive => (
+                        Some(Action::ReadSensitive),
+                        Some(Action::ReadSensitiveMasked),
+                    ),
+                };
+                let (visibility, policies) = match clear {
+                    None => (Visibility::Clear, Vec::new()),
+                    Some(action) => {
+                        let d = ask(action);
+                        if d.allowed {
+                            (Visibility::Clear, d.policies)
+                        } else if let Some(masked_action) = masked {
+                            let m = ask(masked_action);
+                            if m.allowed && f.mask != Mask::Withhold {
+                                (Visibility::Masked(f.mask), m.policies)
+                            } else {
+                                // What withheld it: a forbid, if one did.
+                                let forbids = if m.allowed { d.policies } else { m.policies };
+                                (Visibility::Withheld, forbids)
+                            }
+                        } else {
+                            (Visibility::Withheld, d.policies)
+                        }
+                    }
+                };
+                FieldRule {
+                    field: f.name.clone(),
+                    class: f.class,
+                    visibility,
+                    policies,
+                }
+            })
+            .collect();
+        Ok(ListGrant {
+            kind: kind.to_string(),
+            scope: scope.to_string(),
+            attribute,
+            fields,
+            policies,
+        })
+    }
+
+    /// Phase 2: may this row, in `division` (with the record attribute
+    /// `attribute`), leave the gateway under `grant`? Cached per division.
+    pub fn admits(
+        &self,
+        p: &Principal,
+        grant: &ListGrant,
+        division: &str,
+        attribute: Option<&str>,
+    ) -> bool {
+        if !division::is_within(division, &grant.scope) {
+            return false;
+        }
+        if let Some((_, allowed)) = &grant.attribute {
+            match attribute {
+                Some(v) if allowed.iter().any(|a| a == v) => {}
+                _ => return false,
+            }
+        }
+        let has_attribute = self.catalog.record_attribute(&grant.kind).is_some();
+        self.engine
+            .decide(&Question {
+                record_loop: if has_attribute {
+                    Some(attribute.unwrap_or(""))
+                } else {
+                    None
+                },
+                ..Self::question(p, Action::List, &grant.kind, division)
+            })
+            .allowed
+    }
+
+    /// Phase 1 for statistics over `kind` in `requested`, grouped by `by`.
+    pub fn authorize_stats(
+        &self,
+        p: &Principal,
+        kind: &str,
+        requested: &str,
+        by: Option<&str>,
+    ) -> Result<StatsGrant, Denied> {
+        let scope = Self::scope(p, kind, requested)?;
+        let class = by.map(|f| self.catalog.class(kind, f));
+        let d = self.engine.decide(&Question {
+            field: by.zip(class),
+            ..Self::question(p, Action::Aggregate, kind, scope)
+        });
+        if !d.allowed {
+            return Err(Self::denial(p, Action::Aggregate, kind, scope, &d));
+        }
+        let statistics_only = self.authorize_list(p, kind, scope).is_err();
+        Ok(StatsGrant {
+            kind: kind.to_string(),
+            scope: scope.to_string(),
+            statistics_only,
+            suppress_below: self.suppress_below,
+            policies: d.policies,
+        })
+    }
+}
+
+impl Enforcer {
+    /// What the policy decides for `principal` asking to `action` (`list`
+    /// or `aggregate`) `kind` in `division`, and which policies decided it:
+    /// the operator's view (CLI `lianqiao policy explain`, API
+    /// `GET /v1/_explain`).
+    pub fn explain(
+        &self,
+        principal: &Principal,
+        action: &str,
+        kind: &str,
+        division: &str,
+    ) -> serde_json::Value {
+        let describe = |ids: &[String]| -> Vec<serde_json::Value> {
+            ids.iter()
+                .map(|id| match self.engine.policy(id) {
+                    Some(info) => serde_json::json!(info),
+                    None => serde_json::json!({ "id": id }),
+                })
+                .collect()
+        };
+        let mut out = serde_json::json!({
+            "principal": principal,
+            "action": action,
+            "resource": kind,
+            "division": division,
+            "policy_version": self.engine.version(),
+        });
+        match action {
+            "aggregate" => match self.authorize_stats(principal, kind, division, None) {
+                Ok(g) => {
+                    out["decision"] = "allow".into();
+                    out["scope"] = g.scope.clone().into();
+                    out["statistics_only"] = g.statistics_only.into();
+                    out["suppress_below"] = g.suppress_below.into();
+                    out["policies"] = describe(&g.policies).into();
+                }
+                Err(d) => {
+                    out["decision"] = "deny".into();
+                    out["reason"] = d.message.clone().into();
+                    out["policies"] = describe(&d.policies).into();
+                }
+            },
+            _ => match self.authorize_list(principal, kind, division) {
+                Ok(g) => {
+                    out["decision"] = "allow".into();
+                    out["scope"] = g.scope.clone().into();
+                    out["policies"] = describe(&g.policies).into();
+                    if let Some((name, values)) = &g.attribute {
+                        out["only"] = serde_json::json!({ name: values });
+                    }
+                    out["fields"] = g
+                        .fields
+                        .iter()
+                        .map(|f| {
+                            serde_json::json!({
+                                "field": f.field,
+                                "class": f.class,
+                                "as": f.visibility.as_str(),
+                                "mask": match f.visibility {
+                                    Visibility::Masked(m) => serde_json::json!(m),
+                                    _ => serde_json::Value::Null,
+                                },
+                                "policies": describe(&f.policies),
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                        .into();
+                }
+                Err(d) => {
+                    out["decision"] = "deny".into();
+                    out["reason"] = d.message.clone().into();
+                    out["policies"] = describe(&d.policies).into();
+                }
+            },
+        }
+        out
+    }
+}

@@ -1,0 +1,95 @@
+//! `GET /v1/_explain`: what the policy decides for a request, and which
+//! policies decided it. Callers explain their own access; holders of the
+//! `policy-admin` role may explain anyone's (`as_level`, `as_division`,
+//! `as_roles`, `as_purpose`).
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use lianqiao_policy::{Level, Principal};
+
+use super::access::Facts;
+use super::error::ApiError;
+use super::params;
+use crate::server::Live;
+
+pub const ADMIN_ROLE: &str = "policy-admin";
+
+pub async fn explain(
+    State(live): State<Arc<Live>>,
+    Extension(caller): Extension<Principal>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let gateway = live.current();
+    let facts = Facts {
+        decision: Some("allow"),
+        ..Facts::default()
+    };
+    let result = (|| {
+        let pairs = params::pairs(raw.as_deref())?;
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        for (k, _) in &pairs {
+            if !matches!(
+                k.as_str(),
+                "resource" | "division" | "action" | "as_level" | "as_division" | "as_roles" | "as_purpose"
+            ) {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter `{k}`; use resource, division, action (list or aggregate) and, for policy admins, as_level, as_division, as_roles, as_purpose"
+                )));
+            }
+        }
+        let resource = get("resource")
+            .filter(|r| crate::model::entity(r).is_some())
+            .ok_or_else(|| ApiError::bad_request("`resource=<name>` is required (members, cases, …)"))?;
+        let division = get("division")
+            .filter(|d| crate::config::is_division_code(d))
+            .unwrap_or(&caller.division);
+        let action = match get("action").unwrap_or("list") {
+            a @ ("list" | "aggregate") => a,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "`action` is list or aggregate, got `{other}`"
+                )));
+            }
+        };
+        let impersonates = pairs.iter().any(|(k, _)| k.starts_with("as_"));
+        let principal = if impersonates {
+            if !caller.has_role(ADMIN_ROLE) {
+                return Err(ApiError::forbidden(
+                    format!("explaining another principal's access needs the `{ADMIN_ROLE}` role"),
+                    Vec::new(),
+                ));
+            }
+            let level = match get("as_level") {
+                Some(l) => Level::parse(l).ok_or_else(|| {
+                    ApiError::bad_request(format!("`as_level` is one of {}", Level::names()))
+                })?,
+                None => caller.level,
+            };
+            Principal::new(
+                "explain",
+                level,
+                get("as_division").unwrap_or(&caller.division),
+                get("as_roles")
+                    .map(|r| r.split(',').map(str::to_string).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+                get("as_purpose").unwrap_or(&caller.purpose),
+            )
+        } else {
+            caller.clone()
+        };
+        Ok(gateway
+            .config
+            .enforcer
+            .explain(&principal, action, resource, division))
+    })();
+    let mut response = match result {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => e.into_response(),
+    };
+    response.extensions_mut().insert(facts);
+    response
+}

@@ -1,0 +1,141 @@
+//! Every `/v1` request: authenticate, require a declared purpose, run the
+//! handler, and write the audit record before the response may leave.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use rand::RngCore;
+
+use super::access::Facts;
+use super::error::ApiError;
+use crate::audit::{AuditRecord, now_rfc3339};
+use crate::server::Live;
+
+fn header<'a>(request: &'a axum::extract::Request, name: &str) -> Option<&'a str> {
+    request.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn request_id() -> String {
+    let mut bytes = [0u8; 12];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+pub async fn guard(
+    State(live): State<Arc<Live>>,
+    route: axum::extract::MatchedPath,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let gateway = live.current();
+    let id = request_id();
+    let mut record = AuditRecord {
+        at: now_rfc3339(),
+        request_id: id.clone(),
+        principal: "anonymous".into(),
+        method: request.method().to_string(),
+        route: route.as_str().to_string(),
+        query: request.uri().query().unwrap_or("").to_string(),
+        policy_version: gateway.config.enforcer.engine.version().to_string(),
+        ..AuditRecord::default()
+    };
+    let identity = gateway
+        .config
+        .auth
+        .authenticate(header(&request, "authorization"), header(&request, "x-api-key"));
+    let mut response = match identity {
+        Err(e) => {
+            record.decision = "unauthenticated".into();
+            gateway.metrics.record_denial("unauthenticated");
+            ApiError::unauthenticated(&e).into_response()
+        }
+        Ok(identity) => {
+            record.principal = identity.id.clone();
+            record.level = identity.level.to_string();
+            record.division = identity.division.clone();
+            record.via = identity.via.clone();
+            let purposes = &gateway.config.policy.purposes;
+            match header(&request, "x-purpose").map(str::trim) {
+                None | Some("") => {
+                    record.decision = "invalid".into();
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "purpose_required",
+                        format!(
+                            "declare why you ask: header `X-Purpose` with one of {}",
+                            purposes.join(", ")
+                        ),
+                    )
+                    .into_response()
+                }
+                Some(p) if !purposes.iter().any(|x| x == p) => {
+                    record.decision = "invalid".into();
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "purpose_required",
+                        format!(
+                            "`{p}` is not a declared purpose; use one of {}",
+                            purposes.join(", ")
+                        ),
+                    )
+                    .into_response()
+                }
+                Some(p) => {
+                    record.purpose = p.to_string();
+                    let principal = identity.with_purpose(p);
+                    request.extensions_mut().insert(principal);
+                    next.run(request).await
+                }
+            }
+        }
+    };
+    let facts = response.extensions_mut().remove::<Facts>();
+    let statistics = facts.as_ref().is_some_and(|f| f.statistics);
+    if let Some(f) = facts {
+        record.scope = f.scope;
+        record.sources = f.sources;
+        record.rows = f.rows;
+        record.fields = f.fields;
+        record.masked = f.masked;
+        record.withheld = f.withheld;
+        record.dropped = f.dropped;
+        record.policies = f.policies;
+        if let Some(d) = f.decision {
+            record.decision = d.to_string();
+        }
+        if record.decision == "deny" {
+            gateway.metrics.record_denial("forbidden");
+        }
+        gateway.metrics.record_masked(record.masked, record.withheld.len() as u64);
+    }
+    if record.decision.is_empty() {
+        record.decision = if response.status().is_success() {
+            "allow"
+        } else {
+            "error"
+        }
+        .into();
+    }
+    record.status = response.status().as_u16();
+    let carries_data = response.status().is_success() && (record.carries_records() || statistics);
+    let fail_open = statistics && gateway.config.audit.statistics_fail_open;
+    if let Err(e) = gateway.audit.write(record, fail_open).await {
+        gateway.metrics.record_audit_failure();
+        if carries_data && !fail_open {
+            response = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                format!(
+                    "the audit trail cannot record this access, so nothing is released ({e}); retry when the audit store is back"
+                ),
+            )
+            .into_response();
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}

@@ -1,0 +1,99 @@
+//! `lianqiao audit verify`: walk a chain and name the first broken record.
+
+use super::record::{AuditRecord, GENESIS, chain_hash};
+use super::store::AuditStore;
+
+/// The first problem found in a chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broken {
+    pub chain: String,
+    /// The sequence number of the first record that does not verify (or
+    /// where a missing one should be).
+    pub seq: i64,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "chain `{}` is broken at record {}: {}",
+            self.chain, self.seq, self.reason
+        )
+    }
+}
+
+/// Verify `chain`: numbering without gaps from 1, each record's `prev_hash`
+/// the previous record's hash, each hash recomputed from the record, the
+/// queryable columns equal to the hashed body, and the head row matching
+/// the last record. Returns the number of records verified.
+pub async fn verify(store: &AuditStore, chain: &str) -> Result<Result<u64, Broken>, String> {
+    let mut expected_seq = 1;
+    let mut prev = GENESIS.to_string();
+    let mut broken: Option<Broken> = None;
+    let mut count = 0u64;
+    let brk = |seq: i64, reason: String| Broken {
+        chain: chain.to_string(),
+        seq,
+        reason,
+    };
+    store
+        .walk(chain, |r| {
+            let problem = if r.seq != expected_seq {
+                Some(brk(
+                    expected_seq,
+                    format!("missing (the next record is {})", r.seq),
+                ))
+            } else if r.prev_hash != prev {
+                Some(brk(
+                    r.seq,
+                    "its prev_hash is not the previous record's hash".into(),
+                ))
+            } else if chain_hash(chain, r.seq, &r.prev_hash, &r.body) != r.hash {
+                Some(brk(r.seq, "its content does not match its hash (edited)".into()))
+            } else {
+                match serde_json::from_str::<AuditRecord>(&r.body) {
+                    Ok(body)
+                        if body.principal == r.principal
+                            && body.request_id == r.request_id
+                            && body.at == r.at
+                            && i64::from(body.status) == r.status
+                            && body.decision == r.decision
+                            && super::record_division(&body) == r.division => None,
+                    Ok(_) => Some(brk(
+                        r.seq,
+                        "a column differs from the hashed record (edited)".into(),
+                    )),
+                    Err(e) => Some(brk(r.seq, format!("the record is not readable: {e}"))),
+                }
+            };
+            match problem {
+                Some(p) => {
+                    broken = Some(p);
+                    false
+                }
+                None => {
+                    expected_seq += 1;
+                    prev = r.hash;
+                    count += 1;
+                    true
+                }
+            }
+        })
+        .await?;
+    if let Some(b) = broken {
+        return Ok(Err(b));
+    }
+    match store.recorded_head(chain).await? {
+        Some((seq, hash)) if seq == expected_seq - 1 && hash == prev => Ok(Ok(count)),
+        Some((seq, _)) if seq > expected_seq - 1 => Ok(Err(brk(
+            expected_seq,
+            format!("missing: the chain's head says it has {seq} records (truncated)"),
+        ))),
+        None if count == 0 => Ok(Ok(0)),
+        _ => Ok(Err(brk(
+            expected_seq - 1,
+            "the chain's head does not match its last record".into(),
+        ))),
+    }
+}
