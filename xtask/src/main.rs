@@ -187,51 +187,107 @@ const DEMO_CHECK: Ports = Ports {
 };
 
 /// Sample requests the demo shows (and, with --check, runs).
-const SAMPLES: &[(&str, &str)] = &[
+/// The demo's sample requests: what, whose token (`-` for none), the
+/// declared purpose, the path, the status it must get.
+const SAMPLES: &[(&str, &str, &str, &str, u16)] = &[
     (
-        "the eight street-level units of Huimin: the city registry and the district joined",
+        "the eight street-level units of Huimin, as the district sees them: the city registry and the district joined",
+        "district",
+        "case-handling",
         "/v1/divisions?parent=150103&fields=name,level,households",
+        200,
     ),
-    ("one street", "/v1/divisions/150103001"),
+    ("one street, as the street itself", "street", "case-handling", "/v1/divisions/150103001", 200),
     (
         "five grids of 新华西路街道",
+        "street",
+        "case-handling",
         "/v1/grids?division=150103001&limit=5",
+        200,
     ),
     (
-        "Saihan (its own schema) — 兴康社区's grids",
+        "Saihan (its own schema) — 兴康社区's grids, as the city",
+        "city",
+        "case-handling",
         "/v1/grids?division=150105002001&fields=name,tier,households",
+        200,
     ),
     (
-        "Jining (another schema) — micro grids",
+        "Jining (another schema) — micro grids, as the region",
+        "region",
+        "statistics",
         "/v1/grids?division=150902&tier=micro&limit=3&fields=name,tier",
+        200,
     ),
     (
         "all of Hohhot: Huimin and Saihan merged in one order",
+        "city",
+        "case-handling",
         "/v1/grids?division=1501&limit=4&fields=name",
+        200,
     ),
     (
-        "party members of 新华西路街道, from the party-link system (HMAC-signed by the host)",
+        "party members of 新华西路街道 as the street sees them: names and phones masked, ID numbers and ethnicity withheld (party-link, HMAC-signed by the host)",
+        "street",
+        "case-handling",
         "/v1/members?division=150103001&limit=2",
+        200,
     ),
     (
-        "how many party members Huimin has (9,657), counted at the source",
+        "the same grid's members as its grid worker sees them: names and phones in clear, ID numbers masked",
+        "grid",
+        "case-handling",
+        "/v1/members?division=150103&limit=2&fields=name,phone,id_number,ethnicity,grid",
+        200,
+    ),
+    (
+        "the city asks for member details: refused, naming why",
+        "city",
+        "case-handling",
+        "/v1/members?division=150103&limit=2",
+        403,
+    ),
+    (
+        "how many party members Huimin has (9,657), counted at the source, as the city (statistics only)",
+        "city",
+        "statistics",
         "/v1/stats?metric=members.count&division=150103",
+        200,
     ),
     (
         "grids by district and tier across three databases: one GROUP BY each",
+        "region",
+        "statistics",
         "/v1/stats?metric=grids.count&division=15&group_by=district&by=tier",
+        200,
     ),
     (
         "service centres from the city platform (OAuth2 token kept by the host)",
+        "district",
+        "case-handling",
         "/v1/service-centers?division=150103&limit=3&fields=name,level",
+        200,
     ),
     (
         "small grids with 60+ households, names only",
+        "district",
+        "case-handling",
         "/v1/grids?division=150103&tier=small&households[gte]=60&fields=name,households&limit=3",
+        200,
     ),
     (
         "a mistake, answered with a code and a fix",
+        "district",
+        "case-handling",
         "/v1/grids?division=150103&colour=red",
+        400,
+    ),
+    (
+        "no credential",
+        "-",
+        "case-handling",
+        "/v1/grids?division=150103",
+        401,
     ),
 ];
 
@@ -277,6 +333,7 @@ fn demo_then(check: bool, ports: &Ports, after: impl FnOnce(&str) -> Result) -> 
         ]),
         "building the gateway and the simulators",
     )?;
+    issuer_key()?;
     let sim = root().join("target/debug/lianqiao-sim");
     // Killed when this function returns, whichever way.
     let _simulators = Children(vec![
@@ -311,6 +368,85 @@ fn demo_then(check: bool, ports: &Ports, after: impl FnOnce(&str) -> Result) -> 
     eprintln!("\nThe gateway keeps serving on http://{addr}; Ctrl-C stops it.");
     gateway.wait().map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// The demo's token issuer: an Ed25519 key pair in target/demo/keys (made
+/// once; the gateway trusts the public half, see config/lianqiao.toml).
+fn issuer_key() -> Result {
+    let dir = root().join("target/demo/keys");
+    if dir.join("issuer.pem").exists() && dir.join("issuer.pub.pem").exists() {
+        return Ok(());
+    }
+    run(
+        Command::new(root().join("target/debug/lianqiao"))
+            .args(["auth", "keygen", "--out", "target/demo/keys"])
+            .current_dir(root()),
+        "making the demo's token issuer key",
+    )
+}
+
+/// One token for `sub` at `level` in `division`.
+fn token(sub: &str, level: &str, division: &str, roles: &str) -> Result<String> {
+    let out = Command::new(root().join("target/debug/lianqiao"))
+        .args([
+            "auth", "token", "--key", "target/demo/keys/issuer.pem", "--sub", sub, "--level",
+            level, "--division", division, "--roles", roles, "--ttl", "2592000",
+        ])
+        .current_dir(root())
+        .output()
+        .map_err(|e| format!("lianqiao auth token: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "lianqiao auth token: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// `target/demo/tokens.json`: a token per level, each for a real division
+/// of the demo data (the grid is found through the gateway), plus an
+/// operator who may explain anyone's access.
+fn write_tokens(addr: &str) -> Result<Vec<(String, String)>> {
+    let mut tokens = vec![
+        ("region".to_string(), token("demo-region", "region", "15", "")?),
+        ("city".to_string(), token("demo-city", "city", "1501", "")?),
+        ("district".to_string(), token("demo-district", "district", "150103", "")?),
+        ("street".to_string(), token("demo-street", "street", "150103001", "")?),
+        (
+            "community".to_string(),
+            token("demo-community", "community", "150103001001", "")?,
+        ),
+    ];
+    let (status, body) = http_get_as(
+        addr,
+        "/v1/grids?division=150103001001&limit=1&fields=code",
+        Some(&tokens[4].1),
+        "case-handling",
+    )?;
+    let grid = body
+        .split("\"code\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .filter(|_| status == 200)
+        .ok_or_else(|| format!("cannot find a grid of 150103001001 ({status}): {body}"))?
+        .to_string();
+    tokens.push(("grid".to_string(), token("demo-grid", "grid", &grid, "")?));
+    tokens.push((
+        "operator".to_string(),
+        token("demo-operator", "region", "15", "policy-admin")?,
+    ));
+    let json = format!(
+        "{{\n{}\n}}\n",
+        tokens
+            .iter()
+            .map(|(level, t)| format!("  \"{level}\": \"{t}\""))
+            .collect::<Vec<_>>()
+            .join(",\n")
+    );
+    let path = root().join("target/demo/tokens.json");
+    std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(tokens)
 }
 
 /// `target/demo/endpoints.json`: where each part of the demo listens.
@@ -351,21 +487,32 @@ fn show_demo(gateway: &mut Child, check: bool, ports: &Ports) -> Result {
         "# the city platform directly: a token, then Huimin's streets\nTOKEN=$(curl -s -d 'grant_type=client_credentials&client_id=demo&client_secret=demo-secret' http://{0}/oauth/token | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')\ncurl -s -H \"Authorization: Bearer $TOKEN\" 'http://{0}/divisions?parentCode=150103'\n",
         ports.city_platform
     );
-    for (what, path) in SAMPLES {
-        println!("# {what}\ncurl -s 'http://{addr}{path}'");
-        let (status, body) = http_get(addr, path)?;
+    let tokens = write_tokens(addr)?;
+    println!(
+        "Every /v1 request needs a token and a purpose. target/demo/tokens.json holds one\ntoken per level (region 15, city 1501, district 150103, street 150103001,\ncommunity 150103001001, one of its grids), and `operator` (policy-admin).\n"
+    );
+    for (what, level, purpose, path, expected) in SAMPLES {
+        let token = tokens.iter().find(|(l, _)| l == level).map(|(_, t)| t.as_str());
+        let auth = match token {
+            Some(_) => format!(
+                "-H \"Authorization: Bearer $(sed -n 's/ *\"{level}\": \"\\(.*\\)\",*/\\1/p' target/demo/tokens.json)\" "
+            ),
+            None => String::new(),
+        };
+        println!("# {what}\ncurl -s {auth}-H 'X-Purpose: {purpose}' 'http://{addr}{path}'");
+        let (status, body) = http_get_as(addr, path, token, purpose)?;
         let shown: String = body.chars().take(600).collect();
         println!(
             "→ {status}\n{shown}{}\n",
             if body.len() > shown.len() { " …" } else { "" }
         );
-        if check {
-            let expected = if path.contains("colour") { 400 } else { 200 };
-            if status != expected {
-                return Err(format!("{path}: expected HTTP {expected}, got {status}"));
-            }
+        if check && status != *expected {
+            return Err(format!("{path}: expected HTTP {expected}, got {status}: {shown}"));
         }
     }
+    println!(
+        "# what the policy decides for you, and which policies decided it\ncurl -s -H \"Authorization: Bearer $(sed -n 's/ *\"street\": \"\\(.*\\)\",*/\\1/p' target/demo/tokens.json)\" -H 'X-Purpose: case-handling' 'http://{addr}/v1/_explain?resource=members'\n"
+    );
     Ok(())
 }
 
@@ -398,14 +545,27 @@ fn wait_answering(addr: &str) -> Result {
 
 /// A minimal HTTP/1.1 GET, so xtask needs no dependencies.
 fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
+    http_get_as(addr, path, None, "")
+}
+
+/// GET with a bearer token and a declared purpose.
+fn http_get_as(
+    addr: &str,
+    path: &str,
+    token: Option<&str>,
+    purpose: &str,
+) -> Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
+    let auth = token.map_or(String::new(), |t| {
+        format!("Authorization: Bearer {t}\r\nX-Purpose: {purpose}\r\n")
+    });
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
     )
     .map_err(|e| e.to_string())?;
     let mut response = Vec::new();
@@ -469,10 +629,22 @@ fn schemathesis() -> Result {
         )?;
     }
     demo_then(true, &DEMO_CHECK, |addr| {
+        // As a district: most random divisions are outside it (403), some inside.
+        let tokens = std::fs::read_to_string(root().join("target/demo/tokens.json"))
+            .map_err(|e| format!("target/demo/tokens.json: {e}"))?;
+        let district = tokens
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("\"district\": \""))
+            .and_then(|rest| rest.split('"').next())
+            .ok_or("no district token in target/demo/tokens.json")?;
         run(
             Command::new("st").args([
                 "run",
                 &format!("http://{addr}/openapi.json"),
+                "--header",
+                &format!("Authorization: Bearer {district}"),
+                "--header",
+                "X-Purpose: case-handling",
                 "--checks",
                 "not_a_server_error,response_schema_conformance",
                 "--max-examples",

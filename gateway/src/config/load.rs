@@ -663,7 +663,7 @@ fn resolve_audit_url(
     }
     if let Some(file) = url.strip_prefix("sqlite://") {
         let file = file.split('?').next().unwrap_or(file);
-        let resolved = base.join(file);
+        let resolved = std::path::absolute(base.join(file)).unwrap_or_else(|_| base.join(file));
         return format!("sqlite://{}", resolved.display());
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
