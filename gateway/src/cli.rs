@@ -163,8 +163,8 @@ pub fn policy(command: PolicyCommand) -> ExitCode {
             }
         },
         PolicyCommand::Test { cases, dir, fields } => {
-            let result = enforcer(&dir, &fields)
-                .and_then(|e| lianqiao_policy::cases::run_dir(&e, &cases));
+            let result =
+                enforcer(&dir, &fields).and_then(|e| lianqiao_policy::cases::run_dir(&e, &cases));
             match result {
                 Ok(results) => {
                     let failed = results.iter().filter(|r| !r.passed()).count();
@@ -209,11 +209,13 @@ pub fn policy(command: PolicyCommand) -> ExitCode {
             match enforcer(&dir, &fields) {
                 Ok(e) => {
                     let p = Principal::new("explain", level, division.clone(), roles, purpose);
-                    let out = e.explain(&p, &action, &resource, within.as_deref().unwrap_or(&division));
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&out).unwrap_or_default()
+                    let out = e.explain(
+                        &p,
+                        &action,
+                        &resource,
+                        within.as_deref().unwrap_or(&division),
                     );
+                    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

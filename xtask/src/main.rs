@@ -197,7 +197,13 @@ const SAMPLES: &[(&str, &str, &str, &str, u16)] = &[
         "/v1/divisions?parent=150103&fields=name,level,households",
         200,
     ),
-    ("one street, as the street itself", "street", "case-handling", "/v1/divisions/150103001", 200),
+    (
+        "one street, as the street itself",
+        "street",
+        "case-handling",
+        "/v1/divisions/150103001",
+        200,
+    ),
     (
         "five grids of 新华西路街道",
         "street",
@@ -389,8 +395,20 @@ fn issuer_key() -> Result {
 fn token(sub: &str, level: &str, division: &str, roles: &str) -> Result<String> {
     let out = Command::new(root().join("target/debug/lianqiao"))
         .args([
-            "auth", "token", "--key", "target/demo/keys/issuer.pem", "--sub", sub, "--level",
-            level, "--division", division, "--roles", roles, "--ttl", "2592000",
+            "auth",
+            "token",
+            "--key",
+            "target/demo/keys/issuer.pem",
+            "--sub",
+            sub,
+            "--level",
+            level,
+            "--division",
+            division,
+            "--roles",
+            roles,
+            "--ttl",
+            "2592000",
         ])
         .current_dir(root())
         .output()
@@ -409,10 +427,19 @@ fn token(sub: &str, level: &str, division: &str, roles: &str) -> Result<String> 
 /// operator who may explain anyone's access.
 fn write_tokens(addr: &str) -> Result<Vec<(String, String)>> {
     let mut tokens = vec![
-        ("region".to_string(), token("demo-region", "region", "15", "")?),
+        (
+            "region".to_string(),
+            token("demo-region", "region", "15", "")?,
+        ),
         ("city".to_string(), token("demo-city", "city", "1501", "")?),
-        ("district".to_string(), token("demo-district", "district", "150103", "")?),
-        ("street".to_string(), token("demo-street", "street", "150103001", "")?),
+        (
+            "district".to_string(),
+            token("demo-district", "district", "150103", "")?,
+        ),
+        (
+            "street".to_string(),
+            token("demo-street", "street", "150103001", "")?,
+        ),
         (
             "community".to_string(),
             token("demo-community", "community", "150103001001", "")?,
@@ -492,7 +519,10 @@ fn show_demo(gateway: &mut Child, check: bool, ports: &Ports) -> Result {
         "Every /v1 request needs a token and a purpose. target/demo/tokens.json holds one\ntoken per level (region 15, city 1501, district 150103, street 150103001,\ncommunity 150103001001, one of its grids), and `operator` (policy-admin).\n"
     );
     for (what, level, purpose, path, expected) in SAMPLES {
-        let token = tokens.iter().find(|(l, _)| l == level).map(|(_, t)| t.as_str());
+        let token = tokens
+            .iter()
+            .find(|(l, _)| l == level)
+            .map(|(_, t)| t.as_str());
         let auth = match token {
             Some(_) => format!(
                 "-H \"Authorization: Bearer $(sed -n 's/ *\"{level}\": \"\\(.*\\)\",*/\\1/p' target/demo/tokens.json)\" "
@@ -507,7 +537,9 @@ fn show_demo(gateway: &mut Child, check: bool, ports: &Ports) -> Result {
             if body.len() > shown.len() { " …" } else { "" }
         );
         if check && status != *expected {
-            return Err(format!("{path}: expected HTTP {expected}, got {status}: {shown}"));
+            return Err(format!(
+                "{path}: expected HTTP {expected}, got {status}: {shown}"
+            ));
         }
     }
     println!(

@@ -139,7 +139,11 @@ pub fn decoding_key(algorithm: Algorithm, pem: &[u8]) -> Result<DecodingKey, Str
         Algorithm::EdDSA => DecodingKey::from_ed_pem(pem),
         Algorithm::ES256 => DecodingKey::from_ec_pem(pem),
         Algorithm::RS256 => DecodingKey::from_rsa_pem(pem),
-        other => return Err(format!("{other:?} is not accepted; use EdDSA, ES256 or RS256")),
+        other => {
+            return Err(format!(
+                "{other:?} is not accepted; use EdDSA, ES256 or RS256"
+            ));
+        }
     }
     .map_err(|e| format!("not a usable {algorithm:?} public key (PEM): {e}"))
 }
@@ -218,8 +222,14 @@ impl Authenticator {
                 claims.level
             ))
         })?;
-        identity(&claims.sub, level, &claims.division, claims.roles, &issuer.issuer)
-            .map_err(AuthError::BadClaims)
+        identity(
+            &claims.sub,
+            level,
+            &claims.division,
+            claims.roles,
+            &issuer.issuer,
+        )
+        .map_err(AuthError::BadClaims)
     }
 }
 

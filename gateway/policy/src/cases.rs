@@ -134,9 +134,7 @@ fn check(enforcer: &Enforcer, case: &Case) -> Vec<String> {
     let expect_policies = |got: &[String], problems: &mut Vec<String>| {
         for p in &case.policies {
             if !got.contains(p) {
-                problems.push(format!(
-                    "deciding policies {got:?} do not include `{p}`"
-                ));
+                problems.push(format!("deciding policies {got:?} do not include `{p}`"));
             }
         }
     };
@@ -154,7 +152,9 @@ fn check(enforcer: &Enforcer, case: &Case) -> Vec<String> {
                 expect_policies(&grant.policies, &mut problems);
                 for (field, want) in &case.fields {
                     match grant.rule(field) {
-                        None => problems.push(format!("`{field}` is not a field of {}", case.resource)),
+                        None => {
+                            problems.push(format!("`{field}` is not a field of {}", case.resource))
+                        }
                         Some(rule) if rule.visibility.as_str() != want => problems.push(format!(
                             "`{field}` is {}, expected {want} (policies {:?})",
                             rule.visibility.as_str(),

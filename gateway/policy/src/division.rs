@@ -107,7 +107,14 @@ mod tests {
     fn ancestors_are_the_prefixes_at_level_lengths() {
         assert_eq!(
             ancestors("1501030010010102"),
-            vec!["15", "1501", "150103", "150103001", "150103001001", "15010300100101"]
+            vec![
+                "15",
+                "1501",
+                "150103",
+                "150103001",
+                "150103001001",
+                "15010300100101"
+            ]
         );
         assert_eq!(ancestors("15"), Vec::<&str>::new());
     }

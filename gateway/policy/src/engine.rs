@@ -430,7 +430,8 @@ impl PolicyEngine {
                         ),
                     ]);
                     let parents: HashSet<EntityUid> = parent.iter().cloned().collect();
-                    entities.push(Entity::new(uid.clone(), attrs, parents).map_err(|e| e.to_string())?);
+                    entities
+                        .push(Entity::new(uid.clone(), attrs, parents).map_err(|e| e.to_string())?);
                 }
                 parent = Some(uid);
             }

@@ -243,10 +243,9 @@ impl Enforcer {
                 let (clear, masked) = match f.class {
                     FieldClass::Public => (None, None),
                     FieldClass::Internal => (Some(Action::ReadInternal), None),
-                    FieldClass::Personal => (
-                        Some(Action::ReadPersonal),
-                        Some(Action::ReadPersonalMasked),
-                    ),
+                    FieldClass::Personal => {
+                        (Some(Action::ReadPersonal), Some(Action::ReadPersonalMasked))
+                    }
                     FieldClass::Sensitive => (
                         Some(Action::ReadSensitive),
                         Some(Action::ReadSensitiveMasked),

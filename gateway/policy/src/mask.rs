@@ -51,11 +51,7 @@ impl Mask {
             out
         };
         match self {
-            Mask::Name => Some(if n <= 1 {
-                "*".to_string()
-            } else {
-                keep(1, 0)
-            }),
+            Mask::Name => Some(if n <= 1 { "*".to_string() } else { keep(1, 0) }),
             Mask::Phone => Some(keep(3, 4)),
             Mask::IdNumber => Some(keep(6, 4)),
             Mask::Address => Some(keep(6.min(n.saturating_sub(1)), 0)),
@@ -76,14 +72,22 @@ mod tests {
     fn the_conventional_forms() {
         assert_eq!(Mask::Name.apply("张伟").as_deref(), Some("张*"));
         assert_eq!(Mask::Name.apply("欧阳娜娜").as_deref(), Some("欧***"));
-        assert_eq!(Mask::Phone.apply("13812341234").as_deref(), Some("138****1234"));
+        assert_eq!(
+            Mask::Phone.apply("13812341234").as_deref(),
+            Some("138****1234")
+        );
         assert_eq!(
             Mask::IdNumber.apply("15010319850312123X").as_deref(),
             Some("150103********123X")
         );
-        assert_eq!(Mask::Date.apply("1985-03-12").as_deref(), Some("1985-**-**"));
         assert_eq!(
-            Mask::Address.apply("呼和浩特市回民区新华西路8号").as_deref(),
+            Mask::Date.apply("1985-03-12").as_deref(),
+            Some("1985-**-**")
+        );
+        assert_eq!(
+            Mask::Address
+                .apply("呼和浩特市回民区新华西路8号")
+                .as_deref(),
             Some("呼和浩特市回********")
         );
         assert_eq!(Mask::Withhold.apply("汉族"), None);

@@ -125,10 +125,13 @@ pub fn apply_list(
     let before = outcome.rows.len();
     outcome.rows.retain(|row| {
         let value = attribute.as_ref().and_then(|a| {
-            row.cells.iter().find(|(n, _)| n == a).and_then(|(_, v)| match v {
-                Value::Text(t) => Some(t.as_str()),
-                _ => None,
-            })
+            row.cells
+                .iter()
+                .find(|(n, _)| n == a)
+                .and_then(|(_, v)| match v {
+                    Value::Text(t) => Some(t.as_str()),
+                    _ => None,
+                })
         });
         enforcer.admits(principal, grant, &row.division, value)
     });
@@ -142,23 +145,26 @@ pub fn apply_list(
     }
     let mut masked = 0u64;
     for row in &mut outcome.rows {
-        row.cells.retain_mut(|(name, value)| match grant.visibility(name) {
-            Visibility::Clear => true,
-            Visibility::Withheld => false,
-            visibility => match value {
-                Value::Null => true,
-                Value::Text(t) | Value::Date(t) | Value::Timestamp(t) => match visibility.show(t) {
-                    Shown::Masked(m) => {
-                        *value = Value::Text(m);
-                        masked += 1;
-                        true
+        row.cells
+            .retain_mut(|(name, value)| match grant.visibility(name) {
+                Visibility::Clear => true,
+                Visibility::Withheld => false,
+                visibility => match value {
+                    Value::Null => true,
+                    Value::Text(t) | Value::Date(t) | Value::Timestamp(t) => {
+                        match visibility.show(t) {
+                            Shown::Masked(m) => {
+                                *value = Value::Text(m);
+                                masked += 1;
+                                true
+                            }
+                            Shown::Clear => true,
+                            Shown::Withheld => false,
+                        }
                     }
-                    Shown::Clear => true,
-                    Shown::Withheld => false,
+                    _ => false,
                 },
-                _ => false,
-            },
-        });
+            });
     }
     facts.masked = masked;
     facts.rows = outcome.rows.len() as u64;
@@ -227,7 +233,11 @@ pub fn authorize_stats(
     if !personal.is_empty() {
         let clear = enforcer
             .authorize_list(principal, request.entity.name, &grant.scope)
-            .map(|g| personal.iter().all(|f| g.visibility(f) == Visibility::Clear))
+            .map(|g| {
+                personal
+                    .iter()
+                    .all(|f| g.visibility(f) == Visibility::Clear)
+            })
             .unwrap_or(false);
         if !clear {
             facts.decision = Some("deny");

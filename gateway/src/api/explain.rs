@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use axum::Extension;
+use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use lianqiao_policy::{Level, Principal};
 
 use super::access::Facts;
@@ -34,7 +34,13 @@ pub async fn explain(
         for (k, _) in &pairs {
             if !matches!(
                 k.as_str(),
-                "resource" | "division" | "action" | "as_level" | "as_division" | "as_roles" | "as_purpose"
+                "resource"
+                    | "division"
+                    | "action"
+                    | "as_level"
+                    | "as_division"
+                    | "as_roles"
+                    | "as_purpose"
             ) {
                 return Err(ApiError::bad_request(format!(
                     "unknown parameter `{k}`; use resource, division, action (list or aggregate) and, for policy admins, as_level, as_division, as_roles, as_purpose"
@@ -43,7 +49,9 @@ pub async fn explain(
         }
         let resource = get("resource")
             .filter(|r| crate::model::entity(r).is_some())
-            .ok_or_else(|| ApiError::bad_request("`resource=<name>` is required (members, cases, …)"))?;
+            .ok_or_else(|| {
+                ApiError::bad_request("`resource=<name>` is required (members, cases, …)")
+            })?;
         let division = get("division")
             .filter(|d| crate::config::is_division_code(d))
             .unwrap_or(&caller.division);

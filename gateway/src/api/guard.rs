@@ -41,10 +41,10 @@ pub async fn guard(
         policy_version: gateway.config.enforcer.engine.version().to_string(),
         ..AuditRecord::default()
     };
-    let identity = gateway
-        .config
-        .auth
-        .authenticate(header(&request, "authorization"), header(&request, "x-api-key"));
+    let identity = gateway.config.auth.authenticate(
+        header(&request, "authorization"),
+        header(&request, "x-api-key"),
+    );
     let mut response = match identity {
         Err(e) => {
             record.decision = "unauthenticated".into();
@@ -108,7 +108,9 @@ pub async fn guard(
         if record.decision == "deny" {
             gateway.metrics.record_denial("forbidden");
         }
-        gateway.metrics.record_masked(record.masked, record.withheld.len() as u64);
+        gateway
+            .metrics
+            .record_masked(record.masked, record.withheld.len() as u64);
     }
     if record.decision.is_empty() {
         record.decision = if response.status().is_success() {

@@ -10,9 +10,9 @@ mod params;
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{Method, StatusCode, Uri};
-use axum::Extension;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};

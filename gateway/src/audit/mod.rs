@@ -163,7 +163,12 @@ async fn writer(
                 backlog = waiting;
                 // The next batch reconnects and re-reads the head.
                 chain = None;
-                fail(&log, jobs, &mut backlog, &format!("audit write failed: {e}"));
+                fail(
+                    &log,
+                    jobs,
+                    &mut backlog,
+                    &format!("audit write failed: {e}"),
+                );
             }
         }
     }

@@ -138,9 +138,9 @@ impl AuditStore {
 
     /// The head row of `chain`, as last committed.
     pub async fn recorded_head(&self, chain: &str) -> Result<Option<(i64, String)>, String> {
-        let row = sqlx::query(AssertSqlSafe(self.sql(
-            "SELECT seq, hash FROM lianqiao_audit_head WHERE chain = ?",
-        )))
+        let row = sqlx::query(AssertSqlSafe(
+            self.sql("SELECT seq, hash FROM lianqiao_audit_head WHERE chain = ?"),
+        ))
         .bind(chain.to_string())
         .fetch_optional(&self.pool)
         .await
@@ -181,9 +181,9 @@ impl AuditStore {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        let updated = sqlx::query(AssertSqlSafe(self.sql(
-            "UPDATE lianqiao_audit_head SET seq = ?, hash = ? WHERE chain = ?",
-        )))
+        let updated = sqlx::query(AssertSqlSafe(
+            self.sql("UPDATE lianqiao_audit_head SET seq = ?, hash = ? WHERE chain = ?"),
+        ))
         .bind(last.seq)
         .bind(last.hash.clone())
         .bind(last.chain.clone())
@@ -225,7 +225,9 @@ impl AuditStore {
         mut visit: impl FnMut(Stored) -> bool,
     ) -> Result<(), String> {
         let sql = self.sql(&format!("{SELECT} WHERE chain = ? ORDER BY seq"));
-        let mut rows = sqlx::query(AssertSqlSafe(sql.as_str())).bind(chain.to_string()).fetch(&self.pool);
+        let mut rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(chain.to_string())
+            .fetch(&self.pool);
         while let Some(row) = rows.try_next().await.map_err(|e| e.to_string())? {
             if !visit(stored(&row)?) {
                 break;
@@ -259,7 +261,10 @@ impl AuditStore {
             sql.push_str(" AND at < ?");
             binds.push(u.clone());
         }
-        sql.push_str(&format!(" ORDER BY at DESC, seq DESC LIMIT {}", q.limit.max(1)));
+        sql.push_str(&format!(
+            " ORDER BY at DESC, seq DESC LIMIT {}",
+            q.limit.max(1)
+        ));
         let sql = self.sql(&sql);
         let mut query = sqlx::query(AssertSqlSafe(sql.as_str()));
         for b in binds {

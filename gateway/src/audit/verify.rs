@@ -50,7 +50,10 @@ pub async fn verify(store: &AuditStore, chain: &str) -> Result<Result<u64, Broke
                     "its prev_hash is not the previous record's hash".into(),
                 ))
             } else if chain_hash(chain, r.seq, &r.prev_hash, &r.body) != r.hash {
-                Some(brk(r.seq, "its content does not match its hash (edited)".into()))
+                Some(brk(
+                    r.seq,
+                    "its content does not match its hash (edited)".into(),
+                ))
             } else {
                 match serde_json::from_str::<AuditRecord>(&r.body) {
                     Ok(body)
@@ -59,7 +62,10 @@ pub async fn verify(store: &AuditStore, chain: &str) -> Result<Result<u64, Broke
                             && body.at == r.at
                             && i64::from(body.status) == r.status
                             && body.decision == r.decision
-                            && super::record_division(&body) == r.division => None,
+                            && super::record_division(&body) == r.division =>
+                    {
+                        None
+                    }
                     Ok(_) => Some(brk(
                         r.seq,
                         "a column differs from the hashed record (edited)".into(),

@@ -162,11 +162,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         Ok(engine) => Some(engine),
         Err(problems) => {
             for p in problems {
-                errors.push(ConfigError::new(
-                    Path::new(&p.file),
-                    "policy",
-                    p.message,
-                ));
+                errors.push(ConfigError::new(Path::new(&p.file), "policy", p.message));
             }
             None
         }
@@ -564,7 +560,10 @@ fn load_auth(
             errors.push(ConfigError::new(
                 path,
                 format!("{key}.algorithm"),
-                format!("`{}` is not accepted; use EdDSA, ES256 or RS256", issuer.algorithm),
+                format!(
+                    "`{}` is not accepted; use EdDSA, ES256 or RS256",
+                    issuer.algorithm
+                ),
             ));
             continue;
         };
@@ -575,7 +574,10 @@ fn load_auth(
                 errors.push(ConfigError::new(
                     path,
                     format!("{key}.public_key_file"),
-                    format!("cannot read {}: {e} (the demo writes it: cargo xtask demo)", file.display()),
+                    format!(
+                        "cannot read {}: {e} (the demo writes it: cargo xtask demo)",
+                        file.display()
+                    ),
                 ));
                 continue;
             }
@@ -587,11 +589,7 @@ fn load_auth(
                 key: decoding,
                 algorithm,
             }),
-            Err(e) => errors.push(ConfigError::new(
-                path,
-                format!("{key}.public_key_file"),
-                e,
-            )),
+            Err(e) => errors.push(ConfigError::new(path, format!("{key}.public_key_file"), e)),
         }
     }
     let mut api_keys = Vec::new();

@@ -173,6 +173,51 @@ impl Upstreams {
     }
 }
 
+/// The tests' token issuer.
+pub const TEST_ISSUER: &str = "lianqiao-test";
+/// An API key the test config accepts (a city-level system).
+pub const TEST_API_KEY: &str = "test-system-key";
+
+/// Lets the tests' default principal (role `e2e-all`) see everything, so
+/// tests of federation see unmasked rows; policy tests use other tokens.
+const E2E_POLICY: &str = "@id(\"e2e-tests-see-everything\")\npermit (principal, action, resource) when { principal.roles.contains(\"e2e-all\") };\n";
+
+/// One Ed25519 issuer key pair per test process: (private, public) PEM.
+pub fn test_issuer() -> &'static (String, String) {
+    static KEYS: OnceLock<(String, String)> = OnceLock::new();
+    KEYS.get_or_init(|| lianqiao_policy::authn::generate_ed25519().expect("issuer key"))
+}
+
+/// A token from the tests' issuer for a principal.
+pub fn token(level: &str, division: &str, roles: &[&str]) -> String {
+    token_with(level, division, roles, 3600)
+}
+
+/// A token valid for `ttl_s` seconds (negative: already expired).
+pub fn token_with(level: &str, division: &str, roles: &[&str], ttl_s: i64) -> String {
+    let now = lianqiao_policy::authn::now() as i64;
+    lianqiao_policy::authn::issue_ed25519(
+        &test_issuer().0,
+        &lianqiao_policy::authn::Claims {
+            sub: format!("test-{level}-{division}"),
+            iss: TEST_ISSUER.into(),
+            aud: "lianqiao".into(),
+            exp: (now + ttl_s).max(0) as u64,
+            nbf: None,
+            level: level.into(),
+            division: division.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        },
+    )
+    .expect("token")
+}
+
+/// The default principal's `Authorization` header value.
+pub fn default_auth() -> &'static str {
+    static AUTH: OnceLock<String> = OnceLock::new();
+    AUTH.get_or_init(|| format!("Bearer {}", token("region", "15", &["e2e-all"])))
+}
+
 /// A config directory: `lianqiao.toml` and `sources/*.toml`.
 pub struct ConfigDir {
     pub dir: tempfile::TempDir,
@@ -185,13 +230,46 @@ impl ConfigDir {
         std::fs::create_dir_all(dir.path().join("sources")).expect("sources dir");
         let cache = workspace_root().join("target/plugin-cache");
         let fields = workspace_root().join("config/fields.toml");
+        // The shipped policy, plus one the tests' default principal uses
+        // to see everything (tests of the policy itself use other tokens).
+        let policy = dir.path().join("policy");
+        std::fs::create_dir_all(&policy).expect("policy dir");
+        for entry in
+            std::fs::read_dir(workspace_root().join("config/policy")).expect("config/policy")
+        {
+            let path = entry.expect("entry").path();
+            if path.is_file() {
+                std::fs::copy(&path, policy.join(path.file_name().expect("name")))
+                    .expect("copy policy");
+            }
+        }
+        std::fs::write(policy.join("e2e.cedar"), E2E_POLICY).expect("e2e policy");
+        std::fs::write(dir.path().join("issuer.pub.pem"), &test_issuer().1).expect("issuer key");
         let main = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n\n[plugins]\npool_instances = 32\nmax_memory_mib = 128\ncache_dir = {:?}\n\n[sources]\ndir = \"sources\"\n\n[model]\nfields = {:?}\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[plugins]\npool_instances = 32\nmax_memory_mib = 128\ncache_dir = {:?}\n\n[sources]\ndir = \"sources\"\n\n[model]\nfields = {:?}\n\n\
+             [[auth.issuers]]\nissuer = \"{TEST_ISSUER}\"\naudience = \"lianqiao\"\nalgorithm = \"EdDSA\"\npublic_key_file = \"issuer.pub.pem\"\n\n\
+             [[auth.api_keys]]\nid = \"test-system\"\nsha256 = \"{}\"\nlevel = \"city\"\ndivision = \"1501\"\n\n\
+             [policy]\ndir = \"policy\"\n\n[audit]\nurl = \"sqlite://audit.db\"\nchain = \"test\"\n",
             cache.display().to_string(),
-            fields.display().to_string()
+            fields.display().to_string(),
+            lianqiao_policy::authn::sha256_hex(TEST_API_KEY),
         );
         std::fs::write(dir.path().join("lianqiao.toml"), main).expect("write config");
         ConfigDir { dir }
+    }
+
+    /// The audit store of this configuration.
+    pub fn audit_url(&self) -> String {
+        format!("sqlite://{}", self.dir.path().join("audit.db").display())
+    }
+
+    /// Replace text in the main file.
+    pub fn edit_main(self, from: &str, to: &str) -> Self {
+        let path = self.main_file();
+        let text = std::fs::read_to_string(&path).expect("main config");
+        assert!(text.contains(from), "`{from}` is not in the test config");
+        std::fs::write(&path, text.replace(from, to)).expect("main config");
+        self
     }
 
     /// Allow `n` plugin instances at once (the default is 32).
@@ -361,6 +439,16 @@ impl TestGateway {
         path: &str,
         headers: &[(&str, &str)],
     ) -> (StatusCode, Bytes) {
+        let (status, _, body) = self.fetch_full(addr, path, headers).await;
+        (status, body)
+    }
+
+    async fn fetch_full(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, hyper::HeaderMap, Bytes) {
         let mut request = hyper::Request::get(format!("http://{addr}{path}"));
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -371,13 +459,14 @@ impl TestGateway {
             .await
             .expect("request");
         let status = response.status();
+        let headers = response.headers().clone();
         let body = response
             .into_body()
             .collect()
             .await
             .expect("body")
             .to_bytes();
-        (status, body)
+        (status, headers, body)
     }
 
     /// GET `path` from the admin listener; status and text.
@@ -391,20 +480,56 @@ impl TestGateway {
         self.get_with(path, &[]).await
     }
 
-    /// GET `path` with request headers.
+    /// GET `path` with request headers; the default principal's token and
+    /// purpose unless `headers` give their own (`("authorization", "")`
+    /// sends none).
     pub async fn get_with(
         &self,
         path: &str,
         headers: &[(&str, &str)],
     ) -> (StatusCode, serde_json::Value) {
-        let (status, body) = self.fetch(self.addr, path, headers).await;
+        let (status, _, body) = self.get_full(path, headers).await;
+        (status, body)
+    }
+
+    /// GET `path` as the principal holding `token`, for `purpose`.
+    pub async fn get_as(
+        &self,
+        token: &str,
+        purpose: &str,
+        path: &str,
+    ) -> (StatusCode, serde_json::Value) {
+        let auth = format!("Bearer {token}");
+        self.get_with(path, &[("authorization", &auth), ("x-purpose", purpose)])
+            .await
+    }
+
+    /// GET with the response headers too.
+    pub async fn get_full(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, hyper::HeaderMap, serde_json::Value) {
+        let given = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+        let mut all: Vec<(&str, &str)> = headers
+            .iter()
+            .copied()
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        if !given("authorization") && !given("x-api-key") {
+            all.push(("authorization", default_auth()));
+        }
+        if !given("x-purpose") {
+            all.push(("x-purpose", "case-handling"));
+        }
+        let (status, response_headers, body) = self.fetch_full(self.addr, path, &all).await;
         let json = serde_json::from_slice(&body).unwrap_or_else(|e| {
             panic!(
                 "{path}: body is not JSON ({e}): {}",
                 String::from_utf8_lossy(&body)
             )
         });
-        (status, json)
+        (status, response_headers, json)
     }
 }
 

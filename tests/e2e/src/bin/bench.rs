@@ -60,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(2000);
     let gw = ConfigDir::new()
         .with_huimin()
-        .with_misbehaving("steady", "ok", "990004", "")
+        .with_misbehaving("steady", "ok", "159904", "")
         .start()
         .await;
     let source = |name: &str| {
@@ -80,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
         async move {
             let q = Query {
                 entity: "grids".into(),
-                scope: vec!["990004".into()],
+                scope: vec!["159904".into()],
                 filters: vec![],
                 projection: vec!["id".into(), "division".into()],
                 limit: 1,
@@ -208,13 +208,13 @@ async fn main() -> anyhow::Result<()> {
 async fn fan_out() -> anyhow::Result<String> {
     const DELAY_MS: f64 = 20.0;
     let mut out = String::from(
-        "\nFan-out: N sources each answering after 20 ms (misbehave `slow`), GET /v1/grids?division=990004\n\n\
+        "\nFan-out: N sources each answering after 20 ms (misbehave `slow`), GET /v1/grids?division=159904\n\n\
          | sources | p50 ms | p99 ms | p50 / slowest source (20 ms) | sum of sources |\n|---:|---:|---:|---:|---:|\n",
     );
     for n in [1usize, 4, 16, 64] {
         let mut dir = ConfigDir::new().with_pool_instances(256);
         for i in 0..n {
-            dir = dir.with_misbehaving(&format!("slow-{i}"), "slow", "990004", "");
+            dir = dir.with_misbehaving(&format!("slow-{i}"), "slow", "159904", "");
             let path = dir.dir.path().join(format!("sources/slow-{i}.toml"));
             let text = std::fs::read_to_string(&path)?
                 .replace("mode = \"slow\"", "mode = \"slow\"\ndelay_ms = 20");
@@ -225,7 +225,7 @@ async fn fan_out() -> anyhow::Result<String> {
         }
         let gw = dir.start().await;
         let m = measure("fan-out", 60, || async {
-            let (status, body) = gw.get("/v1/grids?division=990004&limit=50").await;
+            let (status, body) = gw.get("/v1/grids?division=159904&limit=50").await;
             assert_eq!(status, 200, "{body}");
         })
         .await;
@@ -251,7 +251,7 @@ async fn load_with_a_failing_source() -> anyhow::Result<String> {
         ConfigDir::new()
             .with_pool_instances(128)
             .with_huimin()
-            .with_misbehaving("broken", "trap", "990001", "")
+            .with_misbehaving("broken", "trap", "159901", "")
             .start()
             .await,
     );
@@ -282,7 +282,7 @@ async fn load_with_a_failing_source() -> anyhow::Result<String> {
                     } else if status == 200 {
                         hok.fetch_add(1, Ordering::Relaxed);
                     }
-                } else if gw.get("/v1/grids?division=990001").await.0.as_u16() >= 500 {
+                } else if gw.get("/v1/grids?division=159901").await.0.as_u16() >= 500 {
                     b5.fetch_add(1, Ordering::Relaxed);
                 }
             }

@@ -9,10 +9,10 @@ use lianqiao_e2e::ConfigDir;
 async fn faulty_gateway() -> lianqiao_e2e::TestGateway {
     ConfigDir::new()
         .with_huimin()
-        .with_misbehaving("trapper", "trap", "990001", "")
-        .with_misbehaving("spinner", "spin", "990002", "")
-        .with_misbehaving("hog", "hog", "990003", "")
-        .with_misbehaving("steady", "ok", "990004", "")
+        .with_misbehaving("trapper", "trap", "159901", "")
+        .with_misbehaving("spinner", "spin", "159902", "")
+        .with_misbehaving("hog", "hog", "159903", "")
+        .with_misbehaving("steady", "ok", "159904", "")
         .start()
         .await
 }
@@ -22,9 +22,9 @@ async fn each_fault_fails_only_its_request_and_the_next_one_succeeds() {
     let gw = faulty_gateway().await;
     // (division, status, code); the misbehaving sources' deadline is 300 ms.
     let cases = [
-        ("990001", 502, "plugin_trap"),
-        ("990002", 504, "source_timeout"),
-        ("990003", 502, "plugin_limit"),
+        ("159901", 502, "plugin_trap"),
+        ("159902", 504, "source_timeout"),
+        ("159903", 502, "plugin_limit"),
     ];
     for round in 0..2 {
         for (division, status, code) in cases {
@@ -44,7 +44,7 @@ async fn each_fault_fails_only_its_request_and_the_next_one_succeeds() {
             assert_eq!(body["data"].as_array().map(Vec::len), Some(3));
         }
     }
-    let (ok, body) = gw.get("/v1/grids?division=990004").await;
+    let (ok, body) = gw.get("/v1/grids?division=159904").await;
     assert_eq!(ok, 200, "{body}");
     assert_eq!(body["data"][0]["name"], "测试网格");
 }
@@ -52,7 +52,7 @@ async fn each_fault_fails_only_its_request_and_the_next_one_succeeds() {
 #[tokio::test]
 async fn memory_is_reported_with_the_cap() {
     let gw = faulty_gateway().await;
-    let (_, body) = gw.get("/v1/grids?division=990003").await;
+    let (_, body) = gw.get("/v1/grids?division=159903").await;
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("memory cap of 16 MiB"), "{message}");
     assert_eq!(body["sources"][0]["status"], "error");
@@ -62,11 +62,11 @@ async fn memory_is_reported_with_the_cap() {
 async fn a_plugin_whose_sha256_differs_from_the_pin_is_refused() {
     let pin = "0".repeat(64);
     let errors = ConfigDir::new()
-        .with_misbehaving("pinned", "ok", "990004", "")
+        .with_misbehaving("pinned", "ok", "159904", "")
         .source(
             "pinned",
             &format!(
-                "name = \"pinned\"\ncoverage = [\"990004\"]\n[plugin]\npath = {:?}\nsha256 = \"{pin}\"\n[plugin.settings]\nmode = \"ok\"\n",
+                "name = \"pinned\"\ncoverage = [\"159904\"]\n[plugin]\npath = {:?}\nsha256 = \"{pin}\"\n[plugin.settings]\nmode = \"ok\"\n",
                 lianqiao_e2e::plugin_dir().join("misbehave.wasm").display().to_string()
             ),
         )
@@ -80,7 +80,7 @@ async fn a_plugin_whose_sha256_differs_from_the_pin_is_refused() {
 
 #[tokio::test]
 async fn past_its_concurrency_limit_the_gateway_answers_503_at_once() {
-    let dir = ConfigDir::new().with_misbehaving("slow", "slow", "990005", "");
+    let dir = ConfigDir::new().with_misbehaving("slow", "slow", "159905", "");
     let source = dir.dir.path().join("sources/slow.toml");
     let text = std::fs::read_to_string(&source)
         .unwrap()
@@ -99,11 +99,11 @@ async fn past_its_concurrency_limit_the_gateway_answers_503_at_once() {
 
     let slow = {
         let gw = gw.clone();
-        tokio::spawn(async move { gw.get("/v1/grids?division=990005").await })
+        tokio::spawn(async move { gw.get("/v1/grids?division=159905").await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     let began = Instant::now();
-    let (status, body) = gw.get("/v1/grids?division=990005").await;
+    let (status, body) = gw.get("/v1/grids?division=159905").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "overloaded");
     assert!(
@@ -114,7 +114,7 @@ async fn past_its_concurrency_limit_the_gateway_answers_503_at_once() {
     let (status, _) = slow.await.unwrap();
     assert_eq!(status, 200);
     assert_eq!(
-        gw.get("/v1/grids?division=990005").await.0,
+        gw.get("/v1/grids?division=159905").await.0,
         200,
         "capacity is back"
     );
@@ -122,7 +122,7 @@ async fn past_its_concurrency_limit_the_gateway_answers_503_at_once() {
 
 #[tokio::test]
 async fn a_source_takes_at_most_its_concurrent_calls() {
-    let dir = ConfigDir::new().with_misbehaving("narrow", "slow", "990006", "");
+    let dir = ConfigDir::new().with_misbehaving("narrow", "slow", "159906", "");
     let source = dir.dir.path().join("sources/narrow.toml");
     let text = std::fs::read_to_string(&source)
         .unwrap()
@@ -137,7 +137,7 @@ async fn a_source_takes_at_most_its_concurrent_calls() {
     let calls: Vec<_> = (0..3)
         .map(|_| {
             let gw = gw.clone();
-            tokio::spawn(async move { gw.get("/v1/grids?division=990006").await.0 })
+            tokio::spawn(async move { gw.get("/v1/grids?division=159906").await.0 })
         })
         .collect();
     for call in calls {

@@ -4,12 +4,12 @@ use lianqiao_e2e::ConfigDir;
 
 async fn escape_report() -> String {
     // A source granted nothing: no sql, no http, no credentials.
-    report_of(ConfigDir::new().with_misbehaving("escapee", "escape", "990007", "")).await
+    report_of(ConfigDir::new().with_misbehaving("escapee", "escape", "159907", "")).await
 }
 
 async fn report_of(dir: ConfigDir) -> String {
     let gw = dir.start().await;
-    let (status, body) = gw.get("/v1/grids?division=990007&fields=name").await;
+    let (status, body) = gw.get("/v1/grids?division=159907&fields=name").await;
     assert_eq!(status, 200, "{body}");
     body["data"][0]["name"].as_str().unwrap().to_string()
 }
@@ -67,7 +67,7 @@ async fn a_plugin_cannot_use_another_sources_credential() {
         "[http]\nallow = [\"http://127.0.0.1:8091/api/v1/\"]\n[http.credentials.own]\nkind = \"hmac-sha256\"\napp_key = \"own\"\nsecret_file = {:?}\n",
         secret.display().to_string()
     );
-    let report = report_of(dir.with_misbehaving("escapee", "escape", "990007", &extra)).await;
+    let report = report_of(dir.with_misbehaving("escapee", "escape", "159907", &extra)).await;
     assert!(
         report.contains("has no credential named `party-link`"),
         "{report}"
@@ -80,7 +80,7 @@ async fn a_plugin_cannot_call_a_url_outside_its_allowlist() {
     let report = report_of(dir.with_misbehaving(
         "escapee",
         "escape",
-        "990007",
+        "159907",
         "[http]\nallow = [\"http://127.0.0.1:8092/divisions\"]\n",
     ))
     .await;

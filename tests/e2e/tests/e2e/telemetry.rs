@@ -6,13 +6,13 @@ use lianqiao_e2e::ConfigDir;
 async fn metrics_count_requests_and_source_outcomes() {
     let gw = ConfigDir::new()
         .with_huimin()
-        .with_misbehaving("trapper", "trap", "990001", "")
+        .with_misbehaving("trapper", "trap", "159901", "")
         .start()
         .await;
     for _ in 0..3 {
         assert_eq!(gw.get("/v1/grids?division=150103001&limit=2").await.0, 200);
     }
-    assert_eq!(gw.get("/v1/grids?division=990001").await.0, 502);
+    assert_eq!(gw.get("/v1/grids?division=159901").await.0, 502);
     assert_eq!(gw.get("/v1/grids?division=150103&colour=red").await.0, 400);
 
     let (status, text) = gw.admin_text("/metrics").await;
@@ -62,13 +62,13 @@ async fn metrics_count_requests_and_source_outcomes() {
 async fn status_shows_each_sources_recent_calls() {
     let gw = ConfigDir::new()
         .with_huimin()
-        .with_misbehaving("trapper", "trap", "990001", "")
+        .with_misbehaving("trapper", "trap", "159901", "")
         .start()
         .await;
     for _ in 0..4 {
         gw.get("/v1/grids?division=150103001&limit=2").await;
     }
-    gw.get("/v1/grids?division=990001").await;
+    gw.get("/v1/grids?division=159901").await;
     let (_, ready) = gw.get("/readyz").await;
     let table = lianqiao_gateway::telemetry::status_table(&ready);
     let line = |name: &str| {
