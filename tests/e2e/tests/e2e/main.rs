@@ -1,6 +1,8 @@
 //! End-to-end tests: one binary, so wasmtime and the gateway link once.
 //! Run with `cargo xtask test`, which builds the plugins first.
 
+mod access;
+mod audit;
 mod bad_params;
 mod config_errors;
 mod districts;
