@@ -18,12 +18,30 @@ fn schema_of(entity: &Entity, classes: &FieldClasses) -> Value {
             ValueKind::Date => ("string", Some("date")),
             ValueKind::Timestamp => ("string", Some("date-time")),
         };
+        let class = classes.class(entity.name, field.name);
+        let mask = classes
+            .field(entity.name, field.name)
+            .map(|f| f.mask)
+            .filter(|m| *m != crate::model::Mask::Withhold);
         let mut schema = json!({
             "type": [ty, "null"],
             "description": field.doc,
-            "x-lianqiao-class": classes.class(entity.name, field.name).as_str(),
+            "x-lianqiao-class": class.as_str(),
         });
-        if let Some(f) = format {
+        // A field the policy may show masked is a string of its mask's
+        // form (`1985-**-**` is no date); one it may withhold is absent.
+        if let Some(m) = mask {
+            schema["type"] = json!(["string", "null"]);
+            schema["x-lianqiao-mask"] = json!(m);
+            schema["description"] = json!(format!(
+                "{} Shown masked ({}) to callers the policy lets see it only masked.",
+                field.doc,
+                serde_json::to_value(m)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            ));
+        } else if let Some(f) = format {
             schema["format"] = json!(f);
         }
         if !field.values.is_empty() {
@@ -42,7 +60,7 @@ fn schema_of(entity: &Entity, classes: &FieldClasses) -> Value {
 
 fn error_responses() -> Value {
     let error = json!({ "$ref": "#/components/responses/Error" });
-    json!({ "400": error, "404": error, "502": error, "503": error, "504": error })
+    json!({ "400": error, "401": error, "403": error, "404": error, "502": error, "503": error, "504": error })
 }
 
 fn list_parameters(entity: &Entity) -> Vec<Value> {
@@ -78,8 +96,9 @@ pub fn document(classes: &FieldClasses) -> Value {
                     "page": { "$ref": "#/components/schemas/Page" },
                     "partial": { "type": "boolean" },
                     "sources": { "type": "array", "items": { "$ref": "#/components/schemas/SourceReport" } },
+                    "policy": { "$ref": "#/components/schemas/PolicyReport" },
                 },
-                "required": ["data", "page", "partial", "sources"],
+                "required": ["data", "page", "partial", "sources", "policy"],
             } } },
         });
         paths.insert(
@@ -92,6 +111,18 @@ pub fn document(classes: &FieldClasses) -> Value {
             } }),
         );
     }
+    let mut explain = error_responses();
+    explain["200"] = json!({ "description": "The decision, the scope, every field's visibility and the policies that decided them", "content": { "application/json": { "schema": { "type": "object" } } } });
+    paths.insert("/v1/_explain".into(), json!({ "get": {
+        "operationId": "explain",
+        "summary": "What the policy decides for the caller (or, for policy admins, anyone) asking for a resource, and which policies decided it.",
+        "parameters": [
+            { "name": "resource", "in": "query", "required": true, "schema": { "enum": ENTITIES.iter().map(|e| e.name).collect::<Vec<_>>() } },
+            { "name": "division", "in": "query", "schema": { "type": "string", "pattern": "^[0-9A-Za-z]{2,32}$" } },
+            { "name": "action", "in": "query", "schema": { "enum": ["list", "aggregate"] } },
+        ],
+        "responses": explain,
+    } }));
     let mut one = error_responses();
     one["200"] = json!({ "description": "One division", "content": { "application/json": { "schema": {
         "type": "object",
@@ -125,6 +156,13 @@ pub fn document(classes: &FieldClasses) -> Value {
         ],
         "responses": stats,
     } }));
+    schemas.insert("PolicyReport".into(), json!({ "type": "object", "description": "What the access policy did to this answer.", "properties": {
+        "scope": { "type": "array", "items": { "type": "string" } },
+        "masked": { "type": "array", "items": { "type": "string" } },
+        "withheld": { "type": "array", "items": { "type": "string" } },
+        "policies": { "type": "array", "items": { "type": "string" } },
+        "version": { "type": "string" },
+    }, "required": ["scope"] }));
     schemas.insert("Page".into(), json!({ "type": "object", "properties": { "next_cursor": { "type": ["string", "null"] } }, "required": ["next_cursor"] }));
     schemas.insert(
         "SourceReport".into(),
@@ -138,6 +176,8 @@ pub fn document(classes: &FieldClasses) -> Value {
     );
     schemas.insert("ErrorBody".into(), json!({ "type": "object", "properties": {
         "code": { "type": "string" }, "message": { "type": "string" }, "source": { "type": "string" },
+        "reason": { "type": "string", "description": "Why a credential was refused (401)." },
+        "policies": { "type": "array", "items": { "type": "string" }, "description": "The policies that denied the request (403)." },
     }, "required": ["code", "message"] }));
     json!({
         "openapi": "3.1.0",
@@ -147,7 +187,12 @@ pub fn document(classes: &FieldClasses) -> Value {
             "description": "One API over the region's party-link system, the city's integrated platform and every district's database.",
         },
         "paths": paths,
+        "security": [{ "bearer": [] }, { "apiKey": [] }],
         "components": {
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "A token from a configured issuer (claims: sub, level, division, roles). Every /v1 request also declares its purpose in the `X-Purpose` header." },
+                "apiKey": { "type": "apiKey", "in": "header", "name": "X-Api-Key" },
+            },
             "schemas": schemas,
             "responses": { "Error": {
                 "description": "An error with a stable machine code and a message that says what to fix.",

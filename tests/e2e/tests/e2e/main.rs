@@ -8,6 +8,7 @@ mod config_errors;
 mod districts;
 mod federation;
 mod plugin_faults;
+mod policy_props;
 mod received;
 mod reload;
 mod sandbox;
