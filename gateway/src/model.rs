@@ -422,6 +422,25 @@ mod tests {
         assert_eq!(classes.class("members", "id_number"), FieldClass::Sensitive);
         assert_eq!(classes.class("members", "phone"), FieldClass::Personal);
         assert_eq!(classes.class("grids", "name"), FieldClass::Public);
+        let phone = classes.field("members", "phone").unwrap();
+        assert_eq!(phone.mask, Mask::Phone);
+        let ethnicity = classes.field("members", "ethnicity").unwrap();
+        assert_eq!(ethnicity.mask, Mask::Withhold, "no mask given: withheld");
+        let lp = classes.field("cases", "loop").unwrap();
+        assert_eq!(lp.attribute_values, ["grid", "community", "street", "city"]);
+    }
+
+    #[test]
+    fn bad_masks_and_stray_keys_are_reported() {
+        let mut text = include_str!("../../config/fields.toml").to_string();
+        text = text.replace(
+            "phone = { class = \"personal\", mask = \"phone\" }",
+            "phone = { class = \"personal\", mask = \"stars\", colour = \"red\" }",
+        );
+        let problems = parse_field_classes(&text).unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(keys.contains(&"members.phone.mask"), "{problems:?}");
+        assert!(keys.contains(&"members.phone.colour"), "{problems:?}");
     }
 
     #[test]

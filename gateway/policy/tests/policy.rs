@@ -1,0 +1,270 @@
+//! The policy crate against the shipped schema and policy, and against
+//! broken ones.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use lianqiao_policy::authn::{self, ApiKey, Authenticator, Claims, Issuer};
+use lianqiao_policy::{
+    AuthError, Enforcer, FieldCatalog, FieldClass, FieldSpec, Level, Mask, PolicyEngine, Principal,
+    Visibility,
+};
+
+fn config_policy() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config/policy")
+}
+
+fn shipped() -> PolicyEngine {
+    PolicyEngine::load(&config_policy()).unwrap_or_else(|p| panic!("{p:?}"))
+}
+
+fn catalog() -> FieldCatalog {
+    let mut c = FieldCatalog::default();
+    let spec = |name: &str, class, mask, values: &[&str]| FieldSpec {
+        name: name.into(),
+        class,
+        mask,
+        attribute_values: values.iter().map(|v| v.to_string()).collect(),
+    };
+    c.insert(
+        "members",
+        spec("id", FieldClass::Public, Mask::Withhold, &[]),
+    );
+    c.insert(
+        "members",
+        spec("name", FieldClass::Personal, Mask::Name, &[]),
+    );
+    c.insert(
+        "members",
+        spec("phone", FieldClass::Personal, Mask::Phone, &[]),
+    );
+    c.insert(
+        "members",
+        spec("id_number", FieldClass::Sensitive, Mask::IdNumber, &[]),
+    );
+    c.insert(
+        "members",
+        spec("ethnicity", FieldClass::Sensitive, Mask::Withhold, &[]),
+    );
+    c.insert(
+        "cases",
+        spec("id", FieldClass::Internal, Mask::Withhold, &[]),
+    );
+    c.insert(
+        "cases",
+        spec(
+            "loop",
+            FieldClass::Internal,
+            Mask::Withhold,
+            &["grid", "community", "street", "city"],
+        ),
+    );
+    c
+}
+
+fn enforcer() -> Enforcer {
+    Enforcer {
+        engine: Arc::new(shipped()),
+        catalog: Arc::new(catalog()),
+        suppress_below: 5,
+    }
+}
+
+fn p(level: Level, division: &str) -> Principal {
+    Principal::new("t", level, division, Vec::<String>::new(), "case-handling")
+}
+
+#[test]
+fn the_shipped_policy_validates_and_names_its_policies() {
+    let engine = shipped();
+    assert!(
+        engine
+            .policy("staff-list-records-of-their-jurisdiction")
+            .is_some()
+    );
+    assert_eq!(engine.policies().count(), 10);
+    assert_eq!(engine.version().len(), 16);
+}
+
+#[test]
+fn broken_policies_are_reported_with_their_file() {
+    let schema = std::fs::read_to_string(config_policy().join("lianqiao.cedarschema")).unwrap();
+    let check = |text: &str| {
+        PolicyEngine::from_sources(
+            "s.cedarschema",
+            &schema,
+            &[("bad.cedar".into(), text.into())],
+        )
+        .err()
+        .expect("refused")
+    };
+    // Syntax: the line is named.
+    let problems = check("permit (principal, action, resource)\nwhen { principal.level == };");
+    assert_eq!(problems[0].file, "bad.cedar");
+    assert!(problems[0].message.contains("line 2"), "{}", problems[0]);
+    // Not in the schema (strict validation).
+    let problems = check(
+        "@id(\"typo\")\npermit (principal, action, resource) when { principal.levle == \"grid\" };",
+    );
+    assert!(problems[0].message.contains("`typo`"), "{}", problems[0]);
+    // Two policies with one id.
+    let problems = check(
+        "@id(\"a\")\npermit (principal, action, resource);\n@id(\"a\")\nforbid (principal, action, resource);",
+    );
+    assert!(problems[0].message.contains("unique"), "{}", problems[0]);
+}
+
+#[test]
+fn scope_is_the_inner_division_and_rows_outside_it_are_dropped() {
+    let e = enforcer();
+    let grid = p(Level::Grid, "15010300100101");
+    let grant = e.authorize_list(&grid, "members", "150103").unwrap();
+    assert_eq!(grant.scope, "15010300100101");
+    assert!(e.admits(&grid, &grant, "1501030010010102", None));
+    assert!(
+        !e.admits(&grid, &grant, "15010300100102", None),
+        "the next grid"
+    );
+    assert!(!e.admits(&grid, &grant, "150105", None), "another district");
+    assert_eq!(grant.visibility("phone"), Visibility::Clear);
+    assert_eq!(
+        grant.visibility("id_number"),
+        Visibility::Masked(Mask::IdNumber)
+    );
+    assert_eq!(grant.visibility("ethnicity"), Visibility::Withheld);
+    assert_eq!(grant.visibility("no_such_field"), Visibility::Withheld);
+    assert!(e.authorize_list(&grid, "members", "150105").is_err());
+}
+
+#[test]
+fn the_city_sees_only_cases_of_its_loop_and_rows_are_checked_again() {
+    let e = enforcer();
+    let city = p(Level::City, "1501");
+    let grant = e.authorize_list(&city, "cases", "150103").unwrap();
+    assert_eq!(
+        grant.attribute,
+        Some(("loop".to_string(), vec!["city".to_string()]))
+    );
+    assert!(e.admits(&city, &grant, "150103001", Some("city")));
+    assert!(!e.admits(&city, &grant, "150103001", Some("grid")));
+    assert!(!e.admits(&city, &grant, "150103001", None));
+    assert!(e.authorize_list(&city, "members", "150103").is_err());
+    let stats = e.authorize_stats(&city, "members", "1501", None).unwrap();
+    assert!(stats.statistics_only);
+    let district = e
+        .authorize_stats(&p(Level::District, "150103"), "members", "150103", None)
+        .unwrap();
+    assert!(!district.statistics_only);
+}
+
+#[test]
+fn decisions_are_cached_per_question() {
+    let e = enforcer();
+    let street = p(Level::Street, "150103001");
+    e.authorize_list(&street, "members", "150103001").unwrap();
+    let evaluated = e
+        .engine
+        .stats
+        .evaluations
+        .load(std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..10 {
+        e.authorize_list(&street, "members", "150103001").unwrap();
+    }
+    assert_eq!(
+        e.engine
+            .stats
+            .evaluations
+            .load(std::sync::atomic::Ordering::Relaxed),
+        evaluated,
+        "no new evaluation for a question asked before"
+    );
+}
+
+#[test]
+fn a_case_table_that_expects_the_wrong_thing_fails() {
+    let e = enforcer();
+    let table = r#"
+[[case]]
+name = "wrong on purpose"
+principal = { level = "street", division = "150103001" }
+purpose = "case-handling"
+action = "list"
+resource = "members"
+division = "150103001"
+expect = "allow"
+fields = { phone = "clear" }
+policies = ["grid-sees-its-people"]
+"#;
+    let results = lianqiao_policy::cases::run(&e, "t.toml", table).unwrap();
+    assert!(!results[0].passed());
+    assert_eq!(results[0].problems.len(), 2, "{:?}", results[0].problems);
+}
+
+#[test]
+fn tokens_verify_only_with_the_right_key_issuer_audience_and_time() {
+    let (private, public) = authn::generate_ed25519().unwrap();
+    let issuer = |aud: &str| Issuer {
+        issuer: "iss".into(),
+        audience: aud.into(),
+        key: authn::decoding_key(jsonwebtoken::Algorithm::EdDSA, public.as_bytes()).unwrap(),
+        algorithm: jsonwebtoken::Algorithm::EdDSA,
+    };
+    let claims = |exp: u64, division: &str| Claims {
+        sub: "u".into(),
+        iss: "iss".into(),
+        aud: "gw".into(),
+        exp,
+        nbf: None,
+        level: "street".into(),
+        division: division.into(),
+        roles: vec!["r".into()],
+    };
+    let good = authn::issue_ed25519(&private, &claims(authn::now() + 60, "150103001")).unwrap();
+    let auth = Authenticator::new(vec![issuer("gw")], vec![]);
+    let id = auth
+        .authenticate(Some(&format!("Bearer {good}")), None)
+        .unwrap();
+    assert_eq!(
+        (id.level, id.division.as_str()),
+        (Level::Street, "150103001")
+    );
+    let other = Authenticator::new(vec![issuer("elsewhere")], vec![]);
+    assert_eq!(
+        other.authenticate(Some(&format!("Bearer {good}")), None),
+        Err(AuthError::WrongAudience)
+    );
+    let old = authn::issue_ed25519(&private, &claims(authn::now() - 600, "150103001")).unwrap();
+    assert_eq!(
+        auth.authenticate(Some(&format!("Bearer {old}")), None),
+        Err(AuthError::Expired)
+    );
+    let wrong_level = authn::issue_ed25519(&private, &claims(authn::now() + 60, "150103")).unwrap();
+    assert!(matches!(
+        auth.authenticate(Some(&format!("Bearer {wrong_level}")), None),
+        Err(AuthError::BadClaims(_))
+    ));
+    let mut tampered = good.clone();
+    tampered.replace_range(tampered.len() - 4.., "AAAA");
+    assert_eq!(
+        auth.authenticate(Some(&format!("Bearer {tampered}")), None),
+        Err(AuthError::BadSignature)
+    );
+}
+
+#[test]
+fn api_keys_are_matched_by_hash() {
+    let identity = authn::identity("sys", Level::City, "1501", vec![], "api-key").unwrap();
+    let auth = Authenticator::new(
+        vec![],
+        vec![ApiKey {
+            sha256: authn::sha256_hex("secret-key"),
+            identity: identity.clone(),
+        }],
+    );
+    assert_eq!(auth.authenticate(None, Some("secret-key")), Ok(identity));
+    assert_eq!(
+        auth.authenticate(None, Some("other")),
+        Err(AuthError::UnknownApiKey)
+    );
+    assert_eq!(auth.authenticate(None, None), Err(AuthError::Missing));
+}
