@@ -10,6 +10,7 @@ pub mod audit;
 pub mod config;
 pub mod federation;
 pub mod model;
+pub mod registry;
 pub mod server;
 pub mod sources;
 pub mod telemetry;

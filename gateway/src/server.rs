@@ -139,6 +139,11 @@ impl Live {
             tracing::warn!("[audit] changed: the new store is used after a restart");
         }
         next.audit = old.audit.clone();
+        // The registry carries over until the next refresh.
+        next.config
+            .enforcer
+            .engine
+            .set_registry(old.config.enforcer.engine.registry());
         match self.current.write() {
             Ok(mut g) => *g = Arc::new(next),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
@@ -167,6 +172,7 @@ pub async fn serve(
             }
         });
     }
+    tokio::spawn(crate::registry::refresh(gateway.clone()));
     let app = api::router(gateway).layer(TraceLayer::new_for_http());
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

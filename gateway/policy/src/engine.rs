@@ -337,6 +337,22 @@ impl PolicyEngine {
         self.lock_cache().clear();
     }
 
+    /// The registry the engine uses now.
+    pub fn registry(&self) -> Registry {
+        match self.registry.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Divisions in the registry.
+    pub fn registry_len(&self) -> usize {
+        match self.registry.read() {
+            Ok(r) => r.len(),
+            Err(poisoned) => poisoned.into_inner().len(),
+        }
+    }
+
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Decision>> {
         match self.cache.lock() {
             Ok(c) => c,

@@ -439,7 +439,12 @@ async fn readyz(State(live): State<Arc<Live>>) -> impl IntoResponse {
             })
         })
         .collect();
-    Json(json!({ "status": "ready", "sources": sources }))
+    let policy = &gateway.config.enforcer.engine;
+    Json(json!({
+        "status": "ready",
+        "sources": sources,
+        "policy": { "version": policy.version(), "registry_divisions": policy.registry_len() },
+    }))
 }
 
 async fn no_route(uri: Uri) -> ApiError {

@@ -394,3 +394,49 @@ async fn a_broken_policy_is_refused_on_reload_and_the_old_one_keeps_serving() {
     assert_ne!(body["policy"]["version"], version);
     assert_eq!(gw.get_as(&city, "case-handling", path).await.0, 403);
 }
+
+#[tokio::test]
+async fn the_division_registry_reaches_the_policy() {
+    let dir = ConfigDir::new().with_huimin();
+    // A policy that can only match once the registry has named 150103001.
+    std::fs::write(
+        dir.dir.path().join("policy/names.cedar"),
+        "@id(\"no-grids-for-xinhua-west\")\nforbid (principal, action == Lianqiao::Action::\"list\", resource)\nwhen { principal.jurisdiction.name == \"新华西路街道\" && resource.kind == \"grids\" };\n",
+    )
+    .unwrap();
+    let gw = dir.start().await;
+    let began = std::time::Instant::now();
+    loop {
+        let (_, ready) = gw.get("/readyz").await;
+        // Huimin: the district, 8 streets, 50 communities and 537 grids.
+        if ready["policy"]["registry_divisions"].as_u64().unwrap_or(0) >= 596 {
+            break;
+        }
+        assert!(
+            began.elapsed().as_secs() < 30,
+            "registry not loaded: {ready}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let street = token("street", "150103001", &[]);
+    let (status, body) = gw
+        .get_as(
+            &street,
+            "case-handling",
+            "/v1/grids?division=150103001&limit=1",
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["policies"][0], "no-grids-for-xinhua-west");
+    let other = token("street", "150103002", &[]);
+    assert_eq!(
+        gw.get_as(
+            &other,
+            "case-handling",
+            "/v1/grids?division=150103002&limit=1"
+        )
+        .await
+        .0,
+        200
+    );
+}
