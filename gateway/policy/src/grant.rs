@@ -90,7 +90,8 @@ pub struct StatsGrant {
 }
 
 /// Why a query may not run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, thiserror::Error)]
+#[error("{message}")]
 pub struct Denied {
     pub message: String,
     /// The forbids that denied it; empty when nothing permits it.
