@@ -95,8 +95,7 @@ fn broken_policies_are_reported_with_their_file() {
             &schema,
             &[("bad.cedar".into(), text.into())],
         )
-        .err()
-        .expect("refused")
+        .expect_err("refused")
     };
     // Syntax: the line is named.
     let problems = check("permit (principal, action, resource)\nwhen { principal.level == };");

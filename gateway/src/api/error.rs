@@ -19,6 +19,13 @@ pub struct ApiError {
     pub source: Option<String>,
     /// Every source's outcome, when sources were called.
     pub sources: Vec<SourceReport>,
+    /// Why a credential was refused, or which policies denied (boxed: most
+    /// errors have neither, and errors travel by value).
+    pub detail: Option<Box<Detail>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Detail {
     /// Why a credential was refused (`token_expired`, …), for 401s.
     pub reason: Option<&'static str>,
     /// The policies that denied a request, for 403s.
@@ -33,15 +40,17 @@ impl ApiError {
             message: message.into(),
             source: None,
             sources: vec![],
-            reason: None,
-            policies: vec![],
+            detail: None,
         }
     }
 
     /// 401 with the reason the credential was refused.
     pub fn unauthenticated(e: &lianqiao_policy::AuthError) -> Self {
         ApiError {
-            reason: Some(e.reason()),
+            detail: Some(Box::new(Detail {
+                reason: Some(e.reason()),
+                ..Detail::default()
+            })),
             ..Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
         }
     }
@@ -49,7 +58,12 @@ impl ApiError {
     /// 403 naming the policies that denied it.
     pub fn forbidden(message: impl Into<String>, policies: Vec<String>) -> Self {
         ApiError {
-            policies,
+            detail: (!policies.is_empty()).then(|| {
+                Box::new(Detail {
+                    policies,
+                    ..Detail::default()
+                })
+            }),
             ..Self::new(StatusCode::FORBIDDEN, "forbidden", message)
         }
     }
@@ -104,8 +118,7 @@ impl ApiError {
             message,
             source: failures.first().map(|r| r.name.clone()),
             sources: reports,
-            reason: None,
-            policies: vec![],
+            detail: None,
         }
     }
 }
@@ -116,11 +129,13 @@ impl IntoResponse for ApiError {
         if let Some(source) = &self.source {
             error["source"] = json!(source);
         }
-        if let Some(reason) = self.reason {
-            error["reason"] = json!(reason);
-        }
-        if !self.policies.is_empty() {
-            error["policies"] = json!(self.policies);
+        if let Some(detail) = &self.detail {
+            if let Some(reason) = detail.reason {
+                error["reason"] = json!(reason);
+            }
+            if !detail.policies.is_empty() {
+                error["policies"] = json!(detail.policies);
+            }
         }
         let mut body = json!({ "error": error });
         if !self.sources.is_empty() {

@@ -514,37 +514,6 @@ pub(crate) fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, C
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::LimitsSection;
-
-    #[test]
-    fn unknown_key_is_named_with_its_path() {
-        let e = parse::<SourceFile>(
-            Path::new("s.toml"),
-            "name = \"a\"\ncoverage = [\"15\"]\n[plugin]\npath = \"x\"\n[limits]\nmemry_mib = 3\n",
-        )
-        .unwrap_err();
-        assert_eq!(e.key, "limits.memry_mib");
-        assert!(e.message.contains("unknown field"), "{}", e.message);
-        assert!(e.message.contains("line 6"), "{}", e.message);
-    }
-
-    #[test]
-    fn wrong_type_is_named_with_its_path() {
-        let e = parse::<LimitsSection>(Path::new("s.toml"), "memory_mib = \"lots\"\n").unwrap_err();
-        assert_eq!(e.key, "memory_mib");
-        assert!(e.message.contains("line 1"), "{}", e.message);
-    }
-
-    #[test]
-    fn bad_toml_says_where() {
-        let e = parse::<LimitsSection>(Path::new("s.toml"), "\n\nmemory_mib = = 3\n").unwrap_err();
-        assert!(e.message.contains("line 3"), "{}", e.message);
-    }
-}
-
 /// `[auth]`: issuers' keys read and checked, API keys checked.
 fn load_auth(
     path: &Path,
@@ -673,4 +642,35 @@ fn resolve_audit_url(
         "must be sqlite://<file> or postgres://…",
     ));
     String::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LimitsSection;
+
+    #[test]
+    fn unknown_key_is_named_with_its_path() {
+        let e = parse::<SourceFile>(
+            Path::new("s.toml"),
+            "name = \"a\"\ncoverage = [\"15\"]\n[plugin]\npath = \"x\"\n[limits]\nmemry_mib = 3\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "limits.memry_mib");
+        assert!(e.message.contains("unknown field"), "{}", e.message);
+        assert!(e.message.contains("line 6"), "{}", e.message);
+    }
+
+    #[test]
+    fn wrong_type_is_named_with_its_path() {
+        let e = parse::<LimitsSection>(Path::new("s.toml"), "memory_mib = \"lots\"\n").unwrap_err();
+        assert_eq!(e.key, "memory_mib");
+        assert!(e.message.contains("line 1"), "{}", e.message);
+    }
+
+    #[test]
+    fn bad_toml_says_where() {
+        let e = parse::<LimitsSection>(Path::new("s.toml"), "\n\nmemory_mib = = 3\n").unwrap_err();
+        assert!(e.message.contains("line 3"), "{}", e.message);
+    }
 }

@@ -42,7 +42,9 @@ fn rows(body: &Value) -> &Vec<Value> {
 async fn every_request_needs_a_valid_credential_and_a_purpose() {
     let gw = ConfigDir::new().with_huimin().start().await;
     let path = "/v1/grids?division=150103&limit=1";
-    let cases: Vec<(Vec<(&str, String)>, u16, &str, &str)> = vec![
+    // (headers, status, code, reason)
+    type Case<'a> = (Vec<(&'a str, String)>, u16, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![("authorization", String::new())],
             401,
