@@ -267,3 +267,76 @@ fn api_keys_are_matched_by_hash() {
     );
     assert_eq!(auth.authenticate(None, None), Err(AuthError::Missing));
 }
+
+/// A small hierarchy shaped like the real one: 2 cities, 2 districts each,
+/// 2 streets, 2 communities, 2 big grids, 2 medium grids.
+fn hierarchy() -> Vec<String> {
+    let mut codes = vec!["15".to_string()];
+    for c in ["1501", "1509"] {
+        codes.push(c.into());
+        for d in ["03", "05"] {
+            let d = format!("{c}{d}");
+            codes.push(d.clone());
+            for s in ["001", "002"] {
+                let s = format!("{d}{s}");
+                codes.push(s.clone());
+                for m in ["001", "002"] {
+                    let m = format!("{s}{m}");
+                    codes.push(m.clone());
+                    for g in ["01", "02"] {
+                        let g = format!("{m}{g}");
+                        codes.push(g.clone());
+                        for h in ["01", "02"] {
+                            codes.push(format!("{g}{h}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    codes
+}
+
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// The scope the gateway derives from the hierarchy agrees with the
+    /// policy: Cedar never permits a record outside the principal's
+    /// jurisdiction (so narrowing loses nothing the policy would allow),
+    /// and for staff levels it permits every division inside it (so the
+    /// pushed-down scope hides nothing the policy allows).
+    #[test]
+    fn the_hierarchy_scope_agrees_with_the_policy(
+        who in any::<prop::sample::Index>(),
+        what in any::<prop::sample::Index>(),
+        kind in prop::sample::select(vec!["members", "workers", "cases", "grids", "party-orgs", "divisions"]),
+        purpose in prop::sample::select(vec!["case-handling", "statistics"]),
+    ) {
+        static SHARED: std::sync::OnceLock<(Vec<String>, Enforcer)> = std::sync::OnceLock::new();
+        let (codes, e) = SHARED.get_or_init(|| (hierarchy(), enforcer()));
+        let division = who.get(codes);
+        let level = lianqiao_policy::division::level_of(division).unwrap();
+        let principal = Principal::new("p", level, division.clone(), Vec::<String>::new(), purpose);
+        let target = what.get(codes);
+        let inside = target.starts_with(division.as_str());
+        for record_loop in [None, Some("grid"), Some("city")] {
+            let d = e.engine.decide(&lianqiao_policy::engine::Question {
+                principal: &principal,
+                action: lianqiao_policy::Action::List,
+                kind,
+                division: target,
+                record_loop: if kind == "cases" { record_loop } else { None },
+                field: None,
+            });
+            if d.allowed {
+                prop_assert!(inside, "{kind} in {target} permitted to {principal:?}");
+            }
+            let staff = matches!(level, Level::District | Level::Street | Level::Community | Level::Grid);
+            if inside && (staff || matches!(kind, "grids" | "party-orgs" | "divisions")) {
+                prop_assert!(d.allowed, "{kind} in {target} denied to {principal:?}");
+            }
+        }
+    }
+}

@@ -328,3 +328,43 @@ mod reqwest_like {
         }
     }
 }
+
+#[tokio::test]
+async fn the_audit_trail_can_live_in_postgresql() {
+    let Some(url) = lianqiao_e2e::database_url(
+        "LIANQIAO_TEST_POSTGRES_URL",
+        "audit::the_audit_trail_can_live_in_postgresql",
+    ) else {
+        return;
+    };
+    // The test database outlives runs: a chain of this run's own.
+    let chain = format!(
+        "test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let gw = ConfigDir::new()
+        .with_huimin()
+        .edit_main(
+            "url = \"sqlite://audit.db\"\nchain = \"test\"",
+            &format!("url = \"{url}\"\nchain = \"{chain}\""),
+        )
+        .start()
+        .await;
+    for _ in 0..5 {
+        assert_eq!(gw.get("/v1/grids?division=150103&limit=2").await.0, 200);
+    }
+    let store = AuditStore::open(&url).await.unwrap();
+    assert_eq!(verify(&store, &chain).await.unwrap(), Ok(5));
+    store
+        .execute(&format!(
+            "UPDATE lianqiao_audit SET body = replace(body, '\"rows\":2', '\"rows\":1') WHERE chain = '{chain}' AND seq = 3"
+        ))
+        .await
+        .unwrap();
+    let broken = verify(&store, &chain).await.unwrap().unwrap_err();
+    assert_eq!(broken.seq, 3, "{broken}");
+}
