@@ -503,8 +503,10 @@ impl PolicyEngine {
             )
             .map_err(|e| e.to_string())?,
         );
-        let entities =
-            Entities::from_entities(entities, Some(&self.schema)).map_err(|e| e.to_string())?;
+        // Built here from codes and the principal, shaped by the schema the
+        // policies were validated against: checking them against it again
+        // per question would triple the cost of an uncached decision.
+        let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
         let (field, class) = q.field.map_or(("", ""), |(f, c)| (f, c.as_str()));
         let context = Context::from_pairs([
             (
@@ -526,7 +528,7 @@ impl PolicyEngine {
             uid("Action", q.action.as_str())?,
             resource,
             context,
-            Some(&self.schema),
+            None,
         )
         .map_err(|e| e.to_string())?;
         Ok((request, entities))
