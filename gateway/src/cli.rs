@@ -118,6 +118,13 @@ pub enum AuthCommand {
     },
     /// Print the SHA-256 of an API key, for `[[auth.api_keys]] sha256`.
     HashKey { key: String },
+    /// Write a local CA and certificates for the demo: ca.pem,
+    /// gateway.pem/.key (127.0.0.1, localhost), city-platform.pem/.key (a
+    /// client certificate), upstream.pem/.key.
+    DemoCerts {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn enforcer(dir: &Path, fields: &Path) -> Result<Enforcer, String> {
@@ -331,6 +338,8 @@ pub fn auth(command: AuthCommand) -> ExitCode {
                 )
             }),
         AuthCommand::HashKey { key } => Ok(authn::sha256_hex(&key)),
+        AuthCommand::DemoCerts { out } => lianqiao_gateway::tls::certs::write_demo(&out)
+            .map(|()| format!("wrote a demo CA and certificates to {}", out.display())),
     };
     match result {
         Ok(out) => {

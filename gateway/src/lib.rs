@@ -14,3 +14,4 @@ pub mod registry;
 pub mod server;
 pub mod sources;
 pub mod telemetry;
+pub mod tls;

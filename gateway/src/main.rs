@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use lianqiao_gateway::config;
-use lianqiao_gateway::server::{Gateway, Live, serve};
+use lianqiao_gateway::server::{Gateway, Live, serve, serve_tls};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -34,6 +34,9 @@ enum Command {
         /// Serve `/metrics` here instead of `telemetry.metrics_listen`.
         #[arg(long)]
         metrics_listen: Option<std::net::SocketAddr>,
+        /// Serve plain HTTP here instead of `server.plaintext_listen`.
+        #[arg(long)]
+        plaintext_listen: Option<std::net::SocketAddr>,
     },
     /// Print a running gateway's sources: state, breaker, recent latency.
     Status {
@@ -115,6 +118,7 @@ async fn run(command: Command) -> ExitCode {
             config,
             listen,
             metrics_listen,
+            plaintext_listen,
         } => {
             let Ok(gateway) = load(&config).await else {
                 return ExitCode::FAILURE;
@@ -140,10 +144,45 @@ async fn run(command: Command) -> ExitCode {
                 },
                 None => None,
             };
-            tracing::info!(%addr, sources = gateway.sources.sources.len(), "lianqiao serving");
+            let tls = match gateway
+                .config
+                .tls
+                .clone()
+                .map(lianqiao_gateway::tls::TlsState::load)
+            {
+                None => None,
+                Some(Ok(state)) => Some(Arc::new(state)),
+                Some(Err(e)) => {
+                    eprintln!("server.tls: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let plain = match (&tls, plaintext_listen.or(gateway.config.plaintext_listen)) {
+                (Some(_), Some(plain_addr)) => {
+                    match tokio::net::TcpListener::bind(plain_addr).await {
+                        Ok(l) => {
+                            tracing::warn!(%plain_addr, "also serving plain HTTP (server.plaintext_listen): keep it local");
+                            Some(l)
+                        }
+                        Err(e) => {
+                            eprintln!(
+                                "cannot listen on {plain_addr} (server.plaintext_listen): {e}"
+                            );
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            tracing::info!(%addr, scheme, sources = gateway.sources.sources.len(), "lianqiao serving");
             let live = Arc::new(Live::new(gateway, config.clone()));
             tokio::spawn(reload_on_change(live.clone(), config.clone()));
-            match serve(live, listener, admin, shutdown_signal()).await {
+            let served = match tls {
+                Some(tls) => serve_tls(live, listener, tls, plain, admin, shutdown_signal()).await,
+                None => serve(live, listener, admin, shutdown_signal()).await,
+            };
+            match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("server error: {e}");

@@ -17,8 +17,9 @@ use crate::server::{Gateway, Live};
 /// Fetch the registry: every division and grid under every source's
 /// coverage. Sources that fail are skipped (their part is missing until
 /// the next refresh); the policy does not depend on names for scope.
-pub async fn fetch(gateway: &Gateway) -> Registry {
+pub async fn fetch(gateway: &Gateway) -> (Registry, bool) {
     let mut names = Vec::new();
+    let mut complete = true;
     for entity in [&model::DIVISIONS, &model::GRIDS] {
         let mut roots: Vec<String> = gateway
             .sources
@@ -55,6 +56,7 @@ pub async fn fetch(gateway: &Gateway) -> Registry {
                 };
                 match federation::execute(&gateway.sources, &gateway.cursors, &request).await {
                     Ok(outcome) => {
+                        complete &= !outcome.partial();
                         for row in outcome.rows {
                             let name = row.cells.iter().find_map(|(n, v)| match v {
                                 Value::Text(t) if n == "name" => Some(t.clone()),
@@ -67,25 +69,37 @@ pub async fn fetch(gateway: &Gateway) -> Registry {
                             None => break,
                         }
                     }
-                    Err(_) => break,
+                    Err(_) => {
+                        complete = false;
+                        break;
+                    }
                 }
             }
         }
     }
-    Registry::from_names(names)
+    (Registry::from_names(names), complete)
 }
 
 /// Keep the serving gateway's registry fresh.
 pub async fn refresh(live: Arc<Live>) {
     loop {
         let gateway = live.current();
-        let registry = fetch(&gateway).await;
-        tracing::info!(divisions = registry.len(), "division registry refreshed");
-        gateway.config.enforcer.engine.set_registry(registry);
+        let (registry, complete) = fetch(&gateway).await;
+        tracing::info!(
+            divisions = registry.len(),
+            complete,
+            "division registry refreshed"
+        );
+        // A partial registry never replaces a fuller one.
+        if complete || registry.len() >= gateway.config.enforcer.engine.registry_len() {
+            gateway.config.enforcer.engine.set_registry(registry);
+        }
         let every = gateway.config.policy.registry_refresh_s;
         if every == 0 {
             return;
         }
-        tokio::time::sleep(Duration::from_secs(every)).await;
+        // A source was down: try again soon rather than at the next interval.
+        let wait = if complete { every } else { every.min(15) };
+        tokio::time::sleep(Duration::from_secs(wait)).await;
     }
 }

@@ -156,6 +156,91 @@ impl Live {
     }
 }
 
+/// Serve the API over TLS on `listener` (plus plain HTTP on `plain` and
+/// `/metrics` on `admin`, if given) until `shutdown` resolves, then let
+/// in-flight requests finish (at most 30 s).
+pub async fn serve_tls(
+    gateway: Arc<Live>,
+    listener: TcpListener,
+    tls: Arc<crate::tls::TlsState>,
+    plain: Option<TcpListener>,
+    admin: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tower::ServiceExt;
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    if let Some(plain) = plain {
+        let mut stopped = stopped.clone();
+        let live = gateway.clone();
+        tokio::spawn(async move {
+            let app = api::router(live).layer(TraceLayer::new_for_http());
+            let _ = axum::serve(plain, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await;
+        });
+    }
+    if let Some(admin) = admin {
+        let app = api::admin_router(gateway.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(admin, app).await {
+                tracing::error!(error = %e, "the admin listener stopped");
+            }
+        });
+    }
+    tokio::spawn(crate::registry::refresh(gateway.clone()));
+    tokio::spawn(crate::tls::watch(tls.clone()));
+    let app = api::router(gateway).layer(TraceLayer::new_for_http());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut stopped = stopped;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((tcp, _)) = accepted else { continue };
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+                let (app, tls, builder, watcher) =
+                    (app.clone(), tls.clone(), builder.clone(), graceful.watcher());
+                tokio::spawn(async move {
+                    // A client that never finishes its handshake holds nothing for long.
+                    let handshake = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acceptor.accept(tcp),
+                    );
+                    let Ok(Ok(stream)) = handshake.await else { return };
+                    let client = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| crate::tls::ClientCert(tls.client(c)));
+                    tracing::debug!(client = ?client, "TLS connection");
+                    let service = hyper::service::service_fn(
+                        move |mut request: hyper::Request<hyper::body::Incoming>| {
+                            if let Some(c) = &client {
+                                request.extensions_mut().insert(c.clone());
+                            }
+                            app.clone().oneshot(request.map(axum::body::Body::new))
+                        },
+                    );
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                });
+            }
+            _ = stopped.wait_for(|s| *s) => break,
+        }
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), graceful.shutdown()).await;
+    Ok(())
+}
+
 /// Serve the API on `listener` (and `/metrics` on `admin`, if given)
 /// until `shutdown` resolves, then let in-flight requests finish.
 pub async fn serve(

@@ -163,7 +163,10 @@ fn data() -> Result {
 
 /// Where the demo's processes listen.
 struct Ports {
+    /// Plain HTTP (the demo's `plaintext_listen`).
     gateway: &'static str,
+    /// HTTPS.
+    https: &'static str,
     metrics: &'static str,
     party_link: &'static str,
     city_platform: &'static str,
@@ -171,6 +174,7 @@ struct Ports {
 
 const DEMO: Ports = Ports {
     gateway: "127.0.0.1:8080",
+    https: "127.0.0.1:8443",
     metrics: "127.0.0.1:9464",
     party_link: "127.0.0.1:8091",
     city_platform: "127.0.0.1:8092",
@@ -181,6 +185,7 @@ const DEMO: Ports = Ports {
 /// same seeded data, answer just as well).
 const DEMO_CHECK: Ports = Ports {
     gateway: "127.0.0.1:18080",
+    https: "127.0.0.1:18443",
     metrics: "127.0.0.1:19464",
     party_link: "127.0.0.1:8091",
     city_platform: "127.0.0.1:8092",
@@ -340,12 +345,17 @@ fn demo_then(check: bool, ports: &Ports, after: impl FnOnce(&str) -> Result) -> 
         "building the gateway and the simulators",
     )?;
     issuer_key()?;
+    demo_certs()?;
     let sim = root().join("target/debug/lianqiao-sim");
     // Killed when this function returns, whichever way.
     let _simulators = Children(vec![
         spawn(&sim, &["party-link", "--listen", ports.party_link])?,
         spawn(&sim, &["city-platform", "--listen", ports.city_platform])?,
     ]);
+    // The gateway reads the registry from the city platform at start.
+    for sim in [ports.party_link, ports.city_platform] {
+        wait_answering(sim)?;
+    }
     let addr = ports.gateway;
     let binary = root().join("target/debug/lianqiao");
     let mut gateway = Command::new(&binary)
@@ -354,6 +364,8 @@ fn demo_then(check: bool, ports: &Ports, after: impl FnOnce(&str) -> Result) -> 
             "--config",
             "config/lianqiao.toml",
             "--listen",
+            ports.https,
+            "--plaintext-listen",
             addr,
             "--metrics-listen",
             ports.metrics,
@@ -389,6 +401,23 @@ fn issuer_key() -> Result {
             .current_dir(root()),
         "making the demo's token issuer key",
     )
+}
+
+/// The demo's local CA and certificates in target/demo/tls (made once);
+/// the CA also at target/demo/ca.pem for clients.
+fn demo_certs() -> Result {
+    let dir = root().join("target/demo/tls");
+    if !dir.join("ca.pem").exists() {
+        run(
+            Command::new(root().join("target/debug/lianqiao"))
+                .args(["auth", "demo-certs", "--out", "target/demo/tls"])
+                .current_dir(root()),
+            "making the demo's CA and certificates",
+        )?;
+    }
+    std::fs::copy(dir.join("ca.pem"), root().join("target/demo/ca.pem"))
+        .map(|_| ())
+        .map_err(|e| format!("target/demo/ca.pem: {e}"))
 }
 
 /// One token for `sub` at `level` in `division`.
@@ -493,7 +522,10 @@ fn show_demo(gateway: &mut Child, check: bool, ports: &Ports) -> Result {
         wait_answering(sim)?;
     }
     println!("\nLianqiao demo (addresses also in target/demo/endpoints.json)");
-    println!("  gateway                   http://{addr}");
+    println!(
+        "  gateway                   https://{} (CA: target/demo/ca.pem), plain http://{addr} for local tools",
+        ports.https
+    );
     println!(
         "  party-link simulator      http://{}  (appKey demo / secret demo-secret, HMAC-signed POSTs)",
         ports.party_link
@@ -542,6 +574,10 @@ fn show_demo(gateway: &mut Child, check: bool, ports: &Ports) -> Result {
             ));
         }
     }
+    println!(
+        "# over HTTPS (TLS 1.2/1.3, the demo's CA), as the district\ncurl -s --cacert target/demo/ca.pem -H \"Authorization: Bearer $(sed -n 's/ *\"district\": \"\\(.*\\)\",*/\\1/p' target/demo/tokens.json)\" -H 'X-Purpose: case-handling' 'https://{0}/v1/grids?division=150103&limit=2'\n\n# a system caller authenticated by its client certificate (mTLS): the city platform\ncurl -s --cacert target/demo/ca.pem --cert target/demo/tls/city-platform.pem --key target/demo/tls/city-platform.key -H 'X-Purpose: statistics' 'https://{0}/v1/stats?metric=members.count&division=1501&group_by=district'\n",
+        ports.https
+    );
     println!(
         "# what the policy decides for you, and which policies decided it\ncurl -s -H \"Authorization: Bearer $(sed -n 's/ *\"street\": \"\\(.*\\)\",*/\\1/p' target/demo/tokens.json)\" -H 'X-Purpose: case-handling' 'http://{addr}/v1/_explain?resource=members'\n"
     );

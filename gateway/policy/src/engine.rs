@@ -314,6 +314,11 @@ impl PolicyEngine {
         })
     }
 
+    /// The schema the policies were validated against.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
     /// A short hash of the schema and every policy file.
     pub fn version(&self) -> &str {
         &self.version

@@ -41,10 +41,20 @@ pub async fn guard(
         policy_version: gateway.config.enforcer.engine.version().to_string(),
         ..AuditRecord::default()
     };
-    let identity = gateway.config.auth.authenticate(
+    let (authorization, api_key) = (
         header(&request, "authorization"),
         header(&request, "x-api-key"),
     );
+    // A token or key in the request wins; else a client certificate that
+    // maps to a configured principal (mTLS system callers).
+    let client_cert = request
+        .extensions()
+        .get::<crate::tls::ClientCert>()
+        .and_then(|c| c.0.clone());
+    let identity = match client_cert {
+        Some(identity) if authorization.is_none() && api_key.is_none() => Ok(identity),
+        _ => gateway.config.auth.authenticate(authorization, api_key),
+    };
     let mut response = match identity {
         Err(e) => {
             record.decision = "unauthenticated".into();

@@ -175,6 +175,22 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         ));
     }
     let audit_url = resolve_audit_url(path, base, &main.audit, &mut errors);
+    let tls = resolve_tls(path, base, &main.server, &mut errors);
+    let plaintext_listen = match main.server.plaintext_listen.as_str() {
+        "" => None,
+        addr => addr
+            .parse::<SocketAddr>()
+            .map_err(|e| {
+                errors.push(ConfigError::new(
+                    path,
+                    "server.plaintext_listen",
+                    format!(
+                        "`{addr}` is not an address like 127.0.0.1:8080, or \"\" for none ({e})"
+                    ),
+                ))
+            })
+            .ok(),
+    };
 
     match (errors.is_empty(), listen, engine) {
         (true, Some(listen), Some(engine)) => Ok(Config {
@@ -188,6 +204,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             policy_dir,
             audit: main.audit,
             audit_url,
+            tls,
+            plaintext_listen,
             file: path.to_path_buf(),
             listen,
             server: main.server,
@@ -512,6 +530,67 @@ pub(crate) fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, C
             .unwrap_or_default();
         ConfigError::new(file, key, format!("{message}{at}"))
     })
+}
+
+/// `[server.tls]`: files resolved and the configuration built once, so a
+/// bad certificate is reported at load; plain HTTP only when asked for.
+fn resolve_tls(
+    path: &Path,
+    base: &Path,
+    server: &super::ServerSection,
+    errors: &mut Vec<ConfigError>,
+) -> Option<crate::tls::TlsFiles> {
+    let Some(tls) = &server.tls else {
+        if !server.plaintext {
+            errors.push(ConfigError::new(
+                path,
+                "server.tls",
+                "configure [server.tls] (cert_file, key_file), or serve plain HTTP explicitly with `plaintext = true`",
+            ));
+        }
+        return None;
+    };
+    let mut clients = Vec::new();
+    for (i, c) in tls.clients.iter().enumerate() {
+        let key = format!("server.tls.clients[{i}]");
+        let Some(level) = lianqiao_policy::Level::parse(&c.level) else {
+            errors.push(ConfigError::new(
+                path,
+                format!("{key}.level"),
+                format!("must be one of {}", lianqiao_policy::Level::names()),
+            ));
+            continue;
+        };
+        match lianqiao_policy::authn::identity(&c.id, level, &c.division, c.roles.clone(), "mtls") {
+            Ok(identity) => clients.push((c.name.clone(), identity)),
+            Err(e) => errors.push(ConfigError::new(path, format!("{key}.division"), e)),
+        }
+    }
+    if !tls.clients.is_empty() && tls.client_ca_file.is_none() {
+        errors.push(ConfigError::new(
+            path,
+            "server.tls.client_ca_file",
+            "client certificates are mapped to principals, so name the CA that signs them",
+        ));
+    }
+    let files = crate::tls::TlsFiles {
+        cert: base.join(&tls.cert_file),
+        key: base.join(&tls.key_file),
+        client_ca: tls.client_ca_file.as_ref().map(|f| base.join(f)),
+        require_client_cert: tls.require_client_cert,
+        clients,
+    };
+    match crate::tls::server_config(&files) {
+        Ok(_) => Some(files),
+        Err(e) => {
+            errors.push(ConfigError::new(
+                path,
+                "server.tls",
+                format!("{e} (the demo writes its certificates: cargo xtask demo)"),
+            ));
+            None
+        }
+    }
 }
 
 /// `[auth]`: issuers' keys read and checked, API keys checked.

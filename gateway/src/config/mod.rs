@@ -205,6 +205,49 @@ pub struct ServerSection {
     /// Requests served at once; more are refused at once with 503
     /// `overloaded` and `Retry-After`, rather than queueing without bound.
     pub max_concurrent_requests: u32,
+    /// HTTPS on `listen`. Without it `listen` serves plain HTTP, which must
+    /// be asked for explicitly with `plaintext = true`.
+    pub tls: Option<TlsSection>,
+    /// Serve plain HTTP on `listen` (no `[server.tls]`): for a gateway
+    /// behind a TLS-terminating proxy, or tests.
+    pub plaintext: bool,
+    /// An extra plain-HTTP listener beside the HTTPS one ("" for none): for
+    /// local tools; never expose it.
+    pub plaintext_listen: String,
+}
+
+/// `[server.tls]`: HTTPS with rustls (TLS 1.2 and 1.3 only). The files are
+/// watched and reloaded when they change.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Certificate chain (PEM), relative to this file.
+    pub cert_file: PathBuf,
+    /// Private key (PEM).
+    pub key_file: PathBuf,
+    /// CA whose client certificates are verified (mTLS); none: no client
+    /// certificates are asked for.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// Refuse connections without a verified client certificate.
+    #[serde(default)]
+    pub require_client_cert: bool,
+    /// Client certificates that stand for principals (system callers).
+    #[serde(default)]
+    pub clients: Vec<TlsClientSection>,
+}
+
+/// `[[server.tls.clients]]`: a client certificate whose SAN holds the DNS
+/// name `name` authenticates as this principal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsClientSection {
+    pub name: String,
+    pub id: String,
+    pub level: String,
+    pub division: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 impl Default for ServerSection {
@@ -216,6 +259,9 @@ impl Default for ServerSection {
             max_page_size: 1000,
             default_page_size: 50,
             max_concurrent_requests: 512,
+            tls: None,
+            plaintext: false,
+            plaintext_listen: String::new(),
         }
     }
 }
@@ -457,6 +503,10 @@ pub struct Config {
     pub audit: AuditSection,
     /// The audit store's URL, resolved (may carry a password: not logged).
     pub audit_url: String,
+    /// `[server.tls]` resolved, if HTTPS is configured.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// The extra plain-HTTP listener, if configured.
+    pub plaintext_listen: Option<SocketAddr>,
 }
 
 /// One validated source.

@@ -246,7 +246,7 @@ impl ConfigDir {
         std::fs::write(policy.join("e2e.cedar"), E2E_POLICY).expect("e2e policy");
         std::fs::write(dir.path().join("issuer.pub.pem"), &test_issuer().1).expect("issuer key");
         let main = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n\n[plugins]\npool_instances = 32\nmax_memory_mib = 128\ncache_dir = {:?}\n\n[sources]\ndir = \"sources\"\n\n[model]\nfields = {:?}\n\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\nplaintext = true\n\n[plugins]\npool_instances = 32\nmax_memory_mib = 128\ncache_dir = {:?}\n\n[sources]\ndir = \"sources\"\n\n[model]\nfields = {:?}\n\n\
              [[auth.issuers]]\nissuer = \"{TEST_ISSUER}\"\naudience = \"lianqiao\"\nalgorithm = \"EdDSA\"\npublic_key_file = \"issuer.pub.pem\"\n\n\
              [[auth.api_keys]]\nid = \"test-system\"\nsha256 = \"{}\"\nlevel = \"city\"\ndivision = \"1501\"\n\n\
              [policy]\ndir = \"policy\"\n\n[audit]\nurl = \"sqlite://audit.db\"\nchain = \"test\"\n",
@@ -373,6 +373,55 @@ impl ConfigDir {
         Gateway::build(config).await
     }
 
+    /// Serve HTTPS with a fresh CA's certificate (written into this
+    /// directory: `tls/ca.pem`, `tls/gateway.pem`, a client certificate
+    /// `tls/city-platform.pem` mapped to a city principal); client
+    /// certificates are verified against the CA, `require` refuses
+    /// connections without one.
+    pub async fn start_tls(self, require: bool) -> TlsGateway {
+        let tls = self.dir.path().join("tls");
+        lianqiao_gateway::tls::certs::write_demo(&tls).expect("certificates");
+        let section = format!(
+            "[server.tls]\ncert_file = \"tls/gateway.pem\"\nkey_file = \"tls/gateway.key\"\nclient_ca_file = \"tls/ca.pem\"\nrequire_client_cert = {require}\n\n[[server.tls.clients]]\nname = \"city-platform.lianqiao.demo\"\nid = \"city-platform-mtls\"\nlevel = \"city\"\ndivision = \"1501\"\n\n"
+        );
+        let dir = self
+            .edit_main("plaintext = true\n", "")
+            .edit_main("[plugins]", &format!("{section}[plugins]"));
+        let gateway = match dir.build().await {
+            Ok(g) => g,
+            Err(e) => panic!("the test config should load:\n{e}"),
+        };
+        let state = Arc::new(
+            lianqiao_gateway::tls::TlsState::load(
+                gateway.config.tls.clone().expect("tls configured"),
+            )
+            .expect("tls state"),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let live = Arc::new(Live::new(gateway, dir.main_file()));
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(lianqiao_gateway::server::serve_tls(
+            live.clone(),
+            listener,
+            state.clone(),
+            None,
+            None,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        TlsGateway {
+            addr,
+            state,
+            live,
+            stop: Some(stop),
+            dir,
+        }
+    }
+
     /// Build and serve on a loopback port; panics with the config errors.
     pub async fn start(self) -> TestGateway {
         let gateway = match self.build().await {
@@ -386,6 +435,23 @@ impl ConfigDir {
 impl Default for ConfigDir {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A gateway serving HTTPS on 127.0.0.1:<ephemeral>, stopped when dropped.
+pub struct TlsGateway {
+    pub addr: SocketAddr,
+    pub state: Arc<lianqiao_gateway::tls::TlsState>,
+    pub live: Arc<Live>,
+    stop: Option<oneshot::Sender<()>>,
+    pub dir: ConfigDir,
+}
+
+impl Drop for TlsGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 }
 

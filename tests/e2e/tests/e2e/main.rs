@@ -14,3 +14,4 @@ mod reload;
 mod sandbox;
 mod serving;
 mod telemetry;
+mod tls;
