@@ -656,6 +656,14 @@ fn http_get_as(
 fn test(extra: &[String]) -> Result {
     let plugin_dir = plugins()?;
     data()?;
+    // The shipped config names the demo's issuer key and certificates: make
+    // them before the tests that load it (with the binary the tests build).
+    run(
+        cargo().args(["build", "--quiet", "-p", "lianqiao-gateway"]),
+        "building the gateway",
+    )?;
+    issuer_key()?;
+    demo_certs()?;
     // Guest-side crates (SDK, plugins) test on the host target.
     run(
         cargo()
