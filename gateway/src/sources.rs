@@ -229,6 +229,7 @@ fn http_grant(config: &HttpConfig) -> Arc<HttpGrant> {
         Duration::from_millis(config.timeout_ms),
         config.max_response_bytes,
         credentials,
+        config.tls.clone(),
     ))
 }
 

@@ -379,13 +379,21 @@ fn validate_source(
 /// Check `[http]` and read its secrets (from the environment or files).
 fn resolve_http(base: &Path, h: &HttpSection, error: &mut impl FnMut(&str, String)) -> HttpConfig {
     for (i, prefix) in h.allow.iter().enumerate() {
-        let ok = prefix
-            .parse::<hyper::Uri>()
-            .is_ok_and(|u| u.scheme_str() == Some("http") && u.authority().is_some());
+        let ok = prefix.parse::<hyper::Uri>().is_ok_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
+        });
         if !ok {
             error(
                 &format!("http.allow[{i}]"),
-                format!("`{prefix}` is not an http://host:port/path prefix"),
+                format!("`{prefix}` is not an http(s)://host:port/path prefix"),
+            );
+        }
+        if prefix.starts_with("https://") && h.ca_file.is_none() {
+            error(
+                &format!("http.allow[{i}]"),
+                format!(
+                    "`{prefix}` is https: name the CA that signs its certificate in `http.ca_file`"
+                ),
             );
         }
     }
@@ -450,12 +458,85 @@ fn resolve_http(base: &Path, h: &HttpSection, error: &mut impl FnMut(&str, Strin
             credentials.push((name.clone(), r));
         }
     }
+    let tls = match upstream_tls(base, h) {
+        Ok(tls) => tls,
+        Err((key, message)) => {
+            error(key, message);
+            None
+        }
+    };
     HttpConfig {
         allow: h.allow.clone(),
         timeout_ms: h.timeout_ms,
         max_response_bytes: usize::try_from(h.max_response_mib << 20).unwrap_or(usize::MAX),
         credentials,
+        tls,
     }
+}
+
+/// The rustls client configuration for a source's https upstream: its CA
+/// bundle and, optionally, its client certificate.
+fn upstream_tls(
+    base: &Path,
+    h: &HttpSection,
+) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, (&'static str, String)> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let Some(ca) = &h.ca_file else {
+        if h.client_cert_file.is_some() {
+            return Err((
+                "http.client_cert_file",
+                "a client certificate needs `http.ca_file` (https)".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let ca = base.join(ca);
+    let certs = |path: &Path,
+                 key: &'static str|
+     -> Result<Vec<CertificateDer<'static>>, (&'static str, String)> {
+        CertificateDer::pem_file_iter(path)
+            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| (key, format!("{}: {e}", path.display())))
+            .and_then(|c| {
+                if c.is_empty() {
+                    Err((key, format!("{}: no PEM certificate in it", path.display())))
+                } else {
+                    Ok(c)
+                }
+            })
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs(&ca, "http.ca_file")? {
+        roots
+            .add(cert)
+            .map_err(|e| ("http.ca_file", format!("{}: {e}", ca.display())))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    .map_err(|e| ("http.ca_file", e.to_string()))?
+    .with_root_certificates(roots);
+    let config = match (&h.client_cert_file, &h.client_key_file) {
+        (None, None) => builder.with_no_client_auth(),
+        (Some(cert), Some(key)) => {
+            let (cert, key) = (base.join(cert), base.join(key));
+            let chain = certs(&cert, "http.client_cert_file")?;
+            let key = PrivateKeyDer::from_pem_file(&key)
+                .map_err(|e| ("http.client_key_file", format!("{}: {e}", key.display())))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| ("http.client_key_file", e.to_string()))?
+        }
+        _ => {
+            return Err((
+                "http.client_cert_file",
+                "give both `client_cert_file` and `client_key_file`, or neither".into(),
+            ));
+        }
+    };
+    Ok(Some(std::sync::Arc::new(config)))
 }
 
 /// Check the scheme; make a relative SQLite path relative to the file that

@@ -406,6 +406,16 @@ pub struct HttpSection {
     /// Credentials by the name the plugin uses.
     #[serde(default)]
     pub credentials: std::collections::BTreeMap<String, CredentialSection>,
+    /// CA bundle (PEM) the source's https certificates are verified
+    /// against (government internal CAs). https needs it: verification is
+    /// never disabled.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) presented to the source (mTLS).
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
 }
 
 fn default_http_timeout_ms() -> u64 {
@@ -538,6 +548,8 @@ pub struct HttpConfig {
     pub timeout_ms: u64,
     pub max_response_bytes: usize,
     pub credentials: Vec<(String, ResolvedCredential)>,
+    /// TLS for https upstreams (the source's CA, its client certificate).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for HttpConfig {

@@ -57,7 +57,10 @@ pub struct HttpGrant {
     pub timeout: Duration,
     pub max_response_bytes: usize,
     pub credentials: HashMap<String, Arc<Credential>>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    /// Whether `https` URLs may be called: only with a CA configured for
+    /// the source (verification is never disabled).
+    pub https: bool,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl HttpGrant {
@@ -66,28 +69,67 @@ impl HttpGrant {
         timeout: Duration,
         max_response_bytes: usize,
         credentials: HashMap<String, Arc<Credential>>,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Self {
+        let https = tls.is_some();
+        // Without a CA for the source, an empty trust store: an https call
+        // could never verify (and is refused before it is tried).
+        let config = tls.map_or_else(
+            || {
+                rustls::ClientConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .map(|b| {
+                    b.with_root_certificates(rustls::RootCertStore::empty())
+                        .with_no_client_auth()
+                })
+            },
+            |c| Ok((*c).clone()),
+        );
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        let client = match config {
+            Ok(config) => Client::builder(TokioExecutor::new()).build(
+                hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(config)
+                    .https_or_http()
+                    .enable_http1()
+                    .wrap_connector(http),
+            ),
+            Err(_) => Client::builder(TokioExecutor::new()).build(
+                hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(
+                        rustls::ClientConfig::builder()
+                            .with_root_certificates(rustls::RootCertStore::empty())
+                            .with_no_client_auth(),
+                    )
+                    .https_or_http()
+                    .enable_http1()
+                    .wrap_connector(http),
+            ),
+        };
         HttpGrant {
             allow,
             timeout,
             max_response_bytes,
             credentials,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            https,
+            client,
         }
     }
 }
 
-/// May a plugin call `url` under `allow`? Plain `http` only (upstream TLS
-/// comes with the hardening work), no user-info, no dot segments, and the
-/// URL must extend an allowed prefix at a path boundary.
+/// May a plugin call `url` under `allow`? `http` or `https` (https only
+/// for sources with a CA, checked when sending), no user-info, no dot
+/// segments, and the URL must extend an allowed prefix at a path boundary.
 pub fn is_allowed(url: &str, allow: &[String]) -> Result<hyper::Uri, String> {
     let uri: hyper::Uri = url
         .parse()
         .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err("https upstreams are not supported by this gateway yet".into()),
-        _ => return Err(format!("`{url}`: only http URLs may be called")),
+        Some("http" | "https") => {}
+        _ => return Err(format!("`{url}`: only http and https URLs may be called")),
     }
     let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
     if authority.is_empty() || authority.contains('@') {
@@ -118,6 +160,22 @@ pub fn is_allowed(url: &str, allow: &[String]) -> Result<hyper::Uri, String> {
             allow.join(", ")
         ))
     }
+}
+
+/// An error with its causes: "client error (Connect): invalid peer
+/// certificate: UnknownIssuer" says what to fix, "client error" alone not.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// The canonical string an HMAC credential signs.
@@ -175,7 +233,7 @@ impl HttpGrant {
         let request = hyper::Request::post(token_url.as_str())
             .header("content-type", "application/x-www-form-urlencoded")
             .body(Full::new(Bytes::from(form)))
-            .map_err(|e| HttpError::Unavailable(format!("token request: {e}")))?;
+            .map_err(|e| HttpError::Unavailable(format!("token request: {}", with_causes(&e))))?;
         let response = self
             .client
             .request(request)
@@ -278,7 +336,7 @@ impl HttpGrant {
             .client
             .request(outbound)
             .await
-            .map_err(|e| HttpError::Unavailable(format!("{uri}: {e}")))?;
+            .map_err(|e| HttpError::Unavailable(format!("{uri}: {}", with_causes(&e))))?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -316,6 +374,12 @@ impl Host for HostState {
             Ok(uri) => uri,
             Err(why) => return Ok(Err(HttpError::Denied(why))),
         };
+        if uri.scheme_str() == Some("https") && !grant.https {
+            return Ok(Err(HttpError::Denied(format!(
+                "source `{}` has no CA for https (`[http] ca_file`); {} is refused rather than called unverified",
+                self.grants.source, request.url
+            ))));
+        }
         let credential = match &request.credential {
             None => None,
             Some(name) => match grant.credentials.get(name) {

@@ -219,3 +219,104 @@ async fn a_new_certificate_is_picked_up_and_a_broken_one_is_refused() {
         "the old CA no longer verifies"
     );
 }
+
+/// Terminate TLS for `backend` (a simulator serving plain HTTP) on a
+/// loopback port: the upstream as the gateway meets it, over https.
+async fn tls_front(backend: SocketAddr, dir: &Path) -> SocketAddr {
+    let config = lianqiao_gateway::tls::server_config(&lianqiao_gateway::tls::TlsFiles {
+        cert: dir.join("upstream.pem"),
+        key: dir.join("upstream.key"),
+        client_ca: None,
+        require_client_cert: false,
+        clients: vec![],
+    })
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_https_upstream_is_verified_against_the_sources_ca() {
+    let up = lianqiao_e2e::Upstreams::start().await;
+    let certs = tempfile::tempdir().unwrap();
+    lianqiao_gateway::tls::certs::write_demo(certs.path()).unwrap();
+    let front = tls_front(up.party_link, certs.path()).await;
+    let other = tempfile::tempdir().unwrap();
+    lianqiao_gateway::tls::certs::write_demo(other.path()).unwrap();
+
+    let with_ca = |ca: &Path| {
+        let dir = ConfigDir::new().with_huimin().with_upstreams(&up);
+        let file = dir.dir.path().join("sources/party-link.toml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let text = text
+            .replace(
+                &format!("http://{}", up.party_link),
+                &format!("https://{front}"),
+            )
+            .replace(
+                "timeout_ms = 3000",
+                &format!(
+                    "timeout_ms = 3000\nca_file = {:?}",
+                    ca.display().to_string()
+                ),
+            );
+        assert!(
+            text.contains("https://") && text.contains("ca_file"),
+            "{text}"
+        );
+        std::fs::write(&file, text).unwrap();
+        dir
+    };
+    // The right CA: members come from party-link over TLS.
+    let gw = with_ca(&certs.path().join("ca.pem")).start().await;
+    let (status, body) = gw.get("/v1/members?division=150103001&limit=2").await;
+    assert_eq!(status, 200, "{body}");
+    let party_link = body["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "party-link")
+        .unwrap();
+    assert_eq!(party_link["status"], "ok", "{body}");
+    assert_eq!(body["data"].as_array().unwrap().len(), 2);
+
+    // Another CA: the upstream's certificate does not verify; the source
+    // fails, nothing is called unverified.
+    let gw = with_ca(&other.path().join("ca.pem")).start().await;
+    let (status, body) = gw.get("/v1/members?division=150103001&limit=2").await;
+    assert!(status.as_u16() >= 500, "{status}: {body}");
+    let text = body.to_string();
+    assert!(
+        text.contains("party-link") && text.to_lowercase().contains("certificate"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_https_allowlist_without_a_ca_is_refused_at_load() {
+    let up = lianqiao_e2e::Upstreams::start().await;
+    let dir = ConfigDir::new().with_upstreams(&up);
+    let file = dir.dir.path().join("sources/party-link.toml");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace(&format!("http://{}", up.party_link), "https://127.0.0.1:1");
+    std::fs::write(&file, text).unwrap();
+    let errors = dir.build().await.expect_err("refused").to_string();
+    assert!(errors.contains("http.ca_file"), "{errors}");
+}
