@@ -22,6 +22,28 @@ pub(crate) struct HostState {
     pub(crate) trace: Option<crate::trace::TraceContext>,
 }
 
+/// A clock that never moves: plugins get no time source (no timing side
+/// channels, no clock-based sleeping; the host keeps time for them).
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
 impl HostState {
     pub(crate) fn new(
         grants: Arc<SourceGrants>,
@@ -31,9 +53,13 @@ impl HostState {
         trace: Option<crate::trace::TraceContext>,
     ) -> Self {
         HostState {
-            // No args, no environment, no preopened directories, no sockets:
-            // a plugin reaches the world only through our capabilities.
-            wasi: WasiCtx::builder().build(),
+            // No args, no environment, no preopened directories, no sockets,
+            // and clocks frozen at the epoch: a plugin reaches the world only
+            // through our capabilities, and cannot time anything.
+            wasi: WasiCtx::builder()
+                .wall_clock(FrozenClock)
+                .monotonic_clock(FrozenClock)
+                .build(),
             table: ResourceTable::new(),
             memory: MemoryLimiter::new(memory_cap),
             grants,

@@ -70,6 +70,17 @@ impl Guest for Misbehave {
                 report.push(format!("dir:{}", std::fs::read_dir("/").is_ok()));
                 report.push(format!("env:{}", std::env::vars().count()));
                 report.push(format!("args:{}", std::env::args().count()));
+                // Clocks: frozen at the epoch, so no timing or time-based logic.
+                let wall = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let t0 = std::time::Instant::now();
+                let mut spin = 0u64;
+                for i in 0..100_000u64 {
+                    spin = spin.wrapping_add(i);
+                }
+                std::hint::black_box(spin);
+                report.push(format!("clock:{wall}:{}", t0.elapsed().as_nanos()));
                 report.push(format!(
                     "tcp:{}",
                     std::net::TcpStream::connect("127.0.0.1:5432").is_ok()

@@ -33,6 +33,14 @@ async fn a_plugin_sees_no_environment_or_arguments() {
 }
 
 #[tokio::test]
+async fn a_plugin_has_no_clock() {
+    // Wall clock at the epoch, monotonic clock standing still across a
+    // loop: nothing to time with, nothing to schedule by.
+    let report = escape_report().await;
+    assert!(report.contains("clock:0:0"), "{report}");
+}
+
+#[tokio::test]
 async fn a_plugin_cannot_open_sockets() {
     let report = escape_report().await;
     assert!(report.contains("tcp:false"), "{report}");
