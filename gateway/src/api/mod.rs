@@ -40,6 +40,9 @@ pub fn parse_list(
     params::list_request(entity, &pairs, server, entity.name == model::DIVISIONS.name)
 }
 
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
 pub fn router(gateway: Arc<Live>) -> Router {
     // Everything under /v1 is authenticated, decided by the policy and
     // audited; the documents and health checks are not.
@@ -66,7 +69,35 @@ pub fn router(gateway: Arc<Live>) -> Router {
         .method_not_allowed_fallback(no_method)
         // Bounded work: past the limit, 503 at once instead of a queue.
         .layer(axum::middleware::from_fn_with_state(gateway.clone(), admit))
+        // The API reads no bodies: anything past a few KiB is refused (413)
+        // before it is read. Headers are bounded by hyper (431).
+        .layer(axum::middleware::from_fn(limit_body))
         .with_state(gateway)
+}
+
+/// 413 `payload_too_large` for a declared body past `MAX_BODY_BYTES`, and
+/// never read more than that of an undeclared one.
+async fn limit_body(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request bodies are limited to {MAX_BODY_BYTES} bytes; the API takes its parameters in the query string"),
+        )
+        .into_response();
+    }
+    let (parts, body) = request.into_parts();
+    let body = axum::body::Body::new(http_body_util::Limited::new(body, MAX_BODY_BYTES));
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
 }
 
 /// Refuse requests beyond `server.max_concurrent_requests` with 503

@@ -190,3 +190,47 @@ async fn health_and_readiness() {
     assert_eq!(body["sources"][0]["name"], "huimin");
     assert_eq!(body["sources"][0]["plugin"]["name"], "district-sql");
 }
+
+#[tokio::test]
+async fn oversized_bodies_and_headers_are_refused_before_they_are_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = lianqiao_e2e::ConfigDir::new().with_huimin().start().await;
+    let raw = |request: Vec<u8>| async move {
+        let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let _ = tcp.write_all(&request).await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tcp.read_to_end(&mut answer),
+        )
+        .await;
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let body = vec![b'x'; 1 << 20];
+    let mut request =
+        format!("POST /v1/grids?division=150103 HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+            .into_bytes();
+    request.extend(&body);
+    let answer = raw(request).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+    assert!(
+        answer.contains("payload_too_large"),
+        "{}",
+        &answer[..answer.len().min(400)]
+    );
+    let huge = "a".repeat(512 * 1024);
+    let answer = raw(format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {huge}\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes())
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 431"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+}
