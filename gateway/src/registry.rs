@@ -84,6 +84,11 @@ pub async fn fetch(gateway: &Gateway) -> (Registry, bool) {
 pub async fn refresh(live: Arc<Live>) {
     loop {
         let gateway = live.current();
+        if gateway.config.policy.registry_refresh_s == 0 {
+            // Off (a reload may turn it on: look again later).
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            continue;
+        }
         let (registry, complete) = fetch(&gateway).await;
         tracing::info!(
             divisions = registry.len(),
@@ -95,9 +100,6 @@ pub async fn refresh(live: Arc<Live>) {
             gateway.config.enforcer.engine.set_registry(registry);
         }
         let every = gateway.config.policy.registry_refresh_s;
-        if every == 0 {
-            return;
-        }
         // A source was down: try again soon rather than at the next interval.
         let wait = if complete { every } else { every.min(15) };
         tokio::time::sleep(Duration::from_secs(wait)).await;

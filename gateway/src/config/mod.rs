@@ -86,7 +86,8 @@ pub struct PolicySection {
     /// may see only statistics of those records.
     pub suppress_below: u64,
     /// How often the division registry is fetched again from the sources
-    /// that serve divisions, in seconds; 0: only at start.
+    /// that serve divisions, in seconds; 0: never (the hierarchy still
+    /// comes from the codes; divisions have no names in policies).
     pub registry_refresh_s: u64,
 }
 

@@ -249,7 +249,7 @@ impl ConfigDir {
             "[server]\nlisten = \"127.0.0.1:0\"\nplaintext = true\n\n[plugins]\npool_instances = 32\nmax_memory_mib = 128\ncache_dir = {:?}\n\n[sources]\ndir = \"sources\"\n\n[model]\nfields = {:?}\n\n\
              [[auth.issuers]]\nissuer = \"{TEST_ISSUER}\"\naudience = \"lianqiao\"\nalgorithm = \"EdDSA\"\npublic_key_file = \"issuer.pub.pem\"\n\n\
              [[auth.api_keys]]\nid = \"test-system\"\nsha256 = \"{}\"\nlevel = \"city\"\ndivision = \"1501\"\n\n\
-             [policy]\ndir = \"policy\"\n\n[audit]\nurl = \"sqlite://audit.db\"\nchain = \"test\"\n",
+             [policy]\ndir = \"policy\"\n# Tests that count source calls, statements and breaker trips need a\n# quiet gateway: no registry fetch unless a test turns it on.\nregistry_refresh_s = 0\n\n[audit]\nurl = \"sqlite://audit.db\"\nchain = \"test\"\n",
             cache.display().to_string(),
             fields.display().to_string(),
             lianqiao_policy::authn::sha256_hex(TEST_API_KEY),

@@ -399,7 +399,9 @@ async fn a_broken_policy_is_refused_on_reload_and_the_old_one_keeps_serving() {
 
 #[tokio::test]
 async fn the_division_registry_reaches_the_policy() {
-    let dir = ConfigDir::new().with_huimin();
+    let dir = ConfigDir::new()
+        .with_huimin()
+        .edit_main("registry_refresh_s = 0", "registry_refresh_s = 600");
     // A policy that can only match once the registry has named 150103001.
     std::fs::write(
         dir.dir.path().join("policy/names.cedar"),
