@@ -91,6 +91,10 @@ pub struct PluginStats {
     pub instantiate_nanos: AtomicU64,
     /// Instances alive now.
     pub in_use: AtomicI64,
+    /// The most linear memory one call has used, in bytes.
+    pub memory_peak_bytes: AtomicU64,
+    /// Calls stopped at the memory cap.
+    pub memory_limit_hits: AtomicU64,
 }
 
 impl std::fmt::Debug for SourcePlugin {
@@ -267,6 +271,11 @@ impl SourcePlugin {
             stats.instantiations.fetch_add(1, Ordering::Relaxed);
             let outcome = instance.and_then(|source| f(&source, &mut store));
             stats.in_use.fetch_sub(1, Ordering::Relaxed);
+            let memory = store.data().memory.used as u64;
+            stats.memory_peak_bytes.fetch_max(memory, Ordering::Relaxed);
+            if store.data().memory.exceeded {
+                stats.memory_limit_hits.fetch_add(1, Ordering::Relaxed);
+            }
             match outcome {
                 Ok(Ok(value)) => Ok(value),
                 Ok(Err(e)) => Err(PluginError::Source(e)),

@@ -88,7 +88,7 @@ impl WasiView for HostState {
 /// it did, so the host reports "memory limit", not a bare trap.
 pub(crate) struct MemoryLimiter {
     cap: usize,
-    used: usize,
+    pub(crate) used: usize,
     pub(crate) exceeded: bool,
 }
 

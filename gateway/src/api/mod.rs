@@ -153,6 +153,8 @@ async fn metrics(State(live): State<Arc<Live>>) -> impl IntoResponse {
                 instantiations: stats.instantiations.load(Ordering::Relaxed),
                 instantiate_seconds: stats.instantiate_nanos.load(Ordering::Relaxed) as f64 / 1e9,
                 in_use: stats.in_use.load(Ordering::Relaxed),
+                memory_peak_bytes: stats.memory_peak_bytes.load(Ordering::Relaxed),
+                memory_limit_hits: stats.memory_limit_hits.load(Ordering::Relaxed),
             }
         })
         .collect();
@@ -161,7 +163,13 @@ async fn metrics(State(live): State<Arc<Live>>) -> impl IntoResponse {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        gateway.metrics.render(&sources),
+        gateway.metrics.render(&sources)
+            + &crate::telemetry::metrics::Metrics::render_audit(
+                &crate::telemetry::metrics::AuditState {
+                    written: gateway.audit.written.load(Ordering::Relaxed),
+                    queue_depth: gateway.audit.queue_depth(),
+                },
+            ),
     )
 }
 

@@ -57,6 +57,11 @@ impl AuditLog {
         log
     }
 
+    /// Records waiting for the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
+    }
+
     /// Write `record` and wait until it is committed. `keep`: on failure,
     /// hold it and write it when the store is back (fail-open statistics).
     pub async fn write(&self, record: AuditRecord, keep: bool) -> Result<(), String> {

@@ -66,6 +66,15 @@ pub struct SourceState {
     pub instantiations: u64,
     pub instantiate_seconds: f64,
     pub in_use: i64,
+    pub memory_peak_bytes: u64,
+    pub memory_limit_hits: u64,
+}
+
+/// The audit trail's state, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct AuditState {
+    pub written: u64,
+    pub queue_depth: usize,
 }
 
 /// How a source has done lately, for `/readyz` and `lianqiao status`.
@@ -231,7 +240,34 @@ impl Metrics {
                 s.in_use
             );
         }
+        out.push_str("# HELP lianqiao_plugin_memory_peak_bytes The most linear memory one call of the source's plugin has used.\n# TYPE lianqiao_plugin_memory_peak_bytes gauge\n");
+        for s in sources {
+            let _ = writeln!(
+                out,
+                "lianqiao_plugin_memory_peak_bytes{{source=\"{}\"}} {}",
+                escape(&s.name),
+                s.memory_peak_bytes
+            );
+        }
+        out.push_str("# HELP lianqiao_plugin_memory_limit_hits_total Calls stopped at the source's memory cap.\n# TYPE lianqiao_plugin_memory_limit_hits_total counter\n");
+        for s in sources {
+            let _ = writeln!(
+                out,
+                "lianqiao_plugin_memory_limit_hits_total{{source=\"{}\"}} {}",
+                escape(&s.name),
+                s.memory_limit_hits
+            );
+        }
         out
+    }
+
+    /// The audit trail's counters (appended to `render`'s text).
+    pub fn render_audit(audit: &AuditState) -> String {
+        format!(
+            "# HELP lianqiao_audit_records_total Audit records committed.\n# TYPE lianqiao_audit_records_total counter\nlianqiao_audit_records_total {}\n\
+             # HELP lianqiao_audit_queue_depth Audit records waiting for the writer.\n# TYPE lianqiao_audit_queue_depth gauge\nlianqiao_audit_queue_depth {}\n",
+            audit.written, audit.queue_depth
+        )
     }
 
     fn render_counters(&self, breakers: &[(String, &'static str)]) -> String {

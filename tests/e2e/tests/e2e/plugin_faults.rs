@@ -56,6 +56,27 @@ async fn memory_is_reported_with_the_cap() {
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("memory cap of 16 MiB"), "{message}");
     assert_eq!(body["sources"][0]["status"], "error");
+    // Metrics: the hog hit its cap; a well-behaved source used some memory.
+    assert_eq!(gw.get("/v1/grids?division=159904").await.0, 200);
+    let (_, metrics) = gw.admin_text("/metrics").await;
+    assert!(
+        metrics.contains("lianqiao_plugin_memory_limit_hits_total{source=\"hog\"} 1"),
+        "{metrics}"
+    );
+    let steady: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("lianqiao_plugin_memory_peak_bytes{source=\"steady\"} "))
+        .and_then(|v| v.parse().ok())
+        .expect("a memory gauge for steady");
+    assert!(steady > 0 && steady <= 16 << 20, "{steady}");
+    assert!(
+        metrics.contains("lianqiao_audit_records_total "),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("lianqiao_audit_queue_depth 0"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
