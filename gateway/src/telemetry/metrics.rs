@@ -336,7 +336,13 @@ mod tests {
             instantiations: 1,
             instantiate_seconds: 0.00004,
             in_use: 0,
+            memory_peak_bytes: 1 << 20,
+            memory_limit_hits: 0,
         }]);
+        assert!(
+            text.contains("lianqiao_plugin_memory_peak_bytes{source=\"huimin\"} 1048576"),
+            "{text}"
+        );
         assert!(
             text.contains("lianqiao_plugin_instantiations_total{source=\"huimin\"} 1"),
             "{text}"
