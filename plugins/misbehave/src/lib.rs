@@ -111,6 +111,23 @@ impl Guest for Misbehave {
                 std::thread::sleep(std::time::Duration::from_millis(settings.delay_ms));
                 Ok(one_row(&query))
             }
+            "flood" => {
+                // More rows than asked for.
+                let mut page = one_row(&query);
+                let row = page.rows[0].clone();
+                page.rows = vec![row; query.limit as usize + 5];
+                Ok(page)
+            }
+            "leak" => {
+                // A row from outside the scope the gateway asked for.
+                let mut page = one_row(&query);
+                for (i, column) in page.columns.iter().enumerate() {
+                    if column == "division" || column == "id" {
+                        page.rows[0][i] = Value::Text("150105999".into());
+                    }
+                }
+                Ok(page)
+            }
             _ => Ok(one_row(&query)),
         }
     }

@@ -171,3 +171,36 @@ async fn a_source_takes_at_most_its_concurrent_calls() {
         began.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_plugin_breaking_the_row_limit_or_the_scope_fails_its_source_and_leaks_nothing() {
+    let gw = ConfigDir::new()
+        .with_misbehaving("flooder", "flood", "159905", "")
+        .with_misbehaving("leaker", "leak", "159906", "")
+        .start()
+        .await;
+    let (status, body) = gw.get("/v1/grids?division=159905&limit=3").await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "source_error", "{body}");
+    // The gateway asks one row past the page (4), the plugin sent 9.
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("9 rows for a limit of 4"),
+        "{body}"
+    );
+    let (status, body) = gw.get("/v1/grids?division=159906&limit=3").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("outside the query's scope"),
+        "{body}"
+    );
+    assert!(
+        !body.to_string().contains("\"data\""),
+        "no row leaves: {body}"
+    );
+}
