@@ -61,20 +61,46 @@ enum Command {
 }
 
 /// Logs as the config says; `RUST_LOG` overrides the level.
+/// Logs as the config says (`RUST_LOG` overrides the level), and spans to
+/// OTLP when `telemetry.otlp_endpoint` is set.
 fn init_logging(telemetry: &config::TelemetrySection) {
+    use tracing_subscriber::prelude::*;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&telemetry.log_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let otel = match telemetry.otlp_endpoint.as_str() {
+        "" => None,
+        endpoint => match lianqiao_gateway::telemetry::otel::Traces::start(
+            endpoint,
+            &telemetry.service_name,
+        ) {
+            Ok((traces, tracer)) => {
+                let _ = TRACES.set(traces);
+                Some(tracing_opentelemetry::layer().with_tracer(tracer))
+            }
+            Err(e) => {
+                eprintln!("telemetry.otlp_endpoint: {e}; serving without trace export");
+                None
+            }
+        },
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     if telemetry.log_format == config::LogFormat::Json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false),
+            )
             .init();
     } else {
-        builder.init();
+        registry.with(tracing_subscriber::fmt::layer()).init();
     }
 }
+
+/// The trace exporter, flushed at shutdown.
+static TRACES: std::sync::OnceLock<lianqiao_gateway::telemetry::otel::Traces> =
+    std::sync::OnceLock::new();
 
 fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
@@ -182,6 +208,9 @@ async fn run(command: Command) -> ExitCode {
                 Some(tls) => serve_tls(live, listener, tls, plain, admin, shutdown_signal()).await,
                 None => serve(live, listener, admin, shutdown_signal()).await,
             };
+            if let Some(traces) = TRACES.get() {
+                let _ = tokio::task::spawn_blocking(|| traces.shutdown()).await;
+            }
             match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

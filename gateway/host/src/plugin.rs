@@ -252,7 +252,10 @@ impl SourcePlugin {
         let trace = crate::trace::TraceContext::current();
         let cap = usize::try_from(limits.memory_mib << 20).unwrap_or(usize::MAX);
         let stats = self.stats.clone();
+        // The span crosses onto the blocking thread with the call.
+        let span = tracing::info_span!("plugin.call", source = %self.name);
         let joined = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let deadline = Instant::now() + limits.deadline;
             let mut store = Store::new(
                 &engine.engine,
@@ -264,7 +267,8 @@ impl SourcePlugin {
             store.set_epoch_deadline(ticks);
             stats.in_use.fetch_add(1, Ordering::Relaxed);
             let began = Instant::now();
-            let instance = pre.instantiate(&mut store);
+            let instance =
+                tracing::info_span!("plugin.instantiate").in_scope(|| pre.instantiate(&mut store));
             stats
                 .instantiate_nanos
                 .fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);

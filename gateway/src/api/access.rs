@@ -47,6 +47,14 @@ pub fn authorize_list(
     request: &mut ListRequest,
     facts: &mut Facts,
 ) -> Result<ListGrant, ApiError> {
+    let _span = tracing::info_span!(
+        "policy",
+        phase = 1,
+        level = %principal.level,
+        division = %principal.division,
+        resource = request.entity.name,
+    )
+    .entered();
     let enforcer = &gateway.config.enforcer;
     let requested = request.scope.first().cloned().unwrap_or_default();
     let grant = enforcer
@@ -117,6 +125,7 @@ pub fn apply_list(
     outcome: &mut ListOutcome,
     facts: &mut Facts,
 ) {
+    let _span = tracing::info_span!("policy", phase = 2, rows = outcome.rows.len()).entered();
     let enforcer = &gateway.config.enforcer;
     let attribute = enforcer
         .catalog

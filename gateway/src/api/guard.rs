@@ -51,10 +51,12 @@ pub async fn guard(
         .extensions()
         .get::<crate::tls::ClientCert>()
         .and_then(|c| c.0.clone());
+    let authenticating = tracing::info_span!("authenticate").entered();
     let identity = match client_cert {
         Some(identity) if authorization.is_none() && api_key.is_none() => Ok(identity),
         _ => gateway.config.auth.authenticate(authorization, api_key),
     };
+    drop(authenticating);
     let mut response = match identity {
         Err(e) => {
             record.decision = "unauthenticated".into();
@@ -133,7 +135,12 @@ pub async fn guard(
     record.status = response.status().as_u16();
     let carries_data = response.status().is_success() && (record.carries_records() || statistics);
     let fail_open = statistics && gateway.config.audit.statistics_fail_open;
-    if let Err(e) = gateway.audit.write(record, fail_open).await {
+    let written = tracing::Instrument::instrument(
+        gateway.audit.write(record, fail_open),
+        tracing::info_span!("audit"),
+    )
+    .await;
+    if let Err(e) = written {
         gateway.metrics.record_audit_failure();
         if carries_data && !fail_open {
             response = ApiError::new(

@@ -185,17 +185,49 @@ async fn observe(
     let began = std::time::Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    // The caller's trace, or a new one: upstream requests carry it.
-    let trace = request
+    // One span per request; the caller's trace (W3C traceparent) is its
+    // parent, and upstream requests carry the same trace id.
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format!("{method} {}", route.as_str()),
+        http.request.method = %method,
+        http.route = route.as_str(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    let traceparent = request
         .headers()
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
-        .and_then(TraceContext::parse)
-        .unwrap_or_else(TraceContext::new_root);
+        .map(str::to_string);
+    let caller = traceparent.as_deref().and_then(TraceContext::parse);
+    if let (Some(tc), Some(parent)) = (
+        &caller,
+        traceparent.as_deref().and_then(|t| t.split('-').nth(2)),
+    ) {
+        crate::telemetry::otel::join_caller_trace(&span, &tc.trace_id, parent);
+    }
+    let trace = caller.unwrap_or_else(|| {
+        use opentelemetry::trace::TraceContextExt;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let id = span.context().span().span_context().trace_id();
+        if id == opentelemetry::trace::TraceId::INVALID {
+            TraceContext::new_root()
+        } else {
+            TraceContext {
+                trace_id: id.to_string(),
+                flags: "01".into(),
+            }
+        }
+    });
     let trace_id = trace.trace_id.clone();
-    let response = TRACE_CONTEXT.scope(trace, next.run(request)).await;
+    let response = tracing::Instrument::instrument(
+        TRACE_CONTEXT.scope(trace, next.run(request)),
+        span.clone(),
+    )
+    .await;
     let latency = began.elapsed();
     let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
     gateway
         .metrics
         .record_request(route.as_str(), status, latency);

@@ -150,6 +150,11 @@ pub struct TelemetrySection {
     pub log_level: String,
     /// Admin listener serving `/metrics` (Prometheus text); empty: none.
     pub metrics_listen: String,
+    /// OTLP/HTTP endpoint for traces, e.g. `http://127.0.0.1:4318/v1/traces`;
+    /// empty: no export (the default).
+    pub otlp_endpoint: String,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -165,6 +170,8 @@ impl Default for TelemetrySection {
             log_format: LogFormat::Text,
             log_level: "info".into(),
             metrics_listen: "127.0.0.1:9464".into(),
+            otlp_endpoint: String::new(),
+            service_name: "lianqiao".into(),
         }
     }
 }

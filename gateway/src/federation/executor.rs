@@ -180,7 +180,12 @@ async fn execute_round(
                 cursor: None,
                 skip: 0,
             });
-        call_source(call, start, request, limit)
+        let span = tracing::info_span!(
+            "source",
+            source = call.source.name(),
+            entity = request.entity.name
+        );
+        tracing::Instrument::instrument(call_source(call, start, request, limit), span)
     }))
     .await;
 
@@ -219,7 +224,7 @@ async fn execute_round(
         return Err(ListError::Failed(reports));
     }
 
-    let rows = merge(&mut buffers, limit as usize);
+    let rows = tracing::info_span!("merge").in_scope(|| merge(&mut buffers, limit as usize));
     starts.clear();
     for buffer in &buffers {
         if let Some(position) = buffer.position() {

@@ -2,6 +2,7 @@
 //! format, and one access-log line per request.
 
 pub mod metrics;
+pub mod otel;
 
 /// `/readyz` as the table `lianqiao status` prints: one line per source
 /// with its state, breaker and how its last calls went.

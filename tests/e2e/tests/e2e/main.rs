@@ -15,3 +15,4 @@ mod sandbox;
 mod serving;
 mod telemetry;
 mod tls;
+mod traces;

@@ -1,0 +1,174 @@
+//! OpenTelemetry: one federated request through the real binary, its spans
+//! exported over OTLP/HTTP to a receiver inside this test, checked as a
+//! tree under the caller's trace.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lianqiao_e2e::{ConfigDir, Upstreams, default_auth, workspace_root};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+
+#[tokio::test]
+async fn one_federated_request_exports_its_span_tree_under_the_callers_trace() {
+    let binary = workspace_root().join("target/debug/lianqiao");
+    assert!(
+        binary.exists(),
+        "{} is missing: cargo build -p lianqiao-gateway",
+        binary.display()
+    );
+    // The OTLP receiver: keeps every export request.
+    let received: Arc<Mutex<Vec<ExportTraceServiceRequest>>> = Arc::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                if let Ok(request) = ExportTraceServiceRequest::decode(body) {
+                    sink.lock().unwrap().push(request);
+                }
+                (
+                    [("content-type", "application/x-protobuf")],
+                    Vec::<u8>::new(),
+                )
+            }
+        }),
+    );
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp = receiver.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(receiver, app).await });
+
+    let up = Upstreams::start().await;
+    let dir = ConfigDir::new().with_huimin().with_upstreams(&up).edit_main(
+        "[policy]",
+        &format!("[telemetry]\notlp_endpoint = \"http://{otlp}/v1/traces\"\nmetrics_listen = \"\"\n\n[policy]"),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(&binary)
+        .args([
+            "serve",
+            "--config",
+            &dir.main_file().display().to_string(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("RUST_LOG", "info")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the gateway");
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let get = |path: String, headers: Vec<(String, String)>| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
+        tcp.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+        let mut raw = Vec::new();
+        tcp.read_to_end(&mut raw).await?;
+        Ok::<String, std::io::Error>(String::from_utf8_lossy(&raw).into_owned())
+    };
+    let began = std::time::Instant::now();
+    while get("/healthz".into(), vec![]).await.is_err() {
+        assert!(began.elapsed() < Duration::from_secs(60), "gateway not up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let answer = get(
+        "/v1/members?division=150103001&limit=2".into(),
+        vec![
+            ("Authorization".into(), default_auth().into()),
+            ("X-Purpose".into(), "case-handling".into()),
+            (
+                "traceparent".into(),
+                format!("00-{trace_id}-{caller_span}-01"),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The batch exporter sends every 200 ms here (OTEL_BSP_SCHEDULE_DELAY).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+
+    let spans: Vec<_> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.resource_spans.iter())
+        .flat_map(|r| r.scope_spans.iter())
+        .flat_map(|s| s.spans.iter())
+        .filter(|s| hex(&s.trace_id) == trace_id)
+        .cloned()
+        .collect();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    let by_id: HashMap<String, &opentelemetry_proto::tonic::trace::v1::Span> =
+        spans.iter().map(|s| (hex(&s.span_id), s)).collect();
+    let request = spans
+        .iter()
+        .find(|s| s.name.ends_with("/v1/{resource}"))
+        .unwrap_or_else(|| panic!("no request span in {names:?}"));
+    assert_eq!(
+        hex(&request.parent_span_id),
+        caller_span,
+        "the caller's span is the parent"
+    );
+    for stage in [
+        "authenticate",
+        "policy",
+        "source",
+        "plugin.call",
+        "plugin.instantiate",
+        "merge",
+        "audit",
+    ] {
+        assert!(names.contains(&stage), "no `{stage}` span in {names:?}");
+    }
+    // Every span hangs off the request span.
+    for s in &spans {
+        let mut at = s;
+        let mut hops = 0;
+        while hex(&at.span_id) != hex(&request.span_id) {
+            at = *by_id
+                .get(&hex(&at.parent_span_id))
+                .unwrap_or_else(|| panic!("`{}` is not under the request span", s.name));
+            hops += 1;
+            assert!(hops < 20);
+        }
+    }
+    // The listing source (party-link) was called under this request; the
+    // district's part of each member is joined by enrichment.
+    let sources: Vec<String> = spans
+        .iter()
+        .filter(|s| s.name == "source")
+        .filter_map(|s| s.attributes.iter().find(|a| a.key == "source"))
+        .filter_map(|a| a.value.as_ref().and_then(|v| v.value.clone()))
+        .map(|v| format!("{v:?}"))
+        .collect();
+    assert!(
+        sources.iter().any(|s| s.contains("party-link")),
+        "{sources:?}"
+    );
+    drop(dir);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
