@@ -132,7 +132,6 @@ pub struct EngineStats {
 const CACHE_CAPACITY: usize = 200_000;
 
 pub struct PolicyEngine {
-    schema: Schema,
     policies: PolicySet,
     info: BTreeMap<String, PolicyInfo>,
     version: String,
@@ -290,7 +289,7 @@ impl PolicyEngine {
         let Some(schema) = schema else {
             return Err(problems);
         };
-        let validation = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+        let validation = Validator::new(schema).validate(&policies, ValidationMode::Strict);
         for e in validation.validation_errors() {
             let id = e.policy_id().to_string();
             let file = info.get(&id).map_or_else(String::new, |i| i.file.clone());
@@ -303,7 +302,6 @@ impl PolicyEngine {
             return Err(problems);
         }
         Ok(PolicyEngine {
-            schema,
             policies,
             info,
             version: hex::encode(&digest.finalize()[..8]),
@@ -312,11 +310,6 @@ impl PolicyEngine {
             cache: Mutex::new(HashMap::new()),
             stats: EngineStats::default(),
         })
-    }
-
-    /// The schema the policies were validated against.
-    pub fn schema(&self) -> &Schema {
-        &self.schema
     }
 
     /// A short hash of the schema and every policy file.

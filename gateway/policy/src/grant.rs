@@ -87,6 +87,10 @@ pub struct StatsGrant {
     pub statistics_only: bool,
     pub suppress_below: u64,
     pub policies: Vec<String>,
+    /// What the principal may see of the records themselves, when it may
+    /// list them (how fields show, for filters on them).
+    #[serde(skip)]
+    pub records: Option<ListGrant>,
 }
 
 /// Why a query may not run.
@@ -337,11 +341,12 @@ impl Enforcer {
         if !d.allowed {
             return Err(Self::denial(p, Action::Aggregate, kind, scope, &d));
         }
-        let statistics_only = self.authorize_list(p, kind, scope).is_err();
+        let records = self.authorize_list(p, kind, scope).ok();
         Ok(StatsGrant {
             kind: kind.to_string(),
             scope: scope.to_string(),
-            statistics_only,
+            statistics_only: records.is_none(),
+            records,
             suppress_below: self.suppress_below,
             policies: d.policies,
         })

@@ -301,6 +301,31 @@ fn check_filterable(
     Ok(())
 }
 
+/// The API error for a federation that produced no answer; the sources
+/// that were called are counted and go into the audit facts.
+fn list_error(
+    gateway: &Gateway,
+    entity: &Entity,
+    scope: &[String],
+    e: ListError,
+    facts: &mut Facts,
+) -> ApiError {
+    match e {
+        ListError::NoSource => ApiError::not_found(format!(
+            "no source serves `{}` in division {}; connected sources cover: {}",
+            entity.name,
+            scope.join(", "),
+            gateway.coverage_summary()
+        )),
+        ListError::Cursor(e) => ApiError::cursor(e),
+        ListError::Failed(reports) => {
+            record_sources(gateway, &reports);
+            facts.sources = reports.iter().map(|r| r.name.clone()).collect();
+            ApiError::sources_failed(reports)
+        }
+    }
+}
+
 async fn run(
     gateway: &Gateway,
     principal: &Principal,
@@ -324,18 +349,13 @@ async fn run(
             body["policy"] = access::list_policy(gateway, &grant, &request.output);
             Ok(Json(body))
         }
-        Err(ListError::NoSource) => Err(ApiError::not_found(format!(
-            "no source serves `{}` in division {}; connected sources cover: {}",
-            request.entity.name,
-            request.scope.join(", "),
-            gateway.coverage_summary()
-        ))),
-        Err(ListError::Cursor(e)) => Err(ApiError::cursor(e)),
-        Err(ListError::Failed(reports)) => {
-            record_sources(gateway, &reports);
-            facts.sources = reports.iter().map(|r| r.name.clone()).collect();
-            Err(ApiError::sources_failed(reports))
-        }
+        Err(e) => Err(list_error(
+            gateway,
+            request.entity,
+            &request.scope,
+            e,
+            facts,
+        )),
     }
 }
 
@@ -403,17 +423,13 @@ async fn stats_inner(
             });
             Ok(Json(body))
         }
-        Err(ListError::NoSource) => Err(ApiError::not_found(format!(
-            "no source serves `{}` in division {}; connected sources cover: {}",
-            request.entity.name,
-            request.scope.join(", "),
-            gateway.coverage_summary()
-        ))),
-        Err(ListError::Cursor(e)) => Err(ApiError::cursor(e)),
-        Err(ListError::Failed(reports)) => {
-            record_sources(gateway, &reports);
-            Err(ApiError::sources_failed(reports))
-        }
+        Err(e) => Err(list_error(
+            gateway,
+            request.entity,
+            &request.scope,
+            e,
+            facts,
+        )),
     }
 }
 

@@ -140,21 +140,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         }
     };
 
-    let metrics_listen = match main.telemetry.metrics_listen.as_str() {
-        "" => None,
-        addr => addr
-            .parse::<SocketAddr>()
-            .map_err(|e| {
-                errors.push(ConfigError::new(
-                    path,
-                    "telemetry.metrics_listen",
-                    format!(
-                        "`{addr}` is not an address like 127.0.0.1:9464, or \"\" for none ({e})"
-                    ),
-                ))
-            })
-            .ok(),
-    };
+    let metrics_listen = optional_address(
+        path,
+        "telemetry.metrics_listen",
+        &main.telemetry.metrics_listen,
+        "127.0.0.1:9464",
+        &mut errors,
+    );
 
     let auth = load_auth(path, base, &main.auth, &mut errors);
     let policy_dir = base.join(&main.policy.dir);
@@ -176,21 +168,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     }
     let audit_url = resolve_audit_url(path, base, &main.audit, &mut errors);
     let tls = resolve_tls(path, base, &main.server, &mut errors);
-    let plaintext_listen = match main.server.plaintext_listen.as_str() {
-        "" => None,
-        addr => addr
-            .parse::<SocketAddr>()
-            .map_err(|e| {
-                errors.push(ConfigError::new(
-                    path,
-                    "server.plaintext_listen",
-                    format!(
-                        "`{addr}` is not an address like 127.0.0.1:8080, or \"\" for none ({e})"
-                    ),
-                ))
-            })
-            .ok(),
-    };
+    let plaintext_listen = optional_address(
+        path,
+        "server.plaintext_listen",
+        &main.server.plaintext_listen,
+        "127.0.0.1:8080",
+        &mut errors,
+    );
 
     match (errors.is_empty(), listen, engine) {
         (true, Some(listen), Some(engine)) => Ok(Config {
@@ -611,6 +595,29 @@ pub(crate) fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, C
             .unwrap_or_default();
         ConfigError::new(file, key, format!("{message}{at}"))
     })
+}
+
+/// A listener address that may be "" (none).
+fn optional_address(
+    path: &Path,
+    key: &str,
+    value: &str,
+    example: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<SocketAddr> {
+    if value.is_empty() {
+        return None;
+    }
+    value
+        .parse::<SocketAddr>()
+        .map_err(|e| {
+            errors.push(ConfigError::new(
+                path,
+                key,
+                format!("`{value}` is not an address like {example}, or \"\" for none ({e})"),
+            ))
+        })
+        .ok()
 }
 
 /// `[server.tls]`: files resolved and the configuration built once, so a

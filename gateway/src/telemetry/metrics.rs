@@ -213,50 +213,50 @@ impl Metrics {
             .collect();
         let mut out = self.render_counters(&breakers);
         self.render_policy(&mut out);
-        out.push_str("# HELP lianqiao_plugin_instantiations_total Plugin instances created (one per call).\n# TYPE lianqiao_plugin_instantiations_total counter\n");
-        for s in sources {
-            let _ = writeln!(
-                out,
-                "lianqiao_plugin_instantiations_total{{source=\"{}\"}} {}",
-                escape(&s.name),
-                s.instantiations
-            );
-        }
-        out.push_str("# HELP lianqiao_plugin_instantiate_seconds_total Time spent instantiating plugins.\n# TYPE lianqiao_plugin_instantiate_seconds_total counter\n");
-        for s in sources {
-            let _ = writeln!(
-                out,
-                "lianqiao_plugin_instantiate_seconds_total{{source=\"{}\"}} {}",
-                escape(&s.name),
-                s.instantiate_seconds
-            );
-        }
-        out.push_str("# HELP lianqiao_plugin_instances_in_use Plugin instances alive now.\n# TYPE lianqiao_plugin_instances_in_use gauge\n");
-        for s in sources {
-            let _ = writeln!(
-                out,
-                "lianqiao_plugin_instances_in_use{{source=\"{}\"}} {}",
-                escape(&s.name),
-                s.in_use
-            );
-        }
-        out.push_str("# HELP lianqiao_plugin_memory_peak_bytes The most linear memory one call of the source's plugin has used.\n# TYPE lianqiao_plugin_memory_peak_bytes gauge\n");
-        for s in sources {
-            let _ = writeln!(
-                out,
-                "lianqiao_plugin_memory_peak_bytes{{source=\"{}\"}} {}",
-                escape(&s.name),
-                s.memory_peak_bytes
-            );
-        }
-        out.push_str("# HELP lianqiao_plugin_memory_limit_hits_total Calls stopped at the source's memory cap.\n# TYPE lianqiao_plugin_memory_limit_hits_total counter\n");
-        for s in sources {
-            let _ = writeln!(
-                out,
-                "lianqiao_plugin_memory_limit_hits_total{{source=\"{}\"}} {}",
-                escape(&s.name),
-                s.memory_limit_hits
-            );
+        /// One series per source: (name, help, type, value).
+        type PerSource = (
+            &'static str,
+            &'static str,
+            &'static str,
+            fn(&SourceState) -> String,
+        );
+        let series: [PerSource; 5] = [
+            (
+                "lianqiao_plugin_instantiations_total",
+                "Plugin instances created (one per call).",
+                "counter",
+                |s| s.instantiations.to_string(),
+            ),
+            (
+                "lianqiao_plugin_instantiate_seconds_total",
+                "Time spent instantiating plugins.",
+                "counter",
+                |s| s.instantiate_seconds.to_string(),
+            ),
+            (
+                "lianqiao_plugin_instances_in_use",
+                "Plugin instances alive now.",
+                "gauge",
+                |s| s.in_use.to_string(),
+            ),
+            (
+                "lianqiao_plugin_memory_peak_bytes",
+                "The most linear memory one call of the source's plugin has used.",
+                "gauge",
+                |s| s.memory_peak_bytes.to_string(),
+            ),
+            (
+                "lianqiao_plugin_memory_limit_hits_total",
+                "Calls stopped at the source's memory cap.",
+                "counter",
+                |s| s.memory_limit_hits.to_string(),
+            ),
+        ];
+        for (name, help, kind, value) in series {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for s in sources {
+                let _ = writeln!(out, "{name}{{source=\"{}\"}} {}", escape(&s.name), value(s));
+            }
         }
         out
     }

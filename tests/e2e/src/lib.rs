@@ -422,6 +422,45 @@ impl ConfigDir {
         }
     }
 
+    /// Run the real `lianqiao` binary on this configuration (API and
+    /// metrics on free loopback ports) and wait until it answers.
+    pub async fn spawn_binary(&self, env: &[(&str, &str)]) -> GatewayProcess {
+        let binary = workspace_root().join("target/debug/lianqiao");
+        assert!(
+            binary.exists(),
+            "{} is missing: `cargo test --workspace` (or `cargo build -p lianqiao-gateway`) builds it",
+            binary.display()
+        );
+        let (port, admin) = (free_port(), free_port());
+        let child = std::process::Command::new(&binary)
+            .args([
+                "serve",
+                "--config",
+                &self.main_file().display().to_string(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--metrics-listen",
+                &format!("127.0.0.1:{admin}"),
+            ])
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the gateway");
+        let began = std::time::Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                began.elapsed().as_secs() < 60,
+                "the gateway did not start listening"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        GatewayProcess { child, port }
+    }
+
     /// Build and serve on a loopback port; panics with the config errors.
     pub async fn start(self) -> TestGateway {
         let gateway = match self.build().await {
@@ -435,6 +474,27 @@ impl ConfigDir {
 impl Default for ConfigDir {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A free loopback port (bound, then released for a child to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The real binary serving on 127.0.0.1:`port` (killed when dropped).
+pub struct GatewayProcess {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -74,41 +74,21 @@ impl HttpGrant {
         let https = tls.is_some();
         // Without a CA for the source, an empty trust store: an https call
         // could never verify (and is refused before it is tried).
-        let config = tls.map_or_else(
-            || {
-                rustls::ClientConfig::builder_with_provider(Arc::new(
-                    rustls::crypto::ring::default_provider(),
-                ))
-                .with_safe_default_protocol_versions()
-                .map(|b| {
-                    b.with_root_certificates(rustls::RootCertStore::empty())
-                        .with_no_client_auth()
-                })
-            },
-            |c| Ok((*c).clone()),
-        );
+        let config = match tls {
+            Some(config) => (*config).clone(),
+            None => rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        };
         let mut http = HttpConnector::new();
         http.enforce_http(false);
-        let client = match config {
-            Ok(config) => Client::builder(TokioExecutor::new()).build(
-                hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config(config)
-                    .https_or_http()
-                    .enable_http1()
-                    .wrap_connector(http),
-            ),
-            Err(_) => Client::builder(TokioExecutor::new()).build(
-                hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config(
-                        rustls::ClientConfig::builder()
-                            .with_root_certificates(rustls::RootCertStore::empty())
-                            .with_no_client_auth(),
-                    )
-                    .https_or_http()
-                    .enable_http1()
-                    .wrap_connector(http),
-            ),
-        };
+        let client = Client::builder(TokioExecutor::new()).build(
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(config)
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http),
+        );
         HttpGrant {
             allow,
             timeout,

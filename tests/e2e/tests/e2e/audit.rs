@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use lianqiao_e2e::{ConfigDir, default_auth, token, workspace_root};
+use lianqiao_e2e::{ConfigDir, default_auth, token};
 use lianqiao_gateway::audit::{AuditStore, verify};
 
 #[tokio::test]
@@ -155,47 +155,12 @@ async fn with_the_audit_store_down_records_are_refused_and_statistics_may_fail_o
     );
 }
 
-/// A free loopback port (bound, then released for the child to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn killing_the_gateway_under_load_loses_no_record_of_a_delivered_response() {
-    let binary = workspace_root().join("target/debug/lianqiao");
-    assert!(
-        binary.exists(),
-        "{} is missing: `cargo test --workspace` (or `cargo build -p lianqiao-gateway`) builds it",
-        binary.display()
-    );
     let dir = ConfigDir::new().with_huimin();
     let url = dir.audit_url();
-    let (port, admin) = (free_port(), free_port());
-    let mut child = std::process::Command::new(&binary)
-        .args([
-            "serve",
-            "--config",
-            &dir.main_file().display().to_string(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--metrics-listen",
-            &format!("127.0.0.1:{admin}"),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start the gateway");
-    let client = reqwest_like::Client::new(port);
-    let began = std::time::Instant::now();
-    while client.get("/healthz", None).await.is_err() {
-        assert!(began.elapsed() < Duration::from_secs(60), "gateway not up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut gateway = dir.spawn_binary(&[("RUST_LOG", "warn")]).await;
+    let client = reqwest_like::Client::new(gateway.port);
 
     // 8 clients loop until the kill; each keeps the request ids of the
     // responses it received whole.
@@ -224,8 +189,8 @@ async fn killing_the_gateway_under_load_loses_no_record_of_a_delivered_response(
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
+    gateway.child.kill().expect("SIGKILL");
+    let _ = gateway.child.wait();
     stop.store(true, Ordering::Relaxed);
     let mut received = Vec::new();
     for c in clients {

@@ -6,18 +6,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lianqiao_e2e::{ConfigDir, Upstreams, default_auth, workspace_root};
+use lianqiao_e2e::{ConfigDir, Upstreams, default_auth};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
 #[tokio::test]
 async fn one_federated_request_exports_its_span_tree_under_the_callers_trace() {
-    let binary = workspace_root().join("target/debug/lianqiao");
-    assert!(
-        binary.exists(),
-        "{} is missing: cargo build -p lianqiao-gateway",
-        binary.display()
-    );
     // The OTLP receiver: keeps every export request.
     let received: Arc<Mutex<Vec<ExportTraceServiceRequest>>> = Arc::default();
     let sink = received.clone();
@@ -41,29 +35,17 @@ async fn one_federated_request_exports_its_span_tree_under_the_callers_trace() {
     tokio::spawn(async move { axum::serve(receiver, app).await });
 
     let up = Upstreams::start().await;
-    let dir = ConfigDir::new().with_huimin().with_upstreams(&up).edit_main(
-        "[policy]",
-        &format!("[telemetry]\notlp_endpoint = \"http://{otlp}/v1/traces\"\nmetrics_listen = \"\"\n\n[policy]"),
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new(&binary)
-        .args([
-            "serve",
-            "--config",
-            &dir.main_file().display().to_string(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("RUST_LOG", "info")
-        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start the gateway");
+    let dir = ConfigDir::new()
+        .with_huimin()
+        .with_upstreams(&up)
+        .edit_main(
+            "[policy]",
+            &format!("[telemetry]\notlp_endpoint = \"http://{otlp}/v1/traces\"\n\n[policy]"),
+        );
+    let mut gateway = dir
+        .spawn_binary(&[("RUST_LOG", "info"), ("OTEL_BSP_SCHEDULE_DELAY", "200")])
+        .await;
+    let port = gateway.port;
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
     let get = |path: String, headers: Vec<(String, String)>| async move {
@@ -82,11 +64,6 @@ async fn one_federated_request_exports_its_span_tree_under_the_callers_trace() {
         tcp.read_to_end(&mut raw).await?;
         Ok::<String, std::io::Error>(String::from_utf8_lossy(&raw).into_owned())
     };
-    let began = std::time::Instant::now();
-    while get("/healthz".into(), vec![]).await.is_err() {
-        assert!(began.elapsed() < Duration::from_secs(60), "gateway not up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let answer = get(
         "/v1/members?division=150103001&limit=2".into(),
         vec![
@@ -104,9 +81,9 @@ async fn one_federated_request_exports_its_span_tree_under_the_callers_trace() {
     // The batch exporter sends every 200 ms here (OTEL_BSP_SCHEDULE_DELAY).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &gateway.child.id().to_string()])
         .status();
-    let _ = child.wait();
+    let _ = gateway.child.wait();
 
     let spans: Vec<_> = received
         .lock()
