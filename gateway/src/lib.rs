@@ -9,6 +9,7 @@ pub mod api;
 pub mod audit;
 pub mod config;
 pub mod federation;
+pub mod health;
 pub mod model;
 pub mod registry;
 pub mod server;

@@ -60,7 +60,6 @@ enum Command {
     Auth(cli::AuthCommand),
 }
 
-/// Logs as the config says; `RUST_LOG` overrides the level.
 /// Logs as the config says (`RUST_LOG` overrides the level), and spans to
 /// OTLP when `telemetry.otlp_endpoint` is set.
 fn init_logging(telemetry: &config::TelemetrySection) {
@@ -90,7 +89,8 @@ fn init_logging(telemetry: &config::TelemetrySection) {
                 tracing_subscriber::fmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_current_span(false),
+                    .with_current_span(false)
+                    .with_span_list(true),
             )
             .init();
     } else {

@@ -75,7 +75,9 @@ impl Gateway {
             sources,
             cursors: CursorCodec::new(&key),
             person_key,
-            metrics: Default::default(),
+            metrics: Arc::new(crate::telemetry::metrics::Metrics::new(
+                config.telemetry.metrics,
+            )),
             audit: crate::audit::AuditLog::start(
                 config.audit_url.clone(),
                 config.audit.chain.clone(),
@@ -195,7 +197,7 @@ pub async fn serve_tls(
             }
         });
     }
-    tokio::spawn(crate::registry::refresh(gateway.clone()));
+    background(&gateway);
     tokio::spawn(crate::tls::watch(tls.clone()));
     let app = api::router(gateway).layer(TraceLayer::new_for_http());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -241,6 +243,15 @@ pub async fn serve_tls(
     Ok(())
 }
 
+/// What runs beside the listeners: the division registry's refresh,
+/// sources' health checks and the metric export (each off when its
+/// setting says so, each reading the configuration serving now).
+fn background(live: &Arc<Live>) {
+    tokio::spawn(crate::registry::refresh(live.clone()));
+    tokio::spawn(crate::health::run(live.clone()));
+    tokio::spawn(crate::telemetry::otlp_metrics::run(live.clone()));
+}
+
 /// Serve the API on `listener` (and `/metrics` on `admin`, if given)
 /// until `shutdown` resolves, then let in-flight requests finish.
 pub async fn serve(
@@ -257,7 +268,7 @@ pub async fn serve(
             }
         });
     }
-    tokio::spawn(crate::registry::refresh(gateway.clone()));
+    background(&gateway);
     let app = api::router(gateway).layer(TraceLayer::new_for_http());
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

@@ -23,6 +23,8 @@ pub struct Source {
     pub plugin: SourcePlugin,
     pub breaker: Breaker,
     pub retries: crate::federation::retry::RetryBudget,
+    /// The last background health check.
+    pub health: crate::health::Health,
     /// Calls in flight (`limits.max_concurrent`).
     concurrency: Arc<tokio::sync::Semaphore>,
     /// Recent pages by query (`cache.response_ttl_ms`; empty when off).
@@ -195,6 +197,7 @@ async fn load_one(config: SourceConfig, engine: &PluginEngine) -> Result<Source,
         plugin,
         breaker,
         retries: Default::default(),
+        health: Default::default(),
         concurrency,
         responses: Default::default(),
     })

@@ -678,16 +678,54 @@ fn test(extra: &[String]) -> Result {
             .env_remove("CARGO_TARGET_DIR"),
         "testing the SDK and plugins",
     )?;
+    let prometheus = prometheus()?;
     run(
         cargo()
             .args(["test", "--workspace"])
             .args(extra)
-            .env("LIANQIAO_PLUGIN_DIR", &plugin_dir),
+            .env("LIANQIAO_PLUGIN_DIR", &plugin_dir)
+            .env("LIANQIAO_TEST_PROMETHEUS", &prometheus),
         "testing the gateway, host, simulators and end to end",
     )?;
     // The demo is part of the product: run its sample requests too, on a
     // port of its own so a demo left running does not collide.
     demo(true, &DEMO_CHECK)
+}
+
+/// The Prometheus server the scrape test runs (Debian's package, installed
+/// with apt-get when missing). `LIANQIAO_TEST_PROMETHEUS` names another.
+fn prometheus() -> Result<String> {
+    if let Ok(path) = std::env::var("LIANQIAO_TEST_PROMETHEUS") {
+        return Ok(path);
+    }
+    let found = |p: &str| {
+        Command::new(p)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !found("prometheus") {
+        let install = || {
+            run(
+                Command::new("apt-get")
+                    .args(["install", "-y", "-q", "prometheus"])
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+                "installing Prometheus (Debian package `prometheus`) for the scrape test",
+            )
+        };
+        // A fresh machine may not have read the package lists yet.
+        if install().is_err() {
+            run(
+                Command::new("apt-get").args(["update", "-q"]),
+                "reading Debian's package lists",
+            )?;
+            install()?;
+        }
+    }
+    if !found("prometheus") {
+        return Err("Prometheus is still missing after apt-get install prometheus".into());
+    }
+    Ok("prometheus".into())
 }
 
 /// Property-based API testing with schemathesis (PyPI) against the
@@ -777,6 +815,11 @@ fn lint() -> Result {
 
 fn bench(extra: &[String]) -> Result {
     let plugin_dir = plugins()?;
+    // The telemetry row runs the real release binary.
+    run(
+        cargo().args(["build", "--release", "--quiet", "-p", "lianqiao-gateway"]),
+        "building the gateway (release)",
+    )?;
     run(
         cargo()
             .args([

@@ -64,6 +64,23 @@ impl TraceContext {
         format!("00-{}-{}-{}", self.trace_id, random_hex(8), self.flags)
     }
 
+    /// The `traceparent` of an outgoing request made inside the current
+    /// `tracing` span: when spans are exported (OpenTelemetry), its parent
+    /// is that span, so the upstream's spans hang under the host call that
+    /// made the request; otherwise a fresh span id in the same trace.
+    pub fn outgoing_header(&self) -> String {
+        use opentelemetry::trace::TraceContextExt as _;
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        let cx = tracing::Span::current().context();
+        let span = cx.span();
+        let exported = span.span_context();
+        if exported.is_valid() && exported.trace_id().to_string() == self.trace_id {
+            format!("00-{}-{}-{}", self.trace_id, exported.span_id(), self.flags)
+        } else {
+            self.child_header()
+        }
+    }
+
     /// The context of the current task, if any.
     pub fn current() -> Option<TraceContext> {
         TRACE_CONTEXT.try_with(Clone::clone).ok()

@@ -140,18 +140,18 @@ pub async fn guard(
         tracing::info_span!("audit"),
     )
     .await;
-    if let Err(e) = written {
-        gateway.metrics.record_audit_failure();
-        if carries_data && !fail_open {
-            response = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "audit_unavailable",
-                format!(
-                    "the audit trail cannot record this access, so nothing is released ({e}); retry when the audit store is back"
-                ),
-            )
-            .into_response();
-        }
+    if let Err(e) = written
+        && carries_data
+        && !fail_open
+    {
+        response = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            format!(
+                "the audit trail cannot record this access, so nothing is released ({e}); retry when the audit store is back"
+            ),
+        )
+        .into_response();
     }
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);

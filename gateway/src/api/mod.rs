@@ -23,11 +23,9 @@ use serde_json::json;
 use crate::federation::{self, FieldFilter, ListRequest, executor::ListError};
 use crate::model::{self, Entity};
 use crate::server::{Gateway, Live};
-use crate::telemetry::metrics::SourceState;
 use access::Facts;
 use error::ApiError;
 use lianqiao_policy::Principal;
-use std::sync::atomic::Ordering;
 
 /// Parse and validate a list query string for `entity`, as the API does
 /// (exposed for property tests of bad input).
@@ -139,38 +137,22 @@ pub fn admin_router(gateway: Arc<Live>) -> Router {
         .with_state(gateway)
 }
 
-async fn metrics(State(live): State<Arc<Live>>) -> impl IntoResponse {
+async fn metrics(State(live): State<Arc<Live>>) -> Response {
     let gateway = live.current();
-    let sources: Vec<SourceState> = gateway
-        .sources
-        .sources
-        .iter()
-        .map(|s| {
-            let stats = s.plugin.stats();
-            SourceState {
-                name: s.name().to_string(),
-                breaker: s.breaker.state(),
-                instantiations: stats.instantiations.load(Ordering::Relaxed),
-                instantiate_seconds: stats.instantiate_nanos.load(Ordering::Relaxed) as f64 / 1e9,
-                in_use: stats.in_use.load(Ordering::Relaxed),
-                memory_peak_bytes: stats.memory_peak_bytes.load(Ordering::Relaxed),
-                memory_limit_hits: stats.memory_limit_hits.load(Ordering::Relaxed),
-            }
-        })
-        .collect();
+    if !gateway.metrics.enabled() {
+        return ApiError::not_found(
+            "metrics are off (telemetry.metrics = false); turn them on to scrape /metrics",
+        )
+        .into_response();
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        gateway.metrics.render(&sources)
-            + &crate::telemetry::metrics::Metrics::render_audit(
-                &crate::telemetry::metrics::AuditState {
-                    written: gateway.audit.written.load(Ordering::Relaxed),
-                    queue_depth: gateway.audit.queue_depth(),
-                },
-            ),
+        crate::telemetry::metrics::prometheus_text(&crate::telemetry::families(&gateway)),
     )
+        .into_response()
 }
 
 /// Time the request, count it, and write one access-log line. The query
@@ -193,6 +175,7 @@ async fn observe(
         http.request.method = %method,
         http.route = route.as_str(),
         http.response.status_code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
     );
     let traceparent = request
         .headers()
@@ -220,6 +203,17 @@ async fn observe(
         }
     });
     let trace_id = trace.trace_id.clone();
+    // Every log line inside the request carries its trace id (JSON logs
+    // list the spans an event is in).
+    span.record("trace_id", trace_id.as_str());
+    let span_id = {
+        use opentelemetry::trace::TraceContextExt;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let context = span.context();
+        let exported = context.span();
+        let exported = exported.span_context();
+        exported.is_valid().then(|| exported.span_id().to_string())
+    };
     let response = tracing::Instrument::instrument(
         TRACE_CONTEXT.scope(trace, next.run(request)),
         span.clone(),
@@ -231,15 +225,23 @@ async fn observe(
     gateway
         .metrics
         .record_request(route.as_str(), status, latency);
-    tracing::info!(
-        target: "lianqiao::access",
-        %method,
-        route = route.as_str(),
-        path,
-        trace_id,
-        status,
-        latency_ms = latency.as_secs_f64() * 1e3,
-    );
+    if gateway.config.telemetry.access_log {
+        tracing::info!(
+            target: "lianqiao::access",
+            %method,
+            route = route.as_str(),
+            path,
+            trace_id,
+            span_id = span_id.as_deref().unwrap_or(""),
+            request_id = response
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+            status,
+            latency_ms = latency.as_secs_f64() * 1e3,
+        );
+    }
     response
 }
 
@@ -502,18 +504,34 @@ async fn healthz() -> impl IntoResponse {
 }
 
 /// Ready when every source's plugin loaded (the gateway does not start
-/// otherwise); lists what each source serves, for operators.
+/// otherwise). Each source's state is its last background health check
+/// (`up`, `down`, or `unchecked` before the first one or with checks off)
+/// and its breaker; with a source down the gateway is `degraded` but still
+/// ready (answers are partial, not wrong), so the status stays 200.
 async fn readyz(State(live): State<Arc<Live>>) -> impl IntoResponse {
     let gateway = live.current();
+    let mut degraded = false;
     let sources: Vec<_> = gateway
         .sources
         .sources
         .iter()
         .map(|s| {
             let manifest = s.plugin.manifest();
+            let health = s.health.last();
+            let state = match &health {
+                None => "unchecked",
+                Some(c) if c.up => "up",
+                Some(_) => "down",
+            };
+            degraded |= state == "down" || s.breaker.state() != "closed";
             json!({
                 "name": s.name(),
-                "state": "loaded",
+                "state": state,
+                "health": health.map(|c| json!({
+                    "checked_at": crate::audit::rfc3339(c.at),
+                    "latency_ms": (c.latency.as_secs_f64() * 10_000.0).round() / 10.0,
+                    "error": c.error,
+                })),
                 "breaker": s.breaker.state(),
                 "recent": gateway.metrics.recent(s.name()).map(|r| json!({
                     "calls": r.calls,
@@ -528,7 +546,7 @@ async fn readyz(State(live): State<Arc<Live>>) -> impl IntoResponse {
         .collect();
     let policy = &gateway.config.enforcer.engine;
     Json(json!({
-        "status": "ready",
+        "status": if degraded { "degraded" } else { "ready" },
         "sources": sources,
         "policy": { "version": policy.version(), "registry_divisions": policy.registry_len() },
     }))

@@ -13,13 +13,15 @@ mod record;
 pub mod store;
 mod verify;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::telemetry::metrics::Histogram;
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use record::{AuditRecord, GENESIS, chain_hash, now_rfc3339};
+pub use record::{AuditRecord, GENESIS, chain_hash, now_rfc3339, rfc3339};
 pub use store::{AuditStore, Query, Stored};
 pub use verify::{Broken, verify};
 
@@ -28,6 +30,8 @@ const BACKLOG_MAX: usize = 100_000;
 
 struct Job {
     record: AuditRecord,
+    /// When the request handed it over, for the lag metric.
+    queued: Instant,
     /// Keep the record for a later retry if this write fails.
     keep: bool,
     done: oneshot::Sender<Result<(), String>>,
@@ -40,6 +44,10 @@ pub struct AuditLog {
     pub chain: String,
     pub written: AtomicU64,
     pub failed: AtomicU64,
+    /// Fail-open records held for a store that is down.
+    pub backlog: AtomicUsize,
+    /// From hand-over to commit, per record.
+    pub lag: Mutex<Histogram>,
 }
 
 impl AuditLog {
@@ -52,6 +60,8 @@ impl AuditLog {
             chain: chain.clone(),
             written: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            backlog: AtomicUsize::new(0),
+            lag: Mutex::default(),
         });
         tokio::spawn(writer(url, chain, batch_max.max(1), rx, log.clone()));
         log
@@ -67,7 +77,12 @@ impl AuditLog {
     pub async fn write(&self, record: AuditRecord, keep: bool) -> Result<(), String> {
         let (done, wait) = oneshot::channel();
         self.jobs
-            .send(Job { record, keep, done })
+            .send(Job {
+                record,
+                queued: Instant::now(),
+                keep,
+                done,
+            })
             .await
             .map_err(|_| "the audit writer has stopped".to_string())?;
         wait.await
@@ -95,7 +110,7 @@ async fn writer(
     log: Arc<AuditLog>,
 ) {
     let mut chain: Option<Chain> = None;
-    let mut backlog: Vec<AuditRecord> = Vec::new();
+    let mut backlog: Vec<(AuditRecord, Instant)> = Vec::new();
     loop {
         // With a backlog, wake up now and then to retry it.
         let first = if backlog.is_empty() {
@@ -128,9 +143,10 @@ async fn writer(
             }
         }
         let Some(c) = chain.as_mut() else { continue };
-        let waiting: Vec<AuditRecord> = std::mem::take(&mut backlog);
+        let waiting: Vec<(AuditRecord, Instant)> = std::mem::take(&mut backlog);
         let records: Vec<&AuditRecord> = waiting
             .iter()
+            .map(|(r, _)| r)
             .chain(jobs.iter().map(|j| &j.record))
             .collect();
         let (mut seq, mut prev) = (c.seq, c.hash.clone());
@@ -159,6 +175,16 @@ async fn writer(
                 c.seq = seq;
                 c.hash = prev;
                 log.written.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                log.backlog.store(0, Ordering::Relaxed);
+                if let Ok(mut lag) = log.lag.lock() {
+                    let queued = waiting
+                        .iter()
+                        .map(|(_, q)| q)
+                        .chain(jobs.iter().map(|j| &j.queued));
+                    for q in queued {
+                        lag.observe(q.elapsed().as_secs_f64());
+                    }
+                }
                 for job in jobs {
                     let _ = job.done.send(Ok(()));
                 }
@@ -179,14 +205,15 @@ async fn writer(
     }
 }
 
-fn fail(log: &AuditLog, jobs: Vec<Job>, backlog: &mut Vec<AuditRecord>, error: &str) {
+fn fail(log: &AuditLog, jobs: Vec<Job>, backlog: &mut Vec<(AuditRecord, Instant)>, error: &str) {
     log.failed.fetch_add(jobs.len() as u64, Ordering::Relaxed);
     for job in jobs {
         if job.keep && backlog.len() < BACKLOG_MAX {
-            backlog.push(job.record);
+            backlog.push((job.record, job.queued));
         }
         let _ = job.done.send(Err(error.to_string()));
     }
+    log.backlog.store(backlog.len(), Ordering::Relaxed);
 }
 
 /// The division a record is filed under: the scope it was answered in,

@@ -65,9 +65,12 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// Now, as `2026-11-22T06:42:58.123Z`.
 pub fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    rfc3339(std::time::SystemTime::now())
+}
+
+/// `at` as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn rfc3339(at: std::time::SystemTime) -> String {
+    let now = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = now.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

@@ -153,8 +153,21 @@ pub struct TelemetrySection {
     /// OTLP/HTTP endpoint for traces, e.g. `http://127.0.0.1:4318/v1/traces`;
     /// empty: no export (the default).
     pub otlp_endpoint: String,
-    /// `service.name` of the exported spans.
+    /// `service.name` of the exported spans and metrics.
     pub service_name: String,
+    /// Record metrics (`/metrics`, OTLP). Off only to measure what
+    /// telemetry costs; `/metrics` then says so.
+    pub metrics: bool,
+    /// One log line per request (target `lianqiao::access`).
+    pub access_log: bool,
+    /// OTLP/HTTP endpoint for metrics, e.g.
+    /// `http://127.0.0.1:4318/v1/metrics`; empty: no export (the default).
+    pub otlp_metrics_endpoint: String,
+    /// Seconds between metric exports.
+    pub otlp_metrics_interval_s: u64,
+    /// Seconds between health checks of each source (one row through its
+    /// plugin, cached for `/readyz`); 0: no checks.
+    pub health_interval_s: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -172,6 +185,11 @@ impl Default for TelemetrySection {
             metrics_listen: "127.0.0.1:9464".into(),
             otlp_endpoint: String::new(),
             service_name: "lianqiao".into(),
+            metrics: true,
+            access_log: true,
+            otlp_metrics_endpoint: String::new(),
+            otlp_metrics_interval_s: 10,
+            health_interval_s: 30,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Metrics kept in process and rendered as Prometheus text on the admin
-//! listener (`/metrics`). Counters and fixed-bucket histograms, labelled
+//! Metrics kept in process, snapshotted as families that are rendered as
+//! Prometheus text on the admin listener (`/metrics`) and exported over
+//! OTLP (`otlp_metrics.rs`). Counters and fixed-bucket histograms, labelled
 //! only by route, source, status and code — never by anything a caller
 //! sends, so cardinality stays bounded.
 
@@ -9,20 +10,22 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Latency buckets, seconds: 1 ms … 10 s.
-const BUCKETS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+/// Latency buckets, seconds: 0.5 ms … 10 s.
+pub const BUCKETS: [f64; 13] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-#[derive(Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
+/// A fixed-bucket histogram; `counts[i]` counts observations `<= BUCKETS[i]`
+/// (cumulative, as Prometheus exposes them).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Histogram {
+    pub counts: [u64; BUCKETS.len()],
+    pub sum: f64,
+    pub count: u64,
 }
 
 impl Histogram {
-    fn observe(&mut self, seconds: f64) {
+    pub fn observe(&mut self, seconds: f64) {
         for (i, bound) in BUCKETS.iter().enumerate() {
             if seconds <= *bound {
                 self.counts[i] += 1;
@@ -31,18 +34,57 @@ impl Histogram {
         self.sum += seconds;
         self.count += 1;
     }
+}
 
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels},le=\"{bound}\"}} {}",
-                self.counts[i]
-            );
+/// What kind of metric a family is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// One labelled value of a family.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Number(f64),
+    Histogram(Histogram),
+}
+
+/// One series: label pairs and a value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub labels: Vec<(&'static str, String)>,
+    pub value: Value,
+}
+
+/// A metric family at one instant; the one model both encoders read
+/// (Prometheus text on `/metrics`, OTLP to a collector), so the two never
+/// disagree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    pub series: Vec<Series>,
+}
+
+impl Family {
+    fn new(name: &'static str, help: &'static str, kind: Kind) -> Family {
+        Family {
+            name,
+            help,
+            kind,
+            series: Vec::new(),
         }
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+
+    fn number(mut self, labels: Vec<(&'static str, String)>, value: f64) -> Family {
+        self.series.push(Series {
+            labels,
+            value: Value::Number(value),
+        });
+        self
     }
 }
 
@@ -63,6 +105,9 @@ struct Inner {
 pub struct SourceState {
     pub name: String,
     pub breaker: &'static str,
+    /// The last health check: `Some(true)` up, `Some(false)` down, `None`
+    /// not checked yet (or checks off).
+    pub up: Option<bool>,
     pub instantiations: u64,
     pub instantiate_seconds: f64,
     pub in_use: i64,
@@ -70,11 +115,16 @@ pub struct SourceState {
     pub memory_limit_hits: u64,
 }
 
-/// The audit trail's state, for `/metrics`.
+/// The audit trail's state at scrape time.
 #[derive(Debug, Clone, Default)]
 pub struct AuditState {
     pub written: u64,
+    pub failed: u64,
     pub queue_depth: usize,
+    /// Fail-open records held in memory for a store that is down.
+    pub backlog: usize,
+    /// From handing a record to the writer to its commit.
+    pub lag: Histogram,
 }
 
 /// How a source has done lately, for `/readyz` and `lianqiao status`.
@@ -88,18 +138,27 @@ pub struct Recent {
 /// Calls remembered per source for `Recent`.
 const RECENT: usize = 64;
 
-/// The gateway's metrics.
-#[derive(Default)]
-pub struct Metrics(Mutex<Inner>, PolicyCounters);
+/// The gateway's metrics. When off (`telemetry.metrics = false`) nothing
+/// is recorded, which the benchmark uses to measure what telemetry costs.
+pub struct Metrics {
+    inner: Mutex<Inner>,
+    policy: PolicyCounters,
+    enabled: bool,
+}
 
-/// What the policy and the audit trail did.
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new(true)
+    }
+}
+
+/// What the policy did.
 #[derive(Default)]
 struct PolicyCounters {
     unauthenticated: AtomicU64,
     forbidden: AtomicU64,
     masked_cells: AtomicU64,
     withheld_fields: AtomicU64,
-    audit_failures: AtomicU64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -108,60 +167,41 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-/// Label values are ours (route templates, source names, codes), but
-/// escape anyway so the text format can never break.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 impl Metrics {
+    pub fn new(enabled: bool) -> Metrics {
+        Metrics {
+            inner: Mutex::default(),
+            policy: PolicyCounters::default(),
+            enabled,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// A request refused: `unauthenticated` or `forbidden`.
     pub fn record_denial(&self, kind: &str) {
         let c = if kind == "unauthenticated" {
-            &self.1.unauthenticated
+            &self.policy.unauthenticated
         } else {
-            &self.1.forbidden
+            &self.policy.forbidden
         };
         c.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn record_masked(&self, cells: u64, withheld_fields: u64) {
-        self.1.masked_cells.fetch_add(cells, Ordering::Relaxed);
-        self.1
+        self.policy.masked_cells.fetch_add(cells, Ordering::Relaxed);
+        self.policy
             .withheld_fields
             .fetch_add(withheld_fields, Ordering::Relaxed);
     }
 
-    pub fn record_audit_failure(&self) {
-        self.1.audit_failures.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn render_policy(&self, out: &mut String) {
-        let p = &self.1;
-        let _ = write!(
-            out,
-            "# HELP lianqiao_policy_denials_total Requests refused by authentication or policy.\n# TYPE lianqiao_policy_denials_total counter\n\
-             lianqiao_policy_denials_total{{kind=\"unauthenticated\"}} {}\n\
-             lianqiao_policy_denials_total{{kind=\"forbidden\"}} {}\n\
-             # HELP lianqiao_policy_masked_cells_total Cells masked in responses.\n# TYPE lianqiao_policy_masked_cells_total counter\n\
-             lianqiao_policy_masked_cells_total {}\n\
-             # HELP lianqiao_policy_withheld_fields_total Fields withheld from responses (per response).\n# TYPE lianqiao_policy_withheld_fields_total counter\n\
-             lianqiao_policy_withheld_fields_total {}\n\
-             # HELP lianqiao_audit_failures_total Audit records that could not be written.\n# TYPE lianqiao_audit_failures_total counter\n\
-             lianqiao_audit_failures_total {}\n",
-            p.unauthenticated.load(Ordering::Relaxed),
-            p.forbidden.load(Ordering::Relaxed),
-            p.masked_cells.load(Ordering::Relaxed),
-            p.withheld_fields.load(Ordering::Relaxed),
-            p.audit_failures.load(Ordering::Relaxed),
-        );
-    }
-
     pub fn record_request(&self, route: &str, status: u16, latency: Duration) {
-        if let Ok(mut m) = self.0.lock() {
+        if !self.enabled {
+            return;
+        }
+        if let Ok(mut m) = self.inner.lock() {
             *m.requests.entry((route.to_string(), status)).or_default() += 1;
             m.request_seconds
                 .entry(route.to_string())
@@ -171,7 +211,10 @@ impl Metrics {
     }
 
     pub fn record_source(&self, source: &str, status: &str, code: &str, latency: Duration) {
-        if let Ok(mut m) = self.0.lock() {
+        if !self.enabled {
+            return;
+        }
+        if let Ok(mut m) = self.inner.lock() {
             *m.source_calls
                 .entry((source.to_string(), status.to_string(), code.to_string()))
                 .or_default() += 1;
@@ -191,7 +234,7 @@ impl Metrics {
 
     /// The last calls of `source` (up to 64), if any.
     pub fn recent(&self, source: &str) -> Option<Recent> {
-        let m = self.0.lock().ok()?;
+        let m = self.inner.lock().ok()?;
         let calls = m.recent.get(source)?;
         let mut latencies: Vec<Duration> = calls.iter().map(|(l, _)| *l).collect();
         latencies.sort();
@@ -205,119 +248,302 @@ impl Metrics {
         })
     }
 
-    /// Prometheus text exposition; `sources` is each source's state now.
-    pub fn render(&self, sources: &[SourceState]) -> String {
-        let breakers: Vec<(String, &'static str)> = sources
-            .iter()
-            .map(|s| (s.name.clone(), s.breaker))
-            .collect();
-        let mut out = self.render_counters(&breakers);
-        self.render_policy(&mut out);
-        /// One series per source: (name, help, type, value).
-        type PerSource = (
-            &'static str,
-            &'static str,
-            &'static str,
-            fn(&SourceState) -> String,
+    /// Every family now; `sources` and `audit` are read at this instant.
+    pub fn snapshot(&self, sources: &[SourceState], audit: &AuditState) -> Vec<Family> {
+        let mut out = Vec::new();
+        if let Ok(m) = self.inner.lock() {
+            out.extend(Self::traffic(&m));
+        }
+        out.push(
+            Family::new(
+                "lianqiao_source_breaker_open",
+                "1 when the source's circuit is open or half-open.",
+                Kind::Gauge,
+            )
+            .series_of(sources, |s| {
+                (
+                    vec![("source", s.name.clone()), ("state", s.breaker.to_string())],
+                    f64::from(u8::from(s.breaker != "closed")),
+                )
+            }),
         );
-        let series: [PerSource; 5] = [
+        out.push(
+            Family::new(
+                "lianqiao_source_up",
+                "1 when the source's last health check passed, 0 when it failed (absent before the first check).",
+                Kind::Gauge,
+            )
+            .series_of_some(sources, |s| {
+                s.up.map(|up| (vec![("source", s.name.clone())], f64::from(u8::from(up))))
+            }),
+        );
+        /// One series per source: (name, help, kind, value).
+        type PerSource = (&'static str, &'static str, Kind, fn(&SourceState) -> f64);
+        let per_source: [PerSource; 5] = [
             (
                 "lianqiao_plugin_instantiations_total",
                 "Plugin instances created (one per call).",
-                "counter",
-                |s| s.instantiations.to_string(),
+                Kind::Counter,
+                |s| s.instantiations as f64,
             ),
             (
                 "lianqiao_plugin_instantiate_seconds_total",
                 "Time spent instantiating plugins.",
-                "counter",
-                |s| s.instantiate_seconds.to_string(),
+                Kind::Counter,
+                |s| s.instantiate_seconds,
             ),
             (
                 "lianqiao_plugin_instances_in_use",
                 "Plugin instances alive now.",
-                "gauge",
-                |s| s.in_use.to_string(),
+                Kind::Gauge,
+                |s| s.in_use as f64,
             ),
             (
                 "lianqiao_plugin_memory_peak_bytes",
                 "The most linear memory one call of the source's plugin has used.",
-                "gauge",
-                |s| s.memory_peak_bytes.to_string(),
+                Kind::Gauge,
+                |s| s.memory_peak_bytes as f64,
             ),
             (
                 "lianqiao_plugin_memory_limit_hits_total",
                 "Calls stopped at the source's memory cap.",
-                "counter",
-                |s| s.memory_limit_hits.to_string(),
+                Kind::Counter,
+                |s| s.memory_limit_hits as f64,
             ),
         ];
-        for (name, help, kind, value) in series {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for s in sources {
-                let _ = writeln!(out, "{name}{{source=\"{}\"}} {}", escape(&s.name), value(s));
+        for (name, help, kind, value) in per_source {
+            out.push(
+                Family::new(name, help, kind)
+                    .series_of(sources, |s| (vec![("source", s.name.clone())], value(s))),
+            );
+        }
+        let p = &self.policy;
+        let count = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+        out.push(
+            Family::new(
+                "lianqiao_policy_denials_total",
+                "Requests refused by authentication or policy.",
+                Kind::Counter,
+            )
+            .number(
+                vec![("kind", "unauthenticated".into())],
+                count(&p.unauthenticated),
+            )
+            .number(vec![("kind", "forbidden".into())], count(&p.forbidden)),
+        );
+        out.push(
+            Family::new(
+                "lianqiao_policy_masked_cells_total",
+                "Cells masked in responses.",
+                Kind::Counter,
+            )
+            .number(vec![], count(&p.masked_cells)),
+        );
+        out.push(
+            Family::new(
+                "lianqiao_policy_withheld_fields_total",
+                "Fields withheld from responses (per response).",
+                Kind::Counter,
+            )
+            .number(vec![], count(&p.withheld_fields)),
+        );
+        out.extend(Self::audit(audit));
+        out
+    }
+
+    fn audit(audit: &AuditState) -> [Family; 5] {
+        [
+            Family::new(
+                "lianqiao_audit_records_total",
+                "Audit records committed.",
+                Kind::Counter,
+            )
+            .number(vec![], audit.written as f64),
+            Family::new(
+                "lianqiao_audit_failures_total",
+                "Audit records that could not be written when asked.",
+                Kind::Counter,
+            )
+            .number(vec![], audit.failed as f64),
+            Family::new(
+                "lianqiao_audit_queue_depth",
+                "Audit records waiting for the writer.",
+                Kind::Gauge,
+            )
+            .number(vec![], audit.queue_depth as f64),
+            Family::new(
+                "lianqiao_audit_backlog_records",
+                "Fail-open records held in memory until the audit store is back.",
+                Kind::Gauge,
+            )
+            .number(vec![], audit.backlog as f64),
+            Family {
+                series: vec![Series {
+                    labels: vec![],
+                    value: Value::Histogram(audit.lag.clone()),
+                }],
+                ..Family::new(
+                    "lianqiao_audit_lag_seconds",
+                    "From a record handed to the audit writer to its commit.",
+                    Kind::Histogram,
+                )
+            },
+        ]
+    }
+
+    fn traffic(m: &Inner) -> [Family; 4] {
+        let histograms = |map: &BTreeMap<String, Histogram>, label: &'static str| {
+            map.iter()
+                .map(|(key, h)| Series {
+                    labels: vec![(label, key.clone())],
+                    value: Value::Histogram(h.clone()),
+                })
+                .collect()
+        };
+        [
+            Family {
+                series: m
+                    .requests
+                    .iter()
+                    .map(|((route, status), n)| Series {
+                        labels: vec![("route", route.clone()), ("status", status.to_string())],
+                        value: Value::Number(*n as f64),
+                    })
+                    .collect(),
+                ..Family::new(
+                    "lianqiao_requests_total",
+                    "API requests by route and HTTP status.",
+                    Kind::Counter,
+                )
+            },
+            Family {
+                series: histograms(&m.request_seconds, "route"),
+                ..Family::new(
+                    "lianqiao_request_duration_seconds",
+                    "API request latency by route.",
+                    Kind::Histogram,
+                )
+            },
+            Family {
+                series: m
+                    .source_calls
+                    .iter()
+                    .map(|((source, status, code), n)| Series {
+                        labels: vec![
+                            ("source", source.clone()),
+                            ("status", status.clone()),
+                            ("code", code.clone()),
+                        ],
+                        value: Value::Number(*n as f64),
+                    })
+                    .collect(),
+                ..Family::new(
+                    "lianqiao_source_calls_total",
+                    "Calls to sources by outcome and error code.",
+                    Kind::Counter,
+                )
+            },
+            Family {
+                series: histograms(&m.source_seconds, "source"),
+                ..Family::new(
+                    "lianqiao_source_duration_seconds",
+                    "Latency of calls to each source.",
+                    Kind::Histogram,
+                )
+            },
+        ]
+    }
+}
+
+impl Family {
+    fn series_of(
+        self,
+        sources: &[SourceState],
+        value: impl Fn(&SourceState) -> (Vec<(&'static str, String)>, f64),
+    ) -> Family {
+        self.series_of_some(sources, |s| Some(value(s)))
+    }
+
+    fn series_of_some(
+        mut self,
+        sources: &[SourceState],
+        value: impl Fn(&SourceState) -> Option<(Vec<(&'static str, String)>, f64)>,
+    ) -> Family {
+        for (labels, v) in sources.iter().filter_map(value) {
+            self.series.push(Series {
+                labels,
+                value: Value::Number(v),
+            });
+        }
+        self
+    }
+}
+
+/// Label values are ours (route templates, source names, codes), but
+/// escape anyway so the text format can never break.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Prometheus text exposition (format 0.0.4) of `families`.
+pub fn prometheus_text(families: &[Family]) -> String {
+    let mut out = String::new();
+    for f in families {
+        let kind = match f.kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        };
+        let _ = writeln!(
+            out,
+            "# HELP {} {}\n# TYPE {} {kind}",
+            f.name, f.help, f.name
+        );
+        for s in &f.series {
+            let labels: Vec<String> = s
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                .collect();
+            match &s.value {
+                Value::Number(v) => {
+                    let labels = if labels.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{{{}}}", labels.join(","))
+                    };
+                    let _ = writeln!(out, "{}{labels} {v}", f.name);
+                }
+                Value::Histogram(h) => {
+                    let with_le = |le: &str| {
+                        let mut l = labels.clone();
+                        l.push(format!("le=\"{le}\""));
+                        l.join(",")
+                    };
+                    for (bound, count) in BUCKETS.iter().zip(h.counts) {
+                        let _ = writeln!(
+                            out,
+                            "{}_bucket{{{}}} {count}",
+                            f.name,
+                            with_le(&bound.to_string())
+                        );
+                    }
+                    let _ = writeln!(out, "{}_bucket{{{}}} {}", f.name, with_le("+Inf"), h.count);
+                    let plain = if labels.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{{{}}}", labels.join(","))
+                    };
+                    let _ = writeln!(out, "{}_sum{plain} {}", f.name, h.sum);
+                    let _ = writeln!(out, "{}_count{plain} {}", f.name, h.count);
+                }
             }
         }
-        out
     }
-
-    /// The audit trail's counters (appended to `render`'s text).
-    pub fn render_audit(audit: &AuditState) -> String {
-        format!(
-            "# HELP lianqiao_audit_records_total Audit records committed.\n# TYPE lianqiao_audit_records_total counter\nlianqiao_audit_records_total {}\n\
-             # HELP lianqiao_audit_queue_depth Audit records waiting for the writer.\n# TYPE lianqiao_audit_queue_depth gauge\nlianqiao_audit_queue_depth {}\n",
-            audit.written, audit.queue_depth
-        )
-    }
-
-    fn render_counters(&self, breakers: &[(String, &'static str)]) -> String {
-        let mut out = String::new();
-        let Ok(m) = self.0.lock() else { return out };
-        out.push_str("# HELP lianqiao_requests_total API requests by route and HTTP status.\n# TYPE lianqiao_requests_total counter\n");
-        for ((route, status), n) in &m.requests {
-            let _ = writeln!(
-                out,
-                "lianqiao_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                escape(route)
-            );
-        }
-        out.push_str("# HELP lianqiao_request_duration_seconds API request latency by route.\n# TYPE lianqiao_request_duration_seconds histogram\n");
-        for (route, h) in &m.request_seconds {
-            h.render(
-                &mut out,
-                "lianqiao_request_duration_seconds",
-                &format!("route=\"{}\"", escape(route)),
-            );
-        }
-        out.push_str("# HELP lianqiao_source_calls_total Calls to sources by outcome and error code.\n# TYPE lianqiao_source_calls_total counter\n");
-        for ((source, status, code), n) in &m.source_calls {
-            let _ = writeln!(
-                out,
-                "lianqiao_source_calls_total{{source=\"{}\",status=\"{}\",code=\"{}\"}} {n}",
-                escape(source),
-                escape(status),
-                escape(code)
-            );
-        }
-        out.push_str("# HELP lianqiao_source_duration_seconds Latency of calls to each source.\n# TYPE lianqiao_source_duration_seconds histogram\n");
-        for (source, h) in &m.source_seconds {
-            h.render(
-                &mut out,
-                "lianqiao_source_duration_seconds",
-                &format!("source=\"{}\"", escape(source)),
-            );
-        }
-        out.push_str("# HELP lianqiao_source_breaker_open 1 when the source's circuit is open or half-open.\n# TYPE lianqiao_source_breaker_open gauge\n");
-        for (source, state) in breakers {
-            let open = u8::from(*state != "closed");
-            let _ = writeln!(
-                out,
-                "lianqiao_source_breaker_open{{source=\"{}\",state=\"{state}\"}} {open}",
-                escape(source)
-            );
-        }
-        out
-    }
+    out
 }
 
 #[cfg(test)]
@@ -330,15 +556,20 @@ mod tests {
         m.record_request("/v1/{resource}", 200, Duration::from_millis(3));
         m.record_request("/v1/{resource}", 200, Duration::from_millis(30));
         m.record_source("huimin", "ok", "", Duration::from_millis(2));
-        let text = m.render(&[SourceState {
-            name: "huimin".into(),
-            breaker: "closed",
-            instantiations: 1,
-            instantiate_seconds: 0.00004,
-            in_use: 0,
-            memory_peak_bytes: 1 << 20,
-            memory_limit_hits: 0,
-        }]);
+        let families = m.snapshot(
+            &[SourceState {
+                name: "huimin".into(),
+                breaker: "closed",
+                up: Some(true),
+                instantiations: 1,
+                instantiate_seconds: 0.00004,
+                in_use: 0,
+                memory_peak_bytes: 1 << 20,
+                memory_limit_hits: 0,
+            }],
+            &AuditState::default(),
+        );
+        let text = prometheus_text(&families);
         assert!(
             text.contains("lianqiao_plugin_memory_peak_bytes{source=\"huimin\"} 1048576"),
             "{text}"

@@ -249,7 +249,8 @@ impl ConfigDir {
             "[server]\nlisten = \"127.0.0.1:0\"\nplaintext = true\n\n[plugins]\npool_instances = 32\nmax_memory_mib = 128\ncache_dir = {:?}\n\n[sources]\ndir = \"sources\"\n\n[model]\nfields = {:?}\n\n\
              [[auth.issuers]]\nissuer = \"{TEST_ISSUER}\"\naudience = \"lianqiao\"\nalgorithm = \"EdDSA\"\npublic_key_file = \"issuer.pub.pem\"\n\n\
              [[auth.api_keys]]\nid = \"test-system\"\nsha256 = \"{}\"\nlevel = \"city\"\ndivision = \"1501\"\n\n\
-             [policy]\ndir = \"policy\"\n# Tests that count source calls, statements and breaker trips need a\n# quiet gateway: no registry fetch unless a test turns it on.\nregistry_refresh_s = 0\n\n[audit]\nurl = \"sqlite://audit.db\"\nchain = \"test\"\n",
+             [policy]\ndir = \"policy\"\n# Tests that count source calls, statements and breaker trips need a\n# quiet gateway: no registry fetch unless a test turns it on.\nregistry_refresh_s = 0\n\n[audit]\nurl = \"sqlite://audit.db\"\nchain = \"test\"\n\n\
+             [telemetry]\n# No background health checks either, unless a test turns them on.\nhealth_interval_s = 0\n",
             cache.display().to_string(),
             fields.display().to_string(),
             lianqiao_policy::authn::sha256_hex(TEST_API_KEY),
@@ -425,13 +426,24 @@ impl ConfigDir {
     /// Run the real `lianqiao` binary on this configuration (API and
     /// metrics on free loopback ports) and wait until it answers.
     pub async fn spawn_binary(&self, env: &[(&str, &str)]) -> GatewayProcess {
-        let binary = workspace_root().join("target/debug/lianqiao");
+        self.spawn_binary_at("debug", env).await
+    }
+
+    /// `spawn_binary` with the binary of `profile` (`debug` or `release`).
+    pub async fn spawn_binary_at(&self, profile: &str, env: &[(&str, &str)]) -> GatewayProcess {
+        let binary = workspace_root()
+            .join("target")
+            .join(profile)
+            .join("lianqiao");
         assert!(
             binary.exists(),
             "{} is missing: `cargo test --workspace` (or `cargo build -p lianqiao-gateway`) builds it",
             binary.display()
         );
         let (port, admin) = (free_port(), free_port());
+        let log_file = self.main_file().with_file_name("gateway.log");
+        let log = std::fs::File::create(&log_file).expect("create the gateway's log file");
+        let log_err = log.try_clone().expect("share the log file");
         let child = std::process::Command::new(&binary)
             .args([
                 "serve",
@@ -443,8 +455,8 @@ impl ConfigDir {
                 &format!("127.0.0.1:{admin}"),
             ])
             .envs(env.iter().copied())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
             .spawn()
             .expect("start the gateway");
         let began = std::time::Instant::now();
@@ -458,7 +470,12 @@ impl ConfigDir {
             );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        GatewayProcess { child, port }
+        GatewayProcess {
+            child,
+            port,
+            admin,
+            log_file,
+        }
     }
 
     /// Build and serve on a loopback port; panics with the config errors.
@@ -489,6 +506,25 @@ pub fn free_port() -> u16 {
 pub struct GatewayProcess {
     pub child: std::process::Child,
     pub port: u16,
+    /// The admin listener (`/metrics`).
+    pub admin: u16,
+    /// Where its stdout and stderr go.
+    pub log_file: std::path::PathBuf,
+}
+
+impl GatewayProcess {
+    /// Everything the process has printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_file).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait for it to exit (its graceful shutdown).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait for the gateway")
+    }
 }
 
 impl Drop for GatewayProcess {
@@ -664,5 +700,27 @@ impl Drop for TestGateway {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+/// GET `url` (plain HTTP) with `headers`: the status and the body as text.
+pub async fn http_get_with(url: &str, headers: &[(&str, &str)]) -> anyhow::Result<(u16, String)> {
+    let client: Client<HttpConnector, Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let mut request = hyper::Request::get(url);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = client.request(request.body(Empty::new())?).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// GET `url` (plain HTTP): the body of a 2xx answer.
+pub async fn http_get_text(url: &str) -> anyhow::Result<String> {
+    match http_get_with(url, &[]).await? {
+        (200..=299, body) => Ok(body),
+        (status, body) => anyhow::bail!("{url}: {status} {body}"),
     }
 }

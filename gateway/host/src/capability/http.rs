@@ -277,7 +277,7 @@ impl HttpGrant {
             builder = builder.header(n, v);
         }
         if let Some(trace) = trace {
-            builder = builder.header("traceparent", trace.child_header());
+            builder = builder.header("traceparent", trace.outgoing_header());
         }
         match credential {
             Some(Credential::Hmac { app_key, secret }) => {
@@ -342,6 +342,15 @@ impl HttpGrant {
     }
 }
 
+/// The kind of a failed host call, for its span.
+fn http_error_kind(e: &HttpError) -> &'static str {
+    match e {
+        HttpError::Denied(_) => "denied",
+        HttpError::Timeout(_) => "timeout",
+        HttpError::Unavailable(_) => "unavailable",
+    }
+}
+
 impl Host for HostState {
     fn send(&mut self, request: Request) -> wasmtime::Result<Result<Response, HttpError>> {
         let Some(grant) = self.grants.http.clone() else {
@@ -376,23 +385,48 @@ impl Host for HostState {
         let trace = self.trace.clone();
         // Guest calls run on a blocking thread: waiting here is allowed, and
         // the budget bounds it (epochs do not interrupt host code).
-        let outcome = self.runtime.block_on(async {
-            tokio::time::timeout(budget, async {
-                let first = grant
-                    .send_once(&uri, &request, credential.as_deref(), false, trace.as_ref())
-                    .await?;
-                // An expired or revoked token: fetch a new one, once.
-                if first.status == 401
-                    && matches!(credential.as_deref(), Some(Credential::OAuth2 { .. }))
-                {
-                    return grant
-                        .send_once(&uri, &request, credential.as_deref(), true, trace.as_ref())
-                        .await;
-                }
-                Ok(first)
-            })
-            .await
-        });
+        // One span per host call: what operators filter on, never the
+        // query string (filters may carry personal data).
+        let span = tracing::info_span!(
+            "host.http",
+            source = %self.grants.source,
+            http.request.method = %request.method.to_ascii_uppercase(),
+            server.address = uri.host().unwrap_or(""),
+            url.path = uri.path(),
+            http.response.status_code = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let outcome = self.runtime.block_on(tracing::Instrument::instrument(
+            async {
+                tokio::time::timeout(budget, async {
+                    let first = grant
+                        .send_once(&uri, &request, credential.as_deref(), false, trace.as_ref())
+                        .await?;
+                    // An expired or revoked token: fetch a new one, once.
+                    if first.status == 401
+                        && matches!(credential.as_deref(), Some(Credential::OAuth2 { .. }))
+                    {
+                        return grant
+                            .send_once(&uri, &request, credential.as_deref(), true, trace.as_ref())
+                            .await;
+                    }
+                    Ok(first)
+                })
+                .await
+            },
+            span.clone(),
+        ));
+        match &outcome {
+            Ok(Ok(response)) => {
+                span.record("http.response.status_code", response.status);
+            }
+            Ok(Err(e)) => {
+                span.record("error", http_error_kind(e));
+            }
+            Err(_) => {
+                span.record("error", "timeout");
+            }
+        }
         Ok(match outcome {
             Ok(result) => result,
             Err(_) => Err(HttpError::Timeout(format!(

@@ -331,6 +331,25 @@ fn renumber_for_postgres(sql: &str) -> String {
     out
 }
 
+/// OpenTelemetry's `db.system` name of a dialect.
+fn dialect_name(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "sqlite",
+        Dialect::Postgres => "postgresql",
+        Dialect::Mysql => "mysql",
+    }
+}
+
+/// The kind of a failed statement, for its span.
+fn sql_error_kind(e: &SqlError) -> &'static str {
+    match e {
+        SqlError::Denied(_) => "denied",
+        SqlError::Statement(_) => "statement",
+        SqlError::Unavailable(_) => "unavailable",
+        SqlError::Timeout(_) => "timeout",
+    }
+}
+
 impl Host for HostState {
     fn database_dialect(&mut self) -> wasmtime::Result<Dialect> {
         Ok(match &self.grants.sql {
@@ -354,13 +373,38 @@ impl Host for HostState {
         let remaining = self.remaining();
         // Guest calls run on a blocking thread, so waiting here is allowed;
         // the deadline bounds the wait, since epochs do not interrupt host code.
-        let outcome = self.runtime.block_on(async {
-            tokio::time::timeout(
-                remaining,
-                pool.query(&statement, &params, Some(&self.grants.sql_log)),
-            )
-            .await
-        });
+        // One span per statement: the statement's text is the plugin's,
+        // its parameters may be a caller's filter values and stay out.
+        let dialect = pool.dialect();
+        let span = tracing::info_span!(
+            "host.sql",
+            source = %self.grants.source,
+            db.system = dialect_name(dialect),
+            db.query.text = %statement,
+            db.response.returned_rows = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let outcome = self.runtime.block_on(tracing::Instrument::instrument(
+            async {
+                tokio::time::timeout(
+                    remaining,
+                    pool.query(&statement, &params, Some(&self.grants.sql_log)),
+                )
+                .await
+            },
+            span.clone(),
+        ));
+        match &outcome {
+            Ok(Ok(set)) => {
+                span.record("db.response.returned_rows", set.rows.len());
+            }
+            Ok(Err(e)) => {
+                span.record("error", sql_error_kind(e));
+            }
+            Err(_) => {
+                span.record("error", "timeout");
+            }
+        }
         Ok(match outcome {
             Ok(result) => result,
             Err(_) => Err(SqlError::Timeout(format!(

@@ -46,6 +46,24 @@ where
     Measured { name, samples }
 }
 
+/// A Markdown table of `rows` with each p50 against `base`'s.
+fn table(rows: &[&Measured], base_name: &str, base: Duration) -> String {
+    let mut out = format!(
+        "| measurement | p50 µs | p99 µs | mean µs | p50 / {base_name} |\n|---|---:|---:|---:|---:|\n"
+    );
+    for m in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {:.3}× |\n",
+            m.name,
+            us(m.percentile(0.5)),
+            us(m.percentile(0.99)),
+            us(m.mean()),
+            m.percentile(0.5).as_secs_f64() / base.as_secs_f64()
+        ));
+    }
+    out
+}
+
 fn us(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e6)
 }
@@ -181,20 +199,13 @@ async fn main() -> anyhow::Result<()> {
     report.push_str(&format!(
         "Lianqiao benchmark: {n} samples per row after {WARMUP} warm-up, one client, release build\n\n"
     ));
-    report.push_str(
-        "| measurement | p50 µs | p99 µs | mean µs | p50 / baseline |\n|---|---:|---:|---:|---:|\n",
-    );
-    for m in [&noop, &plugin_sql, &whole, &direct, &direct_json] {
-        report.push_str(&format!(
-            "| {} | {} | {} | {} | {:.2}× |\n",
-            m.name,
-            us(m.percentile(0.5)),
-            us(m.percentile(0.99)),
-            us(m.mean()),
-            m.percentile(0.5).as_secs_f64() / base.as_secs_f64()
-        ));
-    }
+    report.push_str(&table(
+        &[&noop, &plugin_sql, &whole, &direct, &direct_json],
+        "baseline",
+        base,
+    ));
     report.push_str(&policy(&gw, n, whole.percentile(0.5)).await?);
+    report.push_str(&telemetry_cost(n).await?);
     report.push_str(&fan_out().await?);
     report.push_str(&load_with_a_failing_source().await?);
     print!("{report}");
@@ -383,6 +394,130 @@ async fn policy(
         1000.0 / mask_run.percentile(0.5).as_secs_f64() / 1e6,
         200.0 / phase2.percentile(0.5).as_secs_f64() / 1e6
     ));
+    Ok(out)
+}
+
+/// What telemetry costs: the real (release) binary twice, side by side —
+/// once with everything off (no metrics, no access log, warnings only, no
+/// export), once with everything on (metrics, a JSON access line per
+/// request to a file, every span exported over OTLP and metrics every
+/// second to a collector in this process, health checks) — under the same
+/// request, in alternating blocks so drift hits both alike.
+async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    // The collector: counts what it is sent and throws it away.
+    let exports = Arc::new(AtomicUsize::new(0));
+    let seen = exports.clone();
+    let collector = axum::Router::new().fallback(move |body: Bytes| {
+        let seen = seen.clone();
+        async move {
+            if !body.is_empty() {
+                seen.fetch_add(1, Ordering::Relaxed);
+            }
+            (
+                [("content-type", "application/x-protobuf")],
+                Vec::<u8>::new(),
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let otlp = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, collector).await });
+
+    let off = ConfigDir::new().with_huimin().edit_main(
+        "[telemetry]\n",
+        "[telemetry]\nmetrics = false\naccess_log = false\nlog_level = \"warn\"\n",
+    );
+    let on = ConfigDir::new().with_huimin().edit_main(
+        "[telemetry]\nhealth_interval_s = 0\n",
+        &format!(
+            "[telemetry]\nhealth_interval_s = 30\nlog_format = \"json\"\nlog_level = \"info\"\n\
+             otlp_endpoint = \"http://{otlp}/v1/traces\"\n\
+             otlp_metrics_endpoint = \"http://{otlp}/v1/metrics\"\notlp_metrics_interval_s = 1\n"
+        ),
+    );
+    let off_gw = off.spawn_binary_at("release", &[]).await;
+    let on_gw = on.spawn_binary_at("release", &[]).await;
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let get = |port: u16| {
+        let client = client.clone();
+        async move {
+            let request = hyper::Request::get(format!(
+                "http://127.0.0.1:{port}/v1/grids?division=150103&limit=50"
+            ))
+            .header("Authorization", lianqiao_e2e::default_auth())
+            .header("X-Purpose", "case-handling")
+            .body(Empty::new())
+            .expect("request");
+            let response = client.request(request).await.expect("an answer");
+            assert_eq!(response.status(), 200);
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            assert!(body.len() > 1000);
+        }
+    };
+    let (mut off_samples, mut on_samples) = (Vec::new(), Vec::new());
+    let block = 100;
+    for round in 0..(n / block).max(4) {
+        // Alternate which goes first, so neither always follows the other.
+        let order = if round % 2 == 0 {
+            [(off_gw.port, 0), (on_gw.port, 1)]
+        } else {
+            [(on_gw.port, 1), (off_gw.port, 0)]
+        };
+        for (port, which) in order {
+            let m = measure("block", block, || get(port)).await;
+            if which == 0 {
+                off_samples.extend(m.samples);
+            } else {
+                on_samples.extend(m.samples);
+            }
+        }
+    }
+    let off_m = Measured {
+        name: "telemetry off (no metrics, no access log, no export)",
+        samples: off_samples,
+    };
+    let on_m = Measured {
+        name: "telemetry on (metrics, JSON access log, OTLP traces + metrics, health checks)",
+        samples: on_samples,
+    };
+    // Let the last batch of spans go out, so the collector has seen them.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let exported = exports.load(Ordering::Relaxed);
+    let access_lines = on_gw
+        .log()
+        .lines()
+        .filter(|l| l.contains("lianqiao::access"))
+        .count();
+    anyhow::ensure!(exported > 0, "the collector received no export");
+    anyhow::ensure!(
+        access_lines >= on_m.samples.len(),
+        "{access_lines} access lines for {} requests",
+        on_m.samples.len()
+    );
+    let base = off_m.percentile(0.5).as_secs_f64();
+    let mut out = format!(
+        "\nTelemetry on vs off: the release binary twice, GET /v1/grids?division=150103&limit=50 over loopback (keep-alive), \
+         alternating blocks of {block}; the collector received {exported} OTLP exports, the access log {access_lines} lines\n\n\
+\n"
+    );
+    out.push_str(&table(&[&off_m, &on_m], "off", off_m.percentile(0.5)));
+    out.push_str(&format!(
+        "\nTelemetry costs {:+.1}% of p50 (target: under 5%).\n",
+        (on_m.percentile(0.5).as_secs_f64() / base - 1.0) * 100.0
+    ));
+    drop((off_gw, on_gw, off, on));
     Ok(out)
 }
 

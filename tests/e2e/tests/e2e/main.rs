@@ -9,6 +9,7 @@ mod districts;
 mod federation;
 mod plugin_faults;
 mod policy_props;
+mod prometheus;
 mod received;
 mod reload;
 mod sandbox;

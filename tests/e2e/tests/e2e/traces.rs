@@ -4,13 +4,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use lianqiao_e2e::{ConfigDir, Upstreams, default_auth};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_federated_request_exports_its_span_tree_under_the_callers_trace() {
     // The OTLP receiver: keeps every export request.
     let received: Arc<Mutex<Vec<ExportTraceServiceRequest>>> = Arc::default();
@@ -39,11 +38,14 @@ async fn one_federated_request_exports_its_span_tree_under_the_callers_trace() {
         .with_huimin()
         .with_upstreams(&up)
         .edit_main(
-            "[policy]",
-            &format!("[telemetry]\notlp_endpoint = \"http://{otlp}/v1/traces\"\n\n[policy]"),
+            "[telemetry]\n",
+            &format!("[telemetry]\notlp_endpoint = \"http://{otlp}/v1/traces\"\n"),
         );
+    // Spans are exported in batches every minute here, so everything the
+    // receiver gets comes from the flush at shutdown.
+    let dir = dir.edit_main("[telemetry]\n", "[telemetry]\nlog_format = \"json\"\n");
     let mut gateway = dir
-        .spawn_binary(&[("RUST_LOG", "info"), ("OTEL_BSP_SCHEDULE_DELAY", "200")])
+        .spawn_binary(&[("RUST_LOG", "info"), ("OTEL_BSP_SCHEDULE_DELAY", "60000")])
         .await;
     let port = gateway.port;
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -78,12 +80,17 @@ async fn one_federated_request_exports_its_span_tree_under_the_callers_trace() {
     .await
     .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    // The batch exporter sends every 200 ms here (OTEL_BSP_SCHEDULE_DELAY).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &gateway.child.id().to_string()])
-        .status();
-    let _ = gateway.child.wait();
+    // Wait off the runtime: the receiver above must keep answering while
+    // the gateway flushes into it.
+    let (exit, gateway) = tokio::task::spawn_blocking(move || (gateway.terminate(), gateway))
+        .await
+        .unwrap();
+    let log = gateway.log();
+    assert!(exit.success(), "{exit:?}\n{log}");
+    assert!(
+        !log.contains("failed"),
+        "a clean shutdown and flush:\n{log}"
+    );
 
     let spans: Vec<_> = received
         .lock()
@@ -107,12 +114,32 @@ async fn one_federated_request_exports_its_span_tree_under_the_callers_trace() {
         caller_span,
         "the caller's span is the parent"
     );
+    // One JSON access-log line for the request, with its trace and span ids.
+    let access: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["target"] == "lianqiao::access")
+        .collect();
+    assert_eq!(access.len(), 1, "{log}");
+    assert_eq!(access[0]["trace_id"], trace_id, "{}", access[0]);
+    assert_eq!(access[0]["span_id"], hex(&request.span_id), "{}", access[0]);
+    assert_eq!(access[0]["route"], "/v1/{resource}", "{}", access[0]);
+    assert_eq!(access[0]["status"], 200, "{}", access[0]);
+    assert!(
+        access[0]["request_id"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{}",
+        access[0]
+    );
     for stage in [
         "authenticate",
         "policy",
         "source",
         "plugin.call",
         "plugin.instantiate",
+        "host.http",
+        "host.sql",
         "merge",
         "audit",
     ] {
@@ -143,6 +170,62 @@ async fn one_federated_request_exports_its_span_tree_under_the_callers_trace() {
         sources.iter().any(|s| s.contains("party-link")),
         "{sources:?}"
     );
+    // Each upstream request names the host call that made it as its parent,
+    // so the upstream's own spans would hang under it.
+    let host_http: Vec<String> = spans
+        .iter()
+        .filter(|s| s.name == "host.http")
+        .map(|s| hex(&s.span_id))
+        .collect();
+    let sent: Vec<String> = up
+        .party_link_faults
+        .received()
+        .iter()
+        .filter_map(|r| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k == "traceparent")
+                .map(|(_, v)| v.clone())
+        })
+        .collect();
+    assert!(!sent.is_empty(), "party-link received no traceparent");
+    for header in &sent {
+        let parent = header.split('-').nth(2).unwrap_or("");
+        assert!(
+            header.starts_with(&format!("00-{trace_id}-")) && host_http.iter().any(|h| h == parent),
+            "{header} is not under a host.http span ({host_http:?})"
+        );
+    }
+    // Span attributes carry no personal data: no attribute holds a name,
+    // phone or ID number from the rows this request returned.
+    let body: serde_json::Value =
+        serde_json::from_str(answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or(""))
+            .expect("a JSON body");
+    let personal: Vec<String> = body["data"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .flat_map(|row| ["name", "phone", "id_number"].map(|f| row[f].as_str().map(str::to_string)))
+        .flatten()
+        .filter(|v| v.chars().count() > 1)
+        .collect();
+    assert!(
+        !personal.is_empty(),
+        "the rows carry personal fields: {body}"
+    );
+    for s in &spans {
+        for a in &s.attributes {
+            let value = format!("{:?}", a.value);
+            for p in &personal {
+                assert!(
+                    !value.contains(p.as_str()),
+                    "span `{}` attribute {} holds {p}",
+                    s.name,
+                    a.key
+                );
+            }
+        }
+    }
     drop(dir);
 }
 
