@@ -71,6 +71,7 @@ fn init_logging(telemetry: &config::TelemetrySection) {
         endpoint => match lianqiao_gateway::telemetry::otel::Traces::start(
             endpoint,
             &telemetry.service_name,
+            telemetry.trace_sample_ratio,
         ) {
             Ok((traces, tracer)) => {
                 let _ = TRACES.set(traces);

@@ -133,6 +133,15 @@ pub async fn guard(
         .into();
     }
     record.status = response.status().as_u16();
+    // The request span (the guard runs inside it) carries what operators
+    // filter traces on.
+    let span = tracing::Span::current();
+    span.record("lianqiao.level", record.level.as_str());
+    span.record("lianqiao.division", record.division.as_str());
+    span.record("lianqiao.decision", record.decision.as_str());
+    span.record("lianqiao.rows", record.rows);
+    span.record("lianqiao.masked_cells", record.masked);
+    span.record("lianqiao.withheld_fields", record.withheld.len());
     let carries_data = response.status().is_success() && (record.carries_records() || statistics);
     let fail_open = statistics && gateway.config.audit.statistics_fail_open;
     let written = tracing::Instrument::instrument(

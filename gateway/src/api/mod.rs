@@ -176,6 +176,13 @@ async fn observe(
         http.route = route.as_str(),
         http.response.status_code = tracing::field::Empty,
         trace_id = tracing::field::Empty,
+        // Filled by the guard: who asked and what left (never data).
+        lianqiao.level = tracing::field::Empty,
+        lianqiao.division = tracing::field::Empty,
+        lianqiao.decision = tracing::field::Empty,
+        lianqiao.rows = tracing::field::Empty,
+        lianqiao.masked_cells = tracing::field::Empty,
+        lianqiao.withheld_fields = tracing::field::Empty,
     );
     let traceparent = request
         .headers()

@@ -148,6 +148,31 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         &mut errors,
     );
 
+    let ratio = main.telemetry.trace_sample_ratio;
+    if !(0.0..=1.0).contains(&ratio) {
+        errors.push(ConfigError::new(
+            path,
+            "telemetry.trace_sample_ratio",
+            format!("{ratio} is not a share: use a number from 0.0 (none) to 1.0 (every trace)"),
+        ));
+    }
+    for (key, endpoint) in [
+        ("telemetry.otlp_endpoint", &main.telemetry.otlp_endpoint),
+        (
+            "telemetry.otlp_metrics_endpoint",
+            &main.telemetry.otlp_metrics_endpoint,
+        ),
+    ] {
+        if !endpoint.is_empty() && !endpoint.starts_with("http://") {
+            errors.push(ConfigError::new(
+                path,
+                key,
+                format!(
+                    "`{endpoint}`: use an http:// URL of an OTLP/HTTP receiver (a local collector), e.g. http://127.0.0.1:4318/v1/traces"
+                ),
+            ));
+        }
+    }
     let auth = load_auth(path, base, &main.auth, &mut errors);
     let policy_dir = base.join(&main.policy.dir);
     let engine = match lianqiao_policy::PolicyEngine::load(&policy_dir) {

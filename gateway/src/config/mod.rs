@@ -155,6 +155,9 @@ pub struct TelemetrySection {
     pub otlp_endpoint: String,
     /// `service.name` of the exported spans and metrics.
     pub service_name: String,
+    /// The share of traces starting here that are exported (0.0–1.0); a
+    /// caller's `traceparent` sampling flag is followed either way.
+    pub trace_sample_ratio: f64,
     /// Record metrics (`/metrics`, OTLP). Off only to measure what
     /// telemetry costs; `/metrics` then says so.
     pub metrics: bool,
@@ -185,6 +188,7 @@ impl Default for TelemetrySection {
             metrics_listen: "127.0.0.1:9464".into(),
             otlp_endpoint: String::new(),
             service_name: "lianqiao".into(),
+            trace_sample_ratio: 1.0,
             metrics: true,
             access_log: true,
             otlp_metrics_endpoint: String::new(),

@@ -132,7 +132,13 @@ async fn execute_round(
     codec: &CursorCodec,
     request: &ListRequest,
 ) -> Result<ListOutcome, ListError> {
-    let mut calls = plan(sources, request);
+    let planning = tracing::info_span!(
+        "plan",
+        entity = request.entity.name,
+        sources = tracing::field::Empty
+    );
+    let mut calls = planning.in_scope(|| plan(sources, request));
+    planning.record("sources", calls.len());
     if calls.is_empty() {
         return Err(ListError::NoSource);
     }
@@ -172,6 +178,7 @@ async fn execute_round(
     calls.retain(|c| starts.contains_key(c.source.name()));
 
     let limit = request.limit;
+    let mut spans = Vec::with_capacity(calls.len());
     let answers = futures::future::join_all(calls.iter().map(|call| {
         let start = starts
             .get(call.source.name())
@@ -183,11 +190,20 @@ async fn execute_round(
         let span = tracing::info_span!(
             "source",
             source = call.source.name(),
-            entity = request.entity.name
+            entity = request.entity.name,
+            rows = tracing::field::Empty,
+            error = tracing::field::Empty,
         );
+        spans.push(span.clone());
         tracing::Instrument::instrument(call_source(call, start, request, limit), span)
     }))
     .await;
+    for (span, (_, answer, _)) in spans.iter().zip(&answers) {
+        match answer {
+            Ok(page) => span.record("rows", page.rows.len()),
+            Err(e) => span.record("error", e.code()),
+        };
+    }
 
     let mut buffers = Vec::new();
     let mut failed_positions = BTreeMap::new();

@@ -88,7 +88,8 @@ pub async fn stats(sources: &SourceSet, request: &StatsRequest) -> Result<StatsO
         cursor: None,
         strict: request.strict,
     };
-    let calls = plan(sources, &planned);
+    let calls = tracing::info_span!("plan", entity = request.entity.name)
+        .in_scope(|| plan(sources, &planned));
     if calls.is_empty() {
         return Err(ListError::NoSource);
     }

@@ -113,3 +113,22 @@ fn the_shipped_demo_config_is_valid() {
     let errors = config::load(&lianqiao_e2e::workspace_root().join("config/lianqiao.toml"));
     assert!(errors.is_ok(), "{}", errors.unwrap_err());
 }
+
+#[tokio::test]
+async fn bad_telemetry_settings_are_named() {
+    let dir = ConfigDir::new().edit_main(
+        "[telemetry]\n",
+        "[telemetry]\ntrace_sample_ratio = 1.5\notlp_endpoint = \"https://collector:4318/v1/traces\"\notlp_metrics_endpoint = \"collector:4318\"\n",
+    );
+    let errors = dir.build().await.expect_err("three bad settings");
+    let text = errors.to_string();
+    for key in [
+        "telemetry.trace_sample_ratio",
+        "telemetry.otlp_endpoint",
+        "telemetry.otlp_metrics_endpoint",
+    ] {
+        assert!(text.contains(key), "{key} not named in:\n{text}");
+    }
+    assert!(text.contains("0.0 (none) to 1.0"), "{text}");
+    assert!(text.contains("http://127.0.0.1:4318"), "{text}");
+}

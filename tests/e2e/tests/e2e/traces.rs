@@ -114,6 +114,36 @@ async fn one_federated_request_exports_its_span_tree_under_the_callers_trace() {
         caller_span,
         "the caller's span is the parent"
     );
+    // What operators filter on is on the request span.
+    let attribute = |span: &opentelemetry_proto::tonic::trace::v1::Span, key: &str| {
+        span.attributes
+            .iter()
+            .find(|a| a.key == key)
+            .and_then(|a| a.value.as_ref())
+            .and_then(|v| v.value.clone())
+            .map(|v| {
+                use opentelemetry_proto::tonic::common::v1::any_value::Value;
+                match v {
+                    Value::StringValue(s) => s,
+                    Value::IntValue(i) => i.to_string(),
+                    other => format!("{other:?}"),
+                }
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(attribute(request, "lianqiao.level"), "region");
+    assert_eq!(attribute(request, "lianqiao.division"), "15");
+    assert_eq!(attribute(request, "lianqiao.decision"), "allow");
+    assert_eq!(attribute(request, "lianqiao.rows"), "2");
+    assert_eq!(attribute(request, "http.response.status_code"), "200");
+    let party_link = spans
+        .iter()
+        .find(|s| s.name == "source" && attribute(s, "source") == "party-link")
+        .expect("a party-link source span");
+    assert!(
+        attribute(party_link, "rows").parse::<u64>().unwrap() >= 2,
+        "{party_link:?}"
+    );
     // One JSON access-log line for the request, with its trace and span ids.
     let access: Vec<serde_json::Value> = log
         .lines()
@@ -135,6 +165,7 @@ async fn one_federated_request_exports_its_span_tree_under_the_callers_trace() {
     for stage in [
         "authenticate",
         "policy",
+        "plan",
         "source",
         "plugin.call",
         "plugin.instantiate",
