@@ -75,7 +75,7 @@ fn init_logging(telemetry: &config::TelemetrySection) {
         ) {
             Ok((traces, tracer)) => {
                 let _ = TRACES.set(traces);
-                Some(tracing_opentelemetry::layer().with_tracer(tracer))
+                Some(lianqiao_gateway::telemetry::otel::layer(tracer))
             }
             Err(e) => {
                 eprintln!("telemetry.otlp_endpoint: {e}; serving without trace export");
@@ -84,6 +84,14 @@ fn init_logging(telemetry: &config::TelemetrySection) {
         },
     };
     let registry = tracing_subscriber::registry().with(filter).with(otel);
+    // Lines are written by a thread of their own, so a request never waits
+    // on a write to stdout; the guard flushes what is left at exit.
+    let (stdout, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
+    if let Ok(mut slot) = LOG_WRITER.lock() {
+        *slot = Some(guard);
+    }
     if telemetry.log_format == config::LogFormat::Json {
         registry
             .with(
@@ -91,13 +99,20 @@ fn init_logging(telemetry: &config::TelemetrySection) {
                     .json()
                     .flatten_event(true)
                     .with_current_span(false)
-                    .with_span_list(true),
+                    .with_span_list(true)
+                    .with_writer(stdout),
             )
             .init();
     } else {
-        registry.with(tracing_subscriber::fmt::layer()).init();
+        registry
+            .with(tracing_subscriber::fmt::layer().with_writer(stdout))
+            .init();
     }
 }
+
+/// The log writer thread's guard: dropping it flushes the last lines.
+static LOG_WRITER: std::sync::Mutex<Option<tracing_appender::non_blocking::WorkerGuard>> =
+    std::sync::Mutex::new(None);
 
 /// The trace exporter, flushed at shutdown.
 static TRACES: std::sync::OnceLock<lianqiao_gateway::telemetry::otel::Traces> =
@@ -111,7 +126,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(Cli::parse().command))
+    let code = runtime.block_on(run(Cli::parse().command));
+    // Flush the log lines still queued for the writer thread.
+    if let Ok(mut slot) = LOG_WRITER.lock() {
+        slot.take();
+    }
+    code
 }
 
 async fn run(command: Command) -> ExitCode {

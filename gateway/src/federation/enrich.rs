@@ -71,20 +71,15 @@ pub async fn enrich(
             _ => None,
         })
         .collect();
-    let lookups = enrichers
-        .iter()
-        .map(|(source, scope)| {
-            let span = tracing::info_span!(
-                "source",
-                source = source.name(),
-                entity = request.entity.name,
-                enrich = true,
-            );
-            tracing::Instrument::instrument(
-                lookup(source, scope, request, &id_numbers, key),
-                span,
-            )
-        });
+    let lookups = enrichers.iter().map(|(source, scope)| {
+        let span = tracing::info_span!(
+            "source",
+            source = source.name(),
+            entity = request.entity.name,
+            enrich = true,
+        );
+        tracing::Instrument::instrument(lookup(source, scope, request, &id_numbers, key), span)
+    });
     for ((source, _), (found, report)) in enrichers
         .iter()
         .zip(futures::future::join_all(lookups).await)

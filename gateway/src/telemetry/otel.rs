@@ -174,11 +174,11 @@ impl SpanProcessor for QueueProcessor {
         if !span.span_context.is_sampled() || self.stopped.load(Ordering::Relaxed) {
             return;
         }
-        if let Ok(mut q) = self.queue.lock() {
-            if q.len() < QUEUE_MAX {
-                q.push(span);
-                return;
-            }
+        if let Ok(mut q) = self.queue.lock()
+            && q.len() < QUEUE_MAX
+        {
+            q.push(span);
+            return;
         }
         self.dropped.fetch_add(1, Ordering::Relaxed);
     }
@@ -200,6 +200,26 @@ impl SpanProcessor for QueueProcessor {
             exporter.set_resource(resource);
         }
     }
+}
+
+/// The `tracing` layer that turns spans into OpenTelemetry spans, with
+/// only the attributes the gateway sets: no source locations, thread
+/// names, targets or busy/idle times on every span, and no OpenTelemetry
+/// context switched on every poll (the gateway reads span contexts through
+/// `tracing`). Each of those costs every span of every request.
+pub fn layer<S>(
+    tracer: opentelemetry_sdk::trace::Tracer,
+) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
 }
 
 /// Make the caller's trace (from `traceparent`) the parent of `span`.

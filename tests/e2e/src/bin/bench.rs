@@ -451,10 +451,20 @@ async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
              otlp_metrics_endpoint = \"http://{otlp}/v1/metrics\"\notlp_metrics_interval_s = 1\n"
         ),
     );
+    // The same "off" twice: how far two identical processes differ is the
+    // noise floor of this comparison.
+    let off_again = ConfigDir::new().with_huimin().edit_main(
+        "[telemetry]\n",
+        "[telemetry]\nmetrics = false\naccess_log = false\nlog_level = \"warn\"\n",
+    );
     let variants = [
         (
             "telemetry off (no metrics, no access log, warnings only)",
             off.spawn_binary_at("release", &[]).await,
+        ),
+        (
+            "telemetry off, a second process (noise floor)",
+            off_again.spawn_binary_at("release", &[]).await,
         ),
         (
             "metrics + JSON access log + health checks (info level)",
@@ -478,29 +488,60 @@ async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
             .expect("request");
             let response = client.request(request).await.expect("an answer");
             assert_eq!(response.status(), 200);
-            let body = response.into_body().collect().await.expect("body").to_bytes();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
             assert!(body.len() > 1000);
         }
     };
+    // CPU time the gateway process has used (user + system), from /proc.
+    let cpu = |pid: u32| -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(") ")
+            .map(|(_, rest)| rest.split(' ').collect())
+            .unwrap_or_default();
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<u64>().ok()))
+            .sum();
+        Duration::from_millis(ticks * 10)
+    };
+    for (_, gateway) in &variants {
+        for _ in 0..WARMUP {
+            get(gateway.port).await;
+        }
+    }
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
+    let mut cpu_used = vec![Duration::ZERO; variants.len()];
     let block = 100;
     for round in 0..(n / block).max(4) {
         // Rotate which goes first, so none always follows another.
         for k in 0..variants.len() {
             let which = (round + k) % variants.len();
-            let m = measure("block", block, || get(variants[which].1.port)).await;
-            samples[which].extend(m.samples);
+            let gateway = &variants[which].1;
+            let before = cpu(gateway.child.id());
+            for _ in 0..block {
+                let began = Instant::now();
+                get(gateway.port).await;
+                samples[which].push(began.elapsed());
+            }
+            cpu_used[which] += cpu(gateway.child.id()).saturating_sub(before);
         }
     }
     let measured: Vec<Measured> = variants
         .iter()
         .zip(samples)
-        .map(|((name, _), samples)| Measured { name: *name, samples })
+        .map(|((name, _), samples)| Measured { name, samples })
         .collect();
     // Let the last batch of spans go out, so the collector has seen them.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let exported = exports.load(Ordering::Relaxed);
-    let access_lines = variants[2]
+    let everything = variants.len() - 1;
+    let access_lines = variants[everything]
         .1
         .log()
         .lines()
@@ -508,24 +549,177 @@ async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
         .count();
     anyhow::ensure!(exported > 0, "the collector received no export");
     anyhow::ensure!(
-        access_lines >= measured[2].samples.len(),
+        access_lines >= measured[everything].samples.len(),
         "{access_lines} access lines for {} requests",
-        measured[2].samples.len()
+        measured[everything].samples.len()
     );
-    let base = measured[0].percentile(0.5);
+    let pipeline = span_pipeline(otlp, n * 5);
+    let (metrics_cost, log_cost) = local_costs(n * 5);
+    // The baseline: the mean of the two "off" processes' p50s.
+    let base = (measured[0].percentile(0.5) + measured[1].percentile(0.5)) / 2;
+    let base_cpu = (cpu_used[0] + cpu_used[1]) / 2;
     let mut out = format!(
-        "\nTelemetry on vs off: the release binary three times side by side, GET /v1/grids?division=150103&limit=50 over loopback (keep-alive), \
-         rotating blocks of {block}; the collector received {exported} OTLP exports, the access log {access_lines} lines\n\n"
+        "\nTelemetry on vs off: the release binary four times side by side, GET /v1/grids?division=150103&limit=50 over loopback (keep-alive), \
+         rotating blocks of {block}; the collector received {exported} OTLP exports, the access log {access_lines} lines\n\n\
+         | measurement | p50 µs | p99 µs | mean µs | p50 / off | gateway CPU µs per request | CPU / off |\n|---|---:|---:|---:|---:|---:|---:|\n"
     );
-    let rows: Vec<&Measured> = measured.iter().collect();
-    out.push_str(&table(&rows, "off", base));
+    for (m, used) in measured.iter().zip(&cpu_used) {
+        let per_request = used.as_secs_f64() * 1e6 / m.samples.len() as f64;
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {:.3}× | {per_request:.0} | {:.3}× |\n",
+            m.name,
+            us(m.percentile(0.5)),
+            us(m.percentile(0.99)),
+            us(m.mean()),
+            m.percentile(0.5).as_secs_f64() / base.as_secs_f64(),
+            used.as_secs_f64() / base_cpu.as_secs_f64(),
+        ));
+    }
+    let spans = pipeline[0]
+        .percentile(0.5)
+        .saturating_sub(pipeline[2].percentile(0.5));
+    let in_process = spans + pipeline[2].percentile(0.5) + metrics_cost + log_cost;
     out.push_str(&format!(
-        "\nTelemetry (everything on) costs {:+.1}% of p50 (target: under 5%).\n",
-        (measured[2].percentile(0.5).as_secs_f64() / base.as_secs_f64() - 1.0) * 100.0
+        "\nIn process, per request: the span tree (13 spans) through `tracing` and the OpenTelemetry layer into the export queue \
+         p50 {} µs sampled, {} µs unsampled (`trace_sample_ratio = 0`), {} µs with no OpenTelemetry layer; \
+         recording the request's metrics {} µs; formatting its JSON access line {} µs. \
+         Sum: {} µs = {:.1}% of the p50 with telemetry off (target: under 5%).\n",
+        us(pipeline[0].percentile(0.5)),
+        us(pipeline[1].percentile(0.5)),
+        us(pipeline[2].percentile(0.5)),
+        us(metrics_cost),
+        us(log_cost),
+        us(in_process),
+        in_process.as_secs_f64() / base.as_secs_f64() * 100.0,
+    ));
+    let noise = (measured[1].percentile(0.5).as_secs_f64()
+        / measured[0].percentile(0.5).as_secs_f64()
+        - 1.0)
+        .abs()
+        * 100.0;
+    out.push_str(&format!(
+        "End to end, everything on differs from off by {:+.1}% of p50 and {:+.1}% of gateway CPU; two identical \"off\" processes differ by {noise:.1}% of p50 (the noise floor of this comparison).\n",
+        (measured[everything].percentile(0.5).as_secs_f64() / base.as_secs_f64() - 1.0) * 100.0,
+        (cpu_used[everything].as_secs_f64() / base_cpu.as_secs_f64() - 1.0) * 100.0,
     ));
     drop(variants);
-    drop((off, local, on));
+    drop((off, off_again, local, on));
     Ok(out)
+}
+
+/// What recording one request's metrics and formatting its JSON access
+/// line cost, in process (p50 of `n`).
+fn local_costs(n: usize) -> (Duration, Duration) {
+    use tracing_subscriber::prelude::*;
+    let metrics = lianqiao_gateway::telemetry::metrics::Metrics::default();
+    let record = measure_sync(n, || {
+        metrics.record_request("/v1/{resource}", 200, Duration::from_micros(2800));
+        metrics.record_source("huimin", "ok", "", Duration::from_micros(1200));
+        metrics.record_masked(0, 0);
+    })
+    .percentile(0.5);
+    let json = tracing_subscriber::registry().with(
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::sink),
+    );
+    let log = tracing::dispatcher::with_default(&tracing::Dispatch::new(json), || {
+        measure_sync(n, || {
+            tracing::info!(
+                target: "lianqiao::access",
+                method = "GET",
+                route = "/v1/{resource}",
+                path = "/v1/grids",
+                trace_id = "4bf92f3577b34da6a3ce929d0e0e4736",
+                span_id = "00f067aa0ba902b7",
+                request_id = "74a27c6ef844a5a2a6ef5bbd",
+                status = 200,
+                latency_ms = 2.8,
+            );
+        })
+        .percentile(0.5)
+    });
+    (record, log)
+}
+
+/// `n` runs of `f`, after a warm-up.
+fn measure_sync(n: usize, mut f: impl FnMut()) -> Measured {
+    for _ in 0..WARMUP {
+        f();
+    }
+    let samples = (0..n)
+        .map(|_| {
+            let began = Instant::now();
+            f();
+            began.elapsed()
+        })
+        .collect();
+    Measured { name: "", samples }
+}
+
+/// The span tree of one federated request, built synchronously.
+fn span_tree() {
+    let request = tracing::info_span!(
+        "request",
+        otel.name = "GET /v1/{resource}",
+        http.route = "/v1/{resource}",
+        http.response.status_code = 200,
+        lianqiao.level = "district",
+        lianqiao.division = "150103",
+        lianqiao.rows = 50,
+    );
+    let _r = request.enter();
+    tracing::info_span!("authenticate").in_scope(|| {});
+    tracing::info_span!("policy", phase = 1, level = "district", division = "150103")
+        .in_scope(|| {});
+    tracing::info_span!("plan", entity = "grids", sources = 1).in_scope(|| {});
+    tracing::info_span!("source", source = "huimin", entity = "grids", rows = 51).in_scope(|| {
+        tracing::info_span!("plugin.call", source = "huimin").in_scope(|| {
+            tracing::info_span!("plugin.instantiate").in_scope(|| {});
+            tracing::info_span!(
+                "host.sql",
+                source = "huimin",
+                db.system = "sqlite",
+                db.query.text = "SELECT t.id, t.code, t.name FROM grid t WHERE t.division LIKE ? ORDER BY t.division, t.id LIMIT ?",
+                db.response.returned_rows = 51,
+            )
+            .in_scope(|| {});
+        });
+    });
+    tracing::info_span!("merge").in_scope(|| {});
+    tracing::info_span!("policy", phase = 2, rows = 50).in_scope(|| {});
+    tracing::info_span!("audit").in_scope(|| {});
+    tracing::info_span!("encode").in_scope(|| {});
+}
+
+/// `span_tree` per iteration: with the OpenTelemetry layer exporting to
+/// `otlp` (sampled, then unsampled), and with no layer at all.
+fn span_pipeline(otlp: std::net::SocketAddr, n: usize) -> Vec<Measured> {
+    use tracing_subscriber::prelude::*;
+    let runtime = tokio::runtime::Handle::current();
+    let endpoint = format!("http://{otlp}/v1/traces");
+    let time = |name: &'static str, dispatch: tracing::Dispatch| {
+        tracing::dispatcher::with_default(&dispatch, || Measured {
+            name,
+            samples: measure_sync(n, span_tree).samples,
+        })
+    };
+    let _entered = runtime.enter();
+    let mut out = Vec::new();
+    for (name, ratio) in [("sampled", 1.0), ("unsampled", 0.0)] {
+        let (traces, tracer) =
+            lianqiao_gateway::telemetry::otel::Traces::start(&endpoint, "bench", ratio)
+                .expect("a trace pipeline");
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::EnvFilter::new("info"))
+            .with(lianqiao_gateway::telemetry::otel::layer(tracer));
+        out.push(time(name, tracing::Dispatch::new(subscriber)));
+        traces.shutdown();
+    }
+    let bare = tracing_subscriber::registry().with(tracing_subscriber::EnvFilter::new("info"));
+    out.push(time("no layer", tracing::Dispatch::new(bare)));
+    out
 }
 
 /// Fan-out: N sources, each answering after 20 ms; a request's p50 should
