@@ -42,34 +42,28 @@ impl Health {
 
 /// Check `source` once and keep the outcome.
 pub async fn check(source: &Source) -> Check {
-    let Some(entity) = source.plugin.manifest().entities.first() else {
-        let check = Check {
-            up: false,
-            at: SystemTime::now(),
-            latency: Duration::ZERO,
-            error: Some("the plugin serves no entity".into()),
-        };
-        source.health.set(check.clone());
-        return check;
-    };
-    let query = Query {
-        entity: entity.name.clone(),
-        scope: source.config.coverage.clone(),
-        filters: Vec::new(),
-        projection: vec!["id".into(), "division".into()],
-        limit: 1,
-        cursor: None,
-    };
     let began = Instant::now();
-    let deadline = source.plugin.limits().deadline + Duration::from_secs(1);
-    let outcome = tokio::time::timeout(deadline, source.plugin.query(query)).await;
-    let error = match outcome {
-        Ok(Ok(_)) => None,
-        Ok(Err(e)) => Some(format!("{}: {e}", e.code())),
-        Err(_) => Some(format!(
-            "upstream_timeout: no answer within {} ms",
-            deadline.as_millis()
-        )),
+    let error = match source.plugin.manifest().entities.first() {
+        None => Some("the plugin serves no entity".to_string()),
+        Some(entity) => {
+            let query = Query {
+                entity: entity.name.clone(),
+                scope: source.config.coverage.clone(),
+                filters: Vec::new(),
+                projection: vec!["id".into(), "division".into()],
+                limit: 1,
+                cursor: None,
+            };
+            let deadline = source.plugin.limits().deadline + Duration::from_secs(1);
+            match tokio::time::timeout(deadline, source.plugin.query(query)).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(format!("{}: {e}", e.code())),
+                Err(_) => Some(format!(
+                    "upstream_timeout: no answer within {} ms",
+                    deadline.as_millis()
+                )),
+            }
+        }
     };
     let check = Check {
         up: error.is_none(),

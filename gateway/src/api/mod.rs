@@ -213,14 +213,6 @@ async fn observe(
     // Every log line inside the request carries its trace id (JSON logs
     // list the spans an event is in).
     span.record("trace_id", trace_id.as_str());
-    let span_id = {
-        use opentelemetry::trace::TraceContextExt;
-        use tracing_opentelemetry::OpenTelemetrySpanExt;
-        let context = span.context();
-        let exported = context.span();
-        let exported = exported.span_context();
-        exported.is_valid().then(|| exported.span_id().to_string())
-    };
     let response = tracing::Instrument::instrument(
         TRACE_CONTEXT.scope(trace, next.run(request)),
         span.clone(),
@@ -233,6 +225,15 @@ async fn observe(
         .metrics
         .record_request(route.as_str(), status, latency);
     if gateway.config.telemetry.access_log {
+        // The exported request span's id, when spans are exported.
+        let span_id = {
+            use opentelemetry::trace::TraceContextExt;
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            let context = span.context();
+            let exported = context.span();
+            let exported = exported.span_context();
+            exported.is_valid().then(|| exported.span_id().to_string())
+        };
         tracing::info!(
             target: "lianqiao::access",
             %method,

@@ -381,19 +381,14 @@ async fn policy(
     .await;
 
     let mut out = format!(
-        "\n### Access policy and audit ({} µs whole request p50 above = 1.00×)\n\n| measurement | p50 µs | p99 µs | mean µs | p50 / whole request |\n|---|---:|---:|---:|---:|\n",
+        "\n### Access policy and audit ({} µs whole request p50 above = 1.00×)\n\n",
         us(whole_p50)
     );
-    for m in [&cached, &uncached, &one, &phase2, &mask_run, &audit] {
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {:.3}× |\n",
-            m.name,
-            us(m.percentile(0.5)),
-            us(m.percentile(0.99)),
-            us(m.mean()),
-            m.percentile(0.5).as_secs_f64() / whole_p50.as_secs_f64()
-        ));
-    }
+    out.push_str(&table(
+        &[&cached, &uncached, &one, &phase2, &mask_run, &audit],
+        "whole request",
+        whole_p50,
+    ));
     out.push_str(&format!(
         "\nMasking throughput: {:.1} M values/s; phase 2 masks 200 cells per page: {:.1} M cells/s.\n",
         1000.0 / mask_run.percentile(0.5).as_secs_f64() / 1e6,
