@@ -66,6 +66,7 @@ fn init_logging(telemetry: &config::TelemetrySection) {
     use tracing_subscriber::prelude::*;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&telemetry.log_level));
+    let exported_spans = !telemetry.otlp_endpoint.is_empty();
     let otel = match telemetry.otlp_endpoint.as_str() {
         "" => None,
         endpoint => match lianqiao_gateway::telemetry::otel::Traces::start(
@@ -94,14 +95,10 @@ fn init_logging(telemetry: &config::TelemetrySection) {
     }
     if telemetry.log_format == config::LogFormat::Json {
         registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false)
-                    .with_span_list(true)
-                    .with_writer(stdout),
-            )
+            .with(lianqiao_gateway::telemetry::logline::JsonLines::new(
+                stdout,
+                exported_spans,
+            ))
             .init();
     } else {
         registry

@@ -12,9 +12,26 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// is enforced to within one tick.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
 
+/// How instance memories and tables are allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Allocator {
+    /// Slots reserved up front (~`pool_instances` × 4 × (memory + guard) of
+    /// address space): instantiation reuses warm slots, 25–40 µs a call.
+    /// The production choice.
+    #[default]
+    Pooling,
+    /// `mmap` per instance, sized to the memory cap. Slower to instantiate,
+    /// but reserves no address space up front, so the gateway runs under
+    /// valgrind (which refuses terabyte reservations) and in tight
+    /// `ulimit -v` sandboxes. `pool_instances` does not bound it.
+    OnDemand,
+}
+
 /// Engine-wide settings from `[plugins]` in the gateway config.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
+    /// Pooling (production) or on-demand (profilers, small address spaces).
+    pub allocator: Allocator,
     /// Plugin instances that may be alive at once, across all sources.
     pub pool_instances: u32,
     /// The largest linear memory any source may be granted, in MiB.
@@ -26,6 +43,7 @@ pub struct EngineSettings {
 impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
+            allocator: Allocator::Pooling,
             pool_instances: 64,
             max_memory_mib: 256,
             cache_dir: None,
@@ -44,21 +62,34 @@ pub struct PluginEngine {
 
 impl PluginEngine {
     pub fn new(settings: EngineSettings) -> anyhow::Result<Self> {
-        // A Rust wasm32-wasip2 component holds a few core instances (the
-        // program plus WASI adapters), each with a memory and tables.
-        let instances = settings.pool_instances.max(1);
-        let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(instances);
-        pool.total_core_instances(instances * 8);
-        pool.total_memories(instances * 4);
-        pool.total_tables(instances * 8);
-        pool.max_memory_size(usize::try_from(settings.max_memory_mib << 20)?);
-
+        let max_memory = settings.max_memory_mib << 20;
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.parallel_compilation(true);
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        match settings.allocator {
+            Allocator::Pooling => {
+                // A Rust wasm32-wasip2 component holds a few core instances
+                // (the program plus WASI adapters), each with a memory and
+                // tables.
+                let instances = settings.pool_instances.max(1);
+                let mut pool = PoolingAllocationConfig::default();
+                pool.total_component_instances(instances);
+                pool.total_core_instances(instances * 8);
+                pool.total_memories(instances * 4);
+                pool.total_tables(instances * 8);
+                pool.max_memory_size(usize::try_from(max_memory)?);
+                config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+            }
+            Allocator::OnDemand => {
+                // Reserve only the cap (not wasmtime's default 4 GiB plus
+                // guard) so each instance maps what it may use; bounds
+                // checks become explicit, which is the price of the mode.
+                config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+                config.memory_reservation(max_memory);
+                config.memory_guard_size(64 << 10);
+            }
+        }
         let engine = Engine::new(&config)?;
         let ticker = EpochTicker::start(engine.clone());
         Ok(PluginEngine {

@@ -21,7 +21,7 @@ mod plugin;
 mod state;
 pub mod trace;
 
-pub use engine::{EngineSettings, PluginEngine};
+pub use engine::{Allocator, EngineSettings, PluginEngine};
 pub use error::{LoadError, PluginError};
 pub use plugin::{PluginLimits, PluginStats, SourceGrants, SourcePlugin, SourceSpec};
 

@@ -2,6 +2,7 @@
 //! admin listener, OTLP to a collector), traces over OTLP, one access-log
 //! line per request, and the sources' table for `lianqiao status`.
 
+pub mod logline;
 pub mod metrics;
 pub mod otel;
 pub mod otlp_metrics;

@@ -356,6 +356,15 @@ impl ConfigDir {
         self.source(name, &text)
     }
 
+    /// Replace text in the file of source `name`.
+    pub fn edit_source(self, name: &str, from: &str, to: &str) -> Self {
+        let path = self.dir.path().join("sources").join(format!("{name}.toml"));
+        let text = std::fs::read_to_string(&path).expect("source config");
+        assert!(text.contains(from), "`{from}` is not in source {name}");
+        std::fs::write(&path, text.replace(from, to)).expect("source config");
+        self
+    }
+
     pub fn source(self, name: &str, text: &str) -> Self {
         std::fs::write(
             self.dir.path().join("sources").join(format!("{name}.toml")),
@@ -431,6 +440,17 @@ impl ConfigDir {
 
     /// `spawn_binary` with the binary of `profile` (`debug` or `release`).
     pub async fn spawn_binary_at(&self, profile: &str, env: &[(&str, &str)]) -> GatewayProcess {
+        self.spawn_binary_under(&[], profile, env).await
+    }
+
+    /// `spawn_binary_at` run by `wrapper` (e.g. `valgrind --tool=callgrind`):
+    /// the wrapper's process is the child.
+    pub async fn spawn_binary_under(
+        &self,
+        wrapper: &[&str],
+        profile: &str,
+        env: &[(&str, &str)],
+    ) -> GatewayProcess {
         let binary = workspace_root()
             .join("target")
             .join(profile)
@@ -444,7 +464,14 @@ impl ConfigDir {
         let log_file = self.main_file().with_file_name("gateway.log");
         let log = std::fs::File::create(&log_file).expect("create the gateway's log file");
         let log_err = log.try_clone().expect("share the log file");
-        let child = std::process::Command::new(&binary)
+        let (program, before) = match wrapper.split_first() {
+            Some((program, args)) => (std::path::PathBuf::from(program), args.to_vec()),
+            None => (binary.clone(), Vec::new()),
+        };
+        let binary_arg = binary.display().to_string();
+        let child = std::process::Command::new(&program)
+            .args(&before)
+            .args(wrapper.first().map(|_| binary_arg.as_str()))
             .args([
                 "serve",
                 "--config",
@@ -460,12 +487,14 @@ impl ConfigDir {
             .spawn()
             .expect("start the gateway");
         let began = std::time::Instant::now();
+        // Under a wrapper such as valgrind, start-up is tens of times slower.
+        let patience = if wrapper.is_empty() { 60 } else { 600 };
         while tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_err()
         {
             assert!(
-                began.elapsed().as_secs() < 60,
+                began.elapsed().as_secs() < patience,
                 "the gateway did not start listening"
             );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;

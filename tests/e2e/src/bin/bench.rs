@@ -81,6 +81,13 @@ async fn main() -> anyhow::Result<()> {
         print!("{}", telemetry_cost(n).await?);
         return Ok(());
     }
+    // `cargo xtask bench -- <n> instructions`: telemetry's cost counted
+    // in instructions under callgrind (needs valgrind; not in the default
+    // run, which it would lengthen by minutes).
+    if std::env::args().nth(2).as_deref() == Some("instructions") {
+        print!("{}", instruction_cost(n).await?);
+        return Ok(());
+    }
     let gw = ConfigDir::new()
         .with_huimin()
         .with_misbehaving("steady", "ok", "159904", "")
@@ -397,21 +404,15 @@ async fn policy(
     Ok(out)
 }
 
-/// What telemetry costs: the real (release) binary twice, side by side —
-/// once with everything off (no metrics, no access log, warnings only, no
-/// export), once with everything on (metrics, a JSON access line per
-/// request to a file, every span exported over OTLP and metrics every
-/// second to a collector in this process, health checks) — under the same
-/// request, in alternating blocks so drift hits both alike.
-async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
+/// A stand-in OTLP/HTTP collector: counts the exports it is sent and
+/// throws them away.
+async fn collector() -> anyhow::Result<(
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+)> {
     use bytes::Bytes;
-    use http_body_util::{BodyExt, Empty};
-    use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-
-    // The collector: counts what it is sent and throws it away.
     let exports = Arc::new(AtomicUsize::new(0));
     let seen = exports.clone();
     let collector = axum::Router::new().fallback(move |body: Bytes| {
@@ -429,29 +430,189 @@ async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let otlp = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, collector).await });
+    Ok((otlp, exports))
+}
 
-    let off = ConfigDir::new().with_huimin().edit_main(
-        "[telemetry]\n",
-        "[telemetry]\nmetrics = false\naccess_log = false\nlog_level = \"warn\"\n",
-    );
-    let local = ConfigDir::new().with_huimin().edit_main(
-        "health_interval_s = 0\n",
-        "health_interval_s = 30\nlog_format = \"json\"\nlog_level = \"info\"\n",
-    );
-    let on = ConfigDir::new().with_huimin().edit_main(
-        "health_interval_s = 0\n",
-        &format!(
-            "health_interval_s = 30\nlog_format = \"json\"\nlog_level = \"info\"\n\
-             otlp_endpoint = \"http://{otlp}/v1/traces\"\n\
-             otlp_metrics_endpoint = \"http://{otlp}/v1/metrics\"\notlp_metrics_interval_s = 1\n"
+/// The telemetry settings compared.
+#[derive(Clone, Copy)]
+enum Telemetry {
+    /// No metrics, no access log, warnings only, no export.
+    Off,
+    /// Metrics, a JSON access line per request, health checks, `info`.
+    Local,
+    /// The above plus every span and the metrics over OTLP to `otlp`.
+    Everything,
+}
+
+/// A Huimin-only gateway with `telemetry`; OTLP metrics every
+/// `metrics_interval_s`.
+fn telemetry_config(
+    telemetry: Telemetry,
+    otlp: std::net::SocketAddr,
+    metrics_interval_s: u32,
+) -> ConfigDir {
+    let dir = ConfigDir::new().with_huimin();
+    match telemetry {
+        Telemetry::Off => dir.edit_main(
+            "[telemetry]\n",
+            "[telemetry]\nmetrics = false\naccess_log = false\nlog_level = \"warn\"\n",
         ),
+        Telemetry::Local => dir.edit_main(
+            "health_interval_s = 0\n",
+            "health_interval_s = 30\nlog_format = \"json\"\nlog_level = \"info\"\n",
+        ),
+        Telemetry::Everything => dir.edit_main(
+            "health_interval_s = 0\n",
+            &format!(
+                "health_interval_s = 30\nlog_format = \"json\"\nlog_level = \"info\"\n\
+                 otlp_endpoint = \"http://{otlp}/v1/traces\"\n\
+                 otlp_metrics_endpoint = \"http://{otlp}/v1/metrics\"\n\
+                 otlp_metrics_interval_s = {metrics_interval_s}\n"
+            ),
+        ),
+    }
+}
+
+/// What telemetry costs in instructions: each configuration's release
+/// binary under `valgrind --tool=callgrind` (on-demand allocator: valgrind
+/// refuses the pool's address-space reservation), counters zeroed after
+/// a warm-up, `n` requests, counters dumped. Instruction counts do not
+/// depend on what else the machine is doing, so this settles what
+/// side-by-side timings on a shared 2-core machine cannot.
+async fn instruction_cost(n: usize) -> anyhow::Result<String> {
+    let valgrind = std::process::Command::new("valgrind")
+        .arg("--version")
+        .output();
+    anyhow::ensure!(
+        valgrind.is_ok_and(|o| o.status.success()),
+        "valgrind is not installed (apt-get install valgrind)"
     );
+    let out_dir = workspace_root().join("target/bench/callgrind");
+    std::fs::create_dir_all(&out_dir)?;
+    let (otlp, exports) = collector().await?;
+    let get = one_request();
+    let variants = [
+        ("telemetry off", Telemetry::Off),
+        ("metrics + JSON access log + health checks", Telemetry::Local),
+        ("everything on (+ spans and metrics over OTLP)", Telemetry::Everything),
+    ];
+    let mut rows = Vec::new();
+    for (name, telemetry) in variants {
+        // Production intervals: under valgrind a request takes ~50× longer,
+        // so timer-driven work (metrics export, health checks) is charged
+        // ~50× more per request than in real life; the figure is an upper
+        // bound.
+        let dir = telemetry_config(telemetry, otlp, 10)
+            .edit_main("[plugins]\n", "[plugins]\nallocator = \"on-demand\"\n")
+            // The plugin runs ~50× slower too; keep it within its deadline.
+            .edit_source("huimin", "deadline_ms = 2000", "deadline_ms = 60000");
+        let out_file = out_dir.join(format!("{}.out", name.split(' ').next().unwrap_or("x")));
+        let pattern = format!("--callgrind-out-file={}.%p", out_file.display());
+        let mut gateway = dir
+            .spawn_binary_under(
+                &["valgrind", "--tool=callgrind", &pattern],
+                "release",
+                &[],
+            )
+            .await;
+        for _ in 0..20 {
+            get(gateway.port).await;
+        }
+        let pid = gateway.child.id().to_string();
+        let control = |what: &str| -> anyhow::Result<()> {
+            let status = std::process::Command::new("callgrind_control")
+                .args([what, &pid])
+                .stdout(std::process::Stdio::null())
+                .status()?;
+            anyhow::ensure!(status.success(), "callgrind_control {what} {pid} failed");
+            Ok(())
+        };
+        control("-z")?;
+        let logged = gateway.log().len();
+        for _ in 0..n {
+            get(gateway.port).await;
+        }
+        control("-d")?;
+        let log = gateway.log();
+        let log_bytes = log.len().saturating_sub(logged) as f64 / n as f64;
+        std::fs::write(out_file.with_extension("log"), &log)?;
+        let dump = std::path::PathBuf::from(format!("{}.{pid}.1", out_file.display()));
+        let text = std::fs::read_to_string(&dump)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dump.display()))?;
+        let total: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("totals: "))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no totals in {}", dump.display()))?;
+        gateway.terminate();
+        rows.push((name, total as f64 / n as f64, log_bytes, dump));
+    }
+    let base = rows[0].1;
+    let mut out = format!(
+        "\nInstructions per request (callgrind, release binary, on-demand allocator), GET /v1/grids?division=150103&limit=50, \
+         {n} requests after 20 warm-up; the collector received {} OTLP exports\n\n\
+         | configuration | instructions per request | / off | log bytes per request | callgrind dump |\n|---|---:|---:|---:|---|\n",
+        exports.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    for (name, per_request, log_bytes, dump) in &rows {
+        out.push_str(&format!(
+            "| {name} | {:.0} | {:.3}× | {log_bytes:.0} | {} |\n",
+            per_request,
+            per_request / base,
+            dump.strip_prefix(workspace_root()).unwrap_or(dump).display()
+        ));
+    }
+    Ok(out)
+}
+
+/// GET /v1/grids?division=150103&limit=50 against a gateway on `port`,
+/// asserting a full page.
+fn one_request() -> impl Fn(u16) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    move |port: u16| {
+        let client = client.clone();
+        Box::pin(async move {
+            let request = hyper::Request::get(format!(
+                "http://127.0.0.1:{port}/v1/grids?division=150103&limit=50"
+            ))
+            .header("Authorization", lianqiao_e2e::default_auth())
+            .header("X-Purpose", "case-handling")
+            .body(Empty::new())
+            .expect("request");
+            let response = client.request(request).await.expect("an answer");
+            assert_eq!(response.status(), 200);
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            assert!(body.len() > 1000);
+        })
+    }
+}
+
+/// What telemetry costs: the real (release) binary twice, side by side —
+/// once with everything off (no metrics, no access log, warnings only, no
+/// export), once with everything on (metrics, a JSON access line per
+/// request to a file, every span exported over OTLP and metrics every
+/// second to a collector in this process, health checks) — under the same
+/// request, in alternating blocks so drift hits both alike.
+async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
+    use std::sync::atomic::Ordering;
+
+    let (otlp, exports) = collector().await?;
+    let off = telemetry_config(Telemetry::Off, otlp, 1);
+    let local = telemetry_config(Telemetry::Local, otlp, 1);
+    let on = telemetry_config(Telemetry::Everything, otlp, 1);
     // The same "off" twice: how far two identical processes differ is the
     // noise floor of this comparison.
-    let off_again = ConfigDir::new().with_huimin().edit_main(
-        "[telemetry]\n",
-        "[telemetry]\nmetrics = false\naccess_log = false\nlog_level = \"warn\"\n",
-    );
+    let off_again = telemetry_config(Telemetry::Off, otlp, 1);
     let variants = [
         (
             "telemetry off (no metrics, no access log, warnings only)",
@@ -470,28 +631,7 @@ async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
             on.spawn_binary_at("release", &[]).await,
         ),
     ];
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let get = |port: u16| {
-        let client = client.clone();
-        async move {
-            let request = hyper::Request::get(format!(
-                "http://127.0.0.1:{port}/v1/grids?division=150103&limit=50"
-            ))
-            .header("Authorization", lianqiao_e2e::default_auth())
-            .header("X-Purpose", "case-handling")
-            .body(Empty::new())
-            .expect("request");
-            let response = client.request(request).await.expect("an answer");
-            assert_eq!(response.status(), 200);
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes();
-            assert!(body.len() > 1000);
-        }
-    };
+    let get = one_request();
     // CPU time the gateway process has used (user + system), from /proc.
     let cpu = |pid: u32| -> Duration {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

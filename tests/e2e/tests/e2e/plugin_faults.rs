@@ -49,6 +49,35 @@ async fn each_fault_fails_only_its_request_and_the_next_one_succeeds() {
     assert_eq!(body["data"][0]["name"], "测试网格");
 }
 
+/// The on-demand allocator (for valgrind and small address spaces) keeps
+/// every guarantee the pool gives: caps, deadlines, traps, isolation.
+#[tokio::test]
+async fn the_on_demand_allocator_enforces_the_same_limits() {
+    let gw = ConfigDir::new()
+        .edit_main("[plugins]\n", "[plugins]\nallocator = \"on-demand\"\n")
+        .with_huimin()
+        .with_misbehaving("trapper", "trap", "159901", "")
+        .with_misbehaving("spinner", "spin", "159902", "")
+        .with_misbehaving("hog", "hog", "159903", "")
+        .start()
+        .await;
+    for (division, status, code) in [
+        ("159901", 502, "plugin_trap"),
+        ("159902", 504, "source_timeout"),
+        ("159903", 502, "plugin_limit"),
+    ] {
+        let (got, body) = gw.get(&format!("/v1/grids?division={division}")).await;
+        assert_eq!(got.as_u16(), status, "{division}: {body}");
+        assert_eq!(body["error"]["code"], code, "{body}");
+    }
+    let (_, body) = gw.get("/v1/grids?division=159903").await;
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("memory cap of 16 MiB"), "{message}");
+    let (ok, body) = gw.get("/v1/grids?division=150103001&limit=3").await;
+    assert_eq!(ok, 200, "{body}");
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(3));
+}
+
 #[tokio::test]
 async fn memory_is_reported_with_the_cap() {
     let gw = faulty_gateway().await;
