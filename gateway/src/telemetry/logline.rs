@@ -92,15 +92,18 @@ where
                 let trace_id = std::iter::once(innermost)
                     .chain(spans)
                     .find_map(|s| s.extensions().get::<TraceId>().map(|t| t.0.clone()));
-                if let (Some(trace_id), false) = (trace_id, line.has("trace_id")) {
+                if !line.has("trace_id")
+                    && let Some(trace_id) = trace_id
+                {
                     line.key("trace_id");
                     line.string(&trace_id);
                 }
-                if self.exported_spans && !line.has("span_id") {
-                    if let Some(span_id) = exported_span_id() {
-                        line.key("span_id");
-                        line.string(&span_id);
-                    }
+                if self.exported_spans
+                    && !line.has("span_id")
+                    && let Some(span_id) = exported_span_id()
+                {
+                    line.key("span_id");
+                    line.string(&span_id);
                 }
             }
         }
@@ -264,7 +267,10 @@ mod tests {
 
     impl std::io::Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(buf);
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -281,7 +287,8 @@ mod tests {
 
     fn lines(f: impl FnOnce()) -> Vec<serde_json::Value> {
         let captured = Captured::default();
-        let subscriber = tracing_subscriber::registry().with(JsonLines::new(captured.clone(), false));
+        let subscriber =
+            tracing_subscriber::registry().with(JsonLines::new(captured.clone(), false));
         tracing::subscriber::with_default(subscriber, f);
         let bytes = captured.0.lock().expect("lock").clone();
         String::from_utf8(bytes)

@@ -442,6 +442,8 @@ enum Telemetry {
     Local,
     /// The above plus every span and the metrics over OTLP to `otlp`.
     Everything,
+    /// `Everything` with one trace in ten sampled.
+    Sampled,
 }
 
 /// A Huimin-only gateway with `telemetry`; OTLP metrics every
@@ -461,13 +463,19 @@ fn telemetry_config(
             "health_interval_s = 0\n",
             "health_interval_s = 30\nlog_format = \"json\"\nlog_level = \"info\"\n",
         ),
-        Telemetry::Everything => dir.edit_main(
+        Telemetry::Everything | Telemetry::Sampled => dir.edit_main(
             "health_interval_s = 0\n",
             &format!(
                 "health_interval_s = 30\nlog_format = \"json\"\nlog_level = \"info\"\n\
                  otlp_endpoint = \"http://{otlp}/v1/traces\"\n\
                  otlp_metrics_endpoint = \"http://{otlp}/v1/metrics\"\n\
-                 otlp_metrics_interval_s = {metrics_interval_s}\n"
+                 otlp_metrics_interval_s = {metrics_interval_s}\n\
+                 trace_sample_ratio = {}\n",
+                if matches!(telemetry, Telemetry::Sampled) {
+                    0.1
+                } else {
+                    1.0
+                }
             ),
         ),
     }
@@ -493,8 +501,18 @@ async fn instruction_cost(n: usize) -> anyhow::Result<String> {
     let get = one_request();
     let variants = [
         ("telemetry off", Telemetry::Off),
-        ("metrics + JSON access log + health checks", Telemetry::Local),
-        ("everything on (+ spans and metrics over OTLP)", Telemetry::Everything),
+        (
+            "metrics + JSON access log + health checks",
+            Telemetry::Local,
+        ),
+        (
+            "everything on (+ spans and metrics over OTLP)",
+            Telemetry::Everything,
+        ),
+        (
+            "sampled: everything on, trace_sample_ratio = 0.1",
+            Telemetry::Sampled,
+        ),
     ];
     let mut rows = Vec::new();
     for (name, telemetry) in variants {
@@ -506,15 +524,16 @@ async fn instruction_cost(n: usize) -> anyhow::Result<String> {
             .edit_main("[plugins]\n", "[plugins]\nallocator = \"on-demand\"\n")
             // The plugin runs ~50× slower too; keep it within its deadline.
             .edit_source("huimin", "deadline_ms = 2000", "deadline_ms = 60000");
-        let out_file = out_dir.join(format!("{}.out", name.split(' ').next().unwrap_or("x")));
+        let label = name.split([' ', ':']).next().unwrap_or("x");
+        let out_file = out_dir.join(format!("{label}.out"));
         let pattern = format!("--callgrind-out-file={}.%p", out_file.display());
-        let mut gateway = dir
-            .spawn_binary_under(
-                &["valgrind", "--tool=callgrind", &pattern],
-                "release",
-                &[],
-            )
-            .await;
+        // LIANQIAO_BENCH_CALLGRIND_ARGS adds options (e.g.
+        // `--separate-threads=yes` to split request-path and background
+        // work; the totals are then summed over the threads' files).
+        let extra = std::env::var("LIANQIAO_BENCH_CALLGRIND_ARGS").unwrap_or_default();
+        let mut wrapper = vec!["valgrind", "--tool=callgrind", pattern.as_str()];
+        wrapper.extend(extra.split_whitespace());
+        let mut gateway = dir.spawn_binary_under(&wrapper, "release", &[]).await;
         for _ in 0..20 {
             get(gateway.port).await;
         }
@@ -537,14 +556,29 @@ async fn instruction_cost(n: usize) -> anyhow::Result<String> {
         let log_bytes = log.len().saturating_sub(logged) as f64 / n as f64;
         std::fs::write(out_file.with_extension("log"), &log)?;
         let dump = std::path::PathBuf::from(format!("{}.{pid}.1", out_file.display()));
-        let text = std::fs::read_to_string(&dump)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", dump.display()))?;
-        let total: u64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("totals: "))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("no totals in {}", dump.display()))?;
+        // One file, or one per thread (`<dump>-01`, `-02`, …).
+        let prefix = format!("{}", dump.file_name().unwrap_or_default().to_string_lossy());
+        let mut total = 0u64;
+        for entry in std::fs::read_dir(&out_dir)? {
+            let path = entry?.path();
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            if name != prefix && !name.starts_with(&format!("{prefix}-")) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            total += text
+                .lines()
+                .find_map(|l| l.strip_prefix("totals: "))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| anyhow::anyhow!("no totals in {}", path.display()))?;
+        }
+        anyhow::ensure!(total > 0, "callgrind wrote no dump at {}", dump.display());
         gateway.terminate();
         rows.push((name, total as f64 / n as f64, log_bytes, dump));
     }
@@ -560,7 +594,9 @@ async fn instruction_cost(n: usize) -> anyhow::Result<String> {
             "| {name} | {:.0} | {:.3}× | {log_bytes:.0} | {} |\n",
             per_request,
             per_request / base,
-            dump.strip_prefix(workspace_root()).unwrap_or(dump).display()
+            dump.strip_prefix(workspace_root())
+                .unwrap_or(dump)
+                .display()
         ));
     }
     Ok(out)
