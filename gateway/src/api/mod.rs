@@ -210,8 +210,8 @@ async fn observe(
         }
     });
     let trace_id = trace.trace_id.clone();
-    // Every log line inside the request carries its trace id (JSON logs
-    // list the spans an event is in).
+    // Every log line inside the request carries its trace id (the JSON
+    // log layer keeps it from this record; telemetry/logline.rs).
     span.record("trace_id", trace_id.as_str());
     let response = tracing::Instrument::instrument(
         TRACE_CONTEXT.scope(trace, next.run(request)),
