@@ -85,11 +85,11 @@ fn init_logging(telemetry: &config::TelemetrySection) {
         },
     };
     let registry = tracing_subscriber::registry().with(filter).with(otel);
-    // Lines are written by a thread of their own, so a request never waits
-    // on a write to stdout; the guard flushes what is left at exit.
-    let (stdout, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stdout());
+    // Lines collect in memory and a thread of their own writes them in
+    // batches, so a request never waits on (or wakes anything for) stdout;
+    // the guard writes what is left at exit.
+    let (stdout, guard) =
+        lianqiao_gateway::telemetry::logwriter::BatchedWriter::start(std::io::stdout());
     if let Ok(mut slot) = LOG_WRITER.lock() {
         *slot = Some(guard);
     }
@@ -107,8 +107,8 @@ fn init_logging(telemetry: &config::TelemetrySection) {
     }
 }
 
-/// The log writer thread's guard: dropping it flushes the last lines.
-static LOG_WRITER: std::sync::Mutex<Option<tracing_appender::non_blocking::WorkerGuard>> =
+/// The log writer's guard: dropping it writes the last lines.
+static LOG_WRITER: std::sync::Mutex<Option<lianqiao_gateway::telemetry::logwriter::FlushGuard>> =
     std::sync::Mutex::new(None);
 
 /// The trace exporter, flushed at shutdown.
@@ -124,7 +124,7 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(run(Cli::parse().command));
-    // Flush the log lines still queued for the writer thread.
+    // Write the log lines still in memory.
     if let Ok(mut slot) = LOG_WRITER.lock() {
         slot.take();
     }

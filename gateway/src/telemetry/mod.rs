@@ -3,6 +3,7 @@
 //! line per request, and the sources' table for `lianqiao status`.
 
 pub mod logline;
+pub mod logwriter;
 pub mod metrics;
 pub mod otel;
 pub mod otlp_metrics;
