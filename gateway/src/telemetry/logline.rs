@@ -259,40 +259,16 @@ impl Visit for Line {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
     use tracing_subscriber::prelude::*;
 
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0
-                .lock()
-                .map_err(|_| std::io::Error::other("poisoned"))?
-                .extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Captured {
-        type Writer = Captured;
-        fn make_writer(&'a self) -> Self::Writer {
-            self.clone()
-        }
-    }
-
     fn lines(f: impl FnOnce()) -> Vec<serde_json::Value> {
-        let captured = Captured::default();
-        let subscriber =
-            tracing_subscriber::registry().with(JsonLines::new(captured.clone(), false));
+        use crate::telemetry::logwriter::{BatchedWriter, tests::Out, tests::written};
+        let out = Out::default();
+        let (writer, guard) = BatchedWriter::start(out.clone());
+        let subscriber = tracing_subscriber::registry().with(JsonLines::new(writer, false));
         tracing::subscriber::with_default(subscriber, f);
-        let bytes = captured.0.lock().expect("lock").clone();
-        String::from_utf8(bytes)
-            .expect("utf-8")
+        drop(guard);
+        written(&out)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
             .collect()

@@ -132,11 +132,12 @@ impl<'a> MakeWriter<'a> for BatchedWriter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
+    /// An in-memory stdout for tests.
     #[derive(Clone, Default)]
-    struct Out(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Out(Arc<Mutex<Vec<u8>>>);
 
     impl Write for Out {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -151,7 +152,7 @@ mod tests {
         }
     }
 
-    fn written(out: &Out) -> String {
+    pub(crate) fn written(out: &Out) -> String {
         String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf-8")
     }
 
