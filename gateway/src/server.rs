@@ -3,13 +3,13 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use lianqiao_host::{Allocator, EngineSettings, PluginEngine};
+use lianqiao_host::{EngineSettings, PluginEngine};
 use rand::RngCore;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 use crate::api;
-use crate::config::{AllocatorSetting, Config, ConfigError, ConfigErrors};
+use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::federation::cursor::CursorCodec;
 use crate::sources::SourceSet;
 
@@ -48,10 +48,7 @@ impl Gateway {
     /// Start the plugin engine and load every source; report every failure.
     pub async fn build(config: Config) -> Result<Self, ConfigErrors> {
         let engine = PluginEngine::new(EngineSettings {
-            allocator: match config.plugins.allocator {
-                AllocatorSetting::Pooling => Allocator::Pooling,
-                AllocatorSetting::OnDemand => Allocator::OnDemand,
-            },
+            allocator: config.plugins.allocator,
             pool_instances: config.plugins.pool_instances,
             max_memory_mib: config.plugins.max_memory_mib,
             cache_dir: config.plugins.cache_dir.clone(),

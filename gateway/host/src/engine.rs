@@ -12,8 +12,10 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// is enforced to within one tick.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
 
-/// How instance memories and tables are allocated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How instance memories and tables are allocated (`plugins.allocator`:
+/// `"pooling"` or `"on-demand"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Allocator {
     /// Slots reserved up front (~`pool_instances` × 4 × (memory + guard) of
     /// address space): instantiation reuses warm slots, 25–40 µs a call.

@@ -226,14 +226,7 @@ async fn observe(
         .record_request(route.as_str(), status, latency);
     if gateway.config.telemetry.access_log {
         // The exported request span's id, when spans are exported.
-        let span_id = {
-            use opentelemetry::trace::TraceContextExt;
-            use tracing_opentelemetry::OpenTelemetrySpanExt;
-            let context = span.context();
-            let exported = context.span();
-            let exported = exported.span_context();
-            exported.is_valid().then(|| exported.span_id().to_string())
-        };
+        let span_id = crate::telemetry::otel::exported_span_id(&span);
         tracing::info!(
             target: "lianqiao::access",
             %method,

@@ -303,7 +303,7 @@ pub struct PluginsSection {
     /// `pooling` (default; production) or `on-demand` (for valgrind and
     /// other tools that cannot live with the pool's address-space
     /// reservation).
-    pub allocator: AllocatorSetting,
+    pub allocator: lianqiao_host::Allocator,
     /// Plugin instances alive at once, across all sources.
     pub pool_instances: u32,
     /// The largest memory cap any source may set, in MiB.
@@ -315,21 +315,12 @@ pub struct PluginsSection {
 impl Default for PluginsSection {
     fn default() -> Self {
         PluginsSection {
-            allocator: AllocatorSetting::Pooling,
+            allocator: lianqiao_host::Allocator::Pooling,
             pool_instances: 64,
             max_memory_mib: 256,
             cache_dir: None,
         }
     }
-}
-
-/// `plugins.allocator`.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum AllocatorSetting {
-    #[default]
-    Pooling,
-    OnDemand,
 }
 
 /// `[sources]`: where the per-source files are.

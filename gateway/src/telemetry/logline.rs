@@ -4,7 +4,7 @@
 //! span's fields to JSON when the span opens and, on every `record`, parses
 //! that JSON back, merges and serialises it again, for spans whose fields
 //! are almost never printed (only events inside them would show them).
-//! Callgrind put that at ~200k instructions per request, two thirds of what
+//! Callgrind put that at ~270k instructions per request, most of what
 //! metrics and the access log cost together (BENCHMARKS.md). Here a span
 //! costs one field comparison when it records: the request span's
 //! `trace_id` is kept, and each event carries the trace id and the name of
@@ -100,7 +100,7 @@ where
                 }
                 if self.exported_spans
                     && !line.has("span_id")
-                    && let Some(span_id) = exported_span_id()
+                    && let Some(span_id) = super::otel::exported_span_id(&tracing::Span::current())
                 {
                     line.key("span_id");
                     line.string(&span_id);
@@ -109,7 +109,7 @@ where
         }
         let bytes = line.finish();
         // A log line that cannot be written is not worth failing a request
-        // over; the writer thread reports its own errors.
+        // over (the batched writer only appends to memory here).
         let _ = self.writer.make_writer_for(meta).write_all(&bytes);
     }
 }
@@ -125,18 +125,6 @@ impl<W> JsonLines<W> {
             span.extensions_mut().replace(TraceId(trace_id));
         }
     }
-}
-
-/// The exported (OpenTelemetry) id of the current span, if it has one.
-fn exported_span_id() -> Option<String> {
-    use opentelemetry::trace::TraceContextExt;
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let context = tracing::Span::current().context();
-    let span = context.span();
-    let span_context = span.span_context();
-    span_context
-        .is_valid()
-        .then(|| span_context.span_id().to_string())
 }
 
 /// One JSON object being written.

@@ -223,6 +223,15 @@ where
 }
 
 /// Make the caller's trace (from `traceparent`) the parent of `span`.
+/// The exported (OpenTelemetry) id of `span`, if spans are exported and it
+/// has one.
+pub fn exported_span_id(span: &tracing::Span) -> Option<String> {
+    let context = span.context();
+    let exported = context.span();
+    let exported = exported.span_context();
+    exported.is_valid().then(|| exported.span_id().to_string())
+}
+
 pub fn join_caller_trace(span: &tracing::Span, trace_id: &str, parent_id: &str) {
     let (Ok(trace), Ok(parent)) = (TraceId::from_hex(trace_id), SpanId::from_hex(parent_id)) else {
         return;

@@ -464,14 +464,15 @@ impl ConfigDir {
         let log_file = self.main_file().with_file_name("gateway.log");
         let log = std::fs::File::create(&log_file).expect("create the gateway's log file");
         let log_err = log.try_clone().expect("share the log file");
-        let (program, before) = match wrapper.split_first() {
-            Some((program, args)) => (std::path::PathBuf::from(program), args.to_vec()),
-            None => (binary.clone(), Vec::new()),
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = std::process::Command::new(program);
+                command.args(args).arg(&binary);
+                command
+            }
+            None => std::process::Command::new(&binary),
         };
-        let binary_arg = binary.display().to_string();
-        let child = std::process::Command::new(&program)
-            .args(&before)
-            .args(wrapper.first().map(|_| binary_arg.as_str()))
+        let child = command
             .args([
                 "serve",
                 "--config",

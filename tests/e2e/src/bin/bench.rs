@@ -633,12 +633,11 @@ fn one_request() -> impl Fn(u16) -> std::pin::Pin<Box<dyn std::future::Future<Ou
     }
 }
 
-/// What telemetry costs: the real (release) binary twice, side by side —
-/// once with everything off (no metrics, no access log, warnings only, no
-/// export), once with everything on (metrics, a JSON access line per
-/// request to a file, every span exported over OTLP and metrics every
-/// second to a collector in this process, health checks) — under the same
-/// request, in alternating blocks so drift hits both alike.
+/// What telemetry costs on the wall clock: the real (release) binary four
+/// times side by side — off, off again (the noise floor), metrics + logs,
+/// everything (every span and the metrics every second over OTLP to a
+/// collector in this process) — under the same request, in rotating blocks
+/// so drift hits all alike.
 async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
     use std::sync::atomic::Ordering;
 

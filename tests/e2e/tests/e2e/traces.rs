@@ -144,7 +144,7 @@ async fn one_federated_request_exports_its_span_tree_under_the_callers_trace() {
         attribute(party_link, "rows").parse::<u64>().unwrap() >= 2,
         "{party_link:?}"
     );
-    // Every log line is one JSON object with the fixed keys first.
+    // Every log line is one JSON object with timestamp, level and target.
     for line in log.lines().filter(|l| !l.trim().is_empty()) {
         let parsed: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
