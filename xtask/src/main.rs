@@ -815,22 +815,28 @@ fn lint() -> Result {
 
 fn bench(extra: &[String]) -> Result {
     let plugin_dir = plugins()?;
-    // The telemetry row runs the real release binary.
+    // One build of both binaries: the telemetry rows run the real gateway
+    // binary beside the bench. Built together, they share one feature
+    // resolution (built apart, each build would undo the other's).
     run(
-        cargo().args(["build", "--release", "--quiet", "-p", "lianqiao-gateway"]),
-        "building the gateway (release)",
+        cargo().args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "lianqiao-gateway",
+            "-p",
+            "lianqiao-e2e",
+            "--bin",
+            "lianqiao",
+            "--bin",
+            "lianqiao-bench",
+        ]),
+        "building the gateway and the benchmarks (release)",
     )?;
     run(
-        cargo()
-            .args([
-                "run",
-                "--release",
-                "-p",
-                "lianqiao-e2e",
-                "--bin",
-                "lianqiao-bench",
-                "--",
-            ])
+        Command::new(root().join("target/release/lianqiao-bench"))
+            .current_dir(root())
             .args(extra)
             .env("LIANQIAO_PLUGIN_DIR", &plugin_dir),
         "running benchmarks (release build)",

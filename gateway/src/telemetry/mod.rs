@@ -6,7 +6,9 @@ pub mod logline;
 pub mod logwriter;
 pub mod metrics;
 pub mod otel;
+pub mod otlp_http;
 pub mod otlp_metrics;
+pub mod otlp_traces;
 
 use std::sync::atomic::Ordering;
 

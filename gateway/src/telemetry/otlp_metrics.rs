@@ -8,10 +8,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::body::Bytes;
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -145,8 +141,7 @@ pub fn encode(
 /// is configured (a reload may set or clear it).
 pub async fn run(live: Arc<Live>) {
     let start = SystemTime::now();
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let client = super::otlp_http::client();
     let mut failing = false;
     loop {
         let gateway = live.current();
@@ -166,7 +161,7 @@ pub async fn run(live: Arc<Live>) {
         )
         .encode_to_vec();
         drop(gateway);
-        match post(&client, &endpoint, body).await {
+        match super::otlp_http::post(&client, &endpoint, body).await {
             Ok(()) if failing => {
                 failing = false;
                 tracing::info!(%endpoint, "OTLP metrics export works again");
@@ -179,26 +174,6 @@ pub async fn run(live: Arc<Live>) {
             Err(_) => {}
         }
         tokio::time::sleep(interval).await;
-    }
-}
-
-async fn post(
-    client: &Client<HttpConnector, Full<Bytes>>,
-    endpoint: &str,
-    body: Vec<u8>,
-) -> Result<(), String> {
-    let request = hyper::Request::post(endpoint)
-        .header("content-type", "application/x-protobuf")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| format!("bad endpoint: {e}"))?;
-    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
-        .await
-        .map_err(|_| "no answer within 10 s".to_string())?
-        .map_err(|e| e.to_string())?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("the collector answered {}", response.status()))
     }
 }
 

@@ -633,14 +633,23 @@ fn one_request() -> impl Fn(u16) -> std::pin::Pin<Box<dyn std::future::Future<Ou
     }
 }
 
+/// Rounds the wall-clock comparison is split into; each round gives one
+/// ratio per configuration, and the table reports their median and range.
+const ROUNDS: usize = 5;
+
 /// What telemetry costs on the wall clock: the real (release) binary four
 /// times side by side — off, off again (the noise floor), metrics + logs,
 /// everything (every span and the metrics every second over OTLP to a
-/// collector in this process) — under the same request, in rotating blocks
-/// so drift hits all alike.
+/// collector in this process). Requests go to the four in turn, one at a
+/// time (the order rotating), so drift in the machine's speed hits all
+/// alike; with two or more CPUs the gateways share CPU 1 and this process
+/// (client and collector) keeps to CPU 0, so neither's scheduling shows up
+/// in the other's latency.
 async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
     use std::sync::atomic::Ordering;
 
+    let pinned = pin_to_first_cpu();
+    let wrapper: &[&str] = if pinned { &["taskset", "-c", "1"] } else { &[] };
     let (otlp, exports) = collector().await?;
     let off = telemetry_config(Telemetry::Off, otlp, 1);
     let local = telemetry_config(Telemetry::Local, otlp, 1);
@@ -651,64 +660,53 @@ async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
     let variants = [
         (
             "telemetry off (no metrics, no access log, warnings only)",
-            off.spawn_binary_at("release", &[]).await,
+            off.spawn_binary_under(wrapper, "release", &[]).await,
         ),
         (
             "telemetry off, a second process (noise floor)",
-            off_again.spawn_binary_at("release", &[]).await,
+            off_again.spawn_binary_under(wrapper, "release", &[]).await,
         ),
         (
             "metrics + JSON access log + health checks (info level)",
-            local.spawn_binary_at("release", &[]).await,
+            local.spawn_binary_under(wrapper, "release", &[]).await,
         ),
         (
             "everything on: the above + every span and the metrics over OTLP",
-            on.spawn_binary_at("release", &[]).await,
+            on.spawn_binary_under(wrapper, "release", &[]).await,
         ),
     ];
     let get = one_request();
-    // CPU time the gateway process has used (user + system), from /proc.
-    let cpu = |pid: u32| -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit_once(") ")
-            .map(|(_, rest)| rest.split(' ').collect())
-            .unwrap_or_default();
-        let ticks: u64 = [11, 12]
-            .iter()
-            .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<u64>().ok()))
-            .sum();
-        Duration::from_millis(ticks * 10)
-    };
     for (_, gateway) in &variants {
         for _ in 0..WARMUP {
             get(gateway.port).await;
         }
     }
-    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
-    let mut cpu_used = vec![Duration::ZERO; variants.len()];
-    let block = 100;
-    for round in 0..(n / block).max(4) {
-        // Rotate which goes first, so none always follows another.
-        for k in 0..variants.len() {
-            let which = (round + k) % variants.len();
-            let gateway = &variants[which].1;
-            let before = cpu(gateway.child.id());
-            for _ in 0..block {
+    let cpu_before: Vec<Duration> = variants
+        .iter()
+        .map(|(_, g)| cpu_time(g.child.id()))
+        .collect();
+    // samples[round][variant]
+    let per_round = (n / ROUNDS).max(20);
+    let mut samples = vec![vec![Vec::with_capacity(per_round); variants.len()]; ROUNDS];
+    for round in &mut samples {
+        for i in 0..per_round {
+            for k in 0..variants.len() {
+                let which = (i + k) % variants.len();
                 let began = Instant::now();
-                get(gateway.port).await;
-                samples[which].push(began.elapsed());
+                get(variants[which].1.port).await;
+                round[which].push(began.elapsed());
             }
-            cpu_used[which] += cpu(gateway.child.id()).saturating_sub(before);
         }
     }
-    let measured: Vec<Measured> = variants
+    // CPU over the whole run, background work (export, health checks,
+    // the log writer) included: what the process cost per request served.
+    let cpu_used: Vec<Duration> = variants
         .iter()
-        .zip(samples)
-        .map(|((name, _), samples)| Measured { name, samples })
+        .zip(&cpu_before)
+        .map(|((_, g), before)| cpu_time(g.child.id()).saturating_sub(*before))
         .collect();
     // Let the last batch of spans go out, so the collector has seen them.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let exported = exports.load(Ordering::Relaxed);
     let everything = variants.len() - 1;
     let access_lines = variants[everything]
@@ -717,31 +715,68 @@ async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
         .lines()
         .filter(|l| l.contains("lianqiao::access"))
         .count();
+    let served = per_round * ROUNDS;
     anyhow::ensure!(exported > 0, "the collector received no export");
     anyhow::ensure!(
-        access_lines >= measured[everything].samples.len(),
-        "{access_lines} access lines for {} requests",
-        measured[everything].samples.len()
+        access_lines >= served,
+        "{access_lines} access lines for {served} requests"
     );
+    // Per round: each configuration's p50 over the mean of the two "off"
+    // processes' p50s in that round.
+    let p50 = |d: &[Duration]| {
+        Measured {
+            name: "",
+            samples: d.to_vec(),
+        }
+        .percentile(0.5)
+        .as_secs_f64()
+    };
+    let ratios: Vec<Vec<f64>> = (0..variants.len())
+        .map(|v| {
+            let mut r: Vec<f64> = samples
+                .iter()
+                .map(|round| p50(&round[v]) / ((p50(&round[0]) + p50(&round[1])) / 2.0))
+                .collect();
+            r.sort_by(f64::total_cmp);
+            r
+        })
+        .collect();
+    let measured: Vec<Measured> = variants
+        .iter()
+        .enumerate()
+        .map(|(v, (name, _))| Measured {
+            name,
+            samples: samples.iter().flat_map(|round| round[v].clone()).collect(),
+        })
+        .collect();
     let pipeline = span_pipeline(otlp, n * 5);
     let (metrics_cost, log_cost) = local_costs(n * 5);
-    // The baseline: the mean of the two "off" processes' p50s.
     let base = (measured[0].percentile(0.5) + measured[1].percentile(0.5)) / 2;
     let base_cpu = (cpu_used[0] + cpu_used[1]) / 2;
     let mut out = format!(
         "\nTelemetry on vs off: the release binary four times side by side, GET /v1/grids?division=150103&limit=50 over loopback (keep-alive), \
-         rotating blocks of {block}; the collector received {exported} OTLP exports, the access log {access_lines} lines\n\n\
-         | measurement | p50 µs | p99 µs | mean µs | p50 / off | gateway CPU µs per request | CPU / off |\n|---|---:|---:|---:|---:|---:|---:|\n"
+         {served} requests each, sent to the four in turn; {}; {ROUNDS} rounds. \
+         The collector received {exported} OTLP exports, the access log {access_lines} lines\n\n\
+         | measurement | p50 µs | p99 µs | mean µs | p50 / off | median of rounds (range) | gateway CPU µs per request | CPU / off |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+        if pinned {
+            "gateways on CPU 1, client and collector on CPU 0"
+        } else {
+            "processes not pinned (one CPU, or no `taskset`)"
+        }
     );
-    for (m, used) in measured.iter().zip(&cpu_used) {
-        let per_request = used.as_secs_f64() * 1e6 / m.samples.len() as f64;
+    for ((m, used), r) in measured.iter().zip(&cpu_used).zip(&ratios) {
+        let per_request = used.as_secs_f64() * 1e6 / served as f64;
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {:.3}× | {per_request:.0} | {:.3}× |\n",
+            "| {} | {} | {} | {} | {:.3}× | {:.3}× ({:.3}–{:.3}) | {per_request:.0} | {:.3}× |\n",
             m.name,
             us(m.percentile(0.5)),
             us(m.percentile(0.99)),
             us(m.mean()),
             m.percentile(0.5).as_secs_f64() / base.as_secs_f64(),
+            r[r.len() / 2],
+            r[0],
+            r[r.len() - 1],
             used.as_secs_f64() / base_cpu.as_secs_f64(),
         ));
     }
@@ -752,7 +787,7 @@ async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
     out.push_str(&format!(
         "\nIn process, per request: the span tree (13 spans) through `tracing` and the OpenTelemetry layer into the export queue \
          p50 {} µs sampled, {} µs unsampled (`trace_sample_ratio = 0`), {} µs with no OpenTelemetry layer; \
-         recording the request's metrics {} µs; formatting its JSON access line {} µs. \
+         recording the request's metrics {} µs; writing its JSON access line {} µs. \
          Sum: {} µs = {:.1}% of the p50 with telemetry off (target: under 5%).\n",
         us(pipeline[0].percentile(0.5)),
         us(pipeline[1].percentile(0.5)),
@@ -762,22 +797,45 @@ async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
         us(in_process),
         in_process.as_secs_f64() / base.as_secs_f64() * 100.0,
     ));
-    let noise = (measured[1].percentile(0.5).as_secs_f64()
-        / measured[0].percentile(0.5).as_secs_f64()
-        - 1.0)
-        .abs()
-        * 100.0;
     out.push_str(&format!(
-        "End to end, everything on differs from off by {:+.1}% of p50 and {:+.1}% of gateway CPU; two identical \"off\" processes differ by {noise:.1}% of p50 (the noise floor of this comparison).\n",
-        (measured[everything].percentile(0.5).as_secs_f64() / base.as_secs_f64() - 1.0) * 100.0,
+        "End to end, everything on differs from off by {:+.1}% of p50 (median of rounds) and {:+.1}% of gateway CPU; \
+         the second \"off\" process by {:+.1}% (the noise floor of this comparison).\n",
+        (ratios[everything][ROUNDS / 2] - 1.0) * 100.0,
         (cpu_used[everything].as_secs_f64() / base_cpu.as_secs_f64() - 1.0) * 100.0,
+        (ratios[1][ROUNDS / 2] - ratios[0][ROUNDS / 2]) * 100.0,
     ));
     drop(variants);
     drop((off, off_again, local, on));
     Ok(out)
 }
 
-/// What recording one request's metrics and formatting its JSON access
+/// CPU time process `pid` has used (user + system), from /proc.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest.split(' ').collect())
+        .unwrap_or_default();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// Keep this process (every thread) on CPU 0, if the machine has two or
+/// more and `taskset` is there; whether it did.
+fn pin_to_first_cpu() -> bool {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cpus >= 2
+        && std::process::Command::new("taskset")
+            .args(["-a", "-cp", "0", &std::process::id().to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+/// What recording one request's metrics and writing its JSON access
 /// line cost, in process (p50 of `n`).
 fn local_costs(n: usize) -> (Duration, Duration) {
     use tracing_subscriber::prelude::*;
@@ -788,11 +846,11 @@ fn local_costs(n: usize) -> (Duration, Duration) {
         metrics.record_masked(0, 0);
     })
     .percentile(0.5);
+    // The gateway's own JSON layer and batched writer, into a sink.
+    let (writer, _flush) =
+        lianqiao_gateway::telemetry::logwriter::BatchedWriter::start(std::io::sink());
     let json = tracing_subscriber::registry().with(
-        tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_writer(std::io::sink),
+        lianqiao_gateway::telemetry::logline::JsonLines::new(writer, false),
     );
     let log = tracing::dispatcher::with_default(&tracing::Dispatch::new(json), || {
         measure_sync(n, || {

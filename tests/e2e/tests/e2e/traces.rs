@@ -102,6 +102,27 @@ async fn one_federated_request_exports_its_span_tree_under_the_callers_trace() {
         .filter(|s| hex(&s.trace_id) == trace_id)
         .cloned()
         .collect();
+    // Every export names the service (the collector's first filter).
+    for export in received.lock().unwrap().iter() {
+        for resource_spans in &export.resource_spans {
+            let service = resource_spans
+                .resource
+                .iter()
+                .flat_map(|r| r.attributes.iter())
+                .find(|a| a.key == "service.name")
+                .and_then(|a| a.value.as_ref())
+                .and_then(|v| v.value.clone());
+            assert_eq!(
+                service,
+                Some(
+                    opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                        "lianqiao".into()
+                    )
+                ),
+                "{resource_spans:?}"
+            );
+        }
+    }
     let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
     let by_id: HashMap<String, &opentelemetry_proto::tonic::trace::v1::Span> =
         spans.iter().map(|s| (hex(&s.span_id), s)).collect();
