@@ -472,7 +472,7 @@ impl ConfigDir {
             }
             None => std::process::Command::new(&binary),
         };
-        let child = command
+        let mut child = command
             .args([
                 "serve",
                 "--config",
@@ -494,6 +494,12 @@ impl ConfigDir {
             .await
             .is_err()
         {
+            if let Ok(Some(exit)) = child.try_wait() {
+                panic!(
+                    "the gateway exited ({exit}) before listening:\n{}",
+                    std::fs::read_to_string(&log_file).unwrap_or_default()
+                );
+            }
             assert!(
                 began.elapsed().as_secs() < patience,
                 "the gateway did not start listening"

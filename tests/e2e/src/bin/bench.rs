@@ -637,11 +637,12 @@ fn one_request() -> impl Fn(u16) -> std::pin::Pin<Box<dyn std::future::Future<Ou
 /// ratio per configuration, and the table reports their median and range.
 const ROUNDS: usize = 5;
 
-/// What telemetry costs on the wall clock: the real (release) binary four
+/// What telemetry costs on the wall clock: the real (release) binary five
 /// times side by side — off, off again (the noise floor), metrics + logs,
-/// everything (every span and the metrics every second over OTLP to a
-/// collector in this process). Requests go to the four in turn, one at a
-/// time (the order rotating), so drift in the machine's speed hits all
+/// everything (every span, and the metrics every 10 s, the default, over
+/// OTLP to a collector in this process), everything with one trace in ten
+/// sampled. Requests go to the five in turn, one at a time (the order
+/// rotating), so drift in the machine's speed hits all
 /// alike; with two or more CPUs the gateways share CPU 1 and this process
 /// (client and collector) keeps to CPU 0, so neither's scheduling shows up
 /// in the other's latency.
@@ -651,12 +652,13 @@ async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
     let pinned = pin_to_first_cpu();
     let wrapper: &[&str] = if pinned { &["taskset", "-c", "1"] } else { &[] };
     let (otlp, exports) = collector().await?;
-    let off = telemetry_config(Telemetry::Off, otlp, 1);
-    let local = telemetry_config(Telemetry::Local, otlp, 1);
-    let on = telemetry_config(Telemetry::Everything, otlp, 1);
+    let off = telemetry_config(Telemetry::Off, otlp, 10);
+    let local = telemetry_config(Telemetry::Local, otlp, 10);
+    let on = telemetry_config(Telemetry::Everything, otlp, 10);
+    let sampled = telemetry_config(Telemetry::Sampled, otlp, 10);
     // The same "off" twice: how far two identical processes differ is the
     // noise floor of this comparison.
-    let off_again = telemetry_config(Telemetry::Off, otlp, 1);
+    let off_again = telemetry_config(Telemetry::Off, otlp, 10);
     let variants = [
         (
             "telemetry off (no metrics, no access log, warnings only)",
@@ -674,6 +676,10 @@ async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
             "everything on: the above + every span and the metrics over OTLP",
             on.spawn_binary_under(wrapper, "release", &[]).await,
         ),
+        (
+            "everything on, one trace in ten exported (`trace_sample_ratio = 0.1`)",
+            sampled.spawn_binary_under(wrapper, "release", &[]).await,
+        ),
     ];
     let get = one_request();
     for (_, gateway) in &variants {
@@ -681,9 +687,9 @@ async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
             get(gateway.port).await;
         }
     }
-    let cpu_before: Vec<Duration> = variants
+    let before: Vec<ProcStats> = variants
         .iter()
-        .map(|(_, g)| cpu_time(g.child.id()))
+        .map(|(_, g)| ProcStats::of(g.child.id()))
         .collect();
     // samples[round][variant]
     let per_round = (n / ROUNDS).max(20);
@@ -700,15 +706,16 @@ async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
     }
     // CPU over the whole run, background work (export, health checks,
     // the log writer) included: what the process cost per request served.
-    let cpu_used: Vec<Duration> = variants
+    let used: Vec<ProcStats> = variants
         .iter()
-        .zip(&cpu_before)
-        .map(|((_, g), before)| cpu_time(g.child.id()).saturating_sub(*before))
+        .zip(&before)
+        .map(|((_, g), before)| ProcStats::of(g.child.id()).since(before))
         .collect();
+    let cpu_used: Vec<Duration> = used.iter().map(ProcStats::cpu).collect();
     // Let the last batch of spans go out, so the collector has seen them.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let exported = exports.load(Ordering::Relaxed);
-    let everything = variants.len() - 1;
+    let everything = 3;
     let access_lines = variants[everything]
         .1
         .log()
@@ -754,21 +761,21 @@ async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
     let base = (measured[0].percentile(0.5) + measured[1].percentile(0.5)) / 2;
     let base_cpu = (cpu_used[0] + cpu_used[1]) / 2;
     let mut out = format!(
-        "\nTelemetry on vs off: the release binary four times side by side, GET /v1/grids?division=150103&limit=50 over loopback (keep-alive), \
-         {served} requests each, sent to the four in turn; {}; {ROUNDS} rounds. \
+        "\nTelemetry on vs off: the release binary five times side by side, GET /v1/grids?division=150103&limit=50 over loopback (keep-alive), \
+         {served} requests each, sent to the five in turn; {}; {ROUNDS} rounds. \
          The collector received {exported} OTLP exports, the access log {access_lines} lines\n\n\
-         | measurement | p50 µs | p99 µs | mean µs | p50 / off | median of rounds (range) | gateway CPU µs per request | CPU / off |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+         | measurement | p50 µs | p99 µs | mean µs | p50 / off | median of rounds (range) | gateway CPU µs per request | CPU / off | of which system µs | page faults per request | context switches per request |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         if pinned {
             "gateways on CPU 1, client and collector on CPU 0"
         } else {
             "processes not pinned (one CPU, or no `taskset`)"
         }
     );
-    for ((m, used), r) in measured.iter().zip(&cpu_used).zip(&ratios) {
-        let per_request = used.as_secs_f64() * 1e6 / served as f64;
+    for ((m, stats), r) in measured.iter().zip(&used).zip(&ratios) {
+        let per_request = |v: f64| v / served as f64;
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {:.3}× | {:.3}× ({:.3}–{:.3}) | {per_request:.0} | {:.3}× |\n",
+            "| {} | {} | {} | {} | {:.3}× | {:.3}× ({:.3}–{:.3}) | {:.0} | {:.3}× | {:.0} | {:.2} | {:.2} |\n",
             m.name,
             us(m.percentile(0.5)),
             us(m.percentile(0.99)),
@@ -777,7 +784,11 @@ async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
             r[r.len() / 2],
             r[0],
             r[r.len() - 1],
-            used.as_secs_f64() / base_cpu.as_secs_f64(),
+            per_request(stats.cpu().as_secs_f64() * 1e6),
+            stats.cpu().as_secs_f64() / base_cpu.as_secs_f64(),
+            per_request(stats.system.as_secs_f64() * 1e6),
+            per_request(stats.faults as f64),
+            per_request(stats.switches as f64),
         ));
     }
     let spans = pipeline[0]
@@ -805,22 +816,66 @@ async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
         (ratios[1][ROUNDS / 2] - ratios[0][ROUNDS / 2]) * 100.0,
     ));
     drop(variants);
-    drop((off, off_again, local, on));
+    drop((off, off_again, local, on, sampled));
     Ok(out)
 }
 
-/// CPU time process `pid` has used (user + system), from /proc.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(") ")
-        .map(|(_, rest)| rest.split(' ').collect())
-        .unwrap_or_default();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<u64>().ok()))
-        .sum();
-    Duration::from_millis(ticks * 10)
+/// What the kernel counts for a process: CPU time (user, system), minor
+/// page faults and context switches (all threads).
+#[derive(Clone, Copy, Default)]
+struct ProcStats {
+    user: Duration,
+    system: Duration,
+    faults: u64,
+    switches: u64,
+}
+
+impl ProcStats {
+    fn of(pid: u32) -> ProcStats {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(") ")
+            .map(|(_, rest)| rest.split(' ').collect())
+            .unwrap_or_default();
+        let field = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let mut switches = 0;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            switches += status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches"))
+                .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+        ProcStats {
+            user: Duration::from_millis(field(11) * 10),
+            system: Duration::from_millis(field(12) * 10),
+            faults: field(7),
+            switches,
+        }
+    }
+
+    fn cpu(&self) -> Duration {
+        self.user + self.system
+    }
+
+    fn since(&self, before: &ProcStats) -> ProcStats {
+        ProcStats {
+            user: self.user.saturating_sub(before.user),
+            system: self.system.saturating_sub(before.system),
+            faults: self.faults.saturating_sub(before.faults),
+            switches: self.switches.saturating_sub(before.switches),
+        }
+    }
 }
 
 /// Keep this process (every thread) on CPU 0, if the machine has two or
