@@ -10,7 +10,7 @@
 //! decoder reads back exactly what the upstream conversion produces.
 
 use opentelemetry::trace::{SpanId, SpanKind, Status};
-use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
+use opentelemetry::{Array, InstrumentationScope, Value};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SpanData;
 
@@ -37,10 +37,7 @@ impl Encoder {
         let mut encoded = Vec::new();
         nested(&mut encoded, 1, |out| {
             for (key, value) in resource.iter() {
-                nested(out, 1, |out| {
-                    string(out, 1, key.as_str());
-                    nested(out, 2, |out| any_value(out, value));
-                });
+                key_value(out, 1, key.as_str(), value);
             }
         });
         Encoder {
@@ -85,7 +82,7 @@ fn instrumentation_scope(out: &mut Vec<u8>, scope: &InstrumentationScope) {
     string(out, 1, scope.name());
     string(out, 2, scope.version().unwrap_or_default());
     for kv in scope.attributes() {
-        key_value(out, 3, kv);
+        key_value(out, 3, kv.key.as_str(), &kv.value);
     }
 }
 
@@ -102,7 +99,7 @@ fn span(out: &mut Vec<u8>, span: &SpanData) {
     fixed64(out, 7, nanos(span.start_time));
     fixed64(out, 8, nanos(span.end_time));
     for kv in &span.attributes {
-        key_value(out, 9, kv);
+        key_value(out, 9, kv.key.as_str(), &kv.value);
     }
     uint(out, 10, span.dropped_attributes_count.into());
     for event in span.events.iter() {
@@ -110,7 +107,7 @@ fn span(out: &mut Vec<u8>, span: &SpanData) {
             fixed64(out, 1, nanos(event.timestamp));
             string(out, 2, &event.name);
             for kv in &event.attributes {
-                key_value(out, 3, kv);
+                key_value(out, 3, kv.key.as_str(), &kv.value);
             }
             uint(out, 4, event.dropped_attributes_count.into());
         });
@@ -123,7 +120,7 @@ fn span(out: &mut Vec<u8>, span: &SpanData) {
             bytes(out, 2, &linked.span_id().to_bytes());
             trace_state(out, 3, linked.trace_state());
             for kv in &link.attributes {
-                key_value(out, 4, kv);
+                key_value(out, 4, kv.key.as_str(), &kv.value);
             }
             uint(out, 5, link.dropped_attributes_count.into());
             fixed32(
@@ -177,10 +174,10 @@ fn trace_state(out: &mut Vec<u8>, field: u32, state: &opentelemetry::trace::Trac
     }
 }
 
-fn key_value(out: &mut Vec<u8>, field: u32, kv: &KeyValue) {
+fn key_value(out: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
     nested(out, field, |out| {
-        string(out, 1, kv.key.as_str());
-        nested(out, 2, |out| any_value(out, &kv.value));
+        string(out, 1, key);
+        nested(out, 2, |out| any_value(out, value));
     });
 }
 
@@ -226,12 +223,22 @@ fn tag(out: &mut Vec<u8>, field: u32, wire: u32) {
     varint(out, u64::from(field << 3 | wire));
 }
 
-fn varint(out: &mut Vec<u8>, mut v: u64) {
+fn varint(out: &mut Vec<u8>, v: u64) {
+    let (bytes, n) = varint_bytes(v);
+    out.extend_from_slice(&bytes[..n]);
+}
+
+/// `v` as a protobuf varint: the bytes and how many of them are used.
+fn varint_bytes(mut v: u64) -> ([u8; 10], usize) {
+    let mut bytes = [0u8; 10];
+    let mut n = 0;
     while v >= 0x80 {
-        out.push((v as u8) | 0x80);
+        bytes[n] = (v as u8) | 0x80;
         v >>= 7;
+        n += 1;
     }
-    out.push(v as u8);
+    bytes[n] = v as u8;
+    (bytes, n + 1)
 }
 
 fn double(out: &mut Vec<u8>, field: u32, f: f64) {
@@ -297,15 +304,15 @@ fn nested(out: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
     if len < 0x80 {
         out[at] = len as u8;
     } else {
-        let mut prefix = Vec::with_capacity(10);
-        varint(&mut prefix, len as u64);
-        out.splice(at..at + 1, prefix);
+        let (prefix, n) = varint_bytes(len as u64);
+        out.splice(at..at + 1, prefix[..n].iter().copied());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry::KeyValue;
     use opentelemetry::trace::{Event, Link, SpanContext, TraceFlags, TraceId, TraceState};
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;

@@ -711,10 +711,10 @@ async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
         .zip(&before)
         .map(|((_, g), before)| ProcStats::of(g.child.id()).since(before))
         .collect();
-    let cpu_used: Vec<Duration> = used.iter().map(ProcStats::cpu).collect();
     // Let the last batch of spans go out, so the collector has seen them.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let exported = exports.load(Ordering::Relaxed);
+    // "everything on", the row the closing line reports.
     let everything = 3;
     let access_lines = variants[everything]
         .1
@@ -738,11 +738,15 @@ async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
         .percentile(0.5)
         .as_secs_f64()
     };
+    let round_p50: Vec<Vec<f64>> = samples
+        .iter()
+        .map(|round| round.iter().map(|s| p50(s)).collect())
+        .collect();
     let ratios: Vec<Vec<f64>> = (0..variants.len())
         .map(|v| {
-            let mut r: Vec<f64> = samples
+            let mut r: Vec<f64> = round_p50
                 .iter()
-                .map(|round| p50(&round[v]) / ((p50(&round[0]) + p50(&round[1])) / 2.0))
+                .map(|round| round[v] / ((round[0] + round[1]) / 2.0))
                 .collect();
             r.sort_by(f64::total_cmp);
             r
@@ -759,7 +763,7 @@ async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
     let pipeline = span_pipeline(otlp, n * 5);
     let (metrics_cost, log_cost) = local_costs(n * 5);
     let base = (measured[0].percentile(0.5) + measured[1].percentile(0.5)) / 2;
-    let base_cpu = (cpu_used[0] + cpu_used[1]) / 2;
+    let base_cpu = (used[0].cpu() + used[1].cpu()) / 2;
     let mut out = format!(
         "\nTelemetry on vs off: the release binary five times side by side, GET /v1/grids?division=150103&limit=50 over loopback (keep-alive), \
          {served} requests each, sent to the five in turn; {}; {ROUNDS} rounds. \
@@ -812,7 +816,7 @@ async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
         "End to end, everything on differs from off by {:+.1}% of p50 (median of rounds) and {:+.1}% of gateway CPU; \
          the second \"off\" process by {:+.1}% (the noise floor of this comparison).\n",
         (ratios[everything][ROUNDS / 2] - 1.0) * 100.0,
-        (cpu_used[everything].as_secs_f64() / base_cpu.as_secs_f64() - 1.0) * 100.0,
+        (used[everything].cpu().as_secs_f64() / base_cpu.as_secs_f64() - 1.0) * 100.0,
         (ratios[1][ROUNDS / 2] - ratios[0][ROUNDS / 2]) * 100.0,
     ));
     drop(variants);
