@@ -74,9 +74,9 @@ fn init_logging(telemetry: &config::TelemetrySection) {
             &telemetry.service_name,
             telemetry.trace_sample_ratio,
         ) {
-            Ok((traces, tracer)) => {
+            Ok((traces, recorder)) => {
                 let _ = TRACES.set(traces);
-                Some(lianqiao_gateway::telemetry::otel::layer(tracer))
+                Some(recorder)
             }
             Err(e) => {
                 eprintln!("telemetry.otlp_endpoint: {e}; serving without trace export");

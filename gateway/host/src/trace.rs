@@ -2,7 +2,9 @@
 //! request a plugin makes for it, so one request can be followed across
 //! systems. The host adds the header; plugins neither see nor forge it.
 
+use opentelemetry::trace::{SpanId, TraceId};
 use rand::RngCore;
+use tracing_subscriber::registry::LookupSpan as _;
 
 tokio::task_local! {
     /// The trace the current request belongs to. Plugin calls of a request
@@ -17,6 +19,29 @@ pub struct TraceContext {
     pub trace_id: String,
     /// 2 hex digits (`01` = sampled).
     pub flags: String,
+}
+
+/// The OpenTelemetry identity of a `tracing` span. When spans are exported,
+/// the gateway's span recorder keeps one in every span's extensions
+/// (sampled or not, so log lines and upstream requests can name the trace);
+/// otherwise spans have none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanIds {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    /// Whether the trace is sampled (its spans are exported).
+    pub sampled: bool,
+}
+
+impl SpanIds {
+    /// The ids of `span`, if spans are exported and it is enabled.
+    pub fn of(span: &tracing::Span) -> Option<SpanIds> {
+        let id = span.id()?;
+        tracing::dispatcher::get_default(|dispatch| {
+            let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+            registry.span(&id)?.extensions().get::<SpanIds>().copied()
+        })
+    }
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -69,15 +94,11 @@ impl TraceContext {
     /// is that span, so the upstream's spans hang under the host call that
     /// made the request; otherwise a fresh span id in the same trace.
     pub fn outgoing_header(&self) -> String {
-        use opentelemetry::trace::TraceContextExt as _;
-        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-        let cx = tracing::Span::current().context();
-        let span = cx.span();
-        let exported = span.span_context();
-        if exported.is_valid() && exported.trace_id().to_string() == self.trace_id {
-            format!("00-{}-{}-{}", self.trace_id, exported.span_id(), self.flags)
-        } else {
-            self.child_header()
+        match SpanIds::of(&tracing::Span::current()) {
+            Some(ids) if TraceId::from_hex(&self.trace_id) == Ok(ids.trace_id) => {
+                format!("00-{}-{}-{}", self.trace_id, ids.span_id, self.flags)
+            }
+            _ => self.child_header(),
         }
     }
 

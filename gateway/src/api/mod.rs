@@ -17,7 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use lianqiao_host::contract::{FilterOp, Value};
-use lianqiao_host::trace::{TRACE_CONTEXT, TraceContext};
+use lianqiao_host::trace::{SpanIds, TRACE_CONTEXT, TraceContext};
+use opentelemetry::trace::{SpanId, TraceId};
 use serde_json::json;
 
 use crate::federation::{self, FieldFilter, ListRequest, executor::ListError};
@@ -172,6 +173,7 @@ async fn observe(
     let span = tracing::info_span!(
         "request",
         otel.name = %format!("{method} {}", route.as_str()),
+        otel.kind = "server",
         http.request.method = %method,
         http.route = route.as_str(),
         http.response.status_code = tracing::field::Empty,
@@ -193,21 +195,21 @@ async fn observe(
     if let (Some(tc), Some(parent)) = (
         &caller,
         traceparent.as_deref().and_then(|t| t.split('-').nth(2)),
-    ) {
-        crate::telemetry::otel::join_caller_trace(&span, &tc.trace_id, parent);
+    ) && let (Ok(trace_id), Ok(parent)) =
+        (TraceId::from_hex(&tc.trace_id), SpanId::from_hex(parent))
+    {
+        // W3C: bit 0 of the flags is "sampled".
+        let sampled = u8::from_str_radix(&tc.flags, 16).is_ok_and(|f| f & 1 == 1);
+        crate::telemetry::spans::join_caller_trace(&span, trace_id, parent, sampled);
     }
-    let trace = caller.unwrap_or_else(|| {
-        use opentelemetry::trace::TraceContextExt;
-        use tracing_opentelemetry::OpenTelemetrySpanExt;
-        let id = span.context().span().span_context().trace_id();
-        if id == opentelemetry::trace::TraceId::INVALID {
-            TraceContext::new_root()
-        } else {
-            TraceContext {
-                trace_id: id.to_string(),
-                flags: "01".into(),
-            }
-        }
+    // Without a caller's trace, the one the span recorder started (when
+    // spans are exported), or a new one for the upstream requests.
+    let trace = caller.unwrap_or_else(|| match SpanIds::of(&span) {
+        Some(ids) => TraceContext {
+            trace_id: ids.trace_id.to_string(),
+            flags: if ids.sampled { "01" } else { "00" }.into(),
+        },
+        None => TraceContext::new_root(),
     });
     let trace_id = trace.trace_id.clone();
     // Every log line inside the request carries its trace id (the JSON

@@ -18,6 +18,7 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
+use lianqiao_host::trace::SpanIds;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
@@ -89,6 +90,15 @@ where
             if let Some(innermost) = spans.next() {
                 line.key("span");
                 line.string(innermost.name());
+                let span_id = self
+                    .exported_spans
+                    .then(|| {
+                        innermost
+                            .extensions()
+                            .get::<SpanIds>()
+                            .map(|ids| ids.span_id)
+                    })
+                    .flatten();
                 let trace_id = std::iter::once(innermost)
                     .chain(spans)
                     .find_map(|s| s.extensions().get::<TraceId>().map(|t| t.0.clone()));
@@ -98,12 +108,11 @@ where
                     line.key("trace_id");
                     line.string(&trace_id);
                 }
-                if self.exported_spans
-                    && !line.has("span_id")
-                    && let Some(span_id) = super::otel::exported_span_id(&tracing::Span::current())
+                if !line.has("span_id")
+                    && let Some(span_id) = span_id
                 {
                     line.key("span_id");
-                    line.string(&span_id);
+                    line.string(&span_id.to_string());
                 }
             }
         }
@@ -307,6 +316,29 @@ mod tests {
         assert_eq!(got[0]["span"], "source");
         assert_eq!(got[0]["code"], "source_timeout");
         assert_eq!(got[1]["trace_id"], "00000000000000000000000000000001");
+    }
+
+    #[test]
+    fn with_exported_spans_a_line_names_the_span_it_was_written_in() {
+        use crate::telemetry::logwriter::{BatchedWriter, tests::Out, tests::written};
+        use crate::telemetry::spans::SpanRecorder;
+        let out = Out::default();
+        let (writer, guard) = BatchedWriter::start(out.clone());
+        let recorder = SpanRecorder::new(1.0, std::sync::Arc::default());
+        let subscriber = tracing_subscriber::registry()
+            .with(recorder)
+            .with(JsonLines::new(writer, true));
+        let ids = tracing::subscriber::with_default(subscriber, || {
+            let source = tracing::info_span!("source", source = "huimin");
+            let _s = source.enter();
+            tracing::warn!("slow");
+            SpanIds::of(&source).expect("the recorder gives every span ids")
+        });
+        drop(guard);
+        let line: serde_json::Value =
+            serde_json::from_str(written(&out).trim()).expect("one JSON line");
+        assert_eq!(line["span"], "source");
+        assert_eq!(line["span_id"], ids.span_id.to_string());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod otel;
 pub mod otlp_http;
 pub mod otlp_metrics;
 pub mod otlp_traces;
+pub mod spans;
 
 use std::sync::atomic::Ordering;
 

@@ -389,6 +389,7 @@ impl Host for HostState {
         // query string (filters may carry personal data).
         let span = tracing::info_span!(
             "host.http",
+            otel.kind = "client",
             source = %self.grants.source,
             http.request.method = %request.method.to_ascii_uppercase(),
             server.address = uri.host().unwrap_or(""),

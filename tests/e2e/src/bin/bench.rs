@@ -980,7 +980,7 @@ fn span_tree() {
     tracing::info_span!("encode").in_scope(|| {});
 }
 
-/// `span_tree` per iteration: with the OpenTelemetry layer exporting to
+/// `span_tree` per iteration: with the span recorder exporting to
 /// `otlp` (sampled, then unsampled), and with no layer at all.
 fn span_pipeline(otlp: std::net::SocketAddr, n: usize) -> Vec<Measured> {
     use tracing_subscriber::prelude::*;
@@ -995,12 +995,12 @@ fn span_pipeline(otlp: std::net::SocketAddr, n: usize) -> Vec<Measured> {
     let _entered = runtime.enter();
     let mut out = Vec::new();
     for (name, ratio) in [("sampled", 1.0), ("unsampled", 0.0)] {
-        let (traces, tracer) =
+        let (traces, recorder) =
             lianqiao_gateway::telemetry::otel::Traces::start(&endpoint, "bench", ratio)
                 .expect("a trace pipeline");
         let subscriber = tracing_subscriber::registry()
             .with(tracing_subscriber::EnvFilter::new("info"))
-            .with(lianqiao_gateway::telemetry::otel::layer(tracer));
+            .with(recorder);
         out.push(time(name, tracing::Dispatch::new(subscriber)));
         traces.shutdown();
     }
