@@ -64,18 +64,43 @@ impl Encoder {
         nested(&mut out, 1, |out| {
             out.extend_from_slice(&self.resource);
             for (scope, members) in &scopes {
-                nested(out, 2, |out| {
-                    nested(out, 1, |out| instrumentation_scope(out, scope));
-                    for span in members {
-                        nested(out, 2, |out| self::span(out, span));
-                    }
-                    string(out, 3, scope.schema_url().unwrap_or_default());
-                });
+                let mut encoded = Vec::with_capacity(members.len() * 400);
+                for span in members {
+                    encode_span(&mut encoded, span);
+                }
+                scope_spans(out, scope, &encoded);
             }
             string(out, 3, &self.schema_url);
         });
         out
     }
+
+    /// The body of a POST to `/v1/traces` for spans of one `scope`, each
+    /// already written by `encode_span` (so spans can be encoded as they
+    /// finish and kept as bytes until they are sent).
+    pub fn request(&self, scope: &InstrumentationScope, encoded_spans: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(encoded_spans.len() + self.resource.len() + 64);
+        nested(&mut out, 1, |out| {
+            out.extend_from_slice(&self.resource);
+            scope_spans(out, scope, encoded_spans);
+            string(out, 3, &self.schema_url);
+        });
+        out
+    }
+}
+
+/// `span` as one entry of a `ScopeSpans.spans`, appended to `out`.
+pub fn encode_span(out: &mut Vec<u8>, span: &SpanData) {
+    nested(out, 2, |out| self::span(out, span));
+}
+
+/// One `ScopeSpans`: the scope and its encoded spans.
+fn scope_spans(out: &mut Vec<u8>, scope: &InstrumentationScope, encoded_spans: &[u8]) {
+    nested(out, 2, |out| {
+        nested(out, 1, |out| instrumentation_scope(out, scope));
+        out.extend_from_slice(encoded_spans);
+        string(out, 3, scope.schema_url().unwrap_or_default());
+    });
 }
 
 fn instrumentation_scope(out: &mut Vec<u8>, scope: &InstrumentationScope) {
@@ -508,6 +533,25 @@ mod tests {
                 .with_service_name("lianqiao")
                 .with_attribute(KeyValue::new("deployment.environment", "呼和浩特"))
                 .build();
+            // Spans encoded one by one as they finish, then wrapped: the
+            // same bytes as the whole batch encoded at once.
+            if let Some(first) = spans.first() {
+                let scope = first.instrumentation_scope.clone();
+                let same_scope: Vec<SpanData> = spans
+                    .iter()
+                    .filter(|s| s.instrumentation_scope == scope)
+                    .cloned()
+                    .collect();
+                let mut one_by_one = Vec::new();
+                for span in &same_scope {
+                    encode_span(&mut one_by_one, span);
+                }
+                let encoder = Encoder::new(&resource);
+                prop_assert_eq!(
+                    encoder.request(&scope, &one_by_one),
+                    encoder.encode(&same_scope)
+                );
+            }
             assert_same_as_upstream(&resource, spans);
         }
     }

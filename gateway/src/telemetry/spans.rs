@@ -52,7 +52,7 @@ impl SpanRecorder {
         SpanRecorder {
             sample_below: sample_threshold(ratio),
             queue,
-            scope: InstrumentationScope::builder("lianqiao").build(),
+            scope: scope(),
         }
     }
 
@@ -60,6 +60,11 @@ impl SpanRecorder {
         let low = u128::from_be_bytes(trace_id.to_bytes()) as u64;
         self.sample_below == u64::MAX || (low >> 1) < self.sample_below
     }
+}
+
+/// The instrumentation scope of every span the recorder makes.
+pub(super) fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder("lianqiao").build()
 }
 
 /// `ratio` as the bound `samples` compares with (`u64::MAX`: every trace).
@@ -282,7 +287,7 @@ where
         };
         drop(extensions);
         if ids.sampled {
-            self.queue.push(recording.into_span_data(ids, &self.scope));
+            self.queue.push(&recording.into_span_data(ids, &self.scope));
         }
     }
 }
@@ -314,17 +319,48 @@ pub fn join_caller_trace(span: &tracing::Span, trace_id: TraceId, parent: SpanId
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::otlp_traces::Encoder;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    use prost::Message;
     use tracing_subscriber::prelude::*;
 
-    /// The spans a subscriber with the recorder (at `ratio`) exports while
-    /// `f` runs.
-    fn recorded(ratio: f64, f: impl FnOnce()) -> Vec<SpanData> {
+    /// The spans a subscriber with the recorder (at `ratio`) queues while
+    /// `f` runs, as a collector decodes them.
+    fn recorded(ratio: f64, f: impl FnOnce()) -> Vec<Span> {
         let queue = Arc::new(SpanQueue::default());
         let subscriber =
             tracing_subscriber::registry().with(SpanRecorder::new(ratio, queue.clone()));
         tracing::subscriber::with_default(subscriber, f);
-        queue.take()
+        let encoder = Encoder::new(&opentelemetry_sdk::Resource::builder_empty().build());
+        let mut spans = Vec::new();
+        for batch in queue.take() {
+            let body = encoder.request(&scope(), &batch);
+            let request = ExportTraceServiceRequest::decode(body.as_slice()).expect("decodes");
+            for resource in request.resource_spans {
+                for scope in resource.scope_spans {
+                    assert_eq!(scope.scope.expect("a scope").name, "lianqiao");
+                    spans.extend(scope.spans);
+                }
+            }
+        }
+        spans
     }
+
+    /// `span`'s attributes as (key, value) pairs.
+    fn attributes(span: &Span) -> Vec<(&str, Any)> {
+        span.attributes
+            .iter()
+            .map(|kv| {
+                let value = kv.value.as_ref().and_then(|v| v.value.clone());
+                (kv.key.as_str(), value.expect("a value"))
+            })
+            .collect()
+    }
+
+    const SAMPLED: u32 = 0x01;
+    const PARENT_IS_REMOTE: u32 = 0x200;
 
     #[test]
     fn a_tree_of_spans_keeps_its_parents_fields_and_events() {
@@ -342,32 +378,40 @@ mod tests {
             });
             request.record("rows", 2u64);
         });
-        let names: Vec<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
+        let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["host.sql", "source", "GET /v1/{resource}"]);
         let (sql, source, request) = (&spans[0], &spans[1], &spans[2]);
-        let trace = request.span_context.trace_id();
-        assert!(spans.iter().all(|s| s.span_context.trace_id() == trace));
-        assert!(spans.iter().all(|s| s.span_context.is_sampled()));
-        assert_eq!(request.parent_span_id, SpanId::INVALID);
-        assert_eq!(source.parent_span_id, request.span_context.span_id());
-        assert_eq!(sql.parent_span_id, source.span_context.span_id());
-        assert_eq!(request.span_kind, SpanKind::Server);
-        assert_eq!(source.span_kind, SpanKind::Internal);
-        assert_eq!(request.attributes, [KeyValue::new("rows", 2i64)]);
+        assert!(spans.iter().all(|s| s.trace_id == request.trace_id));
+        assert!(spans.iter().all(|s| s.flags & SAMPLED != 0));
+        assert!(request.parent_span_id.is_empty(), "the root has no parent");
+        assert_eq!(source.parent_span_id, request.span_id);
+        assert_eq!(sql.parent_span_id, source.span_id);
+        assert_eq!(request.kind, 2, "server");
+        assert_eq!(source.kind, 1, "internal");
+        assert_eq!(attributes(request), [("rows", Any::IntValue(2))]);
         assert_eq!(
-            source.attributes,
-            [KeyValue::new("source", "huimin"), KeyValue::new("ok", true)]
+            attributes(source),
+            [
+                ("source", Any::StringValue("huimin".into())),
+                ("ok", Any::BoolValue(true))
+            ]
         );
-        assert_eq!(sql.attributes, [KeyValue::new("ms", 1.5)]);
-        assert_eq!(source.status, Status::error("the plugin trapped"));
-        assert_eq!(source.events.events.len(), 1);
-        assert_eq!(source.events.events[0].name, "the plugin trapped");
+        assert_eq!(attributes(sql), [("ms", Any::DoubleValue(1.5))]);
+        let status = source.status.as_ref().expect("a status");
+        assert_eq!(
+            (status.code, status.message.as_str()),
+            (2, "the plugin trapped")
+        );
+        assert_eq!(source.events.len(), 1);
+        assert_eq!(source.events[0].name, "the plugin trapped");
         assert!(
-            source.events.events[0]
+            source.events[0]
                 .attributes
-                .contains(&KeyValue::new("code", "plugin_trap"))
+                .iter()
+                .any(|kv| kv.key == "code")
         );
-        assert!(request.start_time <= source.start_time && source.end_time <= request.end_time);
+        assert!(request.start_time_unix_nano <= source.start_time_unix_nano);
+        assert!(source.end_time_unix_nano <= request.end_time_unix_nano);
     }
 
     #[test]
@@ -386,9 +430,18 @@ mod tests {
                     .in_scope(|| tracing::info_span!("source").in_scope(|| {}));
             }
         });
-        let roots = spans.iter().filter(|s| s.name == "request").count();
-        assert!((120..=280).contains(&roots), "{roots} of 400 sampled");
-        assert_eq!(spans.len(), 2 * roots, "children follow their root");
+        let roots: Vec<&Span> = spans.iter().filter(|s| s.name == "request").collect();
+        assert!(
+            (120..=280).contains(&roots.len()),
+            "{} of 400 sampled",
+            roots.len()
+        );
+        assert_eq!(spans.len(), 2 * roots.len(), "children follow their root");
+        assert!(
+            spans
+                .iter()
+                .all(|s| roots.iter().any(|r| r.trace_id == s.trace_id))
+        );
         // The SDK's rule: the low 63 bits of the trace id against the ratio.
         let recorder = SpanRecorder::new(0.25, Arc::default());
         assert!(recorder.samples(TraceId::from(0x0000_0000_0000_0000_3fff_ffff_ffff_fffeu128)));
@@ -409,10 +462,10 @@ mod tests {
             });
         });
         assert_eq!(spans.len(), 2, "the caller's flag overrides ratio 0");
-        assert!(spans.iter().all(|s| s.span_context.trace_id() == caller));
-        assert_eq!(spans[1].parent_span_id, parent);
-        assert!(spans[1].parent_span_is_remote);
-        assert!(!spans[0].parent_span_is_remote);
+        assert!(spans.iter().all(|s| s.trace_id == caller.to_bytes()));
+        assert_eq!(spans[1].parent_span_id, parent.to_bytes());
+        assert!(spans[1].flags & PARENT_IS_REMOTE != 0);
+        assert!(spans[0].flags & PARENT_IS_REMOTE == 0);
         // A caller that did not sample: nothing, whatever the ratio.
         let spans = recorded(1.0, || {
             let request = tracing::info_span!("request");
