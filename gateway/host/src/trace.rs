@@ -36,12 +36,25 @@ pub struct SpanIds {
 impl SpanIds {
     /// The ids of `span`, if spans are exported and it is enabled.
     pub fn of(span: &tracing::Span) -> Option<SpanIds> {
-        let id = span.id()?;
-        tracing::dispatcher::get_default(|dispatch| {
-            let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
-            registry.span(&id)?.extensions().get::<SpanIds>().copied()
-        })
+        with_registry_span(span, |s| s.extensions().get::<SpanIds>().copied()).flatten()
     }
+}
+
+/// `f` on the registry's record of `span` (its extensions), if the current
+/// subscriber is built on a `tracing_subscriber::Registry` and the span is
+/// enabled.
+pub fn with_registry_span<R>(
+    span: &tracing::Span,
+    f: impl FnOnce(tracing_subscriber::registry::SpanRef<'_, tracing_subscriber::Registry>) -> R,
+) -> Option<R> {
+    let id = span.id()?;
+    // `get_default` takes an `FnMut`; it calls it once.
+    let mut f = Some(f);
+    tracing::dispatcher::get_default(|dispatch| {
+        let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+        let span = registry.span(&id)?;
+        f.take().map(|f| f(span))
+    })
 }
 
 fn random_hex(bytes: usize) -> String {

@@ -22,7 +22,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use lianqiao_host::trace::SpanIds;
+use lianqiao_host::trace::{SpanIds, with_registry_span};
 use opentelemetry::trace::{
     Event, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
@@ -296,14 +296,7 @@ where
 /// sampled flag) the parent of `span`, a root just created: its trace id
 /// and sampling become the caller's. Call it before the span has children.
 pub fn join_caller_trace(span: &tracing::Span, trace_id: TraceId, parent: SpanId, sampled: bool) {
-    let Some(id) = span.id() else { return };
-    tracing::dispatcher::get_default(|dispatch| {
-        let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else {
-            return;
-        };
-        let Some(span) = registry.span(&id) else {
-            return;
-        };
+    with_registry_span(span, |span| {
         let mut extensions = span.extensions_mut();
         if let Some(ids) = extensions.get_mut::<SpanIds>() {
             ids.trace_id = trace_id;

@@ -715,7 +715,10 @@ async fn telemetry_cost(n: usize) -> anyhow::Result<String> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let exported = exports.load(Ordering::Relaxed);
     // "everything on", the row the closing line reports.
-    let everything = 3;
+    let everything = variants
+        .iter()
+        .position(|(name, _)| name.starts_with("everything on:"))
+        .unwrap_or(variants.len() - 1);
     let access_lines = variants[everything]
         .1
         .log()
