@@ -146,7 +146,6 @@ fn enforcer(dir: &Path, fields: &Path) -> Result<Enforcer, String> {
     Ok(Enforcer {
         engine: Arc::new(engine),
         catalog: Arc::new(catalog),
-        suppress_below: 5,
     })
 }
 

@@ -57,7 +57,12 @@ pub async fn check(source: &Source) -> Check {
             let deadline = source.plugin.limits().deadline + Duration::from_secs(1);
             match tokio::time::timeout(deadline, source.plugin.query(query)).await {
                 Ok(Ok(_)) => None,
-                Ok(Err(e)) => Some(format!("{}: {e}", e.code())),
+                // /readyz is unauthenticated: the gateway's words only.
+                Ok(Err(e)) => Some(format!(
+                    "{}: {}",
+                    crate::api::error::ErrorCode::of(&e),
+                    crate::disclosure::redact::public(&e)
+                )),
                 Err(_) => Some(format!(
                     "upstream_timeout: no answer within {} ms",
                     deadline.as_millis()

@@ -69,6 +69,66 @@ pub const LEVELS: &[&str] = &[
 ];
 pub const GRID_TIERS: &[&str] = &["big", "medium", "small", "micro"];
 
+/// The 56 ethnic groups, in the order of GB/T 3304 (codes 01–56).
+pub const ETHNIC_GROUPS: &[&str] = &[
+    "汉族",
+    "蒙古族",
+    "回族",
+    "藏族",
+    "维吾尔族",
+    "苗族",
+    "彝族",
+    "壮族",
+    "布依族",
+    "朝鲜族",
+    "满族",
+    "侗族",
+    "瑶族",
+    "白族",
+    "土家族",
+    "哈尼族",
+    "哈萨克族",
+    "傣族",
+    "黎族",
+    "傈僳族",
+    "佤族",
+    "畲族",
+    "高山族",
+    "拉祜族",
+    "水族",
+    "东乡族",
+    "纳西族",
+    "景颇族",
+    "柯尔克孜族",
+    "土族",
+    "达斡尔族",
+    "仫佬族",
+    "羌族",
+    "布朗族",
+    "撒拉族",
+    "毛南族",
+    "仡佬族",
+    "锡伯族",
+    "阿昌族",
+    "普米族",
+    "塔吉克族",
+    "怒族",
+    "乌孜别克族",
+    "俄罗斯族",
+    "鄂温克族",
+    "德昂族",
+    "保安族",
+    "裕固族",
+    "京族",
+    "塔塔尔族",
+    "独龙族",
+    "鄂伦春族",
+    "赫哲族",
+    "门巴族",
+    "珞巴族",
+    "基诺族",
+];
+
 pub static DIVISIONS: Entity = Entity {
     name: "divisions",
     doc: "The administrative hierarchy: region → city → district → street → community → grid.",
@@ -164,7 +224,11 @@ pub static MEMBERS: Entity = Entity {
         field("name", Text, "Name."),
         enumerated("gender", &["male", "female"], "Gender."),
         field("birth_date", Date, "Date of birth."),
-        field("ethnicity", Text, "Ethnicity."),
+        enumerated(
+            "ethnicity",
+            ETHNIC_GROUPS,
+            "Ethnicity (民族), one of the 56 groups of GB/T 3304.",
+        ),
         field("id_number", Text, "Resident ID number (18 characters)."),
         field("phone", Text, "Mobile phone."),
         field("org", Text, "Organization the member belongs to."),
@@ -310,9 +374,10 @@ pub fn entity(name: &str) -> Option<&'static Entity> {
 /// The class and mask of every field, from `config/fields.toml`.
 pub type FieldClasses = lianqiao_policy::FieldCatalog;
 
-/// Parse `fields.toml` (`field = "class"` or `field = { class, mask }`);
-/// every model field must be classed, and nothing else may be. Problems
-/// come back as (key, message) pairs.
+/// Parse `fields.toml` (`field = "class"` or `field = { class, mask,
+/// group }`); every model field must be classed, and nothing else may be;
+/// only enumerated fields may be groupable. Problems come back as (key,
+/// message) pairs.
 pub fn parse_field_classes(text: &str) -> Result<FieldClasses, Vec<(String, String)>> {
     let table: toml::Table =
         toml::from_str(text).map_err(|e| vec![(String::new(), e.message().to_string())])?;
@@ -340,22 +405,42 @@ pub fn parse_field_classes(text: &str) -> Result<FieldClasses, Vec<(String, Stri
                 problems.push((key, format!("`{entity_name}` has no such field")));
                 continue;
             };
-            let (class, mask) = match spec {
-                toml::Value::String(class) => (Some(class.as_str()), None),
+            let (class, mask, group) = match spec {
+                toml::Value::String(class) => (Some(class.as_str()), None, None),
                 toml::Value::Table(t) => {
-                    if let Some(stray) = t.keys().find(|k| *k != "class" && *k != "mask") {
+                    if let Some(stray) = t
+                        .keys()
+                        .find(|k| !matches!(k.as_str(), "class" | "mask" | "group"))
+                    {
                         problems.push((
                             format!("{key}.{stray}"),
-                            "unknown key; a field takes `class` and `mask`".into(),
+                            "unknown key; a field takes `class`, `mask` and `group`".into(),
                         ));
                     }
                     (
                         t.get("class").and_then(toml::Value::as_str),
-                        Some(t.get("mask").and_then(toml::Value::as_str)),
+                        t.get("mask").map(toml::Value::as_str),
+                        t.get("group"),
                     )
                 }
-                _ => (None, None),
+                _ => (None, None, None),
             };
+            let groupable = match group {
+                None => false,
+                Some(toml::Value::Boolean(g)) => *g,
+                Some(_) => {
+                    problems.push((format!("{key}.group"), "must be true or false".into()));
+                    false
+                }
+            };
+            if groupable && field.values.is_empty() {
+                problems.push((
+                    format!("{key}.group"),
+                    format!(
+                        "`{name}` cannot be grouped on: only fields with a closed set of values (categories such as gender or tier) can; grouping by identifiers, names, phones, dates or free text would publish them"
+                    ),
+                ));
+            }
             let Some(class) = class.and_then(FieldClass::parse) else {
                 problems.push((
                     key,
@@ -390,6 +475,7 @@ pub fn parse_field_classes(text: &str) -> Result<FieldClasses, Vec<(String, Stri
                     } else {
                         Vec::new()
                     },
+                    groupable,
                 },
             );
         }
@@ -428,6 +514,27 @@ mod tests {
         assert_eq!(ethnicity.mask, Mask::Withhold, "no mask given: withheld");
         let lp = classes.field("cases", "loop").unwrap();
         assert_eq!(lp.attribute_values, ["grid", "community", "street", "city"]);
+        assert!(classes.groupable("members", "gender"));
+        assert!(classes.groupable("members", "ethnicity"));
+        for never in ["id", "id_number", "name", "phone", "address", "birth_date"] {
+            assert!(!classes.groupable("members", never), "{never}");
+        }
+        assert!(!classes.groupable("workers", "is_party_member"));
+    }
+
+    #[test]
+    fn only_categories_can_be_grouped_on() {
+        let text = include_str!("../../config/fields.toml").replace(
+            "id_number = { class = \"sensitive\", mask = \"id-number\" }",
+            "id_number = { class = \"sensitive\", mask = \"id-number\", group = true }",
+        );
+        let problems = parse_field_classes(&text).unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|(k, m)| k == "members.id_number.group" && m.contains("closed set")),
+            "{problems:?}"
+        );
     }
 
     #[test]

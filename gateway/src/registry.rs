@@ -54,7 +54,7 @@ pub async fn fetch(gateway: &Gateway) -> (Registry, bool) {
                     cursor: cursor.take(),
                     strict: false,
                 };
-                match federation::execute(&gateway.sources, &gateway.cursors, &request).await {
+                match federation::execute(&gateway.sources, &request).await {
                     Ok(outcome) => {
                         complete &= !outcome.partial();
                         for row in outcome.rows {
@@ -64,7 +64,7 @@ pub async fn fetch(gateway: &Gateway) -> (Registry, bool) {
                             });
                             names.push((row.id.clone(), name.unwrap_or_default()));
                         }
-                        match outcome.next_cursor {
+                        match outcome.next {
                             Some(c) => cursor = Some(c),
                             None => break,
                         }

@@ -10,7 +10,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::api;
 use crate::config::{Config, ConfigError, ConfigErrors};
-use crate::federation::cursor::CursorCodec;
+use crate::disclosure::seal::CursorSeal;
 use crate::sources::SourceSet;
 
 /// Everything a request needs, built once per configuration.
@@ -18,7 +18,13 @@ use crate::sources::SourceSet;
 pub struct Gateway {
     pub config: Config,
     pub sources: SourceSet,
-    pub cursors: CursorCodec,
+    /// Seals page cursors (encrypted, bound to caller and query).
+    pub cursors: CursorSeal,
+    /// Protects counts for callers who may not list the records.
+    pub protection: crate::disclosure::protect::Protection,
+    /// Statistics budgets per principal; one per process, kept across
+    /// reloads.
+    pub budgets: Arc<crate::disclosure::budget::Budgets>,
     /// Key of the person hash that joins one person's records across
     /// sources; never given to a plugin.
     pub person_key: Vec<u8>,
@@ -65,6 +71,10 @@ impl Gateway {
             &config.server.cursor_key_env,
             "cursors will not survive a restart or work across replicas",
         );
+        let stats_key = secret_key(
+            &config.statistics.key_env,
+            "the noise on protected counts changes at every restart, so a caller can average it away by asking again after each one",
+        );
         let person_key = secret_key(
             &config.server.person_key_env,
             "person keys differ between replicas (they never leave a gateway, so joins still work)",
@@ -74,7 +84,16 @@ impl Gateway {
                 config.server.max_concurrent_requests as usize,
             )),
             sources,
-            cursors: CursorCodec::new(&key),
+            cursors: CursorSeal::new(&key),
+            protection: crate::disclosure::protect::Protection::new(
+                config.statistics.suppress_below,
+                config.statistics.max_noise,
+                &stats_key,
+            ),
+            budgets: Arc::new(crate::disclosure::budget::Budgets::new(
+                config.statistics.burst,
+                config.statistics.queries_per_hour,
+            )),
             person_key,
             metrics: Arc::new(crate::telemetry::metrics::Metrics::new(
                 config.telemetry.metrics,
@@ -134,6 +153,12 @@ impl Live {
         // one generation of the configuration.
         next.metrics = old.metrics.clone();
         next.in_flight = old.in_flight.clone();
+        // A reload must not hand every caller a fresh statistics budget.
+        if next.config.statistics.burst == old.config.statistics.burst
+            && next.config.statistics.queries_per_hour == old.config.statistics.queries_per_hour
+        {
+            next.budgets = old.budgets.clone();
+        }
         // One audit chain per process: its writer survives reloads (a
         // changed [audit] section takes effect at the next start).
         if next.config.audit_url != old.config.audit_url
@@ -159,65 +184,92 @@ impl Live {
     }
 }
 
-/// Serve the API over TLS on `listener` (plus plain HTTP on `plain` and
-/// `/metrics` on `admin`, if given) until `shutdown` resolves, then let
-/// in-flight requests finish (at most 30 s).
-pub async fn serve_tls(
-    gateway: Arc<Live>,
+/// How every listener treats its connections (`[server]`).
+#[derive(Debug, Clone, Copy)]
+struct ConnectionLimits {
+    max_connections: usize,
+    header_read_timeout: std::time::Duration,
+}
+
+impl ConnectionLimits {
+    fn of(live: &Live) -> Self {
+        let server = &live.current().config.server;
+        ConnectionLimits {
+            max_connections: server.max_connections as usize,
+            header_read_timeout: std::time::Duration::from_millis(server.header_read_timeout_ms),
+        }
+    }
+}
+
+/// Accept connections on `listener` and serve `app` on each (over TLS when
+/// `tls` is given) until `stopped`, then let the connections' requests in
+/// flight finish (at most 30 s). Hostile clients hold little: a client
+/// must finish its TLS handshake and each request's headers within
+/// `header_read_timeout` (which also closes idle kept-alive connections),
+/// connections past `max_connections` are closed at once, and a failing
+/// `accept` (out of file descriptors) backs off instead of spinning.
+async fn accept_loop(
     listener: TcpListener,
-    tls: Arc<crate::tls::TlsState>,
-    plain: Option<TcpListener>,
-    admin: Option<TcpListener>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
+    tls: Option<Arc<crate::tls::TlsState>>,
+    app: axum::Router,
+    limits: ConnectionLimits,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use tower::ServiceExt;
 
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop.send(true);
-    });
-    if let Some(plain) = plain {
-        let mut stopped = stopped.clone();
-        let live = gateway.clone();
-        tokio::spawn(async move {
-            let app = api::router(live).layer(TraceLayer::new_for_http());
-            let _ = axum::serve(plain, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await;
-        });
-    }
-    if let Some(admin) = admin {
-        let app = api::admin_router(gateway.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(admin, app).await {
-                tracing::error!(error = %e, "the admin listener stopped");
-            }
-        });
-    }
-    background(&gateway);
-    tokio::spawn(crate::tls::watch(tls.clone()));
-    let app = api::router(gateway).layer(TraceLayer::new_for_http());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let mut stopped = stopped;
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(128)
+        .keep_alive_interval(Some(limits.header_read_timeout))
+        .keep_alive_timeout(limits.header_read_timeout);
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((tcp, _)) = accepted else { continue };
-                let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
-                let (app, tls, builder, watcher) =
-                    (app.clone(), tls.clone(), builder.clone(), graceful.watcher());
-                tokio::spawn(async move {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.wait_for(|s| *s) => break,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                // EMFILE and friends: retrying at once would spin a core.
+                tracing::warn!(error = %e, "accepting a connection failed; pausing 100 ms");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            tracing::debug!(
+                limit = limits.max_connections,
+                "connection refused: server.max_connections are open"
+            );
+            drop(tcp);
+            continue;
+        };
+        let (app, tls, builder, watcher) = (
+            app.clone(),
+            tls.clone(),
+            builder.clone(),
+            graceful.watcher(),
+        );
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tls {
+                Some(tls) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
                     // A client that never finishes its handshake holds nothing for long.
-                    let handshake = tokio::time::timeout(
-                        std::time::Duration::from_secs(10),
-                        acceptor.accept(tcp),
-                    );
-                    let Ok(Ok(stream)) = handshake.await else { return };
+                    let handshake =
+                        tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp));
+                    let Ok(Ok(stream)) = handshake.await else {
+                        return;
+                    };
                     let client = stream
                         .get_ref()
                         .1
@@ -233,14 +285,62 @@ pub async fn serve_tls(
                             app.clone().oneshot(request.map(axum::body::Body::new))
                         },
                     );
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     let _ = watcher.watch(conn.into_owned()).await;
-                });
+                }
+                None => {
+                    let service = hyper::service::service_fn(
+                        move |request: hyper::Request<hyper::body::Incoming>| {
+                            app.clone().oneshot(request.map(axum::body::Body::new))
+                        },
+                    );
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
             }
-            _ = stopped.wait_for(|s| *s) => break,
-        }
+        });
     }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(30), graceful.shutdown()).await;
+}
+
+/// A watch that turns true when `shutdown` resolves.
+fn stop_on(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> tokio::sync::watch::Receiver<bool> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    stopped
+}
+
+/// Serve the API over TLS on `listener` (plus plain HTTP on `plain` and
+/// `/metrics` on `admin`, if given) until `shutdown` resolves, then let
+/// in-flight requests finish (at most 30 s).
+pub async fn serve_tls(
+    gateway: Arc<Live>,
+    listener: TcpListener,
+    tls: Arc<crate::tls::TlsState>,
+    plain: Option<TcpListener>,
+    admin: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let stopped = stop_on(shutdown);
+    let limits = ConnectionLimits::of(&gateway);
+    if let Some(plain) = plain {
+        let app = api::router(gateway.clone()).layer(TraceLayer::new_for_http());
+        tokio::spawn(accept_loop(plain, None, app, limits, stopped.clone()));
+    }
+    if let Some(admin) = admin {
+        let app = api::admin_router(gateway.clone());
+        tokio::spawn(accept_loop(admin, None, app, limits, stopped.clone()));
+    }
+    background(&gateway);
+    tokio::spawn(crate::tls::watch(tls.clone()));
+    let app = api::router(gateway).layer(TraceLayer::new_for_http());
+    accept_loop(listener, Some(tls), app, limits, stopped).await;
     Ok(())
 }
 
@@ -261,17 +361,14 @@ pub async fn serve(
     admin: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let stopped = stop_on(shutdown);
+    let limits = ConnectionLimits::of(&gateway);
     if let Some(admin) = admin {
         let app = api::admin_router(gateway.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(admin, app).await {
-                tracing::error!(error = %e, "the admin listener stopped");
-            }
-        });
+        tokio::spawn(accept_loop(admin, None, app, limits, stopped.clone()));
     }
     background(&gateway);
     let app = api::router(gateway).layer(TraceLayer::new_for_http());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    accept_loop(listener, None, app, limits, stopped).await;
+    Ok(())
 }

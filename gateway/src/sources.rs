@@ -13,7 +13,7 @@ use lianqiao_host::{
 };
 
 use crate::config::{ConfigError, ConfigErrors, HttpConfig, ResolvedCredential, SourceConfig};
-use crate::federation::breaker::{Admission, Breaker};
+use crate::federation::breaker::Breaker;
 use crate::model;
 
 /// One source, ready to serve.
@@ -57,16 +57,17 @@ impl Source {
             )));
         };
         match self.breaker.admit() {
-            Admission::Rejected { retry_in } => Err(PluginError::CircuitOpen {
+            Err(retry_in) => Err(PluginError::CircuitOpen {
                 retry_in_ms: retry_in.as_millis() as u64,
             }),
-            Admission::Call => {
+            Ok(permit) => {
+                // If this future is dropped here, a probe's permit records a failure.
                 let outcome = call.await;
                 let healthy = match &outcome {
                     Ok(_) => true,
                     Err(e) => !e.counts_against_source(),
                 };
-                self.breaker.record(healthy);
+                permit.record(healthy);
                 outcome
             }
         }

@@ -14,7 +14,6 @@ fn the_default_policy_passes_its_test_table() {
     let enforcer = lianqiao_policy::Enforcer {
         engine: Arc::new(engine),
         catalog: Arc::new(catalog),
-        suppress_below: 5,
     };
     let results =
         lianqiao_policy::cases::run_dir(&enforcer, &root.join("config/policy/tests")).unwrap();

@@ -22,30 +22,13 @@ pub enum PluginError {
     Busy(String),
     /// The plugin answered something the contract does not allow.
     #[error("the plugin broke the contract: {0}")]
-    Contract(String),
+    Contract(Violation),
     /// The gateway's circuit breaker for this source is open: not called.
     #[error("not called: the source failed repeatedly; next try in {retry_in_ms} ms")]
     CircuitOpen { retry_in_ms: u64 },
 }
 
 impl PluginError {
-    /// The gateway's stable error code for this failure.
-    pub fn code(&self) -> &'static str {
-        match self {
-            PluginError::Source(e) => match e {
-                SourceError::UpstreamTimeout(_) => "source_timeout",
-                SourceError::UpstreamUnavailable(_) => "source_unavailable",
-                _ => "source_error",
-            },
-            PluginError::Trap(_) => "plugin_trap",
-            PluginError::Deadline { .. } => "source_timeout",
-            PluginError::MemoryLimit { .. } => "plugin_limit",
-            PluginError::Busy(_) => "source_unavailable",
-            PluginError::Contract(_) => "source_error",
-            PluginError::CircuitOpen { .. } => "circuit_open",
-        }
-    }
-
     /// True when the failure says something about the source's health (and
     /// counts towards opening its circuit); a query the source cannot
     /// answer does not.
@@ -59,8 +42,40 @@ impl PluginError {
 
     /// True when the failure is about time, so the gateway answers 504.
     pub fn is_timeout(&self) -> bool {
-        self.code() == "source_timeout"
+        matches!(
+            self,
+            PluginError::Deadline { .. } | PluginError::Source(SourceError::UpstreamTimeout(_))
+        )
     }
+}
+
+/// How a plugin's answer broke the contract. Each names the field and the
+/// kind of problem, never a value from the answer: the row that broke it
+/// may be the very record the caller may not see (for district members the
+/// row id is the ID number).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    #[error("{rows} rows for a limit of {limit}")]
+    TooManyRows { rows: usize, limit: u32 },
+    #[error("a row of {cells} cells under {columns} columns")]
+    RowWidth { cells: usize, columns: usize },
+    #[error("the page has no `{0}` column")]
+    MissingColumn(&'static str),
+    #[error("`{field}` must be {expected}")]
+    WrongKind {
+        field: &'static str,
+        expected: &'static str,
+    },
+    #[error("a row is outside the query's scope (its `division`)")]
+    RowOutsideScope,
+    #[error("rows are not in (division, id) order")]
+    OutOfOrder,
+    #[error("a count is outside the query's scope (its `division`)")]
+    CountOutsideScope,
+    #[error("a negative count")]
+    NegativeCount,
+    #[error("more than {limit} rows to count in the gateway; give the plugin aggregate support")]
+    TooManyRowsToCount { limit: usize },
 }
 
 fn source_error_message(e: &SourceError) -> String {

@@ -15,6 +15,7 @@
 mod artifact;
 mod bindings;
 pub mod capability;
+mod clock;
 mod engine;
 mod error;
 mod plugin;
@@ -22,7 +23,7 @@ mod state;
 pub mod trace;
 
 pub use engine::{Allocator, EngineSettings, PluginEngine};
-pub use error::{LoadError, PluginError};
+pub use error::{LoadError, PluginError, Violation};
 pub use plugin::{PluginLimits, PluginStats, SourceGrants, SourcePlugin, SourceSpec};
 
 /// The contract's types as the host sees them (generated from `sdk/wit`).

@@ -22,7 +22,7 @@ use crate::contract::{
     AggregateCell, AggregateQuery, CONTRACT_VERSION, Manifest, Page, Query, SourceError, Value,
 };
 use crate::engine::PluginEngine;
-use crate::error::{LoadError, PluginError};
+use crate::error::{LoadError, PluginError, Violation};
 use crate::state::HostState;
 
 /// Per-source limits from the source's `[limits]` section.
@@ -139,6 +139,7 @@ impl SourcePlugin {
         };
         let mut linker: Linker<HostState> = Linker::new(&engine.engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_error)?;
+        crate::clock::add_to_linker(&mut linker).map_err(link_error)?;
         Source::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(link_error)?;
         let pre = linker.instantiate_pre(&component).map_err(link_error)?;
@@ -223,12 +224,10 @@ impl SourcePlugin {
                     .iter()
                     .any(|s| d.starts_with(s.as_str()) || s.starts_with(d.as_str()))
             {
-                return Err(PluginError::Contract(format!(
-                    "a count for {d}, outside the scope"
-                )));
+                return Err(PluginError::Contract(Violation::CountOutsideScope));
             }
             if cell.count < 0 {
-                return Err(PluginError::Contract("a negative count".into()));
+                return Err(PluginError::Contract(Violation::NegativeCount));
             }
         }
         Ok(cells)
@@ -357,17 +356,22 @@ fn check_manifest(m: &Manifest) -> Result<(), LoadError> {
     Ok(())
 }
 
-fn text_cell<'a>(page: &'a Page, row: &'a [Value], name: &str) -> Result<&'a str, PluginError> {
+fn text_cell<'a>(
+    page: &'a Page,
+    row: &'a [Value],
+    name: &'static str,
+) -> Result<&'a str, PluginError> {
     let i = page
         .columns
         .iter()
         .position(|c| c == name)
-        .ok_or_else(|| PluginError::Contract(format!("the page has no `{name}` column")))?;
+        .ok_or(PluginError::Contract(Violation::MissingColumn(name)))?;
     match row.get(i) {
         Some(Value::Text(s)) => Ok(s),
-        other => Err(PluginError::Contract(format!(
-            "`{name}` must be text, got {other:?}"
-        ))),
+        _ => Err(PluginError::Contract(Violation::WrongKind {
+            field: name,
+            expected: "text",
+        })),
     }
 }
 
@@ -375,33 +379,28 @@ fn text_cell<'a>(page: &'a Page, row: &'a [Value], name: &str) -> Result<&'a str
 /// them fails its source rather than leaking or corrupting pages.
 fn check_page(page: &Page, scope: &[String], limit: u32) -> Result<(), PluginError> {
     if page.rows.len() > limit as usize {
-        return Err(PluginError::Contract(format!(
-            "{} rows for a limit of {limit}",
-            page.rows.len()
-        )));
+        return Err(PluginError::Contract(Violation::TooManyRows {
+            rows: page.rows.len(),
+            limit,
+        }));
     }
     let mut previous: Option<(&str, &str)> = None;
     for row in &page.rows {
         if row.len() != page.columns.len() {
-            return Err(PluginError::Contract(format!(
-                "a row of {} cells under {} columns",
-                row.len(),
-                page.columns.len()
-            )));
+            return Err(PluginError::Contract(Violation::RowWidth {
+                cells: row.len(),
+                columns: page.columns.len(),
+            }));
         }
         let division = text_cell(page, row, "division")?;
         let id = text_cell(page, row, "id")?;
         if !scope.iter().any(|s| division.starts_with(s.as_str())) {
-            return Err(PluginError::Contract(format!(
-                "row `{id}` in division {division} is outside the query's scope"
-            )));
+            return Err(PluginError::Contract(Violation::RowOutsideScope));
         }
         if let Some(prev) = previous
             && prev >= (division, id)
         {
-            return Err(PluginError::Contract(format!(
-                "rows are not in (division, id) order at `{id}`"
-            )));
+            return Err(PluginError::Contract(Violation::OutOfOrder));
         }
         previous = Some((division, id));
     }

@@ -55,8 +55,13 @@ struct Case {
     fields: BTreeMap<String, String>,
     /// For resources with a record attribute: the values visible.
     visible_loops: Option<Vec<String>>,
-    /// For `aggregate`: whether small cells are suppressed.
+    /// For `aggregate`: whether the principal may list none of the records
+    /// (every count it gets is protected).
     statistics_only: Option<bool>,
+    /// For `aggregate`: field → allow | deny, the `group` decision (may
+    /// statistics be grouped by or filtered on the field).
+    #[serde(default)]
+    groups: BTreeMap<String, String>,
 }
 
 /// The outcome of one case.
@@ -182,35 +187,50 @@ fn check(enforcer: &Enforcer, case: &Case) -> Vec<String> {
                 expect_policies(&denied.policies, &mut problems);
             }
         },
-        "aggregate" => {
-            match enforcer.authorize_stats(&principal, &case.resource, &case.division, None) {
-                Ok(grant) => {
-                    if !want_allow {
-                        problems.push("allowed, expected deny".into());
-                    }
-                    if let Some(scope) = &case.scope
-                        && scope != &grant.scope
-                    {
-                        problems.push(format!("scope {}, expected {scope}", grant.scope));
-                    }
-                    if let Some(want) = case.statistics_only
-                        && want != grant.statistics_only
-                    {
-                        problems.push(format!(
-                            "statistics_only {}, expected {want}",
-                            grant.statistics_only
-                        ));
-                    }
-                    expect_policies(&grant.policies, &mut problems);
+        "aggregate" => match enforcer.authorize_stats(&principal, &case.resource, &case.division) {
+            Ok(grant) => {
+                if !want_allow {
+                    problems.push("allowed, expected deny".into());
                 }
-                Err(denied) => {
-                    if want_allow {
-                        problems.push(format!("denied ({}), expected allow", denied.message));
-                    }
-                    expect_policies(&denied.policies, &mut problems);
+                if let Some(scope) = &case.scope
+                    && scope != &grant.scope
+                {
+                    problems.push(format!("scope {}, expected {scope}", grant.scope));
                 }
+                if let Some(want) = case.statistics_only
+                    && want != grant.statistics_only
+                {
+                    problems.push(format!(
+                        "statistics_only {}, expected {want}",
+                        grant.statistics_only
+                    ));
+                }
+                for (field, want) in &case.groups {
+                    match grant.group_rule(field) {
+                        None => problems.push(format!(
+                            "`{field}` is not a groupable field of {} (fields.toml: group = true)",
+                            case.resource
+                        )),
+                        Some(rule) => {
+                            let got = if rule.allowed { "allow" } else { "deny" };
+                            if got != want {
+                                problems.push(format!(
+                                    "grouping by `{field}`: {got}, expected {want} (policies {:?})",
+                                    rule.policies
+                                ));
+                            }
+                        }
+                    }
+                }
+                expect_policies(&grant.policies, &mut problems);
             }
-        }
+            Err(denied) => {
+                if want_allow {
+                    problems.push(format!("denied ({}), expected allow", denied.message));
+                }
+                expect_policies(&denied.policies, &mut problems);
+            }
+        },
         other => problems.push(format!("action must be list or aggregate, got `{other}`")),
     }
     problems

@@ -85,6 +85,18 @@ impl Registry {
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
+
+    /// The codes of length `len` inside `ancestor`, sorted.
+    pub fn within(&self, ancestor: &str, len: usize) -> Vec<String> {
+        let mut codes: Vec<String> = self
+            .names
+            .keys()
+            .filter(|c| c.len() == len && c.starts_with(ancestor))
+            .cloned()
+            .collect();
+        codes.sort();
+        codes
+    }
 }
 
 #[cfg(test)]

@@ -33,6 +33,8 @@ use crate::principal::Principal;
 pub enum Action {
     List,
     Aggregate,
+    /// Count records grouped by (or filtered on) one field in statistics.
+    Group,
     ReadInternal,
     ReadPersonal,
     ReadPersonalMasked,
@@ -42,9 +44,10 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Action::List,
         Action::Aggregate,
+        Action::Group,
         Action::ReadInternal,
         Action::ReadPersonal,
         Action::ReadPersonalMasked,
@@ -57,6 +60,7 @@ impl Action {
         match self {
             Action::List => "list",
             Action::Aggregate => "aggregate",
+            Action::Group => "group",
             Action::ReadInternal => "read_internal",
             Action::ReadPersonal => "read_personal",
             Action::ReadPersonalMasked => "read_personal_masked",
@@ -340,6 +344,14 @@ impl PolicyEngine {
         match self.registry.read() {
             Ok(r) => r.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The registry's divisions of code length `len` inside `ancestor`.
+    pub fn divisions_within(&self, ancestor: &str, len: usize) -> Vec<String> {
+        match self.registry.read() {
+            Ok(r) => r.within(ancestor, len),
+            Err(poisoned) => poisoned.into_inner().within(ancestor, len),
         }
     }
 

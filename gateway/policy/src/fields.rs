@@ -53,6 +53,11 @@ pub struct FieldSpec {
     /// For fields the policy may test on a record (`loop` of a case): every
     /// value the field can take. Empty for all other fields.
     pub attribute_values: Vec<String>,
+    /// Statistics may count by this field (`fields.toml`: `group = true`):
+    /// only low-cardinality categories with a closed set of values, never
+    /// identifiers, names, phones, addresses, dates or free text. Whether a
+    /// caller may is the policy's `group` decision.
+    pub groupable: bool,
 }
 
 /// Every resource's fields.
@@ -91,6 +96,20 @@ impl FieldCatalog {
 
     pub fn entities(&self) -> impl Iterator<Item = &str> {
         self.entities.keys().map(String::as_str)
+    }
+
+    /// Whether statistics may count `entity` by `field` at all.
+    pub fn groupable(&self, entity: &str, field: &str) -> bool {
+        self.field(entity, field).is_some_and(|f| f.groupable)
+    }
+
+    /// The fields of `entity` statistics may count by.
+    pub fn groupable_fields(&self, entity: &str) -> Vec<&str> {
+        self.fields(entity)
+            .iter()
+            .filter(|f| f.groupable)
+            .map(|f| f.name.as_str())
+            .collect()
     }
 
     /// The record attribute of `entity` a policy may test, with its values.

@@ -77,20 +77,75 @@ impl ListGrant {
     }
 }
 
+/// The policy's `group` decision for one groupable field.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupRule {
+    pub field: String,
+    pub class: FieldClass,
+    pub allowed: bool,
+    /// The permits that allowed it, or the forbids that denied it.
+    pub policies: Vec<String>,
+}
+
 /// Phase 1's answer for statistics.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatsGrant {
     pub kind: String,
     pub scope: String,
-    /// The principal may not list these records, only count them: cells
-    /// below `suppress_below` are suppressed.
+    /// The principal may list none of these records, only count them:
+    /// every count it gets is protected.
     pub statistics_only: bool,
-    pub suppress_below: u64,
+    /// The `group` decision for every groupable field of the resource.
+    pub groups: Vec<GroupRule>,
+    /// The permits that allowed counting at all.
     pub policies: Vec<String>,
     /// What the principal may see of the records themselves, when it may
-    /// list them (how fields show, for filters on them).
+    /// list some of them.
     #[serde(skip)]
     pub records: Option<ListGrant>,
+}
+
+impl StatsGrant {
+    /// The `group` decision on `field`; `None` for a field that is not
+    /// groupable at all.
+    pub fn group_rule(&self, field: &str) -> Option<&GroupRule> {
+        self.groups.iter().find(|g| g.field == field)
+    }
+
+    /// May statistics be grouped by, or filtered on, `field`?
+    pub fn may_group(&self, field: &str) -> bool {
+        self.group_rule(field).is_some_and(|g| g.allowed)
+    }
+
+    /// Does the principal see `field` in clear in the records it may list?
+    pub fn sees_clear(&self, field: &str) -> bool {
+        self.records
+            .as_ref()
+            .is_some_and(|g| g.visibility(field) == Visibility::Clear)
+    }
+
+    /// May a count constrained by `fields` (grouping and filters) be
+    /// exact? Only when it tells the principal nothing its lists would not:
+    /// it may list the records, sees every constraining field in clear, and
+    /// — where the policy shows only some values of a record attribute
+    /// (the city sees only city-loop cases) — the query keeps to those
+    /// values (`attribute_filter`: the values the query restricts the
+    /// attribute to, if it does).
+    pub fn exact_for(&self, fields: &[&str], attribute_filter: Option<&[String]>) -> bool {
+        let Some(records) = &self.records else {
+            return false;
+        };
+        if !fields.iter().all(|f| self.sees_clear(f)) {
+            return false;
+        }
+        match (&records.attribute, attribute_filter) {
+            (None, _) => true,
+            (Some((_, allowed)), Some(asked)) => {
+                !asked.is_empty() && asked.iter().all(|v| allowed.contains(v))
+            }
+            (Some(_), None) => false,
+        }
+    }
 }
 
 /// Why a query may not run.
@@ -128,9 +183,6 @@ impl Visibility {
 pub struct Enforcer {
     pub engine: Arc<PolicyEngine>,
     pub catalog: Arc<FieldCatalog>,
-    /// Statistics cells below this count are suppressed for principals who
-    /// see only statistics.
-    pub suppress_below: u64,
 }
 
 impl Enforcer {
@@ -324,30 +376,49 @@ impl Enforcer {
             .allowed
     }
 
-    /// Phase 1 for statistics over `kind` in `requested`, grouped by `by`.
+    /// Phase 1 for statistics over `kind` in `requested`: may the
+    /// principal count these records at all, may it list them (exact
+    /// counts are possible), and the `group` decision for every groupable
+    /// field. Which grouping and filters a query may use is checked against
+    /// this grant by the disclosure gate.
     pub fn authorize_stats(
         &self,
         p: &Principal,
         kind: &str,
         requested: &str,
-        by: Option<&str>,
     ) -> Result<StatsGrant, Denied> {
         let scope = Self::scope(p, kind, requested)?;
-        let class = by.map(|f| self.catalog.class(kind, f));
-        let d = self.engine.decide(&Question {
-            field: by.zip(class),
-            ..Self::question(p, Action::Aggregate, kind, scope)
-        });
+        let d = self
+            .engine
+            .decide(&Self::question(p, Action::Aggregate, kind, scope));
         if !d.allowed {
             return Err(Self::denial(p, Action::Aggregate, kind, scope, &d));
         }
+        let groups = self
+            .catalog
+            .fields(kind)
+            .iter()
+            .filter(|f| f.groupable)
+            .map(|f| {
+                let g = self.engine.decide(&Question {
+                    field: Some((f.name.as_str(), f.class)),
+                    ..Self::question(p, Action::Group, kind, scope)
+                });
+                GroupRule {
+                    field: f.name.clone(),
+                    class: f.class,
+                    allowed: g.allowed,
+                    policies: g.policies,
+                }
+            })
+            .collect();
         let records = self.authorize_list(p, kind, scope).ok();
         Ok(StatsGrant {
             kind: kind.to_string(),
             scope: scope.to_string(),
             statistics_only: records.is_none(),
             records,
-            suppress_below: self.suppress_below,
+            groups,
             policies: d.policies,
         })
     }
@@ -381,13 +452,25 @@ impl Enforcer {
             "policy_version": self.engine.version(),
         });
         match action {
-            "aggregate" => match self.authorize_stats(principal, kind, division, None) {
+            "aggregate" => match self.authorize_stats(principal, kind, division) {
                 Ok(g) => {
                     out["decision"] = "allow".into();
                     out["scope"] = g.scope.clone().into();
                     out["statistics_only"] = g.statistics_only.into();
-                    out["suppress_below"] = g.suppress_below.into();
                     out["policies"] = describe(&g.policies).into();
+                    out["groups"] = g
+                        .groups
+                        .iter()
+                        .map(|r| {
+                            serde_json::json!({
+                                "field": r.field,
+                                "class": r.class,
+                                "group": if r.allowed { "allow" } else { "deny" },
+                                "policies": describe(&r.policies),
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                        .into();
                 }
                 Err(d) => {
                     out["decision"] = "deny".into();

@@ -22,6 +22,6 @@ pub mod principal;
 pub use authn::{AuthError, Authenticator, Identity};
 pub use engine::{Action, Decision, PolicyEngine, PolicyProblem};
 pub use fields::{FieldCatalog, FieldClass, FieldSpec};
-pub use grant::{Denied, Enforcer, FieldRule, ListGrant, StatsGrant, Visibility};
+pub use grant::{Denied, Enforcer, FieldRule, GroupRule, ListGrant, StatsGrant, Visibility};
 pub use mask::Mask;
 pub use principal::{Level, Principal};

@@ -25,6 +25,7 @@ fn catalog() -> FieldCatalog {
         class,
         mask,
         attribute_values: values.iter().map(|v| v.to_string()).collect(),
+        groupable: matches!(name, "ethnicity" | "gender" | "loop"),
     };
     c.insert(
         "members",
@@ -47,6 +48,10 @@ fn catalog() -> FieldCatalog {
         spec("ethnicity", FieldClass::Sensitive, Mask::Withhold, &[]),
     );
     c.insert(
+        "members",
+        spec("gender", FieldClass::Internal, Mask::Withhold, &[]),
+    );
+    c.insert(
         "cases",
         spec("id", FieldClass::Internal, Mask::Withhold, &[]),
     );
@@ -66,7 +71,6 @@ fn enforcer() -> Enforcer {
     Enforcer {
         engine: Arc::new(shipped()),
         catalog: Arc::new(catalog()),
-        suppress_below: 5,
     }
 }
 
@@ -82,7 +86,7 @@ fn the_shipped_policy_validates_and_names_its_policies() {
             .policy("staff-list-records-of-their-jurisdiction")
             .is_some()
     );
-    assert_eq!(engine.policies().count(), 10);
+    assert_eq!(engine.policies().count(), 13);
     assert_eq!(engine.version().len(), 16);
 }
 
@@ -148,12 +152,43 @@ fn the_city_sees_only_cases_of_its_loop_and_rows_are_checked_again() {
     assert!(!e.admits(&city, &grant, "150103001", Some("grid")));
     assert!(!e.admits(&city, &grant, "150103001", None));
     assert!(e.authorize_list(&city, "members", "150103").is_err());
-    let stats = e.authorize_stats(&city, "members", "1501", None).unwrap();
+    let stats = e.authorize_stats(&city, "members", "1501").unwrap();
     assert!(stats.statistics_only);
+    assert!(!stats.exact_for(&[], None), "no record access: protected");
+    assert!(stats.may_group("gender"));
+    assert!(
+        stats.may_group("ethnicity"),
+        "the shipped policy: minority shares for the city"
+    );
+    assert!(
+        stats.group_rule("id_number").is_none(),
+        "identifiers are never groupable"
+    );
     let district = e
-        .authorize_stats(&p(Level::District, "150103"), "members", "150103", None)
+        .authorize_stats(&p(Level::District, "150103"), "members", "150103")
         .unwrap();
     assert!(!district.statistics_only);
+    assert!(
+        district.exact_for(&["gender"], None),
+        "gender is clear to the district"
+    );
+    assert!(
+        !district.exact_for(&["ethnicity"], None),
+        "ethnicity is withheld from the district's lists: counts by it are protected"
+    );
+    let street = e
+        .authorize_stats(&p(Level::Street, "150103001"), "members", "150103001")
+        .unwrap();
+    assert!(
+        !street.may_group("ethnicity"),
+        "streets may not count by ethnicity"
+    );
+    // The city may list city-loop cases: exact only for those.
+    let cases = e.authorize_stats(&city, "cases", "1501").unwrap();
+    assert!(!cases.statistics_only);
+    assert!(!cases.exact_for(&[], None), "all loops: protected");
+    assert!(cases.exact_for(&["loop"], Some(&["city".to_string()])));
+    assert!(!cases.exact_for(&["loop"], Some(&["city".to_string(), "grid".to_string()])));
 }
 
 #[test]

@@ -1,19 +1,224 @@
 //! API errors: an HTTP status, a stable machine code and a message that
 //! says what to fix. Clients key on the code, people read the message.
+//!
+//! Every code the gateway emits is one variant of [`ErrorCode`], with its
+//! status, whether retrying the same request can help, and a doc line; the
+//! OpenAPI document and `docs/errors.md` are generated from it (a test
+//! fails when they disagree).
+//!
+//! Errors never carry data: messages are written by the gateway and may
+//! quote only what the caller itself sent (its own parameter values) and
+//! names from the model. A source's or plugin's own words go to the
+//! operator's log, masked (`disclosure::redact`), never into a response.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use lianqiao_host::PluginError;
+use lianqiao_host::contract::SourceError;
 use serde_json::json;
 
-use crate::federation::{SourceReport, cursor::CursorError};
+use crate::disclosure::seal::CursorError;
+use crate::federation::SourceReport;
 
-use super::envelope::source_reports;
+/// Every error code the API answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    BadRequest,
+    UnknownField,
+    BadCursor,
+    Unauthenticated,
+    Forbidden,
+    PurposeRequired,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    RateLimited,
+    Overloaded,
+    AuditUnavailable,
+    SourceError,
+    SourceTimeout,
+    SourceUnavailable,
+    PluginTrap,
+    PluginLimit,
+    CircuitOpen,
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 19] = [
+        ErrorCode::BadRequest,
+        ErrorCode::UnknownField,
+        ErrorCode::BadCursor,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::PurposeRequired,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::Overloaded,
+        ErrorCode::AuditUnavailable,
+        ErrorCode::SourceError,
+        ErrorCode::SourceTimeout,
+        ErrorCode::SourceUnavailable,
+        ErrorCode::PluginTrap,
+        ErrorCode::PluginLimit,
+        ErrorCode::CircuitOpen,
+        ErrorCode::Internal,
+    ];
+
+    /// The machine code clients key on (stable once released).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnknownField => "unknown_field",
+            ErrorCode::BadCursor => "bad_cursor",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::PurposeRequired => "purpose_required",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::AuditUnavailable => "audit_unavailable",
+            ErrorCode::SourceError => "source_error",
+            ErrorCode::SourceTimeout => "source_timeout",
+            ErrorCode::SourceUnavailable => "source_unavailable",
+            ErrorCode::PluginTrap => "plugin_trap",
+            ErrorCode::PluginLimit => "plugin_limit",
+            ErrorCode::CircuitOpen => "circuit_open",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status a response with this code carries when the code
+    /// decides it (a federation failure decides by all its sources).
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::BadRequest
+            | ErrorCode::UnknownField
+            | ErrorCode::BadCursor
+            | ErrorCode::PurposeRequired => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Overloaded
+            | ErrorCode::AuditUnavailable
+            | ErrorCode::SourceUnavailable
+            | ErrorCode::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::SourceError | ErrorCode::PluginTrap | ErrorCode::PluginLimit => {
+                StatusCode::BAD_GATEWAY
+            }
+            ErrorCode::SourceTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Whether sending the same request again (after `Retry-After`, when
+    /// given) can succeed.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::RateLimited
+                | ErrorCode::Overloaded
+                | ErrorCode::AuditUnavailable
+                | ErrorCode::SourceTimeout
+                | ErrorCode::SourceUnavailable
+                | ErrorCode::CircuitOpen
+                | ErrorCode::Internal
+        )
+    }
+
+    /// One line for the documentation.
+    pub fn doc(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => {
+                "A parameter is missing, malformed or past a limit; the message names it and what is allowed."
+            }
+            ErrorCode::UnknownField => {
+                "A filter, projection or grouping names a field the resource does not have; the message lists the fields."
+            }
+            ErrorCode::BadCursor => {
+                "The cursor was altered, belongs to another query or another caller, or comes from another gateway key."
+            }
+            ErrorCode::Unauthenticated => {
+                "No valid credential; `reason` says why (credential_missing, token_expired, …)."
+            }
+            ErrorCode::Forbidden => {
+                "The policy does not let this caller do this; `policies` names the rules that decided it."
+            }
+            ErrorCode::PurposeRequired => {
+                "Header `X-Purpose` is missing or not one of the declared purposes."
+            }
+            ErrorCode::NotFound => "No such route, resource, division or serving source.",
+            ErrorCode::MethodNotAllowed => "The API answers GET only.",
+            ErrorCode::PayloadTooLarge => {
+                "A request body past the limit; the API takes its parameters in the query string."
+            }
+            ErrorCode::RateLimited => {
+                "The caller's statistics budget is spent; retry after `Retry-After` seconds."
+            }
+            ErrorCode::Overloaded => {
+                "The gateway is serving its limit of requests; retry after `Retry-After` seconds."
+            }
+            ErrorCode::AuditUnavailable => {
+                "The audit trail cannot record the access, so nothing is released."
+            }
+            ErrorCode::SourceError => {
+                "A source failed or answered outside its contract (`sources[]` names it)."
+            }
+            ErrorCode::SourceTimeout => "A source did not answer within its deadline.",
+            ErrorCode::SourceUnavailable => "A source or its upstream is down or busy for now.",
+            ErrorCode::PluginTrap => "A source's plugin crashed on this request.",
+            ErrorCode::PluginLimit => "A source's plugin hit its memory cap on this request.",
+            ErrorCode::CircuitOpen => {
+                "A source failed repeatedly and is not called until its cool-down ends."
+            }
+            ErrorCode::Internal => {
+                "A gateway bug; the request id in `X-Request-Id` finds it in the log."
+            }
+        }
+    }
+
+    /// The code a failed source call answers with.
+    pub fn of(error: &PluginError) -> ErrorCode {
+        match error {
+            PluginError::Source(e) => match e {
+                SourceError::UpstreamTimeout(_) => ErrorCode::SourceTimeout,
+                SourceError::UpstreamUnavailable(_) => ErrorCode::SourceUnavailable,
+                _ => ErrorCode::SourceError,
+            },
+            PluginError::Trap(_) => ErrorCode::PluginTrap,
+            PluginError::Deadline { .. } => ErrorCode::SourceTimeout,
+            PluginError::MemoryLimit { .. } => ErrorCode::PluginLimit,
+            PluginError::Busy(_) => ErrorCode::SourceUnavailable,
+            PluginError::Contract(_) => ErrorCode::SourceError,
+            PluginError::CircuitOpen { .. } => ErrorCode::CircuitOpen,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// The source the error came from, if one did.
     pub source: Option<String>,
@@ -30,12 +235,14 @@ pub struct Detail {
     pub reason: Option<&'static str>,
     /// The policies that denied a request, for 403s.
     pub policies: Vec<String>,
+    /// Seconds before a retry can succeed (`Retry-After`).
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            status,
+            status: code.status(),
             code,
             message: message.into(),
             source: None,
@@ -51,7 +258,7 @@ impl ApiError {
                 reason: Some(e.reason()),
                 ..Detail::default()
             })),
-            ..Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
+            ..Self::new(ErrorCode::Unauthenticated, e.to_string())
         }
     }
 
@@ -64,7 +271,7 @@ impl ApiError {
                     ..Detail::default()
                 })
             }),
-            ..Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+            ..Self::new(ErrorCode::Forbidden, message)
         }
     }
 
@@ -73,32 +280,47 @@ impl ApiError {
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::new(ErrorCode::BadRequest, message)
     }
 
     pub fn unknown_field(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "unknown_field", message)
+        Self::new(ErrorCode::UnknownField, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(ErrorCode::NotFound, message)
     }
 
     pub fn cursor(e: CursorError) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_cursor", e.to_string())
+        Self::new(ErrorCode::BadCursor, e.to_string())
+    }
+
+    /// 429 or 503 with `Retry-After`.
+    pub fn retry_after(code: ErrorCode, message: impl Into<String>, seconds: u64) -> Self {
+        ApiError {
+            detail: Some(Box::new(Detail {
+                retry_after_s: Some(seconds.max(1)),
+                ..Detail::default()
+            })),
+            ..Self::new(code, message)
+        }
     }
 
     /// The sources failed: 503 if one was merely busy, 504 if all timed
     /// out, 502 otherwise; the code and source are the first failure's.
+    /// Messages are the gateway's own words about each failure (never a
+    /// source's text or a value from its data).
     pub fn sources_failed(reports: Vec<SourceReport>) -> Self {
         let failures: Vec<&SourceReport> = reports.iter().filter(|r| r.error.is_some()).collect();
-        let codes: Vec<&str> = failures
+        let codes: Vec<ErrorCode> = failures
             .iter()
-            .filter_map(|r| r.error.as_ref().map(|e| e.code()))
+            .filter_map(|r| r.error.as_ref().map(ErrorCode::of))
             .collect();
-        let status = if codes.contains(&"source_unavailable") || codes.contains(&"circuit_open") {
+        let status = if codes.contains(&ErrorCode::SourceUnavailable)
+            || codes.contains(&ErrorCode::CircuitOpen)
+        {
             StatusCode::SERVICE_UNAVAILABLE
-        } else if !codes.is_empty() && codes.iter().all(|c| *c == "source_timeout") {
+        } else if !codes.is_empty() && codes.iter().all(|c| *c == ErrorCode::SourceTimeout) {
             StatusCode::GATEWAY_TIMEOUT
         } else {
             StatusCode::BAD_GATEWAY
@@ -106,15 +328,19 @@ impl ApiError {
         let message = failures
             .iter()
             .filter_map(|r| {
-                r.error
-                    .as_ref()
-                    .map(|e| format!("source `{}`: {e}", r.name))
+                r.error.as_ref().map(|e| {
+                    format!(
+                        "source `{}`: {}",
+                        r.name,
+                        crate::disclosure::redact::public(e)
+                    )
+                })
             })
             .collect::<Vec<_>>()
             .join("; ");
         ApiError {
             status,
-            code: codes.first().copied().unwrap_or("source_error"),
+            code: codes.first().copied().unwrap_or(ErrorCode::SourceError),
             message,
             source: failures.first().map(|r| r.name.clone()),
             sources: reports,
@@ -125,10 +351,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code, "message": self.message });
+        let mut error = json!({ "code": self.code.as_str(), "message": self.message });
         if let Some(source) = &self.source {
             error["source"] = json!(source);
         }
+        let mut retry_after = None;
         if let Some(detail) = &self.detail {
             if let Some(reason) = detail.reason {
                 error["reason"] = json!(reason);
@@ -136,10 +363,11 @@ impl IntoResponse for ApiError {
             if !detail.policies.is_empty() {
                 error["policies"] = json!(detail.policies);
             }
+            retry_after = detail.retry_after_s;
         }
         let mut body = json!({ "error": error });
         if !self.sources.is_empty() {
-            body["sources"] = source_reports(&self.sources);
+            body["sources"] = crate::disclosure::source_reports(&self.sources);
         }
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
@@ -148,6 +376,43 @@ impl IntoResponse for ApiError {
                 axum::http::HeaderValue::from_static("Bearer realm=\"lianqiao\""),
             );
         }
+        if let Some(seconds) = retry_after
+            && let Ok(v) = axum::http::HeaderValue::from_str(&seconds.to_string())
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
+        }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_client_mistakes_are_4xx() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "{code} twice");
+            let client = matches!(
+                code,
+                ErrorCode::BadRequest
+                    | ErrorCode::UnknownField
+                    | ErrorCode::BadCursor
+                    | ErrorCode::PurposeRequired
+                    | ErrorCode::NotFound
+                    | ErrorCode::MethodNotAllowed
+                    | ErrorCode::PayloadTooLarge
+            );
+            if client {
+                assert!(
+                    code.status().is_client_error() && !code.retryable(),
+                    "{code}"
+                );
+            }
+            assert!(!code.doc().is_empty());
+        }
     }
 }

@@ -6,14 +6,13 @@
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use lianqiao_policy::{Level, Principal};
 
-use super::access::Facts;
 use super::error::ApiError;
 use super::params;
+use crate::disclosure::{Facts, explained};
 use crate::server::Live;
 
 pub const ADMIN_ROLE: &str = "policy-admin";
@@ -29,7 +28,7 @@ pub async fn explain(
         ..Facts::default()
     };
     let result = (|| {
-        let pairs = params::pairs(raw.as_deref())?;
+        let pairs = params::pairs(raw.as_deref(), &gateway.config.server)?;
         let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         for (k, _) in &pairs {
             if !matches!(
@@ -95,7 +94,7 @@ pub async fn explain(
             .explain(&principal, action, resource, division))
     })();
     let mut response = match result {
-        Ok(body) => Json(body).into_response(),
+        Ok(body) => explained(body).into_response(),
         Err(e) => e.into_response(),
     };
     response.extensions_mut().insert(facts);

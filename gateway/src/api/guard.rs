@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use rand::RngCore;
 
-use super::access::Facts;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use crate::audit::{AuditRecord, now_rfc3339};
+use crate::disclosure::Facts;
 use crate::server::Live;
 
 fn header<'a>(request: &'a axum::extract::Request, name: &str) -> Option<&'a str> {
@@ -73,8 +73,7 @@ pub async fn guard(
                 None | Some("") => {
                     record.decision = "invalid".into();
                     ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "purpose_required",
+                        ErrorCode::PurposeRequired,
                         format!(
                             "declare why you ask: header `X-Purpose` with one of {}",
                             purposes.join(", ")
@@ -85,8 +84,7 @@ pub async fn guard(
                 Some(p) if !purposes.iter().any(|x| x == p) => {
                     record.decision = "invalid".into();
                     ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "purpose_required",
+                        ErrorCode::PurposeRequired,
                         format!(
                             "`{p}` is not a declared purpose; use one of {}",
                             purposes.join(", ")
@@ -154,8 +152,7 @@ pub async fn guard(
         && !fail_open
     {
         response = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "audit_unavailable",
+            ErrorCode::AuditUnavailable,
             format!(
                 "the audit trail cannot record this access, so nothing is released ({e}); retry when the audit store is back"
             ),

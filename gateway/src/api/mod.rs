@@ -1,7 +1,5 @@
 //! The HTTP API: routes, parameters, envelope and errors.
 
-pub mod access;
-mod envelope;
 pub mod error;
 mod explain;
 mod guard;
@@ -12,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -21,11 +19,13 @@ use lianqiao_host::trace::{SpanIds, TRACE_CONTEXT, TraceContext};
 use opentelemetry::trace::{SpanId, TraceId};
 use serde_json::json;
 
+use crate::disclosure::counts::StatsGate;
+use crate::disclosure::rows::ListGate;
+use crate::disclosure::{Facts, Released};
 use crate::federation::{self, FieldFilter, ListRequest, executor::ListError};
 use crate::model::{self, Entity};
 use crate::server::{Gateway, Live};
-use access::Facts;
-use error::ApiError;
+use error::{ApiError, ErrorCode};
 use lianqiao_policy::Principal;
 
 /// Parse and validate a list query string for `entity`, as the API does
@@ -35,8 +35,9 @@ pub fn parse_list(
     raw: Option<&str>,
     server: &crate::config::ServerSection,
 ) -> Result<ListRequest, ApiError> {
-    let pairs = params::pairs(raw)?;
+    let pairs = params::pairs(raw, server)?;
     params::list_request(entity, &pairs, server, entity.name == model::DIVISIONS.name)
+        .map(|(request, _cursor)| request)
 }
 
 /// Largest request body accepted.
@@ -87,8 +88,7 @@ async fn limit_body(
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
         return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!("request bodies are limited to {MAX_BODY_BYTES} bytes; the API takes its parameters in the query string"),
         )
         .into_response();
@@ -112,22 +112,15 @@ async fn admit(
     }
     match gateway.in_flight.clone().try_acquire_owned() {
         Ok(_permit) => next.run(request).await,
-        Err(_) => {
-            let mut response = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                format!(
-                    "the gateway is serving its limit of {} requests; retry shortly",
-                    gateway.config.server.max_concurrent_requests
-                ),
-            )
-            .into_response();
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
-            );
-            response
-        }
+        Err(_) => ApiError::retry_after(
+            ErrorCode::Overloaded,
+            format!(
+                "the gateway is serving its limit of {} requests; retry shortly",
+                gateway.config.server.max_concurrent_requests
+            ),
+            1,
+        )
+        .into_response(),
     }
 }
 
@@ -251,15 +244,16 @@ async fn observe(
 /// Count each source's outcome for `/metrics`.
 fn record_sources(gateway: &Gateway, reports: &[federation::SourceReport]) {
     for r in reports {
-        let code = r.error.as_ref().map_or("", |e| e.code());
+        let code = r.error.as_ref().map_or("", |e| ErrorCode::of(e).as_str());
         gateway
             .metrics
             .record_source(&r.name, r.status.as_str(), code, r.latency);
     }
 }
 
-/// A handler's result with the facts its audit record needs.
-fn respond(result: Result<Json<serde_json::Value>, ApiError>, facts: Facts) -> Response {
+/// A handler's result with the facts its audit record needs. A body can
+/// only be one the disclosure gate released.
+fn respond(result: Result<Released, ApiError>, facts: Facts) -> Response {
     let mut response = match result {
         Ok(body) => body.into_response(),
         Err(e) => e.into_response(),
@@ -275,10 +269,13 @@ async fn list(
     raw: Option<String>,
     parent_mode: bool,
     facts: &mut Facts,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let pairs = params::pairs(raw.as_deref())?;
-    let request = params::list_request(entity, &pairs, &gateway.config.server, parent_mode)?;
-    run(gateway, principal, request, facts).await
+) -> Result<Released, ApiError> {
+    let server = &gateway.config.server;
+    let pairs = params::pairs(raw.as_deref(), server)?;
+    let (mut request, cursor) = params::list_request(entity, &pairs, server, parent_mode)?;
+    let gate = authorize(gateway, principal, &mut request, cursor.as_deref(), facts)?;
+    let outcome = fetch(gateway, &request, facts).await?;
+    Ok(gate.release(outcome, &request, facts))
 }
 
 /// Filters must be on fields a listing source has: fields that only an
@@ -322,7 +319,6 @@ fn list_error(
             scope.join(", "),
             gateway.coverage_summary()
         )),
-        ListError::Cursor(e) => ApiError::cursor(e),
         ListError::Failed(reports) => {
             record_sources(gateway, &reports);
             facts.sources = reports.iter().map(|r| r.name.clone()).collect();
@@ -331,28 +327,35 @@ fn list_error(
     }
 }
 
-async fn run(
-    gateway: &Gateway,
-    principal: &Principal,
-    mut request: ListRequest,
+/// Phase 1 of a list: the filters a source can answer, then the gate.
+fn authorize<'g>(
+    gateway: &'g Gateway,
+    principal: &'g Principal,
+    request: &mut ListRequest,
+    cursor: Option<&str>,
     facts: &mut Facts,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<ListGate<'g>, ApiError> {
     check_filterable(gateway, request.entity, &request.filters)?;
-    let grant = access::authorize_list(gateway, principal, &mut request, facts)?;
-    match federation::execute(&gateway.sources, &gateway.cursors, &request).await {
+    ListGate::authorize(gateway, principal, request, cursor, facts)
+}
+
+/// Run an authorized list: fan out, merge, join enriching sources.
+async fn fetch(
+    gateway: &Gateway,
+    request: &ListRequest,
+    facts: &mut Facts,
+) -> Result<federation::ListOutcome, ApiError> {
+    match federation::execute(&gateway.sources, request).await {
         Ok(mut outcome) => {
             federation::enrich::enrich(
                 &gateway.sources,
                 &gateway.person_key,
-                &request,
+                request,
                 &mut outcome,
             )
             .await;
             record_sources(gateway, &outcome.reports);
-            access::apply_list(gateway, principal, &grant, &mut outcome, facts);
-            let mut body = envelope::list_envelope(&outcome, &request.output);
-            body["policy"] = access::list_policy(gateway, &grant, &request.output);
-            Ok(Json(body))
+            Ok(outcome)
         }
         Err(e) => Err(list_error(
             gateway,
@@ -408,25 +411,16 @@ async fn stats_inner(
     principal: &Principal,
     raw: Option<String>,
     facts: &mut Facts,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let pairs = params::pairs(raw.as_deref())?;
-    let mut request = params::stats_request(&pairs)?;
+) -> Result<Released, ApiError> {
+    let server = &gateway.config.server;
+    let pairs = params::pairs(raw.as_deref(), server)?;
+    let mut request = params::stats_request(&pairs, server)?;
     check_filterable(gateway, request.entity, &request.filters)?;
-    let grant = access::authorize_stats(gateway, principal, &mut request, facts)?;
+    let gate = StatsGate::authorize(gateway, principal, &mut request, facts)?;
     match federation::stats::stats(&gateway.sources, &request).await {
-        Ok(mut outcome) => {
+        Ok(outcome) => {
             record_sources(gateway, &outcome.reports);
-            let suppressed = access::apply_stats(&grant, &mut outcome, facts);
-            let mut body = envelope::stats_envelope(&outcome);
-            body["policy"] = json!({
-                "scope": [grant.scope],
-                "statistics_only": grant.statistics_only,
-                "suppress_below": grant.suppress_below,
-                "suppressed": suppressed,
-                "policies": grant.policies,
-                "version": gateway.config.enforcer.engine.version(),
-            });
-            Ok(Json(body))
+            Ok(gate.release(outcome, &request, facts))
         }
         Err(e) => Err(list_error(
             gateway,
@@ -461,7 +455,7 @@ async fn division_inner(
     principal: &Principal,
     code: String,
     facts: &mut Facts,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Released, ApiError> {
     if !crate::config::is_division_code(&code) {
         return Err(ApiError::bad_request(format!(
             "`{code}` is not a division code (2–32 letters or digits, e.g. 150103001)"
@@ -471,7 +465,7 @@ async fn division_inner(
     let field = entity
         .field("code")
         .ok_or_else(|| ApiError::not_found("no code field"))?;
-    let request = ListRequest {
+    let mut request = ListRequest {
         entity,
         scope: vec![code.clone()],
         filters: vec![FieldFilter {
@@ -485,21 +479,11 @@ async fn division_inner(
         cursor: None,
         strict: false,
     };
-    let Json(mut body) = run(gateway, principal, request, facts).await?;
-    let first = body["data"]
-        .as_array()
-        .and_then(|rows| rows.first().cloned());
-    match first {
-        Some(row) => Ok(Json(json!({
-            "data": row,
-            "partial": body["partial"].take(),
-            "sources": body["sources"].take(),
-            "policy": body["policy"].take(),
-        }))),
-        None => Err(ApiError::not_found(format!(
-            "no division has the code {code}"
-        ))),
-    }
+    let gate = authorize(gateway, principal, &mut request, None, facts)?;
+    let outcome = fetch(gateway, &request, facts).await?;
+    gate.release_one(outcome, &request, facts, || {
+        ApiError::not_found(format!("no division has the code {code}"))
+    })
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -564,8 +548,7 @@ async fn no_route(uri: Uri) -> ApiError {
 
 async fn no_method(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         format!("{method} is not allowed on {}; use GET", uri.path()),
     )
 }

@@ -15,9 +15,31 @@ use crate::model::{Entity, Field};
 /// Parameters that are not filters.
 const RESERVED: &[&str] = &["division", "parent", "limit", "cursor", "fields", "strict"];
 
-pub fn pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
-    serde_urlencoded::from_str(raw.unwrap_or(""))
+/// The query string's pairs, refused past `server.max_query_bytes` (a
+/// huge query costs the gateway more than it could be worth to a caller).
+pub fn pairs(raw: Option<&str>, server: &ServerSection) -> Result<Vec<(String, String)>, ApiError> {
+    let raw = raw.unwrap_or("");
+    if raw.len() > server.max_query_bytes {
+        return Err(ApiError::bad_request(format!(
+            "the query string is {} bytes; at most {} are accepted (server.max_query_bytes)",
+            raw.len(),
+            server.max_query_bytes
+        )));
+    }
+    serde_urlencoded::from_str(raw)
         .map_err(|e| ApiError::bad_request(format!("the query string is not URL-encoded: {e}")))
+}
+
+/// Refuse more filters than `server.max_filters`.
+fn check_filter_count(filters: &[FieldFilter], server: &ServerSection) -> Result<(), ApiError> {
+    if filters.len() > server.max_filters {
+        return Err(ApiError::bad_request(format!(
+            "{} filters; at most {} are accepted in one request (server.max_filters)",
+            filters.len(),
+            server.max_filters
+        )));
+    }
+    Ok(())
 }
 
 fn division_code(name: &str, value: &str) -> Result<String, ApiError> {
@@ -91,7 +113,7 @@ pub fn list_request(
     pairs: &[(String, String)],
     server: &ServerSection,
     parent_mode: bool,
-) -> Result<ListRequest, ApiError> {
+) -> Result<(ListRequest, Option<String>), ApiError> {
     let mut seen: Vec<&str> = Vec::new();
     let (mut division, mut parent, mut cursor) = (None, None, None);
     let mut limit = server.default_page_size;
@@ -139,9 +161,10 @@ pub fn list_request(
                 }
                 projection = Some(fields);
             }
-            _ => filters.push(filter(entity, key, value)?),
+            _ => filters.push(filter(entity, key, value, server)?),
         }
     }
+    check_filter_count(&filters, server)?;
 
     let mut scope = match (division, parent.clone()) {
         (Some(d), _) => d,
@@ -181,16 +204,17 @@ pub fn list_request(
             internal.push(needed);
         }
     }
-    Ok(ListRequest {
+    let request = ListRequest {
         entity,
         scope: vec![scope],
         filters,
         projection: internal,
         output: projection,
         limit,
-        cursor,
+        cursor: None,
         strict,
-    })
+    };
+    Ok((request, cursor))
 }
 
 /// Prefix lengths of division codes by level.
@@ -206,7 +230,19 @@ fn prefix_of(level: &str) -> Option<u32> {
 }
 
 /// Parse `/v1/stats` parameters.
-pub fn stats_request(pairs: &[(String, String)]) -> Result<StatsRequest, ApiError> {
+pub fn stats_request(
+    pairs: &[(String, String)],
+    server: &ServerSection,
+) -> Result<StatsRequest, ApiError> {
+    let mut seen: Vec<&str> = Vec::new();
+    for (key, _) in pairs {
+        if seen.contains(&key.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "`{key}` is given twice; give it once (use `{key}[in]=a,b` for several values)"
+            )));
+        }
+        seen.push(key);
+    }
     let get = |name: &str| {
         pairs
             .iter()
@@ -261,9 +297,10 @@ pub fn stats_request(pairs: &[(String, String)]) -> Result<StatsRequest, ApiErro
             key.as_str(),
             "metric" | "division" | "group_by" | "by" | "strict"
         ) {
-            filters.push(filter(entity, key, value)?);
+            filters.push(filter(entity, key, value, server)?);
         }
     }
+    check_filter_count(&filters, server)?;
     Ok(StatsRequest {
         entity,
         scope: vec![division],
@@ -274,7 +311,12 @@ pub fn stats_request(pairs: &[(String, String)]) -> Result<StatsRequest, ApiErro
     })
 }
 
-fn filter(entity: &'static Entity, key: &str, value: &str) -> Result<FieldFilter, ApiError> {
+fn filter(
+    entity: &'static Entity,
+    key: &str,
+    value: &str,
+    server: &ServerSection,
+) -> Result<FieldFilter, ApiError> {
     let (name, op) = match key.split_once('[') {
         Some((name, rest)) => {
             let op_name = rest.strip_suffix(']').unwrap_or(rest);
@@ -294,10 +336,19 @@ fn filter(entity: &'static Entity, key: &str, value: &str) -> Result<FieldFilter
         .field(name)
         .ok_or_else(|| unknown_field(entity, name))?;
     let values = match op {
-        FilterOp::OneOf => value
-            .split(',')
-            .map(|v| typed(field, v.trim()))
-            .collect::<Result<Vec<_>, _>>()?,
+        FilterOp::OneOf => {
+            let listed = value.split(',').count();
+            if listed > server.max_in_values {
+                return Err(ApiError::bad_request(format!(
+                    "`{key}` lists {listed} values; at most {} are accepted (server.max_in_values)",
+                    server.max_in_values
+                )));
+            }
+            value
+                .split(',')
+                .map(|v| typed(field, v.trim()))
+                .collect::<Result<Vec<_>, _>>()?
+        }
         _ => vec![typed(field, value)?],
     };
     if op == FilterOp::Prefix && field.kind != ValueKind::Text {
@@ -314,12 +365,8 @@ mod tests {
     use crate::model::GRIDS;
 
     fn parse(q: &str) -> Result<ListRequest, ApiError> {
-        list_request(
-            &GRIDS,
-            &pairs(Some(q)).unwrap(),
-            &ServerSection::default(),
-            false,
-        )
+        let server = ServerSection::default();
+        list_request(&GRIDS, &pairs(Some(q), &server)?, &server, false).map(|(r, _)| r)
     }
 
     #[test]
@@ -354,5 +401,29 @@ mod tests {
         assert!(e.message.contains("twice"), "{}", e.message);
         let e = parse("division=150103&fields=name,colour").unwrap_err();
         assert_eq!(e.code, "unknown_field");
+    }
+
+    #[test]
+    fn huge_in_lists_and_query_strings_are_refused_with_the_limit() {
+        let ids: Vec<String> = (0..101).map(|i| format!("{i:03}")).collect();
+        let e = parse(&format!("division=150103&id[in]={}", ids.join(","))).unwrap_err();
+        assert_eq!(e.code, "bad_request");
+        assert!(e.message.contains("at most 100"), "{}", e.message);
+        let e = parse(&format!("division=150103&name={}", "x".repeat(5000))).unwrap_err();
+        assert!(e.message.contains("at most 4096"), "{}", e.message);
+        let many: Vec<String> = ["name", "code", "head", "community"]
+            .iter()
+            .flat_map(|f| {
+                ["", "[prefix]", "[in]", "[gte]", "[lte]"]
+                    .iter()
+                    .map(move |op| format!("{f}{op}=1"))
+            })
+            .collect();
+        let e = parse(&format!("division=150103&{}", many.join("&"))).unwrap_err();
+        assert!(
+            e.message.contains("20 filters; at most 16"),
+            "{}",
+            e.message
+        );
     }
 }

@@ -52,11 +52,30 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             ),
         ));
     }
-    if server.max_concurrent_requests == 0 {
+    for (key, value) in [
+        (
+            "server.max_concurrent_requests",
+            server.max_concurrent_requests as u64,
+        ),
+        ("server.max_connections", server.max_connections as u64),
+        (
+            "server.header_read_timeout_ms",
+            server.header_read_timeout_ms,
+        ),
+        ("server.max_query_bytes", server.max_query_bytes as u64),
+        ("server.max_filters", server.max_filters as u64),
+        ("server.max_in_values", server.max_in_values as u64),
+        ("statistics.burst", main.statistics.burst as u64),
+    ] {
+        if value == 0 {
+            errors.push(ConfigError::new(path, key, "must be at least 1"));
+        }
+    }
+    if main.statistics.suppress_below > 1000 || main.statistics.max_noise > 100 {
         errors.push(ConfigError::new(
             path,
-            "server.max_concurrent_requests",
-            "must be at least 1",
+            "statistics",
+            "suppress_below is at most 1000 and max_noise at most 100 (counts would say nothing)",
         ));
     }
     if !(1..=10_000).contains(&main.plugins.pool_instances) {
@@ -206,8 +225,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             enforcer: lianqiao_policy::Enforcer {
                 engine: std::sync::Arc::new(engine),
                 catalog: std::sync::Arc::new(field_classes.clone()),
-                suppress_below: main.policy.suppress_below,
             },
+            statistics: main.statistics,
             auth: std::sync::Arc::new(auth),
             policy: main.policy,
             policy_dir,

@@ -33,6 +33,8 @@ pub struct GatewayFile {
     #[serde(default)]
     pub policy: PolicySection,
     #[serde(default)]
+    pub statistics: StatisticsSection,
+    #[serde(default)]
     pub audit: AuditSection,
 }
 
@@ -82,9 +84,6 @@ pub struct PolicySection {
     pub dir: PathBuf,
     /// Purposes a caller may declare (header `X-Purpose`).
     pub purposes: Vec<String>,
-    /// Statistics cells below this count are suppressed for callers who
-    /// may see only statistics of those records.
-    pub suppress_below: u64,
     /// How often the division registry is fetched again from the sources
     /// that serve divisions, in seconds; 0: never (the hierarchy still
     /// comes from the codes; divisions have no names in policies).
@@ -103,8 +102,43 @@ impl Default for PolicySection {
             ]
             .map(String::from)
             .to_vec(),
-            suppress_below: 5,
             registry_refresh_s: 600,
+        }
+    }
+}
+
+/// `[statistics]`: how counts are protected for callers who may not list
+/// the records behind them (the cell-key method, docs/policy.md), and how
+/// many statistics queries one caller may make.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatisticsSection {
+    /// Protected cells with a true count below this are published as
+    /// suppressed — zeros too, so an empty cell cannot be told from a
+    /// small one.
+    pub suppress_below: u64,
+    /// Protected counts carry noise drawn uniformly from
+    /// `-max_noise..=max_noise`, the same for the same cell every time.
+    pub max_noise: u32,
+    /// Environment variable holding the key the noise is drawn with.
+    /// Replicas must share it, and it must survive restarts: with a fresh
+    /// key each start, a caller could average the noise away by asking
+    /// again after every restart.
+    pub key_env: String,
+    /// Statistics queries one principal may make at once…
+    pub burst: u32,
+    /// …and per hour after that (429 `rate_limited` with `Retry-After`).
+    pub queries_per_hour: u32,
+}
+
+impl Default for StatisticsSection {
+    fn default() -> Self {
+        StatisticsSection {
+            suppress_below: 5,
+            max_noise: 3,
+            key_env: "LIANQIAO_STATS_KEY".into(),
+            burst: 120,
+            queries_per_hour: 1200,
         }
     }
 }
@@ -235,6 +269,19 @@ pub struct ServerSection {
     /// Requests served at once; more are refused at once with 503
     /// `overloaded` and `Retry-After`, rather than queueing without bound.
     pub max_concurrent_requests: u32,
+    /// Connections open at once per listener; past it new connections are
+    /// closed as soon as they are accepted.
+    pub max_connections: u32,
+    /// A client must finish its TLS handshake, and send each request's
+    /// headers, within this many milliseconds; an idle kept-alive
+    /// connection is closed after it too (slow clients hold nothing long).
+    pub header_read_timeout_ms: u64,
+    /// Longest query string accepted, in bytes.
+    pub max_query_bytes: usize,
+    /// Most filters one request may carry.
+    pub max_filters: usize,
+    /// Most values one `[in]` filter may list.
+    pub max_in_values: usize,
     /// HTTPS on `listen`. Without it `listen` serves plain HTTP, which must
     /// be asked for explicitly with `plaintext = true`.
     pub tls: Option<TlsSection>,
@@ -289,6 +336,11 @@ impl Default for ServerSection {
             max_page_size: 1000,
             default_page_size: 50,
             max_concurrent_requests: 512,
+            max_connections: 1024,
+            header_read_timeout_ms: 10_000,
+            max_query_bytes: 4096,
+            max_filters: 16,
+            max_in_values: 100,
             tls: None,
             plaintext: false,
             plaintext_listen: String::new(),
@@ -543,6 +595,7 @@ pub struct Config {
     /// The loaded, validated policy with the field catalog.
     pub enforcer: lianqiao_policy::Enforcer,
     pub policy: PolicySection,
+    pub statistics: StatisticsSection,
     /// The policy directory, resolved.
     pub policy_dir: PathBuf,
     pub audit: AuditSection,

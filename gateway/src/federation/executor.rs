@@ -7,9 +7,11 @@ use lianqiao_host::PluginError;
 use lianqiao_host::contract::Query;
 
 use super::ListRequest;
-use super::cursor::{CursorCodec, CursorError, CursorState, SourcePosition};
+use super::cursor::{CursorState, SourcePosition};
 use super::merge::{Buffer, MergedRow, merge};
 use super::planner::{SourceCall, plan};
+use crate::api::error::ErrorCode;
+use crate::disclosure::redact;
 use crate::sources::SourceSet;
 
 /// Extra wall time past a plugin's own deadline before the gateway stops
@@ -69,7 +71,9 @@ pub struct SourceReport {
 #[derive(Debug)]
 pub struct ListOutcome {
     pub rows: Vec<MergedRow>,
-    pub next_cursor: Option<String>,
+    /// Where the next page starts; `None` when every source is exhausted.
+    /// Leaves the gateway only sealed (`disclosure::seal`).
+    pub next: Option<CursorState>,
     pub reports: Vec<SourceReport>,
 }
 
@@ -83,7 +87,6 @@ impl ListOutcome {
 pub enum ListError {
     /// No source serves this entity in this scope.
     NoSource,
-    Cursor(CursorError),
     /// Every source failed, or one did under `strict=true`.
     Failed(Vec<SourceReport>),
 }
@@ -95,24 +98,20 @@ const MAX_ROUNDS: usize = 8;
 /// Answer a list request: fan out, merge, and when gateway-side filters
 /// left the page short, continue from the new position for a few rounds
 /// so callers rarely see short pages.
-pub async fn execute(
-    sources: &SourceSet,
-    codec: &CursorCodec,
-    request: &ListRequest,
-) -> Result<ListOutcome, ListError> {
-    let mut outcome = execute_round(sources, codec, request).await?;
+pub async fn execute(sources: &SourceSet, request: &ListRequest) -> Result<ListOutcome, ListError> {
+    let mut outcome = execute_round(sources, request).await?;
     let mut rounds = 1;
     while rounds < MAX_ROUNDS && (outcome.rows.len() as u32) < request.limit && !outcome.partial() {
-        let Some(cursor) = outcome.next_cursor.clone() else {
+        let Some(cursor) = outcome.next.take() else {
             break;
         };
         let mut next = request.clone();
         next.cursor = Some(cursor);
         next.limit = request.limit - outcome.rows.len() as u32;
-        let more = execute_round(sources, codec, &next).await?;
+        let more = execute_round(sources, &next).await?;
         let more_partial = more.partial();
         outcome.rows.extend(more.rows);
-        outcome.next_cursor = more.next_cursor;
+        outcome.next = more.next;
         for (total, round) in outcome.reports.iter_mut().zip(&more.reports) {
             if total.name == round.name {
                 total.latency += round.latency;
@@ -129,7 +128,6 @@ pub async fn execute(
 
 async fn execute_round(
     sources: &SourceSet,
-    codec: &CursorCodec,
     request: &ListRequest,
 ) -> Result<ListOutcome, ListError> {
     let planning = tracing::info_span!(
@@ -144,12 +142,7 @@ async fn execute_round(
     }
     let fingerprint = request.fingerprint();
     let mut starts: BTreeMap<String, SourcePosition> = match &request.cursor {
-        Some(token) => {
-            codec
-                .decode(token, &fingerprint)
-                .map_err(ListError::Cursor)?
-                .positions
-        }
+        Some(state) => state.positions.clone(),
         None => calls
             .iter()
             .map(|c| {
@@ -201,7 +194,7 @@ async fn execute_round(
     for (span, (_, answer, _)) in spans.iter().zip(&answers) {
         match answer {
             Ok(page) => span.record("rows", page.rows.len()),
-            Err(e) => span.record("error", e.code()),
+            Err(e) => span.record("error", ErrorCode::of(e).as_str()),
         };
     }
 
@@ -222,7 +215,12 @@ async fn execute_round(
             }
             Err(error) => {
                 let status = SourceStatus::of(&error);
-                tracing::warn!(source = %name, code = error.code(), %error, "source failed");
+                tracing::warn!(
+                    source = %name,
+                    code = ErrorCode::of(&error).as_str(),
+                    detail = %redact::operator(&error),
+                    "source failed"
+                );
                 reports.push(SourceReport {
                     name: name.clone(),
                     status,
@@ -248,15 +246,13 @@ async fn execute_round(
         }
     }
     starts.extend(failed_positions);
-    let next_cursor = (!starts.is_empty()).then(|| {
-        codec.encode(&CursorState {
-            fingerprint,
-            positions: starts,
-        })
+    let next = (!starts.is_empty()).then_some(CursorState {
+        fingerprint,
+        positions: starts,
     });
     Ok(ListOutcome {
         rows,
-        next_cursor,
+        next,
         reports,
     })
 }
@@ -316,7 +312,7 @@ async fn call_source(
     {
         tracing::info!(
             source = call.source.name(),
-            code = e.code(),
+            code = ErrorCode::of(e).as_str(),
             "retrying a read"
         );
         let retried = attempt().await;

@@ -5,7 +5,7 @@ pub mod breaker;
 pub mod cursor;
 pub mod enrich;
 pub mod executor;
-mod filter;
+pub(crate) mod filter;
 mod merge;
 mod planner;
 pub mod retry;
@@ -30,7 +30,9 @@ pub struct ListRequest {
     /// Fields returned to the caller.
     pub output: Vec<&'static str>,
     pub limit: u32,
-    pub cursor: Option<String>,
+    /// Where each source stands, continuing an earlier page (opened from
+    /// the caller's sealed cursor by the disclosure gate).
+    pub cursor: Option<cursor::CursorState>,
     /// Fail the whole request when any source fails.
     pub strict: bool,
 }

@@ -230,9 +230,11 @@ async fn count_by_paging(
         }
         seen += page.rows.len();
         if seen > MAX_FALLBACK_ROWS {
-            return Err(PluginError::Contract(format!(
-                "more than {MAX_FALLBACK_ROWS} rows to count in the gateway; give the plugin aggregate support"
-            )));
+            return Err(PluginError::Contract(
+                lianqiao_host::Violation::TooManyRowsToCount {
+                    limit: MAX_FALLBACK_ROWS,
+                },
+            ));
         }
         match page.next_cursor {
             Some(next) => cursor = Some(next),

@@ -1,9 +1,14 @@
 //! `sql`: read-only statements against the source's own database.
 //!
-//! The host owns the pool and its credentials; the connection itself is
-//! read-only (SQLite opened read-only, PostgreSQL and MariaDB sessions set
-//! to read-only transactions), so a statement check here is for clear
-//! errors, not the last line of defence. Statements use `?` placeholders on
+//! The host owns the pool and its credentials; every statement runs
+//! read-only (SQLite opened read-only; on PostgreSQL and MariaDB each
+//! statement in a transaction begun `READ ONLY` and rolled back), so a
+//! statement check here is for clear errors, not the last line of defence.
+//! A session default would not do: a statement can switch it off
+//! (PostgreSQL `set_config('default_transaction_read_only', 'off', …)`)
+//! and the next statement on that pooled connection could then write (a
+//! data-modifying `WITH`); a read-only transaction cannot be made
+//! read-write once a query ran in it. Statements use `?` placeholders on
 //! every backend; the host renumbers them for PostgreSQL.
 
 use std::str::FromStr;
@@ -231,9 +236,25 @@ impl SqlPool {
             log.push(&sql, params);
         }
         match self {
+            // Opened read-only: no transaction needed.
             SqlPool::Sqlite(pool) => run!(pool, sql, params),
-            SqlPool::Postgres(pool) => run!(pool, sql, params),
-            SqlPool::MySql(pool) => run!(pool, sql, params),
+            SqlPool::Postgres(pool) => {
+                let mut tx = pool.begin_with("BEGIN READ ONLY").await.map_err(classify)?;
+                let result = async { run!(&mut *tx, sql, params) }.await;
+                // Nothing was written; ending it either way frees the
+                // connection (a dropped transaction also rolls back).
+                let _ = tx.rollback().await;
+                result
+            }
+            SqlPool::MySql(pool) => {
+                let mut tx = pool
+                    .begin_with("START TRANSACTION READ ONLY")
+                    .await
+                    .map_err(classify)?;
+                let result = async { run!(&mut *tx, sql, params) }.await;
+                let _ = tx.rollback().await;
+                result
+            }
         }
     }
 }
@@ -295,13 +316,23 @@ fn check_statement(statement: &str, params: usize) -> Result<String, SqlError> {
         )));
     }
     let (mut semicolons, mut marks) = (0, 0);
-    scan_code(trimmed, |_, c| match c {
-        ';' => semicolons += 1,
-        '?' => marks += 1,
-        _ => {}
+    let mut code = String::with_capacity(trimmed.len());
+    scan_code(trimmed, |_, c| {
+        match c {
+            ';' => semicolons += 1,
+            '?' => marks += 1,
+            _ => {}
+        }
+        code.push(c.to_ascii_uppercase());
     });
     if semicolons > 0 {
         return Err(SqlError::Denied("one statement per call".into()));
+    }
+    // MariaDB/MySQL write files from a SELECT, read-only transaction or not.
+    if code.contains("OUTFILE") || code.contains("DUMPFILE") {
+        return Err(SqlError::Denied(
+            "SELECT … INTO OUTFILE/DUMPFILE writes files; a source reads rows".into(),
+        ));
     }
     if marks != params {
         return Err(SqlError::Statement(format!(
@@ -431,6 +462,117 @@ mod tests {
             check_statement("SELECT 1; DROP TABLE grid", 0),
             Err(SqlError::Denied(_))
         ));
+    }
+
+    #[test]
+    fn a_select_cannot_write_a_file() {
+        for sql in [
+            "SELECT * FROM grid INTO OUTFILE '/tmp/x'",
+            "select 1 into dumpfile '/tmp/x'",
+        ] {
+            assert!(
+                matches!(check_statement(sql, 0), Err(SqlError::Denied(_))),
+                "{sql}"
+            );
+        }
+        assert!(check_statement("SELECT 'into outfile' AS words", 0).is_ok());
+    }
+
+    fn database_url(var: &str, test: &str) -> Option<String> {
+        match std::env::var(var) {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ => {
+                eprintln!(
+                    "\n*** SKIPPED {test}: {var} is not set. `.ci/run` sets it; locally export it to run this test. ***\n"
+                );
+                None
+            }
+        }
+    }
+
+    /// Before: sessions were read-only by default, and a statement could
+    /// switch the default off for the next statement on the same pooled
+    /// connection, which then deleted rows through a data-modifying WITH.
+    #[tokio::test]
+    async fn a_read_cannot_switch_postgres_out_of_read_only() {
+        let Some(url) = database_url(
+            "LIANQIAO_TEST_POSTGRES_URL",
+            "a_read_cannot_switch_postgres_out_of_read_only",
+        ) else {
+            return;
+        };
+        let rw = sqlx::PgPool::connect(&url).await.unwrap();
+        for sql in [
+            "DROP TABLE IF EXISTS lq_read_only_probe",
+            "CREATE TABLE lq_read_only_probe (n INTEGER)",
+            "INSERT INTO lq_read_only_probe VALUES (1), (2), (3)",
+        ] {
+            sqlx::query(sql).execute(&rw).await.unwrap();
+        }
+        let settings = PoolSettings {
+            max_connections: 1, // every statement on the same connection
+            acquire_timeout: Duration::from_secs(5),
+        };
+        let pool = SqlPool::connect_lazy(&url, &settings).unwrap();
+        let _ = pool
+            .query(
+                "SELECT set_config('default_transaction_read_only', 'off', false)",
+                &[],
+                None,
+            )
+            .await;
+        let switched = pool
+            .query(
+                "SELECT set_config('transaction_read_only', 'off', false)",
+                &[],
+                None,
+            )
+            .await;
+        assert!(
+            switched.is_err(),
+            "a running read-only transaction stays so"
+        );
+        let err = pool
+            .query(
+                "WITH gone AS (DELETE FROM lq_read_only_probe RETURNING n) SELECT count(*) AS n FROM gone",
+                &[],
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, SqlError::Statement(ref m) if m.contains("read-only")),
+            "{err:?}"
+        );
+        let (left,): (i64,) = sqlx::query_as("SELECT count(*) FROM lq_read_only_probe")
+            .fetch_one(&rw)
+            .await
+            .unwrap();
+        assert_eq!(left, 3, "no row was deleted");
+        sqlx::query("DROP TABLE lq_read_only_probe")
+            .execute(&rw)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn mariadb_reads_run_in_read_only_transactions() {
+        let Some(url) = database_url(
+            "LIANQIAO_TEST_MYSQL_URL",
+            "mariadb_reads_run_in_read_only_transactions",
+        ) else {
+            return;
+        };
+        let settings = PoolSettings {
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(5),
+        };
+        let pool = SqlPool::connect_lazy(&url, &settings).unwrap();
+        let rs = pool
+            .query("SELECT @@tx_read_only AS ro", &[], None)
+            .await
+            .unwrap();
+        assert_eq!(rs.rows[0][0], Value::Integer(1), "{rs:?}");
     }
 
     #[test]

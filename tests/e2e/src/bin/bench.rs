@@ -236,7 +236,7 @@ async fn policy(
     n: usize,
     whole_p50: Duration,
 ) -> anyhow::Result<String> {
-    use lianqiao_gateway::api::access;
+    use lianqiao_gateway::disclosure::{Facts, rows::ListGate};
     use lianqiao_gateway::federation::{ListOutcome, MergedRow};
     use lianqiao_host::contract::Value;
     use lianqiao_policy::{Level, Mask, Principal};
@@ -303,7 +303,6 @@ async fn policy(
     })
     .await;
 
-    let grant = enforcer.authorize_list(&street, "members", "150103001")?;
     let page: Vec<MergedRow> = (0..50)
         .map(|k| MergedRow {
             source: Arc::from("bench"),
@@ -329,20 +328,41 @@ async fn policy(
             ],
         })
         .collect();
+    let members = lianqiao_gateway::model::entity("members").expect("members");
+    let mut request = lianqiao_gateway::api::parse_list(
+        members,
+        Some("division=150103001&limit=50"),
+        &gateway.config.server,
+    )
+    .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let gate = ListGate::authorize(&gateway, &street, &mut request, None, &mut Facts::default())
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let next = lianqiao_gateway::federation::cursor::CursorState {
+        fingerprint: request.fingerprint(),
+        positions: [(
+            "bench".to_string(),
+            lianqiao_gateway::federation::cursor::SourcePosition {
+                cursor: Some("[\"150103001009\",\"DY000049\"]".into()),
+                skip: 0,
+            },
+        )]
+        .into(),
+    };
     let phase2 = measure(
-        "policy phase 2: 50 member rows checked and masked",
+        "disclosure gate, phase 2: 50 member rows checked, masked, cursor sealed, body built",
         n,
         || {
-            let (g, p, grant) = (&gateway, &street, &grant);
+            let (gate, request) = (&gate, &request);
             let rows = page.clone();
+            let next = Some(next.clone());
             async move {
-                let mut outcome = ListOutcome {
+                let outcome = ListOutcome {
                     rows,
-                    next_cursor: None,
+                    next,
                     reports: vec![],
                 };
-                let mut facts = access::Facts::default();
-                access::apply_list(g, p, grant, &mut outcome, &mut facts);
+                let mut facts = Facts::default();
+                std::hint::black_box(gate.release(outcome, request, &mut facts));
                 assert_eq!(facts.masked, 200, "name, phone, birth date, address");
             }
         },

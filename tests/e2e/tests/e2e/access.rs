@@ -268,6 +268,8 @@ async fn statistics_only_levels_get_small_cells_suppressed() {
     let (status, body) = gw.get_as(&t, "statistics", path).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["policy"]["statistics_only"], true);
+    assert_eq!(body["policy"]["counts"], "protected");
+    assert_eq!(body["policy"]["protection"]["method"], "cell-key");
     let cells = rows(&body);
     let suppressed = cells.iter().filter(|c| c["suppressed"] == true).count();
     assert!(
@@ -280,11 +282,23 @@ async fn statistics_only_levels_get_small_cells_suppressed() {
             None => assert_eq!(c["suppressed"], true, "{c}"),
         }
     }
-    // The district may list members: it sees the same cells unsuppressed.
+    // The district may list members but never sees their ethnicity:
+    // counting by it is protected for the district too …
     let t = token("district", "150103", &[]);
     let (status, body) = gw.get_as(&t, "statistics", path).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["policy"]["statistics_only"], false);
+    assert_eq!(body["policy"]["counts"], "protected", "{}", body["policy"]);
+    // … while by gender, which its lists show, it gets exact counts.
+    let (status, body) = gw
+        .get_as(
+            &t,
+            "statistics",
+            "/v1/stats?metric=members.count&division=150103&group_by=community&by=gender",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["policy"]["counts"], "exact");
     assert!(rows(&body).iter().all(|c| c["value"].is_i64()));
 }
 

@@ -1,0 +1,465 @@
+//! The gate for statistics.
+//!
+//! Grouping is a decision of its own: a caller may count by a field when
+//! `fields.toml` marks it groupable (a closed set of categories) and the
+//! policy's `group` action permits it — whether or not the caller may see
+//! that field, or any record, in a list. Filters follow the same rule, or
+//! must be on fields the caller sees in clear.
+//!
+//! Counts are exact only when they tell the caller nothing its lists would
+//! not: it may list the records, sees every grouping and filter field in
+//! clear, and keeps to the record-attribute values it may see. Every other
+//! count is protected (`protect`): small cells and zeros suppressed alike,
+//! the rest perturbed consistently. Keys are published only when they are
+//! values of the grouped field's closed set.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use lianqiao_host::contract::Value;
+use lianqiao_policy::{Principal, StatsGrant};
+use serde_json::{Value as Json, json};
+
+use super::protect::Published;
+use super::rows::value_json;
+use super::{Facts, Released, source_reports};
+use crate::api::error::{ApiError, ErrorCode};
+use crate::federation::FieldFilter;
+use crate::federation::filter;
+use crate::federation::stats::{StatsCell, StatsOutcome, StatsRequest};
+use crate::model::Field;
+use crate::server::Gateway;
+
+/// A cell of a protected table: (division group, key text).
+type CellKey = (Option<String>, Option<String>);
+/// Its key, true count, and whether everyone knows the cell could exist.
+type TableCell = (Option<Value>, i64, bool);
+
+/// A statistics request's grant, held from phase 1 to the response.
+pub struct StatsGate<'g> {
+    gateway: &'g Gateway,
+    grant: StatsGrant,
+    /// Whether this query's counts are exact (else protected).
+    exact: bool,
+}
+
+/// The values a filter on the record attribute (cases' `loop`) keeps, if
+/// the query has one.
+fn attribute_values(
+    grant: &StatsGrant,
+    filters: &[FieldFilter],
+    gateway: &Gateway,
+) -> Option<Vec<String>> {
+    let attribute = gateway
+        .config
+        .enforcer
+        .catalog
+        .record_attribute(&grant.kind)?;
+    let mut kept: Option<BTreeSet<String>> = None;
+    for f in filters.iter().filter(|f| f.field.name == attribute.name) {
+        let admitted: BTreeSet<String> = attribute
+            .attribute_values
+            .iter()
+            .filter(|v| filter::matches(f, Some(&Value::Text((*v).clone()))))
+            .cloned()
+            .collect();
+        kept = Some(match kept {
+            None => admitted,
+            Some(k) => k.intersection(&admitted).cloned().collect(),
+        });
+    }
+    kept.map(|k| k.into_iter().collect())
+}
+
+impl<'g> StatsGate<'g> {
+    /// Phase 1: may the caller count these records, group them by this
+    /// field, filter them so; are the counts exact; then its budget.
+    pub fn authorize(
+        gateway: &'g Gateway,
+        principal: &Principal,
+        request: &mut StatsRequest,
+        facts: &mut Facts,
+    ) -> Result<Self, ApiError> {
+        let _span = tracing::info_span!(
+            "policy",
+            phase = 1,
+            level = %principal.level,
+            division = %principal.division,
+            resource = request.entity.name,
+            statistics = true,
+        )
+        .entered();
+        facts.statistics = true;
+        let enforcer = &gateway.config.enforcer;
+        let kind = request.entity.name;
+        let requested = request.scope.first().cloned().unwrap_or_default();
+        let grant = enforcer
+            .authorize_stats(principal, kind, &requested)
+            .map_err(|d| {
+                facts.decision = Some("deny");
+                facts.policies = d.policies.clone();
+                ApiError::denied(d)
+            })?;
+        facts.policies = grant.policies.clone();
+        facts.scope = grant.scope.clone();
+        let groupable = enforcer.catalog.groupable_fields(kind);
+        let allowed: Vec<&str> = grant
+            .groups
+            .iter()
+            .filter(|g| g.allowed)
+            .map(|g| g.field.as_str())
+            .collect();
+        if let Some(by) = request.by {
+            if !enforcer.catalog.groupable(kind, by.name) {
+                return Err(ApiError::bad_request(format!(
+                    "statistics cannot be grouped by `{}`: only categories can (fields.toml `group = true`); {kind} can be grouped by {}",
+                    by.name,
+                    list(&groupable)
+                )));
+            }
+            if !grant.may_group(by.name) {
+                facts.decision = Some("deny");
+                return Err(ApiError::forbidden(
+                    format!(
+                        "your access does not let you count {kind} by `{}`; you may count them by {}",
+                        by.name,
+                        list(&allowed)
+                    ),
+                    grant
+                        .group_rule(by.name)
+                        .map(|r| r.policies.clone())
+                        .unwrap_or_default(),
+                ));
+            }
+        }
+        for f in &request.filters {
+            let name = f.field.name;
+            if grant.sees_clear(name) || grant.may_group(name) {
+                continue;
+            }
+            facts.decision = Some("deny");
+            return Err(ApiError::forbidden(
+                format!(
+                    "cannot filter statistics on `{name}`: counts may be filtered on the division and on fields you may group by ({}){}",
+                    list(&allowed),
+                    if grant.statistics_only {
+                        ""
+                    } else {
+                        " or see in clear in your lists"
+                    }
+                ),
+                grant
+                    .group_rule(name)
+                    .map(|r| r.policies.clone())
+                    .unwrap_or_default(),
+            ));
+        }
+        let mut constrained: Vec<&str> = request.filters.iter().map(|f| f.field.name).collect();
+        constrained.extend(request.by.map(|b| b.name));
+        let kept = attribute_values(&grant, &request.filters, gateway);
+        let exact = grant.exact_for(&constrained, kept.as_deref());
+        if let Err(wait) = gateway.budgets.spend(&principal.id) {
+            facts.decision = Some("deny");
+            let s = &gateway.config.statistics;
+            return Err(ApiError::retry_after(
+                ErrorCode::RateLimited,
+                format!(
+                    "your statistics budget ({} queries at once, {} an hour) is spent; retry in {} s",
+                    s.burst,
+                    s.queries_per_hour,
+                    wait.as_secs().max(1)
+                ),
+                wait.as_secs_f64().ceil() as u64,
+            ));
+        }
+        request.scope = vec![grant.scope.clone()];
+        Ok(StatsGate {
+            gateway,
+            grant,
+            exact,
+        })
+    }
+
+    /// Whether this query's counts are exact.
+    pub fn exact(&self) -> bool {
+        self.exact
+    }
+
+    /// Phase 2: cells outside the scope go; keys outside the grouped
+    /// field's values go; counts are published exact or protected;
+    /// divisions no source covers are marked. The body.
+    pub fn release(
+        self,
+        outcome: StatsOutcome,
+        request: &StatsRequest,
+        facts: &mut Facts,
+    ) -> Released {
+        let _span = tracing::info_span!("policy", phase = 2, cells = outcome.cells.len()).entered();
+        let scope = self.grant.scope.clone();
+        let gateway = self.gateway;
+        let mut unrecognised = 0i64;
+        let mut cells: Vec<StatsCell> = Vec::with_capacity(outcome.cells.len());
+        for c in outcome.cells {
+            let inside = c
+                .division
+                .as_deref()
+                .is_none_or(|d| d.starts_with(&scope) || scope.starts_with(d));
+            if !inside {
+                continue;
+            }
+            if let (Some(by), Some(key)) = (request.by, &c.key)
+                && !is_value_of(by, key)
+            {
+                unrecognised += c.count;
+                continue;
+            }
+            cells.push(c);
+        }
+        if unrecognised > 0 {
+            tracing::warn!(
+                resource = request.entity.name,
+                by = request.by.map_or("", |b| b.name),
+                records = unrecognised,
+                "a source counted records under keys outside the field's values; they were left out"
+            );
+        }
+        let groups = self.division_universe(request, &cells);
+        let uncovered: BTreeSet<String> = groups
+            .iter()
+            .flatten()
+            .filter(|d| !self.covered(request.entity.name, d))
+            .cloned()
+            .collect();
+        let mut data = Vec::new();
+        let mut suppressed = 0u64;
+        if self.exact {
+            for c in &cells {
+                data.push(cell_json(
+                    c.division.as_deref(),
+                    c.key.as_ref(),
+                    Some(c.count),
+                ));
+            }
+        } else {
+            // True counts by (division, key); the universe's cells start at 0.
+            let mut table: BTreeMap<CellKey, TableCell> = BTreeMap::new();
+            let keys: Vec<Option<Value>> = match request.by {
+                Some(by) => by
+                    .values
+                    .iter()
+                    .map(|v| Some(Value::Text((*v).to_string())))
+                    .collect(),
+                None => vec![None],
+            };
+            for division in &groups {
+                if division.as_ref().is_some_and(|d| uncovered.contains(d)) {
+                    continue;
+                }
+                for key in &keys {
+                    table.insert(
+                        (division.clone(), key_text(key.as_ref())),
+                        (key.clone(), 0, true),
+                    );
+                }
+            }
+            for c in &cells {
+                let entry = table
+                    .entry((c.division.clone(), key_text(c.key.as_ref())))
+                    .or_insert((c.key.clone(), 0, false));
+                entry.1 += c.count;
+            }
+            let protection = &gateway.protection;
+            for ((division, _), (key, count, public)) in &table {
+                let identity = self.identity(request, division.as_deref(), key.as_ref());
+                match protection.publish(*count, &identity) {
+                    Published::Value(v) => {
+                        data.push(cell_json(division.as_deref(), key.as_ref(), Some(v)))
+                    }
+                    Published::Suppressed => {
+                        suppressed += 1;
+                        // Cells everyone knows could exist say so; others
+                        // are left out, as an empty one would be.
+                        if *public {
+                            let mut cell = cell_json(division.as_deref(), key.as_ref(), None);
+                            cell["suppressed"] = json!(true);
+                            data.push(cell);
+                        }
+                    }
+                }
+            }
+        }
+        for d in &uncovered {
+            data.push(json!({ "division": d, "value": null, "not_covered": true }));
+        }
+        facts.rows = 0;
+        facts.sources = outcome.reports.iter().map(|r| r.name.clone()).collect();
+        facts.decision = Some("allow");
+        let mut policy = json!({
+            "scope": [scope],
+            "statistics_only": self.grant.statistics_only,
+            "counts": if self.exact { "exact" } else { "protected" },
+            "suppressed": suppressed,
+            "policies": self.grant.policies,
+            "version": gateway.config.enforcer.engine.version(),
+        });
+        if !self.exact {
+            let p = &gateway.protection;
+            policy["protection"] = json!({
+                "method": "cell-key",
+                "suppress_below": p.suppress_below,
+                "max_noise": p.max_noise,
+            });
+        }
+        Released(json!({
+            "data": data,
+            "partial": outcome.reports.iter().any(|r| r.error.is_some()),
+            "sources": source_reports(&outcome.reports),
+            "policy": policy,
+        }))
+    }
+
+    /// The division groups whose existence tells nothing: with
+    /// `group_by`, the registry's divisions of that level in the scope (or
+    /// the scope's own ancestor at that level), plus any whose total count
+    /// would be published anyway (at least `suppress_below`); without, the
+    /// one group.
+    fn division_universe(
+        &self,
+        request: &StatsRequest,
+        cells: &[StatsCell],
+    ) -> Vec<Option<String>> {
+        let scope = &self.grant.scope;
+        let n = match request.division_prefix {
+            None => return vec![None],
+            Some(n) if (n as usize) <= scope.len() => {
+                return vec![Some(scope.chars().take(n as usize).collect())];
+            }
+            Some(n) => n as usize,
+        };
+        let mut groups: BTreeSet<String> = self
+            .gateway
+            .config
+            .enforcer
+            .engine
+            .divisions_within(scope, n)
+            .into_iter()
+            .collect();
+        let mut totals: BTreeMap<&str, i64> = BTreeMap::new();
+        for c in cells {
+            if let Some(d) = c.division.as_deref() {
+                *totals.entry(d).or_default() += c.count;
+            }
+        }
+        let floor = self.gateway.protection.suppress_below as i64;
+        groups.extend(
+            totals
+                .into_iter()
+                .filter(|(_, total)| *total >= floor)
+                .map(|(d, _)| d.to_string()),
+        );
+        groups.into_iter().map(Some).collect()
+    }
+
+    /// Whether some source listing `entity` covers (part of) `division`.
+    fn covered(&self, entity: &str, division: &str) -> bool {
+        self.gateway.sources.sources.iter().any(|s| {
+            s.serves(entity)
+                && !s.config.enrich.iter().any(|e| e == entity)
+                && s.config
+                    .coverage
+                    .iter()
+                    .any(|c| division.starts_with(c.as_str()) || c.starts_with(division))
+        })
+    }
+
+    /// The cell's identity for its noise: the resource, the narrowest
+    /// division it counts, and its constraints normalised (a filter on a
+    /// field with a closed set of values becomes the set it admits), so
+    /// the same records asked for in another form get the same noise.
+    fn identity(
+        &self,
+        request: &StatsRequest,
+        division: Option<&str>,
+        key: Option<&Value>,
+    ) -> String {
+        let scope = self.grant.scope.as_str();
+        let division = match division {
+            Some(d) if d.len() >= scope.len() => d,
+            _ => scope,
+        };
+        let mut sets: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+        let mut other: Vec<String> = Vec::new();
+        let mut constrain = |field: &'static Field, admitted: BTreeSet<String>| {
+            sets.entry(field.name)
+                .and_modify(|s| *s = s.intersection(&admitted).cloned().collect())
+                .or_insert(admitted);
+        };
+        for f in &request.filters {
+            if f.field.values.is_empty() {
+                other.push(format!("{}:{:?}:{:?}", f.field.name, f.op, f.values));
+            } else {
+                let admitted = f
+                    .field
+                    .values
+                    .iter()
+                    .filter(|v| filter::matches(f, Some(&Value::Text((**v).to_string()))))
+                    .map(|v| (*v).to_string())
+                    .collect();
+                constrain(f.field, admitted);
+            }
+        }
+        if let Some(by) = request.by {
+            constrain(by, key_text(key).into_iter().collect());
+        }
+        let mut parts = vec![request.entity.name.to_string(), division.to_string()];
+        for (name, set) in &sets {
+            let field = request.entity.field(name);
+            // A constraint admitting every value constrains nothing.
+            if field.is_some_and(|f| set.len() == f.values.len() && !f.values.is_empty()) {
+                continue;
+            }
+            parts.push(format!(
+                "{name}={}",
+                set.iter().cloned().collect::<Vec<_>>().join(",")
+            ));
+        }
+        other.sort();
+        parts.extend(other);
+        parts.join("|")
+    }
+}
+
+fn list(names: &[&str]) -> String {
+    if names.is_empty() {
+        "no field".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Whether `key` may be published as a value of `field`.
+fn is_value_of(field: &Field, key: &Value) -> bool {
+    match key {
+        Value::Null => true,
+        Value::Text(t) => field.values.contains(&t.as_str()),
+        _ => false,
+    }
+}
+
+fn key_text(key: Option<&Value>) -> Option<String> {
+    match key? {
+        Value::Null => None,
+        Value::Text(t) => Some(t.clone()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+fn cell_json(division: Option<&str>, key: Option<&Value>, value: Option<i64>) -> Json {
+    let mut cell = json!({ "value": value });
+    if let Some(d) = division {
+        cell["division"] = json!(d);
+    }
+    if let Some(k) = key {
+        cell["key"] = value_json(k);
+    }
+    cell
+}

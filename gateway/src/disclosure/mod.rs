@@ -1,0 +1,98 @@
+//! The disclosure gate: every value that leaves the gateway passes here.
+//!
+//! One component holds the caller's grant and builds every response body
+//! of the `/v1` API: row cells (admitted, masked or withheld), statistics
+//! (grouped only as the policy lets this caller group, counts exact only
+//! where the caller could list the records, protected otherwise), page
+//! cursors (sealed), source reports and error messages (the gateway's own
+//! words, never a source's), explanations. A handler cannot answer with a
+//! body of its own making: [`Released`] can only be built in this module,
+//! so a new endpoint that forgets the gate does not compile.
+//!
+//! - [`rows`]: lists — phase 1 (scope, attribute, filters, fields) and
+//!   phase 2 (every row checked again, fields masked), the envelope.
+//! - [`counts`]: statistics — grouping as a decision of its own, counts
+//!   protected by [`protect`] (cell-key perturbation, small cells
+//!   suppressed, zeros never told apart from them), per-caller budgets
+//!   ([`budget`]).
+//! - [`seal`]: cursors, encrypted and bound to their caller and query.
+//! - [`redact`]: what a failure may say, to callers and to the log.
+
+pub mod budget;
+pub mod counts;
+pub mod protect;
+pub mod redact;
+pub mod rows;
+pub mod seal;
+
+use std::collections::BTreeMap;
+
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value as Json, json};
+
+use crate::api::error::ErrorCode;
+use crate::federation::SourceReport;
+
+/// A response body the gate built. Only this module can make one.
+#[derive(Debug)]
+pub struct Released(Json);
+
+impl Released {
+    /// For tests and tools that read what was released.
+    pub fn body(&self) -> &Json {
+        &self.0
+    }
+}
+
+impl IntoResponse for Released {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// What the policy decides for a principal (`GET /v1/_explain`): the
+/// decisions and the policies that made them, no record data.
+pub fn explained(explanation: Json) -> Released {
+    Released(explanation)
+}
+
+/// What the handler tells the audit record (a response extension).
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub scope: String,
+    pub sources: Vec<String>,
+    pub rows: u64,
+    pub fields: BTreeMap<String, Vec<String>>,
+    pub masked: u64,
+    pub withheld: Vec<String>,
+    pub dropped: u64,
+    pub decision: Option<&'static str>,
+    pub policies: Vec<String>,
+    /// A statistics response (counts only).
+    pub statistics: bool,
+}
+
+/// Each source's outcome for the envelope: name, status, latency, rows,
+/// and for a failure its code and the gateway's words about it.
+pub fn source_reports(reports: &[SourceReport]) -> Json {
+    Json::Array(
+        reports
+            .iter()
+            .map(|r| {
+                let mut report = json!({
+                    "name": r.name,
+                    "status": r.status.as_str(),
+                    "latency_ms": (r.latency.as_secs_f64() * 10_000.0).round() / 10.0,
+                    "rows": r.rows,
+                });
+                if let Some(e) = &r.error {
+                    report["error"] = json!({
+                        "code": ErrorCode::of(e).as_str(),
+                        "message": redact::public(e),
+                    });
+                }
+                report
+            })
+            .collect(),
+    )
+}

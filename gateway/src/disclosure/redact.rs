@@ -1,0 +1,138 @@
+//! What a failure may say, and to whom.
+//!
+//! A caller learns which source failed and the kind of failure, in the
+//! gateway's own words ([`public`]); never the plugin's text, which may
+//! quote a cell of a record the caller may not see (a database's cast
+//! error on a phone number, a contract error naming a row id that is an
+//! ID number). The operator's log gets the full text after [`mask_text`]:
+//! digit runs and Chinese names are masked the way the policy masks them.
+
+use lianqiao_host::PluginError;
+use lianqiao_host::contract::SourceError;
+
+/// A failure in the gateway's words: the kind of problem and the gateway's
+/// own figures (deadline, memory cap), never a word of the plugin's.
+pub fn public(e: &PluginError) -> String {
+    match e {
+        PluginError::Source(s) => match s {
+            SourceError::Unsupported(_) => "the source cannot answer this query".into(),
+            SourceError::BadCursor(_) => "the source refused its position in the cursor".into(),
+            SourceError::BadConfig(_) => "the source's settings are invalid".into(),
+            SourceError::UpstreamUnavailable(_) => "the upstream system is unavailable".into(),
+            SourceError::UpstreamTimeout(_) => "the upstream system timed out".into(),
+            SourceError::UpstreamError(_) => "the upstream system answered with an error".into(),
+            SourceError::Denied(_) => "the host denied the plugin a capability".into(),
+            SourceError::Internal(_) => "the plugin reported an internal error".into(),
+        },
+        PluginError::Trap(_) => "the plugin trapped".into(),
+        PluginError::Busy(_) => "every instance of the plugin is busy".into(),
+        // Built by the host from names and counts only (`Violation`).
+        PluginError::Contract(v) => format!("the plugin broke the contract: {v}"),
+        // The gateway's own figures.
+        PluginError::Deadline { .. }
+        | PluginError::MemoryLimit { .. }
+        | PluginError::CircuitOpen { .. } => e.to_string(),
+    }
+}
+
+/// The whole failure for the operator's log, masked and bounded.
+pub fn operator(e: &PluginError) -> String {
+    mask_text(&e.to_string())
+}
+
+/// Longest free text kept in a log line.
+const MAX_CHARS: usize = 300;
+
+fn is_cjk(c: char) -> bool {
+    matches!(c, '\u{3400}'..='\u{4dbf}' | '\u{4e00}'..='\u{9fff}' | '\u{f900}'..='\u{faff}')
+}
+
+/// Mask what may identify a person in free text: every run of 6 or more
+/// digits (ID numbers, phones, with an ID number's final `X`) keeps its
+/// first three characters, and every run of Chinese characters keeps its
+/// first (`张*`, as the name mask does: a name cannot be told from other
+/// words, so all are masked). Bounded to a few hundred characters.
+pub fn mask_text(text: &str) -> String {
+    let chars: Vec<char> = text.chars().take(MAX_CHARS).collect();
+    let mut out = String::with_capacity(chars.len() + 8);
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_ascii_digit() {
+            let mut j = i;
+            while j < chars.len() && (chars[j].is_ascii_digit() || matches!(chars[j], 'X' | 'x')) {
+                j += 1;
+            }
+            let digits = chars[i..j].iter().filter(|c| c.is_ascii_digit()).count();
+            if digits >= 6 {
+                out.extend(&chars[i..i + 3]);
+                out.extend(std::iter::repeat_n('*', j - i - 3));
+            } else {
+                out.extend(&chars[i..j]);
+            }
+            i = j;
+        } else if is_cjk(c) {
+            out.push(c);
+            i += 1;
+            while i < chars.len() && is_cjk(chars[i]) {
+                out.push('*');
+                i += 1;
+            }
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    if text.chars().nth(MAX_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lianqiao_host::Violation;
+
+    #[test]
+    fn masks_id_numbers_phones_and_names() {
+        let masked = mask_text(
+            "CAST failed on '15010319850312123X' for 张三丰 (13812345678), row 42 of 2026",
+        );
+        assert!(!masked.contains("15010319850312123X"), "{masked}");
+        assert!(masked.contains("150***************"), "{masked}");
+        assert!(!masked.contains("13812345678") && masked.contains("138********"));
+        assert!(
+            masked.contains("张**") && !masked.contains("三丰"),
+            "{masked}"
+        );
+        assert!(
+            masked.contains("row 42 of 2026"),
+            "short numbers stay: {masked}"
+        );
+        assert!(mask_text(&"9".repeat(1000)).chars().count() <= MAX_CHARS + 1);
+    }
+
+    #[test]
+    fn the_public_text_never_carries_the_plugins_words() {
+        let secret = "15010319850312123X 张三 13812345678";
+        for e in [
+            PluginError::Source(SourceError::UpstreamError(secret.into())),
+            PluginError::Source(SourceError::Internal(secret.into())),
+            PluginError::Source(SourceError::Unsupported(secret.into())),
+            PluginError::Trap(secret.into()),
+            PluginError::Busy(secret.into()),
+        ] {
+            let text = public(&e);
+            assert!(
+                !text.contains("1501031985") && !text.contains("张三"),
+                "{text}"
+            );
+        }
+        let v = public(&PluginError::Contract(Violation::WrongKind {
+            field: "id",
+            expected: "text",
+        }));
+        assert_eq!(v, "the plugin broke the contract: `id` must be text");
+    }
+}

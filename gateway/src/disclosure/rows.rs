@@ -1,0 +1,280 @@
+//! The gate for lists: phase 1 shapes the query before any source runs,
+//! phase 2 checks and masks what came back and builds the body. What was
+//! decided goes into the request's audit facts.
+
+use lianqiao_host::contract::{FilterOp, Value};
+use lianqiao_policy::grant::Shown;
+use lianqiao_policy::{ListGrant, Principal, Visibility};
+use serde_json::{Map, Value as Json, json};
+
+use super::{Facts, Released, source_reports};
+use crate::api::error::ApiError;
+use crate::federation::{FieldFilter, ListOutcome, ListRequest, MergedRow};
+use crate::server::Gateway;
+
+/// A list request's grant, held from phase 1 to the response.
+pub struct ListGate<'g> {
+    gateway: &'g Gateway,
+    principal: &'g Principal,
+    grant: ListGrant,
+}
+
+fn not_clear(visibility: Visibility) -> Option<&'static str> {
+    match visibility {
+        Visibility::Clear => None,
+        Visibility::Masked(_) => Some("masked"),
+        Visibility::Withheld => Some("withheld"),
+    }
+}
+
+impl<'g> ListGate<'g> {
+    /// Phase 1: narrow the scope, restrict the record attribute, refuse
+    /// filters on fields the caller cannot see in clear, drop withheld
+    /// fields from the output, and open the caller's cursor (sealed for
+    /// this caller and this query, or refused).
+    pub fn authorize(
+        gateway: &'g Gateway,
+        principal: &'g Principal,
+        request: &mut ListRequest,
+        cursor: Option<&str>,
+        facts: &mut Facts,
+    ) -> Result<Self, ApiError> {
+        let _span = tracing::info_span!(
+            "policy",
+            phase = 1,
+            level = %principal.level,
+            division = %principal.division,
+            resource = request.entity.name,
+        )
+        .entered();
+        let enforcer = &gateway.config.enforcer;
+        let requested = request.scope.first().cloned().unwrap_or_default();
+        let grant = enforcer
+            .authorize_list(principal, request.entity.name, &requested)
+            .map_err(|d| {
+                facts.decision = Some("deny");
+                facts.policies = d.policies.clone();
+                ApiError::denied(d)
+            })?;
+        facts.policies = grant.policies.clone();
+        facts.scope = grant.scope.clone();
+        for f in &request.filters {
+            if let Some(how) = not_clear(grant.visibility(f.field.name)) {
+                facts.decision = Some("deny");
+                return Err(ApiError::forbidden(
+                    format!(
+                        "cannot filter on `{}`: your access shows it {how}; filter on fields you see in clear",
+                        f.field.name
+                    ),
+                    grant
+                        .rule(f.field.name)
+                        .map(|r| r.policies.clone())
+                        .unwrap_or_default(),
+                ));
+            }
+        }
+        request.scope = vec![grant.scope.clone()];
+        if let Some((name, values)) = &grant.attribute
+            && let Some(field) = request.entity.field(name)
+        {
+            request.filters.push(FieldFilter {
+                field,
+                op: FilterOp::OneOf,
+                values: values.iter().map(|v| Value::Text(v.clone())).collect(),
+            });
+        }
+        // Phase 2 needs the record attribute of every row.
+        if let Some(attr) = enforcer.catalog.record_attribute(request.entity.name)
+            && let Some(field) = request.entity.field(&attr.name)
+            && !request.projection.contains(&field.name)
+        {
+            request.projection.push(field.name);
+        }
+        request.output.retain(|f| {
+            let withheld = grant.visibility(f) == Visibility::Withheld;
+            if withheld {
+                facts.withheld.push((*f).to_string());
+            }
+            !withheld
+        });
+        for f in &request.output {
+            let class = enforcer.catalog.class(request.entity.name, f);
+            facts
+                .fields
+                .entry(class.as_str().to_string())
+                .or_default()
+                .push((*f).to_string());
+        }
+        // The cursor continues this caller's query, as now decided.
+        if let Some(token) = cursor {
+            let state = gateway
+                .cursors
+                .open(token, &principal.cache_key(), &request.fingerprint())
+                .map_err(ApiError::cursor)?;
+            request.cursor = Some(state);
+        }
+        Ok(ListGate {
+            gateway,
+            principal,
+            grant,
+        })
+    }
+
+    /// Phase 2: drop rows the policy does not admit (a source that ignored
+    /// the scope), mask or remove fields, seal the cursor; the body.
+    pub fn release(
+        &self,
+        outcome: ListOutcome,
+        request: &ListRequest,
+        facts: &mut Facts,
+    ) -> Released {
+        let (rows, next, partial, reports) = self.admit(outcome, facts);
+        Released(json!({
+            "data": rows.iter().map(|r| row_json(r, &request.output)).collect::<Vec<_>>(),
+            "page": { "next_cursor": next },
+            "partial": partial,
+            "sources": reports,
+            "policy": self.policy(&request.output),
+        }))
+    }
+
+    /// Phase 2 for one record (`/v1/divisions/{code}`): its body, or 404
+    /// when no admitted row came back.
+    pub fn release_one(
+        &self,
+        outcome: ListOutcome,
+        request: &ListRequest,
+        facts: &mut Facts,
+        not_found: impl FnOnce() -> ApiError,
+    ) -> Result<Released, ApiError> {
+        let (rows, _, partial, reports) = self.admit(outcome, facts);
+        let row = rows.first().ok_or_else(not_found)?;
+        Ok(Released(json!({
+            "data": row_json(row, &request.output),
+            "partial": partial,
+            "sources": reports,
+            "policy": self.policy(&request.output),
+        })))
+    }
+
+    /// The admitted, masked rows; the sealed cursor; partial; the reports.
+    fn admit(
+        &self,
+        mut outcome: ListOutcome,
+        facts: &mut Facts,
+    ) -> (Vec<MergedRow>, Option<String>, bool, Json) {
+        let _span = tracing::info_span!("policy", phase = 2, rows = outcome.rows.len()).entered();
+        let (gateway, principal, grant) = (self.gateway, self.principal, &self.grant);
+        let enforcer = &gateway.config.enforcer;
+        let attribute = enforcer
+            .catalog
+            .record_attribute(&grant.kind)
+            .map(|a| a.name.clone());
+        let before = outcome.rows.len();
+        outcome.rows.retain(|row| {
+            let value = attribute.as_ref().and_then(|a| {
+                row.cells
+                    .iter()
+                    .find(|(n, _)| n == a)
+                    .and_then(|(_, v)| match v {
+                        Value::Text(t) => Some(t.as_str()),
+                        _ => None,
+                    })
+            });
+            enforcer.admits(principal, grant, &row.division, value)
+        });
+        facts.dropped = (before - outcome.rows.len()) as u64;
+        if facts.dropped > 0 {
+            tracing::warn!(
+                dropped = facts.dropped,
+                scope = grant.scope,
+                "rows outside the policy's scope came back from a source and were dropped"
+            );
+        }
+        let mut masked = 0u64;
+        for row in &mut outcome.rows {
+            row.cells
+                .retain_mut(|(name, value)| match grant.visibility(name) {
+                    Visibility::Clear => true,
+                    Visibility::Withheld => false,
+                    visibility => match value {
+                        Value::Null => true,
+                        Value::Text(t) | Value::Date(t) | Value::Timestamp(t) => {
+                            match visibility.show(t) {
+                                Shown::Masked(m) => {
+                                    *value = Value::Text(m);
+                                    masked += 1;
+                                    true
+                                }
+                                Shown::Clear => true,
+                                Shown::Withheld => false,
+                            }
+                        }
+                        _ => false,
+                    },
+                });
+        }
+        facts.masked = masked;
+        facts.rows = outcome.rows.len() as u64;
+        facts.sources = outcome.reports.iter().map(|r| r.name.clone()).collect();
+        facts.decision = Some("allow");
+        let binding = principal.cache_key();
+        let next = outcome
+            .next
+            .as_ref()
+            .map(|state| gateway.cursors.seal(state, &binding));
+        let partial = outcome.partial();
+        let reports = source_reports(&outcome.reports);
+        (outcome.rows, next, partial, reports)
+    }
+
+    /// The envelope's `policy` member.
+    fn policy(&self, output: &[&str]) -> Json {
+        let grant = &self.grant;
+        let masked: Vec<&str> = output
+            .iter()
+            .copied()
+            .filter(|f| matches!(grant.visibility(f), Visibility::Masked(_)))
+            .collect();
+        let withheld: Vec<&str> = grant
+            .fields
+            .iter()
+            .filter(|r| r.visibility == Visibility::Withheld)
+            .map(|r| r.field.as_str())
+            .collect();
+        json!({
+            "scope": [grant.scope],
+            "masked": masked,
+            "withheld": withheld,
+            "policies": grant.policies,
+            "version": self.gateway.config.enforcer.engine.version(),
+        })
+    }
+}
+
+/// A contract value as JSON. Non-finite floats become null (JSON has none).
+pub(super) fn value_json(value: &Value) -> Json {
+    match value {
+        Value::Null => Json::Null,
+        Value::Boolean(b) => json!(b),
+        Value::Integer(i) => json!(i),
+        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        Value::Text(s) | Value::Date(s) | Value::Timestamp(s) => json!(s),
+    }
+}
+
+/// A row as a JSON object with exactly `fields` (null where the source
+/// has no such field) and the source it came from.
+fn row_json(row: &MergedRow, fields: &[&str]) -> Json {
+    let mut object = Map::with_capacity(fields.len() + 1);
+    for field in fields {
+        let value = row
+            .cells
+            .iter()
+            .find(|(name, _)| name == field)
+            .map_or(Json::Null, |(_, v)| value_json(v));
+        object.insert((*field).to_string(), value);
+    }
+    object.insert("source".into(), json!(row.source.as_ref()));
+    Json::Object(object)
+}
