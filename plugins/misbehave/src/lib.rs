@@ -2,7 +2,10 @@
 //! `mode = "trap"` panics (a trap), `"spin"` never returns, `"hog"`
 //! allocates until the host's memory cap stops it, `"ok"` returns one row,
 //! `"slow"` returns it after `delay_ms`, `"escape"` tries to reach what a
-//! plugin must not (files, environment, sockets, capabilities not granted).
+//! plugin must not (files, environment, sockets, capabilities not granted),
+//! `"tattle"` fails with an error quoting a person's data (as an upstream
+//! or database error may), `"wrongkind"` returns an ID number where the
+//! contract wants text of another kind (a number).
 //! `describe` always succeeds so the source loads.
 
 use lianqiao_sdk::{
@@ -110,6 +113,16 @@ impl Guest for Misbehave {
                 // Stands in for a slow upstream (benchmarks of fan-out).
                 std::thread::sleep(std::time::Duration::from_millis(settings.delay_ms));
                 Ok(one_row(&query))
+            }
+            "tattle" => Err(SourceError::UpstreamError(
+                "居民张三丰 身份证 15010319850312123X 电话 13812345678 校验失败".into(),
+            )),
+            "wrongkind" => {
+                let mut page = one_row(&query);
+                if let Some(i) = page.columns.iter().position(|c| c == "id") {
+                    page.rows[0][i] = Value::Integer(150103198503121234);
+                }
+                Ok(page)
             }
             "flood" => {
                 // More rows than asked for.

@@ -95,6 +95,78 @@ pub fn saihan_jining_sqlite() -> &'static (PathBuf, PathBuf) {
     })
 }
 
+/// One case of the test source with cases of every loop.
+#[derive(Debug, Clone)]
+pub struct TestCase {
+    pub id: String,
+    pub case_loop: &'static str,
+    pub division: String,
+    pub reporter_name: String,
+    pub reporter_phone: String,
+}
+
+/// Cases of all four loops across Huimin's grids and communities (the
+/// district databases have no case tables yet; the loop restriction needs
+/// every loop), in a SQLite file written once per process.
+pub fn cases_of_every_loop() -> &'static (Vec<TestCase>, PathBuf) {
+    static CASES: OnceLock<(Vec<TestCase>, PathBuf)> = OnceLock::new();
+    CASES.get_or_init(|| {
+        const LOOPS: [&str; 4] = ["grid", "community", "street", "city"];
+        const SURNAMES: [&str; 8] = ["王", "李", "张", "刘", "陈", "杨", "赵", "呼和"];
+        const GIVEN: [&str; 6] = ["建国", "秀英", "志强", "丽", "巴特尔", "海燕"];
+        let (district, _) = huimin();
+        let mut cases = Vec::new();
+        for (i, grid) in district.grids.iter().filter(|g| g.code.len() == 14).take(120).enumerate() {
+            for k in 0..3 {
+                let n = i * 3 + k;
+                let case_loop = LOOPS[n % 4];
+                // Grid and community cases sit in the grid; street and city
+                // cases at the community.
+                let division = match case_loop {
+                    "grid" | "community" => grid.code.clone(),
+                    _ => grid.community.clone(),
+                };
+                cases.push(TestCase {
+                    id: format!("HM-CASE-{n:05}"),
+                    case_loop,
+                    division,
+                    reporter_name: format!("{}{}", SURNAMES[n % 8], GIVEN[(n / 8) % 6]),
+                    reporter_phone: format!("139{:08}", 47_000_000 + n * 7919 % 1_000_000),
+                });
+            }
+        }
+        let path = workspace_root()
+            .join("target/e2e-data")
+            .join(format!("cases-{}.sqlite", std::process::id()));
+        let (rows, file) = (cases.clone(), path.clone());
+        block_on_fresh(async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::SqliteConnection::connect(&sim::fresh_sqlite_url(&file)?).await?;
+            sqlx::query(
+                "CREATE TABLE cases (id TEXT PRIMARY KEY, title TEXT, category TEXT, loop TEXT, state TEXT, division TEXT, opened_at TEXT, reporter_name TEXT, reporter_phone TEXT)",
+            )
+            .execute(&mut conn)
+            .await?;
+            for (n, c) in rows.iter().enumerate() {
+                sqlx::query("INSERT INTO cases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                    .bind(&c.id)
+                    .bind(format!("楼道堆物清理 {n}"))
+                    .bind(["环境卫生", "邻里纠纷", "设施维修"][n % 3])
+                    .bind(c.case_loop)
+                    .bind(["assessed", "accepted", "feedback", "closed"][n % 4])
+                    .bind(&c.division)
+                    .bind(format!("2026-11-{:02}T08:00:00Z", 1 + n % 28))
+                    .bind(&c.reporter_name)
+                    .bind(&c.reporter_phone)
+                    .execute(&mut conn)
+                    .await?;
+            }
+            Ok(())
+        });
+        (cases, path)
+    })
+}
+
 /// The URL in `var`, or `None` after saying loudly that the test is skipped.
 pub fn database_url(var: &str, test: &str) -> Option<String> {
     match std::env::var(var) {
@@ -250,6 +322,7 @@ impl ConfigDir {
              [[auth.issuers]]\nissuer = \"{TEST_ISSUER}\"\naudience = \"lianqiao\"\nalgorithm = \"EdDSA\"\npublic_key_file = \"issuer.pub.pem\"\n\n\
              [[auth.api_keys]]\nid = \"test-system\"\nsha256 = \"{}\"\nlevel = \"city\"\ndivision = \"1501\"\n\n\
              [policy]\ndir = \"policy\"\n# Tests that count source calls, statements and breaker trips need a\n# quiet gateway: no registry fetch unless a test turns it on.\nregistry_refresh_s = 0\n\n[audit]\nurl = \"sqlite://audit.db\"\nchain = \"test\"\n\n\
+             [statistics]\n# Tests ask many statistics as one principal; the budget test lowers it.\nburst = 1000000\nqueries_per_hour = 1000000\n\n\
              [telemetry]\n# No background health checks either, unless a test turns them on.\nhealth_interval_s = 0\n",
             cache.display().to_string(),
             fields.display().to_string(),
@@ -313,6 +386,17 @@ impl ConfigDir {
             .collect::<Vec<_>>()
             .join("\n");
         self.source(name, &text)
+    }
+
+    /// A `district-sql` source `huimin-cases` serving [`cases_of_every_loop`].
+    pub fn with_cases_of_every_loop(self) -> Self {
+        let (_, path) = cases_of_every_loop();
+        let text = format!(
+            "name = \"huimin-cases\"\ncoverage = [\"150103\"]\n\n[plugin]\npath = {:?}\n\n[limits]\nmemory_mib = 32\ndeadline_ms = 2000\nmax_rows = 5000\n\n[sql]\nurl = \"sqlite://{}\"\nmax_connections = 2\n\n[plugin.settings.entities.cases]\nsql = \"SELECT id, title, category, loop, state, division, opened_at, reporter_name, reporter_phone FROM cases\"\nfields = {{ id = \"text\", title = \"text\", category = \"text\", loop = \"text\", state = \"text\", division = \"text\", opened_at = \"timestamp\", reporter_name = \"text\", reporter_phone = \"text\" }}\n",
+            plugin_dir().join("district_sql.wasm").display().to_string(),
+            path.display()
+        );
+        self.source("huimin-cases", &text)
     }
 
     /// The demo's party-link and city-platform sources, pointed at `up`;

@@ -5,6 +5,7 @@ mod access;
 mod audit;
 mod bad_params;
 mod config_errors;
+mod disclosure;
 mod districts;
 mod federation;
 mod plugin_faults;
