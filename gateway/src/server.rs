@@ -71,10 +71,18 @@ impl Gateway {
             &config.server.cursor_key_env,
             "cursors will not survive a restart or work across replicas",
         );
-        let stats_key = secret_key(
-            &config.statistics.key_env,
-            "the noise on protected counts changes at every restart, so a caller can average it away by asking again after each one",
-        );
+        let stats_key = match config
+            .statistics
+            .key_file
+            .as_ref()
+            .and_then(|f| std::fs::read(f).ok())
+        {
+            Some(key) => key,
+            None => secret_key(
+                &config.statistics.key_env,
+                "the noise on protected counts changes at every restart, so a caller can average it away by asking again after each one",
+            ),
+        };
         let person_key = secret_key(
             &config.server.person_key_env,
             "person keys differ between replicas (they never leave a gateway, so joins still work)",

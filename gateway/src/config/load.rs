@@ -71,6 +71,23 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             errors.push(ConfigError::new(path, key, "must be at least 1"));
         }
     }
+    let mut statistics = main.statistics.clone();
+    if let Some(file) = &statistics.key_file {
+        let file = base.join(file);
+        match std::fs::read(&file) {
+            Ok(key) if key.len() >= 16 => statistics.key_file = Some(file),
+            Ok(_) => errors.push(ConfigError::new(
+                path,
+                "statistics.key_file",
+                format!("{}: the key needs at least 16 bytes", file.display()),
+            )),
+            Err(e) => errors.push(ConfigError::new(
+                path,
+                "statistics.key_file",
+                format!("cannot read {}: {e}", file.display()),
+            )),
+        }
+    }
     if main.statistics.suppress_below > 1000 || main.statistics.max_noise > 100 {
         errors.push(ConfigError::new(
             path,
@@ -226,7 +243,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
                 engine: std::sync::Arc::new(engine),
                 catalog: std::sync::Arc::new(field_classes.clone()),
             },
-            statistics: main.statistics,
+            statistics,
             auth: std::sync::Arc::new(auth),
             policy: main.policy,
             policy_dir,

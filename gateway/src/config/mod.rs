@@ -125,6 +125,9 @@ pub struct StatisticsSection {
     /// key each start, a caller could average the noise away by asking
     /// again after every restart.
     pub key_env: String,
+    /// A file holding the key instead (relative to this file); wins over
+    /// `key_env`.
+    pub key_file: Option<PathBuf>,
     /// Statistics queries one principal may make at once…
     pub burst: u32,
     /// …and per hour after that (429 `rate_limited` with `Retry-After`).
@@ -137,6 +140,7 @@ impl Default for StatisticsSection {
             suppress_below: 5,
             max_noise: 3,
             key_env: "LIANQIAO_STATS_KEY".into(),
+            key_file: None,
             burst: 120,
             queries_per_hour: 1200,
         }
