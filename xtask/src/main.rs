@@ -259,11 +259,25 @@ const SAMPLES: &[(&str, &str, &str, &str, u16)] = &[
         403,
     ),
     (
-        "how many party members Huimin has (9,657), counted at the source, as the city (statistics only)",
+        "how many party members Huimin has (9,657), counted at the source; the city may not list them, so its count is protected (±3 noise, the same every time)",
         "city",
         "statistics",
         "/v1/stats?metric=members.count&division=150103",
         200,
+    ),
+    (
+        "minority shares of a community, as the city: counts by ethnicity, small cells and empty ones suppressed alike",
+        "city",
+        "statistics",
+        "/v1/stats?metric=members.count&division=150103001001&by=ethnicity",
+        200,
+    ),
+    (
+        "the city asks for ID numbers as statistics keys: refused, naming what can be grouped",
+        "city",
+        "statistics",
+        "/v1/stats?metric=members.count&division=150103&by=id_number",
+        400,
     ),
     (
         "grids by district and tier across three databases: one GROUP BY each",

@@ -203,6 +203,21 @@ impl ErrorCode {
     }
 }
 
+/// The table of every code, as docs/errors.md carries it.
+pub fn codes_table() -> String {
+    let mut out = String::from("| code | status | retry can help | meaning |\n|---|---|---|---|\n");
+    for code in ErrorCode::ALL {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            code.as_str(),
+            code.status().as_u16(),
+            if code.retryable() { "yes" } else { "no" },
+            code.doc()
+        ));
+    }
+    out
+}
+
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -390,6 +405,16 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docs_errors_md_lists_every_code_as_the_enum_says() {
+        let doc = include_str!("../../../docs/errors.md");
+        assert!(
+            doc.contains(&codes_table()),
+            "docs/errors.md is out of date; its table must be:\n{}",
+            codes_table()
+        );
+    }
 
     #[test]
     fn codes_are_unique_and_client_mistakes_are_4xx() {

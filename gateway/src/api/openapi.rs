@@ -135,16 +135,34 @@ pub fn document(classes: &FieldClasses) -> Value {
         "responses": one,
     } }));
     let mut stats = error_responses();
-    stats["200"] = json!({ "description": "Counts", "content": { "application/json": { "schema": {
+    stats["429"] = json!({ "$ref": "#/components/responses/Error" });
+    stats["200"] = json!({ "description": "Counts: exact when the caller could list the records and sees every grouping and filter field in clear; otherwise protected (cell-key perturbation; cells below the threshold, zeros included, suppressed). `policy.counts` says which.", "content": { "application/json": { "schema": {
         "type": "object",
         "properties": {
             "data": { "type": "array", "items": { "type": "object", "properties": {
-                "division": { "type": "string" }, "key": {}, "value": { "type": "integer" }, "suppressed": { "type": "boolean" },
+                "division": { "type": "string" },
+                "key": { "description": "A value of the grouped field (`by`), or null." },
+                "value": { "type": ["integer", "null"] },
+                "suppressed": { "type": "boolean", "description": "Below the protection threshold (an empty cell looks the same)." },
+                "not_covered": { "type": "boolean", "description": "No connected source serves this division." },
             } } },
             "partial": { "type": "boolean" },
             "sources": { "type": "array", "items": { "$ref": "#/components/schemas/SourceReport" } },
+            "policy": { "type": "object", "properties": {
+                "scope": { "type": "array", "items": { "type": "string" } },
+                "statistics_only": { "type": "boolean" },
+                "counts": { "enum": ["exact", "protected"] },
+                "protection": { "type": "object", "properties": {
+                    "method": { "enum": ["cell-key"] },
+                    "suppress_below": { "type": "integer" },
+                    "max_noise": { "type": "integer" },
+                } },
+                "suppressed": { "type": "integer" },
+                "policies": { "type": "array", "items": { "type": "string" } },
+                "version": { "type": "string" },
+            } },
         },
-        "required": ["data", "sources"],
+        "required": ["data", "sources", "policy"],
     } } } });
     paths.insert("/v1/stats".into(), json!({ "get": {
         "operationId": "stats",
@@ -152,7 +170,7 @@ pub fn document(classes: &FieldClasses) -> Value {
             { "name": "metric", "in": "query", "required": true, "schema": { "type": "string", "pattern": "^[a-z-]+\\.count$" } },
             { "name": "division", "in": "query", "required": true, "schema": { "type": "string" } },
             { "name": "group_by", "in": "query", "schema": { "enum": ["region", "city", "district", "street", "community"] } },
-            { "name": "by", "in": "query", "schema": { "type": "string" } },
+            { "name": "by", "in": "query", "schema": { "type": "string" }, "description": "Count by a field marked groupable in fields.toml (a category: gender, ethnicity, tier, role, status, household_role, loop, state, level), if the policy lets the caller." },
         ],
         "responses": stats,
     } }));
@@ -174,8 +192,12 @@ pub fn document(classes: &FieldClasses) -> Value {
         "error": { "$ref": "#/components/schemas/ErrorBody" },
     }, "required": ["name", "status", "latency_ms"] }),
     );
+    let codes: Vec<&str> = crate::api::error::ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
     schemas.insert("ErrorBody".into(), json!({ "type": "object", "properties": {
-        "code": { "type": "string" }, "message": { "type": "string" }, "source": { "type": "string" },
+        "code": { "enum": codes, "description": "Stable machine code (docs/errors.md)." }, "message": { "type": "string" }, "source": { "type": "string" },
         "reason": { "type": "string", "description": "Why a credential was refused (401)." },
         "policies": { "type": "array", "items": { "type": "string" }, "description": "The policies that denied the request (403)." },
     }, "required": ["code", "message"] }));
