@@ -287,6 +287,19 @@ impl<'g> StatsGate<'g> {
                 }
             }
         }
+        if let Some(by) = request.by {
+            // Categories in the field's own order (汉族 first, as GB/T 3304).
+            let rank = |c: &Json| {
+                c["key"]
+                    .as_str()
+                    .and_then(|k| by.values.iter().position(|v| *v == k))
+                    .unwrap_or(usize::MAX)
+            };
+            data.sort_by(|a, b| {
+                let division = |c: &Json| c["division"].as_str().unwrap_or("").to_string();
+                division(a).cmp(&division(b)).then(rank(a).cmp(&rank(b)))
+            });
+        }
         for d in &uncovered {
             data.push(json!({ "division": d, "value": null, "not_covered": true }));
         }

@@ -81,6 +81,25 @@ async fn main() -> anyhow::Result<()> {
         print!("{}", telemetry_cost(n).await?);
         return Ok(());
     }
+    // `cargo xtask bench -- <n> gate`: the whole request and the access
+    // policy / disclosure gate table only.
+    if std::env::args().nth(2).as_deref() == Some("gate") {
+        let gw = ConfigDir::new().with_huimin().start().await;
+        let whole = measure(
+            "gateway: GET /v1/grids?division=150103&limit=50",
+            n,
+            || async {
+                let (status, body) = gw.get("/v1/grids?division=150103&limit=50").await;
+                assert_eq!(status, 200);
+                assert_eq!(body["data"].as_array().map(Vec::len), Some(50));
+            },
+        )
+        .await;
+        let p50 = whole.percentile(0.5);
+        print!("{}", table(&[&whole], "whole request", p50));
+        print!("{}", policy(&gw, n, p50).await?);
+        return Ok(());
+    }
     // `cargo xtask bench -- <n> instructions`: telemetry's cost counted
     // in instructions under callgrind (needs valgrind; not in the default
     // run, which it would lengthen by minutes).
@@ -407,12 +426,79 @@ async fn policy(
     )
     .await;
 
+    // The statistics gate on a protected answer: a city's members of one
+    // district by community and ethnicity (the universe of 56 groups per
+    // community is listed, small cells suppressed, the rest perturbed).
+    let city = Principal::new(
+        "bench-city",
+        Level::City,
+        "1501",
+        Vec::<String>::new(),
+        "statistics",
+    );
+    let ethnicity = members.field("ethnicity").expect("ethnicity");
+    let cells: Vec<lianqiao_gateway::federation::stats::StatsCell> = (1..=57)
+        .flat_map(|c| {
+            ["汉族", "蒙古族", "回族", "满族", "达斡尔族", "鄂温克族"]
+                .into_iter()
+                .enumerate()
+                .map(
+                    move |(k, e)| lianqiao_gateway::federation::stats::StatsCell {
+                        division: Some(format!("150103{:03}{:03}", 1 + c / 8, c)),
+                        key: Some(Value::Text(e.into())),
+                        count: [120, 30, 12, 4, 2, 1][k] + c as i64 % 7,
+                        suppressed: false,
+                    },
+                )
+        })
+        .collect();
+    let stats_gate = measure(
+        "disclosure gate, statistics: phase 1 + protected release of 57 communities × 56 ethnic groups",
+        n / 4,
+        || {
+            let (g, p) = (&gateway, &city);
+            let cells = cells.clone();
+            async move {
+                let mut request = lianqiao_gateway::federation::stats::StatsRequest {
+                    entity: members,
+                    scope: vec!["150103".into()],
+                    filters: vec![],
+                    division_prefix: Some(12),
+                    by: Some(ethnicity),
+                    strict: false,
+                };
+                let mut facts = Facts::default();
+                let gate = lianqiao_gateway::disclosure::counts::StatsGate::authorize(
+                    g,
+                    p,
+                    &mut request,
+                    &mut facts,
+                )
+                .expect("the city may count by ethnicity");
+                assert!(!gate.exact());
+                let outcome = lianqiao_gateway::federation::stats::StatsOutcome {
+                    cells,
+                    reports: vec![],
+                };
+                std::hint::black_box(gate.release(outcome, &request, &mut facts));
+            }
+        },
+    )
+    .await;
     let mut out = format!(
-        "\n### Access policy and audit ({} µs whole request p50 above = 1.00×)\n\n",
+        "\n### Access policy, disclosure gate and audit ({} µs whole request p50 above = 1.00×)\n\n",
         us(whole_p50)
     );
     out.push_str(&table(
-        &[&cached, &uncached, &one, &phase2, &mask_run, &audit],
+        &[
+            &cached,
+            &uncached,
+            &one,
+            &phase2,
+            &stats_gate,
+            &mask_run,
+            &audit,
+        ],
         "whole request",
         whole_p50,
     ));

@@ -390,6 +390,47 @@ async fn source_errors_do_not_quote_the_data_they_failed_on() {
 }
 
 #[tokio::test]
+async fn the_operators_log_gets_source_errors_masked() {
+    let dir = ConfigDir::new()
+        .with_misbehaving("tattler", "tattle", "150197", "")
+        .with_misbehaving("mistyped", "wrongkind", "150198", "");
+    let mut gateway = dir.spawn_binary(&[("RUST_LOG", "info")]).await;
+    for division in ["150197", "150198"] {
+        let (status, body) = lianqiao_e2e::http_get_with(
+            &format!(
+                "http://127.0.0.1:{}/v1/grids?division={division}&limit=5",
+                gateway.port
+            ),
+            &[
+                ("authorization", lianqiao_e2e::default_auth()),
+                ("x-purpose", "case-handling"),
+            ],
+        )
+        .await
+        .expect("request");
+        assert_eq!(status, 502, "{body}");
+    }
+    gateway.terminate();
+    let log = gateway.log();
+    assert!(
+        log.contains("source failed"),
+        "the failures are logged: {log}"
+    );
+    for secret in [
+        "15010319850312123X",
+        "13812345678",
+        "张三丰",
+        "150103198503121234",
+    ] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+    assert!(
+        log.contains("150***************") && log.contains("居****"),
+        "the detail is there, masked:\n{log}"
+    );
+}
+
+#[tokio::test]
 async fn cursors_are_sealed_and_bound_to_their_caller() {
     let (gw, _up) = huimin_with_members().await;
     let district = token("district", "150103", &[]);
