@@ -21,7 +21,7 @@ use serde_json::{Value as Json, json};
 
 use super::protect::Published;
 use super::rows::value_json;
-use super::{Facts, Released, source_reports};
+use super::{Facts, Released, phase_one, refused, source_reports};
 use crate::api::error::{ApiError, ErrorCode};
 use crate::federation::FieldFilter;
 use crate::federation::filter;
@@ -79,26 +79,14 @@ impl<'g> StatsGate<'g> {
         request: &mut StatsRequest,
         facts: &mut Facts,
     ) -> Result<Self, ApiError> {
-        let _span = tracing::info_span!(
-            "policy",
-            phase = 1,
-            level = %principal.level,
-            division = %principal.division,
-            resource = request.entity.name,
-            statistics = true,
-        )
-        .entered();
+        let _span = phase_one(principal, request.entity.name);
         facts.statistics = true;
         let enforcer = &gateway.config.enforcer;
         let kind = request.entity.name;
         let requested = request.scope.first().cloned().unwrap_or_default();
         let grant = enforcer
             .authorize_stats(principal, kind, &requested)
-            .map_err(|d| {
-                facts.decision = Some("deny");
-                facts.policies = d.policies.clone();
-                ApiError::denied(d)
-            })?;
+            .map_err(|d| refused(facts, d))?;
         facts.policies = grant.policies.clone();
         facts.scope = grant.scope.clone();
         let groupable = enforcer.catalog.groupable_fields(kind);

@@ -72,6 +72,25 @@ pub struct Facts {
     pub statistics: bool,
 }
 
+/// Phase 1's span, for lists and statistics alike.
+fn phase_one(principal: &lianqiao_policy::Principal, resource: &str) -> tracing::span::EnteredSpan {
+    tracing::info_span!(
+        "policy",
+        phase = 1,
+        level = %principal.level,
+        division = %principal.division,
+        resource,
+    )
+    .entered()
+}
+
+/// A denial: recorded in the audit facts, answered 403 naming the policies.
+fn refused(facts: &mut Facts, denied: lianqiao_policy::Denied) -> crate::api::error::ApiError {
+    facts.decision = Some("deny");
+    facts.policies = denied.policies.clone();
+    crate::api::error::ApiError::denied(denied)
+}
+
 /// Each source's outcome for the envelope: name, status, latency, rows,
 /// and for a failure its code and the gateway's words about it.
 pub fn source_reports(reports: &[SourceReport]) -> Json {

@@ -7,7 +7,7 @@ use lianqiao_policy::grant::Shown;
 use lianqiao_policy::{ListGrant, Principal, Visibility};
 use serde_json::{Map, Value as Json, json};
 
-use super::{Facts, Released, source_reports};
+use super::{Facts, Released, phase_one, refused, source_reports};
 use crate::api::error::ApiError;
 use crate::federation::{FieldFilter, ListOutcome, ListRequest, MergedRow};
 use crate::server::Gateway;
@@ -39,23 +39,12 @@ impl<'g> ListGate<'g> {
         cursor: Option<&str>,
         facts: &mut Facts,
     ) -> Result<Self, ApiError> {
-        let _span = tracing::info_span!(
-            "policy",
-            phase = 1,
-            level = %principal.level,
-            division = %principal.division,
-            resource = request.entity.name,
-        )
-        .entered();
+        let _span = phase_one(principal, request.entity.name);
         let enforcer = &gateway.config.enforcer;
         let requested = request.scope.first().cloned().unwrap_or_default();
         let grant = enforcer
             .authorize_list(principal, request.entity.name, &requested)
-            .map_err(|d| {
-                facts.decision = Some("deny");
-                facts.policies = d.policies.clone();
-                ApiError::denied(d)
-            })?;
+            .map_err(|d| refused(facts, d))?;
         facts.policies = grant.policies.clone();
         facts.scope = grant.scope.clone();
         for f in &request.filters {

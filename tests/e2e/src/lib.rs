@@ -19,6 +19,8 @@ use lianqiao_sim::generate::{
 };
 use tokio::sync::oneshot;
 
+pub mod oracle;
+
 /// The workspace root (tests/e2e/../..).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -243,6 +245,18 @@ impl Upstreams {
             city_faults,
         }
     }
+}
+
+/// A gateway over Huimin's database and both simulators (members are the
+/// party-link's joined with Huimin's), with the simulators it needs.
+pub async fn huimin_with_members() -> (TestGateway, Upstreams) {
+    let up = Upstreams::start().await;
+    let gw = ConfigDir::new()
+        .with_huimin()
+        .with_upstreams(&up)
+        .start()
+        .await;
+    (gw, up)
 }
 
 /// The tests' token issuer.

@@ -85,16 +85,7 @@ async fn main() -> anyhow::Result<()> {
     // policy / disclosure gate table only.
     if std::env::args().nth(2).as_deref() == Some("gate") {
         let gw = ConfigDir::new().with_huimin().start().await;
-        let whole = measure(
-            "gateway: GET /v1/grids?division=150103&limit=50",
-            n,
-            || async {
-                let (status, body) = gw.get("/v1/grids?division=150103&limit=50").await;
-                assert_eq!(status, 200);
-                assert_eq!(body["data"].as_array().map(Vec::len), Some(50));
-            },
-        )
-        .await;
+        let whole = whole_request(&gw, n).await;
         let p50 = whole.percentile(0.5);
         print!("{}", table(&[&whole], "whole request", p50));
         print!("{}", policy(&gw, n, p50).await?);
@@ -176,16 +167,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await;
 
-    let whole = measure(
-        "gateway: GET /v1/grids?division=150103&limit=50",
-        n,
-        || async {
-            let (status, body) = gw.get("/v1/grids?division=150103&limit=50").await;
-            assert_eq!(status, 200);
-            assert_eq!(body["data"].as_array().map(Vec::len), Some(50));
-        },
-    )
-    .await;
+    let whole = whole_request(&gw, n).await;
 
     let url = format!("sqlite://{}?mode=ro", huimin().1.display());
     let pool = sqlx::sqlite::SqlitePoolOptions::new()
@@ -244,6 +226,20 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("report.md"), &report)?;
     Ok(())
+}
+
+/// The whole request every other row is compared with.
+async fn whole_request(gw: &lianqiao_e2e::TestGateway, n: usize) -> Measured {
+    measure(
+        "gateway: GET /v1/grids?division=150103&limit=50",
+        n,
+        || async {
+            let (status, body) = gw.get("/v1/grids?division=150103&limit=50").await;
+            assert_eq!(status, 200);
+            assert_eq!(body["data"].as_array().map(Vec::len), Some(50));
+        },
+    )
+    .await
 }
 
 /// The access policy's cost: phase 1 with and without cached decisions,

@@ -1,20 +1,10 @@
 //! The access policy through the real gateway: who gets in, what each
 //! level sees, what is refused and why, and that the policy reloads safely.
 
-use lianqiao_e2e::{ConfigDir, TEST_API_KEY, TestGateway, Upstreams, token, token_with};
+use lianqiao_e2e::{ConfigDir, TEST_API_KEY, TestGateway, huimin_with_members, token, token_with};
 use serde_json::Value;
 
 const GRID_COMMUNITY: &str = "150103001001";
-
-async fn huimin_with_members() -> (TestGateway, Upstreams) {
-    let up = Upstreams::start().await;
-    let gw = ConfigDir::new()
-        .with_huimin()
-        .with_upstreams(&up)
-        .start()
-        .await;
-    (gw, up)
-}
 
 /// A big grid of 坝口子村社区 that has party members living in it.
 async fn a_grid_with_members(gw: &TestGateway) -> String {

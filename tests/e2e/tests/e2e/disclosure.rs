@@ -9,21 +9,11 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use lianqiao_e2e::{ConfigDir, TestGateway, Upstreams, cases_of_every_loop, token};
+use lianqiao_e2e::{ConfigDir, Upstreams, cases_of_every_loop, huimin_with_members, token};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const COMMUNITY: &str = "150103001001";
-
-async fn huimin_with_members() -> (TestGateway, Upstreams) {
-    let up = Upstreams::start().await;
-    let gw = ConfigDir::new()
-        .with_huimin()
-        .with_upstreams(&up)
-        .start()
-        .await;
-    (gw, up)
-}
 
 fn cells(body: &Value) -> &Vec<Value> {
     body["data"].as_array().expect("data")

@@ -26,9 +26,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use futures::StreamExt;
+use lianqiao_e2e::oracle::{Allowed, field_access as oracle, sees_rows};
 use lianqiao_e2e::{ConfigDir, TestGateway, Upstreams, token};
 use lianqiao_gateway::model;
-use lianqiao_policy::{FieldClass, Level};
+use lianqiao_policy::Level;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -61,44 +62,6 @@ const PERSONAL_FIELDS: [&str; 7] = [
     "reporter_name",
     "reporter_phone",
 ];
-
-/// What DOMAIN.md allows a level to see of a field, at most.
-#[derive(Debug, PartialEq, PartialOrd, Clone, Copy)]
-enum Allowed {
-    Nothing,
-    Masked,
-    Clear,
-}
-
-fn oracle(level: Level, purpose: &str, class: FieldClass, field: &str) -> Allowed {
-    use Level::*;
-    match class {
-        FieldClass::Public | FieldClass::Internal => Allowed::Clear,
-        _ if purpose == "statistics" => Allowed::Nothing,
-        FieldClass::Sensitive => match level {
-            Grid | Community => Allowed::Masked,
-            _ => Allowed::Nothing,
-        },
-        FieldClass::Personal => match level {
-            Grid => Allowed::Clear,
-            Community if field.ends_with("name") => Allowed::Clear,
-            Community | Street | District => Allowed::Masked,
-            City | Region => Allowed::Nothing,
-        },
-    }
-}
-
-/// Whether a level may see records of `entity` (with `case_loop` for
-/// cases) at all: the city and the region see statistics, and only the
-/// cases of the city loop.
-fn sees_rows(level: Level, entity: &str, case_loop: Option<&str>) -> bool {
-    match (level, entity) {
-        (_, "grids" | "party-orgs" | "divisions" | "service-centers") => true,
-        (Level::City, "cases") => case_loop == Some("city"),
-        (Level::City | Level::Region, _) => false,
-        _ => true,
-    }
-}
 
 /// A record holding a personal value.
 #[derive(Debug, Clone)]

@@ -13,13 +13,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use lianqiao_e2e::oracle::{Allowed, field_access as oracle};
 use lianqiao_e2e::{ConfigDir, Upstreams};
 use lianqiao_gateway::api::parse_list;
 use lianqiao_gateway::disclosure::{Facts, rows::ListGate};
 use lianqiao_gateway::federation::{ListOutcome, MergedRow};
 use lianqiao_gateway::model;
 use lianqiao_host::contract::Value;
-use lianqiao_policy::{FieldClass, Level, Principal};
+use lianqiao_policy::{Level, Principal};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -31,41 +32,9 @@ const PURPOSES: [&str; 4] = [
     "grid-service",
 ];
 
-/// What DOMAIN.md allows a level to see of a field, at most.
-#[derive(Debug, PartialEq, PartialOrd)]
-enum Allowed {
-    Nothing,
-    Masked,
-    Clear,
-}
-
-fn oracle(level: Level, purpose: &str, class: FieldClass, field: &str) -> Allowed {
-    use Level::*;
-    match class {
-        FieldClass::Public | FieldClass::Internal => Allowed::Clear,
-        _ if purpose == "statistics" => Allowed::Nothing,
-        FieldClass::Sensitive => match level {
-            Grid | Community => Allowed::Masked,
-            _ => Allowed::Nothing,
-        },
-        FieldClass::Personal => match level {
-            Grid => Allowed::Clear,
-            Community if field.ends_with("name") => Allowed::Clear,
-            Community | Street | District => Allowed::Masked,
-            City | Region => Allowed::Nothing,
-        },
-    }
-}
-
-/// Whether a level may see records of `entity` at all (DOMAIN.md: the city
-/// and the region see statistics, and only the cases of their loop).
+/// Whether a level may see records of `entity` (the row's loop for cases).
 fn sees_rows(level: Level, entity: &str, row: &HashMap<String, serde_json::Value>) -> bool {
-    match (level, entity) {
-        (_, "grids" | "party-orgs" | "divisions" | "service-centers") => true,
-        (Level::City, "cases") => row.get("loop").and_then(|v| v.as_str()) == Some("city"),
-        (Level::City | Level::Region, _) => false,
-        _ => true,
-    }
+    lianqiao_e2e::oracle::sees_rows(level, entity, row.get("loop").and_then(|v| v.as_str()))
 }
 
 fn json_value(v: &serde_json::Value) -> Value {
