@@ -160,6 +160,9 @@ impl<'g> ListGate<'g> {
             .record_attribute(&grant.kind)
             .map(|a| a.name.clone());
         let before = outcome.rows.len();
+        // Rows come in division order: one decision per run of a division
+        // (and record attribute), not one a row.
+        let mut last: Option<(String, Option<String>, bool)> = None;
         outcome.rows.retain(|row| {
             let value = attribute.as_ref().and_then(|a| {
                 row.cells
@@ -170,7 +173,15 @@ impl<'g> ListGate<'g> {
                         _ => None,
                     })
             });
-            enforcer.admits(principal, grant, &row.division, value)
+            if let Some((division, attr, verdict)) = &last
+                && *division == row.division
+                && attr.as_deref() == value
+            {
+                return *verdict;
+            }
+            let verdict = enforcer.admits(principal, grant, &row.division, value);
+            last = Some((row.division.clone(), value.map(str::to_string), verdict));
+            verdict
         });
         facts.dropped = (before - outcome.rows.len()) as u64;
         if facts.dropped > 0 {
