@@ -11,6 +11,12 @@ use lianqiao_gateway::config;
 use lianqiao_gateway::server::{Gateway, Live, serve, serve_tls};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc's allocator: a request allocates thousands of
+/// small blocks (rows, cells, JSON), and glibc's malloc/free took ~30% of a
+/// request's instructions (BENCHMARKS.md, "the allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "lianqiao",
