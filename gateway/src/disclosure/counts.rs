@@ -310,7 +310,7 @@ impl<'g> StatsGate<'g> {
                 "max_noise": p.max_noise,
             });
         }
-        Released(json!({
+        Released::of(&json!({
             "data": data,
             "partial": outcome.reports.iter().any(|r| r.error.is_some()),
             "sources": source_reports(&outcome.reports),

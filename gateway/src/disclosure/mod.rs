@@ -33,27 +33,42 @@ use serde_json::{Value as Json, json};
 use crate::api::error::ErrorCode;
 use crate::federation::SourceReport;
 
-/// A response body the gate built. Only this module can make one.
+/// A response body the gate built, as the JSON bytes that will leave.
+/// Only this module can make one.
 #[derive(Debug)]
-pub struct Released(Json);
+pub struct Released(Vec<u8>);
 
 impl Released {
-    /// For tests and tools that read what was released.
-    pub fn body(&self) -> &Json {
-        &self.0
+    /// Serialise a body the gate assembled.
+    fn of(body: &impl serde::Serialize) -> Released {
+        // Serialising our own types and `serde_json::Value` cannot fail
+        // (string keys only); an empty object is the safe fallback.
+        Released(serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec()))
+    }
+
+    /// What was released, parsed back: for tests and tools.
+    pub fn body(&self) -> Json {
+        serde_json::from_slice(&self.0).unwrap_or(Json::Null)
     }
 }
 
 impl IntoResponse for Released {
     fn into_response(self) -> Response {
-        axum::Json(self.0).into_response()
+        (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            )],
+            self.0,
+        )
+            .into_response()
     }
 }
 
 /// What the policy decides for a principal (`GET /v1/_explain`): the
 /// decisions and the policies that made them, no record data.
 pub fn explained(explanation: Json) -> Released {
-    Released(explanation)
+    Released::of(&explanation)
 }
 
 /// What the handler tells the audit record (a response extension).

@@ -5,7 +5,8 @@
 use lianqiao_host::contract::{FilterOp, Value};
 use lianqiao_policy::grant::Shown;
 use lianqiao_policy::{ListGrant, Principal, Visibility};
-use serde_json::{Map, Value as Json, json};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde_json::{Value as Json, json};
 
 use super::{Facts, Released, phase_one, refused, source_reports};
 use crate::api::error::ApiError;
@@ -118,13 +119,14 @@ impl<'g> ListGate<'g> {
         facts: &mut Facts,
     ) -> Released {
         let (rows, next, partial, reports) = self.admit(outcome, facts);
-        Released(json!({
-            "data": rows.iter().map(|r| row_json(r, &request.output)).collect::<Vec<_>>(),
-            "page": { "next_cursor": next },
-            "partial": partial,
-            "sources": reports,
-            "policy": self.policy(&request.output),
-        }))
+        Released::of(&ListBody {
+            rows: &rows,
+            fields: &request.output,
+            next,
+            partial,
+            sources: reports,
+            policy: self.policy(&request.output),
+        })
     }
 
     /// Phase 2 for one record (`/v1/divisions/{code}`): its body, or 404
@@ -138,8 +140,8 @@ impl<'g> ListGate<'g> {
     ) -> Result<Released, ApiError> {
         let (rows, _, partial, reports) = self.admit(outcome, facts);
         let row = rows.first().ok_or_else(not_found)?;
-        Ok(Released(json!({
-            "data": row_json(row, &request.output),
+        Ok(Released::of(&json!({
+            "data": RowBody { row, fields: &request.output },
             "partial": partial,
             "sources": reports,
             "policy": self.policy(&request.output),
@@ -252,29 +254,91 @@ impl<'g> ListGate<'g> {
     }
 }
 
-/// A contract value as JSON. Non-finite floats become null (JSON has none).
+/// A contract value as a JSON value (statistics keys).
 pub(super) fn value_json(value: &Value) -> Json {
-    match value {
-        Value::Null => Json::Null,
-        Value::Boolean(b) => json!(b),
-        Value::Integer(i) => json!(i),
-        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
-        Value::Text(s) | Value::Date(s) | Value::Timestamp(s) => json!(s),
+    serde_json::to_value(CellValue(value)).unwrap_or(Json::Null)
+}
+
+/// A page's body, serialised straight from the admitted rows (no JSON
+/// tree built first: a page is thousands of cells).
+struct ListBody<'a> {
+    rows: &'a [MergedRow],
+    fields: &'a [&'a str],
+    next: Option<String>,
+    partial: bool,
+    sources: Json,
+    policy: Json,
+}
+
+impl Serialize for ListBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Rows<'a>(&'a [MergedRow], &'a [&'a str]);
+        impl Serialize for Rows<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut seq = s.serialize_seq(Some(self.0.len()))?;
+                for row in self.0 {
+                    seq.serialize_element(&RowBody {
+                        row,
+                        fields: self.1,
+                    })?;
+                }
+                seq.end()
+            }
+        }
+        struct Page<'a>(&'a Option<String>);
+        impl Serialize for Page<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("next_cursor", self.0)?;
+                map.end()
+            }
+        }
+        let mut map = s.serialize_map(Some(5))?;
+        map.serialize_entry("data", &Rows(self.rows, self.fields))?;
+        map.serialize_entry("page", &Page(&self.next))?;
+        map.serialize_entry("partial", &self.partial)?;
+        map.serialize_entry("sources", &self.sources)?;
+        map.serialize_entry("policy", &self.policy)?;
+        map.end()
     }
 }
 
 /// A row as a JSON object with exactly `fields` (null where the source
 /// has no such field) and the source it came from.
-fn row_json(row: &MergedRow, fields: &[&str]) -> Json {
-    let mut object = Map::with_capacity(fields.len() + 1);
-    for field in fields {
-        let value = row
-            .cells
-            .iter()
-            .find(|(name, _)| name == field)
-            .map_or(Json::Null, |(_, v)| value_json(v));
-        object.insert((*field).to_string(), value);
+struct RowBody<'a> {
+    row: &'a MergedRow,
+    fields: &'a [&'a str],
+}
+
+impl Serialize for RowBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.fields.len() + 1))?;
+        for field in self.fields {
+            let value = self
+                .row
+                .cells
+                .iter()
+                .find(|(name, _)| name == field)
+                .map(|(_, v)| CellValue(v));
+            map.serialize_entry(field, &value)?;
+        }
+        map.serialize_entry("source", self.row.source.as_ref())?;
+        map.end()
     }
-    object.insert("source".into(), json!(row.source.as_ref()));
-    Json::Object(object)
+}
+
+/// A contract value as JSON. Non-finite floats become null (JSON has none).
+struct CellValue<'a>(&'a Value);
+
+impl Serialize for CellValue<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Null => s.serialize_none(),
+            Value::Boolean(b) => s.serialize_bool(*b),
+            Value::Integer(i) => s.serialize_i64(*i),
+            Value::Float(f) if f.is_finite() => s.serialize_f64(*f),
+            Value::Float(_) => s.serialize_none(),
+            Value::Text(t) | Value::Date(t) | Value::Timestamp(t) => s.serialize_str(t),
+        }
+    }
 }

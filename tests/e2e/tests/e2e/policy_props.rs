@@ -250,10 +250,8 @@ async fn no_row_outside_scope_and_no_unmasked_field_over_10000_cases() {
                 .iter()
                 .map(|r| (r["id"].as_str().unwrap_or(""), *r))
                 .collect();
-            let rows = released.body()["data"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
+            let body = released.body();
+            let rows = body["data"].as_array().cloned().unwrap_or_default();
             prop_assert_eq!(rows.len() as u64, facts.rows);
             for row in &rows {
                 let id = row["id"].as_str().unwrap_or("");
