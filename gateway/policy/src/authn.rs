@@ -302,6 +302,16 @@ pub fn identity(
     if id.is_empty() {
         return Err("`sub` is empty".into());
     }
+    // Control characters separate the parts of the decision cache's key;
+    // no identity may carry one.
+    if id
+        .chars()
+        .chain(roles.iter().flat_map(|r| r.chars()))
+        .any(char::is_control)
+        || roles.iter().any(|r| r.contains(','))
+    {
+        return Err("`sub` and `roles` may not contain control characters or commas".into());
+    }
     match division::level_of(division) {
         Some(l) if l == level => {}
         _ => {

@@ -372,26 +372,43 @@ impl PolicyEngine {
 
     /// The decision for `q`, from the cache when it was asked before.
     pub fn decide(&self, q: &Question) -> Decision {
-        let key = format!(
-            "{}\u{1e}{}\u{1e}{}\u{1e}{}\u{1e}{}\u{1e}{}",
-            q.principal.cache_key(),
-            q.action.as_str(),
-            q.kind,
-            q.division,
-            q.record_loop.unwrap_or("\u{0}"),
-            q.field.map_or("", |f| f.0),
-        );
-        if let Some(d) = self.lock_cache().get(&key) {
-            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return d.clone();
+        if let Some(d) = self.cached(q, Decision::clone) {
+            return d;
         }
         let decision = self.evaluate(q);
+        let mut key = String::new();
+        write_key(&mut key, q);
         let mut cache = self.lock_cache();
         if cache.len() >= CACHE_CAPACITY {
             cache.clear();
         }
         cache.insert(key, decision.clone());
         decision
+    }
+
+    /// Whether `q` is allowed: `decide` without copying the deciding
+    /// policies (the per-row check of phase 2 asks only this).
+    pub fn allows(&self, q: &Question) -> bool {
+        self.cached(q, |d| d.allowed)
+            .unwrap_or_else(|| self.decide(q).allowed)
+    }
+
+    /// `f` of the cached decision for `q`, if there is one. The key is built
+    /// in a buffer of the thread's, so a hit allocates nothing.
+    fn cached<R>(&self, q: &Question, f: impl FnOnce(&Decision) -> R) -> Option<R> {
+        thread_local! {
+            static KEY: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(128));
+        }
+        let hit = KEY.with(|buffer| {
+            let mut key = buffer.borrow_mut();
+            key.clear();
+            write_key(&mut key, q);
+            self.lock_cache().get(key.as_str()).map(f)
+        });
+        if hit.is_some() {
+            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        hit
     }
 
     /// Ask Cedar, without the cache.
@@ -542,6 +559,41 @@ impl PolicyEngine {
         )
         .map_err(|e| e.to_string())?;
         Ok((request, entities))
+    }
+}
+
+/// The decision cache's key of `q`: everything the decision depends on
+/// (`Principal::cache_key`, then the question), separated by control
+/// characters no part can contain.
+fn write_key(key: &mut String, q: &Question) {
+    let p = q.principal;
+    for (i, part) in [p.id.as_str(), p.level.as_str(), p.division.as_str()]
+        .into_iter()
+        .enumerate()
+    {
+        if i > 0 {
+            key.push('\u{1f}');
+        }
+        key.push_str(part);
+    }
+    key.push('\u{1f}');
+    for (i, role) in p.roles.iter().enumerate() {
+        if i > 0 {
+            key.push(',');
+        }
+        key.push_str(role);
+    }
+    key.push('\u{1f}');
+    key.push_str(&p.purpose);
+    for part in [
+        q.action.as_str(),
+        q.kind,
+        q.division,
+        q.record_loop.unwrap_or("\u{0}"),
+        q.field.map_or("", |f| f.0),
+    ] {
+        key.push('\u{1e}');
+        key.push_str(part);
     }
 }
 

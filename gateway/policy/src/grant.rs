@@ -364,16 +364,14 @@ impl Enforcer {
             }
         }
         let has_attribute = self.catalog.record_attribute(&grant.kind).is_some();
-        self.engine
-            .decide(&Question {
-                record_loop: if has_attribute {
-                    Some(attribute.unwrap_or(""))
-                } else {
-                    None
-                },
-                ..Self::question(p, Action::List, &grant.kind, division)
-            })
-            .allowed
+        self.engine.allows(&Question {
+            record_loop: if has_attribute {
+                Some(attribute.unwrap_or(""))
+            } else {
+                None
+            },
+            ..Self::question(p, Action::List, &grant.kind, division)
+        })
     }
 
     /// Phase 1 for statistics over `kind` in `requested`: may the
