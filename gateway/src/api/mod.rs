@@ -1,4 +1,5 @@
-//! The HTTP API: routes, parameters, envelope and errors.
+//! The HTTP API: routes, parameters and errors. Every `/v1` body is
+//! built by the disclosure gate (`crate::disclosure`), never here.
 
 pub mod error;
 mod explain;
