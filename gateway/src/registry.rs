@@ -12,7 +12,7 @@ use lianqiao_policy::division::Registry;
 
 use crate::federation::{self, ListRequest};
 use crate::model;
-use crate::server::{Gateway, Live};
+use crate::state::{Gateway, Live};
 
 /// Fetch the registry: every division and grid under every source's
 /// coverage. Sources that fail are skipped (their part is missing until

@@ -10,10 +10,10 @@ use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use lianqiao_policy::{Level, Principal};
 
-use super::error::ApiError;
 use super::params;
 use crate::disclosure::{Facts, explained};
-use crate::server::Live;
+use crate::error::ApiError;
+use crate::state::Live;
 
 pub const ADMIN_ROLE: &str = "policy-admin";
 

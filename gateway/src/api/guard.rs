@@ -8,10 +8,10 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use rand::RngCore;
 
-use super::error::{ApiError, ErrorCode};
 use crate::audit::{AuditRecord, now_rfc3339};
 use crate::disclosure::Facts;
-use crate::server::Live;
+use crate::error::{ApiError, ErrorCode};
+use crate::state::Live;
 
 fn header<'a>(request: &'a axum::extract::Request, name: &str) -> Option<&'a str> {
     request.headers().get(name).and_then(|v| v.to_str().ok())

@@ -1,7 +1,8 @@
 //! The HTTP API: routes, parameters and errors. Every `/v1` body is
 //! built by the disclosure gate (`crate::disclosure`), never here.
 
-pub mod error;
+/// The API's errors (`crate::error`), by the path clients of the crate know.
+pub use crate::error;
 mod explain;
 mod guard;
 mod openapi;
@@ -23,10 +24,10 @@ use serde_json::json;
 use crate::disclosure::counts::StatsGate;
 use crate::disclosure::rows::ListGate;
 use crate::disclosure::{Facts, Released};
+use crate::error::{ApiError, ErrorCode};
 use crate::federation::{self, FieldFilter, ListRequest, executor::ListError};
 use crate::model::{self, Entity};
-use crate::server::{Gateway, Live};
-use error::{ApiError, ErrorCode};
+use crate::state::{Gateway, Live};
 use lianqiao_policy::Principal;
 
 /// Parse and validate a list query string for `entity`, as the API does
@@ -145,7 +146,7 @@ async fn metrics(State(live): State<Arc<Live>>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        crate::telemetry::metrics::prometheus_text(&crate::telemetry::families(&gateway)),
+        crate::telemetry::metrics::prometheus_text(&crate::observe::families(&gateway)),
     )
         .into_response()
 }
@@ -337,7 +338,7 @@ fn authorize<'g>(
     facts: &mut Facts,
 ) -> Result<ListGate<'g>, ApiError> {
     check_filterable(gateway, request.entity, &request.filters)?;
-    ListGate::authorize(gateway, principal, request, cursor, facts)
+    ListGate::authorize(gateway.gate(), principal, request, cursor, facts)
 }
 
 /// Run an authorized list: fan out, merge, join enriching sources.
@@ -417,7 +418,7 @@ async fn stats_inner(
     let pairs = params::pairs(raw.as_deref(), server)?;
     let mut request = params::stats_request(&pairs, server)?;
     check_filterable(gateway, request.entity, &request.filters)?;
-    let gate = StatsGate::authorize(gateway, principal, &mut request, facts)?;
+    let gate = StatsGate::authorize(gateway.gate(), principal, &mut request, facts)?;
     match federation::stats::stats(&gateway.sources, &request).await {
         Ok(outcome) => {
             record_sources(gateway, &outcome.reports);
@@ -518,7 +519,12 @@ async fn readyz(State(live): State<Arc<Live>>) -> impl IntoResponse {
                 "health": health.map(|c| json!({
                     "checked_at": crate::audit::rfc3339(c.at),
                     "latency_ms": (c.latency.as_secs_f64() * 10_000.0).round() / 10.0,
-                    "error": c.error,
+                    // Unauthenticated: the gateway's words only.
+                    "error": c.error.as_ref().map(|e| format!(
+                        "{}: {}",
+                        ErrorCode::of(e),
+                        crate::redact::public(e)
+                    )),
                 })),
                 "breaker": s.breaker.state(),
                 "recent": gateway.metrics.recent(s.name()).map(|r| json!({

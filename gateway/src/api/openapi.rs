@@ -192,7 +192,7 @@ pub fn document(classes: &FieldClasses) -> Value {
         "error": { "$ref": "#/components/schemas/ErrorBody" },
     }, "required": ["name", "status", "latency_ms"] }),
     );
-    let codes: Vec<&str> = crate::api::error::ErrorCode::ALL
+    let codes: Vec<&str> = crate::error::ErrorCode::ALL
         .iter()
         .map(|c| c.as_str())
         .collect();

@@ -6,8 +6,8 @@
 
 use lianqiao_host::contract::{FilterOp, Value, ValueKind};
 
-use super::error::ApiError;
 use crate::config::{ServerSection, is_division_code};
+use crate::error::ApiError;
 use crate::federation::stats::StatsRequest;
 use crate::federation::{FieldFilter, ListRequest};
 use crate::model::{Entity, Field};

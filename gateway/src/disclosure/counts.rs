@@ -21,13 +21,12 @@ use serde_json::{Value as Json, json};
 
 use super::protect::Published;
 use super::rows::value_json;
-use super::{Facts, Released, phase_one, refused, source_reports};
-use crate::api::error::{ApiError, ErrorCode};
+use super::{Context, Facts, Released, phase_one, refused, source_reports};
+use crate::error::{ApiError, ErrorCode};
 use crate::federation::FieldFilter;
 use crate::federation::filter;
 use crate::federation::stats::{StatsCell, StatsOutcome, StatsRequest};
 use crate::model::Field;
-use crate::server::Gateway;
 
 /// A cell of a protected table: (division group, key text).
 type CellKey = (Option<String>, Option<String>);
@@ -36,7 +35,7 @@ type TableCell = (Option<Value>, i64, bool);
 
 /// A statistics request's grant, held from phase 1 to the response.
 pub struct StatsGate<'g> {
-    gateway: &'g Gateway,
+    ctx: Context<'g>,
     grant: StatsGrant,
     /// Whether this query's counts are exact (else protected).
     exact: bool,
@@ -47,13 +46,9 @@ pub struct StatsGate<'g> {
 fn attribute_values(
     grant: &StatsGrant,
     filters: &[FieldFilter],
-    gateway: &Gateway,
+    ctx: Context<'_>,
 ) -> Option<Vec<String>> {
-    let attribute = gateway
-        .config
-        .enforcer
-        .catalog
-        .record_attribute(&grant.kind)?;
+    let attribute = ctx.enforcer.catalog.record_attribute(&grant.kind)?;
     let mut kept: Option<BTreeSet<String>> = None;
     for f in filters.iter().filter(|f| f.field.name == attribute.name) {
         let admitted: BTreeSet<String> = attribute
@@ -74,14 +69,14 @@ impl<'g> StatsGate<'g> {
     /// Phase 1: may the caller count these records, group them by this
     /// field, filter them so; are the counts exact; then its budget.
     pub fn authorize(
-        gateway: &'g Gateway,
+        ctx: Context<'g>,
         principal: &Principal,
         request: &mut StatsRequest,
         facts: &mut Facts,
     ) -> Result<Self, ApiError> {
         let _span = phase_one(principal, request.entity.name);
         facts.statistics = true;
-        let enforcer = &gateway.config.enforcer;
+        let enforcer = ctx.enforcer;
         let kind = request.entity.name;
         let requested = request.scope.first().cloned().unwrap_or_default();
         let grant = enforcer
@@ -143,11 +138,11 @@ impl<'g> StatsGate<'g> {
         }
         let mut constrained: Vec<&str> = request.filters.iter().map(|f| f.field.name).collect();
         constrained.extend(request.by.map(|b| b.name));
-        let kept = attribute_values(&grant, &request.filters, gateway);
+        let kept = attribute_values(&grant, &request.filters, ctx);
         let exact = grant.exact_for(&constrained, kept.as_deref());
-        if let Err(wait) = gateway.budgets.spend(&principal.id) {
+        if let Err(wait) = ctx.budgets.spend(&principal.id) {
             facts.decision = Some("deny");
-            let s = &gateway.config.statistics;
+            let s = ctx.statistics;
             return Err(ApiError::retry_after(
                 ErrorCode::RateLimited,
                 format!(
@@ -160,11 +155,7 @@ impl<'g> StatsGate<'g> {
             ));
         }
         request.scope = vec![grant.scope.clone()];
-        Ok(StatsGate {
-            gateway,
-            grant,
-            exact,
-        })
+        Ok(StatsGate { ctx, grant, exact })
     }
 
     /// Whether this query's counts are exact.
@@ -183,7 +174,7 @@ impl<'g> StatsGate<'g> {
     ) -> Released {
         let _span = tracing::info_span!("policy", phase = 2, cells = outcome.cells.len()).entered();
         let scope = self.grant.scope.clone();
-        let gateway = self.gateway;
+        let ctx = self.ctx;
         let mut unrecognised = 0i64;
         let mut cells: Vec<StatsCell> = Vec::with_capacity(outcome.cells.len());
         for c in outcome.cells {
@@ -255,7 +246,7 @@ impl<'g> StatsGate<'g> {
                     .or_insert((c.key.clone(), 0, false));
                 entry.1 += c.count;
             }
-            let protection = &gateway.protection;
+            let protection = ctx.protection;
             for ((division, _), (key, count, public)) in &table {
                 let identity = self.identity(request, division.as_deref(), key.as_ref());
                 match protection.publish(*count, &identity) {
@@ -300,10 +291,10 @@ impl<'g> StatsGate<'g> {
             "counts": if self.exact { "exact" } else { "protected" },
             "suppressed": suppressed,
             "policies": self.grant.policies,
-            "version": gateway.config.enforcer.engine.version(),
+            "version": ctx.enforcer.engine.version(),
         });
         if !self.exact {
-            let p = &gateway.protection;
+            let p = ctx.protection;
             policy["protection"] = json!({
                 "method": "cell-key",
                 "suppress_below": p.suppress_below,
@@ -337,8 +328,7 @@ impl<'g> StatsGate<'g> {
             Some(n) => n as usize,
         };
         let mut groups: BTreeSet<String> = self
-            .gateway
-            .config
+            .ctx
             .enforcer
             .engine
             .divisions_within(scope, n)
@@ -350,7 +340,7 @@ impl<'g> StatsGate<'g> {
                 *totals.entry(d).or_default() += c.count;
             }
         }
-        let floor = self.gateway.protection.suppress_below as i64;
+        let floor = self.ctx.protection.suppress_below as i64;
         groups.extend(
             totals
                 .into_iter()
@@ -362,7 +352,7 @@ impl<'g> StatsGate<'g> {
 
     /// Whether some source listing `entity` covers (part of) `division`.
     fn covered(&self, entity: &str, division: &str) -> bool {
-        self.gateway.sources.sources.iter().any(|s| {
+        self.ctx.sources.sources.iter().any(|s| {
             s.serves(entity)
                 && !s.config.enrich.iter().any(|e| e == entity)
                 && s.config

@@ -21,17 +21,30 @@
 pub mod budget;
 pub mod counts;
 pub mod protect;
-pub mod redact;
+pub use crate::redact;
 pub mod rows;
 pub mod seal;
 
 use std::collections::BTreeMap;
 
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 
-use crate::api::error::ErrorCode;
-use crate::federation::SourceReport;
+use crate::config::StatisticsSection;
+use crate::sources::SourceSet;
+
+/// What the gate works with, borrowed from the gateway serving the request
+/// (`state::Gateway::gate`): the policy, the sources (for coverage), the
+/// cursor seal, the counting protection and budgets.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'g> {
+    pub enforcer: &'g lianqiao_policy::Enforcer,
+    pub sources: &'g SourceSet,
+    pub cursors: &'g seal::CursorSeal,
+    pub protection: &'g protect::Protection,
+    pub budgets: &'g budget::Budgets,
+    pub statistics: &'g StatisticsSection,
+}
 
 /// A response body the gate built, as the JSON bytes that will leave.
 /// Only this module can make one.
@@ -100,33 +113,12 @@ fn phase_one(principal: &lianqiao_policy::Principal, resource: &str) -> tracing:
 }
 
 /// A denial: recorded in the audit facts, answered 403 naming the policies.
-fn refused(facts: &mut Facts, denied: lianqiao_policy::Denied) -> crate::api::error::ApiError {
+fn refused(facts: &mut Facts, denied: lianqiao_policy::Denied) -> crate::error::ApiError {
     facts.decision = Some("deny");
     facts.policies = denied.policies.clone();
-    crate::api::error::ApiError::denied(denied)
+    crate::error::ApiError::denied(denied)
 }
 
-/// Each source's outcome for the envelope: name, status, latency, rows,
-/// and for a failure its code and the gateway's words about it.
-pub fn source_reports(reports: &[SourceReport]) -> Json {
-    Json::Array(
-        reports
-            .iter()
-            .map(|r| {
-                let mut report = json!({
-                    "name": r.name,
-                    "status": r.status.as_str(),
-                    "latency_ms": (r.latency.as_secs_f64() * 10_000.0).round() / 10.0,
-                    "rows": r.rows,
-                });
-                if let Some(e) = &r.error {
-                    report["error"] = json!({
-                        "code": ErrorCode::of(e).as_str(),
-                        "message": redact::public(e),
-                    });
-                }
-                report
-            })
-            .collect(),
-    )
-}
+/// Each source's outcome for a body (the error module renders it, so an
+/// error's `sources[]` says the same).
+pub use crate::error::source_reports;

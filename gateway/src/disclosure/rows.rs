@@ -8,14 +8,13 @@ use lianqiao_policy::{ListGrant, Principal, Visibility};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Value as Json, json};
 
-use super::{Facts, Released, phase_one, refused, source_reports};
-use crate::api::error::ApiError;
+use super::{Context, Facts, Released, phase_one, refused, source_reports};
+use crate::error::ApiError;
 use crate::federation::{FieldFilter, ListOutcome, ListRequest, MergedRow};
-use crate::server::Gateway;
 
 /// A list request's grant, held from phase 1 to the response.
 pub struct ListGate<'g> {
-    gateway: &'g Gateway,
+    ctx: Context<'g>,
     principal: &'g Principal,
     grant: ListGrant,
 }
@@ -34,14 +33,14 @@ impl<'g> ListGate<'g> {
     /// fields from the output, and open the caller's cursor (sealed for
     /// this caller and this query, or refused).
     pub fn authorize(
-        gateway: &'g Gateway,
+        ctx: Context<'g>,
         principal: &'g Principal,
         request: &mut ListRequest,
         cursor: Option<&str>,
         facts: &mut Facts,
     ) -> Result<Self, ApiError> {
         let _span = phase_one(principal, request.entity.name);
-        let enforcer = &gateway.config.enforcer;
+        let enforcer = ctx.enforcer;
         let requested = request.scope.first().cloned().unwrap_or_default();
         let grant = enforcer
             .authorize_list(principal, request.entity.name, &requested)
@@ -97,14 +96,14 @@ impl<'g> ListGate<'g> {
         }
         // The cursor continues this caller's query, as now decided.
         if let Some(token) = cursor {
-            let state = gateway
+            let state = ctx
                 .cursors
                 .open(token, &principal.cache_key(), &request.fingerprint())
-                .map_err(ApiError::cursor)?;
+                .map_err(ApiError::from)?;
             request.cursor = Some(state);
         }
         Ok(ListGate {
-            gateway,
+            ctx,
             principal,
             grant,
         })
@@ -155,8 +154,8 @@ impl<'g> ListGate<'g> {
         facts: &mut Facts,
     ) -> (Vec<MergedRow>, Option<String>, bool, Json) {
         let _span = tracing::info_span!("policy", phase = 2, rows = outcome.rows.len()).entered();
-        let (gateway, principal, grant) = (self.gateway, self.principal, &self.grant);
-        let enforcer = &gateway.config.enforcer;
+        let (ctx, principal, grant) = (self.ctx, self.principal, &self.grant);
+        let enforcer = ctx.enforcer;
         let attribute = enforcer
             .catalog
             .record_attribute(&grant.kind)
@@ -224,7 +223,7 @@ impl<'g> ListGate<'g> {
         let next = outcome
             .next
             .as_ref()
-            .map(|state| gateway.cursors.seal(state, &binding));
+            .map(|state| ctx.cursors.seal(state, &binding));
         let partial = outcome.partial();
         let reports = source_reports(&outcome.reports);
         (outcome.rows, next, partial, reports)
@@ -249,7 +248,7 @@ impl<'g> ListGate<'g> {
             "masked": masked,
             "withheld": withheld,
             "policies": grant.policies,
-            "version": self.gateway.config.enforcer.engine.version(),
+            "version": self.ctx.enforcer.engine.version(),
         })
     }
 }

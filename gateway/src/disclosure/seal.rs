@@ -37,6 +37,12 @@ pub enum CursorError {
     OtherQuery,
 }
 
+impl From<CursorError> for crate::error::ApiError {
+    fn from(e: CursorError) -> Self {
+        crate::error::ApiError::new(crate::error::ErrorCode::BadCursor, e.to_string())
+    }
+}
+
 /// Seals and opens cursors with the gateway's key.
 #[derive(Clone)]
 pub struct CursorSeal {

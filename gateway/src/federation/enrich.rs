@@ -14,7 +14,7 @@ use sha2::Sha256;
 use super::ListRequest;
 use super::executor::{ListOutcome, SourceReport, SourceStatus};
 use super::planner::narrowest;
-use crate::sources::{Source, SourceSet};
+use crate::sources::{CallOptions, Source, SourceSet};
 
 /// The field both sides carry.
 const JOIN_FIELD: &str = "id_number";
@@ -152,7 +152,7 @@ async fn lookup(
                 limit: source.plugin.limits().max_rows,
                 cursor: cursor.take(),
             };
-            match source.guarded(source.plugin.query(query)).await {
+            match source.query(query, CallOptions::READ).await {
                 Ok(page) => {
                     let join_col = page.columns.iter().position(|c| c == JOIN_FIELD);
                     for row in &page.rows {

@@ -10,63 +10,10 @@ use super::ListRequest;
 use super::cursor::{CursorState, SourcePosition};
 use super::merge::{Buffer, MergedRow, merge};
 use super::planner::{SourceCall, plan};
-use crate::api::error::ErrorCode;
-use crate::disclosure::redact;
-use crate::sources::SourceSet;
-
-/// Extra wall time past a plugin's own deadline before the gateway stops
-/// waiting for its call (the plugin host enforces the deadline itself).
-const DEADLINE_GRACE: Duration = Duration::from_millis(500);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceStatus {
-    Ok,
-    Error,
-    Timeout,
-    /// Not called: its rows for this query were all returned on earlier pages.
-    Skipped,
-    /// Not called: its circuit breaker is open after repeated failures.
-    CircuitOpen,
-}
-
-impl SourceStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceStatus::Ok => "ok",
-            SourceStatus::Error => "error",
-            SourceStatus::Timeout => "timeout",
-            SourceStatus::Skipped => "skipped",
-            SourceStatus::CircuitOpen => "circuit_open",
-        }
-    }
-
-    /// The status a failed call reports.
-    pub fn of(error: &PluginError) -> SourceStatus {
-        match error {
-            PluginError::CircuitOpen { .. } => SourceStatus::CircuitOpen,
-            e if e.is_timeout() => SourceStatus::Timeout,
-            _ => SourceStatus::Error,
-        }
-    }
-
-    /// True when the source's rows are missing from the answer.
-    pub fn failed(self) -> bool {
-        matches!(
-            self,
-            SourceStatus::Error | SourceStatus::Timeout | SourceStatus::CircuitOpen
-        )
-    }
-}
-
-/// What one source did for one request.
-#[derive(Debug, Clone)]
-pub struct SourceReport {
-    pub name: String,
-    pub status: SourceStatus,
-    pub latency: Duration,
-    pub rows: usize,
-    pub error: Option<PluginError>,
-}
+use crate::error::ErrorCode;
+use crate::redact;
+pub use crate::sources::report::{SourceReport, SourceStatus};
+use crate::sources::{CallOptions, SourceSet};
 
 #[derive(Debug)]
 pub struct ListOutcome {
@@ -283,46 +230,7 @@ async fn call_source(
         limit: wanted.saturating_add(start.skip),
         cursor: start.cursor.clone(),
     };
-    let plugin = &call.source.plugin;
-    let deadline = plugin.limits().deadline;
     let began = Instant::now();
-    let key = call.source.cache_key(&query);
-    if let Some(page) = key.as_deref().and_then(|k| call.source.cached(k)) {
-        return (start, Ok(page), began.elapsed());
-    }
-    let attempt = || {
-        let query = query.clone();
-        call.source.guarded(async move {
-            match tokio::time::timeout(deadline + DEADLINE_GRACE, plugin.query(query)).await {
-                Ok(answer) => answer,
-                Err(_) => Err(PluginError::Deadline {
-                    deadline_ms: deadline.as_millis() as u64,
-                }),
-            }
-        })
-    };
-    call.source.retries.deposit();
-    let mut answer = attempt().await;
-    // One more try of this read, if the failure looks transient, half the
-    // deadline is left, and the source's retry budget allows.
-    if let Err(e) = &answer
-        && super::retry::is_transient(e)
-        && began.elapsed() < deadline / 2
-        && call.source.retries.withdraw()
-    {
-        tracing::info!(
-            source = call.source.name(),
-            code = ErrorCode::of(e).as_str(),
-            "retrying a read"
-        );
-        let retried = attempt().await;
-        // If the first failure opened the circuit, report that failure.
-        if !matches!(retried, Err(PluginError::CircuitOpen { .. })) {
-            answer = retried;
-        }
-    }
-    if let (Some(key), Ok(page)) = (key, &answer) {
-        call.source.remember(key, page);
-    }
+    let answer = call.source.query(query, CallOptions::READ).await;
     (start, answer, began.elapsed())
 }

@@ -1,14 +1,12 @@
 //! Federation: which sources answer a query, calling them in parallel, and
 //! merging their pages into one stable, resumable order.
 
-pub mod breaker;
 pub mod cursor;
 pub mod enrich;
 pub mod executor;
 pub(crate) mod filter;
 mod merge;
 mod planner;
-pub mod retry;
 pub mod stats;
 
 use lianqiao_host::contract::{FilterOp, Value};

@@ -11,7 +11,7 @@ use super::executor::{ListError, SourceReport, SourceStatus};
 use super::planner::{SourceCall, plan};
 use super::{FieldFilter, ListRequest, filter};
 use crate::model::{Entity, Field};
-use crate::sources::SourceSet;
+use crate::sources::{CallOptions, SourceSet};
 
 /// Rows the gateway will page through for one source that cannot count.
 const MAX_FALLBACK_ROWS: usize = 2_000_000;
@@ -138,28 +138,14 @@ async fn count_source(
     request: &StatsRequest,
 ) -> (Result<Vec<StatsCell>, PluginError>, Duration) {
     let began = Instant::now();
-    let plugin = &call.source.plugin;
-    let can_count = plugin
+    let can_count = call
+        .source
+        .plugin
         .manifest()
         .entities
         .iter()
         .any(|e| e.name == request.entity.name && e.aggregates);
-    let deadline = plugin.limits().deadline + Duration::from_millis(500);
-    let answer = call
-        .source
-        .guarded(count_with(call, request, plugin, can_count, deadline))
-        .await;
-    (answer, began.elapsed())
-}
-
-async fn count_with(
-    call: &SourceCall,
-    request: &StatsRequest,
-    plugin: &lianqiao_host::SourcePlugin,
-    can_count: bool,
-    deadline: Duration,
-) -> Result<Vec<StatsCell>, PluginError> {
-    if can_count && call.residual.is_empty() {
+    let answer = if can_count && call.residual.is_empty() {
         let query = AggregateQuery {
             entity: request.entity.name.to_string(),
             scope: call.scope.clone(),
@@ -167,8 +153,10 @@ async fn count_with(
             division_prefix: request.division_prefix,
             by: request.by.map(|f| f.name.to_string()),
         };
-        match tokio::time::timeout(deadline, plugin.aggregate(query)).await {
-            Ok(cells) => cells.map(|cells| {
+        call.source
+            .aggregate(query, CallOptions::READ)
+            .await
+            .map(|cells| {
                 cells
                     .into_iter()
                     .map(|c| StatsCell {
@@ -178,14 +166,11 @@ async fn count_with(
                         suppressed: false,
                     })
                     .collect()
-            }),
-            Err(_) => Err(PluginError::Deadline {
-                deadline_ms: deadline.as_millis() as u64,
-            }),
-        }
+            })
     } else {
         count_by_paging(call, request).await
-    }
+    };
+    (answer, began.elapsed())
 }
 
 /// The fallback: page through the source's rows and count them here.
@@ -206,7 +191,7 @@ async fn count_by_paging(
             limit: plugin.limits().max_rows,
             cursor: cursor.take(),
         };
-        let page = plugin.query(query).await?;
+        let page = call.source.query(query, CallOptions::READ).await?;
         let col = |name: &str| page.columns.iter().position(|c| c == name);
         let (division_col, by_col) = (col("division"), request.by.and_then(|b| col(b.name)));
         for row in &page.rows {

@@ -150,7 +150,7 @@ impl Line {
         };
         line.buf.push_str("{\"timestamp\":\"");
         line.buf
-            .push_str(&crate::audit::rfc3339(std::time::SystemTime::now()));
+            .push_str(&crate::telemetry::rfc3339(std::time::SystemTime::now()));
         line.buf.push_str("\",\"level\":\"");
         line.buf.push_str(level.as_str());
         line.buf.push('"');

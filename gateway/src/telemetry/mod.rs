@@ -1,6 +1,7 @@
 //! Telemetry: RED metrics per route and per source (Prometheus text on the
 //! admin listener, OTLP to a collector), traces over OTLP, one access-log
-//! line per request, and the sources' table for `lianqiao status`.
+//! line per request, and the sources' table for `lianqiao status`. What
+//! reads a serving gateway's state to report it is `crate::observe`.
 
 pub mod logline;
 pub mod logwriter;
@@ -10,43 +11,6 @@ pub mod otlp_http;
 pub mod otlp_metrics;
 pub mod otlp_traces;
 pub mod spans;
-
-use std::sync::atomic::Ordering;
-
-use crate::server::Gateway;
-use metrics::{AuditState, Family, SourceState};
-
-/// Every metric family of `gateway` now: its counters plus what its
-/// sources, plugins and audit writer report at this instant.
-pub fn families(gateway: &Gateway) -> Vec<Family> {
-    let sources: Vec<SourceState> = gateway
-        .sources
-        .sources
-        .iter()
-        .map(|s| {
-            let stats = s.plugin.stats();
-            SourceState {
-                name: s.name().to_string(),
-                breaker: s.breaker.state(),
-                up: s.health.last().map(|c| c.up),
-                instantiations: stats.instantiations.load(Ordering::Relaxed),
-                instantiate_seconds: stats.instantiate_nanos.load(Ordering::Relaxed) as f64 / 1e9,
-                in_use: stats.in_use.load(Ordering::Relaxed),
-                memory_peak_bytes: stats.memory_peak_bytes.load(Ordering::Relaxed),
-                memory_limit_hits: stats.memory_limit_hits.load(Ordering::Relaxed),
-            }
-        })
-        .collect();
-    let audit = &gateway.audit;
-    let audit = AuditState {
-        written: audit.written.load(Ordering::Relaxed),
-        failed: audit.failed.load(Ordering::Relaxed),
-        queue_depth: audit.queue_depth(),
-        backlog: audit.backlog.load(Ordering::Relaxed),
-        lag: audit.lag.lock().map(|h| h.clone()).unwrap_or_default(),
-    };
-    gateway.metrics.snapshot(&sources, &audit)
-}
 
 /// `/readyz` as the table `lianqiao status` prints: one line per source
 /// with its state, breaker and how its last calls went.
@@ -80,4 +44,33 @@ pub fn status_table(ready: &serde_json::Value) -> String {
         ));
     }
     out
+}
+
+/// Now, as `2026-11-22T06:42:58.123Z`.
+pub fn now_rfc3339() -> String {
+    rfc3339(std::time::SystemTime::now())
+}
+
+/// `at` as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn rfc3339(at: std::time::SystemTime) -> String {
+    let now = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = now.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        now.subsec_millis()
+    )
 }

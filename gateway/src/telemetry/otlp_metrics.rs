@@ -5,8 +5,7 @@
 //! `otlp_metrics_endpoint`. Off by default. A collector that is down costs
 //! one failed POST per interval and a warning, never a request.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
@@ -15,10 +14,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
     NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use prost::Message;
 
 use super::metrics::{BUCKETS, Family, Kind, Value};
-use crate::server::Live;
 
 fn nanos(at: SystemTime) -> u64 {
     at.duration_since(SystemTime::UNIX_EPOCH)
@@ -137,50 +134,12 @@ pub fn encode(
     }
 }
 
-/// Export the current gateway's metrics every interval while an endpoint
-/// is configured (a reload may set or clear it).
-pub async fn run(live: Arc<Live>) {
-    let start = SystemTime::now();
-    let client = super::otlp_http::client();
-    let mut failing = false;
-    loop {
-        let gateway = live.current();
-        let telemetry = &gateway.config.telemetry;
-        let interval = Duration::from_secs(telemetry.otlp_metrics_interval_s.max(1));
-        if telemetry.otlp_metrics_endpoint.is_empty() || !gateway.metrics.enabled() {
-            drop(gateway);
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            continue;
-        }
-        let endpoint = telemetry.otlp_metrics_endpoint.clone();
-        let body = encode(
-            &super::families(&gateway),
-            &telemetry.service_name,
-            start,
-            SystemTime::now(),
-        )
-        .encode_to_vec();
-        drop(gateway);
-        match super::otlp_http::post(&client, &endpoint, body).await {
-            Ok(()) if failing => {
-                failing = false;
-                tracing::info!(%endpoint, "OTLP metrics export works again");
-            }
-            Ok(()) => {}
-            Err(e) if !failing => {
-                failing = true;
-                tracing::warn!(%endpoint, error = %e, "OTLP metrics export failed; retrying every interval");
-            }
-            Err(_) => {}
-        }
-        tokio::time::sleep(interval).await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::telemetry::metrics::{AuditState, Metrics};
+    use prost::Message;
+    use std::time::Duration;
 
     #[test]
     fn histograms_are_sent_per_bucket_and_counters_as_cumulative_sums() {

@@ -350,8 +350,14 @@ async fn policy(
         &gateway.config.server,
     )
     .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    let gate = ListGate::authorize(&gateway, &street, &mut request, None, &mut Facts::default())
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let gate = ListGate::authorize(
+        gateway.gate(),
+        &street,
+        &mut request,
+        None,
+        &mut Facts::default(),
+    )
+    .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let next = lianqiao_gateway::federation::cursor::CursorState {
         fingerprint: request.fingerprint(),
         positions: [(
@@ -465,7 +471,7 @@ async fn policy(
                 };
                 let mut facts = Facts::default();
                 let gate = lianqiao_gateway::disclosure::counts::StatsGate::authorize(
-                    g,
+                    g.gate(),
                     p,
                     &mut request,
                     &mut facts,

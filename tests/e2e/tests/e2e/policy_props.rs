@@ -192,14 +192,19 @@ async fn no_row_outside_scope_and_no_unmasked_field_over_10000_cases() {
             };
             let mut request = parse_list(entity, Some(&query), &gateway.config.server).unwrap();
             let mut facts = Facts::default();
-            let gate =
-                match ListGate::authorize(&gateway, &principal, &mut request, None, &mut facts) {
-                    Ok(g) => g,
-                    Err(_) => {
-                        denied.fetch_add(1, Relaxed);
-                        return Ok(());
-                    }
-                };
+            let gate = match ListGate::authorize(
+                gateway.gate(),
+                &principal,
+                &mut request,
+                None,
+                &mut facts,
+            ) {
+                Ok(g) => g,
+                Err(_) => {
+                    denied.fetch_add(1, Relaxed);
+                    return Ok(());
+                }
+            };
             let granted_scope = gateway
                 .config
                 .enforcer

@@ -8,8 +8,12 @@
 //!
 //! Errors never carry data: messages are written by the gateway and may
 //! quote only what the caller itself sent (its own parameter values) and
-//! names from the model. A source's or plugin's own words go to the
-//! operator's log, masked (`disclosure::redact`), never into a response.
+//! names from the model. A source's failure is said in the gateway's words
+//! ([`public_message`]); the source's or plugin's own go to the operator's
+//! log, masked (`crate::redact`), never into a response.
+//!
+//! Below everything that answers requests: it imports the sources' reports
+//! and the policy's refusals, nothing that serves.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -18,8 +22,7 @@ use lianqiao_host::PluginError;
 use lianqiao_host::contract::SourceError;
 use serde_json::json;
 
-use crate::disclosure::seal::CursorError;
-use crate::federation::SourceReport;
+use crate::sources::report::SourceReport;
 
 /// Every error code the API answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -230,6 +233,57 @@ impl PartialEq<&str> for ErrorCode {
     }
 }
 
+/// A source's failure in the gateway's words: the kind of problem and the
+/// gateway's own figures (deadline, memory cap), never a word of the
+/// plugin's, which may quote a cell of a record the caller may not see.
+pub fn public_message(e: &PluginError) -> String {
+    match e {
+        PluginError::Source(s) => match s {
+            SourceError::Unsupported(_) => "the source cannot answer this query".into(),
+            SourceError::BadCursor(_) => "the source refused its position in the cursor".into(),
+            SourceError::BadConfig(_) => "the source's settings are invalid".into(),
+            SourceError::UpstreamUnavailable(_) => "the upstream system is unavailable".into(),
+            SourceError::UpstreamTimeout(_) => "the upstream system timed out".into(),
+            SourceError::UpstreamError(_) => "the upstream system answered with an error".into(),
+            SourceError::Denied(_) => "the host denied the plugin a capability".into(),
+            SourceError::Internal(_) => "the plugin reported an internal error".into(),
+        },
+        PluginError::Trap(_) => "the plugin trapped".into(),
+        PluginError::Busy(_) => "every instance of the plugin is busy".into(),
+        // Built by the host from names and counts only (`Violation`).
+        PluginError::Contract(v) => format!("the plugin broke the contract: {v}"),
+        // The gateway's own figures.
+        PluginError::Deadline { .. }
+        | PluginError::MemoryLimit { .. }
+        | PluginError::CircuitOpen { .. } => e.to_string(),
+    }
+}
+
+/// Each source's outcome for a body: name, status, latency, rows, and for
+/// a failure its code and the gateway's words about it.
+pub fn source_reports(reports: &[SourceReport]) -> serde_json::Value {
+    serde_json::Value::Array(
+        reports
+            .iter()
+            .map(|r| {
+                let mut report = json!({
+                    "name": r.name,
+                    "status": r.status.as_str(),
+                    "latency_ms": (r.latency.as_secs_f64() * 10_000.0).round() / 10.0,
+                    "rows": r.rows,
+                });
+                if let Some(e) = &r.error {
+                    report["error"] = json!({
+                        "code": ErrorCode::of(e).as_str(),
+                        "message": public_message(e),
+                    });
+                }
+                report
+            })
+            .collect(),
+    )
+}
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -306,10 +360,6 @@ impl ApiError {
         Self::new(ErrorCode::NotFound, message)
     }
 
-    pub fn cursor(e: CursorError) -> Self {
-        Self::new(ErrorCode::BadCursor, e.to_string())
-    }
-
     /// 429 or 503 with `Retry-After`.
     pub fn retry_after(code: ErrorCode, message: impl Into<String>, seconds: u64) -> Self {
         ApiError {
@@ -343,13 +393,9 @@ impl ApiError {
         let message = failures
             .iter()
             .filter_map(|r| {
-                r.error.as_ref().map(|e| {
-                    format!(
-                        "source `{}`: {}",
-                        r.name,
-                        crate::disclosure::redact::public(e)
-                    )
-                })
+                r.error
+                    .as_ref()
+                    .map(|e| format!("source `{}`: {}", r.name, public_message(e)))
             })
             .collect::<Vec<_>>()
             .join("; ");
@@ -382,7 +428,7 @@ impl IntoResponse for ApiError {
         }
         let mut body = json!({ "error": error });
         if !self.sources.is_empty() {
-            body["sources"] = crate::disclosure::source_reports(&self.sources);
+            body["sources"] = source_reports(&self.sources);
         }
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
@@ -408,7 +454,7 @@ mod tests {
 
     #[test]
     fn docs_errors_md_lists_every_code_as_the_enum_says() {
-        let doc = include_str!("../../../docs/errors.md");
+        let doc = include_str!("../../docs/errors.md");
         assert!(
             doc.contains(&codes_table()),
             "docs/errors.md is out of date; its table must be:\n{}",

@@ -1,4 +1,6 @@
-//! What a failure may say, and to whom.
+//! What a failure may say, and to whom. Part of the disclosure gate's
+//! work (`disclosure::redact` is this module), kept below everything so the
+//! federation's and health checks' logs use it too.
 //!
 //! A caller learns which source failed and the kind of failure, in the
 //! gateway's own words ([`public`]); never the plugin's text, which may
@@ -8,32 +10,9 @@
 //! digit runs and Chinese names are masked the way the policy masks them.
 
 use lianqiao_host::PluginError;
-use lianqiao_host::contract::SourceError;
 
-/// A failure in the gateway's words: the kind of problem and the gateway's
-/// own figures (deadline, memory cap), never a word of the plugin's.
-pub fn public(e: &PluginError) -> String {
-    match e {
-        PluginError::Source(s) => match s {
-            SourceError::Unsupported(_) => "the source cannot answer this query".into(),
-            SourceError::BadCursor(_) => "the source refused its position in the cursor".into(),
-            SourceError::BadConfig(_) => "the source's settings are invalid".into(),
-            SourceError::UpstreamUnavailable(_) => "the upstream system is unavailable".into(),
-            SourceError::UpstreamTimeout(_) => "the upstream system timed out".into(),
-            SourceError::UpstreamError(_) => "the upstream system answered with an error".into(),
-            SourceError::Denied(_) => "the host denied the plugin a capability".into(),
-            SourceError::Internal(_) => "the plugin reported an internal error".into(),
-        },
-        PluginError::Trap(_) => "the plugin trapped".into(),
-        PluginError::Busy(_) => "every instance of the plugin is busy".into(),
-        // Built by the host from names and counts only (`Violation`).
-        PluginError::Contract(v) => format!("the plugin broke the contract: {v}"),
-        // The gateway's own figures.
-        PluginError::Deadline { .. }
-        | PluginError::MemoryLimit { .. }
-        | PluginError::CircuitOpen { .. } => e.to_string(),
-    }
-}
+/// A failure in the gateway's words (the error module says it).
+pub use crate::error::public_message as public;
 
 /// The whole failure for the operator's log, masked and bounded.
 pub fn operator(e: &PluginError) -> String {
@@ -93,6 +72,7 @@ pub fn mask_text(text: &str) -> String {
 mod tests {
     use super::*;
     use lianqiao_host::Violation;
+    use lianqiao_host::contract::SourceError;
 
     #[test]
     fn masks_id_numbers_phones_and_names() {

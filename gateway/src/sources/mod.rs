@@ -1,20 +1,28 @@
 //! The loaded sources: each a config plus its plugin, checked against the
-//! unified model.
+//! unified model, with everything that is per source — the one call stack
+//! every caller goes through (`call`), its response cache, circuit breaker,
+//! retry budget and health.
+
+pub mod breaker;
+mod cache;
+pub mod call;
+pub mod health;
+pub mod report;
+pub mod retry;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lianqiao_host::capability::cache::SourceCache;
 use lianqiao_host::capability::http::{Credential, HttpGrant, Secret};
 use lianqiao_host::capability::sql::{PoolSettings, SqlPool};
-use lianqiao_host::contract::{Manifest, Page, Query};
-use lianqiao_host::{
-    PluginEngine, PluginError, PluginLimits, SourceGrants, SourcePlugin, SourceSpec,
-};
+use lianqiao_host::contract::Manifest;
+use lianqiao_host::{PluginEngine, PluginLimits, SourceGrants, SourcePlugin, SourceSpec};
 
 use crate::config::{ConfigError, ConfigErrors, HttpConfig, ResolvedCredential, SourceConfig};
-use crate::federation::breaker::Breaker;
 use crate::model;
+use breaker::Breaker;
+pub use call::CallOptions;
 
 /// One source, ready to serve.
 #[derive(Debug)]
@@ -22,90 +30,18 @@ pub struct Source {
     pub config: SourceConfig,
     pub plugin: SourcePlugin,
     pub breaker: Breaker,
-    pub retries: crate::federation::retry::RetryBudget,
+    pub retries: retry::RetryBudget,
     /// The last background health check.
-    pub health: crate::health::Health,
+    pub health: health::Health,
     /// Calls in flight (`limits.max_concurrent`).
     concurrency: Arc<tokio::sync::Semaphore>,
-    /// Recent pages by query (`cache.response_ttl_ms`; empty when off).
-    responses: std::sync::Mutex<std::collections::HashMap<String, (Page, Instant)>>,
+    /// Recent answers by call (`cache.response_ttl_ms`; off at 0).
+    cache: cache::ResponseCache,
 }
-
-/// Pages kept per source at most; the oldest go first.
-const RESPONSE_CACHE_ENTRIES: usize = 1024;
 
 impl Source {
     pub fn name(&self) -> &str {
         &self.config.name
-    }
-
-    /// Run `call` once a concurrency slot is free (waiting at most the
-    /// deadline) and unless the source's circuit is open; record the outcome.
-    pub async fn guarded<T>(
-        &self,
-        call: impl std::future::Future<Output = Result<T, PluginError>>,
-    ) -> Result<T, PluginError> {
-        let slot = tokio::time::timeout(
-            self.plugin.limits().deadline,
-            self.concurrency.clone().acquire_owned(),
-        )
-        .await;
-        let Ok(Ok(_slot)) = slot else {
-            return Err(PluginError::Busy(format!(
-                "{} calls to this source are already in flight (limits.max_concurrent)",
-                self.config.limits.max_concurrent
-            )));
-        };
-        match self.breaker.admit() {
-            Err(retry_in) => Err(PluginError::CircuitOpen {
-                retry_in_ms: retry_in.as_millis() as u64,
-            }),
-            Ok(permit) => {
-                // If this future is dropped here, a probe's permit records a failure.
-                let outcome = call.await;
-                let healthy = match &outcome {
-                    Ok(_) => true,
-                    Err(e) => !e.counts_against_source(),
-                };
-                permit.record(healthy);
-                outcome
-            }
-        }
-    }
-
-    /// The response cache's key for `query`: the whole query (entity,
-    /// scope, filters, projection, limit, cursor), so an answer is never
-    /// served to a query with another scope. `None` when caching is off.
-    pub fn cache_key(&self, query: &Query) -> Option<String> {
-        (self.config.response_ttl_ms > 0).then(|| format!("{query:?}"))
-    }
-
-    /// A fresh cached page for `key`.
-    pub fn cached(&self, key: &str) -> Option<Page> {
-        let ttl = Duration::from_millis(self.config.response_ttl_ms);
-        let cache = self.responses.lock().ok()?;
-        cache
-            .get(key)
-            .filter(|(_, at)| at.elapsed() < ttl)
-            .map(|(page, _)| page.clone())
-    }
-
-    /// Keep `page` for `key`, dropping stale entries and, when full, the oldest.
-    pub fn remember(&self, key: String, page: &Page) {
-        let ttl = Duration::from_millis(self.config.response_ttl_ms);
-        let Ok(mut cache) = self.responses.lock() else {
-            return;
-        };
-        cache.retain(|_, (_, at)| at.elapsed() < ttl);
-        if cache.len() >= RESPONSE_CACHE_ENTRIES
-            && let Some(oldest) = cache
-                .iter()
-                .min_by_key(|(_, (_, at))| *at)
-                .map(|(k, _)| k.clone())
-        {
-            cache.remove(&oldest);
-        }
-        cache.insert(key, (page.clone(), Instant::now()));
     }
 
     /// True when the source declares it serves `entity`.
@@ -193,6 +129,7 @@ async fn load_one(config: SourceConfig, engine: &PluginEngine) -> Result<Source,
     let concurrency = Arc::new(tokio::sync::Semaphore::new(
         config.limits.max_concurrent as usize,
     ));
+    let cache = cache::ResponseCache::new(Duration::from_millis(config.response_ttl_ms));
     Ok(Source {
         config,
         plugin,
@@ -200,7 +137,7 @@ async fn load_one(config: SourceConfig, engine: &PluginEngine) -> Result<Source,
         retries: Default::default(),
         health: Default::default(),
         concurrency,
-        responses: Default::default(),
+        cache,
     })
 }
 

@@ -1,0 +1,184 @@
+//! The one source-call stack: lists, statistics, enrichment and health
+//! checks all reach a source's plugin through [`Source::query`] or
+//! [`Source::aggregate`], in this order:
+//!
+//! 1. **cache** — a fresh answer to the very same call is served as is and
+//!    never touches the breaker (`cache.response_ttl_ms`, off by default);
+//! 2. **deadline** — everything below, waits and a retry included, ends at
+//!    the source's deadline (plus a grace for the host to report its own);
+//! 3. **retry budget** — one more try of a transient failure while half the
+//!    deadline is left and the source's budget allows (~20% extra load at
+//!    most);
+//! 4. **breaker permit** — refused at once while the circuit is open; a
+//!    half-open probe's permit records a failure if dropped without a
+//!    verdict (a cancelled or timed-out call);
+//! 5. **concurrency limit** — a slot among `limits.max_concurrent`, waited
+//!    for at most the deadline;
+//! 6. **plugin** — a fresh instance under the memory cap and deadline.
+//!
+//! Only the plugin's own outcomes feed the breaker; a query the source
+//! cannot answer (unsupported, bad cursor) is no verdict on its health.
+//! Callers choose with [`CallOptions`] which of cache, retry and breaker
+//! apply (health checks use none: they must see a source recover while its
+//! circuit is open, and judge the source rather than callers' traffic).
+
+use std::time::{Duration, Instant};
+
+use lianqiao_host::PluginError;
+use lianqiao_host::contract::{AggregateCell, AggregateQuery, Page, Query};
+
+use super::Source;
+use super::retry::is_transient;
+
+/// Extra wall time past a plugin's own deadline before the gateway stops
+/// waiting for its call (the plugin host enforces the deadline itself and
+/// reports it more precisely).
+const DEADLINE_GRACE: Duration = Duration::from_millis(500);
+
+/// Which layers of the stack a caller uses.
+#[derive(Debug, Clone, Copy)]
+pub struct CallOptions {
+    pub cache: bool,
+    pub retry: bool,
+    pub breaker: bool,
+}
+
+impl CallOptions {
+    /// A caller's read: every layer.
+    pub const READ: CallOptions = CallOptions {
+        cache: true,
+        retry: true,
+        breaker: true,
+    };
+    /// A health check: the real plugin, no cache, no retry, no breaker.
+    pub const HEALTH: CallOptions = CallOptions {
+        cache: false,
+        retry: false,
+        breaker: false,
+    };
+}
+
+/// What a call asks of a plugin.
+#[derive(Debug, Clone)]
+pub(super) enum Call {
+    Query(Query),
+    Aggregate(AggregateQuery),
+}
+
+/// What it answered.
+#[derive(Debug, Clone)]
+pub(super) enum Answer {
+    Page(Page),
+    Cells(Vec<AggregateCell>),
+}
+
+impl Source {
+    /// One page of one entity through the stack.
+    pub async fn query(&self, query: Query, how: CallOptions) -> Result<Page, PluginError> {
+        match self.call(Call::Query(query), how).await? {
+            Answer::Page(page) => Ok(page),
+            Answer::Cells(_) => Err(PluginError::Busy(
+                "the cache answered counts to a query".into(),
+            )),
+        }
+    }
+
+    /// Counts through the stack.
+    pub async fn aggregate(
+        &self,
+        query: AggregateQuery,
+        how: CallOptions,
+    ) -> Result<Vec<AggregateCell>, PluginError> {
+        match self.call(Call::Aggregate(query), how).await? {
+            Answer::Cells(cells) => Ok(cells),
+            Answer::Page(_) => Err(PluginError::Busy(
+                "the cache answered a page to counts".into(),
+            )),
+        }
+    }
+
+    async fn call(&self, call: Call, how: CallOptions) -> Result<Answer, PluginError> {
+        // 1. cache
+        let key = if how.cache {
+            self.cache.key(&call)
+        } else {
+            None
+        };
+        if let Some(hit) = key.as_deref().and_then(|k| self.cache.get(k)) {
+            return Ok(hit);
+        }
+        // 2. deadline
+        let deadline = self.plugin.limits().deadline;
+        let began = Instant::now();
+        let answer = tokio::time::timeout(deadline + DEADLINE_GRACE, async {
+            // 3. retry budget
+            if how.retry {
+                self.retries.deposit();
+            }
+            let mut answer = self.attempt(&call, how).await;
+            if how.retry
+                && let Err(e) = &answer
+                && is_transient(e)
+                && began.elapsed() < deadline / 2
+                && self.retries.withdraw()
+            {
+                tracing::info!(
+                    source = self.name(),
+                    "retrying a read after a transient failure"
+                );
+                let retried = self.attempt(&call, how).await;
+                // If the first failure opened the circuit, report that failure.
+                if !matches!(retried, Err(PluginError::CircuitOpen { .. })) {
+                    answer = retried;
+                }
+            }
+            answer
+        })
+        .await
+        .unwrap_or(Err(PluginError::Deadline {
+            deadline_ms: deadline.as_millis() as u64,
+        }));
+        if let (Some(key), Ok(answer)) = (key, &answer) {
+            self.cache.put(key, answer);
+        }
+        answer
+    }
+
+    /// 4.–6.: breaker permit, concurrency slot, plugin.
+    async fn attempt(&self, call: &Call, how: CallOptions) -> Result<Answer, PluginError> {
+        let permit = if how.breaker {
+            Some(
+                self.breaker
+                    .admit()
+                    .map_err(|retry_in| PluginError::CircuitOpen {
+                        retry_in_ms: retry_in.as_millis() as u64,
+                    })?,
+            )
+        } else {
+            None
+        };
+        let slot = tokio::time::timeout(
+            self.plugin.limits().deadline,
+            self.concurrency.clone().acquire_owned(),
+        )
+        .await;
+        let Ok(Ok(_slot)) = slot else {
+            // A probe's permit dropped here records a failure.
+            return Err(PluginError::Busy(format!(
+                "{} calls to this source are already in flight (limits.max_concurrent)",
+                self.config.limits.max_concurrent
+            )));
+        };
+        let outcome = match call {
+            Call::Query(q) => self.plugin.query(q.clone()).await.map(Answer::Page),
+            Call::Aggregate(a) => self.plugin.aggregate(a.clone()).await.map(Answer::Cells),
+        };
+        if let Some(permit) = permit {
+            permit.record(match &outcome {
+                Ok(_) => true,
+                Err(e) => !e.counts_against_source(),
+            });
+        }
+        outcome
+    }
+}
