@@ -451,6 +451,30 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lianqiao_host::Violation;
+
+    #[test]
+    fn the_public_text_never_carries_the_plugins_words() {
+        let secret = "15010319850312123X 张三 13812345678";
+        for e in [
+            PluginError::Source(SourceError::UpstreamError(secret.into())),
+            PluginError::Source(SourceError::Internal(secret.into())),
+            PluginError::Source(SourceError::Unsupported(secret.into())),
+            PluginError::Trap(secret.into()),
+            PluginError::Busy(secret.into()),
+        ] {
+            let text = public_message(&e);
+            assert!(
+                !text.contains("1501031985") && !text.contains("张三"),
+                "{text}"
+            );
+        }
+        let v = public_message(&PluginError::Contract(Violation::WrongKind {
+            field: "id",
+            expected: "text",
+        }));
+        assert_eq!(v, "the plugin broke the contract: `id` must be text");
+    }
 
     #[test]
     fn docs_errors_md_lists_every_code_as_the_enum_says() {

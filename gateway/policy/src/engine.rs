@@ -566,25 +566,7 @@ impl PolicyEngine {
 /// (`Principal::cache_key`, then the question), separated by control
 /// characters no part can contain.
 fn write_key(key: &mut String, q: &Question) {
-    let p = q.principal;
-    for (i, part) in [p.id.as_str(), p.level.as_str(), p.division.as_str()]
-        .into_iter()
-        .enumerate()
-    {
-        if i > 0 {
-            key.push('\u{1f}');
-        }
-        key.push_str(part);
-    }
-    key.push('\u{1f}');
-    for (i, role) in p.roles.iter().enumerate() {
-        if i > 0 {
-            key.push(',');
-        }
-        key.push_str(role);
-    }
-    key.push('\u{1f}');
-    key.push_str(&p.purpose);
+    q.principal.write_cache_key(key);
     for part in [
         q.action.as_str(),
         q.kind,

@@ -86,14 +86,30 @@ impl Principal {
     /// Everything a decision can depend on, as one string: the decision
     /// cache key's principal part.
     pub fn cache_key(&self) -> String {
-        format!(
-            "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
-            self.id,
-            self.level,
-            self.division,
-            self.roles.join(","),
-            self.purpose
-        )
+        let mut key = String::with_capacity(64);
+        self.write_cache_key(&mut key);
+        key
+    }
+
+    /// `cache_key` appended to `key` (no allocation of its own). Parts are
+    /// separated by U+001F; identities carry no control characters.
+    pub fn write_cache_key(&self, key: &mut String) {
+        for part in [
+            self.id.as_str(),
+            self.level.as_str(),
+            self.division.as_str(),
+        ] {
+            key.push_str(part);
+            key.push('\u{1f}');
+        }
+        for (i, role) in self.roles.iter().enumerate() {
+            if i > 0 {
+                key.push(',');
+            }
+            key.push_str(role);
+        }
+        key.push('\u{1f}');
+        key.push_str(&self.purpose);
     }
 
     pub fn has_role(&self, role: &str) -> bool {

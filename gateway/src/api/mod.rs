@@ -523,7 +523,7 @@ async fn readyz(State(live): State<Arc<Live>>) -> impl IntoResponse {
                     "error": c.error.as_ref().map(|e| format!(
                         "{}: {}",
                         ErrorCode::of(e),
-                        crate::redact::public(e)
+                        crate::error::public_message(e)
                     )),
                 })),
                 "breaker": s.breaker.state(),

@@ -274,11 +274,13 @@ pub struct ServerSection {
     /// `overloaded` and `Retry-After`, rather than queueing without bound.
     pub max_concurrent_requests: u32,
     /// Connections open at once per listener; past it new connections are
-    /// closed as soon as they are accepted.
+    /// closed as soon as they are accepted. Read at start (a reload keeps
+    /// the listeners as they are).
     pub max_connections: u32,
     /// A client must finish its TLS handshake, and send each request's
     /// headers, within this many milliseconds; an idle kept-alive
     /// connection is closed after it too (slow clients hold nothing long).
+    /// Read at start, like `max_connections`.
     pub header_read_timeout_ms: u64,
     /// Longest query string accepted, in bytes.
     pub max_query_bytes: usize,

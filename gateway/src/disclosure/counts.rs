@@ -21,8 +21,8 @@ use serde_json::{Value as Json, json};
 
 use super::protect::Published;
 use super::rows::value_json;
-use super::{Context, Facts, Released, phase_one, refused, source_reports};
-use crate::error::{ApiError, ErrorCode};
+use super::{Context, Facts, Released, phase_one, refused};
+use crate::error::{ApiError, ErrorCode, source_reports};
 use crate::federation::FieldFilter;
 use crate::federation::filter;
 use crate::federation::stats::{StatsCell, StatsOutcome, StatsRequest};
@@ -41,28 +41,32 @@ pub struct StatsGate<'g> {
     exact: bool,
 }
 
-/// The values a filter on the record attribute (cases' `loop`) keeps, if
-/// the query has one.
-fn attribute_values(
-    grant: &StatsGrant,
-    filters: &[FieldFilter],
-    ctx: Context<'_>,
-) -> Option<Vec<String>> {
-    let attribute = ctx.enforcer.catalog.record_attribute(&grant.kind)?;
-    let mut kept: Option<BTreeSet<String>> = None;
-    for f in filters.iter().filter(|f| f.field.name == attribute.name) {
-        let admitted: BTreeSet<String> = attribute
-            .attribute_values
-            .iter()
-            .filter(|v| filter::matches(f, Some(&Value::Text((*v).clone()))))
-            .cloned()
-            .collect();
-        kept = Some(match kept {
-            None => admitted,
-            Some(k) => k.intersection(&admitted).cloned().collect(),
-        });
+/// The values of a field with a closed set that a filter on it admits.
+fn admitted(f: &FieldFilter) -> BTreeSet<String> {
+    f.field
+        .values
+        .iter()
+        .filter(|v| filter::matches(f, Some(&Value::Text((**v).to_string()))))
+        .map(|v| (*v).to_string())
+        .collect()
+}
+
+/// Each closed-set field's values the query's filters keep (several
+/// filters on one field intersect), and the other filters as text.
+fn constraints(filters: &[FieldFilter]) -> (BTreeMap<&'static str, BTreeSet<String>>, Vec<String>) {
+    let mut sets: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
+    let mut other = Vec::new();
+    for f in filters {
+        if f.field.values.is_empty() {
+            other.push(format!("{}:{:?}:{:?}", f.field.name, f.op, f.values));
+            continue;
+        }
+        let kept = admitted(f);
+        sets.entry(f.field.name)
+            .and_modify(|s| *s = s.intersection(&kept).cloned().collect())
+            .or_insert(kept);
     }
-    kept.map(|k| k.into_iter().collect())
+    (sets, other)
 }
 
 impl<'g> StatsGate<'g> {
@@ -84,19 +88,21 @@ impl<'g> StatsGate<'g> {
             .map_err(|d| refused(facts, d))?;
         facts.policies = grant.policies.clone();
         facts.scope = grant.scope.clone();
-        let groupable = enforcer.catalog.groupable_fields(kind);
-        let allowed: Vec<&str> = grant
-            .groups
-            .iter()
-            .filter(|g| g.allowed)
-            .map(|g| g.field.as_str())
-            .collect();
+        // For messages only.
+        let allowed = || -> Vec<&str> {
+            grant
+                .groups
+                .iter()
+                .filter(|g| g.allowed)
+                .map(|g| g.field.as_str())
+                .collect()
+        };
         if let Some(by) = request.by {
             if !enforcer.catalog.groupable(kind, by.name) {
                 return Err(ApiError::bad_request(format!(
                     "statistics cannot be grouped by `{}`: only categories can (fields.toml `group = true`); {kind} can be grouped by {}",
                     by.name,
-                    list(&groupable)
+                    list(&enforcer.catalog.groupable_fields(kind))
                 )));
             }
             if !grant.may_group(by.name) {
@@ -105,7 +111,7 @@ impl<'g> StatsGate<'g> {
                     format!(
                         "your access does not let you count {kind} by `{}`; you may count them by {}",
                         by.name,
-                        list(&allowed)
+                        list(&allowed())
                     ),
                     grant
                         .group_rule(by.name)
@@ -123,7 +129,7 @@ impl<'g> StatsGate<'g> {
             return Err(ApiError::forbidden(
                 format!(
                     "cannot filter statistics on `{name}`: counts may be filtered on the division and on fields you may group by ({}){}",
-                    list(&allowed),
+                    list(&allowed()),
                     if grant.statistics_only {
                         ""
                     } else {
@@ -138,7 +144,12 @@ impl<'g> StatsGate<'g> {
         }
         let mut constrained: Vec<&str> = request.filters.iter().map(|f| f.field.name).collect();
         constrained.extend(request.by.map(|b| b.name));
-        let kept = attribute_values(&grant, &request.filters, ctx);
+        // The record attribute's values the query keeps (the city's `loop=city`).
+        let kept: Option<Vec<String>> = enforcer
+            .catalog
+            .record_attribute(kind)
+            .and_then(|a| constraints(&request.filters).0.remove(a.name.as_str()))
+            .map(|set| set.into_iter().collect());
         let exact = grant.exact_for(&constrained, kept.as_deref());
         if let Err(wait) = ctx.budgets.spend(&principal.id) {
             facts.decision = Some("deny");
@@ -377,29 +388,12 @@ impl<'g> StatsGate<'g> {
             Some(d) if d.len() >= scope.len() => d,
             _ => scope,
         };
-        let mut sets: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-        let mut other: Vec<String> = Vec::new();
-        let mut constrain = |field: &'static Field, admitted: BTreeSet<String>| {
-            sets.entry(field.name)
-                .and_modify(|s| *s = s.intersection(&admitted).cloned().collect())
-                .or_insert(admitted);
-        };
-        for f in &request.filters {
-            if f.field.values.is_empty() {
-                other.push(format!("{}:{:?}:{:?}", f.field.name, f.op, f.values));
-            } else {
-                let admitted = f
-                    .field
-                    .values
-                    .iter()
-                    .filter(|v| filter::matches(f, Some(&Value::Text((**v).to_string()))))
-                    .map(|v| (*v).to_string())
-                    .collect();
-                constrain(f.field, admitted);
-            }
-        }
+        let (mut sets, mut other) = constraints(&request.filters);
         if let Some(by) = request.by {
-            constrain(by, key_text(key).into_iter().collect());
+            let key: BTreeSet<String> = key_text(key).into_iter().collect();
+            sets.entry(by.name)
+                .and_modify(|s| *s = s.intersection(&key).cloned().collect())
+                .or_insert(key);
         }
         let mut parts = vec![request.entity.name.to_string(), division.to_string()];
         for (name, set) in &sets {

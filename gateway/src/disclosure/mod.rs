@@ -16,12 +16,12 @@
 //!   suppressed, zeros never told apart from them), per-caller budgets
 //!   ([`budget`]).
 //! - [`seal`]: cursors, encrypted and bound to their caller and query.
-//! - [`redact`]: what a failure may say, to callers and to the log.
+//! - `crate::error::public_message` / `source_reports`: what a failure may
+//!   say to callers (shared with error bodies); `crate::redact`: to the log.
 
 pub mod budget;
 pub mod counts;
 pub mod protect;
-pub use crate::redact;
 pub mod rows;
 pub mod seal;
 
@@ -118,7 +118,3 @@ fn refused(facts: &mut Facts, denied: lianqiao_policy::Denied) -> crate::error::
     facts.policies = denied.policies.clone();
     crate::error::ApiError::denied(denied)
 }
-
-/// Each source's outcome for a body (the error module renders it, so an
-/// error's `sources[]` says the same).
-pub use crate::error::source_reports;

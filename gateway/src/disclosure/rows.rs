@@ -8,8 +8,8 @@ use lianqiao_policy::{ListGrant, Principal, Visibility};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Value as Json, json};
 
-use super::{Context, Facts, Released, phase_one, refused, source_reports};
-use crate::error::ApiError;
+use super::{Context, Facts, Released, phase_one, refused};
+use crate::error::{ApiError, source_reports};
 use crate::federation::{FieldFilter, ListOutcome, ListRequest, MergedRow};
 
 /// A list request's grant, held from phase 1 to the response.

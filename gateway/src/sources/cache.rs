@@ -1,24 +1,22 @@
-//! A source's response cache (`cache.response_ttl_ms`; off at 0): answers
-//! kept by the whole call (entity, scope, filters, projection, limit,
-//! cursor — or the counting query), so an answer is never served to a call
-//! with another scope.
+//! A source's response cache (`cache.response_ttl_ms`; off at 0), one for
+//! pages and one for counts: answers kept by the whole call (entity, scope,
+//! filters, projection, limit, cursor — or the counting query), so an
+//! answer is never served to a call with another scope.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::call::{Answer, Call};
-
 /// Answers kept per source at most; the oldest go first.
 const ENTRIES: usize = 1024;
 
-#[derive(Debug, Default)]
-pub(super) struct ResponseCache {
+#[derive(Debug)]
+pub(super) struct ResponseCache<T> {
     ttl: Duration,
-    entries: Mutex<HashMap<String, (Answer, Instant)>>,
+    entries: Mutex<HashMap<String, (T, Instant)>>,
 }
 
-impl ResponseCache {
+impl<T: Clone> ResponseCache<T> {
     pub(super) fn new(ttl: Duration) -> Self {
         ResponseCache {
             ttl,
@@ -27,12 +25,12 @@ impl ResponseCache {
     }
 
     /// The key for `call`; `None` when caching is off.
-    pub(super) fn key(&self, call: &Call) -> Option<String> {
+    pub(super) fn key(&self, call: &impl std::fmt::Debug) -> Option<String> {
         (!self.ttl.is_zero()).then(|| format!("{call:?}"))
     }
 
     /// A fresh answer for `key`.
-    pub(super) fn get(&self, key: &str) -> Option<Answer> {
+    pub(super) fn get(&self, key: &str) -> Option<T> {
         let entries = self.entries.lock().ok()?;
         entries
             .get(key)
@@ -41,7 +39,7 @@ impl ResponseCache {
     }
 
     /// Keep `answer` for `key`, dropping stale entries and, when full, the oldest.
-    pub(super) fn put(&self, key: String, answer: &Answer) {
+    pub(super) fn put(&self, key: String, answer: &T) {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };

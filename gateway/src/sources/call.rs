@@ -22,12 +22,14 @@
 //! apply (health checks use none: they must see a source recover while its
 //! circuit is open, and judge the source rather than callers' traffic).
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use lianqiao_host::PluginError;
 use lianqiao_host::contract::{AggregateCell, AggregateQuery, Page, Query};
 
 use super::Source;
+use super::cache::ResponseCache;
 use super::retry::is_transient;
 
 /// Extra wall time past a plugin's own deadline before the gateway stops
@@ -58,29 +60,13 @@ impl CallOptions {
     };
 }
 
-/// What a call asks of a plugin.
-#[derive(Debug, Clone)]
-pub(super) enum Call {
-    Query(Query),
-    Aggregate(AggregateQuery),
-}
-
-/// What it answered.
-#[derive(Debug, Clone)]
-pub(super) enum Answer {
-    Page(Page),
-    Cells(Vec<AggregateCell>),
-}
-
 impl Source {
     /// One page of one entity through the stack.
     pub async fn query(&self, query: Query, how: CallOptions) -> Result<Page, PluginError> {
-        match self.call(Call::Query(query), how).await? {
-            Answer::Page(page) => Ok(page),
-            Answer::Cells(_) => Err(PluginError::Busy(
-                "the cache answered counts to a query".into(),
-            )),
-        }
+        self.call(&self.pages, &query, how, || {
+            self.plugin.query(query.clone())
+        })
+        .await
     }
 
     /// Counts through the stack.
@@ -89,22 +75,28 @@ impl Source {
         query: AggregateQuery,
         how: CallOptions,
     ) -> Result<Vec<AggregateCell>, PluginError> {
-        match self.call(Call::Aggregate(query), how).await? {
-            Answer::Cells(cells) => Ok(cells),
-            Answer::Page(_) => Err(PluginError::Busy(
-                "the cache answered a page to counts".into(),
-            )),
-        }
+        self.call(&self.counts, &query, how, || {
+            self.plugin.aggregate(query.clone())
+        })
+        .await
     }
 
-    async fn call(&self, call: Call, how: CallOptions) -> Result<Answer, PluginError> {
+    /// The stack around `plugin` (one call of the plugin per attempt);
+    /// `what` is the call as the cache keys it.
+    async fn call<T, F>(
+        &self,
+        cache: &ResponseCache<T>,
+        what: &impl std::fmt::Debug,
+        how: CallOptions,
+        plugin: impl Fn() -> F,
+    ) -> Result<T, PluginError>
+    where
+        T: Clone,
+        F: Future<Output = Result<T, PluginError>>,
+    {
         // 1. cache
-        let key = if how.cache {
-            self.cache.key(&call)
-        } else {
-            None
-        };
-        if let Some(hit) = key.as_deref().and_then(|k| self.cache.get(k)) {
+        let key = if how.cache { cache.key(what) } else { None };
+        if let Some(hit) = key.as_deref().and_then(|k| cache.get(k)) {
             return Ok(hit);
         }
         // 2. deadline
@@ -115,7 +107,7 @@ impl Source {
             if how.retry {
                 self.retries.deposit();
             }
-            let mut answer = self.attempt(&call, how).await;
+            let mut answer = self.attempt(how, &plugin).await;
             if how.retry
                 && let Err(e) = &answer
                 && is_transient(e)
@@ -126,7 +118,7 @@ impl Source {
                     source = self.name(),
                     "retrying a read after a transient failure"
                 );
-                let retried = self.attempt(&call, how).await;
+                let retried = self.attempt(how, &plugin).await;
                 // If the first failure opened the circuit, report that failure.
                 if !matches!(retried, Err(PluginError::CircuitOpen { .. })) {
                     answer = retried;
@@ -139,13 +131,20 @@ impl Source {
             deadline_ms: deadline.as_millis() as u64,
         }));
         if let (Some(key), Ok(answer)) = (key, &answer) {
-            self.cache.put(key, answer);
+            cache.put(key, answer);
         }
         answer
     }
 
     /// 4.–6.: breaker permit, concurrency slot, plugin.
-    async fn attempt(&self, call: &Call, how: CallOptions) -> Result<Answer, PluginError> {
+    async fn attempt<T, F>(
+        &self,
+        how: CallOptions,
+        plugin: &impl Fn() -> F,
+    ) -> Result<T, PluginError>
+    where
+        F: Future<Output = Result<T, PluginError>>,
+    {
         let permit = if how.breaker {
             Some(
                 self.breaker
@@ -169,10 +168,7 @@ impl Source {
                 self.config.limits.max_concurrent
             )));
         };
-        let outcome = match call {
-            Call::Query(q) => self.plugin.query(q.clone()).await.map(Answer::Page),
-            Call::Aggregate(a) => self.plugin.aggregate(a.clone()).await.map(Answer::Cells),
-        };
+        let outcome = plugin().await;
         if let Some(permit) = permit {
             permit.record(match &outcome {
                 Ok(_) => true,

@@ -36,7 +36,8 @@ pub struct Source {
     /// Calls in flight (`limits.max_concurrent`).
     concurrency: Arc<tokio::sync::Semaphore>,
     /// Recent answers by call (`cache.response_ttl_ms`; off at 0).
-    cache: cache::ResponseCache,
+    pages: cache::ResponseCache<lianqiao_host::contract::Page>,
+    counts: cache::ResponseCache<Vec<lianqiao_host::contract::AggregateCell>>,
 }
 
 impl Source {
@@ -129,7 +130,7 @@ async fn load_one(config: SourceConfig, engine: &PluginEngine) -> Result<Source,
     let concurrency = Arc::new(tokio::sync::Semaphore::new(
         config.limits.max_concurrent as usize,
     ));
-    let cache = cache::ResponseCache::new(Duration::from_millis(config.response_ttl_ms));
+    let ttl = Duration::from_millis(config.response_ttl_ms);
     Ok(Source {
         config,
         plugin,
@@ -137,7 +138,8 @@ async fn load_one(config: SourceConfig, engine: &PluginEngine) -> Result<Source,
         retries: Default::default(),
         health: Default::default(),
         concurrency,
-        cache,
+        pages: cache::ResponseCache::new(ttl),
+        counts: cache::ResponseCache::new(ttl),
     })
 }
 

@@ -3,22 +3,12 @@
 
 use std::collections::HashSet;
 
-use lianqiao_e2e::{ConfigDir, TestGateway, Upstreams, world};
+use lianqiao_e2e::{ConfigDir, Upstreams, huimin_with_members, world};
 use lianqiao_sim::upstream::faults::Fault;
-
-async fn federated() -> (Upstreams, TestGateway) {
-    let up = Upstreams::start().await;
-    let gw = ConfigDir::new()
-        .with_huimin()
-        .with_upstreams(&up)
-        .start()
-        .await;
-    (up, gw)
-}
 
 #[tokio::test]
 async fn members_count_for_huimin_is_9657_and_splits_by_district() {
-    let (_up, gw) = federated().await;
+    let (gw, _up) = huimin_with_members().await;
     let (status, body) = gw
         .get("/v1/stats?metric=members.count&division=150103")
         .await;
@@ -46,7 +36,7 @@ async fn members_count_for_huimin_is_9657_and_splits_by_district() {
 
 #[tokio::test]
 async fn walking_all_members_of_huimin_equals_the_upstream() {
-    let (_up, gw) = federated().await;
+    let (gw, _up) = huimin_with_members().await;
     let mut ids = HashSet::new();
     let mut path = "/v1/members?division=150103&limit=1000&fields=name".to_string();
     for _ in 0..50 {
@@ -75,7 +65,7 @@ async fn walking_all_members_of_huimin_equals_the_upstream() {
 
 #[tokio::test]
 async fn the_same_division_from_two_sources_is_one_row() {
-    let (_up, gw) = federated().await;
+    let (gw, _up) = huimin_with_members().await;
     let (status, body) = gw.get("/v1/divisions?parent=150103&limit=20").await;
     assert_eq!(status, 200, "{body}");
     let rows = body["data"].as_array().unwrap();
@@ -88,7 +78,7 @@ async fn the_same_division_from_two_sources_is_one_row() {
 
 #[tokio::test]
 async fn a_failing_source_gives_partial_results_and_strict_fails() {
-    let (up, gw) = federated().await;
+    let (gw, up) = huimin_with_members().await;
     up.city_faults.set(
         "/divisions",
         Fault {
@@ -148,7 +138,7 @@ async fn a_failing_source_gives_partial_results_and_strict_fails() {
 
 #[tokio::test]
 async fn a_hanging_upstream_times_out_within_the_deadline() {
-    let (up, gw) = federated().await;
+    let (gw, up) = huimin_with_members().await;
     up.party_link_faults.set(
         "/api/v1/dy/list",
         Fault {
@@ -194,7 +184,7 @@ async fn a_url_outside_the_allowlist_is_denied_to_the_plugin() {
 
 #[tokio::test]
 async fn a_member_joins_party_link_and_district_records_without_exposing_the_key() {
-    let (_up, gw) = federated().await;
+    let (gw, _up) = huimin_with_members().await;
     let (status, body) = gw
         .get(
             "/v1/members?division=150103001&limit=50&fields=name,grid,building,unit,household_role",
@@ -298,7 +288,7 @@ async fn walking_members_of_hohhot_equals_the_union_of_what_each_source_holds() 
 
 #[tokio::test]
 async fn party_orgs_and_cases_walk_completely_and_filter_in_the_gateway() {
-    let (_up, gw) = federated().await;
+    let (gw, _up) = huimin_with_members().await;
     let world = world();
     let huimin = world
         .districts
@@ -352,7 +342,7 @@ async fn party_orgs_and_cases_walk_completely_and_filter_in_the_gateway() {
 
 #[tokio::test]
 async fn a_source_slow_past_its_deadline_leaves_the_others_intact() {
-    let (up, gw) = federated().await;
+    let (gw, up) = huimin_with_members().await;
     up.city_faults.set(
         "/divisions",
         Fault {
@@ -381,7 +371,7 @@ async fn a_source_slow_past_its_deadline_leaves_the_others_intact() {
 
 #[tokio::test]
 async fn exhausted_sources_are_reported_as_skipped_on_later_pages() {
-    let (_up, gw) = federated().await;
+    let (gw, _up) = huimin_with_members().await;
     // In one community the registry has one row (the community), Huimin the
     // community and its grids: after the first page only Huimin is asked.
     let community = "150103100006";
@@ -455,7 +445,7 @@ async fn the_openapi_document_describes_every_resource_and_class() {
 
 #[tokio::test]
 async fn a_filter_on_a_joined_field_is_refused_not_answered_wrongly() {
-    let (_up, gw) = federated().await;
+    let (gw, _up) = huimin_with_members().await;
     let (status, body) = gw
         .get("/v1/members?division=150103&household_role=central")
         .await;

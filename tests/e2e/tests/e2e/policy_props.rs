@@ -13,8 +13,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use lianqiao_e2e::huimin_with_members;
 use lianqiao_e2e::oracle::{Allowed, field_access as oracle};
-use lianqiao_e2e::{ConfigDir, Upstreams};
 use lianqiao_gateway::api::parse_list;
 use lianqiao_gateway::disclosure::{Facts, rows::ListGate};
 use lianqiao_gateway::federation::{ListOutcome, MergedRow};
@@ -78,12 +78,7 @@ async fn fetch_all(
 
 #[tokio::test]
 async fn no_row_outside_scope_and_no_unmasked_field_over_10000_cases() {
-    let up = Upstreams::start().await;
-    let gw = ConfigDir::new()
-        .with_huimin()
-        .with_upstreams(&up)
-        .start()
-        .await;
+    let (gw, _up) = huimin_with_members().await;
     let mut data = Data {
         rows: HashMap::new(),
         codes: HashMap::new(),
