@@ -712,34 +712,44 @@ fn prometheus() -> Result<String> {
     if let Ok(path) = std::env::var("LIANQIAO_TEST_PROMETHEUS") {
         return Ok(path);
     }
-    let found = |p: &str| {
-        Command::new(p)
-            .arg("--version")
+    debian_tool("prometheus", "--version", "prometheus", "for the scrape test")?;
+    Ok("prometheus".into())
+}
+
+/// Install Debian `package` with apt-get unless `program` (run with
+/// `version_arg`) already answers.
+fn debian_tool(program: &str, version_arg: &str, package: &str, why: &str) -> Result {
+    let found = || {
+        Command::new(program)
+            .arg(version_arg)
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    if !found("prometheus") {
-        let install = || {
-            run(
-                Command::new("apt-get")
-                    .args(["install", "-y", "-q", "prometheus"])
-                    .env("DEBIAN_FRONTEND", "noninteractive"),
-                "installing Prometheus (Debian package `prometheus`) for the scrape test",
-            )
-        };
-        // A fresh machine may not have read the package lists yet.
-        if install().is_err() {
-            run(
-                Command::new("apt-get").args(["update", "-q"]),
-                "reading Debian's package lists",
-            )?;
-            install()?;
-        }
+    if found() {
+        return Ok(());
     }
-    if !found("prometheus") {
-        return Err("Prometheus is still missing after apt-get install prometheus".into());
+    let install = || {
+        run(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", package])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+            &format!("installing Debian package `{package}` {why}"),
+        )
+    };
+    // A fresh machine may not have read the package lists yet.
+    if install().is_err() {
+        run(
+            Command::new("apt-get").args(["update", "-q"]),
+            "reading Debian's package lists",
+        )?;
+        install()?;
     }
-    Ok("prometheus".into())
+    if !found() {
+        return Err(format!(
+            "`{program}` is still missing after apt-get install {package}"
+        ));
+    }
+    Ok(())
 }
 
 /// Property-based API testing with schemathesis (PyPI) against the
@@ -829,9 +839,14 @@ fn lint() -> Result {
 
 fn bench(extra: &[String]) -> Result {
     let plugin_dir = plugins()?;
-    // One build of both binaries: the telemetry rows run the real gateway
-    // binary beside the bench. Built together, they share one feature
-    // resolution (built apart, each build would undo the other's).
+    if extra.iter().any(|a| a == "side") {
+        // The side-by-side comparison runs nginx in front of a simulator.
+        debian_tool("nginx", "-v", "nginx-light", "for the side-by-side benchmark")?;
+    }
+    // One build of the binaries: the telemetry and side-by-side rows run
+    // the real gateway and simulator beside the bench. Built together,
+    // they share one feature resolution (built apart, each build would
+    // undo the other's).
     run(
         cargo().args([
             "build",
@@ -841,12 +856,16 @@ fn bench(extra: &[String]) -> Result {
             "lianqiao-gateway",
             "-p",
             "lianqiao-e2e",
+            "-p",
+            "lianqiao-sim",
             "--bin",
             "lianqiao",
             "--bin",
             "lianqiao-bench",
+            "--bin",
+            "lianqiao-sim",
         ]),
-        "building the gateway and the benchmarks (release)",
+        "building the gateway, simulators and benchmarks (release)",
     )?;
     run(
         Command::new(root().join("target/release/lianqiao-bench"))

@@ -416,6 +416,15 @@ impl ConfigDir {
     /// The demo's party-link and city-platform sources, pointed at `up`;
     /// their secrets in files of this directory.
     pub fn with_upstreams(self, up: &Upstreams) -> Self {
+        self.with_upstream_addrs(up.party_link, up.city_platform)
+    }
+
+    /// `with_upstreams` for simulators listening at these addresses.
+    pub fn with_upstream_addrs(
+        self,
+        party_link: std::net::SocketAddr,
+        city_platform: std::net::SocketAddr,
+    ) -> Self {
         let secret = self.dir.path().join("secret");
         std::fs::write(&secret, "demo-secret").expect("secret file");
         let secret = secret.display().to_string();
@@ -434,11 +443,11 @@ impl ConfigDir {
                 .replace(&format!("../../target/demo/secrets/{name}"), &secret)
                 .replace(
                     "http://127.0.0.1:8091",
-                    &format!("http://{}", up.party_link),
+                    &format!("http://{}", party_link),
                 )
                 .replace(
                     "http://127.0.0.1:8092",
-                    &format!("http://{}", up.city_platform),
+                    &format!("http://{}", city_platform),
                 );
             me = me.source(name, &text);
         }
@@ -602,7 +611,7 @@ impl ConfigDir {
                 began.elapsed().as_secs() < patience,
                 "the gateway did not start listening"
             );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         GatewayProcess {
             child,

@@ -5,6 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+mod load;
+mod side;
+
 use lianqiao_e2e::{ConfigDir, huimin, workspace_root};
 use lianqiao_host::contract::Query;
 use sqlx::Row;
@@ -72,6 +75,12 @@ const GRIDS_SQL: &str = "SELECT t.id, t.code, t.name, t.tier, t.parent, t.commun
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The side-by-side benchmark's bare server, run as a child process.
+    if std::env::args().nth(1).as_deref() == Some("bare-server") {
+        let arg = |i| std::env::args().nth(i).unwrap_or_default();
+        return tokio::task::spawn_blocking(move || side::bare_server(&arg(2), arg(3).parse()?))
+            .await?;
+    }
     let n: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
@@ -79,6 +88,16 @@ async fn main() -> anyhow::Result<()> {
     // `cargo xtask bench -- <n> telemetry`: only the telemetry table.
     if std::env::args().nth(2).as_deref() == Some("telemetry") {
         print!("{}", telemetry_cost(n).await?);
+        return Ok(());
+    }
+    // `cargo xtask bench -- <seconds> side`: Lianqiao side by side with a
+    // bare server, the simulator and nginx (throughput, latency, /proc).
+    if std::env::args().nth(2).as_deref() == Some("side") {
+        let report = side::side_by_side(n as u64).await?;
+        print!("{report}");
+        let out = workspace_root().join("target/bench");
+        std::fs::create_dir_all(&out)?;
+        std::fs::write(out.join("side.md"), &report)?;
         return Ok(());
     }
     // `cargo xtask bench -- <n> gate`: the whole request and the access
@@ -981,6 +1000,15 @@ impl ProcStats {
 
     fn cpu(&self) -> Duration {
         self.user + self.system
+    }
+
+    fn add(&self, other: &ProcStats) -> ProcStats {
+        ProcStats {
+            user: self.user + other.user,
+            system: self.system + other.system,
+            faults: self.faults + other.faults,
+            switches: self.switches + other.switches,
+        }
     }
 
     fn since(&self, before: &ProcStats) -> ProcStats {
