@@ -1,11 +1,21 @@
-//! Serving upstreams that cannot sort by (`division`, `id`): fetch the
-//! scope's records once, sort them, keep them in the host's cache for a
+//! Serving upstreams that cannot sort by (`division`, `id`): fetch a scope
+//! code's records once, sort them, keep them in the host's cache for a
 //! while, and page through them with keyset cursors.
+//!
+//! Instances are fresh on every call (contract 0.1), so whatever a call
+//! needs from a snapshot crosses from the host's cache into the guest and
+//! is parsed again. A snapshot is therefore kept **in chunks** of
+//! [`CHUNK`] records behind a small index (the last key of each chunk): a
+//! page reads the index and the one or two chunks its rows are in, O(page)
+//! rather than O(snapshot). Counts are kept per (scope code, division
+//! prefix, grouping field) once computed, so a repeated count reads a few
+//! cells. A chunk evicted from the cache (it is bounded) makes the next
+//! call fetch the snapshot again, never serve a partial one.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
 use crate::keyset::Position;
@@ -14,23 +24,347 @@ use crate::{AggregateCell, AggregateQuery, Page, Query, SourceError, Value, Valu
 /// One record: its sort key and its fields as JSON.
 pub type Record = (String, String, Map<String, Json>);
 
-/// The value under `key` in the host's cache, or `fetch()` stored there for
-/// `ttl_ms`.
-pub fn cached<T, F>(key: &str, ttl_ms: u32, fetch: F) -> Result<T, SourceError>
-where
-    T: Serialize + DeserializeOwned,
-    F: FnOnce() -> Result<T, SourceError>,
-{
-    if let Some(bytes) = cache::get(key)
-        && let Ok(value) = serde_json::from_slice(&bytes)
-    {
-        return Ok(value);
+/// Records per cached chunk: a page of 50 touches one or two chunks, and a
+/// chunk (~40 KB of JSON for members) parses in well under a millisecond.
+pub const CHUNK: usize = 128;
+
+/// Each field of an entity and its kind.
+pub type Kinds = &'static [(&'static str, ValueKind)];
+
+/// Answer with the [`Snapshots`] of `entity` of an upstream reached with
+/// [`UpstreamSettings`](crate::settings::UpstreamSettings): its kinds from
+/// `kinds`, its records from `fetch` (settings, entity, scope code).
+pub fn serve<T>(
+    entity: &str,
+    kinds: fn(&str) -> Result<Kinds, SourceError>,
+    fetch: fn(&crate::settings::UpstreamSettings, &str, &str) -> Result<Vec<Record>, SourceError>,
+    answer: impl FnOnce(&Snapshots) -> Result<T, SourceError>,
+) -> Result<T, SourceError> {
+    let settings: crate::settings::UpstreamSettings = crate::settings::load()?;
+    let fetch = |code: &str| fetch(&settings, entity, code);
+    answer(&Snapshots {
+        entity,
+        kinds: kinds(entity)?,
+        ttl_ms: settings.snapshot_ttl_ms,
+        fetch: &fetch,
+    })
+}
+
+/// Where snapshots are kept between calls: the host's per-source cache in
+/// a plugin, a map in tests.
+pub trait Store {
+    fn get(&self, key: &str) -> Option<Vec<u8>>;
+    fn set(&self, key: &str, value: &[u8], ttl_ms: u32);
+}
+
+/// The host's cache (`lianqiao:source/cache`).
+pub struct HostCache;
+
+impl Store for HostCache {
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        cache::get(key)
     }
-    let value = fetch()?;
-    if let Ok(bytes) = serde_json::to_vec(&value) {
-        cache::set(key, &bytes, ttl_ms);
+    fn set(&self, key: &str, value: &[u8], ttl_ms: u32) {
+        cache::set(key, value, ttl_ms);
     }
-    Ok(value)
+}
+
+/// An entity served from snapshots: its fields' kinds, how long a
+/// snapshot stays fresh, and how to fetch one scope code's records.
+pub struct Snapshots<'a> {
+    pub entity: &'a str,
+    pub kinds: &'a [(&'a str, ValueKind)],
+    pub ttl_ms: u32,
+    pub fetch: &'a dyn Fn(&str) -> Result<Vec<Record>, SourceError>,
+}
+
+/// What the cache holds under a snapshot's key.
+#[derive(Serialize, Deserialize)]
+struct Index {
+    /// Names this fetch's chunks and counts, so a re-fetch never mixes
+    /// with the chunks of an earlier one.
+    generation: String,
+    /// The last (division, id) of every chunk, ascending.
+    lasts: Vec<(String, String)>,
+}
+
+/// One scope code's snapshot as a call sees it: the index, and the
+/// records themselves when this call fetched them.
+struct View {
+    code: String,
+    index: Index,
+    fresh: Option<Vec<Record>>,
+}
+
+/// Cached counts of one code: (division prefix, `by` value, count).
+type Cells = Vec<(Option<String>, Option<Json>, i64)>;
+
+fn fnv(hash: &mut u64, bytes: &[u8]) {
+    for b in bytes {
+        *hash ^= u64::from(*b);
+        *hash = hash.wrapping_mul(0x100_0000_01b3);
+    }
+}
+
+/// Scope codes whose snapshots together hold the scope once: duplicates
+/// and codes inside another code of the scope are dropped.
+fn covering(scope: &[String]) -> Vec<&str> {
+    let mut codes: Vec<&str> = scope.iter().map(String::as_str).collect();
+    codes.sort_unstable();
+    codes.dedup();
+    codes
+        .iter()
+        .copied()
+        .filter(|c| !codes.iter().any(|d| d != c && c.starts_with(d)))
+        .collect()
+}
+
+impl Snapshots<'_> {
+    fn key(&self, code: &str) -> String {
+        format!("{}:{code}", self.entity)
+    }
+
+    fn chunk_key(&self, view: &View, i: usize) -> String {
+        format!("{}@{}/{i}", self.key(&view.code), view.index.generation)
+    }
+
+    /// Fetch `code`'s records, sort them and store them in chunks.
+    fn refresh(&self, store: &impl Store, code: &str) -> Result<View, SourceError> {
+        let mut records = (self.fetch)(code)?;
+        sort(&mut records);
+        records.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+        let mut chunks = Vec::new();
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        for chunk in records.chunks(CHUNK) {
+            let bytes = serde_json::to_vec(chunk).map_err(|e| {
+                SourceError::Internal(format!("cannot encode a snapshot chunk: {e}"))
+            })?;
+            fnv(&mut hash, &bytes);
+            chunks.push(bytes);
+        }
+        let index = Index {
+            generation: format!("{hash:016x}"),
+            lasts: records
+                .chunks(CHUNK)
+                .filter_map(|c| c.last().map(|(d, i, _)| (d.clone(), i.clone())))
+                .collect(),
+        };
+        let view = View {
+            code: code.to_string(),
+            index,
+            fresh: None,
+        };
+        // Chunks before the index: a reader that finds the index finds its
+        // chunks (unless the cache evicted one, which it then notices).
+        for (i, bytes) in chunks.iter().enumerate() {
+            store.set(&self.chunk_key(&view, i), bytes, self.ttl_ms);
+        }
+        if let Ok(bytes) = serde_json::to_vec(&view.index) {
+            store.set(&self.key(code), &bytes, self.ttl_ms);
+        }
+        Ok(View {
+            fresh: Some(records),
+            ..view
+        })
+    }
+
+    /// `code`'s snapshot: the cached index, or a fresh fetch.
+    fn view(&self, store: &impl Store, code: &str) -> Result<View, SourceError> {
+        match store
+            .get(&self.key(code))
+            .and_then(|bytes| serde_json::from_slice::<Index>(&bytes).ok())
+        {
+            Some(index) => Ok(View {
+                code: code.to_string(),
+                index,
+                fresh: None,
+            }),
+            None => self.refresh(store, code),
+        }
+    }
+
+    /// Chunk `i` of `view`; `None` when the cache no longer has it.
+    fn chunk<'v>(&self, store: &impl Store, view: &'v View, i: usize) -> Option<Cow<'v, [Record]>> {
+        if let Some(records) = &view.fresh {
+            let end = ((i + 1) * CHUNK).min(records.len());
+            return records.get(i * CHUNK..end).map(Cow::Borrowed);
+        }
+        let bytes = store.get(&self.chunk_key(view, i))?;
+        serde_json::from_slice::<Vec<Record>>(&bytes)
+            .ok()
+            .map(Cow::Owned)
+    }
+
+    /// Up to `want` records of `view` strictly after `after`, inside its
+    /// code; `None` when a chunk is gone from the cache.
+    fn after(
+        &self,
+        store: &impl Store,
+        view: &View,
+        after: Option<&Position>,
+        want: usize,
+    ) -> Option<Vec<Record>> {
+        let beyond = |d: &str, i: &str| match after {
+            Some(p) => (d, i) > (p.division.as_str(), p.id.as_str()),
+            None => true,
+        };
+        let first = view.index.lasts.partition_point(|(d, i)| !beyond(d, i));
+        let mut out = Vec::new();
+        for i in first..view.index.lasts.len() {
+            let chunk = self.chunk(store, view, i)?;
+            for record in chunk.iter() {
+                if out.len() == want {
+                    return Some(out);
+                }
+                if beyond(&record.0, &record.1) && record.0.starts_with(view.code.as_str()) {
+                    out.push(record.clone());
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// Every record of `view`; `None` when a chunk is gone from the cache.
+    fn all(&self, store: &impl Store, view: &View) -> Option<Vec<Record>> {
+        self.after(store, view, None, usize::MAX)
+    }
+
+    fn kind(&self, field: &str) -> Option<ValueKind> {
+        self.kinds
+            .iter()
+            .find(|(n, _)| *n == field)
+            .map(|(_, k)| *k)
+    }
+
+    /// A page for `query` from the host's cache (fetching what is missing).
+    pub fn page(&self, query: &Query) -> Result<Page, SourceError> {
+        self.page_in(&HostCache, query)
+    }
+
+    /// Counts for `query` from the host's cache (fetching what is missing).
+    pub fn count(&self, query: &AggregateQuery) -> Result<Vec<AggregateCell>, SourceError> {
+        self.count_in(&HostCache, query)
+    }
+
+    /// A page of the entity (no filters were declared, so none may arrive).
+    pub fn page_in(&self, store: &impl Store, query: &Query) -> Result<Page, SourceError> {
+        if !query.filters.is_empty() {
+            return Err(SourceError::Unsupported(
+                "filters (none are declared)".into(),
+            ));
+        }
+        let after = query.cursor.as_deref().map(Position::decode).transpose()?;
+        // One row past the limit tells whether another page follows.
+        let want = query.limit as usize + 1;
+        let mut rows = Vec::new();
+        for code in covering(&query.scope) {
+            let view = self.view(store, code)?;
+            let found = match self.after(store, &view, after.as_ref(), want) {
+                Some(found) => found,
+                None => {
+                    let view = self.refresh(store, code)?;
+                    self.after(store, &view, after.as_ref(), want)
+                        .unwrap_or_default()
+                }
+            };
+            rows.extend(found);
+        }
+        sort(&mut rows);
+        rows.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+        rows.truncate(want);
+        page_of(&rows, query, |f| self.kind(f))
+    }
+
+    /// Counts grouped by division prefix and/or a field, so an upstream
+    /// that cannot count still ships no rows to the gateway.
+    pub fn count_in(
+        &self,
+        store: &impl Store,
+        query: &AggregateQuery,
+    ) -> Result<Vec<AggregateCell>, SourceError> {
+        if !query.filters.is_empty() {
+            return Err(SourceError::Unsupported(
+                "filters (none are declared)".into(),
+            ));
+        }
+        let by_kind = match &query.by {
+            Some(b) => Some(
+                self.kind(b)
+                    .ok_or_else(|| SourceError::Unsupported(format!("grouping by `{b}`")))?,
+            ),
+            None => None,
+        };
+        let mut groups: BTreeMap<GroupKey, (Option<Value>, i64)> = BTreeMap::new();
+        for code in covering(&query.scope) {
+            for (division, key, count) in self.cells(store, code, query)? {
+                let key = by_kind.map(|k| to_value(key.as_ref(), k));
+                let entry = groups
+                    .entry((division, key.as_ref().map(|k| format!("{k:?}"))))
+                    .or_insert((key, 0));
+                entry.1 += count;
+            }
+        }
+        Ok(groups
+            .into_iter()
+            .map(|((division, _), (key, count))| AggregateCell {
+                division,
+                key,
+                count,
+            })
+            .collect())
+    }
+
+    /// `code`'s counts for `query`'s grouping: cached, or counted now.
+    fn cells(
+        &self,
+        store: &impl Store,
+        code: &str,
+        query: &AggregateQuery,
+    ) -> Result<Cells, SourceError> {
+        let mut view = self.view(store, code)?;
+        let count_key = |view: &View| {
+            format!(
+                "{}@{}/count/{:?}/{:?}",
+                self.key(code),
+                view.index.generation,
+                query.division_prefix,
+                query.by
+            )
+        };
+        if let Some(cells) = store
+            .get(&count_key(&view))
+            .and_then(|bytes| serde_json::from_slice::<Cells>(&bytes).ok())
+        {
+            return Ok(cells);
+        }
+        let records = match self.all(store, &view) {
+            Some(records) => records,
+            None => {
+                view = self.refresh(store, code)?;
+                self.all(store, &view).unwrap_or_default()
+            }
+        };
+        let mut groups: BTreeMap<(Option<String>, String), (Option<Json>, i64)> = BTreeMap::new();
+        for (division, _, fields) in &records {
+            let group = query
+                .division_prefix
+                .map(|n| division.chars().take(n as usize).collect());
+            let key = query
+                .by
+                .as_ref()
+                .map(|b| fields.get(b).cloned().unwrap_or(Json::Null));
+            let text = key.as_ref().map(Json::to_string).unwrap_or_default();
+            groups.entry((group, text)).or_insert((key, 0)).1 += 1;
+        }
+        let cells: Cells = groups
+            .into_iter()
+            .map(|((division, _), (key, count))| (division, key, count))
+            .collect();
+        if let Ok(bytes) = serde_json::to_vec(&cells) {
+            store.set(&count_key(&view), &bytes, self.ttl_ms);
+        }
+        Ok(cells)
+    }
 }
 
 /// A JSON scalar as a contract value of `kind`.
@@ -114,68 +448,6 @@ pub fn sort(records: &mut [Record]) {
     records.sort_by(|a, b| (a.0.as_str(), a.1.as_str()).cmp(&(b.0.as_str(), b.1.as_str())));
 }
 
-/// Count `records` for `query` (grouped by division prefix and/or a
-/// field), so an upstream that cannot count still ships no rows to the
-/// gateway. `kinds` gives each field's kind.
-pub fn count(
-    records: &[Record],
-    query: &AggregateQuery,
-    kinds: &[(&str, ValueKind)],
-) -> Result<Vec<AggregateCell>, SourceError> {
-    if !query.filters.is_empty() {
-        return Err(SourceError::Unsupported(
-            "filters (none are declared)".into(),
-        ));
-    }
-    let by_kind = match &query.by {
-        Some(b) => Some(
-            kinds
-                .iter()
-                .find(|(n, _)| n == b)
-                .map(|(_, k)| *k)
-                .ok_or_else(|| SourceError::Unsupported(format!("grouping by `{b}`")))?,
-        ),
-        None => None,
-    };
-    let mut groups: BTreeMap<GroupKey, (Option<Value>, i64)> = BTreeMap::new();
-    for (division, _, fields) in records {
-        let group = query
-            .division_prefix
-            .map(|n| division.chars().take(n as usize).collect());
-        let key = match (&query.by, by_kind) {
-            (Some(b), Some(k)) => Some(to_value(fields.get(b), k)),
-            _ => None,
-        };
-        let entry = groups
-            .entry((group, key.as_ref().map(|k| format!("{k:?}"))))
-            .or_insert((key, 0));
-        entry.1 += 1;
-    }
-    Ok(groups
-        .into_iter()
-        .map(|((division, _), (key, count))| AggregateCell {
-            division,
-            key,
-            count,
-        })
-        .collect())
-}
-
-/// The records of every scope code, fetched by `fetch` (one snapshot per
-/// code), merged in the contract's order without duplicates.
-pub fn scoped(
-    scope: &[String],
-    mut fetch: impl FnMut(&str) -> Result<Vec<Record>, SourceError>,
-) -> Result<Vec<Record>, SourceError> {
-    let mut all = Vec::new();
-    for code in scope {
-        all.extend(fetch(code)?);
-    }
-    sort(&mut all);
-    all.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
-    Ok(all)
-}
-
 /// The manifest entry of an entity served from snapshots: every field, no
 /// filter pushed down (the gateway applies them), counts done in the plugin.
 pub fn entity_spec(name: &str, fields: &[(&str, ValueKind)]) -> crate::EntitySpec {
@@ -193,19 +465,206 @@ pub fn entity_spec(name: &str, fields: &[(&str, ValueKind)]) -> crate::EntitySpe
     }
 }
 
-/// A page of an entity served from snapshots (no filters were declared,
-/// so none may arrive).
-pub fn query_page(
-    records: &[Record],
-    query: &Query,
-    kinds: &[(&str, ValueKind)],
-) -> Result<Page, SourceError> {
-    if !query.filters.is_empty() {
-        return Err(SourceError::Unsupported(
-            "filters (none are declared)".into(),
-        ));
+#[cfg(test)]
+mod tests {
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// The host's cache as a map; `evict` drops keys containing a text.
+    #[derive(Default)]
+    struct MapStore(RefCell<HashMap<String, Vec<u8>>>);
+
+    impl Store for MapStore {
+        fn get(&self, key: &str) -> Option<Vec<u8>> {
+            self.0.borrow().get(key).cloned()
+        }
+        fn set(&self, key: &str, value: &[u8], _ttl_ms: u32) {
+            self.0.borrow_mut().insert(key.into(), value.to_vec());
+        }
     }
-    page_of(records, query, |f| {
-        kinds.iter().find(|(n, _)| *n == f).map(|(_, k)| *k)
-    })
+
+    impl MapStore {
+        fn evict(&self, containing: &str) {
+            self.0.borrow_mut().retain(|k, _| !k.contains(containing));
+        }
+    }
+
+    const KINDS: &[(&str, ValueKind)] = &[
+        ("id", ValueKind::Text),
+        ("division", ValueKind::Text),
+        ("gender", ValueKind::Text),
+    ];
+
+    /// `n` records per community of 150103001 and 150104001, unsorted.
+    fn upstream(code: &str, n: usize) -> Vec<Record> {
+        let mut out = Vec::new();
+        for community in ["150103001001", "150103001002", "150104001001"] {
+            for i in (0..n).rev() {
+                let mut f = Map::new();
+                f.insert("gender".into(), Json::from(["male", "female"][i % 2]));
+                out.push((community.to_string(), format!("m{i:05}"), f));
+            }
+        }
+        out.retain(|r| r.0.starts_with(code));
+        out
+    }
+
+    type Fetch<'a> = Box<dyn Fn(&str) -> Result<Vec<Record>, SourceError> + 'a>;
+
+    /// `upstream(code, n)`, counting the fetches in `fetches`.
+    fn counting(fetches: &Cell<usize>, n: usize) -> Fetch<'_> {
+        Box::new(move |code: &str| {
+            fetches.set(fetches.get() + 1);
+            Ok(upstream(code, n))
+        })
+    }
+
+    fn members<'a>(fetch: &'a Fetch<'a>) -> Snapshots<'a> {
+        Snapshots {
+            entity: "members",
+            kinds: KINDS,
+            ttl_ms: 60_000,
+            fetch: fetch.as_ref(),
+        }
+    }
+
+    fn query(scope: &[&str], limit: u32, cursor: Option<String>) -> Query {
+        Query {
+            entity: "members".into(),
+            scope: scope.iter().map(|s| s.to_string()).collect(),
+            filters: vec![],
+            projection: vec!["id".into(), "division".into()],
+            limit,
+            cursor,
+        }
+    }
+
+    fn walk(snapshots: &Snapshots, store: &MapStore, scope: &[&str]) -> Vec<(String, String)> {
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = snapshots
+                .page_in(store, &query(scope, 50, cursor))
+                .expect("a page");
+            assert!(page.rows.len() <= 50);
+            for row in &page.rows {
+                let text = |i: usize| row[i].as_text().expect("text").to_string();
+                seen.push((text(1), text(0)));
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return seen,
+            }
+        }
+    }
+
+    #[test]
+    fn pages_walk_every_record_once_in_order_from_one_fetch() {
+        let fetches = Cell::new(0);
+        let fetch = counting(&fetches, 300);
+        let snapshots = members(&fetch);
+        let store = MapStore::default();
+        let seen = walk(&snapshots, &store, &["150103"]);
+        let mut expected: Vec<(String, String)> = upstream("150103", 300)
+            .into_iter()
+            .map(|(d, i, _)| (d, i))
+            .collect();
+        expected.sort();
+        assert_eq!(seen, expected, "every record once, in (division, id) order");
+        assert_eq!(fetches.get(), 1, "later pages come from the cached chunks");
+        // The snapshot spans several chunks, and a page reads only its own.
+        let chunks = store.0.borrow().keys().filter(|k| k.contains('/')).count();
+        assert_eq!(chunks, 600usize.div_ceil(CHUNK));
+    }
+
+    #[test]
+    fn overlapping_and_several_scope_codes_give_each_record_once() {
+        let fetches = Cell::new(0);
+        let fetch = counting(&fetches, 70);
+        let snapshots = members(&fetch);
+        let store = MapStore::default();
+        let seen = walk(&snapshots, &store, &["150103001002", "1501", "150104"]);
+        assert_eq!(seen.len(), 210);
+        assert!(seen.windows(2).all(|w| w[0] < w[1]));
+        let two = walk(&snapshots, &store, &["150104", "150103001001"]);
+        assert_eq!(two.len(), 140);
+        assert!(two.iter().all(|(d, _)| d != "150103001002"));
+    }
+
+    #[test]
+    fn an_evicted_chunk_means_a_fresh_fetch_not_a_partial_page() {
+        let fetches = Cell::new(0);
+        let fetch = counting(&fetches, 300);
+        let snapshots = members(&fetch);
+        let store = MapStore::default();
+        let first = snapshots
+            .page_in(&store, &query(&["150103"], 50, None))
+            .unwrap();
+        store.evict("/2");
+        let seen = walk(&snapshots, &store, &["150103"]);
+        assert_eq!(seen.len(), 600);
+        assert_eq!(fetches.get(), 2);
+        let again = snapshots
+            .page_in(&store, &query(&["150103"], 50, None))
+            .unwrap();
+        assert_eq!(first, again);
+    }
+
+    #[test]
+    fn counts_match_the_records_and_are_kept() {
+        let fetches = Cell::new(0);
+        let fetch = counting(&fetches, 301);
+        let snapshots = members(&fetch);
+        let store = MapStore::default();
+        let q = AggregateQuery {
+            entity: "members".into(),
+            scope: vec!["150103".into(), "150104".into(), "150103001".into()],
+            filters: vec![],
+            division_prefix: Some(9),
+            by: Some("gender".into()),
+        };
+        let cells = snapshots.count_in(&store, &q).unwrap();
+        let count = |d: &str, g: &str| {
+            cells
+                .iter()
+                .find(|c| c.division.as_deref() == Some(d) && c.key == Some(Value::Text(g.into())))
+                .map(|c| c.count)
+        };
+        // 301 per community: ids 0..=300, even ids male.
+        assert_eq!(count("150103001", "male"), Some(2 * 151));
+        assert_eq!(count("150103001", "female"), Some(2 * 150));
+        assert_eq!(count("150104001", "male"), Some(151));
+        assert_eq!(cells.len(), 4);
+        assert_eq!(fetches.get(), 2, "one fetch per covering code");
+        // Kept: with the records' chunks gone, the counts still answer.
+        store
+            .0
+            .borrow_mut()
+            .retain(|k, _| !k.contains('@') || k.contains("/count/"));
+        assert_eq!(snapshots.count_in(&store, &q).unwrap(), cells);
+        assert_eq!(fetches.get(), 2, "counted from the kept cells");
+        let plain = AggregateQuery {
+            division_prefix: None,
+            by: None,
+            ..q.clone()
+        };
+        let total = snapshots.count_in(&store, &plain).unwrap();
+        assert_eq!(total.len(), 1);
+        assert_eq!(total[0].count, 3 * 301);
+        let before = fetches.get();
+        assert_eq!(snapshots.count_in(&store, &plain).unwrap(), total);
+        assert_eq!(fetches.get(), before, "a repeated count reads its cells");
+        let err = snapshots
+            .count_in(
+                &store,
+                &AggregateQuery {
+                    by: Some("phone".into()),
+                    ..q
+                },
+            )
+            .unwrap_err();
+        assert!(matches!(err, SourceError::Unsupported(_)));
+    }
 }

@@ -712,7 +712,12 @@ fn prometheus() -> Result<String> {
     if let Ok(path) = std::env::var("LIANQIAO_TEST_PROMETHEUS") {
         return Ok(path);
     }
-    debian_tool("prometheus", "--version", "prometheus", "for the scrape test")?;
+    debian_tool(
+        "prometheus",
+        "--version",
+        "prometheus",
+        "for the scrape test",
+    )?;
     Ok("prometheus".into())
 }
 
@@ -841,7 +846,12 @@ fn bench(extra: &[String]) -> Result {
     let plugin_dir = plugins()?;
     if extra.iter().any(|a| a == "side") {
         // The side-by-side comparison runs nginx in front of a simulator.
-        debian_tool("nginx", "-v", "nginx-light", "for the side-by-side benchmark")?;
+        debian_tool(
+            "nginx",
+            "-v",
+            "nginx-light",
+            "for the side-by-side benchmark",
+        )?;
     }
     // One build of the binaries: the telemetry and side-by-side rows run
     // the real gateway and simulator beside the bench. Built together,

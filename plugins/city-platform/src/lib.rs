@@ -232,39 +232,28 @@ fn center_record(item: &Json) -> Option<Record> {
     ))
 }
 
-fn snapshot_of(settings: &Settings, entity: &str, code: &str) -> Result<Vec<Record>, SourceError> {
-    snapshot::cached(
-        &format!("{entity}:{code}"),
-        settings.snapshot_ttl_ms,
-        || {
-            let mut records = match entity {
-                "divisions" => divisions_under(settings, code)?,
-                "cases" | "service-centers" => {
-                    let (path, map): (_, fn(&Json) -> Option<Record>) = if entity == "cases" {
-                        ("/cases", case_record)
-                    } else {
-                        ("/service-centers", center_record)
-                    };
-                    let digits: String = code.chars().filter(char::is_ascii_digit).collect();
-                    all_items(settings, &format!("{path}?divisionCode={digits}"))?
-                        .iter()
-                        .map(|i| {
-                            map(i).ok_or_else(|| {
-                                SourceError::UpstreamError(format!("{path}: an item without ids"))
-                            })
-                        })
-                        .collect::<Result<Vec<_>, _>>()?
-                }
-                other => return Err(SourceError::Unsupported(format!("entity `{other}`"))),
+/// Every record of `entity` under `code` (the SDK sorts and caches them).
+fn fetch(settings: &Settings, entity: &str, code: &str) -> Result<Vec<Record>, SourceError> {
+    match entity {
+        "divisions" => divisions_under(settings, code),
+        "cases" | "service-centers" => {
+            let (path, map): (_, fn(&Json) -> Option<Record>) = if entity == "cases" {
+                ("/cases", case_record)
+            } else {
+                ("/service-centers", center_record)
             };
-            snapshot::sort(&mut records);
-            Ok(records)
-        },
-    )
-}
-
-fn scoped(settings: &Settings, entity: &str, scope: &[String]) -> Result<Vec<Record>, SourceError> {
-    snapshot::scoped(scope, |code| snapshot_of(settings, entity, code))
+            let digits: String = code.chars().filter(char::is_ascii_digit).collect();
+            all_items(settings, &format!("{path}?divisionCode={digits}"))?
+                .iter()
+                .map(|i| {
+                    map(i).ok_or_else(|| {
+                        SourceError::UpstreamError(format!("{path}: an item without ids"))
+                    })
+                })
+                .collect()
+        }
+        other => Err(SourceError::Unsupported(format!("entity `{other}`"))),
+    }
 }
 
 struct CityPlatform;
@@ -286,21 +275,16 @@ impl Guest for CityPlatform {
     }
 
     fn query(query: Query) -> Result<Page, SourceError> {
-        let settings: Settings = settings::load()?;
-        let kinds = fields(&query.entity)?;
-        let records = scoped(&settings, &query.entity, &query.scope)?;
-        snapshot::query_page(&records, &query, kinds)
+        snapshot::serve(&query.entity, fields, fetch, |snapshots| {
+            snapshots.page(&query)
+        })
     }
 
     fn aggregate(query: AggregateQuery) -> Result<Vec<AggregateCell>, SourceError> {
-        let settings: Settings = settings::load()?;
-        let kinds = fields(&query.entity)?;
         // Counted here, from the snapshot: no rows cross to the gateway.
-        snapshot::count(
-            &scoped(&settings, &query.entity, &query.scope)?,
-            &query,
-            kinds,
-        )
+        snapshot::serve(&query.entity, fields, fetch, |snapshots| {
+            snapshots.count(&query)
+        })
     }
 }
 

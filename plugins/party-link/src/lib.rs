@@ -160,47 +160,34 @@ fn post(settings: &Settings, path: &str, body: &Json) -> Result<Json, SourceErro
     }
 }
 
-/// Every record of `entity` under `code`, sorted; cached.
-fn snapshot_of(settings: &Settings, entity: &str, code: &str) -> Result<Vec<Record>, SourceError> {
+/// Every record of `entity` under `code` (the SDK sorts and caches them).
+fn fetch(settings: &Settings, entity: &str, code: &str) -> Result<Vec<Record>, SourceError> {
     let path = if entity == "members" {
         "/api/v1/dy/list"
     } else {
         "/api/v1/dzz/list"
     };
-    snapshot::cached(
-        &format!("{entity}:{code}"),
-        settings.snapshot_ttl_ms,
-        || {
-            let mut records = Vec::new();
-            let mut page = 1;
-            loop {
-                let envelope = post(
-                    settings,
-                    path,
-                    &json!({ "xzqhdm": code, "pageNo": page, "pageSize": 200 }),
-                )?;
-                let data = &envelope["data"];
-                let list = data["list"].as_array().cloned().unwrap_or_default();
-                let total = data["total"].as_u64().unwrap_or(0) as usize;
-                for item in &list {
-                    records.push(record(entity, item).ok_or_else(|| {
-                        SourceError::UpstreamError(format!("{path}: a record without id or xzqhdm"))
-                    })?);
-                }
-                if list.is_empty() || records.len() >= total {
-                    break;
-                }
-                page += 1;
-            }
-            snapshot::sort(&mut records);
-            Ok(records)
-        },
-    )
-}
-
-/// The records of every scope code, in order.
-fn scoped(settings: &Settings, entity: &str, scope: &[String]) -> Result<Vec<Record>, SourceError> {
-    snapshot::scoped(scope, |code| snapshot_of(settings, entity, code))
+    let mut records = Vec::new();
+    let mut page = 1;
+    loop {
+        let envelope = post(
+            settings,
+            path,
+            &json!({ "xzqhdm": code, "pageNo": page, "pageSize": 200 }),
+        )?;
+        let data = &envelope["data"];
+        let list = data["list"].as_array().cloned().unwrap_or_default();
+        let total = data["total"].as_u64().unwrap_or(0) as usize;
+        for item in &list {
+            records.push(record(entity, item).ok_or_else(|| {
+                SourceError::UpstreamError(format!("{path}: a record without id or xzqhdm"))
+            })?);
+        }
+        if list.is_empty() || records.len() >= total {
+            return Ok(records);
+        }
+        page += 1;
+    }
 }
 
 struct PartyLink;
@@ -221,21 +208,16 @@ impl Guest for PartyLink {
     }
 
     fn query(query: Query) -> Result<Page, SourceError> {
-        let settings: Settings = settings::load()?;
-        let kinds = fields(&query.entity)?;
-        let records = scoped(&settings, &query.entity, &query.scope)?;
-        snapshot::query_page(&records, &query, kinds)
+        snapshot::serve(&query.entity, fields, fetch, |snapshots| {
+            snapshots.page(&query)
+        })
     }
 
     fn aggregate(query: AggregateQuery) -> Result<Vec<AggregateCell>, SourceError> {
-        let settings: Settings = settings::load()?;
-        let kinds = fields(&query.entity)?;
         // Counted here, from the snapshot: no rows cross to the gateway.
-        snapshot::count(
-            &scoped(&settings, &query.entity, &query.scope)?,
-            &query,
-            kinds,
-        )
+        snapshot::serve(&query.entity, fields, fetch, |snapshots| {
+            snapshots.count(&query)
+        })
     }
 }
 

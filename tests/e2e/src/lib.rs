@@ -441,10 +441,7 @@ impl ConfigDir {
                     &wasm.display().to_string(),
                 )
                 .replace(&format!("../../target/demo/secrets/{name}"), &secret)
-                .replace(
-                    "http://127.0.0.1:8091",
-                    &format!("http://{}", party_link),
-                )
+                .replace("http://127.0.0.1:8091", &format!("http://{}", party_link))
                 .replace(
                     "http://127.0.0.1:8092",
                     &format!("http://{}", city_platform),

@@ -103,7 +103,11 @@ async fn simulator(kind: &str) -> anyhow::Result<(Server, SocketAddr)> {
 
 /// nginx with one worker in front of `upstream`, keep-alive both ways,
 /// no cache, no access log.
-async fn nginx(upstream: SocketAddr, dir: &Path, behind: u32) -> anyhow::Result<(Server, SocketAddr)> {
+async fn nginx(
+    upstream: SocketAddr,
+    dir: &Path,
+    behind: u32,
+) -> anyhow::Result<(Server, SocketAddr)> {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
     let d = dir.display();
     let conf = format!(
@@ -256,11 +260,9 @@ async fn probe(target: &Target) -> anyhow::Result<(u16, usize)> {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     headers.retain(|(k, _)| *k != "host");
-    let (status, body) = lianqiao_e2e::http_get_with(
-        &format!("http://{}{}", target.addr, target.path),
-        &headers,
-    )
-    .await?;
+    let (status, body) =
+        lianqiao_e2e::http_get_with(&format!("http://{}{}", target.addr, target.path), &headers)
+            .await?;
     Ok((status, body.len()))
 }
 
@@ -354,7 +356,11 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
     let grids = "/v1/grids?division=150103001&limit=50";
     let first = probe(&lianqiao(grids)).await?;
     let cold_start = spawned.elapsed();
-    anyhow::ensure!(first.0 == 200, "the gateway answered {} to {grids}", first.0);
+    anyhow::ensure!(
+        first.0 == 200,
+        "the gateway answered {} to {grids}",
+        first.0
+    );
     let rss_idle = vm_kib(gw_pid, "VmRSS:");
 
     let bearer = city_token(city_addr).await?;
@@ -414,7 +420,11 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
         ),
         row(
             "Lianqiao GET /v1/members?division=150103&limit=50 (party-link, district token, masked)",
-            as_caller("/v1/members?division=150103&limit=50", &district, "case-handling"),
+            as_caller(
+                "/v1/members?division=150103&limit=50",
+                &district,
+                "case-handling",
+            ),
             Some("nginx"),
             gw.clone(),
         ),
@@ -502,7 +512,10 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
 
     let base_of = |key: &str| {
         rows.iter()
-            .find(|r| r.name.starts_with(if key == "bare" { "bare" } else { "nginx" }))
+            .find(|r| {
+                r.name
+                    .starts_with(if key == "bare" { "bare" } else { "nginx" })
+            })
             .map(|r| r.rates.clone())
             .unwrap_or_default()
     };
@@ -533,7 +546,16 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
         } else {
             r.errors
                 .iter()
-                .map(|(s, n)| format!("{n}×{}", if *s == 0 { "conn".into() } else { s.to_string() }))
+                .map(|(s, n)| {
+                    format!(
+                        "{n}×{}",
+                        if *s == 0 {
+                            "conn".into()
+                        } else {
+                            s.to_string()
+                        }
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         };
