@@ -8,7 +8,8 @@
 //!   127.0.0.1:8080 and show sample requests (`--check`: run them and exit).
 //! - `test`: plugins + data, then every test of every workspace, then the
 //!   demo's sample requests (`demo --check` on another port).
-//! - `bench`: plugins, then the release-built benchmark.
+//! - `bench [n] [gate | instructions | telemetry | side]`: plugins, then the
+//!   release-built benchmark (`side` installs nginx-light if missing).
 //! - `lint`: rustfmt and clippy (`-D warnings`) over host and guest code.
 //! - `schemathesis`: property-based API tests against the running demo.
 
