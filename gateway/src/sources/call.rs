@@ -4,6 +4,9 @@
 //!
 //! 1. **cache** — a fresh answer to the very same call is served as is and
 //!    never touches the breaker (`cache.response_ttl_ms`, off by default);
+//!    and identical calls in flight share one plugin call (coalescing,
+//!    always on for reads): the followers wait, within the deadline, for
+//!    the leader's outcome;
 //! 2. **deadline** — everything below, waits and a retry included, ends at
 //!    the source's deadline (plus a grace for the host to report its own);
 //! 3. **retry budget** — one more try of a transient failure while half the
@@ -29,7 +32,7 @@ use lianqiao_host::PluginError;
 use lianqiao_host::contract::{AggregateCell, AggregateQuery, Page, Query};
 
 use super::Source;
-use super::cache::ResponseCache;
+use super::cache::{Flight, ResponseCache, follow};
 use super::retry::is_transient;
 
 /// Extra wall time past a plugin's own deadline before the gateway stops
@@ -94,13 +97,30 @@ impl Source {
         T: Clone,
         F: Future<Output = Result<T, PluginError>>,
     {
-        // 1. cache
-        let key = if how.cache { cache.key(what) } else { None };
+        // 1. cache, and coalescing
+        let key = how.cache.then(|| cache.key(what));
         if let Some(hit) = key.as_deref().and_then(|k| cache.get(k)) {
             return Ok(hit);
         }
-        // 2. deadline
         let deadline = self.plugin.limits().deadline;
+        let lead = match key.as_deref().and_then(|k| cache.join(k)) {
+            Some(Flight::Follow(leader)) => {
+                match tokio::time::timeout(deadline + DEADLINE_GRACE, follow(leader)).await {
+                    Ok(Some(outcome)) => return outcome,
+                    // The leader's request was cancelled: call for
+                    // ourselves, leading no one.
+                    Ok(None) => None,
+                    Err(_) => {
+                        return Err(PluginError::Deadline {
+                            deadline_ms: deadline.as_millis() as u64,
+                        });
+                    }
+                }
+            }
+            Some(Flight::Lead(lead)) => Some(lead),
+            None => None,
+        };
+        // 2. deadline
         let began = Instant::now();
         let answer = tokio::time::timeout(deadline + DEADLINE_GRACE, async {
             // 3. retry budget
@@ -130,6 +150,9 @@ impl Source {
         .unwrap_or(Err(PluginError::Deadline {
             deadline_ms: deadline.as_millis() as u64,
         }));
+        if let Some(lead) = lead {
+            lead.land(&answer);
+        }
         if let (Some(key), Ok(answer)) = (key, &answer) {
             cache.put(key, answer);
         }

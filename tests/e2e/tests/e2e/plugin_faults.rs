@@ -2,6 +2,7 @@
 //! own request with the right status and code, within the deadline; the
 //! gateway keeps serving.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use lianqiao_e2e::ConfigDir;
@@ -184,10 +185,15 @@ async fn a_source_takes_at_most_its_concurrent_calls() {
     std::fs::write(&source, text).unwrap();
     let gw = std::sync::Arc::new(dir.start().await);
     let began = Instant::now();
-    let calls: Vec<_> = (0..3)
-        .map(|_| {
+    // Three different calls (identical ones would share one plugin call).
+    let calls: Vec<_> = (1..=3)
+        .map(|limit| {
             let gw = gw.clone();
-            tokio::spawn(async move { gw.get("/v1/grids?division=159906").await.0 })
+            tokio::spawn(async move {
+                gw.get(&format!("/v1/grids?division=159906&limit={limit}"))
+                    .await
+                    .0
+            })
         })
         .collect();
     for call in calls {
@@ -198,6 +204,63 @@ async fn a_source_takes_at_most_its_concurrent_calls() {
         began.elapsed() >= Duration::from_millis(880),
         "{:?}",
         began.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn identical_calls_in_flight_share_one_plugin_call() {
+    let dir = ConfigDir::new().with_misbehaving("shared", "slow", "159907", "");
+    let source = dir.dir.path().join("sources/shared.toml");
+    let text = std::fs::read_to_string(&source)
+        .unwrap()
+        .replace("mode = \"slow\"", "mode = \"slow\"\ndelay_ms = 300")
+        .replace(
+            "deadline_ms = 300",
+            "deadline_ms = 2000\nmax_concurrent = 1",
+        );
+    std::fs::write(&source, text).unwrap();
+    let gw = std::sync::Arc::new(dir.start().await);
+    let source = gw
+        .gateway
+        .sources
+        .sources
+        .iter()
+        .find(|s| s.name() == "shared")
+        .expect("the source")
+        .clone();
+    let plugin = &source.plugin;
+    let before = plugin.stats().instantiations.load(Ordering::Relaxed);
+    let began = Instant::now();
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let gw = gw.clone();
+            tokio::spawn(async move { gw.get("/v1/grids?division=159907").await })
+        })
+        .collect();
+    let mut bodies = Vec::new();
+    for call in calls {
+        let (status, body) = call.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        bodies.push(body["data"].clone());
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "one answer for all"
+    );
+    // With one slot, eight separate 300 ms calls would take 2.4 s.
+    assert!(
+        began.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        began.elapsed()
+    );
+    let calls = plugin.stats().instantiations.load(Ordering::Relaxed) - before;
+    assert!(calls <= 2, "{calls} plugin calls for 8 identical requests");
+    // A different call is not shared.
+    let (status, _) = gw.get("/v1/grids?division=159907&limit=3").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        plugin.stats().instantiations.load(Ordering::Relaxed) - before,
+        calls + 1
     );
 }
 
