@@ -570,7 +570,8 @@ pub struct CacheSection {
     pub max_mib: u64,
     /// Keep the gateway's answers from this source for this long, ms
     /// (0: off). Keyed by the whole query, scope included, so an answer is
-    /// never served to a query with another scope.
+    /// never served to a query with another scope. Independently of it,
+    /// identical queries in flight at once always share one plugin call.
     pub response_ttl_ms: u64,
 }
 
