@@ -171,19 +171,25 @@ async fn past_its_concurrency_limit_the_gateway_answers_503_at_once() {
     );
 }
 
-#[tokio::test]
-async fn a_source_takes_at_most_its_concurrent_calls() {
-    let dir = ConfigDir::new().with_misbehaving("narrow", "slow", "159906", "");
-    let source = dir.dir.path().join("sources/narrow.toml");
-    let text = std::fs::read_to_string(&source)
-        .unwrap()
-        .replace("mode = \"slow\"", "mode = \"slow\"\ndelay_ms = 300")
-        .replace(
+/// A gateway whose source `name` (covering `code`) takes 300 ms a call,
+/// one call at a time.
+async fn one_slot_of_300_ms(name: &str, code: &str) -> std::sync::Arc<lianqiao_e2e::TestGateway> {
+    let gw = ConfigDir::new()
+        .with_misbehaving(name, "slow", code, "")
+        .edit_source(name, "mode = \"slow\"", "mode = \"slow\"\ndelay_ms = 300")
+        .edit_source(
+            name,
             "deadline_ms = 300",
             "deadline_ms = 2000\nmax_concurrent = 1",
-        );
-    std::fs::write(&source, text).unwrap();
-    let gw = std::sync::Arc::new(dir.start().await);
+        )
+        .start()
+        .await;
+    std::sync::Arc::new(gw)
+}
+
+#[tokio::test]
+async fn a_source_takes_at_most_its_concurrent_calls() {
+    let gw = one_slot_of_300_ms("narrow", "159906").await;
     let began = Instant::now();
     // Three different calls (identical ones would share one plugin call).
     let calls: Vec<_> = (1..=3)
@@ -209,17 +215,7 @@ async fn a_source_takes_at_most_its_concurrent_calls() {
 
 #[tokio::test]
 async fn identical_calls_in_flight_share_one_plugin_call() {
-    let dir = ConfigDir::new().with_misbehaving("shared", "slow", "159907", "");
-    let source = dir.dir.path().join("sources/shared.toml");
-    let text = std::fs::read_to_string(&source)
-        .unwrap()
-        .replace("mode = \"slow\"", "mode = \"slow\"\ndelay_ms = 300")
-        .replace(
-            "deadline_ms = 300",
-            "deadline_ms = 2000\nmax_concurrent = 1",
-        );
-    std::fs::write(&source, text).unwrap();
-    let gw = std::sync::Arc::new(dir.start().await);
+    let gw = one_slot_of_300_ms("shared", "159907").await;
     let source = gw
         .gateway
         .sources

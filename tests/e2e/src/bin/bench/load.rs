@@ -60,7 +60,7 @@ impl Outcome {
         sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
     }
 
-    fn merge(&mut self, other: Outcome) {
+    pub fn merge(&mut self, other: Outcome) {
         self.ok += other.ok;
         self.latencies.extend(other.latencies);
         for (status, n) in other.errors {
@@ -162,16 +162,7 @@ pub async fn saturate(
             seen
         }));
     }
-    let mut total = Outcome {
-        window,
-        ..Outcome::default()
-    };
-    for task in tasks {
-        if let Ok(seen) = task.await {
-            total.merge(seen);
-        }
-    }
-    total
+    gather(tasks, window).await
 }
 
 /// Open loop: requests scheduled every `1/rate` s for `window` (after
@@ -234,6 +225,11 @@ pub async fn paced(
             seen
         }));
     }
+    gather(tasks, window).await
+}
+
+/// The connections' outcomes as one over `window`.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<Outcome>>, window: Duration) -> Outcome {
     let mut total = Outcome {
         window,
         ..Outcome::default()

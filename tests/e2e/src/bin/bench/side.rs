@@ -269,14 +269,28 @@ async fn probe(target: &Target) -> anyhow::Result<(u16, usize)> {
 struct Row {
     name: &'static str,
     target: Target,
-    /// The row's ratios are against this row (by name); none for baselines.
-    base: Option<&'static str>,
+    /// The row's ratios are against this row (index, label); none for
+    /// baselines.
+    base: Option<(usize, &'static str)>,
     pids: Vec<u32>,
     rates: Vec<f64>,
-    errors: Vec<(u16, u64)>,
+    /// Every saturation round's outcome, merged (for its errors).
+    seen: load::Outcome,
+    one_client_p50: Duration,
     cpu_us: Vec<f64>,
     system_us: Vec<f64>,
     switches: Vec<f64>,
+}
+
+/// Rows the others are compared with.
+const BARE: Option<(usize, &str)> = Some((0, "bare"));
+const NGINX: Option<(usize, &str)> = Some((3, "nginx"));
+
+/// Smallest and largest of `values`.
+fn extremes(values: &[f64]) -> (f64, f64) {
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(0.0, f64::max);
+    (lo, hi)
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -319,12 +333,12 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
     let warmup = Duration::from_secs(1);
     let scratch = tempfile::tempdir()?;
 
-    let (_bare, bare_addr) = bare().await?;
+    let (bare_server, bare_addr) = bare().await?;
     let (city_sim, city_addr) = simulator("city-platform").await?;
     let (party_sim, party_addr) = simulator("party-link").await?;
     let nginx_dir = scratch.path().join("nginx");
     std::fs::create_dir_all(&nginx_dir)?;
-    let (_nginx, nginx_addr) = nginx(city_addr, &nginx_dir, city_sim.pids[0]).await?;
+    let (nginx_server, nginx_addr) = nginx(city_addr, &nginx_dir, city_sim.pids[0]).await?;
 
     let config = ConfigDir::new()
         .with_huimin()
@@ -376,7 +390,8 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
         base,
         pids,
         rates: vec![],
-        errors: vec![],
+        seen: load::Outcome::default(),
+        one_client_p50: Duration::ZERO,
         cpu_us: vec![],
         system_us: vec![],
         switches: vec![],
@@ -392,12 +407,12 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
                 min_body: 0,
             },
             None,
-            vec![_bare.pids[0]],
+            bare_server.pids.clone(),
         ),
         row(
             "Lianqiao GET /v1/grids?division=150103001&limit=50 (district-sql, SQLite)",
             lianqiao(grids),
-            Some("bare"),
+            BARE,
             gw.clone(),
         ),
         row(
@@ -410,12 +425,12 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
             "nginx (1 worker, keep-alive, no cache) in front of the simulator",
             upstream(nginx_addr),
             None,
-            _nginx.pids.clone(),
+            nginx_server.pids.clone(),
         ),
         row(
             "Lianqiao GET /v1/divisions?parent=150103 (city-platform)",
             lianqiao("/v1/divisions?parent=150103"),
-            Some("nginx"),
+            NGINX,
             gw.clone(),
         ),
         row(
@@ -425,7 +440,7 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
                 &district,
                 "case-handling",
             ),
-            Some("nginx"),
+            NGINX,
             gw.clone(),
         ),
         row(
@@ -435,13 +450,13 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
                 &city,
                 "statistics",
             ),
-            Some("nginx"),
+            NGINX,
             gw.clone(),
         ),
         row(
             "Lianqiao GET /healthz (the HTTP stack alone)",
             lianqiao("/healthz"),
-            Some("nginx"),
+            NGINX,
             gw.clone(),
         ),
     ];
@@ -452,7 +467,6 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
         anyhow::ensure!(status == 200, "{} answered {status}", r.name);
         r.target.min_body = len / 2;
     }
-    let _keep = party_sim;
 
     let mut rss_loaded = 0;
     for round in 0..ROUNDS {
@@ -479,12 +493,7 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
             r.cpu_us.push(spent.cpu().as_secs_f64() * 1e6 / answers);
             r.system_us.push(spent.system.as_secs_f64() * 1e6 / answers);
             r.switches.push(spent.switches as f64 / answers);
-            for (status, n) in seen.errors {
-                match r.errors.iter_mut().find(|(s, _)| *s == status) {
-                    Some((_, m)) => *m += n,
-                    None => r.errors.push((status, n)),
-                }
-            }
+            r.seen.merge(seen);
         }
     }
 
@@ -492,11 +501,10 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
     let mut latency = String::from(
         "\n| route | 1 client p50 µs | 1 client p99 µs | open loop 200/s p50 µs | p99 µs | p99.9 µs | errors |\n|---|---:|---:|---:|---:|---:|---:|\n",
     );
-    let mut one_client_p50 = HashMap::new();
-    for r in &rows {
+    for r in &mut rows {
         let single = load::saturate(&r.target, 1, warmup, window).await;
         let paced = load::paced(&r.target, PACED_RATE, 64, warmup, window).await;
-        one_client_p50.insert(r.name, single.percentile(0.5));
+        r.one_client_p50 = single.percentile(0.5);
         latency.push_str(&format!(
             "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} |\n",
             r.name,
@@ -509,16 +517,8 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
         ));
     }
     gateway.terminate();
+    drop(party_sim);
 
-    let base_of = |key: &str| {
-        rows.iter()
-            .find(|r| {
-                r.name
-                    .starts_with(if key == "bare" { "bare" } else { "nginx" })
-            })
-            .map(|r| r.rates.clone())
-            .unwrap_or_default()
-    };
     let mut out = format!(
         "\nSide by side ({ROUNDS} interleaved rounds of {seconds} s after 1 s warm-up per route, \
          {CONNECTIONS} connections, closed loop; servers on CPU 1, load generator on CPU 0; release builds)\n\n\
@@ -527,11 +527,14 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
     );
     for r in &rows {
         let (ratio, range) = match r.base {
-            Some(key) => {
-                let base = base_of(key);
-                let ratios: Vec<f64> = r.rates.iter().zip(&base).map(|(a, b)| a / b).collect();
-                let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-                let hi = ratios.iter().copied().fold(0.0, f64::max);
+            Some((base, key)) => {
+                let ratios: Vec<f64> = r
+                    .rates
+                    .iter()
+                    .zip(&rows[base].rates)
+                    .map(|(a, b)| a / b)
+                    .collect();
+                let (lo, hi) = extremes(&ratios);
                 (
                     format!("{:.3}× ({key})", median(&ratios)),
                     format!("{lo:.3}–{hi:.3}"),
@@ -539,12 +542,12 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
             }
             None => ("baseline".into(), String::new()),
         };
-        let lo = r.rates.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = r.rates.iter().copied().fold(0.0, f64::max);
-        let errors = if r.errors.is_empty() {
+        let (lo, hi) = extremes(&r.rates);
+        let errors = if r.seen.errors.is_empty() {
             "0".to_string()
         } else {
-            r.errors
+            r.seen
+                .errors
                 .iter()
                 .map(|(s, n)| {
                     format!(
@@ -569,16 +572,7 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
         ));
     }
     out.push_str(&latency);
-    let bare_p50 = one_client_p50
-        .iter()
-        .find(|(k, _)| k.starts_with("bare"))
-        .map(|(_, v)| *v)
-        .unwrap_or_default();
-    let gw_p50 = one_client_p50
-        .iter()
-        .find(|(k, _)| k.contains("/v1/grids"))
-        .map(|(_, v)| *v)
-        .unwrap_or_default();
+    let (bare_p50, gw_p50) = (rows[0].one_client_p50, rows[1].one_client_p50);
     out.push_str(&format!(
         "\nGrids at 1 client: Lianqiao p50 {:.0} µs = bare server {:.0} µs + {:.0} µs; one fsync on this disk (p50 of 200, write 512 B + fdatasync in the audit's directory) {:.0} µs.\n\
          Gateway RSS: {:.1} MiB idle (after start and one request), {:.1} MiB peak under load. Cold start (spawn to listening / to the first grids answer): {:.0} ms / {:.0} ms.\n",
