@@ -57,6 +57,7 @@ impl Gateway {
             pool_instances: config.plugins.pool_instances,
             max_memory_mib: config.plugins.max_memory_mib,
             cache_dir: config.plugins.cache_dir.clone(),
+            keep_resident_kib: config.plugins.keep_resident_kib,
         })
         .map_err(|e| {
             ConfigErrors(vec![ConfigError::new(

@@ -109,6 +109,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             "must be from 1 to 4096",
         ));
     }
+    if main.plugins.keep_resident_kib > main.plugins.max_memory_mib << 10 {
+        errors.push(ConfigError::new(
+            path,
+            "plugins.keep_resident_kib",
+            "must not exceed max_memory_mib (in KiB): more than an instance's memory cannot stay resident",
+        ));
+    }
     let mut plugins = main.plugins.clone();
     plugins.cache_dir = plugins.cache_dir.map(|d| base.join(d));
 

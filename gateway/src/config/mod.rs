@@ -368,6 +368,9 @@ pub struct PluginsSection {
     pub max_memory_mib: u64,
     /// Where compiled plugins are cached (relative to this file).
     pub cache_dir: Option<PathBuf>,
+    /// Pooling only: KiB of each finished instance's memory reset in
+    /// place rather than returned to the kernel (see `EngineSettings`).
+    pub keep_resident_kib: u64,
 }
 
 impl Default for PluginsSection {
@@ -377,6 +380,7 @@ impl Default for PluginsSection {
             pool_instances: 64,
             max_memory_mib: 256,
             cache_dir: None,
+            keep_resident_kib: 4096,
         }
     }
 }
