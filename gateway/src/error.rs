@@ -28,11 +28,15 @@ use crate::sources::report::SourceReport;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     BadRequest,
+    MissingParameter,
+    InvalidParameter,
     UnknownField,
+    UnsupportedQuery,
     BadCursor,
     Unauthenticated,
     Forbidden,
     PurposeRequired,
+    UnknownPurpose,
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
@@ -49,13 +53,17 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::BadRequest,
+        ErrorCode::MissingParameter,
+        ErrorCode::InvalidParameter,
         ErrorCode::UnknownField,
+        ErrorCode::UnsupportedQuery,
         ErrorCode::BadCursor,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
         ErrorCode::PurposeRequired,
+        ErrorCode::UnknownPurpose,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::PayloadTooLarge,
@@ -75,11 +83,15 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadRequest => "bad_request",
+            ErrorCode::MissingParameter => "missing_parameter",
+            ErrorCode::InvalidParameter => "invalid_parameter",
             ErrorCode::UnknownField => "unknown_field",
+            ErrorCode::UnsupportedQuery => "unsupported_query",
             ErrorCode::BadCursor => "bad_cursor",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::PurposeRequired => "purpose_required",
+            ErrorCode::UnknownPurpose => "unknown_purpose",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::PayloadTooLarge => "payload_too_large",
@@ -101,9 +113,13 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         match self {
             ErrorCode::BadRequest
+            | ErrorCode::MissingParameter
+            | ErrorCode::InvalidParameter
             | ErrorCode::UnknownField
+            | ErrorCode::UnsupportedQuery
             | ErrorCode::BadCursor
-            | ErrorCode::PurposeRequired => StatusCode::BAD_REQUEST,
+            | ErrorCode::PurposeRequired
+            | ErrorCode::UnknownPurpose => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
@@ -141,10 +157,19 @@ impl ErrorCode {
     pub fn doc(self) -> &'static str {
         match self {
             ErrorCode::BadRequest => {
-                "A parameter is missing, malformed or past a limit; the message names it and what is allowed."
+                "The request as a whole is refused: a query string that is not URL-encoded or past a size or count limit, a parameter given twice, parameters that contradict each other."
+            }
+            ErrorCode::MissingParameter => {
+                "A required parameter is missing; the message names it with an example."
+            }
+            ErrorCode::InvalidParameter => {
+                "A parameter's value is malformed or out of range; the message names it and what is allowed."
             }
             ErrorCode::UnknownField => {
                 "A filter, projection or grouping names a field the resource does not have; the message lists the fields."
+            }
+            ErrorCode::UnsupportedQuery => {
+                "The sources that hold the records cannot answer this query (a grouping or filter they do not support); change the query, a retry gets the same answer."
             }
             ErrorCode::BadCursor => {
                 "The cursor was altered, belongs to another query or another caller, or comes from another gateway key."
@@ -153,13 +178,16 @@ impl ErrorCode {
                 "No valid credential; `reason` says why (credential_missing, token_expired, …)."
             }
             ErrorCode::Forbidden => {
-                "The policy does not let this caller do this; `policies` names the rules that decided it."
+                "The policy does not let this caller do this; `reason` says why and `policies` names the rules that decided it."
             }
             ErrorCode::PurposeRequired => {
-                "Header `X-Purpose` is missing or not one of the declared purposes."
+                "Header `X-Purpose` is missing; every `/v1` request declares why it asks."
+            }
+            ErrorCode::UnknownPurpose => {
+                "Header `X-Purpose` is not one of the purposes the gateway declares; the message lists them."
             }
             ErrorCode::NotFound => "No such route, resource, division or serving source.",
-            ErrorCode::MethodNotAllowed => "The API answers GET only.",
+            ErrorCode::MethodNotAllowed => "The API answers GET and HEAD only (header `Allow`).",
             ErrorCode::PayloadTooLarge => {
                 "A request body past the limit; the API takes its parameters in the query string."
             }
@@ -194,6 +222,7 @@ impl ErrorCode {
             PluginError::Source(e) => match e {
                 SourceError::UpstreamTimeout(_) => ErrorCode::SourceTimeout,
                 SourceError::UpstreamUnavailable(_) => ErrorCode::SourceUnavailable,
+                SourceError::Unsupported(_) => ErrorCode::UnsupportedQuery,
                 _ => ErrorCode::SourceError,
             },
             PluginError::Trap(_) => ErrorCode::PluginTrap,
@@ -207,6 +236,73 @@ impl ErrorCode {
 }
 
 /// The table of every code, as docs/errors.md carries it.
+/// Every `reason` an error body may carry: why a credential (401) or an
+/// access (403) was refused.
+pub const REASONS: &[(&str, &str)] = &[
+    (
+        "credential_missing",
+        "401: no `Authorization` or `X-Api-Key` header.",
+    ),
+    (
+        "credential_malformed",
+        "401: the credential is not a well-formed token or key.",
+    ),
+    (
+        "token_expired",
+        "401: the token's `exp` has passed; get a new token.",
+    ),
+    (
+        "token_not_yet_valid",
+        "401: the token's `nbf` is in the future (check the clocks).",
+    ),
+    (
+        "token_signature_invalid",
+        "401: the token's signature does not verify.",
+    ),
+    (
+        "token_issuer_unknown",
+        "401: the token's issuer is not configured.",
+    ),
+    (
+        "token_audience_invalid",
+        "401: the token is for another audience.",
+    ),
+    (
+        "token_claims_invalid",
+        "401: a claim (level, division, roles) is missing or malformed.",
+    ),
+    ("api_key_unknown", "401: no such API key."),
+    (
+        "outside_jurisdiction",
+        "403: the division asked for is outside the caller's jurisdiction.",
+    ),
+    (
+        "no_policy_permits",
+        "403: no policy permits this caller, action, resource and purpose.",
+    ),
+    (
+        "forbidden_by_policy",
+        "403: a policy forbids it (`policies` names it).",
+    ),
+    (
+        "field_not_visible",
+        "403: a filter or grouping on a field the caller does not see in clear.",
+    ),
+    (
+        "role_required",
+        "403: the request needs a role the caller lacks.",
+    ),
+];
+
+/// The `reason` values as a Markdown table (docs/errors.md).
+pub fn reasons_table() -> String {
+    let mut out = String::from("| reason | meaning |\n|---|---|\n");
+    for (reason, doc) in REASONS {
+        out.push_str(&format!("| `{reason}` | {doc} |\n"));
+    }
+    out
+}
+
 pub fn codes_table() -> String {
     let mut out = String::from("| code | status | retry can help | meaning |\n|---|---|---|---|\n");
     for code in ErrorCode::ALL {
@@ -332,24 +428,42 @@ impl ApiError {
     }
 
     /// 403 naming the policies that denied it.
-    pub fn forbidden(message: impl Into<String>, policies: Vec<String>) -> Self {
+    /// 403 with its `reason` (one of [`REASONS`]) and the policies that
+    /// decided it (always present, empty when none did).
+    pub fn forbidden(
+        reason: &'static str,
+        message: impl Into<String>,
+        policies: Vec<String>,
+    ) -> Self {
         ApiError {
-            detail: (!policies.is_empty()).then(|| {
-                Box::new(Detail {
-                    policies,
-                    ..Detail::default()
-                })
-            }),
+            detail: Some(Box::new(Detail {
+                reason: Some(reason),
+                policies,
+                ..Detail::default()
+            })),
             ..Self::new(ErrorCode::Forbidden, message)
         }
     }
 
     pub fn denied(d: lianqiao_policy::Denied) -> Self {
-        Self::forbidden(d.message, d.policies)
+        Self::forbidden(d.reason, d.message, d.policies)
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::BadRequest, message)
+    }
+
+    pub fn missing(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::MissingParameter, message)
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidParameter, message)
+    }
+
+    /// A query the serving sources cannot answer, known before calling them.
+    pub fn unsupported_filter(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::UnsupportedQuery, message)
     }
 
     pub fn unknown_field(message: impl Into<String>) -> Self {
@@ -381,7 +495,12 @@ impl ApiError {
             .iter()
             .filter_map(|r| r.error.as_ref().map(ErrorCode::of))
             .collect();
-        let status = if codes.contains(&ErrorCode::SourceUnavailable)
+        // A query no failing source can answer is the caller's to change
+        // (4xx: clients do not retry it); otherwise the sources' state.
+        let status = if !codes.is_empty() && codes.iter().all(|c| *c == ErrorCode::UnsupportedQuery)
+        {
+            StatusCode::BAD_REQUEST
+        } else if codes.contains(&ErrorCode::SourceUnavailable)
             || codes.contains(&ErrorCode::CircuitOpen)
         {
             StatusCode::SERVICE_UNAVAILABLE
@@ -412,7 +531,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code.as_str(), "message": self.message });
+        let mut error = json!({
+            "code": self.code.as_str(),
+            "message": self.message,
+            "retryable": self.code.retryable(),
+        });
         if let Some(source) = &self.source {
             error["source"] = json!(source);
         }
@@ -421,7 +544,7 @@ impl IntoResponse for ApiError {
             if let Some(reason) = detail.reason {
                 error["reason"] = json!(reason);
             }
-            if !detail.policies.is_empty() {
+            if self.code == ErrorCode::Forbidden || !detail.policies.is_empty() {
                 error["policies"] = json!(detail.policies);
             }
             retry_after = detail.retry_after_s;
@@ -477,6 +600,38 @@ mod tests {
     }
 
     #[test]
+    fn every_reason_the_gateway_gives_is_documented() {
+        use lianqiao_policy::AuthError;
+        let doc = include_str!("../../docs/errors.md");
+        assert!(
+            doc.contains(&reasons_table()),
+            "docs/errors.md is out of date; its reasons table must be:\n{}",
+            reasons_table()
+        );
+        let listed = |r: &str| REASONS.iter().any(|(x, _)| *x == r);
+        for e in [
+            AuthError::Missing,
+            AuthError::Malformed,
+            AuthError::Expired,
+            AuthError::NotYetValid,
+            AuthError::BadSignature,
+            AuthError::UnknownIssuer(String::new()),
+            AuthError::WrongAudience,
+            AuthError::BadClaims(String::new()),
+            AuthError::UnknownApiKey,
+        ] {
+            assert!(listed(e.reason()), "{} is not in REASONS", e.reason());
+        }
+        for r in [
+            "outside_jurisdiction",
+            "no_policy_permits",
+            "forbidden_by_policy",
+        ] {
+            assert!(listed(r), "{r} is not in REASONS");
+        }
+    }
+
+    #[test]
     fn docs_errors_md_lists_every_code_as_the_enum_says() {
         let doc = include_str!("../../docs/errors.md");
         assert!(
@@ -494,9 +649,13 @@ mod tests {
             let client = matches!(
                 code,
                 ErrorCode::BadRequest
+                    | ErrorCode::MissingParameter
+                    | ErrorCode::InvalidParameter
                     | ErrorCode::UnknownField
+                    | ErrorCode::UnsupportedQuery
                     | ErrorCode::BadCursor
                     | ErrorCode::PurposeRequired
+                    | ErrorCode::UnknownPurpose
                     | ErrorCode::NotFound
                     | ErrorCode::MethodNotAllowed
                     | ErrorCode::PayloadTooLarge

@@ -13,6 +13,9 @@ pub struct Field {
     /// Allowed values of an enumerated text field.
     pub values: &'static [&'static str],
     pub doc: &'static str,
+    /// Written by the gateway from other fields, not read from sources:
+    /// it can be projected but not filtered on.
+    pub derived: bool,
 }
 
 #[derive(Debug)]
@@ -39,6 +42,17 @@ const fn field(name: &'static str, kind: ValueKind, doc: &'static str) -> Field 
         kind,
         values: &[],
         doc,
+        derived: false,
+    }
+}
+
+const fn derived(name: &'static str, kind: ValueKind, doc: &'static str) -> Field {
+    Field {
+        name,
+        kind,
+        values: &[],
+        doc,
+        derived: true,
     }
 }
 
@@ -52,6 +66,7 @@ const fn enumerated(
         kind: ValueKind::Text,
         values,
         doc,
+        derived: false,
     }
 }
 
@@ -137,7 +152,7 @@ pub static DIVISIONS: Entity = Entity {
         field(
             "code",
             Text,
-            "GB/T 2260 code, 9/12-digit statistical code, or local grid code.",
+            "The division's code in prefix form (docs/api.md): 15, 1501, 150103, 9/12-digit statistical codes, local grid codes.",
         ),
         field("name", Text, "Name, e.g. 新华西路街道."),
         enumerated("level", LEVELS, "Level in the hierarchy."),
@@ -147,6 +162,11 @@ pub static DIVISIONS: Entity = Entity {
             "division",
             Text,
             "The division the row belongs to (its own code).",
+        ),
+        derived(
+            "national_code",
+            Text,
+            "The six-digit GB/T 2260 form of a region, city or district code (150100 for 1501); null below district level.",
         ),
         field("households", Integer, "Households living in the division."),
         field("population", Integer, "Residents living in the division."),

@@ -10,7 +10,14 @@ use lianqiao_gateway::federation::cursor::{CursorState, SourcePosition};
 use lianqiao_gateway::model::ENTITIES;
 use proptest::prelude::*;
 
-const CODES: &[&str] = &["bad_request", "unknown_field", "bad_cursor", "not_found"];
+const CODES: &[&str] = &[
+    "bad_request",
+    "missing_parameter",
+    "invalid_parameter",
+    "unknown_field",
+    "bad_cursor",
+    "not_found",
+];
 
 /// Query strings built from the API's own vocabulary plus noise, so the
 /// parser's deeper branches are reached, not just the first refusal.

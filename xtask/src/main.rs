@@ -7,7 +7,10 @@
 //! - `demo [--check]`: plugins + data, then serve the gateway on
 //!   127.0.0.1:8080 and show sample requests (`--check`: run them and exit).
 //! - `test`: plugins + data, then every test of every workspace, then the
-//!   demo's sample requests (`demo --check` on another port).
+//!   demo's sample requests (`demo --check` on another port) and the
+//!   consumer's check against it (`tests/consumer/`: validators, generated
+//!   Python and TypeScript clients, a typed sync as the city).
+//! - `consumer`: the demo's sample requests and the consumer's check only.
 //! - `bench [n] [gate | instructions | telemetry | side]`: plugins, then the
 //!   release-built benchmark (`side` installs nginx-light if missing).
 //! - `lint`: rustfmt and clippy (`-D warnings`) over host and guest code.
@@ -30,8 +33,9 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("lint") => lint(),
         Some("schemathesis") => schemathesis(),
+        Some("consumer") => demo_then(true, &DEMO_CHECK, consumer),
         _ => {
-            Err("usage: cargo xtask <plugins | data | demo [--check] | test | bench | lint | schemathesis>".into())
+            Err("usage: cargo xtask <plugins | data | demo [--check] | test | consumer | bench | lint | schemathesis>".into())
         }
     };
     match outcome {
@@ -703,8 +707,202 @@ fn test(extra: &[String]) -> Result {
         "testing the gateway, host, simulators and end to end",
     )?;
     // The demo is part of the product: run its sample requests too, on a
-    // port of its own so a demo left running does not collide.
-    demo(true, &DEMO_CHECK)
+    // port of its own so a demo left running does not collide; then read
+    // its API the way the city platform does (`tests/consumer/`).
+    demo_then(true, &DEMO_CHECK, consumer)
+}
+
+/// `pip install` into the consumer's venv.
+fn pip_install(python: &Path, args: &[&std::ffi::OsStr], what: &str) -> Result {
+    run(
+        Command::new(python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(args),
+        what,
+    )
+}
+
+/// A token from target/demo/tokens.json by its name (`city`, `district`, …).
+fn demo_token(name: &str) -> Result<String> {
+    let tokens = std::fs::read_to_string(root().join("target/demo/tokens.json"))
+        .map_err(|e| format!("target/demo/tokens.json: {e}"))?;
+    tokens
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("\"{name}\": \"")))
+        .and_then(|rest| rest.split('"').next())
+        .map(str::to_string)
+        .ok_or(format!("no {name} token in target/demo/tokens.json"))
+}
+
+/// Run every example of docs/api.md: in its ```sh blocks, each `curl`
+/// line after a `# → <status> [code]` comment runs as written (bash, with
+/// `$LIANQIAO`, `$CITY` and `$DISTRICT` set as the guide says) and must
+/// get that status, and the code or reason when one is named.
+fn api_guide_examples(addr: &str, city: &str, district: &str) -> Result {
+    let guide = std::fs::read_to_string(root().join("docs/api.md"))
+        .map_err(|e| format!("docs/api.md: {e}"))?;
+    let (mut in_sh, mut expect, mut ran) = (false, None::<(u16, Option<String>)>, 0);
+    for line in guide.lines().map(str::trim) {
+        if line.starts_with("```") {
+            in_sh = line == "```sh";
+            continue;
+        }
+        if !in_sh {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# → ") {
+            let mut words = rest.split_whitespace();
+            let status = words
+                .next()
+                .and_then(|w| w.parse().ok())
+                .ok_or(format!("docs/api.md: no status in `{line}`"))?;
+            let code = words
+                .next()
+                .filter(|w| {
+                    w.contains('_') && w.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                })
+                .map(str::to_string);
+            expect = Some((status, code));
+        } else if line.starts_with("curl ") {
+            let (status, code) = expect.take().ok_or(format!(
+                "docs/api.md: `{line}` has no `# → <status>` above it"
+            ))?;
+            let out = Command::new("bash")
+                .arg("-c")
+                .arg(format!("{line} -w '\\n%{{http_code}}'"))
+                .env("LIANQIAO", format!("http://{addr}"))
+                .env("CITY", city)
+                .env("DISTRICT", district)
+                .output()
+                .map_err(|e| format!("bash: {e}"))?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let (body, got) = text.rsplit_once('\n').unwrap_or(("", &text));
+            if got.trim() != status.to_string()
+                || code
+                    .as_ref()
+                    .is_some_and(|c| !body.contains(&format!("\"{c}\"")))
+            {
+                return Err(format!(
+                    "docs/api.md: `{line}` answered {got} (expected {status}{}): {}",
+                    code.map(|c| format!(" {c}")).unwrap_or_default(),
+                    body.chars().take(400).collect::<String>()
+                ));
+            }
+            ran += 1;
+        }
+    }
+    if ran < 10 {
+        return Err(format!("docs/api.md: only {ran} examples found"));
+    }
+    eprintln!("xtask: the {ran} examples of docs/api.md answer as documented");
+    Ok(())
+}
+
+/// The consumer's check against a running gateway: the OpenAPI document
+/// through `openapi-spec-validator` and `redocly lint`, a Python client
+/// from `openapi-python-client` and TypeScript types from
+/// `openapi-typescript` (checked with `tsc`), then a typed sync as the
+/// city through the generated client. The tools come from PyPI and npm at
+/// the versions `tests/consumer/` pins, into `target/consumer/`.
+fn consumer(addr: &str) -> Result {
+    let dir = root().join("target/consumer");
+    let tests = root().join("tests/consumer");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let venv = dir.join("venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        run(
+            Command::new("python3").arg("-m").arg("venv").arg(&venv),
+            "creating target/consumer/venv",
+        )?;
+    }
+    pip_install(
+        &python,
+        &["-r".as_ref(), tests.join("requirements.txt").as_os_str()],
+        "installing the consumer's Python tools (PyPI)",
+    )?;
+    for file in ["package.json", "redocly.yaml"] {
+        std::fs::copy(tests.join(file), dir.join(file))
+            .map_err(|e| format!("copying tests/consumer/{file}: {e}"))?;
+    }
+    run(
+        Command::new("npm")
+            .args([
+                "install",
+                "--silent",
+                "--no-audit",
+                "--no-fund",
+                "--no-save",
+            ])
+            .current_dir(&dir),
+        "installing the consumer's npm tools",
+    )?;
+
+    let (status, document) = http_get(addr, "/openapi.json")?;
+    if status != 200 {
+        return Err(format!("/openapi.json answered {status}"));
+    }
+    let spec = dir.join("openapi.json");
+    std::fs::write(&spec, document).map_err(|e| format!("{}: {e}", spec.display()))?;
+    run(
+        Command::new(venv.join("bin/openapi-spec-validator")).arg(&spec),
+        "openapi-spec-validator /openapi.json",
+    )?;
+    let bin = dir.join("node_modules/.bin");
+    run(
+        Command::new(bin.join("redocly"))
+            .args(["lint", "--format", "stylish", "--config"])
+            .arg(dir.join("redocly.yaml"))
+            .arg(&spec),
+        "redocly lint /openapi.json",
+    )?;
+    let python_out = dir.join("python");
+    let _ = std::fs::remove_dir_all(&python_out);
+    run(
+        Command::new(venv.join("bin/openapi-python-client"))
+            .args(["generate", "--fail-on-warning", "--path"])
+            .arg(&spec)
+            .arg("--output-path")
+            .arg(&python_out),
+        "openapi-python-client generate (default names)",
+    )?;
+    pip_install(
+        &python,
+        &["--no-deps".as_ref(), python_out.as_os_str()],
+        "installing the generated Python client",
+    )?;
+    let ts = dir.join("ts");
+    std::fs::create_dir_all(&ts).map_err(|e| format!("{}: {e}", ts.display()))?;
+    run(
+        Command::new(bin.join("openapi-typescript"))
+            .arg(&spec)
+            .arg("--output")
+            .arg(ts.join("schema.d.ts")),
+        "openapi-typescript",
+    )?;
+    run(
+        Command::new(bin.join("tsc"))
+            .arg("--project")
+            .arg(tests.join("tsconfig.json")),
+        "tsc: the generated TypeScript types (tests/consumer/check.ts)",
+    )?;
+    let city = demo_token("city")?;
+    api_guide_examples(addr, &city, &demo_token("district")?)?;
+    run(
+        Command::new(&python)
+            .arg(tests.join("sync.py"))
+            .arg(&spec)
+            .arg(&python_out)
+            .arg(format!("http://{addr}"))
+            .arg(city),
+        "the city's typed sync through the generated client (tests/consumer/sync.py)",
+    )
 }
 
 /// The Prometheus server the scrape test runs (Debian's package, installed
@@ -774,13 +972,7 @@ fn schemathesis() -> Result {
     }
     demo_then(true, &DEMO_CHECK, |addr| {
         // As a district: most random divisions are outside it (403), some inside.
-        let tokens = std::fs::read_to_string(root().join("target/demo/tokens.json"))
-            .map_err(|e| format!("target/demo/tokens.json: {e}"))?;
-        let district = tokens
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("\"district\": \""))
-            .and_then(|rest| rest.split('"').next())
-            .ok_or("no district token in target/demo/tokens.json")?;
+        let district = demo_token("district")?;
         run(
             Command::new("st").args([
                 "run",

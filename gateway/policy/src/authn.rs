@@ -312,6 +312,8 @@ pub fn identity(
     {
         return Err("`sub` and `roles` may not contain control characters or commas".into());
     }
+    // A token may carry the national form of a region or city (`150100`).
+    let division = division::canonical(division);
     match division::level_of(division) {
         Some(l) if l == level => {}
         _ => {

@@ -29,6 +29,37 @@ pub fn level_of(code: &str) -> Option<Level> {
     }
 }
 
+/// The prefix form of a code, the one scope, push-down and the plugin
+/// contract use: the six-digit national (GB/T 2260) forms of a region
+/// (`150000`) and of a city (`150100`) are aliases of `15` and `1501`;
+/// every other code is already in prefix form. (A district's national
+/// code never ends in `00`: that suffix names the city itself.)
+pub fn canonical(code: &str) -> &str {
+    if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+        if code.ends_with("0000") {
+            return &code[..2];
+        }
+        if code.ends_with("00") {
+            return &code[..4];
+        }
+    }
+    code
+}
+
+/// The six-digit national form of a region, city or district code
+/// (`15` → `150000`, `1501` → `150100`, `150103` → `150103`); none below.
+pub fn national(code: &str) -> Option<String> {
+    if !code.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match code.len() {
+        2 => Some(format!("{code}0000")),
+        4 => Some(format!("{code}00")),
+        6 => Some(code.to_string()),
+        _ => None,
+    }
+}
+
 /// Whether `code` is `ancestor` or inside it.
 pub fn is_within(code: &str, ancestor: &str) -> bool {
     code.starts_with(ancestor)
@@ -102,6 +133,22 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn national_forms_are_aliases_of_the_prefix_forms() {
+        assert_eq!(canonical("150000"), "15");
+        assert_eq!(canonical("150100"), "1501");
+        assert_eq!(canonical("150103"), "150103");
+        assert_eq!(canonical("1501"), "1501");
+        assert_eq!(canonical("150103001"), "150103001");
+        assert_eq!(canonical("15010A"), "15010A");
+        for code in ["15", "1501", "150103"] {
+            let n = national(code).expect("a national form");
+            assert_eq!(n.len(), 6);
+            assert_eq!(canonical(&n), code);
+        }
+        assert_eq!(national("150103001"), None);
+    }
 
     #[test]
     fn levels_from_code_lengths() {

@@ -155,6 +155,9 @@ pub struct Denied {
     pub message: String,
     /// The forbids that denied it; empty when nothing permits it.
     pub policies: Vec<String>,
+    /// The machine-readable why: `outside_jurisdiction`,
+    /// `no_policy_permits` or `forbidden_by_policy`.
+    pub reason: &'static str,
 }
 
 /// The shown form of a text value.
@@ -209,6 +212,7 @@ impl Enforcer {
                 p.level, p.division, p.division
             ),
             policies: Vec::new(),
+            reason: "outside_jurisdiction",
         })
     }
 
@@ -235,6 +239,11 @@ impl Enforcer {
         Denied {
             message,
             policies: d.policies.clone(),
+            reason: if d.policies.is_empty() {
+                "no_policy_permits"
+            } else {
+                "forbidden_by_policy"
+            },
         }
     }
 

@@ -41,7 +41,7 @@ pub async fn explain(
                     | "as_roles"
                     | "as_purpose"
             ) {
-                return Err(ApiError::bad_request(format!(
+                return Err(ApiError::invalid(format!(
                     "unknown parameter `{k}`; use resource, division, action (list or aggregate) and, for policy admins, as_level, as_division, as_roles, as_purpose"
                 )));
             }
@@ -49,15 +49,16 @@ pub async fn explain(
         let resource = get("resource")
             .filter(|r| crate::model::entity(r).is_some())
             .ok_or_else(|| {
-                ApiError::bad_request("`resource=<name>` is required (members, cases, …)")
+                ApiError::missing("`resource=<name>` is required (members, cases, …)")
             })?;
         let division = get("division")
             .filter(|d| crate::config::is_division_code(d))
+            .map(lianqiao_policy::division::canonical)
             .unwrap_or(&caller.division);
         let action = match get("action").unwrap_or("list") {
             a @ ("list" | "aggregate") => a,
             other => {
-                return Err(ApiError::bad_request(format!(
+                return Err(ApiError::invalid(format!(
                     "`action` is list or aggregate, got `{other}`"
                 )));
             }
@@ -66,20 +67,23 @@ pub async fn explain(
         let principal = if impersonates {
             if !caller.has_role(ADMIN_ROLE) {
                 return Err(ApiError::forbidden(
+                    "role_required",
                     format!("explaining another principal's access needs the `{ADMIN_ROLE}` role"),
                     Vec::new(),
                 ));
             }
             let level = match get("as_level") {
                 Some(l) => Level::parse(l).ok_or_else(|| {
-                    ApiError::bad_request(format!("`as_level` is one of {}", Level::names()))
+                    ApiError::invalid(format!("`as_level` is one of {}", Level::names()))
                 })?,
                 None => caller.level,
             };
             Principal::new(
                 "explain",
                 level,
-                get("as_division").unwrap_or(&caller.division),
+                get("as_division")
+                    .map(lianqiao_policy::division::canonical)
+                    .unwrap_or(&caller.division),
                 get("as_roles")
                     .map(|r| r.split(',').map(str::to_string).collect::<Vec<_>>())
                     .unwrap_or_default(),

@@ -84,7 +84,7 @@ pub async fn guard(
                 Some(p) if !purposes.iter().any(|x| x == p) => {
                     record.decision = "invalid".into();
                     ApiError::new(
-                        ErrorCode::PurposeRequired,
+                        ErrorCode::UnknownPurpose,
                         format!(
                             "`{p}` is not a declared purpose; use one of {}",
                             purposes.join(", ")

@@ -296,7 +296,7 @@ fn check_filterable(
                 })
         });
         if !listed {
-            return Err(ApiError::bad_request(format!(
+            return Err(ApiError::unsupported_filter(format!(
                 "`{}` of {} cannot be filtered on: it comes from records joined after the page is assembled",
                 f.field.name, entity.name
             )));
@@ -437,7 +437,12 @@ async fn stats_inner(
 /// The OpenAPI 3.1 document, generated from the same model the handlers use.
 async fn openapi(State(live): State<Arc<Live>>) -> Json<serde_json::Value> {
     let gateway = live.current();
-    Json(openapi::document(&gateway.config.field_classes))
+    let config = &gateway.config;
+    Json(openapi::document(
+        &config.field_classes,
+        &config.policy.purposes,
+        &config.server,
+    ))
 }
 
 /// One division by code: `{data: {...}, sources: [...]}`.
@@ -459,10 +464,12 @@ async fn division_inner(
     facts: &mut Facts,
 ) -> Result<Released, ApiError> {
     if !crate::config::is_division_code(&code) {
-        return Err(ApiError::bad_request(format!(
+        return Err(ApiError::invalid(format!(
             "`{code}` is not a division code (2–32 letters or digits, e.g. 150103001)"
         )));
     }
+    // `150100` is the national form of `1501`.
+    let code = lianqiao_policy::division::canonical(&code).to_string();
     let entity = &model::DIVISIONS;
     let field = entity
         .field("code")
@@ -553,9 +560,15 @@ async fn no_route(uri: Uri) -> ApiError {
     ))
 }
 
-async fn no_method(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(
+async fn no_method(method: Method, uri: Uri) -> Response {
+    let mut response = ApiError::new(
         ErrorCode::MethodNotAllowed,
         format!("{method} is not allowed on {}; use GET", uri.path()),
     )
+    .into_response();
+    response.headers_mut().insert(
+        axum::http::header::ALLOW,
+        axum::http::HeaderValue::from_static("GET, HEAD"),
+    );
+    response
 }

@@ -13,7 +13,7 @@ use crate::federation::{FieldFilter, ListRequest};
 use crate::model::{Entity, Field};
 
 /// Parameters that are not filters.
-const RESERVED: &[&str] = &["division", "parent", "limit", "cursor", "fields", "strict"];
+pub(super) const RESERVED: &[&str] = &["division", "parent", "limit", "cursor", "fields", "strict"];
 
 /// The query string's pairs, refused past `server.max_query_bytes` (a
 /// huge query costs the gateway more than it could be worth to a caller).
@@ -42,11 +42,13 @@ fn check_filter_count(filters: &[FieldFilter], server: &ServerSection) -> Result
     Ok(())
 }
 
-fn division_code(name: &str, value: &str) -> Result<String, ApiError> {
+/// A division code from the request, in prefix form (national six-digit
+/// forms of a region or city are aliases: `150100` is `1501`).
+pub(super) fn division_code(name: &str, value: &str) -> Result<String, ApiError> {
     if is_division_code(value) {
-        Ok(value.to_string())
+        Ok(lianqiao_policy::division::canonical(value).to_string())
     } else {
-        Err(ApiError::bad_request(format!(
+        Err(ApiError::invalid(format!(
             "`{name}` must be a division code (2–32 letters or digits, e.g. 150103001), got `{value}`"
         )))
     }
@@ -66,7 +68,7 @@ fn op_of(name: &str) -> Option<FilterOp> {
 /// Parse one filter value by the field's kind.
 fn typed(field: &Field, raw: &str) -> Result<Value, ApiError> {
     let wrong =
-        |what: &str| ApiError::bad_request(format!("`{}` takes {what}, got `{raw}`", field.name));
+        |what: &str| ApiError::invalid(format!("`{}` takes {what}, got `{raw}`", field.name));
     let value = match field.kind {
         ValueKind::Text => Value::Text(raw.to_string()),
         ValueKind::Integer => Value::Integer(raw.parse().map_err(|_| wrong("an integer"))?),
@@ -89,7 +91,7 @@ fn typed(field: &Field, raw: &str) -> Result<Value, ApiError> {
         ValueKind::Timestamp => Value::Timestamp(raw.to_string()),
     };
     if !field.values.is_empty() && !field.values.contains(&raw) {
-        return Err(ApiError::bad_request(format!(
+        return Err(ApiError::invalid(format!(
             "`{}` is one of {}, got `{raw}`",
             field.name,
             field.values.join(", ")
@@ -137,7 +139,7 @@ pub fn list_request(
                     .ok()
                     .filter(|n| (1..=server.max_page_size).contains(n))
                     .ok_or_else(|| {
-                        ApiError::bad_request(format!(
+                        ApiError::invalid(format!(
                             "`limit` must be an integer from 1 to {}, got `{value}`",
                             server.max_page_size
                         ))
@@ -146,7 +148,7 @@ pub fn list_request(
             "cursor" => cursor = Some(value.clone()),
             "strict" => {
                 strict = value.parse().map_err(|_| {
-                    ApiError::bad_request(format!("`strict` is true or false, got `{value}`"))
+                    ApiError::invalid(format!("`strict` is true or false, got `{value}`"))
                 })?;
             }
             "fields" => {
@@ -170,7 +172,7 @@ pub fn list_request(
         (Some(d), _) => d,
         (None, Some(p)) => p.clone(),
         (None, None) => {
-            return Err(ApiError::bad_request(if parent_mode {
+            return Err(ApiError::missing(if parent_mode {
                 "give `parent=<code>` (children of a division) or `division=<code>` (its whole subtree)"
             } else {
                 "`division=<code>` is required (e.g. division=150103 for Huimin district), so nobody pulls a whole region by accident"
@@ -250,13 +252,13 @@ pub fn stats_request(
             .map(|(_, v)| v.as_str())
     };
     let metric = get("metric").ok_or_else(|| {
-        ApiError::bad_request("`metric=<resource>.count` is required, e.g. metric=members.count")
+        ApiError::missing("`metric=<resource>.count` is required, e.g. metric=members.count")
     })?;
     let entity = metric
         .strip_suffix(".count")
         .and_then(crate::model::entity)
         .ok_or_else(|| {
-            ApiError::bad_request(format!(
+            ApiError::invalid(format!(
                 "`metric` is <resource>.count with a resource of {}, got `{metric}`",
                 crate::model::ENTITIES
                     .iter()
@@ -267,12 +269,12 @@ pub fn stats_request(
         })?;
     let division = division_code(
         "division",
-        get("division").ok_or_else(|| ApiError::bad_request("`division=<code>` is required"))?,
+        get("division").ok_or_else(|| ApiError::missing("`division=<code>` is required"))?,
     )?;
     let division_prefix = match get("group_by") {
         None => None,
         Some(level) => Some(prefix_of(level).ok_or_else(|| {
-            ApiError::bad_request(format!(
+            ApiError::invalid(format!(
                 "`group_by` is one of region, city, district, street, community, got `{level}`"
             ))
         })?),
@@ -289,7 +291,7 @@ pub fn stats_request(
         None => false,
         Some(v) => v
             .parse()
-            .map_err(|_| ApiError::bad_request(format!("`strict` is true or false, got `{v}`")))?,
+            .map_err(|_| ApiError::invalid(format!("`strict` is true or false, got `{v}`")))?,
     };
     let mut filters = Vec::new();
     for (key, value) in pairs {
@@ -321,7 +323,7 @@ fn filter(
         Some((name, rest)) => {
             let op_name = rest.strip_suffix(']').unwrap_or(rest);
             let op = op_of(op_name).ok_or_else(|| {
-                ApiError::bad_request(format!(
+                ApiError::invalid(format!(
                     "`{key}`: unknown operator `{op_name}`; use eq, gte, lte, in or prefix"
                 ))
             })?;
@@ -330,11 +332,16 @@ fn filter(
         None => (key, FilterOp::Eq),
     };
     if RESERVED.contains(&name) {
-        return Err(ApiError::bad_request(format!("`{key}` is not a filter")));
+        return Err(ApiError::invalid(format!("`{key}` is not a filter")));
     }
     let field = entity
         .field(name)
         .ok_or_else(|| unknown_field(entity, name))?;
+    if field.derived {
+        return Err(ApiError::invalid(format!(
+            "`{name}` is written by the gateway and cannot be filtered on; filter on `code` (it accepts the national form too)"
+        )));
+    }
     let values = match op {
         FilterOp::OneOf => {
             let listed = value.split(',').count();
@@ -352,7 +359,7 @@ fn filter(
         _ => vec![typed(field, value)?],
     };
     if op == FilterOp::Prefix && field.kind != ValueKind::Text {
-        return Err(ApiError::bad_request(format!(
+        return Err(ApiError::invalid(format!(
             "`{name}[prefix]` needs a text field"
         )));
     }
@@ -379,13 +386,22 @@ mod tests {
     }
 
     #[test]
+    fn national_forms_of_a_city_or_region_mean_the_prefix_form() {
+        assert_eq!(parse("division=150100").unwrap().scope, vec!["1501"]);
+        assert_eq!(parse("division=150000").unwrap().scope, vec!["15"]);
+        assert_eq!(parse("division=150103").unwrap().scope, vec!["150103"]);
+    }
+
+    #[test]
     fn bad_input_says_what_to_fix() {
         let e = parse("limit=5").unwrap_err();
+        assert_eq!(e.code, "missing_parameter");
         assert!(e.message.contains("`division=<code>` is required"));
         let e = parse("division=150103&limit=0").unwrap_err();
+        assert_eq!(e.code, "invalid_parameter");
         assert!(e.message.contains("from 1 to 1000"), "{}", e.message);
         let e = parse("division=15%27--").unwrap_err();
-        assert_eq!(e.code, "bad_request");
+        assert_eq!(e.code, "invalid_parameter");
         let e = parse("division=150103&colour=red").unwrap_err();
         assert_eq!(e.code, "unknown_field");
         assert!(e.message.contains("tier"), "{}", e.message);
@@ -398,6 +414,7 @@ mod tests {
         let e = parse("division=150103&households[gt]=3").unwrap_err();
         assert!(e.message.contains("unknown operator `gt`"), "{}", e.message);
         let e = parse("division=150103&division=150104").unwrap_err();
+        assert_eq!(e.code, "bad_request");
         assert!(e.message.contains("twice"), "{}", e.message);
         let e = parse("division=150103&fields=name,colour").unwrap_err();
         assert_eq!(e.code, "unknown_field");

@@ -99,7 +99,7 @@ impl<'g> StatsGate<'g> {
         };
         if let Some(by) = request.by {
             if !enforcer.catalog.groupable(kind, by.name) {
-                return Err(ApiError::bad_request(format!(
+                return Err(ApiError::invalid(format!(
                     "statistics cannot be grouped by `{}`: only categories can (fields.toml `group = true`); {kind} can be grouped by {}",
                     by.name,
                     list(&enforcer.catalog.groupable_fields(kind))
@@ -108,6 +108,7 @@ impl<'g> StatsGate<'g> {
             if !grant.may_group(by.name) {
                 facts.decision = Some("deny");
                 return Err(ApiError::forbidden(
+                    "field_not_visible",
                     format!(
                         "your access does not let you count {kind} by `{}`; you may count them by {}",
                         by.name,
@@ -127,6 +128,7 @@ impl<'g> StatsGate<'g> {
             }
             facts.decision = Some("deny");
             return Err(ApiError::forbidden(
+                "field_not_visible",
                 format!(
                     "cannot filter statistics on `{name}`: counts may be filtered on the division and on fields you may group by ({}){}",
                     list(&allowed()),
@@ -228,6 +230,18 @@ impl<'g> StatsGate<'g> {
                     c.key.as_ref(),
                     Some(c.count),
                 ));
+            }
+            // Every division asked for is listed: a covered one no source
+            // counted anything in is an exact zero (the caller may list
+            // the records, so an empty cell discloses nothing).
+            if request.by.is_none() {
+                for division in groups.iter().flatten() {
+                    let counted = cells.iter().any(|c| c.division.as_ref() == Some(division));
+                    if !counted && !uncovered.contains(division) {
+                        data.push(cell_json(Some(division), None, Some(0)));
+                    }
+                }
+                data.sort_by(|a, b| a["division"].as_str().cmp(&b["division"].as_str()));
             }
         } else {
             // True counts by (division, key); the universe's cells start at 0.

@@ -51,6 +51,7 @@ impl<'g> ListGate<'g> {
             if let Some(how) = not_clear(grant.visibility(f.field.name)) {
                 facts.decision = Some("deny");
                 return Err(ApiError::forbidden(
+                    "field_not_visible",
                     format!(
                         "cannot filter on `{}`: your access shows it {how}; filter on fields you see in clear",
                         f.field.name

@@ -42,13 +42,26 @@ pub enum ListError {
 /// rows itself (a source cannot push a filter down) and pages come back short.
 const MAX_ROUNDS: usize = 8;
 
+/// Rounds an empty page may take before it is answered with a cursor
+/// anyway (sources that cannot push a filter down and hold long runs of
+/// rows it rejects).
+const MAX_EMPTY_ROUNDS: usize = 64;
+
 /// Answer a list request: fan out, merge, and when gateway-side filters
 /// left the page short, continue from the new position for a few rounds
 /// so callers rarely see short pages.
 pub async fn execute(sources: &SourceSet, request: &ListRequest) -> Result<ListOutcome, ListError> {
+    let mut widened = request.clone();
+    super::codes::widen_filters(&mut widened);
+    let request = &widened;
     let mut outcome = execute_round(sources, request).await?;
     let mut rounds = 1;
-    while rounds < MAX_ROUNDS && (outcome.rows.len() as u32) < request.limit && !outcome.partial() {
+    // An empty page keeps going longer: it must not hand out a cursor
+    // (a client would read "nothing here, but more" as a fault).
+    while !outcome.partial()
+        && ((rounds < MAX_ROUNDS && (outcome.rows.len() as u32) < request.limit)
+            || (rounds < MAX_EMPTY_ROUNDS && outcome.rows.is_empty()))
+    {
         let Some(cursor) = outcome.next.take() else {
             break;
         };
@@ -70,6 +83,11 @@ pub async fn execute(sources: &SourceSet, request: &ListRequest) -> Result<ListO
         }
         rounds += 1;
     }
+    if outcome.rows.is_empty() && outcome.partial() {
+        // Nothing was consumed: the same request (same cursor) is the retry.
+        outcome.next = None;
+    }
+    super::codes::present(request, &mut outcome.rows);
     Ok(outcome)
 }
 

@@ -1,6 +1,7 @@
 //! Federation: which sources answer a query, calling them in parallel, and
 //! merging their pages into one stable, resumable order.
 
+pub mod codes;
 pub mod cursor;
 pub mod enrich;
 pub mod executor;

@@ -794,6 +794,23 @@ impl TestGateway {
         (status, body)
     }
 
+    /// Wait (up to 60 s) until the division registry holds more than
+    /// `divisions` entries (for configs with `registry_refresh_s` on).
+    pub async fn wait_for_registry(&self, divisions: u64) {
+        let began = std::time::Instant::now();
+        loop {
+            let (_, ready) = self.get("/readyz").await;
+            if ready["policy"]["registry_divisions"].as_u64().unwrap_or(0) > divisions {
+                return;
+            }
+            assert!(
+                began.elapsed().as_secs() < 60,
+                "the registry did not reach {divisions} divisions: {ready}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// GET `path` as the principal holding `token`, for `purpose`.
     pub async fn get_as(
         &self,
@@ -845,16 +862,34 @@ impl Drop for TestGateway {
 
 /// GET `url` (plain HTTP) with `headers`: the status and the body as text.
 pub async fn http_get_with(url: &str, headers: &[(&str, &str)]) -> anyhow::Result<(u16, String)> {
+    let (status, _, body) = http_request("GET", url, headers).await?;
+    Ok((status, body))
+}
+
+/// Any method to `url` (plain HTTP, no body) with `headers`: the status,
+/// the response headers and the body as text.
+pub async fn http_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(u16, hyper::HeaderMap, String)> {
     let client: Client<HttpConnector, Empty<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
-    let mut request = hyper::Request::get(url);
+    let mut request = hyper::Request::builder()
+        .method(hyper::Method::from_bytes(method.as_bytes())?)
+        .uri(url);
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
     let response = client.request(request.body(Empty::new())?).await?;
     let status = response.status().as_u16();
+    let response_headers = response.headers().clone();
     let body = response.into_body().collect().await?.to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    Ok((
+        status,
+        response_headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    ))
 }
 
 /// GET `url` (plain HTTP): the body of a 2xx answer.

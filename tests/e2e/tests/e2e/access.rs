@@ -97,11 +97,13 @@ async fn every_request_needs_a_valid_credential_and_a_purpose() {
         .get_with(path, &[("authorization", ""), ("x-api-key", TEST_API_KEY)])
         .await;
     assert_eq!(status, 200, "{body}");
-    // No purpose, or one not declared in config: 400 purpose_required.
-    for purpose in ["", "curiosity"] {
+    // No purpose: 400 purpose_required; one not declared in config: 400
+    // unknown_purpose (a client can tell "forgot it" from "wrong one").
+    for (purpose, code) in [("", "purpose_required"), ("curiosity", "unknown_purpose")] {
         let (status, body) = gw.get_with(path, &[("x-purpose", purpose)]).await;
         assert_eq!(status, 400, "{body}");
-        assert_eq!(body["error"]["code"], "purpose_required", "{body}");
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert_eq!(body["error"]["retryable"], false, "{body}");
         assert!(
             body["error"]["message"]
                 .as_str()
@@ -413,19 +415,8 @@ async fn the_division_registry_reaches_the_policy() {
     )
     .unwrap();
     let gw = dir.start().await;
-    let began = std::time::Instant::now();
-    loop {
-        let (_, ready) = gw.get("/readyz").await;
-        // Huimin: the district, 8 streets, 50 communities and 537 grids.
-        if ready["policy"]["registry_divisions"].as_u64().unwrap_or(0) >= 596 {
-            break;
-        }
-        assert!(
-            began.elapsed().as_secs() < 30,
-            "registry not loaded: {ready}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    // Huimin: the district, 8 streets, 50 communities and 537 grids.
+    gw.wait_for_registry(595).await;
     let street = token("street", "150103001", &[]);
     let (status, body) = gw
         .get_as(

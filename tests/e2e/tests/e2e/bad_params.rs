@@ -9,22 +9,22 @@ async fn bad_parameters_are_400_with_code_and_fix() {
     let cases = [
         (
             "/v1/grids?limit=5",
-            "bad_request",
+            "missing_parameter",
             "`division=<code>` is required",
         ),
         (
             "/v1/grids?division=150103&limit=0",
-            "bad_request",
+            "invalid_parameter",
             "from 1 to 1000",
         ),
         (
             "/v1/grids?division=150103&limit=ten",
-            "bad_request",
+            "invalid_parameter",
             "got `ten`",
         ),
         (
             "/v1/grids?division=150103'%20OR%201=1",
-            "bad_request",
+            "invalid_parameter",
             "division code",
         ),
         (
@@ -34,22 +34,22 @@ async fn bad_parameters_are_400_with_code_and_fix() {
         ),
         (
             "/v1/grids?division=150103&tier=huge",
-            "bad_request",
+            "invalid_parameter",
             "big, medium, small, micro",
         ),
         (
             "/v1/grids?division=150103&households=many",
-            "bad_request",
+            "invalid_parameter",
             "takes an integer",
         ),
         (
             "/v1/grids?division=150103&households[gt]=3",
-            "bad_request",
+            "invalid_parameter",
             "unknown operator `gt`",
         ),
         (
             "/v1/grids?division=150103&strict=maybe",
-            "bad_request",
+            "invalid_parameter",
             "true or false",
         ),
         (
@@ -62,8 +62,12 @@ async fn bad_parameters_are_400_with_code_and_fix() {
             "bad_cursor",
             "malformed",
         ),
-        ("/v1/divisions", "bad_request", "parent=<code>"),
-        ("/v1/divisions/15%25", "bad_request", "not a division code"),
+        ("/v1/divisions", "missing_parameter", "parent=<code>"),
+        (
+            "/v1/divisions/15%25",
+            "invalid_parameter",
+            "not a division code",
+        ),
         ("/v1/nowhere", "not_found", "no resource `nowhere`"),
         ("/v2/grids", "not_found", "no such route"),
     ];

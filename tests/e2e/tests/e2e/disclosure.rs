@@ -53,7 +53,7 @@ async fn the_city_cannot_count_members_by_id_number_or_phone() {
             )
             .await;
         assert_eq!(status, 400, "by={by}: {body}");
-        assert_eq!(body["error"]["code"], "bad_request");
+        assert_eq!(body["error"]["code"], "invalid_parameter");
         let message = body["error"]["message"].as_str().unwrap();
         assert!(
             message.contains("cannot be grouped") && message.contains("gender"),

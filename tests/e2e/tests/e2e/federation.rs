@@ -434,7 +434,7 @@ async fn the_openapi_document_describes_every_resource_and_class() {
         );
     }
     assert!(doc["paths"]["/v1/stats"]["get"].is_object());
-    let member = &doc["components"]["schemas"]["members"]["properties"];
+    let member = &doc["components"]["schemas"]["Member"]["properties"];
     assert_eq!(member["id_number"]["x-lianqiao-class"], "sensitive");
     assert_eq!(member["phone"]["x-lianqiao-class"], "personal");
     // A date only some callers see in clear is a string of its masked form.
