@@ -163,11 +163,15 @@ fn filter_parameter(entity: &Entity, field: &Field, op: Option<(&str, &str)>) ->
         field.kind,
         ValueKind::Integer | ValueKind::Float | ValueKind::Date | ValueKind::Timestamp
     );
-    let value_schema = if field.values.is_empty() {
+    let mut value_schema = if field.values.is_empty() {
         kind_schema(field.kind)
     } else {
         reference(&enum_name(entity, field))
     };
+    if value_schema["type"] == "string" {
+        // An empty value is no filter; the gateway refuses it.
+        value_schema["minLength"] = json!(1);
+    }
     let (name, schema, description) = match op {
         None => (
             field.name.to_string(),
@@ -176,7 +180,7 @@ fn filter_parameter(entity: &Entity, field: &Field, op: Option<(&str, &str)>) ->
         ),
         Some(("in", what)) => (
             format!("{}[in]", field.name),
-            json!({ "type": "string" }),
+            json!({ "type": "string", "minLength": 1 }),
             format!(
                 "Filter: rows whose `{}` is {what} (e.g. `a,b`; at most `server.max_in_values`).",
                 field.name
@@ -189,7 +193,7 @@ fn filter_parameter(entity: &Entity, field: &Field, op: Option<(&str, &str)>) ->
         ),
         Some(("prefix", what)) if field.kind == ValueKind::Text && field.values.is_empty() => (
             format!("{}[prefix]", field.name),
-            json!({ "type": "string" }),
+            json!({ "type": "string", "minLength": 1 }),
             format!("Filter: rows whose `{}` {what} this.", field.name),
         ),
         Some(_) => return None,
@@ -322,27 +326,23 @@ fn list_path(entity: &Entity) -> Value {
         reference(&format!("{}List", schema_name(entity))),
     );
     // How a client walks on from a page (and stateful testers follow).
-    let mut links = json!({
-        "nextPage": {
+    // Divisions take `division` or `parent`, which one link cannot say.
+    ok["links"] = if entity.name == crate::model::DIVISIONS.name {
+        json!({ "firstDivision": {
+            "operationId": "get_division",
+            "description": "The first division of the page, alone.",
+            "parameters": { "code": "$response.body#/data/0/id" },
+        } })
+    } else {
+        json!({ "nextPage": {
             "operationId": list_operation(entity),
             "description": "The next page of the same query.",
             "parameters": {
                 "cursor": "$response.body#/page/next_cursor",
                 "division": "$request.query.division",
             },
-        },
-    });
-    if entity.name == crate::model::DIVISIONS.name {
-        links["firstDivision"] = json!({
-            "operationId": "get_division",
-            "description": "The first division of the page, alone.",
-            "parameters": { "code": "$response.body#/data/0/id" },
-        });
-        if let Some(next) = links.get_mut("nextPage") {
-            next["parameters"]["parent"] = json!("$request.query.parent");
-        }
-    }
-    ok["links"] = links;
+        } })
+    };
     responses.insert("200".into(), ok);
     let tag = if entity.name == crate::model::DIVISIONS.name {
         "divisions"
@@ -417,7 +417,7 @@ fn stats_path(classes: &FieldClasses) -> Value {
             None => json!({ "type": "string" }),
         };
         parameters.push(json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": format!("Count only records whose `{name}` equals this (resources with the field; categories the caller may group by or sees in clear).") }));
-        parameters.push(json!({ "name": format!("{name}[in]"), "in": "query", "required": false, "schema": { "type": "string" }, "description": format!("Count only records whose `{name}` is one of these comma-separated values.") }));
+        parameters.push(json!({ "name": format!("{name}[in]"), "in": "query", "required": false, "schema": { "type": "string", "minLength": 1 }, "description": format!("Count only records whose `{name}` is one of these comma-separated values.") }));
     }
     let mut responses = error_responses(true);
     responses.insert(
@@ -647,11 +647,11 @@ fn parameters(purposes: &[String], server: &ServerSection) -> Value {
             "description": "Rows per page.",
         },
         "Cursor": {
-            "name": "cursor", "in": "query", "required": false, "schema": { "type": "string" },
+            "name": "cursor", "in": "query", "required": false, "schema": { "type": "string", "minLength": 1 },
             "description": "`page.next_cursor` of the previous page of the same query, by the same caller.",
         },
         "Fields": {
-            "name": "fields", "in": "query", "required": false, "schema": { "type": "string" },
+            "name": "fields", "in": "query", "required": false, "schema": { "type": "string", "minLength": 1 },
             "description": "Comma-separated projection (`id` always comes).",
             "example": "id,name",
         },

@@ -145,6 +145,11 @@ pub fn list_request(
                         ))
                     })?;
             }
+            "cursor" | "fields" if value.is_empty() => {
+                return Err(ApiError::invalid(format!(
+                    "`{key}` is empty; leave it out (the first page, every field)"
+                )));
+            }
             "cursor" => cursor = Some(value.clone()),
             "strict" => {
                 strict = value.parse().map_err(|_| {
@@ -331,6 +336,11 @@ fn filter(
         }
         None => (key, FilterOp::Eq),
     };
+    if value.is_empty() {
+        return Err(ApiError::invalid(format!(
+            "`{key}` is empty; leave it out to not filter on `{name}`"
+        )));
+    }
     if RESERVED.contains(&name) {
         return Err(ApiError::invalid(format!("`{key}` is not a filter")));
     }

@@ -68,6 +68,16 @@ async fn bad_parameters_are_400_with_code_and_fix() {
             "invalid_parameter",
             "not a division code",
         ),
+        (
+            "/v1/grids?division=150103&name=",
+            "invalid_parameter",
+            "leave it out",
+        ),
+        (
+            "/v1/grids?division=150103&cursor=",
+            "invalid_parameter",
+            "leave it out",
+        ),
         ("/v1/nowhere", "not_found", "no resource `nowhere`"),
         ("/v2/grids", "not_found", "no such route"),
     ];
