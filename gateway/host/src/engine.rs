@@ -44,10 +44,10 @@ pub struct EngineSettings {
     /// reset in place (only the pages it touched, found with the kernel's
     /// `PAGEMAP_SCAN` where available) instead of being handed back to the
     /// kernel with `madvise`. Each `madvise` of a used slot shoots down TLB
-    /// entries on every core (an IPI per call under load), and the next
-    /// instance in the slot faults its pages back in; resetting in place
-    /// costs a `memset` of the dirty pages and keeps up to this much
-    /// resident per warm slot.
+    /// entries on every core and the next instance faults its pages back
+    /// in; resetting in place costs a `memset` instead. Measured on the
+    /// project's machine, 4 MiB cost 7–29% more CPU per plugin request
+    /// than 0, so the default is 0 (BENCHMARKS.md, "Instance memory reset").
     pub keep_resident_kib: u64,
 }
 
@@ -58,7 +58,7 @@ impl Default for EngineSettings {
             pool_instances: 64,
             max_memory_mib: 256,
             cache_dir: None,
-            keep_resident_kib: 4096,
+            keep_resident_kib: 0,
         }
     }
 }

@@ -380,7 +380,7 @@ impl Default for PluginsSection {
             pool_instances: 64,
             max_memory_mib: 256,
             cache_dir: None,
-            keep_resident_kib: 4096,
+            keep_resident_kib: 0,
         }
     }
 }
