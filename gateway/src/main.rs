@@ -54,6 +54,17 @@ enum Command {
     Check {
         #[arg(long, default_value = "config/lianqiao.toml")]
         config: PathBuf,
+        /// Also ask every source for a sample of each entity it serves and
+        /// check it against the unified model (kinds, allowed values,
+        /// unique ids, division codes): catches broken mappings.
+        #[arg(long)]
+        probe: bool,
+        /// Probe only this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Rows sampled per entity.
+        #[arg(long, default_value_t = 500)]
+        sample: u32,
     },
     /// Access policies: validate, test, explain.
     #[command(subcommand)]
@@ -121,6 +132,52 @@ static LOG_WRITER: std::sync::Mutex<Option<lianqiao_gateway::telemetry::logwrite
 static TRACES: std::sync::OnceLock<lianqiao_gateway::telemetry::otel::Traces> =
     std::sync::OnceLock::new();
 
+/// `check --probe`: every source (or the one named), sampled and held
+/// against the model; a failure for any problem.
+async fn probe_sources(
+    gateway: &lianqiao_gateway::state::Gateway,
+    only: Option<&str>,
+    sample: u32,
+) -> ExitCode {
+    let mut failed = false;
+    let mut probed = 0;
+    for source in &gateway.sources.sources {
+        if only.is_some_and(|name| name != source.name()) {
+            continue;
+        }
+        probed += 1;
+        let report = lianqiao_gateway::sources::probe::probe(source, sample).await;
+        let sampled: Vec<String> = report
+            .sampled
+            .iter()
+            .map(|(entity, rows)| format!("{entity} {rows}"))
+            .collect();
+        println!(
+            "probe {}: sampled {}",
+            source.name(),
+            if sampled.is_empty() {
+                "nothing".to_string()
+            } else {
+                sampled.join(", ")
+            }
+        );
+        for problem in &report.problems {
+            println!("  {}: {problem}", source.config.file.display());
+        }
+        failed |= !report.ok();
+    }
+    if probed == 0 {
+        eprintln!("no source named `{}`", only.unwrap_or_default());
+        return ExitCode::FAILURE;
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        println!("probe: every sampled row fits the unified model");
+        ExitCode::SUCCESS
+    }
+}
+
 fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -152,7 +209,12 @@ async fn run(command: Command) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Check { config } => match load(&config).await {
+        Command::Check {
+            config,
+            probe,
+            source,
+            sample,
+        } => match load(&config).await {
             Ok(gateway) => {
                 println!(
                     "{}: OK, {} source(s): {}",
@@ -160,7 +222,10 @@ async fn run(command: Command) -> ExitCode {
                     gateway.sources.sources.len(),
                     gateway.coverage_summary()
                 );
-                ExitCode::SUCCESS
+                if !probe {
+                    return ExitCode::SUCCESS;
+                }
+                probe_sources(&gateway, source.as_deref(), sample).await
             }
             Err(()) => ExitCode::FAILURE,
         },

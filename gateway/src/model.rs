@@ -517,9 +517,77 @@ pub fn parse_field_classes(text: &str) -> Result<FieldClasses, Vec<(String, Stri
     }
 }
 
+/// A kind's name, as `fields` in a source file and docs/model.md write it.
+pub fn kind_name(kind: ValueKind) -> &'static str {
+    match kind {
+        ValueKind::Boolean => "boolean",
+        ValueKind::Integer => "integer",
+        ValueKind::Float => "float",
+        ValueKind::Text => "text",
+        ValueKind::Date => "date",
+        ValueKind::Timestamp => "timestamp",
+    }
+}
+
+/// The unified model as Markdown tables, one per resource (the generated
+/// part of docs/model.md; a test keeps the two in step).
+pub fn reference_markdown(classes: &FieldClasses) -> String {
+    let mut out = String::new();
+    for (i, entity) in ENTITIES.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "### `{}`\n\n{}\n\n| field | kind | class | masked as | statistics group by | values | meaning |\n|---|---|---|---|---|---|---|\n",
+            entity.name, entity.doc
+        ));
+        for field in entity.fields {
+            let spec = classes.field(entity.name, field.name);
+            let mask = spec
+                .map(|s| s.mask)
+                .filter(|m| *m != Mask::Withhold)
+                .and_then(|m| serde_json::to_value(m).ok())
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| "—".into());
+            out.push_str(&format!(
+                "| `{}` | {}{} | {} | {} | {} | {} | {} |\n",
+                field.name,
+                kind_name(field.kind),
+                if field.derived { " (derived)" } else { "" },
+                classes.class(entity.name, field.name).as_str(),
+                mask,
+                if classes.groupable(entity.name, field.name) {
+                    "yes"
+                } else {
+                    "—"
+                },
+                if field.values.is_empty() {
+                    "—".to_string()
+                } else {
+                    field.values.join(", ")
+                },
+                field.doc.replace('|', "\\|"),
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docs_model_md_is_generated_from_the_model() {
+        let classes = parse_field_classes(include_str!("../../config/fields.toml"))
+            .unwrap_or_else(|p| panic!("fields.toml: {p:?}"));
+        let generated = reference_markdown(&classes);
+        let doc = include_str!("../../docs/model.md");
+        assert!(
+            doc.contains(&generated),
+            "docs/model.md is out of date; its generated part must be:\n{generated}"
+        );
+    }
 
     #[test]
     fn the_shipped_fields_file_classes_every_field() {

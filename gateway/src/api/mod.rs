@@ -471,9 +471,11 @@ async fn division_inner(
     // `150100` is the national form of `1501`.
     let code = lianqiao_policy::division::canonical(&code).to_string();
     let entity = &model::DIVISIONS;
+    // By the row's unified code (`division`), not its `code` field: a
+    // source may keep a local code there.
     let field = entity
-        .field("code")
-        .ok_or_else(|| ApiError::not_found("no code field"))?;
+        .field("division")
+        .ok_or_else(|| ApiError::not_found("no division field"))?;
     let mut request = ListRequest {
         entity,
         scope: vec![code.clone()],

@@ -7,6 +7,7 @@ pub mod breaker;
 mod cache;
 pub mod call;
 pub mod health;
+pub mod probe;
 pub mod report;
 pub mod retry;
 

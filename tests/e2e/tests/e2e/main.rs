@@ -13,6 +13,7 @@ mod districts;
 mod federation;
 mod plugin_faults;
 mod policy_props;
+mod probe;
 mod prometheus;
 mod received;
 mod reload;

@@ -1,0 +1,209 @@
+//! `lianqiao check --probe`: ask every source for a bounded sample of each
+//! entity it serves and hold what comes back against the unified model,
+//! so a broken mapping fails at integration time, not at request time.
+//!
+//! What a probe finds: a mapping that does not run (a missing table or a
+//! misspelt column surfaces as the source's own error), cells of the wrong
+//! kind, values outside an enumerated field's set (a typo served as
+//! `"tier":"tiny"` that `tier=micro` would never find), duplicate ids,
+//! division codes that are not unified codes (letters in a local grid
+//! code), parents that are not codes, and anything the plugin contract
+//! refuses (rows outside the scope, out of order).
+
+use std::collections::{BTreeMap, HashSet};
+
+use lianqiao_host::contract::{Query, Value, ValueKind};
+use lianqiao_policy::division;
+
+use super::Source;
+use crate::model::{self, kind_name};
+
+/// What one probe of one source found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// (entity, rows sampled) for entities that answered.
+    pub sampled: Vec<(String, usize)>,
+    /// Problems, each with its count and a first example.
+    pub problems: Vec<String>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Problems of one kind, counted, with the first example kept.
+#[derive(Default)]
+struct Tally(BTreeMap<String, (usize, String)>);
+
+impl Tally {
+    fn add(&mut self, problem: String, example: impl FnOnce() -> String) {
+        let entry = self.0.entry(problem).or_insert_with(|| (0, example()));
+        entry.0 += 1;
+    }
+
+    fn into_lines(self, entity: &str) -> impl Iterator<Item = String> {
+        let entity = entity.to_string();
+        self.0.into_iter().map(move |(problem, (n, example))| {
+            format!("{entity}: {problem} ({n} of the sampled rows; first: {example})")
+        })
+    }
+}
+
+fn kind_of(value: &Value) -> Option<ValueKind> {
+    Some(match value {
+        Value::Null => return None,
+        Value::Boolean(_) => ValueKind::Boolean,
+        Value::Integer(_) => ValueKind::Integer,
+        Value::Float(_) => ValueKind::Float,
+        Value::Text(_) => ValueKind::Text,
+        Value::Date(_) => ValueKind::Date,
+        Value::Timestamp(_) => ValueKind::Timestamp,
+    })
+}
+
+/// Whether a cell of kind `got` can stand for the model's `want` (an
+/// integer is a float without a fraction; dates and timestamps may come as
+/// text in their ISO form).
+fn fits(want: ValueKind, got: ValueKind, value: &Value) -> bool {
+    match (want, got) {
+        (w, g) if w == g => true,
+        (ValueKind::Float, ValueKind::Integer) => true,
+        (ValueKind::Date, ValueKind::Text) => {
+            matches!(value, Value::Text(t) if t.len() == 10 && t.as_bytes()[4] == b'-' && t.as_bytes()[7] == b'-')
+        }
+        (ValueKind::Timestamp, ValueKind::Text) => {
+            matches!(value, Value::Text(t) if t.len() >= 19 && t.as_bytes()[10] == b'T')
+        }
+        _ => false,
+    }
+}
+
+/// The code convention, for messages.
+const CONVENTION: &str = "a unified division code is 2 (region), 4 (city), 6 (district), 9 (street) or 12 (community) digits, then two more per grid tier, each code starting with its parent's";
+
+/// Probe `source`: up to `sample` rows of each entity it serves, from its
+/// whole coverage.
+pub async fn probe(source: &Source, sample: u32) -> Report {
+    let mut report = Report::default();
+    let manifest = source.plugin.manifest().clone();
+    for served in &manifest.entities {
+        let Some(entity) = model::entity(&served.name) else {
+            continue;
+        };
+        let projection: Vec<String> = served
+            .fields
+            .iter()
+            .filter(|f| entity.field(&f.name).is_some())
+            .map(|f| f.name.clone())
+            .collect();
+        let query = Query {
+            entity: served.name.clone(),
+            scope: source.config.coverage.clone(),
+            filters: vec![],
+            projection,
+            limit: sample,
+            cursor: None,
+        };
+        let page = match source.plugin.query(query).await {
+            Ok(page) => page,
+            Err(e) => {
+                report.problems.push(format!(
+                    "{}: the mapping does not run: {}",
+                    served.name,
+                    crate::redact::operator(&e)
+                ));
+                continue;
+            }
+        };
+        let mut tally = Tally::default();
+        let mut ids = HashSet::new();
+        let column = |name: &str| page.columns.iter().position(|c| c == name);
+        let (id_at, division_at) = (column("id"), column("division"));
+        for row in &page.rows {
+            let id = match id_at.and_then(|i| row.get(i)) {
+                Some(Value::Text(t)) => t.clone(),
+                _ => String::new(),
+            };
+            if !ids.insert(id.clone()) {
+                tally.add("`id` is not unique".into(), || format!("id `{id}`"));
+            }
+            for (name, value) in page.columns.iter().zip(row) {
+                let Some(field) = entity.field(name) else {
+                    continue;
+                };
+                if let Some(got) = kind_of(value)
+                    && !fits(field.kind, got, value)
+                {
+                    tally.add(
+                        format!(
+                            "`{name}` is {} in the model but the mapping gives {}",
+                            kind_name(field.kind),
+                            kind_name(got)
+                        ),
+                        || format!("row `{id}`"),
+                    );
+                }
+                if let Value::Text(text) = value
+                    && !field.values.is_empty()
+                    && !field.values.contains(&text.as_str())
+                {
+                    tally.add(
+                        format!(
+                            "`{name}` = `{text}` is not a value of the model ({})",
+                            field.values.join(", ")
+                        ),
+                        || format!("row `{id}`"),
+                    );
+                }
+            }
+            if let Some(Value::Text(code)) = division_at.and_then(|i| row.get(i))
+                && division::level_of(code).is_none()
+            {
+                tally.add(
+                    format!("`division` is not a unified division code: {CONVENTION}"),
+                    || format!("row `{id}`, division `{code}`"),
+                );
+            }
+            if served.name == model::DIVISIONS.name
+                && let Some(Value::Text(parent)) = column("parent").and_then(|i| row.get(i))
+                && division::level_of(division::canonical(parent)).is_none()
+            {
+                tally.add(
+                    format!("`parent` is not a unified division code: {CONVENTION}"),
+                    || format!("row `{id}`, parent `{parent}`"),
+                );
+            }
+        }
+        report.problems.extend(tally.into_lines(&served.name));
+        report.sampled.push((served.name.clone(), page.rows.len()));
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_fit_the_model_with_iso_text_for_dates() {
+        let date = Value::Text("2021-07-01".into());
+        assert!(fits(ValueKind::Date, ValueKind::Text, &date));
+        assert!(!fits(
+            ValueKind::Date,
+            ValueKind::Text,
+            &Value::Text("July".into())
+        ));
+        assert!(fits(
+            ValueKind::Float,
+            ValueKind::Integer,
+            &Value::Integer(3)
+        ));
+        assert!(!fits(
+            ValueKind::Integer,
+            ValueKind::Text,
+            &Value::Text("3".into())
+        ));
+    }
+}

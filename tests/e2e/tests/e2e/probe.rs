@@ -1,0 +1,101 @@
+//! `lianqiao check --probe` (issue 18): a mapping that loads but serves
+//! wrong data fails the probe with a message that says what to fix.
+
+use lianqiao_e2e::{ConfigDir, workspace_root};
+
+/// Run `lianqiao check --probe` on `dir`: (success, stdout + stderr).
+fn probe(dir: &ConfigDir) -> (bool, String) {
+    let binary = workspace_root().join("target/debug/lianqiao");
+    assert!(
+        binary.exists(),
+        "build the gateway first: {}",
+        binary.display()
+    );
+    let out = std::process::Command::new(binary)
+        .args(["check", "--probe", "--sample", "200", "--config"])
+        .arg(dir.main_file())
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run lianqiao check --probe");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_shipped_mapping_passes_the_probe() {
+    let (ok, text) = probe(&ConfigDir::new().with_huimin());
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("probe huimin: sampled divisions 200, grids 200"),
+        "{text}"
+    );
+    assert!(
+        text.contains("every sampled row fits the unified model"),
+        "{text}"
+    );
+}
+
+#[test]
+fn broken_mappings_fail_the_probe_with_what_to_fix() {
+    let cases = [
+        (
+            "a misspelt column",
+            "g.households AS households",
+            "g.househlds AS households",
+            "grids: the mapping does not run",
+        ),
+        (
+            "a value outside the model",
+            "g.tier AS tier",
+            "'tiny' AS tier",
+            "`tier` = `tiny` is not a value of the model (big, medium, small, micro)",
+        ),
+        (
+            "a kind the model does not have",
+            "g.households AS households",
+            "'many' AS households",
+            "column `households` holds",
+        ),
+        (
+            "a local code with letters",
+            "g.code AS division",
+            "g.code || 'A' AS division",
+            "`division` is not a unified division code",
+        ),
+        (
+            "ids that are not unique",
+            "SELECT g.code AS id,",
+            "SELECT g.community_code AS id,",
+            "`id` is not unique",
+        ),
+    ];
+    for (what, from, to, expected) in cases {
+        let dir = ConfigDir::new()
+            .with_huimin()
+            .edit_source("huimin", from, to);
+        let (ok, text) = probe(&dir);
+        assert!(!ok, "{what}: the probe passed:\n{text}");
+        assert!(
+            text.contains(expected),
+            "{what}: expected `{expected}` in:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_division_is_found_by_its_unified_code_whatever_its_local_code() {
+    // The district keeps its own local code in `code`.
+    let gw = ConfigDir::new()
+        .with_huimin()
+        .edit_source("huimin", "d.code AS code", "'HM-' || d.code AS code")
+        .start()
+        .await;
+    let (status, body) = gw.get("/v1/divisions/150103001").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["id"], "150103001", "{body}");
+    assert_eq!(body["data"]["code"], "HM-150103001", "{body}");
+}
