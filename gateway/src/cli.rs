@@ -319,8 +319,13 @@ pub fn auth(command: AuthCommand) -> ExitCode {
             division,
             roles,
             ttl,
-        } => std::fs::read_to_string(&key)
-            .map_err(|e| format!("{}: {e}", key.display()))
+        } => Level::parse(&level)
+            .ok_or_else(|| format!("`--level` is one of {}", Level::names()))
+            // Refuse now what the gateway would refuse on every request.
+            .and_then(|l| authn::identity(&sub, l, &division, roles.clone(), "cli"))
+            .and_then(|_| {
+                std::fs::read_to_string(&key).map_err(|e| format!("{}: {e}", key.display()))
+            })
             .and_then(|pem| {
                 authn::issue_ed25519(
                     &pem,

@@ -318,7 +318,8 @@ pub fn identity(
         Some(l) if l == level => {}
         _ => {
             return Err(format!(
-                "`division` {division} is not a {level}-level division code"
+                "`division` {division} is not a {level}-level unified division code ({})",
+                division::CONVENTION
             ));
         }
     }

@@ -10,12 +10,15 @@ use std::collections::HashMap;
 
 use crate::principal::Level;
 
+/// The convention, for messages that refuse a code.
+pub const CONVENTION: &str = "digits only: 2 for a region, 4 a city, 6 a district, 9 a street, 12 a community, then two per grid tier, each code starting with its parent's; 150000 and 150100 stand for 15 and 1501";
+
 /// Lengths of the codes above the grid tiers.
 const LENGTHS: [usize; 5] = [2, 4, 6, 9, 12];
 
 /// The level a code's length says it is at, if it is a division code.
 pub fn level_of(code: &str) -> Option<Level> {
-    if code.is_empty() || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if code.is_empty() || !code.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     match code.len() {

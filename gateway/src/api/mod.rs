@@ -465,7 +465,8 @@ async fn division_inner(
 ) -> Result<Released, ApiError> {
     if !crate::config::is_division_code(&code) {
         return Err(ApiError::invalid(format!(
-            "`{code}` is not a division code (2–32 letters or digits, e.g. 150103001)"
+            "`{code}` is not a unified division code ({}), e.g. 150103001",
+            lianqiao_policy::division::CONVENTION
         )));
     }
     // `150100` is the national form of `1501`.

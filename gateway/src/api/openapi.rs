@@ -497,8 +497,8 @@ fn common_schemas(purposes: &[String], schemas: &mut Map<String, Value>) {
     }));
     schemas.insert("DivisionCode".into(), json!({
         "type": "string",
-        "pattern": "^[0-9A-Za-z]{2,32}$",
-        "description": "A division code in its prefix form (`15` region, `1501` city, `150103` district, `150103001` street, `150103001001` community, longer: grids). The six-digit national forms of a region or city (`150000`, `150100`) are accepted as aliases. See docs/api.md.",
+        "pattern": "^[0-9]{2,32}$",
+        "description": "A unified division code (digits only) in its prefix form (`15` region, `1501` city, `150103` district, `150103001` street, `150103001001` community, longer: grids). The six-digit national forms of a region or city (`150000`, `150100`) are accepted as aliases. See docs/api.md.",
         "examples": ["150103", "1501", "150100", "150103001"],
     }));
     schemas.insert(

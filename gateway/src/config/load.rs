@@ -320,7 +320,10 @@ fn validate_source(
         if !is_division_code(code) {
             error(
                 &format!("coverage[{i}]"),
-                format!("`{code}` is not a division code (2–32 letters or digits)"),
+                format!(
+                    "`{code}` is not a unified division code ({})",
+                    lianqiao_policy::division::CONVENTION
+                ),
             );
         }
     }

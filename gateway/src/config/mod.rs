@@ -679,5 +679,5 @@ pub enum ResolvedCredential {
 /// A division code: letters and digits only, so "inside X" is a plain
 /// prefix test everywhere and a code can never smuggle SQL or LIKE syntax.
 pub fn is_division_code(code: &str) -> bool {
-    (2..=32).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric())
+    lianqiao_policy::division::level_of(code).is_some()
 }

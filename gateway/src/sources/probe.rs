@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use lianqiao_host::contract::{Query, Value, ValueKind};
-use lianqiao_policy::division;
+use lianqiao_policy::division::{self, CONVENTION};
 
 use super::Source;
 use crate::model::{self, kind_name};
@@ -79,9 +79,6 @@ fn fits(want: ValueKind, got: ValueKind, value: &Value) -> bool {
         _ => false,
     }
 }
-
-/// The code convention, for messages.
-const CONVENTION: &str = "a unified division code is 2 (region), 4 (city), 6 (district), 9 (street) or 12 (community) digits, then two more per grid tier, each code starting with its parent's";
 
 /// Probe `source`: up to `sample` rows of each entity it serves, from its
 /// whole coverage.

@@ -66,7 +66,7 @@ async fn bad_parameters_are_400_with_code_and_fix() {
         (
             "/v1/divisions/15%25",
             "invalid_parameter",
-            "not a division code",
+            "not a unified division code",
         ),
         (
             "/v1/grids?division=150103&name=",
