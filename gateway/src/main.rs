@@ -66,6 +66,9 @@ enum Command {
         #[arg(long, default_value_t = 500)]
         sample: u32,
     },
+    /// A source file: load the configuration with it and probe it.
+    #[command(subcommand)]
+    Source(SourceCommand),
     /// Access policies: validate, test, explain.
     #[command(subcommand)]
     Policy(cli::PolicyCommand),
@@ -75,6 +78,32 @@ enum Command {
     /// Credentials: issuer keys, tokens, API key hashes.
     #[command(subcommand)]
     Auth(cli::AuthCommand),
+}
+
+#[derive(Subcommand)]
+enum SourceCommand {
+    /// Load the configuration and probe this source file's mapping (the
+    /// file must be in the configuration's sources directory).
+    Check {
+        file: PathBuf,
+        #[arg(long, default_value = "config/lianqiao.toml")]
+        config: PathBuf,
+        /// Rows sampled per entity.
+        #[arg(long, default_value_t = 500)]
+        sample: u32,
+    },
+}
+
+/// The `name` a source file declares.
+fn source_name(file: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    table
+        .get("name")
+        .and_then(|n| n.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| format!("{}: no `name`", file.display()))
 }
 
 /// Logs as the config says (`RUST_LOG` overrides the level), and spans to
@@ -229,6 +258,38 @@ async fn run(command: Command) -> ExitCode {
             }
             Err(()) => ExitCode::FAILURE,
         },
+        Command::Source(SourceCommand::Check {
+            file,
+            config,
+            sample,
+        }) => {
+            let name = match source_name(&file) {
+                Ok(name) => name,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match load(&config).await {
+                Ok(gateway) => {
+                    let file = std::fs::canonicalize(&file).unwrap_or(file);
+                    let loaded = gateway.sources.sources.iter().any(|s| {
+                        s.name() == name
+                            && std::fs::canonicalize(&s.config.file).is_ok_and(|f| f == file)
+                    });
+                    if !loaded {
+                        eprintln!(
+                            "{}: not one of {}'s sources; put it in the sources directory that config names",
+                            file.display(),
+                            config.display()
+                        );
+                        return ExitCode::FAILURE;
+                    }
+                    probe_sources(&gateway, Some(&name), sample).await
+                }
+                Err(()) => ExitCode::FAILURE,
+            }
+        }
         Command::Serve {
             config,
             listen,

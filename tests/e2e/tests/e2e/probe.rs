@@ -40,6 +40,30 @@ fn the_shipped_mapping_passes_the_probe() {
 }
 
 #[test]
+fn source_check_probes_the_source_a_file_declares() {
+    let dir =
+        ConfigDir::new()
+            .with_huimin()
+            .edit_source("huimin", "g.tier AS tier", "'tiny' AS tier");
+    let out = std::process::Command::new(workspace_root().join("target/debug/lianqiao"))
+        .arg("source")
+        .arg("check")
+        .arg(dir.dir.path().join("sources/huimin.toml"))
+        .arg("--config")
+        .arg(dir.main_file())
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run lianqiao source check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("probe huimin:"), "{text}");
+    assert!(
+        text.contains("`tier` = `tiny` is not a value of the model"),
+        "{text}"
+    );
+}
+
+#[test]
 fn broken_mappings_fail_the_probe_with_what_to_fix() {
     let cases = [
         (
