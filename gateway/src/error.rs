@@ -235,7 +235,6 @@ impl ErrorCode {
     }
 }
 
-/// The table of every code, as docs/errors.md carries it.
 /// Every `reason` an error body may carry: why a credential (401) or an
 /// access (403) was refused.
 pub const REASONS: &[(&str, &str)] = &[
@@ -303,6 +302,7 @@ pub fn reasons_table() -> String {
     out
 }
 
+/// The table of every code, as docs/errors.md carries it.
 pub fn codes_table() -> String {
     let mut out = String::from("| code | status | retry can help | meaning |\n|---|---|---|---|\n");
     for code in ErrorCode::ALL {
@@ -427,7 +427,6 @@ impl ApiError {
         }
     }
 
-    /// 403 naming the policies that denied it.
     /// 403 with its `reason` (one of [`REASONS`]) and the policies that
     /// decided it (always present, empty when none did).
     pub fn forbidden(
@@ -462,7 +461,7 @@ impl ApiError {
     }
 
     /// A query the serving sources cannot answer, known before calling them.
-    pub fn unsupported_filter(message: impl Into<String>) -> Self {
+    pub fn unsupported(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::UnsupportedQuery, message)
     }
 

@@ -542,13 +542,9 @@ pub fn reference_markdown(classes: &FieldClasses) -> String {
             entity.name, entity.doc
         ));
         for field in entity.fields {
-            let spec = classes.field(entity.name, field.name);
-            let mask = spec
-                .map(|s| s.mask)
-                .filter(|m| *m != Mask::Withhold)
-                .and_then(|m| serde_json::to_value(m).ok())
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_else(|| "—".into());
+            let mask = classes
+                .shown_mask(entity.name, field.name)
+                .map_or("—", Mask::as_str);
             out.push_str(&format!(
                 "| `{}` | {}{} | {} | {} | {} | {} | {} |\n",
                 field.name,

@@ -94,6 +94,14 @@ impl FieldCatalog {
             .map_or(FieldClass::Sensitive, |f| f.class)
     }
 
+    /// The masked form `entity.field` is shown in to callers who may see
+    /// it only masked; `None` when it has none (masked means withheld).
+    pub fn shown_mask(&self, entity: &str, field: &str) -> Option<Mask> {
+        self.field(entity, field)
+            .map(|f| f.mask)
+            .filter(|m| *m != Mask::Withhold)
+    }
+
     pub fn entities(&self) -> impl Iterator<Item = &str> {
         self.entities.keys().map(String::as_str)
     }

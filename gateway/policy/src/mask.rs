@@ -33,6 +33,18 @@ impl Mask {
         })
     }
 
+    /// The name `fields.toml` gives it (what [`Mask::parse`] reads).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mask::Name => "name",
+            Mask::Phone => "phone",
+            Mask::IdNumber => "id-number",
+            Mask::Address => "address",
+            Mask::Date => "date",
+            Mask::Withhold => "withhold",
+        }
+    }
+
     pub const NAMES: &'static str = "name, phone, id-number, address, date, withhold";
 
     /// The masked form of `value`, or `None` when it must be withheld.
@@ -67,6 +79,21 @@ impl Mask {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_round_trip_and_match_the_serialised_form() {
+        for mask in [
+            Mask::Name,
+            Mask::Phone,
+            Mask::IdNumber,
+            Mask::Address,
+            Mask::Date,
+            Mask::Withhold,
+        ] {
+            assert_eq!(Mask::parse(mask.as_str()), Some(mask));
+            assert_eq!(serde_json::to_value(mask).ok(), Some(mask.as_str().into()));
+        }
+    }
 
     #[test]
     fn the_conventional_forms() {

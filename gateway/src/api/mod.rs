@@ -296,7 +296,7 @@ fn check_filterable(
                 })
         });
         if !listed {
-            return Err(ApiError::unsupported_filter(format!(
+            return Err(ApiError::unsupported(format!(
                 "`{}` of {} cannot be filtered on: it comes from records joined after the page is assembled",
                 f.field.name, entity.name
             )));
@@ -463,14 +463,8 @@ async fn division_inner(
     code: String,
     facts: &mut Facts,
 ) -> Result<Released, ApiError> {
-    if !crate::config::is_division_code(&code) {
-        return Err(ApiError::invalid(format!(
-            "`{code}` is not a unified division code ({}), e.g. 150103001",
-            lianqiao_policy::division::CONVENTION
-        )));
-    }
-    // `150100` is the national form of `1501`.
-    let code = lianqiao_policy::division::canonical(&code).to_string();
+    // In prefix form: `150100` is the national form of `1501`.
+    let code = params::division_code("code", &code)?;
     let entity = &model::DIVISIONS;
     // By the row's unified code (`division`), not its `code` field: a
     // source may keep a local code there.

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::ServerSection;
 use crate::error::ErrorCode;
-use crate::model::{ENTITIES, Entity, Field, FieldClasses, Mask};
+use crate::model::{ENTITIES, Entity, Field, FieldClasses};
 
 /// Query parameter names the list operations use themselves; a field of
 /// the same name cannot be filtered by its plain name (`parse_list`
@@ -84,34 +84,20 @@ fn kind_schema(kind: ValueKind) -> Value {
     }
 }
 
-fn mask_of(classes: &FieldClasses, entity: &Entity, field: &Field) -> Option<Mask> {
-    classes
-        .field(entity.name, field.name)
-        .map(|f| f.mask)
-        .filter(|m| *m != Mask::Withhold)
-}
-
-fn mask_name(mask: Mask) -> String {
-    serde_json::to_value(mask)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 /// One row of a resource, as the caller may see it: fields the policy
 /// withholds are absent, masked ones are strings of the mask's form.
 fn record_schema(entity: &Entity, classes: &FieldClasses, schemas: &mut Map<String, Value>) {
     let mut properties = Map::new();
     for field in entity.fields {
         let class = classes.class(entity.name, field.name);
-        let mut schema = if let Some(mask) = mask_of(classes, entity, field) {
+        let mut schema = if let Some(mask) = classes.shown_mask(entity.name, field.name) {
             // `1985-**-**` is no date: a maskable field is a string.
             json!({
                 "type": ["string", "null"],
                 "description": format!(
                     "{} Shown masked ({}) to callers the policy lets see it only masked.",
                     field.doc,
-                    mask_name(mask)
+                    mask.as_str()
                 ),
                 "x-lianqiao-mask": mask,
             })

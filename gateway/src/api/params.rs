@@ -49,7 +49,7 @@ pub(super) fn division_code(name: &str, value: &str) -> Result<String, ApiError>
         Ok(lianqiao_policy::division::canonical(value).to_string())
     } else {
         Err(ApiError::invalid(format!(
-            "`{name}` must be a unified division code ({}), e.g. 150103001; got `{value}`",
+            "`{name}` = `{value}` is not a unified division code ({}), e.g. 150103001",
             lianqiao_policy::division::CONVENTION
         )))
     }

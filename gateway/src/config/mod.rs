@@ -676,8 +676,9 @@ pub enum ResolvedCredential {
     },
 }
 
-/// A division code: letters and digits only, so "inside X" is a plain
-/// prefix test everywhere and a code can never smuggle SQL or LIKE syntax.
+/// A unified division code (digits only, in the lengths of
+/// `lianqiao_policy::division::level_of`), so "inside X" is a plain prefix
+/// test everywhere and a code can never smuggle SQL or LIKE syntax.
 pub fn is_division_code(code: &str) -> bool {
     lianqiao_policy::division::level_of(code).is_some()
 }

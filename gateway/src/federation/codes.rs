@@ -14,68 +14,74 @@ use lianqiao_host::contract::{FilterOp, Value};
 use lianqiao_policy::division::{canonical, national};
 
 use super::{ListRequest, MergedRow};
-use crate::model::DIVISIONS;
+use crate::model::{DIVISIONS, Entity};
 
 /// Fields of a division row that hold a division code.
 const CODE_FIELDS: &[&str] = &["id", "code", "parent", "division"];
 
-fn is_code_field(request: &ListRequest, field: &str) -> bool {
-    field == "division" || (request.entity.name == DIVISIONS.name && CODE_FIELDS.contains(&field))
+/// Whether `field` of `entity` holds a division code.
+fn is_code_field(entity: &Entity, field: &str) -> bool {
+    field == "division" || (entity.name == DIVISIONS.name && CODE_FIELDS.contains(&field))
 }
 
-/// Let equality and `in` filters on code fields match a source's national
-/// form of a region or city code too (`parent=1501` also finds `150100`).
-pub fn widen_filters(request: &mut ListRequest) {
-    let entity_is_divisions = request.entity.name == DIVISIONS.name;
-    for filter in &mut request.filters {
-        let name = filter.field.name;
-        if !(name == "division" || entity_is_divisions && CODE_FIELDS.contains(&name)) {
-            continue;
-        }
-        if !matches!(filter.op, FilterOp::Eq | FilterOp::OneOf) {
+/// The national form a filter value on a code field should also match.
+fn alias(filter_value: &Value) -> Option<Value> {
+    match filter_value {
+        Value::Text(code) if code.len() < 6 => national(code).map(Value::Text),
+        _ => None,
+    }
+}
+
+/// `request` with equality and `in` filters on code fields widened to a
+/// source's national form of a region or city code too (`parent=1501`
+/// also finds `150100`); `None` when no filter needs it (the common case:
+/// no copy of the request).
+pub fn widen_filters(request: &ListRequest) -> Option<ListRequest> {
+    let widens = |f: &super::FieldFilter| {
+        matches!(f.op, FilterOp::Eq | FilterOp::OneOf)
+            && is_code_field(request.entity, f.field.name)
+            && f.values.iter().any(|v| alias(v).is_some())
+    };
+    if !request.filters.iter().any(widens) {
+        return None;
+    }
+    let mut widened = request.clone();
+    for filter in &mut widened.filters {
+        if !widens(filter) {
             continue;
         }
         let mut values = Vec::with_capacity(filter.values.len() * 2);
         for value in &filter.values {
             values.push(value.clone());
-            if let Value::Text(code) = value
-                && code.len() < 6
-                && let Some(n) = national(code)
-            {
-                values.push(Value::Text(n));
-            }
+            values.extend(alias(value));
         }
-        if values.len() > filter.values.len() {
-            filter.op = FilterOp::OneOf;
-            filter.values = values;
-        }
+        filter.op = FilterOp::OneOf;
+        filter.values = values;
     }
+    Some(widened)
+}
+
+/// Rewrite `code` to its prefix form in place.
+fn to_prefix_form(code: &mut String) {
+    let prefix = canonical(code).len();
+    code.truncate(prefix);
 }
 
 /// Rewrite the code fields of answered rows to prefix form, and write a
 /// division's `national_code` when it was asked for.
 pub fn present(request: &ListRequest, rows: &mut [MergedRow]) {
-    let national_code =
-        request.entity.name == DIVISIONS.name && request.projection.contains(&"national_code");
+    let divisions = request.entity.name == DIVISIONS.name;
+    let national_code = divisions && request.projection.contains(&"national_code");
     for row in rows {
-        let canon = canonical(&row.division);
-        if canon.len() != row.division.len() {
-            row.division = canon.to_string();
-        }
-        if request.entity.name == DIVISIONS.name {
-            let canon = canonical(&row.id);
-            if canon.len() != row.id.len() {
-                row.id = canon.to_string();
-            }
+        to_prefix_form(&mut row.division);
+        if divisions {
+            to_prefix_form(&mut row.id);
         }
         for (name, value) in &mut row.cells {
             if let Value::Text(code) = value
-                && is_code_field(request, name)
+                && is_code_field(request.entity, name)
             {
-                let canon = canonical(code);
-                if canon.len() != code.len() {
-                    *code = canon.to_string();
-                }
+                to_prefix_form(code);
             }
         }
         if national_code {

@@ -51,9 +51,8 @@ const MAX_EMPTY_ROUNDS: usize = 64;
 /// left the page short, continue from the new position for a few rounds
 /// so callers rarely see short pages.
 pub async fn execute(sources: &SourceSet, request: &ListRequest) -> Result<ListOutcome, ListError> {
-    let mut widened = request.clone();
-    super::codes::widen_filters(&mut widened);
-    let request = &widened;
+    let widened = super::codes::widen_filters(request);
+    let request = widened.as_ref().unwrap_or(request);
     let mut outcome = execute_round(sources, request).await?;
     let mut rounds = 1;
     // An empty page keeps going longer: it must not hand out a cursor

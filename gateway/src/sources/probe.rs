@@ -17,6 +17,7 @@ use lianqiao_policy::division::{self, CONVENTION};
 
 use super::Source;
 use crate::model::{self, kind_name};
+use crate::redact::mask_text;
 
 /// What one probe of one source found.
 #[derive(Debug, Default)]
@@ -120,11 +121,14 @@ pub async fn probe(source: &Source, sample: u32) -> Report {
         let (id_at, division_at) = (column("id"), column("division"));
         for row in &page.rows {
             let id = match id_at.and_then(|i| row.get(i)) {
-                Some(Value::Text(t)) => t.clone(),
-                _ => String::new(),
+                Some(Value::Text(t)) => t.as_str(),
+                _ => "",
             };
-            if !ids.insert(id.clone()) {
-                tally.add("`id` is not unique".into(), || format!("id `{id}`"));
+            // Examples name the row by its id, masked as the operator's
+            // log masks it (a member's id may be an ID number).
+            let row_id = || mask_text(id);
+            if !ids.insert(id) {
+                tally.add("`id` is not unique".into(), || format!("id `{}`", row_id()));
             }
             for (name, value) in page.columns.iter().zip(row) {
                 let Some(field) = entity.field(name) else {
@@ -139,7 +143,7 @@ pub async fn probe(source: &Source, sample: u32) -> Report {
                             kind_name(field.kind),
                             kind_name(got)
                         ),
-                        || format!("row `{id}`"),
+                        || format!("row `{}`", row_id()),
                     );
                 }
                 if let Value::Text(text) = value
@@ -151,7 +155,7 @@ pub async fn probe(source: &Source, sample: u32) -> Report {
                             "`{name}` = `{text}` is not a value of the model ({})",
                             field.values.join(", ")
                         ),
-                        || format!("row `{id}`"),
+                        || format!("row `{}`", row_id()),
                     );
                 }
             }
@@ -160,7 +164,7 @@ pub async fn probe(source: &Source, sample: u32) -> Report {
             {
                 tally.add(
                     format!("`division` is not a unified division code: {CONVENTION}"),
-                    || format!("row `{id}`, division `{code}`"),
+                    || format!("row `{}`, division `{code}`", row_id()),
                 );
             }
             if served.name == model::DIVISIONS.name
@@ -169,7 +173,7 @@ pub async fn probe(source: &Source, sample: u32) -> Report {
             {
                 tally.add(
                     format!("`parent` is not a unified division code: {CONVENTION}"),
-                    || format!("row `{id}`, parent `{parent}`"),
+                    || format!("row `{}`, parent `{parent}`", row_id()),
                 );
             }
         }
