@@ -6,10 +6,12 @@
 //! - `data`: generate the demo district databases into `target/demo/`.
 //! - `demo [--check]`: plugins + data, then serve the gateway on
 //!   127.0.0.1:8080 and show sample requests (`--check`: run them and exit).
-//! - `test`: plugins + data, then every test of every workspace, then the
-//!   demo's sample requests (`demo --check` on another port) and the
-//!   consumer's check against it (`tests/consumer/`: validators, generated
-//!   Python and TypeScript clients, a typed sync as the city).
+//! - `test` (what CI runs, `.ci/run`): plugins + data, then every test of
+//!   every workspace, the demo's sample requests (`demo --check` on another
+//!   port), the consumer's check against it (`tests/consumer/`: validators,
+//!   generated Python and TypeScript clients, a typed sync as the city),
+//!   schemathesis, then rustfmt and clippy; it ends with one summary of
+//!   every count (tests passed, failed, ignored; schemathesis cases).
 //! - `consumer`: the demo's sample requests and the consumer's check only.
 //! - `bench [n] [gate | instructions | telemetry | side]`: plugins, then the
 //!   release-built benchmark (`side` installs nginx-light if missing).
@@ -66,6 +68,89 @@ fn run(cmd: &mut Command, what: &str) -> Result {
     let status = cmd
         .status()
         .map_err(|e| format!("{what}: cannot start: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what}: failed ({status})"))
+    }
+}
+
+/// What the test command ran, summed over every test binary and tool, so
+/// the last lines of a CI log say how many tests ran (a log that ends in
+/// a linter's silence or a server's access lines says nothing).
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+    binaries: u64,
+    schemathesis: Option<String>,
+    steps: Vec<String>,
+}
+
+impl Tally {
+    /// Reads one libtest summary line (`test result: ok. 3 passed; 0
+    /// failed; 1 ignored; …`).
+    fn add_libtest(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        self.binaries += 1;
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match what {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
+
+    fn print(&self) {
+        println!("\n==================== cargo xtask test: summary ====================");
+        println!(
+            "rust tests: {} passed, {} failed, {} ignored, in {} test binaries",
+            self.passed, self.failed, self.ignored, self.binaries
+        );
+        if let Some(st) = &self.schemathesis {
+            println!("schemathesis: {st}");
+        }
+        for step in &self.steps {
+            println!("{step}");
+        }
+    }
+}
+
+/// Runs a command whose standard output is echoed line by line and read
+/// for test counts (libtest's `test result:` lines, schemathesis's
+/// `N generated, N passed`).
+fn run_counted(cmd: &mut Command, what: &str, tally: &mut Tally) -> Result {
+    use std::io::{BufRead, BufReader, Write};
+    eprintln!("xtask: {what}");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{what}: cannot start: {e}"))?;
+    if let Some(out) = child.stdout.take() {
+        let mut stdout = std::io::stdout().lock();
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            let _ = writeln!(stdout, "{line}");
+            let trimmed = line.trim();
+            tally.add_libtest(trimmed);
+            if trimmed.contains(" generated, ") && trimmed.contains(" passed") {
+                tally.schemathesis = Some(trimmed.to_string());
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("{what}: cannot wait: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -333,12 +418,45 @@ impl Drop for Children {
     }
 }
 
-fn spawn(binary: &Path, args: &[&str]) -> Result<Child> {
+/// Where a demo process writes: the terminal for a demo someone watches;
+/// a file under target/demo/logs for a checked run (tests, CI), whose
+/// every request would otherwise bury the results in access-log lines.
+fn demo_output(check: bool, name: &str) -> Result<(Stdio, Stdio)> {
+    if !check {
+        return Ok((Stdio::inherit(), Stdio::inherit()));
+    }
+    let dir = root().join("target/demo/logs");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join(format!("{name}.log"));
+    let file = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let second = file
+        .try_clone()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((Stdio::from(file), Stdio::from(second)))
+}
+
+/// The last lines of a checked run's log, printed when the run failed.
+fn show_log_tail(name: &str) {
+    let path = root().join(format!("target/demo/logs/{name}.log"));
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(40);
+    eprintln!("xtask: the last lines of {}:", path.display());
+    for line in &lines[from..] {
+        eprintln!("  {line}");
+    }
+}
+
+fn spawn(binary: &Path, args: &[&str], check: bool) -> Result<Child> {
+    let name = args.first().copied().unwrap_or("process");
+    let (stdout, stderr) = demo_output(check, name)?;
     Command::new(binary)
         .args(args)
         .current_dir(root())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
+        .stdout(stdout)
+        .stderr(stderr)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", binary.display()))
 }
@@ -368,8 +486,12 @@ fn demo_then(check: bool, ports: &Ports, after: impl FnOnce(&str) -> Result) -> 
     let sim = root().join("target/debug/lianqiao-sim");
     // Killed when this function returns, whichever way.
     let _simulators = Children(vec![
-        spawn(&sim, &["party-link", "--listen", ports.party_link])?,
-        spawn(&sim, &["city-platform", "--listen", ports.city_platform])?,
+        spawn(&sim, &["party-link", "--listen", ports.party_link], check)?,
+        spawn(
+            &sim,
+            &["city-platform", "--listen", ports.city_platform],
+            check,
+        )?,
     ]);
     // The gateway reads the registry from the city platform at start.
     for sim in [ports.party_link, ports.city_platform] {
@@ -377,6 +499,7 @@ fn demo_then(check: bool, ports: &Ports, after: impl FnOnce(&str) -> Result) -> 
     }
     let addr = ports.gateway;
     let binary = root().join("target/debug/lianqiao");
+    let (stdout, stderr) = demo_output(check, "gateway")?;
     let mut gateway = Command::new(&binary)
         .args([
             "serve",
@@ -390,16 +513,22 @@ fn demo_then(check: bool, ports: &Ports, after: impl FnOnce(&str) -> Result) -> 
             ports.metrics,
         ])
         .current_dir(root())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
+        .stdout(stdout)
+        .stderr(stderr)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+    if check {
+        eprintln!("xtask: the demo's processes log to target/demo/logs/");
+    }
     let outcome = write_endpoints(ports)
         .and_then(|()| show_demo(&mut gateway, check, ports))
         .and_then(|()| after(ports.gateway));
     if check || outcome.is_err() {
         let _ = gateway.kill();
         let _ = gateway.wait();
+        if check && outcome.is_err() {
+            show_log_tail("gateway");
+        }
         return outcome;
     }
     eprintln!("\nThe gateway keeps serving on http://{addr}; Ctrl-C stops it.");
@@ -673,6 +802,19 @@ fn http_get_as(
 }
 
 fn test(extra: &[String]) -> Result {
+    let started = Instant::now();
+    let mut tally = Tally::default();
+    let outcome = test_steps(extra, &mut tally);
+    tally.print();
+    let minutes = started.elapsed().as_secs_f64() / 60.0;
+    match &outcome {
+        Ok(()) => println!("cargo xtask test: OK in {minutes:.1} min"),
+        Err(e) => println!("cargo xtask test: FAILED after {minutes:.1} min: {e}"),
+    }
+    outcome
+}
+
+fn test_steps(extra: &[String], tally: &mut Tally) -> Result {
     let plugin_dir = plugins()?;
     data()?;
     // The shipped config names the demo's issuer key and certificates: make
@@ -684,7 +826,7 @@ fn test(extra: &[String]) -> Result {
     issuer_key()?;
     demo_certs()?;
     // Guest-side crates (SDK, plugins) test on the host target.
-    run(
+    run_counted(
         cargo()
             .args([
                 "test",
@@ -696,20 +838,34 @@ fn test(extra: &[String]) -> Result {
             ])
             .env_remove("CARGO_TARGET_DIR"),
         "testing the SDK and plugins",
+        tally,
     )?;
     let prometheus = prometheus()?;
-    run(
+    run_counted(
         cargo()
             .args(["test", "--workspace"])
             .args(extra)
             .env("LIANQIAO_PLUGIN_DIR", &plugin_dir)
             .env("LIANQIAO_TEST_PROMETHEUS", &prometheus),
         "testing the gateway, host, simulators and end to end",
+        tally,
     )?;
+    if tally.failed > 0 {
+        return Err(format!("{} tests failed", tally.failed));
+    }
     // The demo is part of the product: run its sample requests too, on a
     // port of its own so a demo left running does not collide; then read
     // its API the way the city platform does (`tests/consumer/`).
-    demo_then(true, &DEMO_CHECK, consumer)
+    demo_then(true, &DEMO_CHECK, consumer)?;
+    tally
+        .steps
+        .push("demo samples and consumer check (validators, generated clients, docs/api.md examples, typed sync): OK".into());
+    schemathesis_with(tally)?;
+    lint()?;
+    tally
+        .steps
+        .push("rustfmt and clippy -D warnings (host, plugins and SDK): clean".into());
+    Ok(())
 }
 
 /// `pip install` into the consumer's venv.
@@ -960,6 +1116,11 @@ fn debian_tool(program: &str, version_arg: &str, package: &str, why: &str) -> Re
 /// running demo's `/openapi.json`: no 5xx, and every response matches the
 /// schema. Installs schemathesis with pip when `st` is missing.
 fn schemathesis() -> Result {
+    let mut tally = Tally::default();
+    schemathesis_with(&mut tally)
+}
+
+fn schemathesis_with(tally: &mut Tally) -> Result {
     let have_st = Command::new("st")
         .arg("--version")
         .output()
@@ -973,7 +1134,7 @@ fn schemathesis() -> Result {
     demo_then(true, &DEMO_CHECK, |addr| {
         // As a district: most random divisions are outside it (403), some inside.
         let district = demo_token("district")?;
-        run(
+        run_counted(
             Command::new("st").args([
                 "run",
                 &format!("http://{addr}/openapi.json"),
@@ -1006,6 +1167,7 @@ fn schemathesis() -> Result {
                 "2",
             ]),
             "schemathesis against /openapi.json",
+            tally,
         )
     })
 }
