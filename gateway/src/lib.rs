@@ -23,6 +23,7 @@ pub mod disclosure;
 pub mod error;
 pub mod federation;
 pub mod health;
+pub mod kit;
 pub mod model;
 pub mod observe;
 pub mod redact;

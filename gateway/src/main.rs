@@ -82,8 +82,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum SourceCommand {
-    /// Load the configuration and probe this source file's mapping (the
-    /// file must be in the configuration's sources directory).
+    /// Load the configuration with this source file in its sources
+    /// directory (wherever the file is; its relative paths resolve against
+    /// that directory) and probe the file's source.
     Check {
         file: PathBuf,
         #[arg(long, default_value = "config/lianqiao.toml")]
@@ -92,6 +93,119 @@ enum SourceCommand {
         #[arg(long, default_value_t = 500)]
         sample: u32,
     },
+    /// Check a source file as `source check` does, then install it into
+    /// the configuration's sources directory (replacing the file that
+    /// declares the same name): a running gateway reloads it by itself.
+    Add {
+        file: PathBuf,
+        #[arg(long, default_value = "config/lianqiao.toml")]
+        config: PathBuf,
+        /// Rows sampled per entity.
+        #[arg(long, default_value_t = 500)]
+        sample: u32,
+        /// A running gateway's plain-HTTP API address: wait until it serves
+        /// the source.
+        #[arg(long)]
+        wait: Option<std::net::SocketAddr>,
+    },
+    /// Propose a `district-sql` source file from a district database's
+    /// catalog: one mapping per unified resource a table looks like, gaps
+    /// marked `GAP` (then edit it and run `source check`).
+    New {
+        /// The database: sqlite://<file>, postgres://…, mysql://…
+        #[arg(long)]
+        sql: String,
+        /// The source's name.
+        #[arg(long)]
+        name: String,
+        /// The unified code of the district it covers (guessed from its
+        /// divisions table when left out).
+        #[arg(long)]
+        coverage: Option<String>,
+        /// Write the file here (refuses to overwrite) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The configuration the source is for: paths in the file are
+        /// written relative to its sources directory, where `source add`
+        /// installs it (and against which `source check` resolves them).
+        #[arg(long, default_value = "config/lianqiao.toml")]
+        config: PathBuf,
+        /// The district-sql plugin component.
+        #[arg(long, default_value = "target/plugins/district_sql.wasm")]
+        plugin: PathBuf,
+    },
+}
+
+/// `lianqiao source new`: introspect, propose, print or write.
+async fn source_new(
+    sql: &str,
+    name: &str,
+    coverage: Option<&str>,
+    out: Option<&std::path::Path>,
+    config: &std::path::Path,
+    plugin: &std::path::Path,
+) -> Result<(), String> {
+    use lianqiao_gateway::kit::{relative_path, scaffold};
+    use lianqiao_host::capability::sql::{PoolSettings, SqlPool};
+    if let Some(code) = coverage
+        && lianqiao_policy::division::level_of(code).is_none()
+    {
+        return Err(format!(
+            "--coverage {code}: not a unified division code ({})",
+            lianqiao_policy::division::CONVENTION
+        ));
+    }
+    let pool = SqlPool::connect_lazy(
+        sql,
+        &PoolSettings {
+            max_connections: 1,
+            acquire_timeout: std::time::Duration::from_secs(10),
+        },
+    )?;
+    // Paths in a source file resolve against the sources directory.
+    let dir = config::sources_dir(config).map_err(|e| e.to_string())?;
+    let url = match sql.strip_prefix("sqlite://") {
+        Some(rest) => {
+            let (file, query) = rest
+                .split_once('?')
+                .map_or((rest, None), |(f, q)| (f, Some(q)));
+            let file = relative_path(&dir, std::path::Path::new(file));
+            match query {
+                Some(q) => format!("sqlite://{}?{q}", file.display()),
+                None => format!("sqlite://{}", file.display()),
+            }
+        }
+        None => sql.to_string(),
+    };
+    let plugin_path = relative_path(&dir, plugin);
+    let text = scaffold::propose(
+        &pool,
+        &scaffold::Request {
+            name,
+            url: &url,
+            coverage,
+            plugin_path: &plugin_path.display().to_string(),
+        },
+    )
+    .await?;
+    match out {
+        None => print!("{text}"),
+        Some(out) => {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(out)
+                .map_err(|e| format!("{}: {e}", out.display()))?;
+            std::io::Write::write_all(&mut file, text.as_bytes())
+                .map_err(|e| format!("{}: {e}", out.display()))?;
+            eprintln!(
+                "wrote {}: fill every GAP, then `lianqiao source check {}`",
+                out.display(),
+                out.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The `name` a source file declares.
@@ -262,34 +376,64 @@ async fn run(command: Command) -> ExitCode {
             file,
             config,
             sample,
+        }) => match check_candidate(&config, &file, sample).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(()) => ExitCode::FAILURE,
+        },
+        Command::Source(SourceCommand::Add {
+            file,
+            config,
+            sample,
+            wait,
         }) => {
-            let name = match source_name(&file) {
-                Ok(name) => name,
+            let Ok(name) = check_candidate(&config, &file, sample).await else {
+                eprintln!("{}: not added (nothing was changed)", file.display());
+                return ExitCode::FAILURE;
+            };
+            match install_source(&config, &file, &name) {
+                Ok(target) => println!(
+                    "source {name}: installed as {} (a running gateway reloads it by itself, or on SIGHUP)",
+                    target.display()
+                ),
                 Err(e) => {
                     eprintln!("{e}");
                     return ExitCode::FAILURE;
                 }
-            };
-            match load(&config).await {
-                Ok(gateway) => {
-                    let file = std::fs::canonicalize(&file).unwrap_or(file);
-                    let loaded = gateway.sources.sources.iter().any(|s| {
-                        s.name() == name
-                            && std::fs::canonicalize(&s.config.file).is_ok_and(|f| f == file)
-                    });
-                    if !loaded {
-                        eprintln!(
-                            "{}: not one of {}'s sources; put it in the sources directory that config names",
-                            file.display(),
-                            config.display()
-                        );
+            }
+            if let Some(addr) = wait {
+                match wait_serving(addr, &name).await {
+                    Ok(()) => println!("source {name}: served by the gateway at {addr}"),
+                    Err(e) => {
+                        eprintln!("{e}");
                         return ExitCode::FAILURE;
                     }
-                    probe_sources(&gateway, Some(&name), sample).await
                 }
-                Err(()) => ExitCode::FAILURE,
             }
+            ExitCode::SUCCESS
         }
+        Command::Source(SourceCommand::New {
+            sql,
+            name,
+            coverage,
+            out,
+            config,
+            plugin,
+        }) => match source_new(
+            &sql,
+            &name,
+            coverage.as_deref(),
+            out.as_deref(),
+            &config,
+            &plugin,
+        )
+        .await
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve {
             config,
             listen,
@@ -373,9 +517,85 @@ async fn run(command: Command) -> ExitCode {
 }
 
 async fn load(path: &std::path::Path) -> Result<Gateway, ()> {
-    let config = config::load(path).map_err(|e| eprint!("{e}"))?;
+    load_candidate(path, None).await
+}
+
+/// `load`, with a source file taken as if it were in the sources directory
+/// (`config::load_with_candidate`).
+async fn load_candidate(
+    path: &std::path::Path,
+    candidate: Option<&std::path::Path>,
+) -> Result<Gateway, ()> {
+    let config = config::load_with_candidate(path, candidate).map_err(|e| eprint!("{e}"))?;
     init_logging(&config.telemetry);
     Gateway::build(config).await.map_err(|e| eprint!("{e}"))
+}
+
+/// `source check` and the check before `source add`: the configuration
+/// loads with `file` in the sources directory (replacing the file that
+/// declares its name), and a probe of its source passes. The source's name.
+async fn check_candidate(
+    config: &std::path::Path,
+    file: &std::path::Path,
+    sample: u32,
+) -> Result<String, ()> {
+    let name = source_name(file).map_err(|e| eprintln!("{e}"))?;
+    let gateway = load_candidate(config, Some(file)).await?;
+    match probe_sources(&gateway, Some(&name), sample).await {
+        ExitCode::SUCCESS => Ok(name),
+        _ => Err(()),
+    }
+}
+
+/// Writes `file` into the sources directory atomically (a temporary file
+/// renamed over the target), over the file that already declares `name`
+/// if there is one, else as `<name>.toml`. The path written.
+fn install_source(
+    config: &std::path::Path,
+    file: &std::path::Path,
+    name: &str,
+) -> Result<PathBuf, String> {
+    let dir = config::sources_dir(config).map_err(|e| e.to_string())?;
+    let text = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let existing = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .find(|p| source_name(p).is_ok_and(|n| n == name));
+    let target = existing.unwrap_or_else(|| dir.join(format!("{name}.toml")));
+    // Not `*.toml`: a reload that runs meanwhile does not read it.
+    let tmp = dir.join(format!(".{name}.toml.tmp"));
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut out = std::fs::File::create(&tmp)?;
+        out.write_all(&text)?;
+        out.sync_all()?;
+        std::fs::rename(&tmp, &target)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("{}: {e}", target.display())
+    })?;
+    Ok(target)
+}
+
+/// Polls a running gateway's `/readyz` until it lists `name` (30 s).
+async fn wait_serving(addr: std::net::SocketAddr, name: &str) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let needle = format!("\"name\":\"{name}\"");
+    loop {
+        if let Ok(body) = readyz(addr).await
+            && body.contains(&needle)
+        {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "the gateway at {addr} did not serve `{name}` within 30 s: see its log (a refused reload names the problem)"
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 /// Ctrl-C or SIGTERM: stop accepting, finish what is in flight.
@@ -400,6 +620,13 @@ async fn shutdown_signal() {
 
 /// `GET /readyz` of a running gateway, as a table.
 async fn status(addr: std::net::SocketAddr) -> Result<String, String> {
+    let body = readyz(addr).await?;
+    let ready: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    Ok(lianqiao_gateway::telemetry::status_table(&ready))
+}
+
+/// The body of a running gateway's `GET /readyz` (plain HTTP).
+async fn readyz(addr: std::net::SocketAddr) -> Result<String, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
@@ -415,12 +642,9 @@ async fn status(addr: std::net::SocketAddr) -> Result<String, String> {
         .await
         .map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&raw);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .ok_or("no HTTP body")?;
-    let ready: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
-    Ok(lianqiao_gateway::telemetry::status_table(&ready))
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .ok_or_else(|| "no HTTP body".to_string())
 }
 
 /// Reload on SIGHUP, and when a config file changes (polled every 2 s:

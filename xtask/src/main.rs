@@ -1020,8 +1020,19 @@ fn consumer(addr: &str) -> Result {
     )?;
     let python_out = dir.join("python");
     let _ = std::fs::remove_dir_all(&python_out);
+    // Its post-generation hooks run `ruff` (a dependency installed beside
+    // it in the venv): the venv's bin goes first on PATH.
+    let path = match env::var_os("PATH") {
+        Some(p) => {
+            let mut dirs = vec![venv.join("bin")];
+            dirs.extend(env::split_paths(&p));
+            env::join_paths(dirs).map_err(|e| e.to_string())?
+        }
+        None => venv.join("bin").into_os_string(),
+    };
     run(
         Command::new(venv.join("bin/openapi-python-client"))
+            .env("PATH", path)
             .args(["generate", "--fail-on-warning", "--path"])
             .arg(&spec)
             .arg("--output-path")

@@ -12,6 +12,22 @@ use super::{
 
 /// Load `path` and every source file it points to; report all problems.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with_candidate(path, None)
+}
+
+/// The sources directory `path` names (`[sources] dir`, resolved).
+pub fn sources_dir(path: &Path) -> Result<PathBuf, ConfigErrors> {
+    let main: GatewayFile = read_file(path).map_err(|e| ConfigErrors(vec![e]))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    Ok(base.join(&main.sources.dir))
+}
+
+/// `load`, with `candidate` (a source file anywhere) taken as if it were
+/// in the sources directory: its relative paths resolve against that
+/// directory, and it replaces the file there that declares the same
+/// `name`. This is how `lianqiao source check` and `source add` validate a
+/// file before it is installed, through the same checks a reload runs.
+pub fn load_with_candidate(path: &Path, candidate: Option<&Path>) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let main: GatewayFile = match read_file(path) {
         Ok(main) => main,
@@ -146,8 +162,28 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let mut sources: Vec<SourceConfig> = Vec::new();
     // Names of every parsed source file, valid or not, to catch duplicates.
     let mut names: Vec<(String, PathBuf)> = Vec::new();
+    let candidate = match candidate.map(|c| (c, read_file::<SourceFile>(c))) {
+        None => None,
+        Some((_, Err(e))) => return Err(ConfigErrors(vec![e])),
+        Some((file, Ok(raw))) => Some((file, raw)),
+    };
+    if let Some((file, raw)) = &candidate {
+        names.push((raw.name.clone(), file.to_path_buf()));
+        if let Some(source) = validate_source(file, &dir, raw.clone(), &main, &mut errors) {
+            sources.push(source);
+        }
+    }
+    let candidate_file = candidate
+        .as_ref()
+        .and_then(|(f, _)| std::fs::canonicalize(f).ok());
     for file in &files {
+        if candidate_file.is_some() && std::fs::canonicalize(file).ok() == candidate_file {
+            continue;
+        }
         match read_file::<SourceFile>(file) {
+            Ok(raw) if candidate.as_ref().is_some_and(|(_, c)| c.name == raw.name) => {
+                // Replaced by the candidate.
+            }
             Ok(raw) => {
                 if let Some((_, other)) = names.iter().find(|(n, _)| *n == raw.name) {
                     errors.push(ConfigError::new(
@@ -157,7 +193,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
                     ));
                 }
                 names.push((raw.name.clone(), file.clone()));
-                if let Some(source) = validate_source(file, raw, &main, &mut errors) {
+                let base = file.parent().unwrap_or(Path::new("."));
+                if let Some(source) = validate_source(file, base, raw, &main, &mut errors) {
                     sources.push(source);
                 }
             }
@@ -271,14 +308,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     }
 }
 
+/// One source file's checks; `base` is the directory its relative paths
+/// resolve against (its own, or the sources directory for a candidate).
 fn validate_source(
     file: &Path,
+    base: &Path,
     raw: SourceFile,
     main: &GatewayFile,
     errors: &mut Vec<ConfigError>,
 ) -> Option<SourceConfig> {
     let before = errors.len();
-    let base = file.parent().unwrap_or(Path::new("."));
     let mut error = |key: &str, message: String| errors.push(ConfigError::new(file, key, message));
 
     let name_ok = !raw.name.is_empty()

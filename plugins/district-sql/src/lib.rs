@@ -25,6 +25,26 @@ use mapping::{Kind, convert_cell};
 struct Settings {
     /// Unified entity name → how this district's database serves it.
     entities: BTreeMap<String, EntitySettings>,
+    /// Where this district's own codes meet the unified ones.
+    #[serde(default)]
+    local_codes: Option<LocalCodes>,
+}
+
+/// A district that numbers its divisions its own way keeps a table pairing
+/// each local code with the unified one. Fields listed in an entity's
+/// `local_code_fields` are looked up there *inside the statement*, so scope,
+/// filters and keyset order apply to unified codes (and can use an index
+/// on `unified`), and the local code can still be served as a field of its
+/// own (`code`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocalCodes {
+    /// The table (or view) pairing the codes.
+    table: String,
+    /// Its column holding the local code.
+    local: String,
+    /// Its column holding the unified code.
+    unified: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -39,11 +59,84 @@ struct EntitySettings {
     /// by the gateway, not pushed down, since the database holds the codes.
     #[serde(default)]
     map: BTreeMap<String, BTreeMap<String, String>>,
+    /// Fields whose values are local codes, to translate through
+    /// `local_codes` (e.g. `["division", "parent"]`).
+    #[serde(default)]
+    local_code_fields: Vec<String>,
+}
+
+/// A table or column name of the district's schema: letters, digits and
+/// `_`, not starting with a digit (spliced into SQL, so nothing else).
+fn is_sql_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 64
+}
+
+/// The entity's statement with its local-code fields replaced by the
+/// unified codes they pair with (one `LEFT JOIN` per field: a local code
+/// without a pair becomes NULL, which no scope matches and the probe
+/// reports).
+fn translate_local_codes(
+    name: &str,
+    entity: &EntitySettings,
+    codes: &LocalCodes,
+) -> Result<String, SourceError> {
+    let mut select = Vec::with_capacity(entity.fields.len());
+    let mut joins = String::new();
+    for field in entity.fields.keys() {
+        match entity.local_code_fields.iter().position(|f| f == field) {
+            Some(i) => {
+                select.push(format!("lc{i}.{} AS {field}", codes.unified));
+                joins.push_str(&format!(
+                    " LEFT JOIN {table} lc{i} ON lc{i}.{local} = b.{field}",
+                    table = codes.table,
+                    local = codes.local
+                ));
+            }
+            None => select.push(format!("b.{field} AS {field}")),
+        }
+    }
+    if let Some(bad) = entity
+        .local_code_fields
+        .iter()
+        .find(|f| entity.fields.get(*f) != Some(&Kind::Text))
+    {
+        return Err(SourceError::BadConfig(format!(
+            "entities.{name}.local_code_fields: `{bad}` must be one of the entity's text fields"
+        )));
+    }
+    Ok(format!(
+        "SELECT {} FROM ({}) b{joins}",
+        select.join(", "),
+        entity.sql
+    ))
 }
 
 impl Settings {
     fn load() -> Result<Self, SourceError> {
-        let settings: Settings = settings::load()?;
+        let mut settings: Settings = settings::load()?;
+        if let Some(codes) = &settings.local_codes
+            && let Some(bad) = [&codes.table, &codes.local, &codes.unified]
+                .into_iter()
+                .find(|n| !is_sql_name(n))
+        {
+            return Err(SourceError::BadConfig(format!(
+                "local_codes: `{bad}` is not a table or column name (letters, digits, _)"
+            )));
+        }
+        for (name, entity) in &mut settings.entities {
+            if entity.local_code_fields.is_empty() {
+                continue;
+            }
+            let Some(codes) = &settings.local_codes else {
+                return Err(SourceError::BadConfig(format!(
+                    "entities.{name}.local_code_fields needs [plugin.settings.local_codes] (the table pairing local and unified codes)"
+                )));
+            };
+            entity.sql = translate_local_codes(name, entity, codes)?;
+        }
         for (name, entity) in &settings.entities {
             for required in ["id", "division"] {
                 if entity.fields.get(required) != Some(&Kind::Text) {
@@ -264,3 +357,55 @@ fn position_of(columns: &[String], row: &[lianqiao_sdk::Value]) -> Result<Positi
 }
 
 lianqiao_sdk::export_source!(DistrictSql);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entity(local_code_fields: &[&str]) -> EntitySettings {
+        EntitySettings {
+            sql: "SELECT g.no AS id, g.no AS code, g.no AS division, g.up AS parent FROM g".into(),
+            fields: [
+                ("id", Kind::Text),
+                ("code", Kind::Text),
+                ("division", Kind::Text),
+                ("parent", Kind::Text),
+            ]
+            .into_iter()
+            .map(|(f, k)| (f.to_string(), k))
+            .collect(),
+            map: BTreeMap::new(),
+            local_code_fields: local_code_fields.iter().map(|f| f.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn local_code_fields_are_looked_up_inside_the_statement() {
+        let codes = LocalCodes {
+            table: "code_map".into(),
+            local: "local_code".into(),
+            unified: "gb_code".into(),
+        };
+        let sql = translate_local_codes("grids", &entity(&["division", "parent"]), &codes)
+            .expect("translated");
+        assert_eq!(
+            sql,
+            "SELECT b.code AS code, lc0.gb_code AS division, b.id AS id, lc1.gb_code AS parent \
+             FROM (SELECT g.no AS id, g.no AS code, g.no AS division, g.up AS parent FROM g) b \
+             LEFT JOIN code_map lc0 ON lc0.local_code = b.division \
+             LEFT JOIN code_map lc1 ON lc1.local_code = b.parent"
+        );
+        let refused = translate_local_codes("grids", &entity(&["households"]), &codes);
+        assert!(
+            matches!(&refused, Err(SourceError::BadConfig(m)) if m.contains("`households` must be one of the entity's text fields")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        assert!(is_sql_name("T_Area_Code"));
+        assert!(!is_sql_name("code_map; DROP TABLE x"));
+        assert!(!is_sql_name("1map"));
+    }
+}

@@ -22,3 +22,4 @@ mod serving;
 mod telemetry;
 mod tls;
 mod traces;
+mod walkthrough;

@@ -1,0 +1,228 @@
+//! Issue 18's walkthrough: a district the project has never seen — its own
+//! schema, pinyin column names, Chinese level names and local codes that
+//! are not unified ones — connected the way docs/integrators.md says:
+//! `source new` → edit → `source check` → `source add` on a running
+//! gateway, which then serves it under unified codes.
+
+use std::path::Path;
+use std::process::Command;
+
+use lianqiao_e2e::{ConfigDir, default_auth, workspace_root};
+
+/// 新城区 (Xincheng, 150102) numbers its divisions `XC-01-001-01`; a table
+/// of its own pairs each local code with the unified one.
+async fn xincheng_database(file: &Path) {
+    use sqlx::ConnectOptions;
+    let mut db = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(file)
+        .create_if_missing(true)
+        .connect()
+        .await
+        .expect("create the district database");
+    let mut script = String::from(
+        "CREATE TABLE xc_quhua (dm TEXT PRIMARY KEY, mc TEXT NOT NULL, jb TEXT NOT NULL, sjdm TEXT, hu_shu INTEGER, ren_kou INTEGER);
+         CREATE TABLE xc_wangge (wgbm TEXT PRIMARY KEY, wg_name TEXT NOT NULL, wgjb TEXT NOT NULL, sq_dm TEXT NOT NULL, hu_shu INTEGER);
+         CREATE TABLE xc_code_map (local_code TEXT PRIMARY KEY, gb_code TEXT NOT NULL UNIQUE);
+         INSERT INTO xc_quhua VALUES ('XC', '新城区', '区', NULL, 52000, 140000);
+         INSERT INTO xc_code_map VALUES ('XC', '150102');\n",
+    );
+    for street in 1..=2 {
+        let s = format!("XC-{street:02}");
+        script.push_str(&format!(
+            "INSERT INTO xc_quhua VALUES ('{s}', '新城第{street}街道', '街道', 'XC', 9000, 24000);
+             INSERT INTO xc_code_map VALUES ('{s}', '150102{street:03}');\n"
+        ));
+        for community in 1..=2 {
+            let c = format!("{s}-{community:03}");
+            script.push_str(&format!(
+                "INSERT INTO xc_quhua VALUES ('{c}', '新城{street}-{community}社区', '社区', '{s}', 3000, 8000);
+                 INSERT INTO xc_code_map VALUES ('{c}', '150102{street:03}{community:03}');\n"
+            ));
+            for grid in 1..=3 {
+                let g = format!("{c}-{grid:02}");
+                let tier = if grid == 3 { "小" } else { "大" };
+                script.push_str(&format!(
+                    "INSERT INTO xc_quhua VALUES ('{g}', '新城{street}-{community}-{grid}网格', '网格', '{c}', 300, 800);
+                     INSERT INTO xc_wangge VALUES ('{g}', '新城{street}-{community}-{grid}网格', '{tier}', '{c}', 300);
+                     INSERT INTO xc_code_map VALUES ('{g}', '150102{street:03}{community:03}{grid:02}');\n"
+                ));
+            }
+        }
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(script))
+        .execute(&mut db)
+        .await
+        .expect("fill the district database");
+}
+
+fn lianqiao(args: &[&str]) -> (bool, String) {
+    let out = Command::new(workspace_root().join("target/debug/lianqiao"))
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run lianqiao");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_new_district_is_connected_by_source_new_check_and_add() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let db = work.path().join("xincheng.sqlite");
+    xincheng_database(&db).await;
+    // A running gateway serving another district.
+    let config = ConfigDir::new().with_huimin();
+    let main = config.main_file().display().to_string();
+    let gateway = config.spawn_binary(&[]).await;
+
+    // 1. source new: a proposal from the catalog, gaps marked.
+    let proposal = work.path().join("xincheng.toml");
+    let proposal_arg = proposal.display().to_string();
+    let plugin = lianqiao_e2e::plugin_dir().join("district_sql.wasm");
+    let (ok, text) = lianqiao(&[
+        "source",
+        "new",
+        "--sql",
+        &format!("sqlite://{}", db.display()),
+        "--name",
+        "xincheng",
+        "--out",
+        &proposal_arg,
+        "--config",
+        &main,
+        "--plugin",
+        &plugin.display().to_string(),
+    ]);
+    assert!(ok, "{text}");
+    let proposed = std::fs::read_to_string(&proposal).expect("the proposal");
+    for expected in [
+        // The district's code is guessed from its divisions table… but its
+        // codes are local, so it cannot be: a gap.
+        "coverage = [\"GAP\"]",
+        "[plugin.settings.entities.divisions]",
+        "FROM \"xc_quhua\" t",
+        "[plugin.settings.entities.grids]",
+        "FROM \"xc_wangge\" t",
+        "t.\"hu_shu\" AS households",
+        "holds local codes such as \"XC",
+        "map.tier = { \"大\" = \"big\", \"小\" = \"small\" }",
+        "map.level = { \"区\" = \"district\", \"社区\" = \"community\", \"网格\" = \"grid\", \"街道\" = \"street\" }",
+    ] {
+        assert!(
+            proposed.contains(expected),
+            "`{expected}` is not in the proposal:\n{proposed}"
+        );
+    }
+    // It parses, and cannot be served as it is: check says why.
+    let (ok, text) = lianqiao(&["source", "check", &proposal_arg, "--config", &main]);
+    assert!(!ok, "the unedited proposal passed:\n{text}");
+    assert!(text.contains("coverage"), "{text}");
+
+    // 2. The integrator's edit: the district's code, and its code table.
+    let edited = proposed
+        .replace("coverage = [\"GAP\"]", "coverage = [\"150102\"]")
+        .replace(
+            "[plugin.settings.entities.divisions]",
+            "[plugin.settings.local_codes]\ntable = \"xc_code_map\"\nlocal = \"local_code\"\nunified = \"gb_code\"\n\n[plugin.settings.entities.divisions]\nlocal_code_fields = [\"id\", \"division\", \"parent\"]",
+        )
+        .replace(
+            "[plugin.settings.entities.grids]",
+            "[plugin.settings.entities.grids]\nlocal_code_fields = [\"id\", \"division\", \"community\"]",
+        );
+    std::fs::write(&proposal, &edited).expect("edit the proposal");
+
+    // 3. source check: the probe passes, every row sampled.
+    let (ok, text) = lianqiao(&["source", "check", &proposal_arg, "--config", &main]);
+    assert!(ok, "the edited file fails its check:\n{text}\n{edited}");
+    assert!(
+        text.contains("probe xincheng: sampled divisions 19, grids 12"),
+        "{text}"
+    );
+
+    // 4. source add on the running gateway: installed, reloaded, served.
+    let addr = format!("127.0.0.1:{}", gateway.port);
+    let (ok, text) = lianqiao(&[
+        "source",
+        "add",
+        &proposal_arg,
+        "--config",
+        &main,
+        "--wait",
+        &addr,
+    ]);
+    assert!(ok, "{text}\n{}", gateway.log());
+    assert!(
+        config.dir.path().join("sources/xincheng.toml").is_file(),
+        "{text}"
+    );
+    let auth = default_auth();
+    let headers = [("authorization", auth), ("x-purpose", "case-handling")];
+    let (status, body) = lianqiao_e2e::http_get_with(
+        &format!("http://{addr}/v1/grids?division=150102002&limit=50"),
+        &headers,
+    )
+    .await
+    .expect("grids");
+    assert_eq!(status, 200, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let grids = body["data"].as_array().expect("rows");
+    assert_eq!(grids.len(), 6, "{body}");
+    // Unified codes where the API promises them; the local code kept.
+    assert_eq!(grids[0]["division"], "15010200200101", "{body}");
+    assert_eq!(grids[0]["community"], "150102002001", "{body}");
+    assert_eq!(grids[0]["code"], "XC-02-001-01", "{body}");
+    assert_eq!(grids[0]["tier"], "big", "{body}");
+    assert_eq!(grids[0]["source"], "xincheng", "{body}");
+    // A division by its unified code; its parent unified too.
+    let (status, body) = lianqiao_e2e::http_get_with(
+        &format!("http://{addr}/v1/divisions/150102001002"),
+        &headers,
+    )
+    .await
+    .expect("division");
+    assert_eq!(status, 200, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(body["data"]["parent"], "150102001", "{body}");
+    assert_eq!(body["data"]["level"], "community", "{body}");
+    // The other district still serves.
+    let (status, _) = lianqiao_e2e::http_get_with(
+        &format!("http://{addr}/v1/grids?division=150103001&limit=1"),
+        &headers,
+    )
+    .await
+    .expect("huimin");
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_broken_file_is_not_added() {
+    let config = ConfigDir::new().with_huimin();
+    let main = config.main_file().display().to_string();
+    let broken = config.dir.path().join("broken.toml");
+    let huimin = std::fs::read_to_string(config.dir.path().join("sources/huimin.toml"))
+        .expect("huimin's file");
+    // Another name, a mapping with a misspelt column, outside the sources dir.
+    std::fs::write(
+        &broken,
+        huimin
+            .replace("name = \"huimin\"", "name = \"huimin2\"")
+            .replace("coverage = [\"150103\"]", "coverage = [\"150104\"]")
+            .replace("g.households AS households", "g.househlds AS households"),
+    )
+    .expect("write");
+    let broken_arg = broken.display().to_string();
+    let (ok, text) = lianqiao(&["source", "add", &broken_arg, "--config", &main]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("grids: the mapping does not run"), "{text}");
+    assert!(text.contains("not added (nothing was changed)"), "{text}");
+    assert!(
+        !config.dir.path().join("sources/huimin2.toml").exists(),
+        "a refused file was installed"
+    );
+}
