@@ -69,6 +69,9 @@ enum Command {
     /// A source file: load the configuration with it and probe it.
     #[command(subcommand)]
     Source(SourceCommand),
+    /// Plugins: the contract's conformance kit.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Access policies: validate, test, explain.
     #[command(subcommand)]
     Policy(cli::PolicyCommand),
@@ -134,6 +137,86 @@ enum SourceCommand {
         #[arg(long, default_value = "target/plugins/district_sql.wasm")]
         plugin: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Run the plugin contract's MUSTs (docs/plugin-contract.md) against
+    /// the real source a source file describes, with this plugin in place
+    /// of the one the file names: paging complete, ordered and stable,
+    /// scope and declared filters applied, projections, kinds, counts,
+    /// error variants. Exits non-zero with what to fix.
+    Test {
+        plugin: PathBuf,
+        /// The source file (anywhere; resolved as if in the sources directory).
+        #[arg(long)]
+        source: PathBuf,
+        #[arg(long, default_value = "config/lianqiao.toml")]
+        config: PathBuf,
+    },
+}
+
+/// `lianqiao plugin test`.
+async fn plugin_test(
+    plugin: &std::path::Path,
+    source_file: &std::path::Path,
+    config_file: &std::path::Path,
+) -> ExitCode {
+    let name = match source_name(source_file) {
+        Ok(name) => name,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut config = match config::load_with_candidate(config_file, Some(source_file)) {
+        Ok(config) => config,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let plugin = std::path::absolute(plugin).unwrap_or_else(|_| plugin.to_path_buf());
+    if !plugin.is_file() {
+        eprintln!("{}: no such plugin component", plugin.display());
+        return ExitCode::FAILURE;
+    }
+    // Only the source under test: others need not load (nor be up).
+    config.sources.retain(|s| s.name == name);
+    for source in &mut config.sources {
+        source.plugin = plugin.clone();
+        source.sha256 = None;
+    }
+    init_logging(&config.telemetry);
+    let gateway = match Gateway::build(config).await {
+        Ok(g) => g,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(source) = gateway.sources.sources.iter().find(|s| s.name() == name) else {
+        eprintln!("no source named `{name}`");
+        return ExitCode::FAILURE;
+    };
+    let report = lianqiao_gateway::kit::conformance::run(source).await;
+    for line in &report.passed {
+        println!("  ok    {line}");
+    }
+    for line in &report.failed {
+        println!("  FAIL  {line}");
+    }
+    println!(
+        "plugin test {name} ({}): {} passed, {} failed",
+        plugin.display(),
+        report.passed.len(),
+        report.failed.len()
+    );
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// `lianqiao source new`: introspect, propose, print or write.
@@ -411,6 +494,11 @@ async fn run(command: Command) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Plugin(PluginCommand::Test {
+            plugin,
+            source,
+            config,
+        }) => plugin_test(&plugin, &source, &config).await,
         Command::Source(SourceCommand::New {
             sql,
             name,

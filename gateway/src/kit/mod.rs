@@ -1,6 +1,8 @@
 //! The integrator's tools beside the probe (`sources::probe`): reading a
-//! district database's catalog and proposing a source file from it.
+//! district database's catalog and proposing a source file from it, and
+//! the plugin contract's conformance kit.
 
+pub mod conformance;
 pub mod introspect;
 pub mod scaffold;
 

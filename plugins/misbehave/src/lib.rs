@@ -6,11 +6,15 @@
 //! `"tattle"` fails with an error quoting a person's data (as an upstream
 //! or database error may), `"wrongkind"` returns an ID number where the
 //! contract wants text of another kind (a number).
+//! For the conformance kit (`lianqiao plugin test`): `"table"` serves 20
+//! grids under 150103 by the contract (scope, order, cursor, a declared
+//! `name` filter); `"loopcursor"` is the same with a cursor that starts
+//! over; `"ignorefilter"` declares the `name` filter and ignores it.
 //! `describe` always succeeds so the source loads.
 
 use lianqiao_sdk::{
-    AggregateCell, AggregateQuery, EntitySpec, FieldSpec, Guest, Manifest, Page, Query,
-    SDK_VERSION, SourceError, Value, ValueKind, settings,
+    AggregateCell, AggregateQuery, EntitySpec, FieldSpec, FilterOp, FilterSupport, Guest, Manifest,
+    Page, Query, SDK_VERSION, SourceError, Value, ValueKind, settings,
 };
 use serde::Deserialize;
 
@@ -31,6 +35,14 @@ impl Guest for Misbehave {
             name: name.into(),
             kind: ValueKind::Text,
         };
+        // The table modes declare that they filter on `name`.
+        let filters = match settings::load::<Settings>() {
+            Ok(s) if TABLE_MODES.contains(&s.mode.as_str()) => vec![FilterSupport {
+                field: "name".into(),
+                ops: vec![FilterOp::Eq],
+            }],
+            _ => vec![],
+        };
         Ok(Manifest {
             name: "misbehave".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -38,7 +50,7 @@ impl Guest for Misbehave {
             entities: vec![EntitySpec {
                 name: "grids".into(),
                 fields: vec![text("id"), text("division"), text("code"), text("name")],
-                filters: vec![],
+                filters,
                 aggregates: false,
             }],
         })
@@ -141,9 +153,63 @@ impl Guest for Misbehave {
                 }
                 Ok(page)
             }
+            mode if TABLE_MODES.contains(&mode) => table(&query, mode),
             _ => Ok(one_row(&query)),
         }
     }
+}
+
+const TABLE_MODES: &[&str] = &["table", "loopcursor", "ignorefilter"];
+
+/// 20 grids under 150103, served by the contract except where `mode`
+/// breaks it on purpose.
+fn table(query: &Query, mode: &str) -> Result<Page, SourceError> {
+    if query.entity != "grids" {
+        return Err(SourceError::Unsupported(format!(
+            "entity `{}`",
+            query.entity
+        )));
+    }
+    let start = match (&query.cursor, mode) {
+        (None, _) | (Some(_), "loopcursor") => 0,
+        (Some(c), _) => c
+            .strip_prefix("at:")
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| SourceError::BadCursor("not a cursor of this plugin".into()))?,
+    };
+    let rows: Vec<(String, String)> = (1..=20)
+        .map(|i| {
+            let code = format!("150103{:03}{:03}", (i - 1) / 5 + 1, i);
+            let name = if i % 2 == 0 { "甲" } else { "乙" };
+            (code, name.to_string())
+        })
+        .filter(|(code, _)| query.scope.iter().any(|s| code.starts_with(s.as_str())))
+        .filter(|(_, name)| {
+            mode == "ignorefilter"
+                || query.filters.iter().all(|f| {
+                    f.field != "name" || f.values.first() == Some(&Value::Text(name.clone()))
+                })
+        })
+        .collect();
+    let page: Vec<&(String, String)> = rows.iter().skip(start).take(query.limit as usize).collect();
+    let next = start + page.len();
+    Ok(Page {
+        columns: query.projection.clone(),
+        rows: page
+            .iter()
+            .map(|(code, name)| {
+                query
+                    .projection
+                    .iter()
+                    .map(|f| match f.as_str() {
+                        "name" => Value::Text(name.clone()),
+                        _ => Value::Text(code.clone()),
+                    })
+                    .collect()
+            })
+            .collect(),
+        next_cursor: (next < rows.len()).then(|| format!("at:{next}")),
+    })
 }
 
 /// One row inside the query's scope, with the projected fields.

@@ -5,6 +5,7 @@ mod access;
 mod audit;
 mod bad_params;
 mod config_errors;
+mod conformance;
 mod contract;
 mod differencing;
 mod disclosure;

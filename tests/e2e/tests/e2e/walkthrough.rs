@@ -145,6 +145,19 @@ async fn a_new_district_is_connected_by_source_new_check_and_add() {
         "{text}"
     );
 
+    // The plugin keeps the contract on this district (the kit).
+    let (ok, text) = lianqiao(&[
+        "plugin",
+        "test",
+        &plugin.display().to_string(),
+        "--source",
+        &proposal_arg,
+        "--config",
+        &main,
+    ]);
+    assert!(ok, "the conformance kit fails on the new district:\n{text}");
+    assert!(text.contains("grids: a narrower scope (150102"), "{text}");
+
     // 4. source add on the running gateway: installed, reloaded, served.
     let addr = format!("127.0.0.1:{}", gateway.port);
     let (ok, text) = lianqiao(&[

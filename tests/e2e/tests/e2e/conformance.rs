@@ -1,0 +1,80 @@
+//! The conformance kit (`lianqiao plugin test`, issue 18): a plugin that
+//! keeps the contract passes; one that breaks it fails with what to fix.
+
+use lianqiao_e2e::{ConfigDir, plugin_dir, workspace_root};
+
+fn plugin_test(dir: &ConfigDir, source: &str, plugin: &str) -> (bool, String) {
+    let out = std::process::Command::new(workspace_root().join("target/debug/lianqiao"))
+        .args(["plugin", "test"])
+        .arg(plugin_dir().join(plugin))
+        .arg("--source")
+        .arg(dir.dir.path().join(format!("sources/{source}.toml")))
+        .arg("--config")
+        .arg(dir.main_file())
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run lianqiao plugin test");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn district_sql_passes_the_kit_on_a_real_district() {
+    let dir = ConfigDir::new().with_huimin();
+    let (ok, text) = plugin_test(&dir, "huimin", "district_sql.wasm");
+    assert!(ok, "{text}");
+    for expected in [
+        "ok    grids: small pages (limit 7) give the same rows in the same order",
+        "ok    grids: a narrower scope (150103",
+        "ok    grids: the declared filter `tier = …` is applied",
+        "ok    grids: its count agrees with its rows",
+        "ok    errors: a cursor it did not make is `bad-cursor`",
+        ", 0 failed",
+    ] {
+        assert!(text.contains(expected), "`{expected}` missing:\n{text}");
+    }
+}
+
+#[test]
+fn a_plugin_that_keeps_the_contract_passes_and_each_broken_one_fails_with_what_to_fix() {
+    let (ok, text) = plugin_test(
+        &ConfigDir::new().with_misbehaving("kit", "table", "150103", ""),
+        "kit",
+        "misbehave.wasm",
+    );
+    assert!(ok, "the conforming table failed:\n{text}");
+    assert!(
+        text.contains("ok    grids: the declared filter `name = …` is applied"),
+        "{text}"
+    );
+    let cases = [
+        (
+            "loopcursor",
+            "FAIL  grids: small pages (limit 7) give the same rows in the same order",
+            "a cursor skips or repeats rows",
+        ),
+        (
+            "ignorefilter",
+            "FAIL  grids: the declared filter `name = …` is applied",
+            "apply the filter upstream, or do not declare it in the manifest",
+        ),
+        (
+            "leak",
+            "FAIL  grids: pages through its coverage",
+            "a row is outside the query's scope",
+        ),
+    ];
+    for (mode, check, fix) in cases {
+        let dir = ConfigDir::new().with_misbehaving("kit", mode, "150103", "");
+        let (ok, text) = plugin_test(&dir, "kit", "misbehave.wasm");
+        assert!(!ok, "{mode}: the kit passed:\n{text}");
+        assert!(text.contains(check), "{mode}: `{check}` missing:\n{text}");
+        assert!(text.contains(fix), "{mode}: `{fix}` missing:\n{text}");
+    }
+}
