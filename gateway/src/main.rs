@@ -776,11 +776,11 @@ async fn reload_on_change(live: Arc<Live>, path: PathBuf) {
 /// Modification times of every file the configuration is made of.
 fn fingerprint(path: &std::path::Path) -> Vec<(PathBuf, Option<std::time::SystemTime>)> {
     let mtime = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let base = path.parent().unwrap_or(std::path::Path::new("."));
-    let mut files = vec![path.to_path_buf(), base.join("fields.toml")];
-    for dir in ["sources", "policy"] {
-        if let Ok(entries) = std::fs::read_dir(base.join(dir)) {
-            files.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
+    let mut files = Vec::new();
+    for watched in config::watched_paths(path) {
+        match std::fs::read_dir(&watched) {
+            Ok(entries) => files.extend(entries.filter_map(|e| e.ok().map(|e| e.path()))),
+            Err(_) => files.push(watched),
         }
     }
     files.sort();

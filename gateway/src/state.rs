@@ -3,6 +3,7 @@
 //! whole on reload. Imports nothing that serves requests (api, server), so
 //! every layer can depend on it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use lianqiao_host::{EngineSettings, PluginEngine};
@@ -36,15 +37,28 @@ pub struct Gateway {
 }
 
 /// A key from the environment variable `env`, or a random one with a
-/// warning saying what that costs.
+/// warning saying what that costs. The random one is made once per
+/// process and variable: a reload must not break every outstanding cursor
+/// or give protected counts fresh noise to average away.
 fn secret_key(env: &str, without_it: &str) -> Vec<u8> {
+    static RANDOM: std::sync::OnceLock<std::sync::Mutex<BTreeMap<String, Vec<u8>>>> =
+        std::sync::OnceLock::new();
     match std::env::var(env) {
         Ok(key) if !key.is_empty() => key.into_bytes(),
         _ => {
-            tracing::warn!(env, "no key configured: using a random one; {without_it}");
-            let mut key = vec![0u8; 32];
-            rand::rng().fill_bytes(&mut key);
-            key
+            let keys = RANDOM.get_or_init(Default::default);
+            let mut keys = match keys.lock() {
+                Ok(k) => k,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            keys.entry(env.to_string())
+                .or_insert_with(|| {
+                    tracing::warn!(env, "no key configured: using a random one; {without_it}");
+                    let mut key = vec![0u8; 32];
+                    rand::rng().fill_bytes(&mut key);
+                    key
+                })
+                .clone()
         }
     }
 }

@@ -22,6 +22,28 @@ pub fn sources_dir(path: &Path) -> Result<PathBuf, ConfigErrors> {
     Ok(base.join(&main.sources.dir))
 }
 
+/// What a configuration is read from, for a watcher: the main file, the
+/// fields file, and the sources and policy directories (as `[model]`,
+/// `[sources]` and `[policy]` name them; the defaults beside the main file
+/// when it cannot be read).
+pub fn watched_paths(path: &Path) -> Vec<PathBuf> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    match read_file::<GatewayFile>(path) {
+        Ok(main) => vec![
+            path.to_path_buf(),
+            base.join(&main.model.fields),
+            base.join(&main.sources.dir),
+            base.join(&main.policy.dir),
+        ],
+        Err(_) => vec![
+            path.to_path_buf(),
+            base.join("fields.toml"),
+            base.join("sources"),
+            base.join("policy"),
+        ],
+    }
+}
+
 /// `load`, with `candidate` (a source file anywhere) taken as if it were
 /// in the sources directory: its relative paths resolve against that
 /// directory, and it replaces the file there that declares the same

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-pub use load::{load, load_with_candidate, sources_dir};
+pub use load::{load, load_with_candidate, sources_dir, watched_paths};
 pub use report::{ConfigError, ConfigErrors};
 
 /// `lianqiao.toml`.

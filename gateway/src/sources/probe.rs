@@ -64,19 +64,37 @@ fn kind_of(value: &Value) -> Option<ValueKind> {
     })
 }
 
+/// `YYYY-MM-DD`.
+fn is_iso_date(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}
+
+/// `YYYY-MM-DDTHH:MM:SS…`.
+fn is_iso_timestamp(t: &str) -> bool {
+    t.len() >= 19 && t.is_char_boundary(10) && is_iso_date(&t[..10]) && t.as_bytes()[10] == b'T'
+}
+
 /// Whether a cell of kind `got` can stand for the model's `want` (an
-/// integer is a float without a fraction; dates and timestamps may come as
-/// text in their ISO form).
+/// integer is a float without a fraction; dates and timestamps must be in
+/// their ISO form, whether the plugin typed them or sent text: a plugin
+/// passes a database's text through as a date unchecked).
 fn fits(want: ValueKind, got: ValueKind, value: &Value) -> bool {
+    match (want, value) {
+        (ValueKind::Date, Value::Date(t) | Value::Text(t)) => return is_iso_date(t),
+        (ValueKind::Timestamp, Value::Timestamp(t) | Value::Text(t)) => {
+            return is_iso_timestamp(t);
+        }
+        _ => {}
+    }
     match (want, got) {
         (w, g) if w == g => true,
         (ValueKind::Float, ValueKind::Integer) => true,
-        (ValueKind::Date, ValueKind::Text) => {
-            matches!(value, Value::Text(t) if t.len() == 10 && t.as_bytes()[4] == b'-' && t.as_bytes()[7] == b'-')
-        }
-        (ValueKind::Timestamp, ValueKind::Text) => {
-            matches!(value, Value::Text(t) if t.len() >= 19 && t.as_bytes()[10] == b'T')
-        }
         _ => false,
     }
 }
@@ -195,6 +213,22 @@ mod tests {
             ValueKind::Date,
             ValueKind::Text,
             &Value::Text("July".into())
+        ));
+        // Typed as a date by the plugin, but not one.
+        assert!(!fits(
+            ValueKind::Date,
+            ValueKind::Date,
+            &Value::Date("2021年7月1日".into())
+        ));
+        assert!(fits(
+            ValueKind::Timestamp,
+            ValueKind::Timestamp,
+            &Value::Timestamp("2021-07-01T08:00:00+08:00".into())
+        ));
+        assert!(!fits(
+            ValueKind::Timestamp,
+            ValueKind::Timestamp,
+            &Value::Timestamp("2021-07-01 08:00".into())
         ));
         assert!(fits(
             ValueKind::Float,

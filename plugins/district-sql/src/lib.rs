@@ -33,9 +33,10 @@ struct Settings {
 /// A district that numbers its divisions its own way keeps a table pairing
 /// each local code with the unified one. Fields listed in an entity's
 /// `local_code_fields` are looked up there *inside the statement*, so scope,
-/// filters and keyset order apply to unified codes (and can use an index
-/// on `unified`), and the local code can still be served as a field of its
-/// own (`code`).
+/// filters and keyset order apply to unified codes, and the local code can
+/// still be served as a field of its own (`code`). The scope then filters
+/// on the joined column, which no index of the entity's table serves: fine
+/// for a district's thousands of rows, slow for millions.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LocalCodes {
@@ -76,8 +77,8 @@ fn is_sql_name(name: &str) -> bool {
 
 /// The entity's statement with its local-code fields replaced by the
 /// unified codes they pair with (one `LEFT JOIN` per field: a local code
-/// without a pair becomes NULL, which no scope matches and the probe
-/// reports).
+/// without a pair becomes NULL, so its row is in no scope and is not
+/// served; docs/integrators.md says to keep the table complete).
 fn translate_local_codes(
     name: &str,
     entity: &EntitySettings,
@@ -148,6 +149,15 @@ impl Settings {
             if let Some(bad) = entity.fields.keys().find(|f| !is_identifier(f)) {
                 return Err(SourceError::BadConfig(format!(
                     "entities.{name}.fields: `{bad}` is not a field name (lowercase, digits, _)"
+                )));
+            }
+            if let Some(bad) = entity
+                .map
+                .keys()
+                .find(|f| matches!(f.as_str(), "id" | "division"))
+            {
+                return Err(SourceError::BadConfig(format!(
+                    "entities.{name}.map: `{bad}` cannot be value-mapped (scope and paging run on it in the database); map codes with local_codes"
                 )));
             }
             if let Some(bad) = entity.map.keys().find(|f| !entity.fields.contains_key(*f)) {

@@ -132,3 +132,22 @@ async fn bad_telemetry_settings_are_named() {
     assert!(text.contains("0.0 (none) to 1.0"), "{text}");
     assert!(text.contains("http://127.0.0.1:4318"), "{text}");
 }
+
+#[tokio::test]
+async fn a_value_map_on_id_or_division_is_refused() {
+    // Scope and paging run on `division` and `id` in the database: a value
+    // map would break both silently, so district-sql refuses it.
+    let dir = ConfigDir::new().with_huimin().edit_source(
+        "huimin",
+        "map.household_role = {",
+        "map.division = { x = \"y\" }\nmap.household_role = {",
+    );
+    let errors = match dir.build().await {
+        Ok(_) => panic!("a map on `division` loaded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        errors.contains("`division` cannot be value-mapped"),
+        "{errors}"
+    );
+}

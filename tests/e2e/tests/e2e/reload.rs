@@ -92,3 +92,26 @@ async fn reloads_under_load_drop_no_request_and_a_broken_one_changes_nothing() {
     );
     assert_eq!(ok.load(Ordering::Relaxed), 240);
 }
+
+#[tokio::test]
+async fn a_cursor_outlives_a_reload() {
+    // No key in the environment: the gateway makes random ones, once per
+    // process (the cursor key, and by the same function the statistics
+    // noise key), so a reload neither breaks a caller's paging nor hands
+    // out fresh noise to average away.
+    let gw = ConfigDir::new().with_huimin().start().await;
+    let (status, first) = gw.get("/v1/grids?division=150103&limit=3").await;
+    assert_eq!(status, 200, "{first}");
+    let cursor = first["page"]["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    gw.live.reload().await.expect("reload");
+    let (status, second) = gw
+        .get(&format!(
+            "/v1/grids?division=150103&limit=3&cursor={cursor}"
+        ))
+        .await;
+    assert_eq!(status, 200, "the cursor broke across a reload: {second}");
+    assert_ne!(first["data"][0]["id"], second["data"][0]["id"], "{second}");
+}
