@@ -141,6 +141,26 @@ enum SourceCommand {
 
 #[derive(Subcommand)]
 enum PluginCommand {
+    /// Scaffold a plugin crate (`--kind http`: an HTTP system, credentials
+    /// held by the host, URLs allowlisted, cursor paging) that builds with
+    /// `cargo build --release --target wasm32-wasip2`, with an example
+    /// source file.
+    New {
+        name: String,
+        #[arg(long, default_value = "http")]
+        kind: String,
+        /// Create `<dir>/<name>/`.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The Lianqiao SDK the crate depends on (a path; the SDK is not
+        /// published on crates.io).
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk"))]
+        sdk: PathBuf,
+        /// The configuration whose sources directory the example source
+        /// file's paths are written against.
+        #[arg(long, default_value = "config/lianqiao.toml")]
+        config: PathBuf,
+    },
     /// Run the plugin contract's MUSTs (docs/plugin-contract.md) against
     /// the real source a source file describes, with this plugin in place
     /// of the one the file names: paging complete, ordered and stable,
@@ -493,6 +513,30 @@ async fn run(command: Command) -> ExitCode {
                 }
             }
             ExitCode::SUCCESS
+        }
+        Command::Plugin(PluginCommand::New {
+            name,
+            kind,
+            dir,
+            sdk,
+            config,
+        }) => {
+            let sources = config::sources_dir(&config).unwrap_or_else(|_| dir.clone());
+            match lianqiao_gateway::kit::plugin_new::create(&dir, &name, &kind, &sdk, &sources) {
+                Ok(created) => {
+                    println!(
+                        "created {dir}\n  build:  cd {dir} && cargo build --release --target wasm32-wasip2\n  test:   lianqiao plugin test {wasm} --source {source}\n  serve:  lianqiao source add {source}",
+                        dir = created.dir.display(),
+                        wasm = created.component.display(),
+                        source = created.source_file.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Plugin(PluginCommand::Test {
             plugin,

@@ -4,6 +4,7 @@
 
 pub mod conformance;
 pub mod introspect;
+pub mod plugin_new;
 pub mod scaffold;
 
 use std::path::{Component, Path, PathBuf};

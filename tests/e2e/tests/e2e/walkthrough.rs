@@ -239,3 +239,124 @@ async fn a_broken_file_is_not_added() {
         "a refused file was installed"
     );
 }
+
+/// A new HTTP system through `plugin new`: generated, built from scratch
+/// for wasm32-wasip2, configured (its address, its credential, which item
+/// keys hold which fields), passed through the conformance kit and added
+/// to a running gateway. The system here is the city platform simulator's
+/// service-centre listing (OAuth2, cursor paging, camelCase items).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_http_system_is_connected_by_plugin_new_build_test_and_add() {
+    let up = lianqiao_e2e::Upstreams::start().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let config = ConfigDir::new().with_huimin();
+    let main = config.main_file().display().to_string();
+    let gateway = config.spawn_binary(&[]).await;
+    let secret = config.dir.path().join("street-app.secret");
+    std::fs::write(&secret, "demo-secret").expect("secret");
+
+    let (ok, text) = lianqiao(&[
+        "plugin",
+        "new",
+        "street-app",
+        "--kind",
+        "http",
+        "--dir",
+        &work.path().display().to_string(),
+        "--config",
+        &main,
+    ]);
+    assert!(ok, "{text}");
+    let crate_dir = work.path().join("street-app");
+    let source = crate_dir.join("source.toml");
+    let generated = std::fs::read_to_string(&source).expect("source.toml");
+    std::fs::write(
+        &source,
+        generated
+            .replace(
+                "http://127.0.0.1:8092",
+                &format!("http://{}", up.city_platform),
+            )
+            .replace(
+                "\"../../target/demo/secrets/city-platform\"",
+                &format!("{:?}", secret.display().to_string()),
+            ),
+    )
+    .expect("configure the source");
+
+    // Generated code is formatted as its users' `cargo fmt` would leave it.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let fmt = std::process::Command::new(&cargo)
+        .args(["fmt", "--check"])
+        .current_dir(&crate_dir)
+        .output()
+        .expect("cargo fmt");
+    assert!(
+        fmt.status.success(),
+        "the scaffold is not rustfmt-clean:\n{}",
+        String::from_utf8_lossy(&fmt.stdout)
+    );
+    // Built from scratch: the crate's own, empty target directory.
+    let started = std::time::Instant::now();
+    let built = std::process::Command::new(&cargo)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .current_dir(&crate_dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .expect("cargo build");
+    assert!(
+        built.status.success(),
+        "the scaffold does not build:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let component = crate_dir.join("target/wasm32-wasip2/release/street_app.wasm");
+    let source_arg = source.display().to_string();
+    let (ok, text) = lianqiao(&[
+        "plugin",
+        "test",
+        &component.display().to_string(),
+        "--source",
+        &source_arg,
+        "--config",
+        &main,
+    ]);
+    eprintln!(
+        "scaffold built from scratch and tested in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(ok, "the scaffold fails the conformance kit:\n{text}");
+    assert!(
+        text.contains("ok    service-centers: a narrower scope"),
+        "{text}"
+    );
+
+    let addr = format!("127.0.0.1:{}", gateway.port);
+    let (ok, text) = lianqiao(&[
+        "source",
+        "add",
+        &source_arg,
+        "--config",
+        &main,
+        "--wait",
+        &addr,
+    ]);
+    assert!(ok, "{text}\n{}", gateway.log());
+    let auth = default_auth();
+    let (status, body) = lianqiao_e2e::http_get_with(
+        &format!("http://{addr}/v1/service-centers?division=150105&limit=5"),
+        &[("authorization", auth), ("x-purpose", "case-handling")],
+    )
+    .await
+    .expect("service centres");
+    assert_eq!(status, 200, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let rows = body["data"].as_array().expect("rows");
+    assert!(!rows.is_empty(), "{body}");
+    assert!(
+        rows.iter().all(|r| r["source"] == "street-app"
+            && r["division"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("150105"))),
+        "{body}"
+    );
+}
