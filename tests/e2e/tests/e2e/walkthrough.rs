@@ -10,7 +10,56 @@ use std::process::Command;
 use lianqiao_e2e::{ConfigDir, default_auth, workspace_root};
 
 /// 新城区 (Xincheng, 150102) numbers its divisions `XC-01-001-01`; a table
-/// of its own pairs each local code with the unified one.
+/// of its own pairs each local code with the unified one. `text` is the
+/// column type the database wants for short text (keys included).
+fn xincheng_statements(text: &str) -> Vec<String> {
+    let mut out = vec![
+        format!(
+            "CREATE TABLE xc_quhua (dm {text} PRIMARY KEY, mc {text} NOT NULL, jb {text} NOT NULL, sjdm {text}, hu_shu INTEGER, ren_kou INTEGER)"
+        ),
+        format!(
+            "CREATE TABLE xc_wangge (wgbm {text} PRIMARY KEY, wg_name {text} NOT NULL, wgjb {text} NOT NULL, sq_dm {text} NOT NULL, hu_shu INTEGER)"
+        ),
+        format!(
+            "CREATE TABLE xc_code_map (local_code {text} PRIMARY KEY, gb_code {text} NOT NULL UNIQUE)"
+        ),
+        "INSERT INTO xc_quhua VALUES ('XC', '新城区', '区', NULL, 52000, 140000)".into(),
+        "INSERT INTO xc_code_map VALUES ('XC', '150102')".into(),
+    ];
+    for street in 1..=2 {
+        let s = format!("XC-{street:02}");
+        out.push(format!(
+            "INSERT INTO xc_quhua VALUES ('{s}', '新城第{street}街道', '街道', 'XC', 9000, 24000)"
+        ));
+        out.push(format!(
+            "INSERT INTO xc_code_map VALUES ('{s}', '150102{street:03}')"
+        ));
+        for community in 1..=2 {
+            let c = format!("{s}-{community:03}");
+            out.push(format!(
+                "INSERT INTO xc_quhua VALUES ('{c}', '新城{street}-{community}社区', '社区', '{s}', 3000, 8000)"
+            ));
+            out.push(format!(
+                "INSERT INTO xc_code_map VALUES ('{c}', '150102{street:03}{community:03}')"
+            ));
+            for grid in 1..=3 {
+                let g = format!("{c}-{grid:02}");
+                let tier = if grid == 3 { "小" } else { "大" };
+                out.push(format!(
+                    "INSERT INTO xc_quhua VALUES ('{g}', '新城{street}-{community}-{grid}网格', '网格', '{c}', 300, 800)"
+                ));
+                out.push(format!(
+                    "INSERT INTO xc_wangge VALUES ('{g}', '新城{street}-{community}-{grid}网格', '{tier}', '{c}', 300)"
+                ));
+                out.push(format!(
+                    "INSERT INTO xc_code_map VALUES ('{g}', '150102{street:03}{community:03}{grid:02}')"
+                ));
+            }
+        }
+    }
+    out
+}
+
 async fn xincheng_database(file: &Path) {
     use sqlx::ConnectOptions;
     let mut db = sqlx::sqlite::SqliteConnectOptions::new()
@@ -19,40 +68,47 @@ async fn xincheng_database(file: &Path) {
         .connect()
         .await
         .expect("create the district database");
-    let mut script = String::from(
-        "CREATE TABLE xc_quhua (dm TEXT PRIMARY KEY, mc TEXT NOT NULL, jb TEXT NOT NULL, sjdm TEXT, hu_shu INTEGER, ren_kou INTEGER);
-         CREATE TABLE xc_wangge (wgbm TEXT PRIMARY KEY, wg_name TEXT NOT NULL, wgjb TEXT NOT NULL, sq_dm TEXT NOT NULL, hu_shu INTEGER);
-         CREATE TABLE xc_code_map (local_code TEXT PRIMARY KEY, gb_code TEXT NOT NULL UNIQUE);
-         INSERT INTO xc_quhua VALUES ('XC', '新城区', '区', NULL, 52000, 140000);
-         INSERT INTO xc_code_map VALUES ('XC', '150102');\n",
-    );
-    for street in 1..=2 {
-        let s = format!("XC-{street:02}");
-        script.push_str(&format!(
-            "INSERT INTO xc_quhua VALUES ('{s}', '新城第{street}街道', '街道', 'XC', 9000, 24000);
-             INSERT INTO xc_code_map VALUES ('{s}', '150102{street:03}');\n"
-        ));
-        for community in 1..=2 {
-            let c = format!("{s}-{community:03}");
-            script.push_str(&format!(
-                "INSERT INTO xc_quhua VALUES ('{c}', '新城{street}-{community}社区', '社区', '{s}', 3000, 8000);
-                 INSERT INTO xc_code_map VALUES ('{c}', '150102{street:03}{community:03}');\n"
-            ));
-            for grid in 1..=3 {
-                let g = format!("{c}-{grid:02}");
-                let tier = if grid == 3 { "小" } else { "大" };
-                script.push_str(&format!(
-                    "INSERT INTO xc_quhua VALUES ('{g}', '新城{street}-{community}-{grid}网格', '网格', '{c}', 300, 800);
-                     INSERT INTO xc_wangge VALUES ('{g}', '新城{street}-{community}-{grid}网格', '{tier}', '{c}', 300);
-                     INSERT INTO xc_code_map VALUES ('{g}', '150102{street:03}{community:03}{grid:02}');\n"
-                ));
-            }
-        }
+    for statement in xincheng_statements("TEXT") {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut db)
+            .await
+            .expect("fill the district database");
     }
-    sqlx::raw_sql(sqlx::AssertSqlSafe(script))
-        .execute(&mut db)
-        .await
-        .expect("fill the district database");
+}
+
+/// A database of its own on the server at `url` (the `test` database's
+/// server), dropped and made again: the catalog then holds only the new
+/// district's tables. Its URL.
+async fn fresh_database(url: &str, name: &str) -> String {
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(url).await.expect("connect");
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&admin)
+            .await
+            .expect("make the database");
+    }
+    admin.close().await;
+    let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(url);
+    format!("{base}/{name}")
+}
+
+/// What the integrator writes into the proposal: the district's code, its
+/// code table, and which fields hold local codes (`code` stays local).
+fn integrators_edit(proposed: &str) -> String {
+    proposed
+        .replace("coverage = [\"GAP\"]", "coverage = [\"150102\"]")
+        .replace(
+            "[plugin.settings.entities.divisions]",
+            "[plugin.settings.local_codes]\ntable = \"xc_code_map\"\nlocal = \"local_code\"\nunified = \"gb_code\"\n\n[plugin.settings.entities.divisions]\nlocal_code_fields = [\"id\", \"division\", \"parent\"]",
+        )
+        .replace(
+            "[plugin.settings.entities.grids]",
+            "[plugin.settings.entities.grids]\nlocal_code_fields = [\"id\", \"division\", \"community\"]",
+        )
 }
 
 fn lianqiao(args: &[&str]) -> (bool, String) {
@@ -125,16 +181,7 @@ async fn a_new_district_is_connected_by_source_new_check_and_add() {
     assert!(text.contains("coverage"), "{text}");
 
     // 2. The integrator's edit: the district's code, and its code table.
-    let edited = proposed
-        .replace("coverage = [\"GAP\"]", "coverage = [\"150102\"]")
-        .replace(
-            "[plugin.settings.entities.divisions]",
-            "[plugin.settings.local_codes]\ntable = \"xc_code_map\"\nlocal = \"local_code\"\nunified = \"gb_code\"\n\n[plugin.settings.entities.divisions]\nlocal_code_fields = [\"id\", \"division\", \"parent\"]",
-        )
-        .replace(
-            "[plugin.settings.entities.grids]",
-            "[plugin.settings.entities.grids]\nlocal_code_fields = [\"id\", \"division\", \"community\"]",
-        );
+    let edited = integrators_edit(&proposed);
     std::fs::write(&proposal, &edited).expect("edit the proposal");
 
     // 3. source check: the probe passes, every row sampled.
@@ -359,4 +406,77 @@ async fn a_new_http_system_is_connected_by_plugin_new_build_test_and_add() {
                 .is_some_and(|d| d.starts_with("150105"))),
         "{body}"
     );
+}
+
+/// The same district in PostgreSQL and in MariaDB: `source new` reads each
+/// catalog (types, quoting and casts of its own), and the edited file
+/// passes `source check` against the real server.
+#[tokio::test]
+async fn source_new_reads_postgres_and_mariadb_catalogs() {
+    let servers = [
+        ("LIANQIAO_TEST_POSTGRES_URL", "TEXT", "FROM \"xc_wangge\" t"),
+        (
+            "LIANQIAO_TEST_MYSQL_URL",
+            "VARCHAR(64)",
+            "FROM `xc_wangge` t",
+        ),
+    ];
+    let mut ran = 0;
+    for (var, text, from) in servers {
+        let Some(url) =
+            lianqiao_e2e::database_url(var, "source_new_reads_postgres_and_mariadb_catalogs")
+        else {
+            continue;
+        };
+        let url = fresh_database(&url, "lq_walkthrough").await;
+        let db = sqlx::AnyPool::connect(&url).await.expect("connect");
+        for statement in xincheng_statements(text) {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                .execute(&db)
+                .await
+                .expect("fill the district database");
+        }
+        db.close().await;
+        let config = ConfigDir::new().with_huimin();
+        let main = config.main_file().display().to_string();
+        let proposal = config.dir.path().join("xincheng.toml");
+        let proposal_arg = proposal.display().to_string();
+        let plugin = lianqiao_e2e::plugin_dir().join("district_sql.wasm");
+        let (ok, out) = lianqiao(&[
+            "source",
+            "new",
+            "--sql",
+            &url,
+            "--name",
+            "xincheng",
+            "--out",
+            &proposal_arg,
+            "--config",
+            &main,
+            "--plugin",
+            &plugin.display().to_string(),
+        ]);
+        assert!(ok, "{var}: {out}");
+        let proposed = std::fs::read_to_string(&proposal).expect("the proposal");
+        for expected in [
+            from,
+            "map.tier = { \"大\" = \"big\", \"小\" = \"small\" }",
+            "holds local codes such as \"XC",
+            "AS households",
+        ] {
+            assert!(
+                proposed.contains(expected),
+                "{var}: `{expected}` is not in the proposal:\n{proposed}"
+            );
+        }
+        std::fs::write(&proposal, integrators_edit(&proposed)).expect("edit");
+        let (ok, out) = lianqiao(&["source", "check", &proposal_arg, "--config", &main]);
+        assert!(ok, "{var}: the edited file fails its check:\n{out}");
+        assert!(
+            out.contains("probe xincheng: sampled divisions 19, grids 12"),
+            "{var}: {out}"
+        );
+        ran += 1;
+    }
+    eprintln!("source new read {ran} of 2 database servers");
 }
