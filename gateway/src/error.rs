@@ -37,6 +37,7 @@ pub enum ErrorCode {
     Forbidden,
     PurposeRequired,
     UnknownPurpose,
+    InvalidSource,
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
@@ -53,7 +54,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::BadRequest,
         ErrorCode::MissingParameter,
         ErrorCode::InvalidParameter,
@@ -64,6 +65,7 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::PurposeRequired,
         ErrorCode::UnknownPurpose,
+        ErrorCode::InvalidSource,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::PayloadTooLarge,
@@ -92,6 +94,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::PurposeRequired => "purpose_required",
             ErrorCode::UnknownPurpose => "unknown_purpose",
+            ErrorCode::InvalidSource => "invalid_source",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::PayloadTooLarge => "payload_too_large",
@@ -120,6 +123,7 @@ impl ErrorCode {
             | ErrorCode::BadCursor
             | ErrorCode::PurposeRequired
             | ErrorCode::UnknownPurpose => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidSource => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
@@ -185,6 +189,9 @@ impl ErrorCode {
             }
             ErrorCode::UnknownPurpose => {
                 "Header `X-Purpose` is not one of the purposes the gateway declares; the message lists them."
+            }
+            ErrorCode::InvalidSource => {
+                "Admin listener: the source file does not load or fails its probe; the message lists every problem, and nothing was changed."
             }
             ErrorCode::NotFound => "No such route, resource, division or serving source.",
             ErrorCode::MethodNotAllowed => "The API answers GET and HEAD only (header `Allow`).",
@@ -655,6 +662,7 @@ mod tests {
                     | ErrorCode::BadCursor
                     | ErrorCode::PurposeRequired
                     | ErrorCode::UnknownPurpose
+                    | ErrorCode::InvalidSource
                     | ErrorCode::NotFound
                     | ErrorCode::MethodNotAllowed
                     | ErrorCode::PayloadTooLarge

@@ -182,7 +182,7 @@ async fn plugin_test(
     source_file: &std::path::Path,
     config_file: &std::path::Path,
 ) -> ExitCode {
-    let name = match source_name(source_file) {
+    let name = match lianqiao_gateway::kit::install::source_name(source_file) {
         Ok(name) => name,
         Err(e) => {
             eprintln!("{e}");
@@ -311,18 +311,6 @@ async fn source_new(
     Ok(())
 }
 
-/// The `name` a source file declares.
-fn source_name(file: &std::path::Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let table: toml::Table =
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-    table
-        .get("name")
-        .and_then(|n| n.as_str())
-        .map(str::to_string)
-        .ok_or_else(|| format!("{}: no `name`", file.display()))
-}
-
 /// Logs as the config says (`RUST_LOG` overrides the level), and spans to
 /// OTLP when `telemetry.otlp_endpoint` is set.
 fn init_logging(telemetry: &config::TelemetrySection) {
@@ -393,20 +381,7 @@ async fn probe_sources(
         }
         probed += 1;
         let report = lianqiao_gateway::sources::probe::probe(source, sample).await;
-        let sampled: Vec<String> = report
-            .sampled
-            .iter()
-            .map(|(entity, rows)| format!("{entity} {rows}"))
-            .collect();
-        println!(
-            "probe {}: sampled {}",
-            source.name(),
-            if sampled.is_empty() {
-                "nothing".to_string()
-            } else {
-                sampled.join(", ")
-            }
-        );
+        print_probe(source.name(), &report);
         for problem in &report.problems {
             println!("  {}: {problem}", source.config.file.display());
         }
@@ -493,7 +468,10 @@ async fn run(command: Command) -> ExitCode {
                 eprintln!("{}: not added (nothing was changed)", file.display());
                 return ExitCode::FAILURE;
             };
-            match install_source(&config, &file, &name) {
+            let installed = std::fs::read(&file)
+                .map_err(|e| format!("{}: {e}", file.display()))
+                .and_then(|text| lianqiao_gateway::kit::install::install(&config, &text, &name));
+            match installed {
                 Ok(target) => println!(
                     "source {name}: installed as {} (a running gateway reloads it by itself, or on SIGHUP)",
                     target.display()
@@ -671,44 +649,37 @@ async fn check_candidate(
     file: &std::path::Path,
     sample: u32,
 ) -> Result<String, ()> {
-    let name = source_name(file).map_err(|e| eprintln!("{e}"))?;
-    let gateway = load_candidate(config, Some(file)).await?;
-    match probe_sources(&gateway, Some(&name), sample).await {
-        ExitCode::SUCCESS => Ok(name),
-        _ => Err(()),
+    let checked = lianqiao_gateway::kit::install::check(config, file, sample)
+        .await
+        .map_err(|e| eprint!("{e}"))?;
+    init_logging(&checked.gateway.config.telemetry);
+    print_probe(&checked.name, &checked.probe);
+    for problem in checked.problems(file) {
+        println!("  {problem}");
+    }
+    if checked.probe.ok() {
+        println!("probe: every sampled row fits the unified model");
+        Ok(checked.name)
+    } else {
+        Err(())
     }
 }
 
-/// Writes `file` into the sources directory atomically (a temporary file
-/// renamed over the target), over the file that already declares `name`
-/// if there is one, else as `<name>.toml`. The path written.
-fn install_source(
-    config: &std::path::Path,
-    file: &std::path::Path,
-    name: &str,
-) -> Result<PathBuf, String> {
-    let dir = config::sources_dir(config).map_err(|e| e.to_string())?;
-    let text = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let existing = std::fs::read_dir(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .find(|p| source_name(p).is_ok_and(|n| n == name));
-    let target = existing.unwrap_or_else(|| dir.join(format!("{name}.toml")));
-    // Not `*.toml`: a reload that runs meanwhile does not read it.
-    let tmp = dir.join(format!(".{name}.toml.tmp"));
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut out = std::fs::File::create(&tmp)?;
-        out.write_all(&text)?;
-        out.sync_all()?;
-        std::fs::rename(&tmp, &target)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("{}: {e}", target.display())
-    })?;
-    Ok(target)
+/// "probe <name>: sampled divisions 200, grids 200".
+fn print_probe(name: &str, report: &lianqiao_gateway::sources::probe::Report) {
+    let sampled: Vec<String> = report
+        .sampled
+        .iter()
+        .map(|(entity, rows)| format!("{entity} {rows}"))
+        .collect();
+    println!(
+        "probe {name}: sampled {}",
+        if sampled.is_empty() {
+            "nothing".to_string()
+        } else {
+            sampled.join(", ")
+        }
+    );
 }
 
 /// Polls a running gateway's `/readyz` until it lists `name` (30 s).

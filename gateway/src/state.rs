@@ -169,6 +169,11 @@ impl Live {
         }
     }
 
+    /// The main configuration file this gateway reloads from.
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config_path
+    }
+
     /// The gateway to serve a request with.
     pub fn current(&self) -> Arc<Gateway> {
         match self.current.read() {

@@ -17,7 +17,7 @@ fn header<'a>(request: &'a axum::extract::Request, name: &str) -> Option<&'a str
     request.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     let mut bytes = [0u8; 12];
     rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)

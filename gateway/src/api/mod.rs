@@ -3,6 +3,8 @@
 
 /// The API's errors (`crate::error`), by the path clients of the crate know.
 pub use crate::error;
+pub use admin::{SOURCE_ADMIN_ROLE, admin_router};
+mod admin;
 mod explain;
 mod guard;
 mod openapi;
@@ -124,31 +126,6 @@ async fn admit(
         )
         .into_response(),
     }
-}
-
-/// The admin listener: `/metrics` in Prometheus text format.
-pub fn admin_router(gateway: Arc<Live>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .with_state(gateway)
-}
-
-async fn metrics(State(live): State<Arc<Live>>) -> Response {
-    let gateway = live.current();
-    if !gateway.metrics.enabled() {
-        return ApiError::not_found(
-            "metrics are off (telemetry.metrics = false); turn them on to scrape /metrics",
-        )
-        .into_response();
-    }
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        crate::telemetry::metrics::prometheus_text(&crate::observe::families(&gateway)),
-    )
-        .into_response()
 }
 
 /// Time the request, count it, and write one access-log line. The query

@@ -3,6 +3,7 @@
 //! the plugin contract's conformance kit.
 
 pub mod conformance;
+pub mod install;
 pub mod introspect;
 pub mod plugin_new;
 pub mod scaffold;

@@ -892,6 +892,29 @@ pub async fn http_request(
     ))
 }
 
+/// A request with a body (plain HTTP): status and body.
+pub async fn http_send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
+    let client: Client<HttpConnector, http_body_util::Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let mut request = hyper::Request::builder()
+        .method(hyper::Method::from_bytes(method.as_bytes())?)
+        .uri(url);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = client
+        .request(request.body(http_body_util::Full::new(Bytes::from(body.to_string())))?)
+        .await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
 /// GET `url` (plain HTTP): the body of a 2xx answer.
 pub async fn http_get_text(url: &str) -> anyhow::Result<String> {
     match http_get_with(url, &[]).await? {

@@ -480,3 +480,90 @@ async fn source_new_reads_postgres_and_mariadb_catalogs() {
     }
     eprintln!("source new read {ran} of 2 database servers");
 }
+
+/// The same connection through the admin listener: `PUT
+/// /admin/sources/{name}` checks, installs and reloads — for a
+/// `source-admin` only, every attempt audited, a broken file changing
+/// nothing.
+#[tokio::test]
+async fn the_admin_listener_adds_a_source_for_a_source_admin_only() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let db = work.path().join("xincheng.sqlite");
+    xincheng_database(&db).await;
+    let config = ConfigDir::new().with_huimin();
+    let main = config.main_file().display().to_string();
+    let gateway = config.spawn_binary(&[]).await;
+    let proposal = work.path().join("xincheng.toml");
+    let plugin = lianqiao_e2e::plugin_dir().join("district_sql.wasm");
+    let (ok, text) = lianqiao(&[
+        "source",
+        "new",
+        "--sql",
+        &format!("sqlite://{}", db.display()),
+        "--name",
+        "xincheng",
+        "--out",
+        &proposal.display().to_string(),
+        "--config",
+        &main,
+        "--plugin",
+        &plugin.display().to_string(),
+    ]);
+    assert!(ok, "{text}");
+    let good = integrators_edit(&std::fs::read_to_string(&proposal).expect("proposal"));
+    let url = format!("http://127.0.0.1:{}/admin/sources/xincheng", gateway.admin);
+    let admin = format!(
+        "Bearer {}",
+        lianqiao_e2e::token("region", "15", &["source-admin"])
+    );
+    let other = format!("Bearer {}", lianqiao_e2e::token("region", "15", &[]));
+    let put = |auth: Option<String>, body: String| {
+        let url = url.clone();
+        async move {
+            let mut headers = vec![("content-type", "application/toml")];
+            if let Some(auth) = &auth {
+                headers.push(("authorization", auth.as_str()));
+            }
+            lianqiao_e2e::http_send("PUT", &url, &headers, &body)
+                .await
+                .expect("PUT")
+        }
+    };
+    let (status, body) = put(None, good.clone()).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = put(Some(other), good.clone()).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("role_required"), "{body}");
+    let broken = good.replace("t.\"hu_shu\" AS households", "t.\"hushu\" AS households");
+    assert_ne!(broken, good);
+    let (status, body) = put(Some(admin.clone()), broken).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("invalid_source"), "{body}");
+    assert!(body.contains("the mapping does not run"), "{body}");
+    let installed = config.dir.path().join("sources/xincheng.toml");
+    assert!(!installed.exists(), "a refused file was installed");
+    let (status, body) = put(Some(admin.clone()), good.clone()).await;
+    assert_eq!(status, 200, "{body}\n{}", gateway.log());
+    assert!(installed.is_file(), "{body}");
+    // Served at once: the admin call reloaded before answering.
+    let (status, body) = lianqiao_e2e::http_get_with(
+        &format!(
+            "http://127.0.0.1:{}/v1/grids?division=150102&limit=1",
+            gateway.port
+        ),
+        &[
+            ("authorization", default_auth()),
+            ("x-purpose", "case-handling"),
+        ],
+    )
+    .await
+    .expect("grids");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"source\":\"xincheng\""), "{body}");
+    // Every attempt is in the audit trail: 401, 403, 422, the change.
+    let (ok, text) = lianqiao(&["audit", "query", "--config", &main, "--limit", "1000"]);
+    assert!(ok, "{text}");
+    let attempts = text.matches("/admin/sources/{name}").count();
+    assert!(attempts >= 4, "{attempts} admin records:\n{text}");
+    assert!(text.contains("\"decision\":\"permit\""), "{text}");
+}
