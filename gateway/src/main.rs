@@ -385,6 +385,9 @@ async fn probe_sources(
         for problem in &report.problems {
             println!("  {}: {problem}", source.config.file.display());
         }
+        for warning in &report.warnings {
+            println!("  warning: {}: {warning}", source.config.file.display());
+        }
         failed |= !report.ok();
     }
     if probed == 0 {
@@ -656,6 +659,9 @@ async fn check_candidate(
     print_probe(&checked.name, &checked.probe);
     for problem in checked.problems(file) {
         println!("  {problem}");
+    }
+    for warning in &checked.probe.warnings {
+        println!("  warning: {}: {warning}", file.display());
     }
     if checked.probe.ok() {
         println!("probe: every sampled row fits the unified model");

@@ -28,7 +28,7 @@ pub use plugin::{PluginLimits, PluginStats, SourceGrants, SourcePlugin, SourceSp
 
 /// The contract's types as the host sees them (generated from `sdk/wit`).
 pub mod contract {
-    pub use crate::bindings::lianqiao::source::sql::Dialect;
+    pub use crate::bindings::lianqiao::source::sql::{Dialect, SqlError};
     pub use crate::bindings::lianqiao::source::types::{
         AggregateCell, AggregateQuery, EntitySpec, FieldSpec, Filter, FilterOp, FilterSupport,
         Manifest, Page, Query, SourceError, Value, ValueKind,

@@ -194,6 +194,17 @@ impl SourcePlugin {
         self.grants.sql_log.recent()
     }
 
+    /// The database's plan for the last statement this source's plugin ran
+    /// (`None` without a SQL grant or before any statement).
+    pub async fn explain_last_statement(
+        &self,
+    ) -> Option<(String, Result<Vec<String>, crate::contract::SqlError>)> {
+        let pool = self.grants.sql.as_ref()?;
+        let (sql, params) = self.grants.sql_log.recent().pop()?;
+        let plan = pool.explain(&sql, &params).await;
+        Some((sql, plan))
+    }
+
     /// One page of one entity, checked against the contract: the declared
     /// columns, at most `limit` rows, every row inside the scope and in
     /// (`division`, `id`) order.

@@ -26,6 +26,9 @@ pub struct Report {
     pub sampled: Vec<(String, usize)>,
     /// Problems, each with its count and a first example.
     pub problems: Vec<String>,
+    /// What the database's plan for a page says will be slow (a full scan,
+    /// a sort of the whole scope): not a failure, but worth an index.
+    pub warnings: Vec<String>,
 }
 
 impl Report {
@@ -197,13 +200,85 @@ pub async fn probe(source: &Source, sample: u32) -> Report {
         }
         report.problems.extend(tally.into_lines(&served.name));
         report.sampled.push((served.name.clone(), page.rows.len()));
+        if let Some((_, Ok(plan))) = source.plugin.explain_last_statement().await {
+            report.warnings.extend(
+                plan_warnings(&plan)
+                    .into_iter()
+                    .map(|w| format!("{}: {w}", served.name)),
+            );
+        }
     }
     report
+}
+
+/// What a page statement's plan (as `SqlPool::explain` gives it, one line
+/// per node) says will be slow as the district grows: a table read in full
+/// for every page, or the whole scope sorted for every page. The three
+/// databases say it their own way.
+pub fn plan_warnings(plan: &[String]) -> Vec<String> {
+    const FIX: &str = "index the columns behind `division` and `id`, without functions on them (docs/district-sql.md, what makes a mapping fast)";
+    let mut out = Vec::new();
+    let full_scan = plan.iter().find(|line| {
+        let l = line.trim();
+        (l.starts_with("SCAN ") && !l.contains(" USING ")) // SQLite
+            || l.contains("Seq Scan on ") // PostgreSQL
+            || l.contains("type=ALL") // MariaDB
+    });
+    if let Some(line) = full_scan {
+        out.push(format!(
+            "each page reads a table in full (`{}`): {FIX}",
+            line.trim().trim_start_matches("->").trim()
+        ));
+    }
+    let sort = plan.iter().find(|line| {
+        let l = line.trim().trim_start_matches("->").trim();
+        l.contains("TEMP B-TREE FOR ORDER BY")
+            || l.starts_with("Sort ")
+            || l.starts_with("Incremental Sort")
+            || l.contains("Using filesort")
+    });
+    if let Some(line) = sort {
+        out.push(format!(
+            "each page sorts the whole scope (`{}`): {FIX}",
+            line.trim().trim_start_matches("->").trim()
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plans_that_scan_or_sort_are_warned_in_each_dialect() {
+        let lines = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let sqlite = plan_warnings(&lines(&["SCAN g", "USE TEMP B-TREE FOR ORDER BY"]));
+        assert_eq!(sqlite.len(), 2, "{sqlite:?}");
+        assert!(sqlite[0].contains("reads a table in full (`SCAN g`)"));
+        assert!(
+            plan_warnings(&lines(&[
+                "SEARCH g USING INDEX grid_division (division>? AND division<?)"
+            ]))
+            .is_empty()
+        );
+        let pg = plan_warnings(&lines(&[
+            "Limit  (cost=1.2..1.3 rows=5 width=8)",
+            "  ->  Sort  (cost=1.2..1.3 rows=9 width=8)",
+            "        ->  Seq Scan on grid g  (cost=0.00..1.09 rows=9 width=8)",
+        ]));
+        assert_eq!(pg.len(), 2, "{pg:?}");
+        let maria = plan_warnings(&lines(&[
+            "table=g type=ALL key= Extra=Using where; Using filesort",
+        ]));
+        assert_eq!(maria.len(), 2, "{maria:?}");
+        assert!(
+            plan_warnings(&lines(&[
+                "table=g type=range key=grid_code Extra=Using where"
+            ]))
+            .is_empty()
+        );
+    }
 
     #[test]
     fn kinds_fit_the_model_with_iso_text_for_dates() {

@@ -259,6 +259,74 @@ impl SqlPool {
     }
 }
 
+impl SqlPool {
+    /// The database's plan for a statement this pool already ran (as the
+    /// [`StatementLog`] holds it: checked, and renumbered for PostgreSQL),
+    /// one line per plan node, in a read-only transaction. For the probe's
+    /// warnings about full scans and sorts.
+    pub async fn explain(&self, logged: &str, params: &[Value]) -> Result<Vec<String>, SqlError> {
+        let text = |v: &Value| match v {
+            Value::Text(s) | Value::Date(s) | Value::Timestamp(s) => s.clone(),
+            Value::Integer(i) => i.to_string(),
+            Value::Float(f) => f.to_string(),
+            Value::Boolean(b) => b.to_string(),
+            Value::Null => String::new(),
+        };
+        let result = match self {
+            SqlPool::Sqlite(pool) => {
+                let sql = format!("EXPLAIN QUERY PLAN {logged}");
+                let r: Result<ResultSet, SqlError> = run!(pool, sql, params);
+                r?
+            }
+            SqlPool::Postgres(pool) => {
+                let mut tx = pool.begin_with("BEGIN READ ONLY").await.map_err(classify)?;
+                let sql = format!("EXPLAIN {logged}");
+                let r: Result<ResultSet, SqlError> = async { run!(&mut *tx, sql, params) }.await;
+                let _ = tx.rollback().await;
+                r?
+            }
+            SqlPool::MySql(pool) => {
+                let mut tx = pool
+                    .begin_with("START TRANSACTION READ ONLY")
+                    .await
+                    .map_err(classify)?;
+                let sql = format!("EXPLAIN {logged}");
+                let r: Result<ResultSet, SqlError> = async { run!(&mut *tx, sql, params) }.await;
+                let _ = tx.rollback().await;
+                r?
+            }
+        };
+        Ok(match self {
+            // `id, parent, notused, detail`: the detail says it all.
+            SqlPool::Sqlite(_) => result
+                .rows
+                .iter()
+                .filter_map(|r| r.last().map(text))
+                .collect(),
+            SqlPool::Postgres(_) => result
+                .rows
+                .iter()
+                .filter_map(|r| r.first().map(text))
+                .collect(),
+            // One row per table: `name=value` for the columns that matter.
+            SqlPool::MySql(_) => result
+                .rows
+                .iter()
+                .map(|r| {
+                    result
+                        .columns
+                        .iter()
+                        .zip(r)
+                        .filter(|(c, _)| matches!(c.as_str(), "table" | "type" | "key" | "Extra"))
+                        .map(|(c, v)| format!("{c}={}", text(v)))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect(),
+        })
+    }
+}
+
 fn classify(e: sqlx::Error) -> SqlError {
     match e {
         sqlx::Error::Database(db) => SqlError::Statement(db.message().to_string()),

@@ -123,3 +123,27 @@ async fn a_division_is_found_by_its_unified_code_whatever_its_local_code() {
     assert_eq!(body["data"]["id"], "150103001", "{body}");
     assert_eq!(body["data"]["code"], "HM-150103001", "{body}");
 }
+
+#[test]
+fn a_mapping_no_index_can_serve_is_warned_with_the_plan() {
+    // Huimin's grids page by an index on the grid code…
+    let (ok, text) = probe(&ConfigDir::new().with_huimin());
+    assert!(ok, "{text}");
+    assert!(!text.contains("grids: each page"), "{text}");
+    // …until `division` is computed: then every page scans and sorts.
+    let dir = ConfigDir::new().with_huimin().edit_source(
+        "huimin",
+        "g.code AS division",
+        "'' || g.code AS division",
+    );
+    let (ok, text) = probe(&dir);
+    assert!(ok, "a warning is not a failure:\n{text}");
+    assert!(
+        text.contains("warning: ") && text.contains("grids: each page sorts the whole scope"),
+        "{text}"
+    );
+    assert!(
+        text.contains("index the columns behind `division` and `id`"),
+        "{text}"
+    );
+}
