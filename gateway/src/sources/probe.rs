@@ -198,6 +198,38 @@ pub async fn probe(source: &Source, sample: u32) -> Report {
                 );
             }
         }
+        // A parent inside the coverage must be a division the source lists
+        // (checkable when the sample holds them all: the hierarchy would
+        // otherwise have holes that `parent=` finds nothing under).
+        if served.name == model::DIVISIONS.name
+            && page.next_cursor.is_none()
+            && let (Some(p), Some(d)) = (column("parent"), division_at)
+        {
+            let listed: HashSet<&str> = page
+                .rows
+                .iter()
+                .filter_map(|r| match r.get(d) {
+                    Some(Value::Text(code)) => Some(code.as_str()),
+                    _ => None,
+                })
+                .collect();
+            for row in &page.rows {
+                if let Some(Value::Text(parent)) = row.get(p)
+                    && division::level_of(parent).is_some()
+                    && source
+                        .config
+                        .coverage
+                        .iter()
+                        .any(|c| parent.starts_with(c.as_str()))
+                    && !listed.contains(parent.as_str())
+                {
+                    tally.add(
+                        "`parent` names a division inside the coverage that the source does not list".into(),
+                        || format!("parent `{parent}`"),
+                    );
+                }
+            }
+        }
         report.problems.extend(tally.into_lines(&served.name));
         report.sampled.push((served.name.clone(), page.rows.len()));
         if let Some((_, Ok(plan))) = source.plugin.explain_last_statement().await {

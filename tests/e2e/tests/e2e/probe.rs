@@ -147,3 +147,29 @@ fn a_mapping_no_index_can_serve_is_warned_with_the_plan() {
         "{text}"
     );
 }
+
+#[test]
+fn a_parent_the_source_does_not_list_is_a_problem() {
+    // Grids whose parent is a grid code no row of the district has.
+    let dir = ConfigDir::new().with_huimin().edit_source(
+        "huimin",
+        "d.parent_code AS parent, d.code AS division",
+        "CASE WHEN d.level = 'grid' THEN d.parent_code || '99' ELSE d.parent_code END AS parent, d.code AS division",
+    );
+    let out = std::process::Command::new(workspace_root().join("target/debug/lianqiao"))
+        .args([
+            "check", "--probe", "--source", "huimin", "--sample", "5000", "--config",
+        ])
+        .arg(dir.main_file())
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run lianqiao check --probe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(
+            "divisions: `parent` names a division inside the coverage that the source does not list"
+        ),
+        "{text}"
+    );
+}
