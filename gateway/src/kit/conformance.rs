@@ -15,12 +15,13 @@ use std::collections::HashSet;
 
 use lianqiao_host::PluginError;
 use lianqiao_host::contract::{
-    AggregateQuery, EntitySpec, Filter, FilterOp, Page, Query, SourceError, Value, ValueKind,
+    AggregateQuery, EntitySpec, Filter, FilterOp, Page, Query, SourceError, Value,
 };
 use lianqiao_policy::division;
 
 use crate::redact::mask_text;
 use crate::sources::Source;
+use crate::sources::probe::kind_of;
 
 /// Rows read per entity at most (the walk stops there; checks that need the
 /// whole entity are then made on what was read).
@@ -168,18 +169,6 @@ struct Walk {
     complete: bool,
     pages: usize,
     cursors: Vec<(String, (String, String))>,
-}
-
-fn kind_of(value: &Value) -> Option<ValueKind> {
-    Some(match value {
-        Value::Null => return None,
-        Value::Boolean(_) => ValueKind::Boolean,
-        Value::Integer(_) => ValueKind::Integer,
-        Value::Float(_) => ValueKind::Float,
-        Value::Text(_) => ValueKind::Text,
-        Value::Date(_) => ValueKind::Date,
-        Value::Timestamp(_) => ValueKind::Timestamp,
-    })
 }
 
 fn same_value(a: &Value, b: &Value) -> bool {

@@ -55,7 +55,8 @@ impl Tally {
     }
 }
 
-fn kind_of(value: &Value) -> Option<ValueKind> {
+/// The kind of a cell (`None` for null).
+pub(crate) fn kind_of(value: &Value) -> Option<ValueKind> {
     Some(match value {
         Value::Null => return None,
         Value::Boolean(_) => ValueKind::Boolean,

@@ -111,6 +111,26 @@ fn integrators_edit(proposed: &str) -> String {
         )
 }
 
+/// `lianqiao source new` for the source `xincheng` in `database`, written
+/// to `out` with paths for the configuration `main`.
+fn source_new(database: &str, out: &Path, main: &str) -> (bool, String) {
+    let plugin = lianqiao_e2e::plugin_dir().join("district_sql.wasm");
+    lianqiao(&[
+        "source",
+        "new",
+        "--sql",
+        database,
+        "--name",
+        "xincheng",
+        "--out",
+        &out.display().to_string(),
+        "--config",
+        main,
+        "--plugin",
+        &plugin.display().to_string(),
+    ])
+}
+
 fn lianqiao(args: &[&str]) -> (bool, String) {
     let out = Command::new(workspace_root().join("target/debug/lianqiao"))
         .args(args)
@@ -141,20 +161,7 @@ async fn a_new_district_is_connected_by_source_new_check_and_add() {
     let proposal = work.path().join("xincheng.toml");
     let proposal_arg = proposal.display().to_string();
     let plugin = lianqiao_e2e::plugin_dir().join("district_sql.wasm");
-    let (ok, text) = lianqiao(&[
-        "source",
-        "new",
-        "--sql",
-        &format!("sqlite://{}", db.display()),
-        "--name",
-        "xincheng",
-        "--out",
-        &proposal_arg,
-        "--config",
-        &main,
-        "--plugin",
-        &plugin.display().to_string(),
-    ]);
+    let (ok, text) = source_new(&format!("sqlite://{}", db.display()), &proposal, &main);
     assert!(ok, "{text}");
     let proposed = std::fs::read_to_string(&proposal).expect("the proposal");
     for expected in [
@@ -441,21 +448,7 @@ async fn source_new_reads_postgres_and_mariadb_catalogs() {
         let main = config.main_file().display().to_string();
         let proposal = config.dir.path().join("xincheng.toml");
         let proposal_arg = proposal.display().to_string();
-        let plugin = lianqiao_e2e::plugin_dir().join("district_sql.wasm");
-        let (ok, out) = lianqiao(&[
-            "source",
-            "new",
-            "--sql",
-            &url,
-            "--name",
-            "xincheng",
-            "--out",
-            &proposal_arg,
-            "--config",
-            &main,
-            "--plugin",
-            &plugin.display().to_string(),
-        ]);
+        let (ok, out) = source_new(&url, &proposal, &main);
         assert!(ok, "{var}: {out}");
         let proposed = std::fs::read_to_string(&proposal).expect("the proposal");
         for expected in [
@@ -494,21 +487,7 @@ async fn the_admin_listener_adds_a_source_for_a_source_admin_only() {
     let main = config.main_file().display().to_string();
     let gateway = config.spawn_binary(&[]).await;
     let proposal = work.path().join("xincheng.toml");
-    let plugin = lianqiao_e2e::plugin_dir().join("district_sql.wasm");
-    let (ok, text) = lianqiao(&[
-        "source",
-        "new",
-        "--sql",
-        &format!("sqlite://{}", db.display()),
-        "--name",
-        "xincheng",
-        "--out",
-        &proposal.display().to_string(),
-        "--config",
-        &main,
-        "--plugin",
-        &plugin.display().to_string(),
-    ]);
+    let (ok, text) = source_new(&format!("sqlite://{}", db.display()), &proposal, &main);
     assert!(ok, "{text}");
     let good = integrators_edit(&std::fs::read_to_string(&proposal).expect("proposal"));
     let url = format!("http://127.0.0.1:{}/admin/sources/xincheng", gateway.admin);
