@@ -160,7 +160,15 @@ pub async fn serve_tls(
     }
     if let Some(admin) = admin {
         let app = api::admin_router(gateway.clone());
-        tokio::spawn(accept_loop(admin, None, app, limits, stopped.clone()));
+        // TLS on the admin listener only when asked: scrapers stay as
+        // configured.
+        let admin_tls = gateway
+            .current()
+            .config
+            .telemetry
+            .admin_tls
+            .then(|| tls.clone());
+        tokio::spawn(accept_loop(admin, admin_tls, app, limits, stopped.clone()));
     }
     background(&gateway);
     tokio::spawn(crate::tls::watch(tls.clone()));

@@ -7,12 +7,12 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
+use axum::{Extension, Router};
 use serde_json::json;
 
 use crate::audit::{AuditRecord, now_rfc3339};
@@ -62,6 +62,7 @@ static CHANGING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 async fn put_source(
     State(live): State<Arc<Live>>,
     Path(name): Path<String>,
+    client_cert: Option<Extension<crate::tls::ClientCert>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -78,11 +79,21 @@ async fn put_source(
         ..AuditRecord::default()
     };
     let outcome = async {
-        let identity = gateway
-            .config
-            .auth
-            .authenticate(header("authorization"), header("x-api-key"))
-            .map_err(|e| ApiError::unauthenticated(&e))?;
+        // A token or key wins; else a client certificate that maps to a
+        // principal (with `telemetry.admin_tls`), as on the API.
+        let certified = client_cert.and_then(|Extension(c)| c.0);
+        let identity = match certified {
+            Some(identity)
+                if header("authorization").is_none() && header("x-api-key").is_none() =>
+            {
+                identity
+            }
+            _ => gateway
+                .config
+                .auth
+                .authenticate(header("authorization"), header("x-api-key"))
+                .map_err(|e| ApiError::unauthenticated(&e))?,
+        };
         record.principal = identity.id.clone();
         record.level = identity.level.to_string();
         record.division = identity.division.clone();

@@ -295,6 +295,13 @@ pub fn load_with_candidate(path: &Path, candidate: Option<&Path>) -> Result<Conf
     }
     let audit_url = resolve_audit_url(path, base, &main.audit, &mut errors);
     let tls = resolve_tls(path, base, &main.server, &mut errors);
+    if main.telemetry.admin_tls && main.server.tls.is_none() {
+        errors.push(ConfigError::new(
+            path,
+            "telemetry.admin_tls",
+            "needs [server.tls]: the admin listener serves the API's certificate",
+        ));
+    }
     let plaintext_listen = optional_address(
         path,
         "server.plaintext_listen",

@@ -186,8 +186,14 @@ pub struct TelemetrySection {
     pub log_format: LogFormat,
     /// Default log filter (`RUST_LOG` overrides it), e.g. `info`.
     pub log_level: String,
-    /// Admin listener serving `/metrics` (Prometheus text); empty: none.
+    /// Admin listener serving `/metrics` (Prometheus text) and the
+    /// operators' `PUT /admin/sources/{name}`; empty: none.
     pub metrics_listen: String,
+    /// Serve the admin listener over TLS with `[server.tls]`'s certificate
+    /// (and its client certificates: one that maps to a principal with the
+    /// `source-admin` role may change sources). Off by default so existing
+    /// scrapers keep working; needs `[server.tls]`.
+    pub admin_tls: bool,
     /// OTLP/HTTP endpoint for traces, e.g. `http://127.0.0.1:4318/v1/traces`;
     /// empty: no export (the default).
     pub otlp_endpoint: String,
@@ -224,6 +230,7 @@ impl Default for TelemetrySection {
             log_format: LogFormat::Text,
             log_level: "info".into(),
             metrics_listen: "127.0.0.1:9464".into(),
+            admin_tls: false,
             otlp_endpoint: String::new(),
             service_name: "lianqiao".into(),
             trace_sample_ratio: 1.0,

@@ -496,7 +496,7 @@ impl ConfigDir {
         let tls = self.dir.path().join("tls");
         lianqiao_gateway::tls::certs::write_demo(&tls).expect("certificates");
         let section = format!(
-            "[server.tls]\ncert_file = \"tls/gateway.pem\"\nkey_file = \"tls/gateway.key\"\nclient_ca_file = \"tls/ca.pem\"\nrequire_client_cert = {require}\n\n[[server.tls.clients]]\nname = \"city-platform.lianqiao.demo\"\nid = \"city-platform-mtls\"\nlevel = \"city\"\ndivision = \"1501\"\n\n"
+            "[server.tls]\ncert_file = \"tls/gateway.pem\"\nkey_file = \"tls/gateway.key\"\nclient_ca_file = \"tls/ca.pem\"\nrequire_client_cert = {require}\n\n[[server.tls.clients]]\nname = \"city-platform.lianqiao.demo\"\nid = \"city-platform-mtls\"\nlevel = \"city\"\ndivision = \"1501\"\nroles = [\"source-admin\"]\n\n"
         );
         let dir = self
             .edit_main("plaintext = true\n", "")
@@ -515,6 +515,10 @@ impl ConfigDir {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let admin = admin_listener.local_addr().expect("addr");
         let live = Arc::new(Live::new(gateway, dir.main_file()));
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(lianqiao_gateway::server::serve_tls(
@@ -522,13 +526,14 @@ impl ConfigDir {
             listener,
             state.clone(),
             None,
-            None,
+            Some(admin_listener),
             async {
                 let _ = stopped.await;
             },
         ));
         TlsGateway {
             addr,
+            admin,
             state,
             live,
             stop: Some(stop),
@@ -677,6 +682,9 @@ impl Drop for GatewayProcess {
 /// A gateway serving HTTPS on 127.0.0.1:<ephemeral>, stopped when dropped.
 pub struct TlsGateway {
     pub addr: SocketAddr,
+    /// The admin listener (`/metrics`, `/admin/sources/{name}`): TLS only
+    /// with `telemetry.admin_tls`.
+    pub admin: SocketAddr,
     pub state: Arc<lianqiao_gateway::tls::TlsState>,
     pub live: Arc<Live>,
     stop: Option<oneshot::Sender<()>>,

@@ -47,11 +47,28 @@ async fn get(
     path: &str,
     headers: &str,
 ) -> std::io::Result<(u16, String)> {
+    request(connector, addr, "GET", path, headers, "").await
+}
+
+/// One request over TLS with `body`; the status and body.
+async fn request(
+    connector: &tokio_rustls::TlsConnector,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let name = ServerName::try_from("127.0.0.1").unwrap();
     let mut tls = connector.connect(name, tcp).await?;
+    let length = if method == "GET" {
+        String::new()
+    } else {
+        format!("Content-Length: {}\r\n", body.len())
+    };
     tls.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Connection: close\r\n\r\n")
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}{length}Connection: close\r\n\r\n{body}")
             .as_bytes(),
     )
     .await?;
@@ -316,4 +333,65 @@ async fn an_https_allowlist_without_a_ca_is_refused_at_load() {
     std::fs::write(&file, text).unwrap();
     let errors = dir.build().await.expect_err("refused").to_string();
     assert!(errors.contains("http.ca_file"), "{errors}");
+}
+
+#[tokio::test]
+async fn the_admin_listener_speaks_tls_when_asked_and_takes_an_operators_certificate() {
+    let gw = ConfigDir::new()
+        .with_huimin()
+        .edit_main("[telemetry]\n", "[telemetry]\nadmin_tls = true\n")
+        .start_tls(false)
+        .await;
+    let tls = gw.dir.dir.path().join("tls");
+    // Plain HTTP to it fails: it only speaks TLS.
+    assert!(
+        lianqiao_e2e::http_get_text(&format!("http://{}/metrics", gw.admin))
+            .await
+            .is_err(),
+        "the admin listener answered plain HTTP"
+    );
+    // Scraping needs no credential, over TLS.
+    let plain = client(&tls.join("ca.pem"), None);
+    let (status, body) = get(&plain, gw.admin, "/metrics", "").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    // Changing a source: refused without a credential, done with the
+    // certificate of a principal holding the source-admin role.
+    // Huimin's own file: replacing a source with itself reloads it.
+    let file = std::fs::read_to_string(gw.dir.dir.path().join("sources/huimin.toml"))
+        .expect("huimin's file");
+    let (status, body) = request(&plain, gw.admin, "PUT", "/admin/sources/huimin", "", &file)
+        .await
+        .unwrap();
+    assert_eq!(status, 401, "{body}");
+    let operator = client(
+        &tls.join("ca.pem"),
+        Some((
+            &tls.join("city-platform.pem"),
+            &tls.join("city-platform.key"),
+        )),
+    );
+    let (status, body) = request(
+        &operator,
+        gw.admin,
+        "PUT",
+        "/admin/sources/huimin",
+        "",
+        &file,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"source\":\"huimin\""), "{body}");
+}
+
+#[test]
+fn admin_tls_without_server_tls_is_refused() {
+    let dir = ConfigDir::new()
+        .with_huimin()
+        .edit_main("[telemetry]\n", "[telemetry]\nadmin_tls = true\n");
+    let errors = lianqiao_gateway::config::load(&dir.main_file())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(errors.contains("telemetry.admin_tls"), "{errors}");
 }
