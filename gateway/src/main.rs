@@ -382,11 +382,18 @@ async fn probe_sources(
         probed += 1;
         let report = lianqiao_gateway::sources::probe::probe(source, sample).await;
         print_probe(source.name(), &report);
+        let file = &source.config.file;
         for problem in &report.problems {
-            println!("  {}: {problem}", source.config.file.display());
+            println!(
+                "  {}",
+                lianqiao_gateway::sources::probe::located(file, problem)
+            );
         }
         for warning in &report.warnings {
-            println!("  warning: {}: {warning}", source.config.file.display());
+            println!(
+                "  warning: {}",
+                lianqiao_gateway::sources::probe::located(file, warning)
+            );
         }
         failed |= !report.ok();
     }
@@ -660,8 +667,8 @@ async fn check_candidate(
     for problem in checked.problems(file) {
         println!("  {problem}");
     }
-    for warning in &checked.probe.warnings {
-        println!("  warning: {}: {warning}", file.display());
+    for warning in checked.warnings(file) {
+        println!("  warning: {warning}");
     }
     if checked.probe.ok() {
         println!("probe: every sampled row fits the unified model");

@@ -35,12 +35,22 @@ pub struct Checked {
 }
 
 impl Checked {
-    /// Its problems, one per line, each with the candidate file.
+    /// Its problems, one per line, each with the candidate file and the
+    /// line of the mapping it is about.
     pub fn problems(&self, file: &Path) -> Vec<String> {
         self.probe
             .problems
             .iter()
-            .map(|p| format!("{}: {p}", file.display()))
+            .map(|p| probe::located(file, p))
+            .collect()
+    }
+
+    /// Its plan warnings, located the same way.
+    pub fn warnings(&self, file: &Path) -> Vec<String> {
+        self.probe
+            .warnings
+            .iter()
+            .map(|w| probe::located(file, w))
             .collect()
     }
 }

@@ -244,6 +244,22 @@ pub async fn probe(source: &Source, sample: u32) -> Report {
     report
 }
 
+/// `file:line: line` for a report line that starts with an entity's name
+/// (`grids: …`): the line of the file that declares that entity's mapping
+/// (`[plugin.settings.entities.grids]`), when the file has one; else
+/// `file: line`.
+pub fn located(file: &std::path::Path, line: &str) -> String {
+    let entity = line.split(':').next().unwrap_or_default();
+    let header = format!("[plugin.settings.entities.{entity}]");
+    let at = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| text.lines().position(|l| l.trim() == header).map(|i| i + 1));
+    match at {
+        Some(n) => format!("{}:{n}: {line}", file.display()),
+        None => format!("{}: {line}", file.display()),
+    }
+}
+
 /// What a page statement's plan (as `SqlPool::explain` gives it, one line
 /// per node) says will be slow as the district grows: a table read in full
 /// for every page, or the whole scope sorted for every page. The three

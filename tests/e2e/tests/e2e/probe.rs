@@ -61,6 +61,18 @@ fn source_check_probes_the_source_a_file_declares() {
         text.contains("`tier` = `tiny` is not a value of the model"),
         "{text}"
     );
+    // The problem names the file and the line of the mapping it is about.
+    let file = dir.dir.path().join("sources/huimin.toml");
+    let line = std::fs::read_to_string(&file)
+        .expect("huimin's file")
+        .lines()
+        .position(|l| l.trim() == "[plugin.settings.entities.grids]")
+        .expect("the grids mapping")
+        + 1;
+    assert!(
+        text.contains(&format!("{}:{line}: grids: ", file.display())),
+        "{text}"
+    );
 }
 
 #[test]
