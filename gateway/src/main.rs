@@ -807,7 +807,14 @@ fn fingerprint(path: &std::path::Path) -> Vec<(PathBuf, Option<std::time::System
     let mut files = Vec::new();
     for watched in config::watched_paths(path) {
         match std::fs::read_dir(&watched) {
-            Ok(entries) => files.extend(entries.filter_map(|e| e.ok().map(|e| e.path()))),
+            // Not dotfiles: `source add` and the admin API stage candidates
+            // there (`.name.toml.pending`, `.tmp`) that no reload reads.
+            Ok(entries) => files.extend(entries.filter_map(|e| e.ok().map(|e| e.path())).filter(
+                |p| {
+                    !p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                },
+            )),
             Err(_) => files.push(watched),
         }
     }

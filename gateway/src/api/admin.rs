@@ -116,12 +116,7 @@ async fn put_source(
                 format!("the file declares name = \"{declared}\", the path names `{name}`"),
             ));
         }
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        {
+        if !crate::config::is_source_name(&name) {
             return Err(ApiError::invalid(format!(
                 "`{name}` is not a source name: 1–64 of a-z, 0-9, - and _"
             )));

@@ -349,13 +349,7 @@ fn validate_source(
     let before = errors.len();
     let mut error = |key: &str, message: String| errors.push(ConfigError::new(file, key, message));
 
-    let name_ok = !raw.name.is_empty()
-        && raw.name.len() <= 64
-        && raw
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if !name_ok {
+    if !super::is_source_name(&raw.name) {
         error(
             "name",
             format!("`{}` must be 1–64 of a-z, 0-9, - and _", raw.name),

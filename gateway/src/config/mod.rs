@@ -683,6 +683,16 @@ pub enum ResolvedCredential {
     },
 }
 
+/// A source name: 1–64 of a-z, 0-9, `-` and `_` (it names files, metrics
+/// and log fields, so nothing else).
+pub fn is_source_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
 /// A unified division code (digits only, in the lengths of
 /// `lianqiao_policy::division::level_of`), so "inside X" is a plain prefix
 /// test everywhere and a code can never smuggle SQL or LIKE syntax.

@@ -171,10 +171,6 @@ struct Walk {
     cursors: Vec<(String, (String, String))>,
 }
 
-fn same_value(a: &Value, b: &Value) -> bool {
-    format!("{a:?}") == format!("{b:?}")
-}
-
 /// A scope one level below the source's coverage that holds rows: the
 /// prefix of a row's division at the next level's length.
 fn narrower_scope(coverage: &[String], rows: &[Row]) -> Option<String> {
@@ -459,7 +455,7 @@ async fn check_entity(
         let expected: Vec<(String, String)> = full
             .rows
             .iter()
-            .filter(|r| r.get(&support.field).is_some_and(|v| same_value(v, &value)))
+            .filter(|r| r.get(&support.field).is_some_and(|v| *v == value))
             .map(Row::key)
             .collect();
         let mut q = query(entity, coverage, 500, None);
@@ -478,7 +474,7 @@ async fn check_entity(
                     let wrong = got
                         .rows
                         .iter()
-                        .find(|r| !r.get(&support.field).is_some_and(|v| same_value(v, &value)));
+                        .find(|r| !r.get(&support.field).is_some_and(|v| *v == value));
                     let keys: Vec<(String, String)> = got.rows.iter().map(Row::key).collect();
                     match wrong {
                         Some(r) => Err(format!(
