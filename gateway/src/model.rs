@@ -341,26 +341,8 @@ pub static CASES: Entity = Entity {
         field("id", Text, "Case id."),
         field("title", Text, "What the problem is."),
         field("category", Text, "Category."),
-        enumerated(
-            "loop",
-            &["grid", "community", "street", "city"],
-            "The loop that handles it.",
-        ),
-        enumerated(
-            "state",
-            &[
-                "discovered",
-                "assessed",
-                "whistled",
-                "accepted",
-                "reported_in",
-                "feedback",
-                "evaluated",
-                "escalated",
-                "closed",
-            ],
-            "Where it stands in the closed loop.",
-        ),
+        enumerated("loop", CASE_LOOPS, "The loop that handles it."),
+        enumerated("state", CASE_STATES, "Where it stands in the closed loop."),
         field("division", Text, "Where the problem is."),
         field("opened_at", Timestamp, "When it was reported."),
         field("updated_at", Timestamp, "Last change."),
@@ -373,6 +355,50 @@ pub static CASES: Entity = Entity {
             "Departments that reported in (、-separated).",
         ),
         field("satisfaction", Integer, "Evaluation, 1–5."),
+        field(
+            "linked_case",
+            Text,
+            "The same problem's record on the other system: a whistled district case's city case, and back.",
+        ),
+    ],
+};
+
+/// The states of the closed loop, in model order.
+pub const CASE_STATES: &[&str] = &[
+    "discovered",
+    "assessed",
+    "whistled",
+    "accepted",
+    "reported_in",
+    "feedback",
+    "evaluated",
+    "escalated",
+    "closed",
+];
+
+/// The loops, lowest first.
+pub const CASE_LOOPS: &[&str] = &["grid", "community", "street", "city"];
+
+pub static CASE_STEPS: Entity = Entity {
+    name: "case-steps",
+    doc: "The history of cases: one row per step, as each system recorded it (the timeline of `GET /v1/cases/{id}`).",
+    fields: &[
+        field("id", Text, "Step id."),
+        field("case_id", Text, "The case."),
+        field("division", Text, "Where the case's problem is."),
+        enumerated(
+            "loop",
+            CASE_LOOPS,
+            "The loop handling the case after this step.",
+        ),
+        enumerated("state", CASE_STATES, "The state the step reached."),
+        field("at", Timestamp, "When."),
+        enumerated(
+            "by_level",
+            &["region", "city", "district", "street", "community", "grid"],
+            "The level of whoever took the step.",
+        ),
+        field("note", Text, "What was done or why."),
     ],
 };
 
@@ -385,6 +411,7 @@ pub static ENTITIES: &[&Entity] = &[
     &WORKERS,
     &SERVICE_CENTERS,
     &CASES,
+    &CASE_STEPS,
 ];
 
 pub fn entity(name: &str) -> Option<&'static Entity> {

@@ -4,6 +4,7 @@
 mod access;
 mod audit;
 mod bad_params;
+mod cases;
 mod config_errors;
 mod conformance;
 mod contract;

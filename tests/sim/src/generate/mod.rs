@@ -2,6 +2,7 @@
 //! model and its people → a district database in that district's schema.
 
 mod bulk;
+pub mod cases;
 pub mod city;
 mod district;
 pub mod idcard;

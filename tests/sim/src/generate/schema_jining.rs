@@ -13,6 +13,8 @@ use super::people::{HouseholdRole, WorkerRole};
 use super::{District, People};
 
 const SCHEMA: &str = r#"
+DROP TABLE IF EXISTS t_event_log;
+DROP TABLE IF EXISTS t_event;
 DROP TABLE IF EXISTS t_head;
 DROP TABLE IF EXISTS t_person_role;
 DROP TABLE IF EXISTS t_unit;
@@ -83,8 +85,59 @@ CREATE TABLE t_head (
     post_code  VARCHAR(40) NOT NULL,
     is_dy      INTEGER NOT NULL,
     since_date VARCHAR(10) NOT NULL
-)
+);
+CREATE TABLE t_event (
+    ajbh  VARCHAR(40) PRIMARY KEY,
+    bt    VARCHAR(128) NOT NULL,
+    lb    VARCHAR(32) NOT NULL,
+    clcj  VARCHAR(8) NOT NULL,
+    ajzt  INTEGER NOT NULL,
+    grid_id INTEGER NOT NULL,
+    fyr   VARCHAR(64),
+    fyrdh VARCHAR(16),
+    fxsj  VARCHAR(32) NOT NULL,
+    gxsj  VARCHAR(32) NOT NULL,
+    qxsj  VARCHAR(32),
+    myd   INTEGER,
+    sjbh  VARCHAR(40)
+);
+CREATE TABLE t_event_log (
+    lsh  VARCHAR(48) PRIMARY KEY,
+    ajbh VARCHAR(40) NOT NULL,
+    ajzt INTEGER NOT NULL,
+    clcj VARCHAR(8) NOT NULL,
+    czsj VARCHAR(32) NOT NULL,
+    czcj VARCHAR(16) NOT NULL,
+    bz   VARCHAR(256)
+);
+CREATE INDEX t_event_grid ON t_event(grid_id, ajbh);
+CREATE INDEX t_event_log_ajbh ON t_event_log(ajbh, czsj)
 "#;
+
+/// Jining's loop names (处理层级).
+pub fn loop_name(unified: &str) -> &'static str {
+    match unified {
+        "grid" => "网格",
+        "community" => "社区",
+        "street" => "街道",
+        _ => "市",
+    }
+}
+
+/// Jining's state codes (案件状态), in steps of ten.
+pub fn state_code(unified: &str) -> i64 {
+    match unified {
+        "discovered" => 10,
+        "assessed" => 20,
+        "whistled" => 30,
+        "accepted" => 40,
+        "reported_in" => 50,
+        "feedback" => 60,
+        "evaluated" => 70,
+        "escalated" => 80,
+        _ => 90,
+    }
+}
 
 fn level(level: Level) -> &'static str {
     match level {
@@ -368,6 +421,64 @@ pub async fn write(
             "since_date",
         ],
         heads,
+    )
+    .await?;
+    let cases = super::cases::cases(district);
+    let events = cases
+        .iter()
+        .map(|c| {
+            vec![
+                (&c.id).into(),
+                c.title.into(),
+                c.category.into(),
+                loop_name(c.loop_level).into(),
+                state_code(c.state).into(),
+                grid_id
+                    .get(c.division.as_str())
+                    .copied()
+                    .unwrap_or(0)
+                    .into(),
+                (&c.reporter_name).into(),
+                (&c.reporter_phone).into(),
+                (&c.opened_at).into(),
+                (&c.updated_at).into(),
+                (&c.due_at).into(),
+                c.satisfaction.into(),
+                super::bulk::Cell::NullText,
+            ]
+        })
+        .collect();
+    insert(
+        conn,
+        "t_event",
+        &[
+            "ajbh", "bt", "lb", "clcj", "ajzt", "grid_id", "fyr", "fyrdh", "fxsj", "gxsj", "qxsj",
+            "myd", "sjbh",
+        ],
+        events,
+    )
+    .await?;
+    let log = cases
+        .iter()
+        .flat_map(|c| {
+            c.steps.iter().map(|s| {
+                vec![
+                    (&s.id).into(),
+                    (&c.id).into(),
+                    state_code(s.state).into(),
+                    loop_name(s.loop_level).into(),
+                    (&s.at).into(),
+                    s.by_level.into(),
+                    s.note.clone().into(),
+                ]
+            })
+        })
+        .collect();
+    insert(
+        conn,
+        "t_event_log",
+        &["lsh", "ajbh", "ajzt", "clcj", "czsj", "czcj", "bz"],
+        log,
     )
     .await?;
     Ok(())

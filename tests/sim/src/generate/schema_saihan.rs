@@ -10,6 +10,8 @@ use super::district::{GridTier, Level};
 use super::{District, People};
 
 const SCHEMA: &str = r#"
+DROP TABLE IF EXISTS event_ticket_log;
+DROP TABLE IF EXISTS event_ticket;
 DROP TABLE IF EXISTS grid_staff;
 DROP TABLE IF EXISTS resident_member;
 DROP TABLE IF EXISTS stair;
@@ -79,8 +81,51 @@ CREATE TABLE grid_staff (
     party_member INTEGER NOT NULL,
     since_date   VARCHAR(10) NOT NULL
 );
+CREATE TABLE event_ticket (
+    ticket_id       VARCHAR(40) PRIMARY KEY,
+    subject         VARCHAR(128) NOT NULL,
+    kind            VARCHAR(32) NOT NULL,
+    loop_code       INTEGER NOT NULL,
+    stage           VARCHAR(16) NOT NULL,
+    cell_code       VARCHAR(32) NOT NULL,
+    reporter_name   VARCHAR(64),
+    reporter_mobile VARCHAR(16),
+    created_at      VARCHAR(32) NOT NULL,
+    changed_at      VARCHAR(32) NOT NULL,
+    deadline        VARCHAR(32),
+    rating          INTEGER,
+    city_ref        VARCHAR(40)
+);
+CREATE TABLE event_ticket_log (
+    log_id      VARCHAR(48) PRIMARY KEY,
+    ticket_id   VARCHAR(40) NOT NULL,
+    stage       VARCHAR(16) NOT NULL,
+    loop_code   INTEGER NOT NULL,
+    logged_at   VARCHAR(32) NOT NULL,
+    actor_level VARCHAR(16) NOT NULL,
+    remark      VARCHAR(256)
+);
+CREATE INDEX event_ticket_cell ON event_ticket(cell_code, ticket_id);
+CREATE INDEX event_ticket_log_ticket ON event_ticket_log(ticket_id, logged_at);
 CREATE INDEX org_unit_parent ON org_unit(parent_unit_code)
 "#;
+
+/// Saihan numbers its loops 1–4 and names stages in capitals.
+pub fn loop_code(unified: &str) -> i64 {
+    match unified {
+        "grid" => 1,
+        "community" => 2,
+        "street" => 3,
+        _ => 4,
+    }
+}
+
+pub fn stage(unified: &str) -> String {
+    match unified {
+        "reported_in" => "REPORTED".into(),
+        other => other.to_uppercase(),
+    }
+}
 
 /// 大网格 … 微网格, ids 1–4.
 const TIERS: [(i64, &str, GridTier); 4] = [
@@ -324,6 +369,79 @@ pub async fn write(
             "since_date",
         ],
         staff,
+    )
+    .await?;
+    let cases = super::cases::cases(district);
+    let tickets = cases
+        .iter()
+        .map(|c| {
+            vec![
+                (&c.id).into(),
+                c.title.into(),
+                c.category.into(),
+                loop_code(c.loop_level).into(),
+                stage(c.state).into(),
+                (&c.division).into(),
+                (&c.reporter_name).into(),
+                (&c.reporter_phone).into(),
+                (&c.opened_at).into(),
+                (&c.updated_at).into(),
+                (&c.due_at).into(),
+                c.satisfaction.into(),
+                Cell::NullText,
+            ]
+        })
+        .collect();
+    insert(
+        conn,
+        "event_ticket",
+        &[
+            "ticket_id",
+            "subject",
+            "kind",
+            "loop_code",
+            "stage",
+            "cell_code",
+            "reporter_name",
+            "reporter_mobile",
+            "created_at",
+            "changed_at",
+            "deadline",
+            "rating",
+            "city_ref",
+        ],
+        tickets,
+    )
+    .await?;
+    let log = cases
+        .iter()
+        .flat_map(|c| {
+            c.steps.iter().map(|s| {
+                vec![
+                    (&s.id).into(),
+                    (&c.id).into(),
+                    stage(s.state).into(),
+                    loop_code(s.loop_level).into(),
+                    (&s.at).into(),
+                    s.by_level.into(),
+                    s.note.clone().into(),
+                ]
+            })
+        })
+        .collect();
+    insert(
+        conn,
+        "event_ticket_log",
+        &[
+            "log_id",
+            "ticket_id",
+            "stage",
+            "loop_code",
+            "logged_at",
+            "actor_level",
+            "remark",
+        ],
+        log,
     )
     .await?;
     Ok(())

@@ -10,6 +10,32 @@ use sqlx::{Connection, Executor, SqliteConnection};
 use super::people::HouseholdRole;
 use super::{District, People};
 
+/// Huimin's names for the loops and states.
+pub const LOOPS: [(&str, &str); 4] = [
+    ("网格", "grid"),
+    ("社区", "community"),
+    ("街道", "street"),
+    ("市级", "city"),
+];
+pub const STATES: [(&str, &str); 9] = [
+    ("发现", "discovered"),
+    ("研判", "assessed"),
+    ("吹哨", "whistled"),
+    ("受理", "accepted"),
+    ("报到", "reported_in"),
+    ("反馈", "feedback"),
+    ("评价", "evaluated"),
+    ("上报", "escalated"),
+    ("办结", "closed"),
+];
+
+fn local(names: &[(&'static str, &'static str)], unified: &str) -> &'static str {
+    names
+        .iter()
+        .find(|(_, u)| *u == unified)
+        .map_or("?", |(l, _)| l)
+}
+
 const SCHEMA: &str = r#"
 CREATE TABLE division (
     code        TEXT PRIMARY KEY,
@@ -67,6 +93,34 @@ CREATE TABLE head (
     party_member INTEGER NOT NULL,
     since        TEXT NOT NULL
 );
+-- Problems the grid, community and street handle (Chinese state and loop
+-- names, as the district's own system shows them).
+CREATE TABLE problem_case (
+    case_no      TEXT PRIMARY KEY,
+    title        TEXT NOT NULL,
+    category     TEXT NOT NULL,
+    loop_level   TEXT NOT NULL,     -- 网格 | 社区 | 街道 | 市级
+    status       TEXT NOT NULL,     -- 发现 | 研判 | 吹哨 | 受理 | 报到 | 反馈 | 评价 | 上报 | 办结
+    grid_code    TEXT NOT NULL,
+    reporter     TEXT,
+    reporter_tel TEXT,
+    opened       TEXT NOT NULL,
+    updated      TEXT NOT NULL,
+    due          TEXT,
+    satisfaction INTEGER,
+    city_case_no TEXT
+);
+CREATE TABLE problem_case_step (
+    step_no    TEXT PRIMARY KEY,
+    case_no    TEXT NOT NULL REFERENCES problem_case(case_no),
+    status     TEXT NOT NULL,
+    loop_level TEXT NOT NULL,
+    at         TEXT NOT NULL,
+    by_level   TEXT NOT NULL,
+    note       TEXT
+);
+CREATE INDEX problem_case_grid ON problem_case(grid_code, case_no);
+CREATE INDEX problem_case_step_case ON problem_case_step(case_no, at);
 CREATE INDEX division_parent ON division(parent_code);
 CREATE INDEX party_member_home_grid ON party_member_home(grid_code);
 CREATE INDEX grid_community ON grid(community_code);
@@ -74,6 +128,7 @@ CREATE INDEX grid_community ON grid(community_code);
 
 /// Write `district` to a new SQLite file at `path` (replacing any file).
 pub async fn write(district: &District, people: &People, path: &Path) -> anyhow::Result<()> {
+    let cases = super::cases::cases(district);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -183,6 +238,35 @@ pub async fn write(district: &District, people: &People, path: &Path) -> anyhow:
             .bind(&h.since)
             .execute(&mut *tx)
             .await?;
+    }
+    for c in &cases {
+        sqlx::query("INSERT INTO problem_case VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)")
+            .bind(&c.id)
+            .bind(c.title)
+            .bind(c.category)
+            .bind(local(&LOOPS, c.loop_level))
+            .bind(local(&STATES, c.state))
+            .bind(&c.division)
+            .bind(&c.reporter_name)
+            .bind(&c.reporter_phone)
+            .bind(&c.opened_at)
+            .bind(&c.updated_at)
+            .bind(&c.due_at)
+            .bind(c.satisfaction)
+            .execute(&mut *tx)
+            .await?;
+        for s in &c.steps {
+            sqlx::query("INSERT INTO problem_case_step VALUES (?, ?, ?, ?, ?, ?, ?)")
+                .bind(&s.id)
+                .bind(&c.id)
+                .bind(local(&STATES, s.state))
+                .bind(local(&LOOPS, s.loop_level))
+                .bind(&s.at)
+                .bind(s.by_level)
+                .bind(&s.note)
+                .execute(&mut *tx)
+                .await?;
+        }
     }
     tx.commit().await?;
     conn.close().await?;
