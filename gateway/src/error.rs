@@ -19,7 +19,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use lianqiao_host::PluginError;
-use lianqiao_host::contract::SourceError;
+use lianqiao_host::contract::{CommandError, SourceError};
 use serde_json::json;
 
 use crate::sources::report::SourceReport;
@@ -39,6 +39,11 @@ pub enum ErrorCode {
     UnknownPurpose,
     InvalidSource,
     NotFound,
+    InvalidTransition,
+    CaseChanged,
+    IdempotencyKeyReused,
+    WriteInProgress,
+    SourceRejected,
     MethodNotAllowed,
     PayloadTooLarge,
     RateLimited,
@@ -54,7 +59,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::BadRequest,
         ErrorCode::MissingParameter,
         ErrorCode::InvalidParameter,
@@ -67,6 +72,11 @@ impl ErrorCode {
         ErrorCode::UnknownPurpose,
         ErrorCode::InvalidSource,
         ErrorCode::NotFound,
+        ErrorCode::InvalidTransition,
+        ErrorCode::CaseChanged,
+        ErrorCode::IdempotencyKeyReused,
+        ErrorCode::WriteInProgress,
+        ErrorCode::SourceRejected,
         ErrorCode::MethodNotAllowed,
         ErrorCode::PayloadTooLarge,
         ErrorCode::RateLimited,
@@ -96,6 +106,11 @@ impl ErrorCode {
             ErrorCode::UnknownPurpose => "unknown_purpose",
             ErrorCode::InvalidSource => "invalid_source",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::InvalidTransition => "invalid_transition",
+            ErrorCode::CaseChanged => "case_changed",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
+            ErrorCode::WriteInProgress => "write_in_progress",
+            ErrorCode::SourceRejected => "source_rejected",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::RateLimited => "rate_limited",
@@ -123,7 +138,12 @@ impl ErrorCode {
             | ErrorCode::BadCursor
             | ErrorCode::PurposeRequired
             | ErrorCode::UnknownPurpose => StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidSource => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidSource
+            | ErrorCode::IdempotencyKeyReused
+            | ErrorCode::SourceRejected => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidTransition | ErrorCode::CaseChanged | ErrorCode::WriteInProgress => {
+                StatusCode::CONFLICT
+            }
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
@@ -153,6 +173,7 @@ impl ErrorCode {
                 | ErrorCode::SourceTimeout
                 | ErrorCode::SourceUnavailable
                 | ErrorCode::CircuitOpen
+                | ErrorCode::WriteInProgress
                 | ErrorCode::Internal
         )
     }
@@ -193,10 +214,29 @@ impl ErrorCode {
             ErrorCode::InvalidSource => {
                 "Admin listener: the source file does not load or fails its probe; the message lists every problem, and nothing was changed."
             }
-            ErrorCode::NotFound => "No such route, resource, division or serving source.",
-            ErrorCode::MethodNotAllowed => "The API answers GET and HEAD only (header `Allow`).",
+            ErrorCode::NotFound => {
+                "No such route, resource, division, serving source, or case the caller may see."
+            }
+            ErrorCode::InvalidTransition => {
+                "The case cannot move there from its current state; `allowed` lists the moves this caller may make now."
+            }
+            ErrorCode::CaseChanged => {
+                "The case changed at its source while the move was made; read it again and decide anew."
+            }
+            ErrorCode::IdempotencyKeyReused => {
+                "This `Idempotency-Key` was used for a different request body; a retry must send the same body, a new write a new key."
+            }
+            ErrorCode::WriteInProgress => {
+                "A write with this `Idempotency-Key` is still being applied; retry after `Retry-After` seconds to get its result."
+            }
+            ErrorCode::SourceRejected => {
+                "The source refused the write as invalid (`source` names it); retrying is useless."
+            }
+            ErrorCode::MethodNotAllowed => {
+                "The route does not take this method (header `Allow`); only case writes take POST."
+            }
             ErrorCode::PayloadTooLarge => {
-                "A request body past the limit; the API takes its parameters in the query string."
+                "A request body past the limit (64 KiB for case writes); reads take their parameters in the query string."
             }
             ErrorCode::RateLimited => {
                 "The caller's statistics budget is spent; retry after `Retry-After` seconds."
@@ -230,6 +270,14 @@ impl ErrorCode {
                 SourceError::UpstreamTimeout(_) => ErrorCode::SourceTimeout,
                 SourceError::UpstreamUnavailable(_) => ErrorCode::SourceUnavailable,
                 SourceError::Unsupported(_) => ErrorCode::UnsupportedQuery,
+                _ => ErrorCode::SourceError,
+            },
+            PluginError::Command(e) => match e {
+                CommandError::UpstreamTimeout(_) => ErrorCode::SourceTimeout,
+                CommandError::UpstreamUnavailable(_) => ErrorCode::SourceUnavailable,
+                CommandError::Conflict(_) => ErrorCode::CaseChanged,
+                CommandError::NotFound(_) => ErrorCode::NotFound,
+                CommandError::Rejected(_) => ErrorCode::SourceRejected,
                 _ => ErrorCode::SourceError,
             },
             PluginError::Trap(_) => ErrorCode::PluginTrap,
@@ -351,6 +399,18 @@ pub fn public_message(e: &PluginError) -> String {
             SourceError::Denied(_) => "the host denied the plugin a capability".into(),
             SourceError::Internal(_) => "the plugin reported an internal error".into(),
         },
+        PluginError::Command(c) => match c {
+            CommandError::Unsupported(_) => "the source takes no such write".into(),
+            CommandError::Conflict(_) => "the record changed at the source".into(),
+            CommandError::NotFound(_) => "the source has no such record".into(),
+            CommandError::Rejected(_) => "the source refused the write as invalid".into(),
+            CommandError::BadConfig(_) => "the source's settings are invalid".into(),
+            CommandError::UpstreamUnavailable(_) => "the upstream system is unavailable".into(),
+            CommandError::UpstreamTimeout(_) => "the upstream system timed out".into(),
+            CommandError::UpstreamError(_) => "the upstream system answered with an error".into(),
+            CommandError::Denied(_) => "the host denied the plugin a capability".into(),
+            CommandError::Internal(_) => "the plugin reported an internal error".into(),
+        },
         PluginError::Trap(_) => "the plugin trapped".into(),
         PluginError::Busy(_) => "every instance of the plugin is busy".into(),
         // Built by the host from names and counts only (`Violation`).
@@ -409,6 +469,8 @@ pub struct Detail {
     pub policies: Vec<String>,
     /// Seconds before a retry can succeed (`Retry-After`).
     pub retry_after_s: Option<u64>,
+    /// For `invalid_transition`: the moves the caller may make now.
+    pub allowed: Option<Vec<String>>,
 }
 
 impl ApiError {
@@ -554,6 +616,9 @@ impl IntoResponse for ApiError {
                 error["policies"] = json!(detail.policies);
             }
             retry_after = detail.retry_after_s;
+            if let Some(allowed) = &detail.allowed {
+                error["allowed"] = json!(allowed);
+            }
         }
         let mut body = json!({ "error": error });
         if !self.sources.is_empty() {

@@ -13,8 +13,17 @@
 //! lianqiao_sdk::export_source!(MySource);
 //! ```
 //!
-//! The contract itself is `wit/source.wit` (package `lianqiao:source@0.1.0`);
-//! `SPEC.md` beside this file says what a plugin MUST and SHOULD do.
+//! A plugin that writes nothing answers every command `unsupported`:
+//!
+//! ```ignore
+//!     fn command(_: Command, _: String) -> Result<CommandResult, CommandError> {
+//!         Err(CommandError::Unsupported("this source is read-only".into()))
+//!     }
+//! ```
+//!
+//! The contract itself is `wit/source.wit` (package `lianqiao:source@0.2.0`,
+//! which includes 0.1.0 from `wit/deps/source-0.1.0`);
+//! `docs/plugin-contract.md` says what a plugin MUST and SHOULD do.
 
 pub mod keyset;
 pub mod settings;
@@ -26,24 +35,30 @@ pub mod sql_page;
 pub mod bindings {
     wit_bindgen::generate!({
         path: "wit",
-        world: "source",
+        world: "lianqiao:source/source@0.2.0",
         pub_export_macro: true,
         export_macro_name: "export_source",
         default_bindings_module: "lianqiao_sdk::bindings",
+        // 0.1's interfaces come in through 0.2's `include`.
+        generate_all,
         additional_derives: [PartialEq],
     });
 }
 
 pub use bindings::Guest;
 pub use bindings::export_source;
-pub use bindings::lianqiao::source::types::{
+pub use bindings::lianqiao::source0_1_0::types::{
     AggregateCell, AggregateQuery, EntitySpec, FieldSpec, Filter, FilterOp, FilterSupport,
     Manifest, Page, Query, Row, SourceError, Value, ValueKind,
 };
-pub use bindings::lianqiao::source::{cache, config, http, log, sql};
+pub use bindings::lianqiao::source0_1_0::{cache, config, http, log, sql};
+pub use bindings::lianqiao::source0_2_0::sql_write;
+pub use bindings::lianqiao::source0_2_0::writes::{
+    Command, CommandError, CommandResult, NewCase, Step, Transition,
+};
 
 /// The contract version this SDK implements; put it in `Manifest::sdk_version`.
-pub const SDK_VERSION: &str = "0.1.0";
+pub const SDK_VERSION: &str = "0.2.0";
 
 impl Value {
     /// The text of a text-like value (text, date, timestamp).

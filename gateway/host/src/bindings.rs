@@ -1,10 +1,36 @@
 //! Generated host bindings for `sdk/wit` (the one place generated code lives).
+//!
+//! Two worlds: contract 0.1 (reads), and 0.2, which includes 0.1 and adds
+//! writes. 0.2's bindings reuse 0.1's for every interface they share, so
+//! each host capability is implemented once and serves both.
 
-wasmtime::component::bindgen!({
-    path: "../../sdk/wit",
-    world: "source",
-    // Host functions return `wasmtime::Result<…>`: an outer error is a host
-    // bug and traps the guest; the inner result is what the guest handles.
-    imports: { default: trappable },
-    additional_derives: [PartialEq],
-});
+/// `lianqiao:source@0.1.0`: the world every plugin's reads are called through.
+pub mod v1 {
+    wasmtime::component::bindgen!({
+        path: "../../sdk/wit/deps/source-0.1.0",
+        world: "source",
+        // Host functions return `wasmtime::Result<…>`: an outer error is a
+        // host bug and traps the guest; the inner result is what the guest
+        // handles.
+        imports: { default: trappable },
+        additional_derives: [PartialEq],
+    });
+}
+
+/// `lianqiao:source@0.2.0`: 0.1 plus `command` and `sql-write`.
+pub mod v2 {
+    wasmtime::component::bindgen!({
+        path: "../../sdk/wit",
+        world: "lianqiao:source/source@0.2.0",
+        imports: { default: trappable },
+        additional_derives: [PartialEq],
+        with: {
+            "lianqiao:source/types@0.1.0": super::v1::lianqiao::source::types,
+            "lianqiao:source/sql@0.1.0": super::v1::lianqiao::source::sql,
+            "lianqiao:source/http@0.1.0": super::v1::lianqiao::source::http,
+            "lianqiao:source/cache@0.1.0": super::v1::lianqiao::source::cache,
+            "lianqiao:source/log@0.1.0": super::v1::lianqiao::source::log,
+            "lianqiao:source/config@0.1.0": super::v1::lianqiao::source::config,
+        },
+    });
+}

@@ -1,6 +1,6 @@
 //! What can go wrong with a plugin, as the gateway needs to tell callers.
 
-use crate::contract::SourceError;
+use crate::contract::{CommandError, SourceError};
 
 /// A plugin call failed. Each variant has a stable machine code.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -8,6 +8,9 @@ pub enum PluginError {
     /// The plugin reported an error of its own (upstream down, bad config …).
     #[error("{}", source_error_message(.0))]
     Source(SourceError),
+    /// A command (contract 0.2) failed with the plugin's own error.
+    #[error("{}", command_error_message(.0))]
+    Command(CommandError),
     /// The plugin trapped (a panic, an unreachable, a host-function bug).
     #[error("the plugin trapped: {0}")]
     Trap(String),
@@ -36,6 +39,12 @@ impl PluginError {
         !matches!(
             self,
             PluginError::Source(SourceError::Unsupported(_) | SourceError::BadCursor(_))
+                | PluginError::Command(
+                    CommandError::Unsupported(_)
+                        | CommandError::Conflict(_)
+                        | CommandError::NotFound(_)
+                        | CommandError::Rejected(_)
+                )
                 | PluginError::CircuitOpen { .. }
         )
     }
@@ -44,7 +53,9 @@ impl PluginError {
     pub fn is_timeout(&self) -> bool {
         matches!(
             self,
-            PluginError::Deadline { .. } | PluginError::Source(SourceError::UpstreamTimeout(_))
+            PluginError::Deadline { .. }
+                | PluginError::Source(SourceError::UpstreamTimeout(_))
+                | PluginError::Command(CommandError::UpstreamTimeout(_))
         )
     }
 }
@@ -91,6 +102,21 @@ fn source_error_message(e: &SourceError) -> String {
     }
 }
 
+fn command_error_message(e: &CommandError) -> String {
+    match e {
+        CommandError::Unsupported(m) => format!("unsupported by the source: {m}"),
+        CommandError::Conflict(m) => format!("the record changed at the source: {m}"),
+        CommandError::NotFound(m) => format!("no such record at the source: {m}"),
+        CommandError::Rejected(m) => format!("the source refused the command: {m}"),
+        CommandError::BadConfig(m) => format!("the source's settings are invalid: {m}"),
+        CommandError::UpstreamUnavailable(m) => format!("upstream unavailable: {m}"),
+        CommandError::UpstreamTimeout(m) => format!("upstream timed out: {m}"),
+        CommandError::UpstreamError(m) => format!("upstream error: {m}"),
+        CommandError::Denied(m) => format!("denied by the host: {m}"),
+        CommandError::Internal(m) => format!("plugin bug: {m}"),
+    }
+}
+
 /// A plugin could not be loaded. Reported at start-up, `lianqiao check` and
 /// reload, naming the source.
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +131,7 @@ pub enum LoadError {
     },
     #[error("{path} is not a valid component: {reason}")]
     Compile { path: String, reason: String },
-    #[error("{path} does not fit the host (lianqiao:source@0.1.0): {reason}")]
+    #[error("{path} does not fit the host (lianqiao:source@0.1.0 or 0.2.0): {reason}")]
     Link { path: String, reason: String },
     #[error("describe() failed: {0}")]
     Describe(PluginError),

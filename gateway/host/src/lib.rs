@@ -1,7 +1,7 @@
 //! The Lianqiao plugin host.
 //!
 //! Loads source plugins (WebAssembly components targeting
-//! `lianqiao:source@0.1.0`) with wasmtime, and runs each call in a fresh,
+//! `lianqiao:source@0.1.0` and `@0.2.0`) with wasmtime, and runs each call in a fresh,
 //! limited instance: a memory cap, a CPU deadline (epoch interruption) and
 //! only the host capabilities the source's config grants. A plugin that
 //! traps, loops or runs out of memory fails that one call.
@@ -28,12 +28,19 @@ pub use plugin::{PluginLimits, PluginStats, SourceGrants, SourcePlugin, SourceSp
 
 /// The contract's types as the host sees them (generated from `sdk/wit`).
 pub mod contract {
-    pub use crate::bindings::lianqiao::source::sql::{Dialect, SqlError};
-    pub use crate::bindings::lianqiao::source::types::{
+    pub use crate::bindings::v1::lianqiao::source::sql::{Dialect, SqlError};
+    pub use crate::bindings::v1::lianqiao::source::types::{
         AggregateCell, AggregateQuery, EntitySpec, FieldSpec, Filter, FilterOp, FilterSupport,
         Manifest, Page, Query, SourceError, Value, ValueKind,
     };
 
-    /// The contract version this host implements.
-    pub const CONTRACT_VERSION: &str = "0.1.0";
+    pub use crate::bindings::v2::lianqiao::source0_2_0::writes::{
+        Command, CommandError, CommandResult, NewCase, Step, Transition,
+    };
+    pub use crate::capability::sql_write::check_write_statement;
+
+    /// The newest contract version this host implements.
+    pub const CONTRACT_VERSION: &str = "0.2.0";
+    /// Every contract version whose plugins it loads (`major.minor`).
+    pub const CONTRACT_VERSIONS: [&str; 2] = ["0.1", "0.2"];
 }

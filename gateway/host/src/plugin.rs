@@ -14,12 +14,15 @@ use wasmtime::Store;
 use wasmtime::component::Linker;
 
 use crate::artifact;
-use crate::bindings::{Source, SourcePre};
+use crate::bindings::v1::{Source, SourcePre};
 use crate::capability::cache::SourceCache;
 use crate::capability::http::HttpGrant;
 use crate::capability::sql::{SqlPool, StatementLog};
+use crate::capability::sql_write::SqlWriter;
+use crate::bindings::v2;
 use crate::contract::{
-    AggregateCell, AggregateQuery, CONTRACT_VERSION, Manifest, Page, Query, SourceError, Value,
+    AggregateCell, AggregateQuery, CONTRACT_VERSION, CONTRACT_VERSIONS, Command, CommandResult,
+    Manifest, Page, Query, Value,
 };
 use crate::engine::PluginEngine;
 use crate::error::{LoadError, PluginError, Violation};
@@ -54,6 +57,8 @@ pub struct SourceGrants {
     /// `[plugin.settings]` as a JSON object; non-secret by construction.
     pub settings_json: String,
     pub sql: Option<SqlPool>,
+    /// The write grant (`[sql.write]`), contract 0.2 plugins only.
+    pub sql_write: Option<SqlWriter>,
     pub http: Option<Arc<HttpGrant>>,
     pub cache: SourceCache,
     pub sql_log: StatementLog,
@@ -75,6 +80,9 @@ pub struct SourcePlugin {
     name: String,
     engine: PluginEngine,
     pre: SourcePre<HostState>,
+    /// The same component seen through contract 0.2, when it exports
+    /// `command` (0.1 plugins do not: they only serve reads).
+    writer: Option<v2::SourcePre<HostState>>,
     limits: PluginLimits,
     grants: Arc<SourceGrants>,
     manifest: Manifest,
@@ -140,15 +148,18 @@ impl SourcePlugin {
         let mut linker: Linker<HostState> = Linker::new(&engine.engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_error)?;
         crate::clock::add_to_linker(&mut linker).map_err(link_error)?;
-        Source::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+        // 0.2's imports are 0.1's plus `sql-write`: one linker serves both.
+        v2::Source::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(link_error)?;
         let pre = linker.instantiate_pre(&component).map_err(link_error)?;
+        let writer = v2::SourcePre::new(pre.clone()).ok();
         let pre = SourcePre::new(pre).map_err(link_error)?;
 
         let mut plugin = SourcePlugin {
             name: spec.name,
             engine: engine.clone(),
             pre,
+            writer,
             limits: spec.limits,
             grants: Arc::new(spec.grants),
             manifest: Manifest {
@@ -161,7 +172,7 @@ impl SourcePlugin {
             stats: Arc::default(),
         };
         let manifest = plugin
-            .call(|source, store| source.call_describe(store))
+            .call(|source, store| source.call_describe(store).map(|r| r.map_err(PluginError::Source)))
             .await
             .map_err(LoadError::Describe)?;
         check_manifest(&manifest)?;
@@ -214,7 +225,11 @@ impl SourcePlugin {
         let mut query = query;
         query.limit = limit;
         let page = self
-            .call(move |source, store| source.call_query(store, &query))
+            .call(move |source, store| {
+                source
+                    .call_query(store, &query)
+                    .map(|r| r.map_err(PluginError::Source))
+            })
             .await?;
         check_page(&page, &scope, limit)?;
         Ok(page)
@@ -227,7 +242,11 @@ impl SourcePlugin {
     ) -> Result<Vec<AggregateCell>, PluginError> {
         let scope = query.scope.clone();
         let cells = self
-            .call(move |source, store| source.call_aggregate(store, &query))
+            .call(move |source, store| {
+                source
+                    .call_aggregate(store, &query)
+                    .map(|r| r.map_err(PluginError::Source))
+            })
             .await?;
         for cell in &cells {
             if let Some(d) = &cell.division
@@ -244,17 +263,55 @@ impl SourcePlugin {
         Ok(cells)
     }
 
-    /// Run one export in a fresh instance on a blocking thread, under the
-    /// source's deadline and memory cap.
+    /// Whether the plugin takes commands (contract 0.2).
+    pub fn takes_commands(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    /// Apply one command (contract 0.2), under the same limits as reads.
+    pub async fn command(
+        &self,
+        command: Command,
+        idempotency_key: String,
+    ) -> Result<CommandResult, PluginError> {
+        let Some(writer) = self.writer.clone() else {
+            return Err(PluginError::Command(
+                crate::contract::CommandError::Unsupported(format!(
+                    "the plugin of `{}` is built against contract 0.1, which has no writes",
+                    self.name
+                )),
+            ));
+        };
+        self.run(writer, move |source: &v2::Source, store| {
+            source
+                .call_command(store, &command, &idempotency_key)
+                .map(|r| r.map_err(PluginError::Command))
+        })
+        .await
+    }
+
+    /// Run one read export in a fresh instance.
     async fn call<T, F>(&self, f: F) -> Result<T, PluginError>
     where
         T: Send + 'static,
-        F: FnOnce(&Source, &mut Store<HostState>) -> wasmtime::Result<Result<T, SourceError>>
+        F: FnOnce(&Source, &mut Store<HostState>) -> wasmtime::Result<Result<T, PluginError>>
+            + Send
+            + 'static,
+    {
+        self.run(self.pre.clone(), f).await
+    }
+
+    /// Run one export in a fresh instance on a blocking thread, under the
+    /// source's deadline and memory cap.
+    async fn run<W, T, F>(&self, pre: W, f: F) -> Result<T, PluginError>
+    where
+        W: Instantiate + Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&W::World, &mut Store<HostState>) -> wasmtime::Result<Result<T, PluginError>>
             + Send
             + 'static,
     {
         let engine = self.engine.clone();
-        let pre = self.pre.clone();
         let grants = self.grants.clone();
         let limits = self.limits.clone();
         let runtime = tokio::runtime::Handle::current();
@@ -292,13 +349,33 @@ impl SourcePlugin {
             }
             match outcome {
                 Ok(Ok(value)) => Ok(value),
-                Ok(Err(e)) => Err(PluginError::Source(e)),
+                Ok(Err(e)) => Err(e),
                 Err(e) => Err(classify(&e, &store, &limits)),
             }
         })
         .await;
         joined
             .map_err(|e| PluginError::Trap(format!("the plugin call panicked in the host: {e}")))?
+    }
+}
+
+/// A pre-instantiated world of either contract version.
+trait Instantiate {
+    type World;
+    fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Self::World>;
+}
+
+impl Instantiate for SourcePre<HostState> {
+    type World = Source;
+    fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Source> {
+        SourcePre::instantiate(self, store)
+    }
+}
+
+impl Instantiate for v2::SourcePre<HostState> {
+    type World = v2::Source;
+    fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<v2::Source> {
+        v2::SourcePre::instantiate(self, store)
     }
 }
 
@@ -338,11 +415,12 @@ fn check_manifest(m: &Manifest) -> Result<(), LoadError> {
     let compatible = m
         .sdk_version
         .rsplit_once('.')
-        .is_some_and(|(major_minor, _)| CONTRACT_VERSION.starts_with(&format!("{major_minor}.")));
+        .is_some_and(|(major_minor, _)| CONTRACT_VERSIONS.contains(&major_minor));
     if !compatible {
         return Err(LoadError::Manifest(format!(
-            "built against contract {}, the host implements {CONTRACT_VERSION}",
-            m.sdk_version
+            "built against contract {}, the host implements {} (newest {CONTRACT_VERSION})",
+            m.sdk_version,
+            CONTRACT_VERSIONS.join(" and ")
         )));
     }
     if m.entities.is_empty() {

@@ -424,8 +424,25 @@ fn validate_source(
 
     let mut sql_url = None;
     let mut sql_max_connections = 0;
+    let mut sql_write = None;
     if let Some(sql) = &raw.sql {
         sql_max_connections = sql.max_connections;
+        if let Some(write) = &sql.write {
+            if write.statements.is_empty() {
+                error(
+                    "sql.write.statements",
+                    "declare at least one statement, or leave [sql.write] out".into(),
+                );
+            }
+            for (name, statement) in &write.statements {
+                if let Err(message) =
+                    lianqiao_host::contract::check_write_statement(name, statement)
+                {
+                    error(&format!("sql.write.statements.{name}"), message);
+                }
+            }
+            sql_write = Some(write.statements.clone());
+        }
         if !(1..=256).contains(&sql.max_connections) {
             error("sql.max_connections", "must be from 1 to 256".into());
         }
@@ -485,6 +502,7 @@ fn validate_source(
         limits: raw.limits,
         sql_url,
         sql_max_connections,
+        sql_write,
         settings_json,
         http,
         cache_max_bytes: usize::try_from(raw.cache.max_mib << 20).unwrap_or(usize::MAX),

@@ -489,6 +489,18 @@ pub struct SqlSection {
     pub url_env: Option<String>,
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// The write grant: none unless given.
+    #[serde(default)]
+    pub write: Option<SqlWriteSection>,
+}
+
+/// `[sql.write]`: the statements a contract-0.2 plugin may run against
+/// the source's database, by name (it never sends SQL of its own).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlWriteSection {
+    /// Name → one `INSERT` or `UPDATE` with `?` placeholders.
+    pub statements: std::collections::BTreeMap<String, String>,
 }
 
 fn default_max_connections() -> u32 {
@@ -639,6 +651,8 @@ pub struct SourceConfig {
     /// Resolved database URL (a secret: never logged, never given to a plugin).
     pub sql_url: Option<String>,
     pub sql_max_connections: u32,
+    /// `[sql.write.statements]`: the declared write statements, if any.
+    pub sql_write: Option<std::collections::BTreeMap<String, String>>,
     /// `[plugin.settings]` as JSON, for the plugin's `config` capability.
     pub settings_json: String,
     pub http: Option<HttpConfig>,

@@ -17,6 +17,7 @@ use std::time::Duration;
 use lianqiao_host::capability::cache::SourceCache;
 use lianqiao_host::capability::http::{Credential, HttpGrant, Secret};
 use lianqiao_host::capability::sql::{PoolSettings, SqlPool};
+use lianqiao_host::capability::sql_write::SqlWriter;
 use lianqiao_host::contract::Manifest;
 use lianqiao_host::{PluginEngine, PluginLimits, SourceGrants, SourcePlugin, SourceSpec};
 
@@ -101,6 +102,18 @@ async fn load_one(config: SourceConfig, engine: &PluginEngine) -> Result<Source,
         ),
         None => None,
     };
+    let sql_write = match (&config.sql_url, &config.sql_write) {
+        (Some(url), Some(statements)) => Some(
+            SqlWriter::connect_lazy(
+                url,
+                statements,
+                config.sql_max_connections,
+                Duration::from_millis(config.limits.deadline_ms),
+            )
+            .map_err(|e| ConfigError::new(&config.file, "sql.write.statements", e))?,
+        ),
+        _ => None,
+    };
     let spec = SourceSpec {
         name: config.name.clone(),
         wasm: config.plugin.clone(),
@@ -114,6 +127,7 @@ async fn load_one(config: SourceConfig, engine: &PluginEngine) -> Result<Source,
             source: config.name.clone(),
             settings_json: config.settings_json.clone(),
             sql,
+            sql_write,
             http: config.http.as_ref().map(http_grant),
             cache: SourceCache::new(config.cache_max_bytes),
             sql_log: Default::default(),

@@ -10,8 +10,8 @@
 
 use lianqiao_sdk::snapshot::{self, Record};
 use lianqiao_sdk::{
-    AggregateCell, AggregateQuery, Guest, Manifest, Page, Query, SDK_VERSION, SourceError,
-    ValueKind, settings,
+    AggregateCell, AggregateQuery, Command, CommandError, CommandResult, Guest, Manifest, Page,
+    Query, SDK_VERSION, SourceError, ValueKind, settings,
 };
 use serde_json::{Map, Value as Json, json};
 
@@ -278,6 +278,10 @@ impl Guest for CityPlatform {
         snapshot::serve(&query.entity, fields, fetch, |snapshots| {
             snapshots.page(&query)
         })
+    }
+
+    fn command(_: Command, _: String) -> Result<CommandResult, CommandError> {
+        Err(CommandError::Unsupported("not yet".into()))
     }
 
     fn aggregate(query: AggregateQuery) -> Result<Vec<AggregateCell>, SourceError> {

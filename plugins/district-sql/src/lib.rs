@@ -8,13 +8,15 @@
 //! `male`). This plugin adds scope, filters, keyset paging and typing.
 
 mod mapping;
+mod writes;
 
 use std::collections::BTreeMap;
 
 use lianqiao_sdk::sql_page::{aggregate_statement, is_identifier, page_statement};
 use lianqiao_sdk::{
-    ALL_FILTER_OPS, AggregateCell, AggregateQuery, EntitySpec, FieldSpec, Filter, FilterSupport,
-    Guest, Manifest, Page, Query, SDK_VERSION, SourceError, Value, keyset::Position, settings, sql,
+    ALL_FILTER_OPS, AggregateCell, AggregateQuery, Command, CommandError, CommandResult,
+    EntitySpec, FieldSpec, Filter, FilterSupport, Guest, Manifest, Page, Query, SDK_VERSION,
+    SourceError, Value, keyset::Position, settings, sql,
 };
 use serde::Deserialize;
 
@@ -28,6 +30,10 @@ struct Settings {
     /// Where this district's own codes meet the unified ones.
     #[serde(default)]
     local_codes: Option<LocalCodes>,
+    /// Command name (`create-case`, `transition-case`) → the declared
+    /// statements it runs, in one transaction.
+    #[serde(default)]
+    commands: BTreeMap<String, writes::CommandSettings>,
 }
 
 /// A district that numbers its divisions its own way keeps a table pairing
@@ -138,6 +144,9 @@ impl Settings {
             };
             entity.sql = translate_local_codes(name, entity, codes)?;
         }
+        for (name, command) in &settings.commands {
+            command.check(name, &settings.entities)?;
+        }
         for (name, entity) in &settings.entities {
             for required in ["id", "division"] {
                 if entity.fields.get(required) != Some(&Kind::Text) {
@@ -231,6 +240,11 @@ impl Guest for DistrictSql {
             sdk_version: SDK_VERSION.into(),
             entities,
         })
+    }
+
+    fn command(command: Command, _idempotency_key: String) -> Result<CommandResult, CommandError> {
+        let settings = Settings::load().map_err(writes::command_error)?;
+        writes::apply(&settings.commands, &settings.entities, command)
     }
 
     fn aggregate(query: AggregateQuery) -> Result<Vec<AggregateCell>, SourceError> {

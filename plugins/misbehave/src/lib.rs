@@ -13,8 +13,9 @@
 //! `describe` always succeeds so the source loads.
 
 use lianqiao_sdk::{
-    AggregateCell, AggregateQuery, EntitySpec, FieldSpec, FilterOp, FilterSupport, Guest, Manifest,
-    Page, Query, SDK_VERSION, SourceError, Value, ValueKind, settings,
+    AggregateCell, AggregateQuery, Command, CommandError, CommandResult, EntitySpec, FieldSpec,
+    FilterOp, FilterSupport, Guest, Manifest, Page, Query, SDK_VERSION, SourceError, Value,
+    ValueKind, settings,
 };
 use serde::Deserialize;
 
@@ -54,6 +55,12 @@ impl Guest for Misbehave {
                 aggregates: false,
             }],
         })
+    }
+
+    fn command(_: Command, _: String) -> Result<CommandResult, CommandError> {
+        Err(CommandError::Unsupported(
+            "misbehave takes no commands".into(),
+        ))
     }
 
     fn aggregate(_: AggregateQuery) -> Result<Vec<AggregateCell>, SourceError> {

@@ -9,8 +9,8 @@
 
 use lianqiao_sdk::snapshot::{self, Record};
 use lianqiao_sdk::{
-    AggregateCell, AggregateQuery, Guest, Manifest, Page, Query, SDK_VERSION, SourceError,
-    ValueKind, settings,
+    AggregateCell, AggregateQuery, Command, CommandError, CommandResult, Guest, Manifest, Page,
+    Query, SDK_VERSION, SourceError, ValueKind, settings,
 };
 use serde_json::{Map, Value as Json, json};
 
@@ -211,6 +211,12 @@ impl Guest for PartyLink {
         snapshot::serve(&query.entity, fields, fetch, |snapshots| {
             snapshots.page(&query)
         })
+    }
+
+    fn command(_: Command, _: String) -> Result<CommandResult, CommandError> {
+        Err(CommandError::Unsupported(
+            "the party-link system takes no writes through Lianqiao".into(),
+        ))
     }
 
     fn aggregate(query: AggregateQuery) -> Result<Vec<AggregateCell>, SourceError> {

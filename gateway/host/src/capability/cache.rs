@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::bindings::lianqiao::source::cache::Host;
+use crate::bindings::v1::lianqiao::source::cache::Host;
 use crate::state::HostState;
 
 /// One source's cache, capped in bytes; expired entries go first, then the

@@ -1,6 +1,6 @@
 //! `config`: the source's non-secret `[plugin.settings]`, as JSON.
 
-use crate::bindings::lianqiao::source::config::Host;
+use crate::bindings::v1::lianqiao::source::config::Host;
 use crate::state::HostState;
 
 impl Host for HostState {

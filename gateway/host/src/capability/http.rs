@@ -19,7 +19,7 @@ use hyper_util::rt::TokioExecutor;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::bindings::lianqiao::source::http::{Host, HttpError, Request, Response};
+use crate::bindings::v1::lianqiao::source::http::{Host, HttpError, Request, Response};
 use crate::state::HostState;
 
 /// A secret from the operator's environment or files. Never printed.

@@ -1,6 +1,6 @@
 //! `log`: plugin messages into the gateway's log, tagged with the source.
 
-use crate::bindings::lianqiao::source::log::{Host, Level};
+use crate::bindings::v1::lianqiao::source::log::{Host, Level};
 use crate::state::HostState;
 
 /// Longer messages are cut: a plugin must not flood the gateway's log.

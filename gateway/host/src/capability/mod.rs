@@ -7,9 +7,11 @@ mod config;
 pub mod http;
 mod log;
 pub mod sql;
+pub mod sql_write;
 
-use crate::bindings::lianqiao::source::types;
+use crate::bindings::v1::lianqiao::source::types;
 use crate::state::HostState;
 
-// The `types` interface has no functions; its host trait is empty.
+// The `types` and `writes` interfaces have no functions; their host traits are empty.
 impl types::Host for HostState {}
+impl crate::bindings::v2::lianqiao::source0_2_0::writes::Host for HostState {}

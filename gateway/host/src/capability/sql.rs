@@ -19,8 +19,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, Column, Executor, Row, TypeInfo, ValueRef};
 
-use crate::bindings::lianqiao::source::sql::{Dialect, Host, ResultSet, SqlError};
-use crate::bindings::lianqiao::source::types::Value;
+use crate::bindings::v1::lianqiao::source::sql::{Dialect, Host, ResultSet, SqlError};
+use crate::bindings::v1::lianqiao::source::types::Value;
 use crate::state::HostState;
 
 /// Decode one cell by the type the driver reports, trying the few Rust
@@ -340,7 +340,7 @@ fn classify(e: sqlx::Error) -> SqlError {
 
 /// Walk `sql` outside quoted strings, identifiers and comments, calling
 /// `on_code` for each code character with its byte index.
-fn scan_code(sql: &str, mut on_code: impl FnMut(usize, char)) {
+pub(crate) fn scan_code(sql: &str, mut on_code: impl FnMut(usize, char)) {
     let bytes: Vec<(usize, char)> = sql.char_indices().collect();
     let mut i = 0;
     while i < bytes.len() {
@@ -411,7 +411,7 @@ fn check_statement(statement: &str, params: usize) -> Result<String, SqlError> {
 }
 
 /// `?` → `$1`, `$2`, … outside quotes and comments.
-fn renumber_for_postgres(sql: &str) -> String {
+pub(crate) fn renumber_for_postgres(sql: &str) -> String {
     let mut marks = Vec::new();
     scan_code(sql, |at, c| {
         if c == '?' {
