@@ -15,11 +15,11 @@ use wasmtime::component::Linker;
 
 use crate::artifact;
 use crate::bindings::v1::{Source, SourcePre};
+use crate::bindings::v2;
 use crate::capability::cache::SourceCache;
 use crate::capability::http::HttpGrant;
 use crate::capability::sql::{SqlPool, StatementLog};
 use crate::capability::sql_write::SqlWriter;
-use crate::bindings::v2;
 use crate::contract::{
     AggregateCell, AggregateQuery, CONTRACT_VERSION, CONTRACT_VERSIONS, Command, CommandResult,
     Manifest, Page, Query, Value,
@@ -172,7 +172,11 @@ impl SourcePlugin {
             stats: Arc::default(),
         };
         let manifest = plugin
-            .call(|source, store| source.call_describe(store).map(|r| r.map_err(PluginError::Source)))
+            .call(|source, store| {
+                source
+                    .call_describe(store)
+                    .map(|r| r.map_err(PluginError::Source))
+            })
             .await
             .map_err(LoadError::Describe)?;
         check_manifest(&manifest)?;

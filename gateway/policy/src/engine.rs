@@ -88,6 +88,9 @@ pub struct Question<'a> {
     pub record_loop: Option<&'a str>,
     /// For field actions: the field and its class.
     pub field: Option<(&'a str, FieldClass)>,
+    /// For `write_case`: the state the case would move to (`discovered`
+    /// for a new case).
+    pub to: Option<&'a str>,
 }
 
 /// The answer, with the policies that decided it.
@@ -548,6 +551,10 @@ impl PolicyEngine {
                 "class".to_string(),
                 RestrictedExpression::new_string(class.to_string()),
             ),
+            (
+                "to".to_string(),
+                RestrictedExpression::new_string(q.to.unwrap_or("").to_string()),
+            ),
         ])
         .map_err(|e| e.to_string())?;
         let request = Request::new(
@@ -573,6 +580,7 @@ fn write_key(key: &mut String, q: &Question) {
         q.division,
         q.record_loop.unwrap_or("\u{0}"),
         q.field.map_or("", |f| f.0),
+        q.to.unwrap_or(""),
     ] {
         key.push('\u{1e}');
         key.push_str(part);

@@ -202,7 +202,44 @@ impl Enforcer {
             division,
             record_loop: None,
             field: None,
+            to: None,
         }
+    }
+
+    /// May `p` move a case of `case_loop` in `division` to the state `to`
+    /// (`discovered`: create it)? The permits that allowed it, or why not.
+    pub fn authorize_write(
+        &self,
+        p: &Principal,
+        division: &str,
+        case_loop: &str,
+        to: &str,
+    ) -> Result<Vec<String>, Denied> {
+        let d = self.engine.decide(&Question {
+            record_loop: Some(case_loop),
+            to: Some(to),
+            ..Self::question(p, Action::WriteCase, "cases", division)
+        });
+        if d.allowed {
+            return Ok(d.policies);
+        }
+        let mut denied = Self::denial(p, Action::WriteCase, "cases", division, &d);
+        denied.message = if d.policies.is_empty() {
+            format!(
+                "no policy permits a {} principal ({}) to move a {case_loop}-loop case in {division} to `{to}`",
+                p.level, p.division
+            )
+        } else {
+            format!(
+                "moving a {case_loop}-loop case in {division} to `{to}` is forbidden by policy {}",
+                d.policies
+                    .iter()
+                    .map(|id| format!("`{id}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        Err(denied)
     }
 
     fn scope<'a>(p: &'a Principal, kind: &str, requested: &'a str) -> Result<&'a str, Denied> {

@@ -86,8 +86,67 @@ fn the_shipped_policy_validates_and_names_its_policies() {
             .policy("staff-list-records-of-their-jurisdiction")
             .is_some()
     );
-    assert_eq!(engine.policies().count(), 13);
+    assert_eq!(engine.policies().count(), 18);
     assert_eq!(engine.version().len(), 16);
+}
+
+#[test]
+fn case_writes_follow_the_loops() {
+    let e = enforcer();
+    let who = |level: Level, division: &str, roles: &[&str]| {
+        Principal::new(
+            "w",
+            level,
+            division.to_string(),
+            roles.iter().map(|r| r.to_string()),
+            "case-handling",
+        )
+    };
+    let grid = who(Level::Grid, "15010300100101", &[]);
+    let community = who(Level::Community, "150103001001", &[]);
+    let street = who(Level::Street, "150103001", &[]);
+    // A grid moves its own grid's grid-loop cases, and nothing above.
+    assert!(
+        e.authorize_write(&grid, "15010300100101", "grid", "assessed")
+            .is_ok()
+    );
+    assert!(
+        e.authorize_write(&grid, "15010300100101", "community", "assessed")
+            .is_err()
+    );
+    let other = e
+        .authorize_write(&grid, "15010300100102", "grid", "assessed")
+        .unwrap_err();
+    assert_eq!(other.policies, ["no-case-writes-outside-jurisdiction"]);
+    // A community escalates, it does not whistle.
+    assert!(
+        e.authorize_write(&community, "15010300100101", "community", "escalated")
+            .is_ok()
+    );
+    let whistle = e
+        .authorize_write(&community, "15010300100101", "community", "whistled")
+        .unwrap_err();
+    assert_eq!(whistle.policies, ["only-streets-whistle"]);
+    assert_eq!(whistle.reason, "forbidden_by_policy");
+    assert!(
+        e.authorize_write(&street, "15010300100101", "street", "whistled")
+            .is_ok()
+    );
+    // City-loop cases move by the city platform's system principal only.
+    let platform = who(Level::City, "1501", &["city-platform"]);
+    let city_staff = who(Level::City, "1501", &[]);
+    assert!(
+        e.authorize_write(&platform, "15010300100101", "city", "reported_in")
+            .is_ok()
+    );
+    assert!(
+        e.authorize_write(&city_staff, "15010300100101", "city", "reported_in")
+            .is_err()
+    );
+    assert!(
+        e.authorize_write(&platform, "15010300100101", "street", "assessed")
+            .is_err()
+    );
 }
 
 #[test]
@@ -364,6 +423,7 @@ proptest! {
                 division: target,
                 record_loop: if kind == "cases" { record_loop } else { None },
                 field: None,
+                to: None,
             });
             if d.allowed {
                 prop_assert!(inside, "{kind} in {target} permitted to {principal:?}");

@@ -202,10 +202,9 @@ fn classify(e: sqlx::Error) -> WriteError {
             "a key is already taken: {}; nothing was written",
             db.message()
         )),
-        sqlx::Error::Database(db) => WriteError::Statement(format!(
-            "{}; nothing was written",
-            db.message()
-        )),
+        sqlx::Error::Database(db) => {
+            WriteError::Statement(format!("{}; nothing was written", db.message()))
+        }
         sqlx::Error::PoolTimedOut => WriteError::Timeout("no database connection in time".into()),
         sqlx::Error::Io(e) => WriteError::Unavailable(e.to_string()),
         sqlx::Error::Tls(e) => WriteError::Unavailable(e.to_string()),
@@ -254,8 +253,7 @@ mod tests {
     fn only_single_inserts_and_updates_are_declared() {
         assert!(check_write_statement("a", "INSERT INTO t VALUES (?, ?)").is_ok());
         assert_eq!(
-            check_write_statement("a", "UPDATE t SET s = ? WHERE id = ? AND s = ?")
-                .map(|(_, n)| n),
+            check_write_statement("a", "UPDATE t SET s = ? WHERE id = ? AND s = ?").map(|(_, n)| n),
             Ok(3)
         );
         assert!(check_write_statement("a", "DELETE FROM t").is_err());
@@ -306,15 +304,22 @@ mod tests {
                 call("move", vec![text("z"), text("a"), text("y")], Some(1)),
             ])
             .await;
-        assert!(matches!(&lost, Err(WriteError::Conflict(m)) if m.contains("changed 0 rows")), "{lost:?}");
+        assert!(
+            matches!(&lost, Err(WriteError::Conflict(m)) if m.contains("changed 0 rows")),
+            "{lost:?}"
+        );
         let taken = writer
             .transaction(&[call("add", vec![text("a"), text("x")], None)])
             .await;
-        assert!(matches!(&taken, Err(WriteError::Conflict(m)) if m.contains("already taken")), "{taken:?}");
-        let undeclared = writer
-            .transaction(&[call("drop", vec![], None)])
-            .await;
-        assert!(matches!(&undeclared, Err(WriteError::Denied(m)) if m.contains("add, move")), "{undeclared:?}");
+        assert!(
+            matches!(&taken, Err(WriteError::Conflict(m)) if m.contains("already taken")),
+            "{taken:?}"
+        );
+        let undeclared = writer.transaction(&[call("drop", vec![], None)]).await;
+        assert!(
+            matches!(&undeclared, Err(WriteError::Denied(m)) if m.contains("add, move")),
+            "{undeclared:?}"
+        );
         let done = writer
             .transaction(&[
                 call("add", vec![text("b"), text("x")], Some(1)),
@@ -322,13 +327,20 @@ mod tests {
             ])
             .await;
         assert_eq!(done, Ok(vec![1, 1]));
-        let SqlWriter { pool: WritePool::Sqlite(pool), .. } = writer else {
+        let SqlWriter {
+            pool: WritePool::Sqlite(pool),
+            ..
+        } = writer
+        else {
             panic!("sqlite")
         };
         let rows: Vec<(String, String)> = sqlx::query_as("SELECT id, s FROM t ORDER BY id")
             .fetch_all(&pool)
             .await
             .expect("read");
-        assert_eq!(rows, vec![("a".into(), "y".into()), ("b".into(), "x".into())]);
+        assert_eq!(
+            rows,
+            vec![("a".into(), "y".into()), ("b".into(), "x".into())]
+        );
     }
 }

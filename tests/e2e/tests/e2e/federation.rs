@@ -324,9 +324,15 @@ async fn party_orgs_and_cases_walk_completely_and_filter_in_the_gateway() {
     assert_eq!(status, 200, "{body}");
     let closed = body["data"].as_array().unwrap();
     assert!(closed.iter().all(|c| c["state"] == "closed"));
+    // The city platform's city-loop cases and the district's own.
+    let district_cases = lianqiao_sim::generate::cases::cases(&huimin.district);
     assert_eq!(
         closed.len(),
         huimin.cases.iter().filter(|c| c.state == "closed").count()
+            + district_cases
+                .iter()
+                .filter(|c| c.state == "closed")
+                .count()
     );
     let (_, body) = gw
         .get("/v1/stats?metric=cases.count&division=150103&by=state")
@@ -337,7 +343,7 @@ async fn party_orgs_and_cases_walk_completely_and_filter_in_the_gateway() {
         .iter()
         .map(|c| c["value"].as_i64().unwrap())
         .sum();
-    assert_eq!(total as usize, huimin.cases.len());
+    assert_eq!(total as usize, huimin.cases.len() + district_cases.len());
 }
 
 #[tokio::test]
