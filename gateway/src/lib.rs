@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod cases;
 pub mod config;
 pub mod disclosure;
 pub mod error;

@@ -34,6 +34,12 @@ pub struct Gateway {
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// The audit trail's writer; one per process, kept across reloads.
     pub audit: Arc<crate::audit::AuditLog>,
+    /// Idempotency keys of case writes, in the audit trail's database;
+    /// kept across reloads.
+    pub writes: Arc<crate::cases::WriteStore>,
+    /// The closed loop's moves: `cases.toml` beside the main file, else
+    /// the shipped table.
+    pub transitions: crate::cases::Transitions,
 }
 
 /// A key from the environment variable `env`, or a random one with a
@@ -101,6 +107,21 @@ impl Gateway {
             &config.server.person_key_env,
             "person keys differ between replicas (they never leave a gateway, so joins still work)",
         );
+        let transitions = match config.file.parent().map(|d| d.join("cases.toml")) {
+            Some(path) if path.is_file() => {
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    ConfigErrors(vec![crate::config::ConfigError::new(
+                        &path,
+                        "",
+                        e.to_string(),
+                    )])
+                })?;
+                crate::cases::Transitions::parse(&text).map_err(|e| {
+                    ConfigErrors(vec![crate::config::ConfigError::new(&path, "move", e)])
+                })?
+            }
+            _ => crate::cases::Transitions::shipped(),
+        };
         Ok(Gateway {
             in_flight: Arc::new(tokio::sync::Semaphore::new(
                 config.server.max_concurrent_requests as usize,
@@ -120,6 +141,8 @@ impl Gateway {
             metrics: Arc::new(crate::telemetry::metrics::Metrics::new(
                 config.telemetry.metrics,
             )),
+            writes: Arc::new(crate::cases::WriteStore::new(config.audit_url.clone())),
+            transitions,
             audit: crate::audit::AuditLog::start(
                 config.audit_url.clone(),
                 config.audit.chain.clone(),
@@ -206,6 +229,7 @@ impl Live {
             tracing::warn!("[audit] changed: the new store is used after a restart");
         }
         next.audit = old.audit.clone();
+        next.writes = old.writes.clone();
         // The registry carries over until the next refresh.
         next.config
             .enforcer

@@ -112,6 +112,7 @@ pub async fn guard(
         record.withheld = f.withheld;
         record.dropped = f.dropped;
         record.policies = f.policies;
+        record.write = f.write;
         if let Some(d) = f.decision {
             record.decision = d.to_string();
         }

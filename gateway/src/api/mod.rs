@@ -5,6 +5,7 @@
 pub use crate::error;
 pub use admin::{SOURCE_ADMIN_ROLE, admin_router};
 mod admin;
+mod cases;
 mod explain;
 mod guard;
 mod openapi;
@@ -16,7 +17,7 @@ use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use lianqiao_host::contract::{FilterOp, Value};
 use lianqiao_host::trace::{SpanIds, TRACE_CONTEXT, TraceContext};
@@ -52,6 +53,9 @@ pub fn router(gateway: Arc<Live>) -> Router {
     // audited; the documents and health checks are not.
     let v1 = Router::new()
         .route("/v1/divisions/{code}", get(get_division))
+        .route("/v1/cases", post(cases::create).get(list_cases))
+        .route("/v1/cases/{id}", get(cases::get))
+        .route("/v1/cases/{id}/transitions", post(cases::transition))
         .route("/v1/stats", get(stats))
         .route("/v1/_explain", get(explain::explain))
         .route("/v1/{resource}", get(list_resource))
@@ -373,6 +377,19 @@ async fn list_resource(
     respond(result, facts)
 }
 
+/// `GET /v1/cases`: the list, as for any resource (the route exists
+/// apart because `POST /v1/cases` shares it).
+async fn list_cases(
+    State(live): State<Arc<Live>>,
+    Extension(principal): Extension<Principal>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let gateway = live.current();
+    let mut facts = Facts::default();
+    let result = list(&gateway, &principal, &model::CASES, raw, false, &mut facts).await;
+    respond(result, facts)
+}
+
 /// `GET /v1/stats?metric=<resource>.count&division=<code>[&group_by=<level>][&by=<field>]`
 async fn stats(
     State(live): State<Arc<Live>>,
@@ -537,7 +554,10 @@ async fn no_route(uri: Uri) -> ApiError {
 async fn no_method(method: Method, uri: Uri) -> Response {
     let mut response = ApiError::new(
         ErrorCode::MethodNotAllowed,
-        format!("{method} is not allowed on {}; use GET", uri.path()),
+        format!(
+            "{method} is not allowed on {}; use GET (case writes: POST /v1/cases, POST /v1/cases/{{id}}/transitions)",
+            uri.path()
+        ),
     )
     .into_response();
     response.headers_mut().insert(

@@ -41,12 +41,15 @@ pub struct AuditRecord {
     pub policies: Vec<String>,
     pub policy_version: String,
     pub status: u16,
+    /// A case write: the case, its source, the move, the idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write: Option<crate::disclosure::WriteFacts>,
 }
 
 impl AuditRecord {
     /// Whether the response carried records (not just counts or an error).
     pub fn carries_records(&self) -> bool {
-        self.rows > 0
+        self.rows > 0 || self.write.is_some()
     }
 }
 

@@ -63,6 +63,39 @@ impl Released {
     pub fn body(&self) -> Json {
         serde_json::from_slice(&self.0).unwrap_or(Json::Null)
     }
+
+    /// The bytes that leave (kept under a write's idempotency key).
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A write's first response, replayed for a retry with the same
+/// idempotency key. Keys are per principal, so this is a body the gate
+/// released to this very caller before.
+pub fn replayed(body: String) -> Released {
+    Released(body.into_bytes())
+}
+
+/// `GET /v1/cases/{id}`: a case (released as one record) and its steps
+/// (released as a list), as one body with the steps in time order.
+pub fn case_with_timeline(case: Released, steps: Released) -> Released {
+    let (mut case, steps) = (case.body(), steps.body());
+    let mut timeline = steps["data"].as_array().cloned().unwrap_or_default();
+    timeline.sort_by(|a, b| {
+        a["at"]
+            .as_str()
+            .cmp(&b["at"].as_str())
+            .then(a["id"].as_str().cmp(&b["id"].as_str()))
+    });
+    case["timeline"] = Json::Array(timeline);
+    case["partial"] = Json::Bool(
+        case["partial"].as_bool().unwrap_or(false) || steps["partial"].as_bool().unwrap_or(false),
+    );
+    if let (Some(a), Some(b)) = (case["sources"].as_array_mut(), steps["sources"].as_array()) {
+        a.extend(b.iter().cloned());
+    }
+    Released::of(&case)
 }
 
 impl IntoResponse for Released {
@@ -98,6 +131,20 @@ pub struct Facts {
     pub policies: Vec<String>,
     /// A statistics response (counts only).
     pub statistics: bool,
+    /// A case write: what was asked and applied.
+    pub write: Option<WriteFacts>,
+}
+
+/// What a case write did, for its audit record.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WriteFacts {
+    pub case: String,
+    pub source: String,
+    pub from: String,
+    pub to: String,
+    pub idempotency_key: String,
+    /// Answered from the key's first result; nothing was applied again.
+    pub replayed: bool,
 }
 
 /// Phase 1's span, for lists and statistics alike.

@@ -84,6 +84,33 @@ impl Source {
         .await
     }
 
+    /// One case command (contract 0.2): deadline, breaker and concurrency
+    /// as for reads, but never cached, coalesced or retried here — a
+    /// retry is the caller's, under its idempotency key.
+    pub async fn command(
+        &self,
+        command: lianqiao_host::contract::Command,
+        idempotency_key: String,
+    ) -> Result<lianqiao_host::contract::CommandResult, PluginError> {
+        let deadline = self.plugin.limits().deadline;
+        let how = CallOptions {
+            cache: false,
+            retry: false,
+            breaker: true,
+        };
+        tokio::time::timeout(
+            deadline + DEADLINE_GRACE,
+            self.attempt(how, &|| {
+                self.plugin
+                    .command(command.clone(), idempotency_key.clone())
+            }),
+        )
+        .await
+        .unwrap_or(Err(PluginError::Deadline {
+            deadline_ms: deadline.as_millis() as u64,
+        }))
+    }
+
     /// The stack around `plugin` (one call of the plugin per attempt);
     /// `what` is the call as the cache keys it.
     async fn call<T, F>(

@@ -53,6 +53,8 @@ const CREATE_PARAMS: &[&str] = &[
     "due_at",
     "linked_case",
     "step_id",
+    "step_state",
+    "step_loop",
     "at",
     "by_level",
     "note",
@@ -67,6 +69,8 @@ const TRANSITION_PARAMS: &[&str] = &[
     "satisfaction",
     "linked_case",
     "step_id",
+    "step_state",
+    "step_loop",
     "at",
     "by_level",
     "note",
@@ -195,6 +199,8 @@ pub fn apply(
             values.insert("due_at", opt(&c.due_at));
             values.insert("linked_case", opt(&c.linked_case));
             values.insert("step_id", text(&c.first.id));
+            values.insert("step_state", local(state_map, &c.first.state)?);
+            values.insert("step_loop", local(loop_map, &c.first.case_loop)?);
             values.insert("at", text(&c.first.at));
             values.insert("by_level", text(&c.first.by_level));
             values.insert("note", opt(&c.first.note));
@@ -205,14 +211,16 @@ pub fn apply(
             values.insert("division", text(&t.division));
             values.insert("from_state", local(state_map, &t.from_state)?);
             values.insert("from_loop", local(loop_map, &t.from_loop)?);
-            values.insert("state", local(state_map, &t.step.state)?);
-            values.insert("loop", local(loop_map, &t.step.case_loop)?);
+            values.insert("state", local(state_map, &t.to_state)?);
+            values.insert("loop", local(loop_map, &t.to_loop)?);
             values.insert(
                 "satisfaction",
                 t.satisfaction.map_or(Value::Null, Value::Integer),
             );
             values.insert("linked_case", opt(&t.linked_case));
             values.insert("step_id", text(&t.step.id));
+            values.insert("step_state", local(state_map, &t.step.state)?);
+            values.insert("step_loop", local(loop_map, &t.step.case_loop)?);
             values.insert("at", text(&t.step.at));
             values.insert("by_level", text(&t.step.by_level));
             values.insert("note", opt(&t.step.note));

@@ -84,3 +84,258 @@ async fn every_district_schema_serves_its_cases_and_their_history() {
         assert_eq!(got, want, "{code} {}", one.id);
     }
 }
+
+/// A copy of Huimin's database of this test's own (writes change it).
+fn fresh_huimin_copy(name: &str) -> std::path::PathBuf {
+    let dir = lianqiao_e2e::workspace_root().join("target/e2e-data");
+    let path = dir.join(format!("huimin-{name}-{}.sqlite", std::process::id()));
+    std::fs::copy(&huimin().1, &path).expect("copy the Huimin database");
+    path
+}
+
+struct Caller<'a> {
+    gw: &'a TestGateway,
+    auth: String,
+}
+
+impl Caller<'_> {
+    async fn post(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
+        let url = format!("http://{}{path}", self.gw.addr);
+        let (status, text) = lianqiao_e2e::http_send(
+            "POST",
+            &url,
+            &[
+                ("authorization", &self.auth),
+                ("x-purpose", "case-handling"),
+                ("content-type", "application/json"),
+                ("idempotency-key", key),
+            ],
+            &body.to_string(),
+        )
+        .await
+        .expect("POST");
+        let json = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()));
+        (status, json)
+    }
+
+    async fn move_to(&self, id: &str, key: &str, body: Value) -> (u16, Value) {
+        self.post(&format!("/v1/cases/{id}/transitions"), key, &body)
+            .await
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let (status, body) = self
+            .gw
+            .get_with(path, &[("authorization", &self.auth)])
+            .await;
+        (status.as_u16(), body)
+    }
+}
+
+fn caller<'a>(gw: &'a TestGateway, level: &str, division: &str, roles: &[&str]) -> Caller<'a> {
+    Caller {
+        gw,
+        auth: format!("Bearer {}", lianqiao_e2e::token(level, division, roles)),
+    }
+}
+
+#[tokio::test]
+async fn a_case_rises_through_grid_community_and_street_and_closes() {
+    let db = fresh_huimin_copy("loops");
+    let gw = ConfigDir::new()
+        .with_demo_source("huimin", &sqlite_url(&db))
+        .start()
+        .await;
+    let district = &huimin().0;
+    let grid = district
+        .grids
+        .iter()
+        .find(|g| g.code.len() == 14)
+        .expect("a grid");
+    let neighbour = district
+        .grids
+        .iter()
+        .find(|g| g.code.len() == 14 && g.code != grid.code)
+        .expect("another grid");
+    let community = grid.community.clone();
+    let street = community[..9].to_string();
+    let worker = caller(&gw, "grid", &grid.code, &[]);
+    let other_worker = caller(&gw, "grid", &neighbour.code, &[]);
+    let community_staff = caller(&gw, "community", &community, &[]);
+    let street_staff = caller(&gw, "street", &street, &[]);
+
+    // Found in the grid.
+    let new_case = serde_json::json!({
+        "division": grid.code, "title": "楼道堆物清理", "category": "环境卫生",
+        "reporter_name": "王秀英", "reporter_phone": "13947001234", "note": "巡查发现",
+    });
+    let (status, created) = worker.post("/v1/cases", "create-1", &new_case).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["data"]["id"].as_str().expect("an id").to_string();
+    assert!(id.starts_with("150103-G"), "{id}");
+    assert_eq!(created["data"]["state"], "discovered");
+    assert_eq!(created["data"]["loop"], "grid");
+    assert_eq!(
+        created["data"]["reporter_name"], "王秀英",
+        "a grid sees its people"
+    );
+    assert_eq!(created["timeline"].as_array().map(Vec::len), Some(1));
+
+    // The same key and body: the first result, nothing new. Another body: 422.
+    let (status, again) = worker.post("/v1/cases", "create-1", &new_case).await;
+    assert_eq!(
+        (status, &again["data"]["id"]),
+        (201, &created["data"]["id"])
+    );
+    let mut other = new_case.clone();
+    other["title"] = "路灯损坏".into();
+    let (status, reused) = worker.post("/v1/cases", "create-1", &other).await;
+    assert_eq!(status, 422, "{reused}");
+    assert_eq!(reused["error"]["code"], "idempotency_key_reused");
+    let (status, missing) = lianqiao_e2e::http_send(
+        "POST",
+        &format!("http://{}/v1/cases", gw.addr),
+        &[
+            ("authorization", &worker.auth),
+            ("x-purpose", "case-handling"),
+        ],
+        &new_case.to_string(),
+    )
+    .await
+    .expect("POST");
+    assert_eq!(status, 400, "{missing}");
+    assert!(missing.contains("Idempotency-Key"), "{missing}");
+
+    // The grid assesses it.
+    let (status, moved) = worker
+        .move_to(&id, "t-1", serde_json::json!({"to": "assessed"}))
+        .await;
+    assert_eq!(
+        (status, &moved["data"]["state"]),
+        (200, &"assessed".into()),
+        "{moved}"
+    );
+
+    // Another grid's worker may not touch it; a grid may not whistle.
+    let (status, refused) = other_worker
+        .move_to(&id, "t-x", serde_json::json!({"to": "accepted"}))
+        .await;
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(
+        refused["error"]["policies"],
+        serde_json::json!(["no-case-writes-outside-jurisdiction"])
+    );
+    let (status, refused) = worker
+        .move_to(&id, "t-w", serde_json::json!({"to": "whistled"}))
+        .await;
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(
+        refused["error"]["policies"],
+        serde_json::json!(["only-streets-whistle"])
+    );
+
+    // A move the loop does not have: 409 with the ones it has.
+    let (status, invalid) = worker
+        .move_to(&id, "t-e", serde_json::json!({"to": "evaluated"}))
+        .await;
+    assert_eq!(status, 409, "{invalid}");
+    assert_eq!(invalid["error"]["code"], "invalid_transition");
+    assert_eq!(
+        invalid["error"]["allowed"],
+        serde_json::json!(["accepted", "escalated", "closed"])
+    );
+    // Closing early needs a reason.
+    let (status, why) = worker
+        .move_to(&id, "t-c", serde_json::json!({"to": "closed"}))
+        .await;
+    assert_eq!(status, 400, "{why}");
+
+    // Small matters stay in the grid — this one rises to the community …
+    let (status, up) = worker
+        .move_to(
+            &id,
+            "t-2",
+            serde_json::json!({"to": "escalated", "note": "需社区协调"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{up}");
+    assert_eq!(
+        (&up["data"]["loop"], &up["data"]["state"]),
+        (&"community".into(), &"assessed".into())
+    );
+    // … after which the grid no longer moves it.
+    let (status, _) = worker
+        .move_to(&id, "t-3", serde_json::json!({"to": "accepted"}))
+        .await;
+    assert_eq!(status, 403);
+    // The community cannot whistle either; it escalates to the street.
+    let (status, _) = community_staff
+        .move_to(&id, "c-w", serde_json::json!({"to": "whistled"}))
+        .await;
+    assert_eq!(status, 403);
+    let (status, up) = community_staff
+        .move_to(&id, "c-1", serde_json::json!({"to": "escalated"}))
+        .await;
+    assert_eq!(
+        (status, &up["data"]["loop"]),
+        (200, &"street".into()),
+        "{up}"
+    );
+    assert_eq!(
+        up["data"]["reporter_name"], "王秀英",
+        "a community sees names"
+    );
+
+    // The street handles it to the end.
+    for (n, body) in [
+        serde_json::json!({"to": "accepted"}),
+        serde_json::json!({"to": "feedback", "note": "已协调物业清理"}),
+        serde_json::json!({"to": "evaluated", "satisfaction": 4}),
+        serde_json::json!({"to": "closed"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (status, moved) = street_staff.move_to(&id, &format!("s-{n}"), body).await;
+        assert_eq!(status, 200, "{moved}");
+    }
+    let (status, case) = street_staff.get(&format!("/v1/cases/{id}")).await;
+    assert_eq!(status, 200, "{case}");
+    assert_eq!(case["data"]["state"], "closed");
+    assert_eq!(case["data"]["satisfaction"], 4);
+    let name = case["data"]["reporter_name"].as_str().unwrap_or_default();
+    assert!(
+        name.starts_with('王') && name != "王秀英",
+        "a street sees names masked: {name}"
+    );
+    let steps: Vec<(&str, &str)> = case["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .map(|s| {
+            (
+                s["state"].as_str().unwrap(),
+                s["by_level"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("discovered", "grid"),
+            ("assessed", "grid"),
+            ("escalated", "grid"),
+            ("escalated", "community"),
+            ("accepted", "street"),
+            ("feedback", "street"),
+            ("evaluated", "street"),
+            ("closed", "street"),
+        ]
+    );
+    // Nothing moves a closed case.
+    let (status, done) = street_staff
+        .move_to(&id, "s-9", serde_json::json!({"to": "accepted"}))
+        .await;
+    assert_eq!(status, 409, "{done}");
+    assert_eq!(done["error"]["allowed"], serde_json::json!([]));
+}

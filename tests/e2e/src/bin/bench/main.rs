@@ -332,6 +332,7 @@ async fn policy(
                 division: "150103001001",
                 record_loop: None,
                 field: Some(("phone", lianqiao_policy::FieldClass::Personal)),
+                to: None,
             }));
         }
     })

@@ -1,0 +1,634 @@
+//! `POST /v1/cases`, `POST /v1/cases/{id}/transitions`, `GET /v1/cases/{id}`:
+//! the closed loop as one read–write API (see `crate::cases`).
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use lianqiao_host::contract::{Command, FilterOp, NewCase, Step, Transition, Value};
+use lianqiao_policy::Principal;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+use super::{authorize, fetch, respond};
+use crate::cases::transitions::{NEW, loop_above};
+use crate::cases::{Begin, Effect, Transitions};
+use crate::disclosure::{self, Facts, Released, WriteFacts};
+use crate::error::{ApiError, Detail, ErrorCode};
+use crate::federation::{self, FieldFilter, ListRequest};
+use crate::model;
+use crate::state::{Gateway, Live};
+
+/// `POST /v1/cases`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewCaseBody {
+    /// The grid where the problem is.
+    division: String,
+    title: String,
+    category: String,
+    #[serde(default)]
+    reporter_name: Option<String>,
+    #[serde(default)]
+    reporter_phone: Option<String>,
+    #[serde(default)]
+    due_at: Option<String>,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// `POST /v1/cases/{id}/transitions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransitionBody {
+    to: String,
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(default)]
+    satisfaction: Option<i64>,
+}
+
+/// Where a case is, as its source holds it (read by the gateway for
+/// itself; nothing of it leaves unless the gate releases it).
+struct Found {
+    source: String,
+    division: String,
+    case_loop: String,
+    state: String,
+}
+
+/// Local time in Inner Mongolia, as the districts record it.
+fn local_now() -> String {
+    let t = std::time::SystemTime::now() + std::time::Duration::from_secs(8 * 3600);
+    let utc = crate::telemetry::rfc3339(t);
+    format!("{}+08:00", &utc[..19.min(utc.len())])
+}
+
+/// A new id, unique without coordination: time, then randomness.
+fn new_id(prefix: &str) -> String {
+    use rand::RngCore;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mut tail = [0u8; 4];
+    rand::rng().fill_bytes(&mut tail);
+    format!("{prefix}{nanos:x}{}", hex::encode(tail))
+}
+
+fn text_limit(name: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.trim().is_empty() || value.chars().count() > max {
+        return Err(ApiError::invalid(format!(
+            "`{name}` must be 1 to {max} characters"
+        )));
+    }
+    Ok(())
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .unwrap_or_default();
+    if key.is_empty() {
+        return Err(ApiError::missing(
+            "header `Idempotency-Key` is required on every write (e.g. a UUID); a retry sends the same key and body",
+        ));
+    }
+    if key.len() > 128 || !key.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(ApiError::invalid(
+            "`Idempotency-Key` must be 1 to 128 visible ASCII characters",
+        ));
+    }
+    Ok(key.to_string())
+}
+
+fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::invalid(format!(
+            "the body is not a valid JSON object for this route: {e}"
+        ))
+    })
+}
+
+/// Run a write under its idempotency key: a repeat gets the first result.
+async fn idempotent(
+    gateway: &Gateway,
+    principal: &Principal,
+    headers: &HeaderMap,
+    route: &str,
+    bytes: &[u8],
+    facts: &mut Facts,
+    write: impl AsyncFnOnce(&mut Facts) -> Result<(StatusCode, Released), ApiError>,
+) -> Response {
+    let key = match idempotency_key(headers) {
+        Ok(k) => k,
+        Err(e) => return respond(Err(e), std::mem::take(facts)),
+    };
+    let mut sha = Sha256::new();
+    sha.update(route.as_bytes());
+    sha.update([0]);
+    sha.update(bytes);
+    let sha = hex::encode(sha.finalize());
+    facts.write = Some(WriteFacts {
+        idempotency_key: key.clone(),
+        ..WriteFacts::default()
+    });
+    let store = &gateway.writes;
+    let outcome = match store.begin(&principal.id, &key, &sha).await {
+        Err(e) => Err(ApiError::new(
+            ErrorCode::AuditUnavailable,
+            format!(
+                "the gateway's store cannot record this write, so nothing was changed ({e}); retry later"
+            ),
+        )),
+        Ok(Begin::Mismatch) => Err(ApiError::new(
+            ErrorCode::IdempotencyKeyReused,
+            format!(
+                "`Idempotency-Key: {key}` was used for another request; send a new key for a new write"
+            ),
+        )),
+        Ok(Begin::InProgress) => Err(ApiError::retry_after(
+            ErrorCode::WriteInProgress,
+            format!("the write with `Idempotency-Key: {key}` is still being applied"),
+            1,
+        )),
+        Ok(Begin::Replay { status, body }) => {
+            if let Some(w) = facts.write.as_mut() {
+                w.replayed = true;
+            }
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            Ok((status, disclosure::replayed(body)))
+        }
+        Ok(Begin::New) => match write(facts).await {
+            Ok((status, released)) => {
+                let text = String::from_utf8_lossy(released.bytes()).into_owned();
+                if let Err(e) = store
+                    .finish(&principal.id, &key, status.as_u16(), &text)
+                    .await
+                {
+                    tracing::error!(error = %e, "a write succeeded but its idempotency record did not; a retry may repeat it");
+                }
+                Ok((status, released))
+            }
+            Err(e) => {
+                // Nothing was written (or the source refused): a retry may run again.
+                if let Err(f) = store.forget(&principal.id, &key).await {
+                    tracing::warn!(error = %f, "cannot release an idempotency key");
+                }
+                Err(e)
+            }
+        },
+    };
+    let facts = std::mem::take(facts);
+    match outcome {
+        Ok((status, released)) => {
+            let mut response = (status, released).into_response();
+            response.extensions_mut().insert(facts);
+            response
+        }
+        Err(e) => respond(Err(e), facts),
+    }
+}
+
+/// `POST /v1/cases`: open a case in a grid (grid and community staff).
+pub async fn create(
+    State(live): State<Arc<Live>>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let gateway = live.current();
+    let mut facts = Facts::default();
+    let g = &gateway;
+    let p = &principal;
+    idempotent(
+        g,
+        p,
+        &headers,
+        "POST /v1/cases",
+        &bytes,
+        &mut facts,
+        async |facts: &mut Facts| {
+            let body: NewCaseBody = body(&bytes)?;
+            create_inner(g, p, body, facts).await
+        },
+    )
+    .await
+}
+
+async fn create_inner(
+    gateway: &Gateway,
+    principal: &Principal,
+    body: NewCaseBody,
+    facts: &mut Facts,
+) -> Result<(StatusCode, Released), ApiError> {
+    let division = super::params::division_code("division", &body.division)?;
+    if division.len() < 14 {
+        return Err(ApiError::invalid(format!(
+            "`division` must be the grid where the problem is (14 digits or more), not {division}"
+        )));
+    }
+    text_limit("title", &body.title, 200)?;
+    text_limit("category", &body.category, 50)?;
+    let case_loop = principal.level.as_str();
+    let policies = gateway
+        .config
+        .enforcer
+        .authorize_write(principal, &division, case_loop, "discovered")
+        .map_err(|d| {
+            facts.decision = Some("deny");
+            facts.policies = d.policies.clone();
+            ApiError::denied(d)
+        })?;
+    facts.policies = policies;
+    if gateway
+        .transitions
+        .find(case_loop, NEW, "discovered")
+        .is_none()
+    {
+        return Err(invalid_transition(case_loop, NEW, "discovered", vec![]));
+    }
+    let source = writer_for(gateway, &division)?;
+    let id = new_id(&format!("{}-G", &division[..6]));
+    let at = local_now();
+    let command = Command::CreateCase(NewCase {
+        id: id.clone(),
+        division: division.clone(),
+        title: body.title,
+        category: body.category,
+        case_loop: case_loop.to_string(),
+        reporter_name: body.reporter_name,
+        reporter_phone: body.reporter_phone,
+        due_at: body.due_at,
+        linked_case: None,
+        first: Step {
+            id: format!("{id}.1"),
+            state: "discovered".into(),
+            case_loop: case_loop.to_string(),
+            at,
+            by_level: principal.level.as_str().to_string(),
+            note: body.note,
+        },
+    });
+    if let Some(w) = facts.write.as_mut() {
+        w.case = id.clone();
+        w.source = source.name().to_string();
+        w.from = NEW.into();
+        w.to = "discovered".into();
+    }
+    apply(gateway, &source, command, facts).await?;
+    let released = read_case(gateway, principal, &id, facts).await?;
+    Ok((StatusCode::CREATED, released))
+}
+
+/// `POST /v1/cases/{id}/transitions`.
+pub async fn transition(
+    State(live): State<Arc<Live>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let gateway = live.current();
+    let mut facts = Facts::default();
+    let g = &gateway;
+    let p = &principal;
+    let route = format!("POST /v1/cases/{id}/transitions");
+    let (b, case_id) = (&bytes, id.as_str());
+    idempotent(
+        g,
+        p,
+        &headers,
+        &route,
+        b,
+        &mut facts,
+        async move |facts: &mut Facts| {
+            let body: TransitionBody = body(b)?;
+            transition_inner(g, p, case_id, body, facts).await
+        },
+    )
+    .await
+}
+
+async fn transition_inner(
+    gateway: &Gateway,
+    principal: &Principal,
+    id: &str,
+    body: TransitionBody,
+    facts: &mut Facts,
+) -> Result<(StatusCode, Released), ApiError> {
+    if !model::CASE_STATES.contains(&body.to.as_str()) {
+        return Err(ApiError::invalid(format!(
+            "`to` must be one of {}",
+            model::CASE_STATES.join(", ")
+        )));
+    }
+    let found = find(gateway, principal, id, facts).await?;
+    let enforcer = &gateway.config.enforcer;
+    let policies = enforcer
+        .authorize_write(principal, &found.division, &found.case_loop, &body.to)
+        .map_err(|d| {
+            facts.decision = Some("deny");
+            facts.policies = d.policies.clone();
+            ApiError::denied(d)
+        })?;
+    facts.policies = policies;
+    let Some(rule) = gateway
+        .transitions
+        .find(&found.case_loop, &found.state, &body.to)
+    else {
+        let allowed = gateway
+            .transitions
+            .from(&found.case_loop, &found.state)
+            .into_iter()
+            .filter(|to| {
+                enforcer
+                    .authorize_write(principal, &found.division, &found.case_loop, to)
+                    .is_ok()
+            })
+            .map(str::to_string)
+            .collect();
+        return Err(invalid_transition(
+            &found.case_loop,
+            &found.state,
+            &body.to,
+            allowed,
+        ));
+    };
+    for field in &rule.requires {
+        let missing = match field.as_str() {
+            "satisfaction" => body.satisfaction.is_none(),
+            _ => body.note.as_deref().is_none_or(|n| n.trim().is_empty()),
+        };
+        if missing {
+            return Err(ApiError::missing(format!(
+                "moving to `{}` needs `{field}` in the body",
+                body.to
+            )));
+        }
+    }
+    if let Some(s) = body.satisfaction
+        && !(1..=5).contains(&s)
+    {
+        return Err(ApiError::invalid("`satisfaction` must be from 1 to 5"));
+    }
+    let (to_state, to_loop) = match Transitions::effect(&body.to) {
+        Effect::Step => (body.to.clone(), found.case_loop.clone()),
+        Effect::Escalate => match loop_above(&found.case_loop) {
+            Some(above) => ("assessed".to_string(), above.to_string()),
+            None => {
+                return Err(invalid_transition(
+                    &found.case_loop,
+                    &found.state,
+                    &body.to,
+                    vec![],
+                ));
+            }
+        },
+        Effect::Whistle => {
+            return Err(ApiError::unsupported(
+                "whistling to the city (the escalation saga to the city platform) is not served by this gateway yet; the case is unchanged",
+            ));
+        }
+    };
+    let source = gateway
+        .sources
+        .sources
+        .iter()
+        .find(|s| s.name() == found.source)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("no case {id}")))?;
+    if let Some(w) = facts.write.as_mut() {
+        w.case = id.to_string();
+        w.source = source.name().to_string();
+        w.from = found.state.clone();
+        w.to = body.to.clone();
+    }
+    let command = Command::TransitionCase(Transition {
+        id: id.to_string(),
+        division: found.division.clone(),
+        from_state: found.state.clone(),
+        from_loop: found.case_loop.clone(),
+        to_state,
+        to_loop: to_loop.clone(),
+        step: Step {
+            id: new_id(&format!("{id}.g")),
+            state: body.to.clone(),
+            case_loop: to_loop,
+            at: local_now(),
+            by_level: principal.level.as_str().to_string(),
+            note: body.note,
+        },
+        satisfaction: body.satisfaction,
+        linked_case: None,
+    });
+    apply(gateway, &source, command, facts).await?;
+    let released = read_case(gateway, principal, id, facts).await?;
+    Ok((StatusCode::OK, released))
+}
+
+fn invalid_transition(case_loop: &str, from: &str, to: &str, allowed: Vec<String>) -> ApiError {
+    let message = if allowed.is_empty() {
+        format!(
+            "a {case_loop}-loop case in `{from}` cannot move to `{to}`, and you may make no move from there"
+        )
+    } else {
+        format!(
+            "a {case_loop}-loop case in `{from}` cannot move to `{to}`; you may move it to: {}",
+            allowed.join(", ")
+        )
+    };
+    ApiError {
+        detail: Some(Box::new(Detail {
+            allowed: Some(allowed),
+            ..Detail::default()
+        })),
+        ..ApiError::new(ErrorCode::InvalidTransition, message)
+    }
+}
+
+/// The district source that takes case commands for `division`: the most
+/// specific coverage wins (the district's database, not the city platform
+/// that also lists the district).
+fn writer_for(gateway: &Gateway, division: &str) -> Result<Arc<crate::sources::Source>, ApiError> {
+    gateway
+        .sources
+        .sources
+        .iter()
+        .filter(|s| s.plugin.takes_commands())
+        .filter(|s| {
+            s.plugin
+                .manifest()
+                .entities
+                .iter()
+                .any(|e| e.name == "cases")
+        })
+        .filter_map(|s| {
+            s.config
+                .coverage
+                .iter()
+                .filter(|c| division.starts_with(c.as_str()))
+                .map(|c| c.len())
+                .max()
+                .map(|len| (len, s))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, s)| s.clone())
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no source takes case writes for division {division}; connected sources cover: {}",
+                gateway.coverage_summary()
+            ))
+        })
+}
+
+/// Send one command through the source's call stack (breaker, limits).
+async fn apply(
+    gateway: &Gateway,
+    source: &crate::sources::Source,
+    command: Command,
+    facts: &mut Facts,
+) -> Result<(), ApiError> {
+    facts.sources = vec![source.name().to_string()];
+    let key = facts
+        .write
+        .as_ref()
+        .map(|w| w.idempotency_key.clone())
+        .unwrap_or_default();
+    source.command(command, key).await.map_err(|e| {
+        tracing::warn!(source = source.name(), error = %crate::redact::operator(&e), "case write failed");
+        let code = ErrorCode::of(&e);
+        ApiError {
+            source: Some(source.name().to_string()),
+            ..ApiError::new(
+                code,
+                format!(
+                    "source `{}`: {}; the case is unchanged",
+                    source.name(),
+                    crate::error::public_message(&e)
+                ),
+            )
+        }
+    })?;
+    let _ = gateway;
+    Ok(())
+}
+
+/// Find a case for a write, in the caller's district (a case elsewhere in
+/// the district is found, so moving it is refused by the policy with 403,
+/// not a 404 that hides a typo); outside it, 404.
+async fn find(
+    gateway: &Gateway,
+    principal: &Principal,
+    id: &str,
+    facts: &mut Facts,
+) -> Result<Found, ApiError> {
+    let d = &principal.division;
+    let scope = if d.len() > 6 {
+        d[..6].to_string()
+    } else {
+        d.clone()
+    };
+    let entity = &model::CASES;
+    let field = entity
+        .field("id")
+        .ok_or_else(|| ApiError::not_found("no id field"))?;
+    let request = ListRequest {
+        entity,
+        scope: vec![scope],
+        filters: vec![FieldFilter {
+            field,
+            op: FilterOp::Eq,
+            values: vec![Value::Text(id.to_string())],
+        }],
+        projection: vec!["id", "division", "loop", "state"],
+        output: vec!["id", "division", "loop", "state"],
+        limit: 2,
+        cursor: None,
+        strict: true,
+    };
+    let outcome = federation::execute(&gateway.sources, &request)
+        .await
+        .map_err(|e| super::list_error(gateway, entity, &request.scope, e, facts))?;
+    let row = outcome
+        .rows
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::not_found(format!("no case {id} that you may move")))?;
+    let cell = |name: &str| {
+        row.cells
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| match v {
+                Value::Text(t) => Some(t.clone()),
+                _ => None,
+            })
+    };
+    Ok(Found {
+        source: row.source.to_string(),
+        division: row.division.clone(),
+        case_loop: cell("loop").unwrap_or_default(),
+        state: cell("state").unwrap_or_default(),
+    })
+}
+
+/// `GET /v1/cases/{id}`: the case with one timeline across both systems.
+pub async fn get(
+    State(live): State<Arc<Live>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    let gateway = live.current();
+    let mut facts = Facts::default();
+    let result = read_case(&gateway, &principal, &id, &mut facts).await;
+    respond(result, facts)
+}
+
+/// The case as the caller may see it, through the disclosure gate, with
+/// the steps of it and of its linked record.
+async fn read_case(
+    gateway: &Gateway,
+    principal: &Principal,
+    id: &str,
+    facts: &mut Facts,
+) -> Result<Released, ApiError> {
+    let one = |entity: &'static model::Entity, field: &str, values: Vec<Value>, limit| {
+        entity.field(field).map(|f| ListRequest {
+            entity,
+            scope: vec![principal.division.clone()],
+            filters: vec![FieldFilter {
+                field: f,
+                op: FilterOp::OneOf,
+                values,
+            }],
+            projection: entity.field_names(),
+            output: entity.field_names(),
+            limit,
+            cursor: None,
+            strict: false,
+        })
+    };
+    let mut request = one(&model::CASES, "id", vec![Value::Text(id.to_string())], 2)
+        .ok_or_else(|| ApiError::not_found("no id field"))?;
+    let gate = authorize(gateway, principal, &mut request, None, facts)?;
+    let outcome = fetch(gateway, &request, facts).await?;
+    let case = gate.release_one(outcome, &request, facts, || {
+        ApiError::not_found(format!("no case {id} that you may see"))
+    })?;
+    let mut ids = vec![Value::Text(id.to_string())];
+    if let Some(linked) = case.body()["data"]["linked_case"].as_str() {
+        ids.push(Value::Text(linked.to_string()));
+    }
+    let mut steps = one(&model::CASE_STEPS, "case_id", ids, 1000)
+        .ok_or_else(|| ApiError::not_found("no case_id field"))?;
+    let rows = facts.rows;
+    let gate = authorize(gateway, principal, &mut steps, None, facts)?;
+    let outcome = fetch(gateway, &steps, facts).await?;
+    let timeline = gate.release(outcome, &steps, facts);
+    facts.rows += rows;
+    Ok(disclosure::case_with_timeline(case, timeline))
+}
