@@ -176,6 +176,7 @@ fn load_through_their_plugins(files: Vec<(String, SourceFile)>) {
                 limits: raw.limits,
                 sql_url: None,
                 sql_max_connections: 0,
+                sql_write: None,
                 http: None,
                 cache_max_bytes: usize::try_from(raw.cache.max_mib << 20).unwrap_or(usize::MAX),
                 response_ttl_ms: raw.cache.response_ttl_ms,

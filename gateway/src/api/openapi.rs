@@ -826,7 +826,8 @@ mod tests {
                 "Member",
                 "Worker",
                 "ServiceCenter",
-                "Case"
+                "Case",
+                "CaseStep"
             ]
         );
     }
