@@ -183,6 +183,26 @@ pub fn database_url(var: &str, test: &str) -> Option<String> {
     }
 }
 
+/// A database of its own on the server at `url` (the `test` database's
+/// server), dropped and made again: the catalog then holds only the new
+/// district's tables. Its URL.
+pub async fn fresh_database(url: &str, name: &str) -> String {
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(url).await.expect("connect");
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&admin)
+            .await
+            .expect("make the database");
+    }
+    admin.close().await;
+    let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(url);
+    format!("{base}/{name}")
+}
+
 /// Write Saihan into PostgreSQL at `url` (tables replaced).
 pub async fn saihan_into(url: &str) -> anyhow::Result<()> {
     let ((d, p), _) = saihan_and_jining();

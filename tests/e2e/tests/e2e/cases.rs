@@ -339,3 +339,120 @@ async fn a_case_rises_through_grid_community_and_street_and_closes() {
     assert_eq!(status, 409, "{done}");
     assert_eq!(done["error"]["allowed"], serde_json::json!([]));
 }
+
+/// The same loop on Saihan's PostgreSQL and Jining's MariaDB schemas:
+/// loop codes 1–4 and capital stages, state codes 10–90 and Chinese loop
+/// names, each written back as the district writes them.
+#[tokio::test]
+async fn cases_move_on_postgresql_and_mariadb() {
+    let ((saihan, saihan_people), (jining, jining_people)) = saihan_and_jining();
+    for (var, name, district) in [
+        ("LIANQIAO_TEST_POSTGRES_URL", "saihan", saihan),
+        ("LIANQIAO_TEST_MYSQL_URL", "jining", jining),
+    ] {
+        let Some(url) = lianqiao_e2e::database_url(var, "cases_move_on_postgresql_and_mariadb")
+        else {
+            continue;
+        };
+        let db = lianqiao_e2e::fresh_database(&url, "lq_cases").await;
+        let mut conn = lianqiao_sim::generate::connect_any(&db)
+            .await
+            .expect("connect");
+        match name {
+            "saihan" => {
+                lianqiao_sim::generate::schema_saihan::write(&mut conn, saihan, saihan_people)
+                    .await
+                    .expect("write Saihan")
+            }
+            _ => lianqiao_sim::generate::schema_jining::write(&mut conn, jining, jining_people)
+                .await
+                .expect("write Jining"),
+        }
+        let gw = ConfigDir::new().with_demo_source(name, &db).start().await;
+        let grid = district
+            .grids
+            .iter()
+            .find(|g| g.code.len() == 14)
+            .expect("a grid");
+        let worker = caller(&gw, "grid", &grid.code, &[]);
+        let community = caller(&gw, "community", &grid.community, &[]);
+        let (status, created) = worker
+            .post(
+                "/v1/cases",
+                &format!("{name}-create"),
+                &serde_json::json!({"division": grid.code, "title": "单元门禁损坏", "category": "物业管理"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{name}: {created}");
+        let id = created["data"]["id"].as_str().expect("id").to_string();
+        for (who, to, extra) in [
+            (&worker, "assessed", serde_json::json!({})),
+            (&worker, "escalated", serde_json::json!({})),
+            (&community, "accepted", serde_json::json!({})),
+            (
+                &community,
+                "feedback",
+                serde_json::json!({"note": "已更换门禁"}),
+            ),
+            (
+                &community,
+                "evaluated",
+                serde_json::json!({"satisfaction": 5}),
+            ),
+            (&community, "closed", serde_json::json!({})),
+        ] {
+            let mut body = extra;
+            body["to"] = to.into();
+            let (status, moved) = who.move_to(&id, &format!("{name}-{to}"), body).await;
+            assert_eq!(status, 200, "{name} → {to}: {moved}");
+        }
+        // A racing second move from a stale state is refused, not applied.
+        let (status, _) = community
+            .move_to(
+                &id,
+                &format!("{name}-again"),
+                serde_json::json!({"to": "closed"}),
+            )
+            .await;
+        assert_eq!(status, 409);
+        let (status, case) = community.get(&format!("/v1/cases/{id}")).await;
+        assert_eq!(status, 200, "{case}");
+        assert_eq!(
+            (
+                &case["data"]["state"],
+                &case["data"]["loop"],
+                &case["data"]["satisfaction"]
+            ),
+            (&"closed".into(), &"community".into(), &5.into()),
+            "{name}"
+        );
+        assert_eq!(
+            case["timeline"].as_array().map(Vec::len),
+            Some(7),
+            "{name}: {case}"
+        );
+        // Stored in the district's own codes.
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&db).await.expect("connect");
+        let (sql, want) = match name {
+            "saihan" => (
+                format!(
+                    "SELECT CAST(loop_code AS VARCHAR(8)) || ':' || stage FROM event_ticket WHERE ticket_id = '{id}'"
+                ),
+                "2:CLOSED",
+            ),
+            _ => (
+                format!(
+                    "SELECT CONCAT(clcj, ':', CAST(ajzt AS CHAR)) FROM t_event WHERE ajbh = '{id}'"
+                ),
+                "社区:90",
+            ),
+        };
+        let stored: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&pool)
+            .await
+            .expect("read the row back");
+        assert_eq!(stored, want, "{name}");
+        pool.close().await;
+    }
+}

@@ -30,7 +30,7 @@ fn the_shipped_mapping_passes_the_probe() {
     let (ok, text) = probe(&ConfigDir::new().with_huimin());
     assert!(ok, "{text}");
     assert!(
-        text.contains("probe huimin: sampled divisions 200, grids 200"),
+        text.contains("probe huimin: sampled case-steps 200, cases 200, divisions 200, grids 200"),
         "{text}"
     );
     assert!(

@@ -76,26 +76,6 @@ async fn xincheng_database(file: &Path) {
     }
 }
 
-/// A database of its own on the server at `url` (the `test` database's
-/// server), dropped and made again: the catalog then holds only the new
-/// district's tables. Its URL.
-async fn fresh_database(url: &str, name: &str) -> String {
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(url).await.expect("connect");
-    for statement in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-            .execute(&admin)
-            .await
-            .expect("make the database");
-    }
-    admin.close().await;
-    let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(url);
-    format!("{base}/{name}")
-}
-
 /// What the integrator writes into the proposal: the district's code, its
 /// code table, and which fields hold local codes (`code` stays local).
 fn integrators_edit(proposed: &str) -> String {
@@ -435,7 +415,7 @@ async fn source_new_reads_postgres_and_mariadb_catalogs() {
         else {
             continue;
         };
-        let url = fresh_database(&url, "lq_walkthrough").await;
+        let url = lianqiao_e2e::fresh_database(&url, "lq_walkthrough").await;
         let db = sqlx::AnyPool::connect(&url).await.expect("connect");
         for statement in xincheng_statements(text) {
             sqlx::raw_sql(sqlx::AssertSqlSafe(statement))

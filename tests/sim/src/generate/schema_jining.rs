@@ -87,7 +87,7 @@ CREATE TABLE t_head (
     since_date VARCHAR(10) NOT NULL
 );
 CREATE TABLE t_event (
-    ajbh  VARCHAR(40) PRIMARY KEY,
+    ajbh  VARCHAR(64) PRIMARY KEY,
     bt    VARCHAR(128) NOT NULL,
     lb    VARCHAR(32) NOT NULL,
     clcj  VARCHAR(8) NOT NULL,
@@ -102,8 +102,8 @@ CREATE TABLE t_event (
     sjbh  VARCHAR(40)
 );
 CREATE TABLE t_event_log (
-    lsh  VARCHAR(48) PRIMARY KEY,
-    ajbh VARCHAR(40) NOT NULL,
+    lsh  VARCHAR(64) PRIMARY KEY,
+    ajbh VARCHAR(64) NOT NULL,
     ajzt INTEGER NOT NULL,
     clcj VARCHAR(8) NOT NULL,
     czsj VARCHAR(32) NOT NULL,

@@ -82,7 +82,7 @@ CREATE TABLE grid_staff (
     since_date   VARCHAR(10) NOT NULL
 );
 CREATE TABLE event_ticket (
-    ticket_id       VARCHAR(40) PRIMARY KEY,
+    ticket_id       VARCHAR(64) PRIMARY KEY,
     subject         VARCHAR(128) NOT NULL,
     kind            VARCHAR(32) NOT NULL,
     loop_code       INTEGER NOT NULL,
@@ -97,8 +97,8 @@ CREATE TABLE event_ticket (
     city_ref        VARCHAR(40)
 );
 CREATE TABLE event_ticket_log (
-    log_id      VARCHAR(48) PRIMARY KEY,
-    ticket_id   VARCHAR(40) NOT NULL,
+    log_id      VARCHAR(64) PRIMARY KEY,
+    ticket_id   VARCHAR(64) NOT NULL,
     stage       VARCHAR(16) NOT NULL,
     loop_code   INTEGER NOT NULL,
     logged_at   VARCHAR(32) NOT NULL,
