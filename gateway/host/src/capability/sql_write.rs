@@ -168,7 +168,10 @@ macro_rules! run_all {
         let mut tx = $pool.begin().await.map_err(classify)?;
         let mut counts = Vec::with_capacity($calls.len());
         for (sql, call) in &$calls {
-            let mut query = sqlx::query(AssertSqlSafe(*sql));
+            // Not kept prepared: one declared statement gets a NULL (sent
+            // as text) in one call and an integer in the next, and
+            // PostgreSQL binds a cached statement with its first types.
+            let mut query = sqlx::query(AssertSqlSafe(*sql)).persistent(false);
             for param in &call.params {
                 query = match param {
                     Value::Null => query.bind(None::<String>),
