@@ -32,5 +32,6 @@ pub mod registry;
 pub mod server;
 pub mod sources;
 pub mod state;
+pub mod store;
 pub mod telemetry;
 pub mod tls;

@@ -252,16 +252,15 @@ async fn create_inner(
     text_limit("title", &body.title, 200)?;
     text_limit("category", &body.category, 50)?;
     let case_loop = principal.level.as_str();
-    let policies = gateway
-        .config
-        .enforcer
-        .authorize_write(principal, &division, case_loop, "discovered")
-        .map_err(|d| {
-            facts.decision = Some("deny");
-            facts.policies = d.policies.clone();
-            ApiError::denied(d)
-        })?;
-    facts.policies = policies;
+    may_write(
+        gateway,
+        principal,
+        &division,
+        case_loop,
+        "discovered",
+        facts,
+    )
+    .map_err(|d| refused(d, &format!("open a case in {division}")))?;
     if gateway
         .transitions
         .find(case_loop, NEW, "discovered")
@@ -297,7 +296,7 @@ async fn create_inner(
         w.from = NEW.into();
         w.to = "discovered".into();
     }
-    apply(gateway, &source, command, facts).await?;
+    apply(&source, command, facts).await?;
     let released = read_case(gateway, principal, &id, facts).await?;
     Ok((StatusCode::CREATED, released))
 }
@@ -346,14 +345,15 @@ async fn transition_inner(
     }
     let found = find(gateway, principal, id, facts).await?;
     let enforcer = &gateway.config.enforcer;
-    let policies = enforcer
-        .authorize_write(principal, &found.division, &found.case_loop, &body.to)
-        .map_err(|d| {
-            facts.decision = Some("deny");
-            facts.policies = d.policies.clone();
-            ApiError::denied(d)
-        })?;
-    facts.policies = policies;
+    may_write(
+        gateway,
+        principal,
+        &found.division,
+        &found.case_loop,
+        &body.to,
+        facts,
+    )
+    .map_err(|d| refused(d, &format!("move case {id} to `{}`", body.to)))?;
     let Some(rule) = gateway
         .transitions
         .find(&found.case_loop, &found.state, &body.to)
@@ -443,9 +443,54 @@ async fn transition_inner(
         satisfaction: body.satisfaction,
         linked_case: None,
     });
-    apply(gateway, &source, command, facts).await?;
+    apply(&source, command, facts).await?;
     let released = read_case(gateway, principal, id, facts).await?;
     Ok((StatusCode::OK, released))
+}
+
+/// Ask the policy whether `principal` may move a `case_loop` case in
+/// `division` to `to`; the deciding policies go into the audit facts.
+fn may_write(
+    gateway: &Gateway,
+    principal: &Principal,
+    division: &str,
+    case_loop: &str,
+    to: &str,
+    facts: &mut Facts,
+) -> Result<(), lianqiao_policy::Denied> {
+    let decided = gateway
+        .config
+        .enforcer
+        .authorize_write(principal, division, case_loop, to);
+    match &decided {
+        Ok(policies) => facts.policies = policies.clone(),
+        Err(d) => {
+            facts.decision = Some("deny");
+            facts.policies = d.policies.clone();
+        }
+    }
+    decided.map(|_| ())
+}
+
+/// The 403 for a refused write. Its message quotes only what the caller
+/// sent (`what`: the case id or the division asked for, the target state): the policy's own message names the
+/// case's division and loop, which a caller outside its jurisdiction must
+/// not learn; the deciding policies and the reason are kept.
+fn refused(denied: lianqiao_policy::Denied, what: &str) -> ApiError {
+    let message = if denied.policies.is_empty() {
+        format!("no policy permits you to {what}")
+    } else {
+        format!(
+            "you may not {what}: forbidden by policy {}",
+            denied
+                .policies
+                .iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    ApiError::forbidden(denied.reason, message, denied.policies)
 }
 
 fn invalid_transition(case_loop: &str, from: &str, to: &str, allowed: Vec<String>) -> ApiError {
@@ -505,7 +550,6 @@ fn writer_for(gateway: &Gateway, division: &str) -> Result<Arc<crate::sources::S
 
 /// Send one command through the source's call stack (breaker, limits).
 async fn apply(
-    gateway: &Gateway,
     source: &crate::sources::Source,
     command: Command,
     facts: &mut Facts,
@@ -531,7 +575,6 @@ async fn apply(
             )
         }
     })?;
-    let _ = gateway;
     Ok(())
 }
 

@@ -5,7 +5,6 @@
 //! the same transaction as the records, makes truncation detectable too.
 
 use futures::TryStreamExt;
-use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
 use super::record::AuditRecord;
@@ -48,32 +47,7 @@ pub struct AuditStore {
 impl AuditStore {
     /// Connect (creating the SQLite file and the tables if needed).
     pub async fn open(url: &str) -> Result<AuditStore, String> {
-        sqlx::any::install_default_drivers();
-        let postgres = url.starts_with("postgres");
-        let url = if postgres || url.contains('?') {
-            url.to_string()
-        } else {
-            format!("{url}?mode=rwc")
-        };
-        let pool = AnyPoolOptions::new()
-            .max_connections(if postgres { 4 } else { 1 })
-            .acquire_timeout(std::time::Duration::from_secs(3))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if !postgres {
-                        // Committed means on disk: WAL with a sync per commit.
-                        sqlx::raw_sql(
-                            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
-                        )
-                        .execute(conn)
-                        .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await
-            .map_err(|e| format!("cannot open the audit store: {e}"))?;
+        let (pool, postgres) = crate::store::connect(url, 4, "audit store").await?;
         let store = AuditStore { pool, postgres };
         store.create().await?;
         Ok(store)
@@ -102,20 +76,7 @@ impl AuditStore {
 
     /// `$n` for PostgreSQL, `?` for SQLite.
     fn sql(&self, text: &str) -> String {
-        if !self.postgres {
-            return text.to_string();
-        }
-        let mut out = String::with_capacity(text.len() + 8);
-        let mut n = 0;
-        for c in text.chars() {
-            if c == '?' {
-                n += 1;
-                out.push_str(&format!("${n}"));
-            } else {
-                out.push(c);
-            }
-        }
-        out
+        crate::store::numbered(self.postgres, text)
     }
 
     /// The last record of `chain`: (seq, hash), or (0, genesis).

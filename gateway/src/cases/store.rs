@@ -3,9 +3,10 @@
 //! configured, so replicas share them). Its tables come from versioned
 //! migrations, applied once each and recorded in `lianqiao_migrations`.
 
-use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 use tokio::sync::OnceCell;
+
+use crate::store::numbered;
 
 /// Every migration, in order; a released one is never edited, only
 /// followed by another.
@@ -68,52 +69,11 @@ impl WriteStore {
     async fn pool(&self) -> Result<&(AnyPool, bool), String> {
         self.pool
             .get_or_try_init(|| async {
-                sqlx::any::install_default_drivers();
-                let postgres = self.url.starts_with("postgres");
-                let url = if postgres || self.url.contains('?') {
-                    self.url.clone()
-                } else {
-                    format!("{}?mode=rwc", self.url)
-                };
-                let pool = AnyPoolOptions::new()
-                    .max_connections(if postgres { 8 } else { 1 })
-                    .acquire_timeout(std::time::Duration::from_secs(3))
-                    .after_connect(move |conn, _| {
-                        Box::pin(async move {
-                            if !postgres {
-                                sqlx::raw_sql(
-                                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
-                                )
-                                .execute(conn)
-                                .await?;
-                            }
-                            Ok(())
-                        })
-                    })
-                    .connect(&url)
-                    .await
-                    .map_err(|e| format!("cannot open the write store: {e}"))?;
+                let (pool, postgres) = crate::store::connect(&self.url, 8, "write store").await?;
                 migrate(&pool, postgres).await?;
                 Ok((pool, postgres))
             })
             .await
-    }
-
-    fn sql(postgres: bool, text: &str) -> String {
-        if !postgres {
-            return text.to_string();
-        }
-        let mut out = String::with_capacity(text.len() + 8);
-        let mut n = 0;
-        for c in text.chars() {
-            if c == '?' {
-                n += 1;
-                out.push_str(&format!("${n}"));
-            } else {
-                out.push(c);
-            }
-        }
-        out
     }
 
     /// Claim `key` for `principal`'s request `request_sha`.
@@ -126,7 +86,7 @@ impl WriteStore {
         let (pool, pg) = self.pool().await?;
         let now = std::time::SystemTime::now();
         for _ in 0..3 {
-            let inserted = sqlx::query(AssertSqlSafe(Self::sql(
+            let inserted = sqlx::query(AssertSqlSafe(numbered(
                 *pg,
                 "INSERT INTO lianqiao_idempotency (principal, idem_key, request_sha, state, status, body, created_at, expires_at)
                  VALUES (?, ?, ?, 'pending', 0, '', ?, ?)",
@@ -143,7 +103,7 @@ impl WriteStore {
                 Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {}
                 Err(e) => return Err(e.to_string()),
             }
-            let row = sqlx::query(AssertSqlSafe(Self::sql(
+            let row = sqlx::query(AssertSqlSafe(numbered(
                 *pg,
                 "SELECT request_sha, state, status, body, created_at, expires_at FROM lianqiao_idempotency WHERE principal = ? AND idem_key = ?",
             )))
@@ -172,7 +132,7 @@ impl WriteStore {
             }
             if created < at(now - PENDING_LEASE) {
                 // The first attempt died mid-way: take it over, once.
-                let taken = sqlx::query(AssertSqlSafe(Self::sql(
+                let taken = sqlx::query(AssertSqlSafe(numbered(
                     *pg,
                     "UPDATE lianqiao_idempotency SET created_at = ? WHERE principal = ? AND idem_key = ? AND created_at = ? AND state = 'pending'",
                 )))
@@ -201,7 +161,7 @@ impl WriteStore {
         body: &str,
     ) -> Result<(), String> {
         let (pool, pg) = self.pool().await?;
-        sqlx::query(AssertSqlSafe(Self::sql(
+        sqlx::query(AssertSqlSafe(numbered(
             *pg,
             "UPDATE lianqiao_idempotency SET state = 'done', status = ?, body = ? WHERE principal = ? AND idem_key = ?",
         )))
@@ -218,7 +178,7 @@ impl WriteStore {
     /// Release `key` without a result (nothing was written; a retry may run).
     pub async fn forget(&self, principal: &str, key: &str) -> Result<(), String> {
         let (pool, pg) = self.pool().await?;
-        sqlx::query(AssertSqlSafe(Self::sql(
+        sqlx::query(AssertSqlSafe(numbered(
             *pg,
             "DELETE FROM lianqiao_idempotency WHERE principal = ? AND idem_key = ?",
         )))
@@ -242,7 +202,7 @@ async fn migrate(pool: &AnyPool, postgres: bool) -> Result<(), String> {
     .await
     .map_err(|e| format!("cannot create the migrations table: {e}"))?;
     for (version, name, statements) in MIGRATIONS {
-        let applied = sqlx::query(AssertSqlSafe(WriteStore::sql(
+        let applied = sqlx::query(AssertSqlSafe(numbered(
             postgres,
             "SELECT version FROM lianqiao_migrations WHERE version = ?",
         )))
@@ -254,7 +214,7 @@ async fn migrate(pool: &AnyPool, postgres: bool) -> Result<(), String> {
             continue;
         }
         let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
-        let recorded = sqlx::query(AssertSqlSafe(WriteStore::sql(
+        let recorded = sqlx::query(AssertSqlSafe(numbered(
             postgres,
             "INSERT INTO lianqiao_migrations (version, name, applied_at) VALUES (?, ?, ?)",
         )))

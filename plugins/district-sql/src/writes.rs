@@ -186,6 +186,7 @@ pub fn apply(
     let state_map = maps.get("state");
     let loop_map = maps.get("loop");
     let mut values: BTreeMap<&str, Value> = BTreeMap::new();
+    let step;
     let id = match &command {
         Command::CreateCase(c) => {
             values.insert("id", text(&c.id));
@@ -198,12 +199,7 @@ pub fn apply(
             values.insert("reporter_phone", opt(&c.reporter_phone));
             values.insert("due_at", opt(&c.due_at));
             values.insert("linked_case", opt(&c.linked_case));
-            values.insert("step_id", text(&c.first.id));
-            values.insert("step_state", local(state_map, &c.first.state)?);
-            values.insert("step_loop", local(loop_map, &c.first.case_loop)?);
-            values.insert("at", text(&c.first.at));
-            values.insert("by_level", text(&c.first.by_level));
-            values.insert("note", opt(&c.first.note));
+            step = &c.first;
             c.id.clone()
         }
         Command::TransitionCase(t) => {
@@ -218,15 +214,17 @@ pub fn apply(
                 t.satisfaction.map_or(Value::Null, Value::Integer),
             );
             values.insert("linked_case", opt(&t.linked_case));
-            values.insert("step_id", text(&t.step.id));
-            values.insert("step_state", local(state_map, &t.step.state)?);
-            values.insert("step_loop", local(loop_map, &t.step.case_loop)?);
-            values.insert("at", text(&t.step.at));
-            values.insert("by_level", text(&t.step.by_level));
-            values.insert("note", opt(&t.step.note));
+            step = &t.step;
             t.id.clone()
         }
     };
+    // Both commands record one step.
+    values.insert("step_id", text(&step.id));
+    values.insert("step_state", local(state_map, &step.state)?);
+    values.insert("step_loop", local(loop_map, &step.case_loop)?);
+    values.insert("at", text(&step.at));
+    values.insert("by_level", text(&step.by_level));
+    values.insert("note", opt(&step.note));
     let calls = settings
         .run
         .iter()

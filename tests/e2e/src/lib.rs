@@ -169,6 +169,34 @@ pub fn cases_of_every_loop() -> &'static (Vec<TestCase>, PathBuf) {
     })
 }
 
+/// `sqlite://<path>`.
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+/// Walk every page of the list `query` (a `/v1/...` path with its query
+/// string): the rows in order, each (source, id) once, no page partial.
+pub async fn walk_pages(gw: &TestGateway, query: &str) -> Vec<serde_json::Value> {
+    let mut rows = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut path = query.to_string();
+    for _ in 0..200 {
+        let (status, body) = gw.get(&path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert_eq!(body["partial"], false, "{body}");
+        for row in body["data"].as_array().expect("data") {
+            let key = (row["source"].to_string(), row["id"].to_string());
+            assert!(seen.insert(key.clone()), "{key:?} twice");
+            rows.push(row.clone());
+        }
+        match body["page"]["next_cursor"].as_str() {
+            Some(c) => path = format!("{query}&cursor={c}"),
+            None => return rows,
+        }
+    }
+    panic!("{query}: more than 200 pages");
+}
+
 /// The URL in `var`, or `None` after saying loudly that the test is skipped.
 pub fn database_url(var: &str, test: &str) -> Option<String> {
     match std::env::var(var) {

@@ -89,9 +89,11 @@ fn cell_kind(type_name: &str) -> CellKind {
 }
 
 /// Bind, fetch and decode, the same for every backend.
-macro_rules! run {
-    ($pool:expr, $sql:expr, $params:expr) => {{
-        let mut query = sqlx::query(AssertSqlSafe($sql));
+/// Bind contract values to a query, positionally (reads and writes alike;
+/// NULL goes as text, which PostgreSQL casts only where the SQL says so).
+macro_rules! bind_params {
+    ($query:expr, $params:expr) => {{
+        let mut query = $query;
         for param in $params {
             query = match param {
                 Value::Null => query.bind(None::<String>),
@@ -101,6 +103,14 @@ macro_rules! run {
                 Value::Text(s) | Value::Date(s) | Value::Timestamp(s) => query.bind(s.clone()),
             };
         }
+        query
+    }};
+}
+pub(crate) use bind_params;
+
+macro_rules! run {
+    ($pool:expr, $sql:expr, $params:expr) => {{
+        let query = bind_params!(sqlx::query(AssertSqlSafe($sql)), $params);
         let rows = query.fetch_all($pool).await.map_err(classify)?;
         let columns = rows
             .first()

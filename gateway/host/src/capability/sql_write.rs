@@ -18,7 +18,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, Executor};
 
-use super::sql::{renumber_for_postgres, scan_code};
+use super::sql::{bind_params, renumber_for_postgres, scan_code};
 use crate::bindings::v1::lianqiao::source::types::Value;
 use crate::bindings::v2::lianqiao::source0_2_0::sql_write::{Host, StatementCall, WriteError};
 use crate::state::HostState;
@@ -171,16 +171,10 @@ macro_rules! run_all {
             // Not kept prepared: one declared statement gets a NULL (sent
             // as text) in one call and an integer in the next, and
             // PostgreSQL binds a cached statement with its first types.
-            let mut query = sqlx::query(AssertSqlSafe(*sql)).persistent(false);
-            for param in &call.params {
-                query = match param {
-                    Value::Null => query.bind(None::<String>),
-                    Value::Boolean(b) => query.bind(*b),
-                    Value::Integer(i) => query.bind(*i),
-                    Value::Float(f) => query.bind(*f),
-                    Value::Text(s) | Value::Date(s) | Value::Timestamp(s) => query.bind(s.clone()),
-                };
-            }
+            let query = bind_params!(
+                sqlx::query(AssertSqlSafe(*sql)).persistent(false),
+                &call.params
+            );
             let changed = tx.execute(query).await.map_err(classify)?.rows_affected();
             if let Some(expected) = call.expect_rows
                 && expected != changed

@@ -1,35 +1,13 @@
 //! Cases across the loops: each district database keeps its cases in its
 //! own shape; one plugin serves them by configuration.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
-use lianqiao_e2e::{ConfigDir, TestGateway, huimin, saihan_and_jining, saihan_jining_sqlite};
+use lianqiao_e2e::{
+    ConfigDir, TestGateway, huimin, saihan_and_jining, saihan_jining_sqlite, sqlite_url, walk_pages,
+};
 use lianqiao_sim::generate::cases::cases;
 use serde_json::Value;
-
-/// Walk every page of `query`; rows in order, each once.
-async fn walk(gw: &TestGateway, query: &str) -> Vec<Value> {
-    let mut rows = Vec::new();
-    let mut seen = HashSet::new();
-    let mut path = query.to_string();
-    for _ in 0..200 {
-        let (status, body) = gw.get(&path).await;
-        assert_eq!(status, 200, "{path}: {body}");
-        for row in body["data"].as_array().unwrap() {
-            assert!(seen.insert(row["id"].to_string()), "{row} twice");
-            rows.push(row.clone());
-        }
-        match body["page"]["next_cursor"].as_str() {
-            Some(c) => path = format!("{query}&cursor={c}"),
-            None => return rows,
-        }
-    }
-    panic!("{query}: more than 200 pages");
-}
-
-fn sqlite_url(path: &std::path::Path) -> String {
-    format!("sqlite://{}", path.display())
-}
 
 #[tokio::test]
 async fn every_district_schema_serves_its_cases_and_their_history() {
@@ -47,7 +25,7 @@ async fn every_district_schema_serves_its_cases_and_their_history() {
         ("150902", jining),
     ] {
         let expected = cases(district);
-        let rows = walk(&gw, &format!("/v1/cases?division={code}&limit=1000")).await;
+        let rows = walk_pages(&gw, &format!("/v1/cases?division={code}&limit=1000")).await;
         assert_eq!(rows.len(), expected.len(), "{code}");
         let served: BTreeMap<&str, &Value> = rows
             .iter()
@@ -60,7 +38,7 @@ async fn every_district_schema_serves_its_cases_and_their_history() {
             assert_eq!(row["division"], case.division.as_str());
             assert_eq!(row["opened_at"], case.opened_at.as_str());
         }
-        let steps = walk(&gw, &format!("/v1/case-steps?division={code}&limit=1000")).await;
+        let steps = walk_pages(&gw, &format!("/v1/case-steps?division={code}&limit=1000")).await;
         let expected_steps: usize = expected.iter().map(|c| c.steps.len()).sum();
         assert_eq!(steps.len(), expected_steps, "{code}");
         let one = &expected[expected.len() / 2];

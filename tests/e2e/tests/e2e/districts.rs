@@ -6,39 +6,9 @@ use std::collections::HashSet;
 
 use lianqiao_e2e::{
     ConfigDir, TestGateway, database_url, huimin, jining_into, saihan_and_jining, saihan_into,
-    saihan_jining_sqlite,
+    saihan_jining_sqlite, sqlite_url, walk_pages,
 };
 use lianqiao_sim::generate::GridTier;
-use serde_json::Value;
-
-/// Walk every page of `query`; ids in order, each once.
-async fn walk(gw: &TestGateway, query: &str) -> Vec<Value> {
-    let mut rows = Vec::new();
-    let mut seen = HashSet::new();
-    let mut path = query.to_string();
-    for _ in 0..100 {
-        let (status, body) = gw.get(&path).await;
-        assert_eq!(status, 200, "{path}: {body}");
-        assert_eq!(body["partial"], false, "{body}");
-        for row in body["data"].as_array().unwrap() {
-            let key = (
-                row["source"].as_str().unwrap().to_string(),
-                row["id"].as_str().unwrap().to_string(),
-            );
-            assert!(seen.insert(key.clone()), "{key:?} twice");
-            rows.push(row.clone());
-        }
-        match body["page"]["next_cursor"].as_str() {
-            Some(c) => path = format!("{query}&cursor={c}"),
-            None => return rows,
-        }
-    }
-    panic!("{query}: more than 100 pages");
-}
-
-fn sqlite_url(path: &std::path::Path) -> String {
-    format!("sqlite://{}", path.display())
-}
 
 /// Every grid of a district, with its tier mapped to the unified names.
 async fn assert_all_grids(
@@ -46,7 +16,7 @@ async fn assert_all_grids(
     division: &str,
     district: &lianqiao_sim::generate::District,
 ) {
-    let rows = walk(
+    let rows = walk_pages(
         gw,
         &format!("/v1/grids?division={division}&limit=1000&fields=tier,households"),
     )
@@ -140,7 +110,7 @@ async fn three_schemas_one_plugin_sqlite_copies() {
         "{first}"
     );
     assert!(first["is_party_member"].is_boolean(), "{first}");
-    let walked = walk(&gw, "/v1/workers?division=150902&limit=1000&fields=role").await;
+    let walked = walk_pages(&gw, "/v1/workers?division=150902&limit=1000&fields=role").await;
     let (_, (_, jining_people)) = saihan_and_jining();
     assert_eq!(walked.len(), jining_people.heads.len());
 
@@ -153,7 +123,7 @@ async fn three_schemas_one_plugin_sqlite_copies() {
         .map(|s| s["name"].as_str().unwrap())
         .collect();
     assert_eq!(sources, HashSet::from(["huimin", "saihan"]));
-    let all = walk(&gw, "/v1/grids?division=1501&limit=1000&fields=tier").await;
+    let all = walk_pages(&gw, "/v1/grids?division=1501&limit=1000&fields=tier").await;
     assert_eq!(all.len(), huimin().0.grids.len() + saihan.grids.len());
 }
 

@@ -5,6 +5,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::cases::timestamp;
 use super::district::{District, Level};
 use super::plans::DistrictPlan;
 
@@ -82,18 +83,6 @@ const LEVELS_BY_STEP: &[&str] = &[
     "city",
 ];
 
-fn timestamp(day: i64, minute: i64) -> String {
-    // Days since 2024-01-01; a calendar of 12 × 28-day months is enough for test data.
-    let (year, rest) = (2024 + day / 336, day % 336);
-    format!(
-        "{year}-{:02}-{:02}T{:02}:{:02}:00+08:00",
-        rest / 28 + 1,
-        rest % 28 + 1,
-        8 + minute / 60 % 10,
-        minute % 60
-    )
-}
-
 /// City-loop cases of a district, one per community at least.
 pub fn cases(plan: &DistrictPlan, district: &District, seed: u64) -> Vec<Case> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xCA5E ^ plan.code.parse::<u64>().unwrap_or(0));
@@ -114,7 +103,7 @@ pub fn cases(plan: &DistrictPlan, district: &District, seed: u64) -> Vec<Case> {
         // Working minutes since 2024-01-01 (600 a day): steps move forward.
         let mut at = opened * 600 + rng.random_range(0..300);
         for (i, state) in CASE_STATES.iter().take(steps).enumerate() {
-            history.push((*state, timestamp(at / 600, at % 600), LEVELS_BY_STEP[i]));
+            history.push((*state, timestamp(at), LEVELS_BY_STEP[i]));
             at += rng.random_range(30..1800);
         }
         let state = history.last().map_or("discovered", |h| h.0);
@@ -127,7 +116,7 @@ pub fn cases(plan: &DistrictPlan, district: &District, seed: u64) -> Vec<Case> {
             division,
             opened_at: history[0].1.clone(),
             updated_at: history.last().map(|h| h.1.clone()).unwrap_or_default(),
-            due_at: timestamp(opened + 15, 0),
+            due_at: timestamp((opened + 15) * 600),
             reporter_name: format!(
                 "{}先生",
                 ["王", "李", "张", "刘", "马", "白"][rng.random_range(0..6)]
