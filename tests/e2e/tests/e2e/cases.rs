@@ -435,3 +435,81 @@ async fn cases_move_on_postgresql_and_mariadb() {
         pool.close().await;
     }
 }
+
+/// Every caller outside a case's jurisdiction, every target state, on the
+/// write route and the read route: nothing of the case comes back — not
+/// its division, loop, state, reporter or allowed moves — only a 403
+/// naming the policy (inside the district) or a 404.
+#[tokio::test]
+async fn writes_and_reads_tell_outsiders_nothing_of_a_case() {
+    let db = fresh_huimin_copy("outsiders");
+    let gw = ConfigDir::new()
+        .with_demo_source("huimin", &sqlite_url(&db))
+        .start()
+        .await;
+    let district = &huimin().0;
+    let mut grids = district.grids.iter().filter(|g| g.code.len() == 14);
+    let home = grids.next().expect("a grid");
+    let elsewhere = grids
+        .find(|g| g.community[..9] != home.community[..9])
+        .expect("a grid of another street");
+    let worker = caller(&gw, "grid", &home.code, &[]);
+    let (status, created) = worker
+        .post(
+            "/v1/cases",
+            "outsiders-create",
+            &serde_json::json!({"division": home.code, "title": "电动车楼道充电", "category": "安全隐患",
+                                "reporter_name": "乌兰", "reporter_phone": "13847009876"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["data"]["id"].as_str().expect("id").to_string();
+    let outsiders = [
+        caller(&gw, "grid", &elsewhere.code, &[]),
+        caller(&gw, "community", &elsewhere.community, &[]),
+        caller(&gw, "street", &elsewhere.community[..9], &[]),
+        caller(&gw, "city", "1501", &[]),
+        caller(&gw, "city", "1501", &["city-platform"]),
+        caller(&gw, "district", "150105", &[]),
+    ];
+    let secrets = [
+        home.code.as_str(),
+        &home.community,
+        "乌兰",
+        "13847009876",
+        "\"allowed\"",
+        "discovered",
+    ];
+    for (n, outsider) in outsiders.iter().enumerate() {
+        for to in lianqiao_gateway::model::CASE_STATES {
+            let (status, body) = outsider
+                .move_to(
+                    &id,
+                    &format!("o-{n}-{to}"),
+                    serde_json::json!({"to": to, "note": "x", "satisfaction": 3}),
+                )
+                .await;
+            assert!(matches!(status, 403 | 404), "{n} → {to}: {status} {body}");
+            let text = body.to_string();
+            for secret in secrets {
+                // `discovered` may only appear as what the caller itself asked for.
+                if secret == "discovered" && *to == "discovered" {
+                    continue;
+                }
+                assert!(!text.contains(secret), "{n} → {to} leaks {secret}: {text}");
+            }
+        }
+        let (status, body) = outsider.get(&format!("/v1/cases/{id}")).await;
+        assert_eq!(status, 404, "{n}: {body}");
+        for secret in secrets {
+            assert!(
+                !body.to_string().contains(secret),
+                "{n} GET leaks {secret}: {body}"
+            );
+        }
+    }
+    // The case is as it was.
+    let (_, case) = worker.get(&format!("/v1/cases/{id}")).await;
+    assert_eq!(case["data"]["state"], "discovered");
+    assert_eq!(case["timeline"].as_array().map(Vec::len), Some(1));
+}
