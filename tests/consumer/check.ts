@@ -4,8 +4,11 @@
 // that no longer finds its error (e.g. `division` turned optional).
 import type { components, paths } from "../../target/consumer/ts/schema";
 
-type Query<P extends keyof paths> = NonNullable<paths[P]["get"]["parameters"]["query"]>;
-type Header<P extends keyof paths> = paths[P]["get"]["parameters"]["header"];
+// Reads (GET); case writes (POST) below.
+type Query<P extends keyof paths> = paths[P] extends { get: { parameters: { query?: infer Q } } } ? NonNullable<Q> : never;
+type Header<P extends keyof paths> = paths[P] extends { get: { parameters: { header: infer H } } } ? H : never;
+type PostHeader<P extends keyof paths> = paths[P] extends { post: { parameters: { header: infer H } } } ? H : never;
+type PostBody<P extends keyof paths> = paths[P] extends { post: { requestBody: { content: { "application/json": infer B } } } } ? B : never;
 type Schemas = components["schemas"];
 
 // `division` is required by every list but divisions (which takes
@@ -46,3 +49,15 @@ export const code: Schemas["ErrorCode"] = "unsupported_query";
 export const notACode: Schemas["ErrorCode"] = "oops";
 export const cell: Schemas["StatsCell"] = { division: "150103", key: null, value: 3, suppressed: false };
 export const division: Schemas["Division"] = { id: "1501", source: "city-platform", national_code: "150100" };
+
+// Case writes: a typed body, and an Idempotency-Key beside X-Purpose.
+export const newCase: PostBody<"/v1/cases"> = { division: "15010300100101", title: "楼道堆放杂物", category: "环境卫生" };
+// @ts-expect-error title is required
+export const caseWithoutTitle: PostBody<"/v1/cases"> = { division: "15010300100101", category: "环境卫生" };
+export const writeHeaders: PostHeader<"/v1/cases"> = { "X-Purpose": "case-handling", "Idempotency-Key": "k-1" };
+// @ts-expect-error Idempotency-Key is required on every write
+export const writeWithoutKey: PostHeader<"/v1/cases"> = { "X-Purpose": "case-handling" };
+export const move: PostBody<"/v1/cases/{id}/transitions"> = { to: "assessed", note: "属实" };
+// @ts-expect-error not a case state
+export const badMove: PostBody<"/v1/cases/{id}/transitions"> = { to: "vanished" };
+export const timeline: Schemas["CaseResponse"]["timeline"] = [{ id: "c.1", source: "huimin", state: "discovered" }];

@@ -3,6 +3,7 @@
 
 use axum::Extension;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -95,6 +96,80 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}{nanos:x}{}", hex::encode(tail))
 }
 
+/// Longest texts a case write takes (characters); the OpenAPI document
+/// states the same limits.
+pub(super) const TITLE_MAX: usize = 200;
+pub(super) const CATEGORY_MAX: usize = 50;
+pub(super) const NAME_MAX: usize = 50;
+pub(super) const PHONE_MAX: usize = 32;
+pub(super) const NOTE_MAX: usize = 2000;
+
+/// An optional text: absent or blank is none, past `max` an error.
+fn optional_text(
+    name: &str,
+    value: Option<String>,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if v.chars().count() > max => Err(ApiError::invalid(format!(
+            "`{name}` must be at most {max} characters"
+        ))),
+        Some(v) if v.trim().is_empty() => Ok(None),
+        other => Ok(other),
+    }
+}
+
+/// `due_at`: an RFC 3339 date-time (`2026-12-03T18:00:00+08:00`),
+/// normalised to upper case as the districts store it.
+fn due_at(value: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(raw) = value else { return Ok(None) };
+    let t = raw.to_ascii_uppercase();
+    let b = t.as_bytes();
+    let digits = |r: std::ops::Range<usize>| {
+        b.get(r.clone())
+            .filter(|d| d.iter().all(u8::is_ascii_digit))
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| d.parse::<u32>().ok())
+    };
+    let mut ok = b.len() >= 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && digits(0..4).is_some()
+        && digits(5..7).is_some_and(|m| (1..=12).contains(&m))
+        && digits(8..10).is_some_and(|d| (1..=31).contains(&d))
+        && digits(11..13).is_some_and(|h| h < 24)
+        && digits(14..16).is_some_and(|m| m < 60)
+        && digits(17..19).is_some_and(|s| s < 61);
+    if ok {
+        let mut rest = &t[19..];
+        if let Some(fraction) = rest.strip_prefix('.') {
+            let n = fraction.bytes().take_while(u8::is_ascii_digit).count();
+            ok = n > 0;
+            rest = &fraction[n..];
+        }
+        ok = ok
+            && (rest == "Z"
+                || (rest.len() == 6
+                    && matches!(rest.as_bytes()[0], b'+' | b'-')
+                    && rest.as_bytes()[3] == b':'
+                    && rest[1..3].parse::<u32>().is_ok_and(|h| h < 24)
+                    && rest[4..6].parse::<u32>().is_ok_and(|m| m < 60)
+                    && rest[1..3]
+                        .bytes()
+                        .chain(rest[4..6].bytes())
+                        .all(|c| c.is_ascii_digit())));
+    }
+    if !ok {
+        return Err(ApiError::invalid(format!(
+            "`due_at` must be an RFC 3339 date-time like 2026-12-31T18:00:00+08:00, got `{raw}`"
+        )));
+    }
+    Ok(Some(t))
+}
+
 fn text_limit(name: &str, value: &str, max: usize) -> Result<(), ApiError> {
     if value.trim().is_empty() || value.chars().count() > max {
         return Err(ApiError::invalid(format!(
@@ -121,6 +196,20 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
         ));
     }
     Ok(key.to_string())
+}
+
+/// The request's body, or 413 when it ran past `MAX_BODY_BYTES` without
+/// declaring its length.
+fn read_body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    bytes.map_err(|e| {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "the body could not be read ({e}); case writes take a JSON object of at most {} bytes",
+                super::MAX_BODY_BYTES
+            ),
+        )
+    })
 }
 
 fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -216,10 +305,14 @@ pub async fn create(
     State(live): State<Arc<Live>>,
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
-    bytes: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> Response {
     let gateway = live.current();
     let mut facts = Facts::default();
+    let bytes = match read_body(bytes) {
+        Ok(b) => b,
+        Err(e) => return respond(Err(e), facts),
+    };
     let g = &gateway;
     let p = &principal;
     idempotent(
@@ -249,8 +342,12 @@ async fn create_inner(
             "`division` must be the grid where the problem is (14 digits or more), not {division}"
         )));
     }
-    text_limit("title", &body.title, 200)?;
-    text_limit("category", &body.category, 50)?;
+    text_limit("title", &body.title, TITLE_MAX)?;
+    text_limit("category", &body.category, CATEGORY_MAX)?;
+    let reporter_name = optional_text("reporter_name", body.reporter_name, NAME_MAX)?;
+    let reporter_phone = optional_text("reporter_phone", body.reporter_phone, PHONE_MAX)?;
+    let note = optional_text("note", body.note, NOTE_MAX)?;
+    let due_at = due_at(body.due_at)?;
     let case_loop = principal.level.as_str();
     may_write(
         gateway,
@@ -277,9 +374,9 @@ async fn create_inner(
         title: body.title,
         category: body.category,
         case_loop: case_loop.to_string(),
-        reporter_name: body.reporter_name,
-        reporter_phone: body.reporter_phone,
-        due_at: body.due_at,
+        reporter_name,
+        reporter_phone,
+        due_at,
         linked_case: None,
         first: Step {
             id: format!("{id}.1"),
@@ -287,7 +384,7 @@ async fn create_inner(
             case_loop: case_loop.to_string(),
             at,
             by_level: principal.level.as_str().to_string(),
-            note: body.note,
+            note,
         },
     });
     if let Some(w) = facts.write.as_mut() {
@@ -307,10 +404,14 @@ pub async fn transition(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    bytes: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> Response {
     let gateway = live.current();
     let mut facts = Facts::default();
+    let bytes = match read_body(bytes) {
+        Ok(b) => b,
+        Err(e) => return respond(Err(e), facts),
+    };
     let g = &gateway;
     let p = &principal;
     let route = format!("POST /v1/cases/{id}/transitions");
@@ -343,6 +444,8 @@ async fn transition_inner(
             model::CASE_STATES.join(", ")
         )));
     }
+    let note = optional_text("note", body.note, NOTE_MAX)?;
+    let body = TransitionBody { note, ..body };
     let found = find(gateway, principal, id, facts).await?;
     let enforcer = &gateway.config.enforcer;
     may_write(
@@ -691,4 +794,47 @@ async fn read_case(
     let timeline = gate.release(outcome, &steps, facts);
     facts.rows += rows;
     Ok(disclosure::case_with_timeline(case, timeline))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_at_takes_rfc3339_date_times_only() {
+        for good in [
+            "2026-12-31T18:00:00+08:00",
+            "2026-12-31t10:00:00.5z",
+            "2026-02-01T00:00:00Z",
+        ] {
+            assert!(due_at(Some(good.into())).is_ok(), "{good}");
+        }
+        assert_eq!(
+            due_at(Some("2026-12-31t10:00:00z".into())).ok().flatten(),
+            Some("2026-12-31T10:00:00Z".into())
+        );
+        for bad in [
+            "",
+            "2026-12-31",
+            "2026-13-01T00:00:00Z",
+            "2026-12-31T24:00:00Z",
+            "2026-12-31T18:00:00",
+            "2026-12-31T18:00:00+0800",
+            "2026-12-31T18:00:00.Z",
+            "2026-12-31T18:00:00+08:0x",
+            "２０２６-12-31T18:00:00Z",
+        ] {
+            assert!(due_at(Some(bad.into())).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn optional_texts_are_bounded_and_blank_is_none() {
+        assert_eq!(optional_text("note", Some("  ".into()), 5).ok(), Some(None));
+        assert!(optional_text("note", Some("六个字的备注".into()), 5).is_err());
+        assert_eq!(
+            optional_text("note", Some("五个字备注".into()), 5).ok(),
+            Some(Some("五个字备注".into()))
+        );
+    }
 }

@@ -45,6 +45,43 @@ pub fn parse_list(
         .map(|(request, _cursor)| request)
 }
 
+/// Every route and the methods it answers: the router below, spelt out for
+/// the `Allow` of a 405 and checked against the OpenAPI document. The
+/// first pattern that matches a path wins, as in the router.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("/v1/divisions/{code}", "GET, HEAD"),
+    ("/v1/cases", "GET, HEAD, POST"),
+    ("/v1/cases/{id}", "GET, HEAD"),
+    ("/v1/cases/{id}/transitions", "POST"),
+    ("/v1/stats", "GET, HEAD"),
+    ("/v1/_explain", "GET, HEAD"),
+    ("/v1/{resource}", "GET, HEAD"),
+    ("/openapi.json", "GET, HEAD"),
+    ("/healthz", "GET, HEAD"),
+    ("/readyz", "GET, HEAD"),
+];
+
+/// Whether `path` fits a route `pattern` (`{name}` takes one segment).
+fn route_matches(pattern: &str, path: &str) -> bool {
+    let (mut a, mut b) = (pattern.split('/'), path.split('/'));
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(p), Some(s)) if p.starts_with('{') && !s.is_empty() => {}
+            (Some(p), Some(s)) if p == s => {}
+            _ => return false,
+        }
+    }
+}
+
+/// The methods the route serving `path` answers.
+pub fn allowed_methods(path: &str) -> &'static str {
+    ROUTES
+        .iter()
+        .find(|(pattern, _)| route_matches(pattern, path))
+        .map_or("GET, HEAD", |(_, methods)| methods)
+}
+
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
@@ -77,8 +114,8 @@ pub fn router(gateway: Arc<Live>) -> Router {
         .method_not_allowed_fallback(no_method)
         // Bounded work: past the limit, 503 at once instead of a queue.
         .layer(axum::middleware::from_fn_with_state(gateway.clone(), admit))
-        // The API reads no bodies: anything past a few KiB is refused (413)
-        // before it is read. Headers are bounded by hyper (431).
+        // Only case writes have bodies, small ones: anything past
+        // `MAX_BODY_BYTES` is refused (413) before it is read. Headers are bounded by hyper (431).
         .layer(axum::middleware::from_fn(limit_body))
         .with_state(gateway)
 }
@@ -97,7 +134,7 @@ async fn limit_body(
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
         return ApiError::new(
             ErrorCode::PayloadTooLarge,
-            format!("request bodies are limited to {MAX_BODY_BYTES} bytes; the API takes its parameters in the query string"),
+            format!("request bodies are limited to {MAX_BODY_BYTES} bytes (case writes); reads take their parameters in the query string"),
         )
         .into_response();
     }
@@ -552,17 +589,16 @@ async fn no_route(uri: Uri) -> ApiError {
 }
 
 async fn no_method(method: Method, uri: Uri) -> Response {
+    let path = uri.path();
+    let allow = allowed_methods(path);
     let mut response = ApiError::new(
         ErrorCode::MethodNotAllowed,
-        format!(
-            "{method} is not allowed on {}; use GET (case writes: POST /v1/cases, POST /v1/cases/{{id}}/transitions)",
-            uri.path()
-        ),
+        format!("{method} is not allowed on {path}; it answers {allow}"),
     )
     .into_response();
     response.headers_mut().insert(
         axum::http::header::ALLOW,
-        axum::http::HeaderValue::from_static("GET, HEAD"),
+        axum::http::HeaderValue::from_static(allow),
     );
     response
 }

@@ -10,6 +10,8 @@
 //! `openapi-spec-validator`, `redocly lint`, `openapi-python-client` and
 //! `openapi-typescript` (`tests/consumer/`).
 
+mod cases;
+
 use lianqiao_host::contract::ValueKind;
 use serde_json::{Map, Value, json};
 
@@ -462,6 +464,7 @@ fn error_schemas(schemas: &mut Map<String, Value>) {
             "reason": reference("ErrorReason"),
             "retryable": { "type": "boolean", "description": "Whether sending the same request again (after `Retry-After`, when given) can succeed." },
             "policies": { "type": "array", "items": { "type": "string" }, "description": "The policies that decided a refusal (every 403; empty when no policy permits the request at all)." },
+            "allowed": { "type": "array", "items": reference("CaseState"), "description": "For `invalid_transition`: the states the caller may move the case to from where it is." },
         },
         "required": ["code", "message", "retryable"],
     }));
@@ -605,7 +608,7 @@ fn common_schemas(purposes: &[String], schemas: &mut Map<String, Value>) {
 }
 
 fn parameters(purposes: &[String], server: &ServerSection) -> Value {
-    json!({
+    let mut out = json!({
         "Purpose": {
             "name": "X-Purpose", "in": "header", "required": true,
             "schema": reference("Purpose"),
@@ -645,17 +648,19 @@ fn parameters(purposes: &[String], server: &ServerSection) -> Value {
             "name": "strict", "in": "query", "required": false, "schema": { "type": "boolean", "default": false },
             "description": "Fail (5xx) instead of answering partially when a source fails.",
         },
-    })
+    });
+    cases::parameters(&mut out);
+    out
 }
 
 fn responses() -> Value {
-    json!({
+    let mut out = json!({
         "BadRequest": error_response(400, "The request is malformed or past a limit; the message says what to fix.", false),
         "Unauthenticated": error_response(401, "No valid credential; `reason` says why.", false),
         "Forbidden": error_response(403, "The policy refuses this caller this request; `reason` and `policies` say why.", false),
         "NotFound": error_response(404, "No such route, division or serving source.", false),
-        "MethodNotAllowed": error_response(405, "The API answers GET and HEAD only (header `Allow`).", false),
-        "PayloadTooLarge": error_response(413, "The API reads no request bodies.", false),
+        "MethodNotAllowed": error_response(405, "The route does not answer this method (header `Allow` lists those it does: GET and HEAD, and POST for case writes).", false),
+        "PayloadTooLarge": error_response(413, &format!("A request body past {} KiB (only case writes take one).", super::MAX_BODY_BYTES / 1024), false),
         "TooManyRequests": error_response(429, "The caller's statistics budget is spent.", true),
         "SourceFailed": error_response(502, "Every source failed, or one did with `strict=true`.", false),
         "Unavailable": error_response(503, "The gateway, its audit trail or a source is unavailable for now.", true),
@@ -664,7 +669,9 @@ fn responses() -> Value {
             "description": "Any other error: `error.code` (ErrorCode) says which.",
             "content": { "application/json": { "schema": reference("ErrorResponse") } },
         },
-    })
+    });
+    cases::responses(&mut out);
+    out
 }
 
 fn operations_paths(paths: &mut Map<String, Value>) {
@@ -767,6 +774,8 @@ pub fn document(classes: &FieldClasses, purposes: &[String], server: &ServerSect
         ],
         "responses": explain,
     })));
+    cases::paths(&mut paths);
+    cases::schemas(&mut schemas);
     operations_paths(&mut paths);
     common_schemas(purposes, &mut schemas);
     error_schemas(&mut schemas);
@@ -784,6 +793,7 @@ pub fn document(classes: &FieldClasses, purposes: &[String], server: &ServerSect
         "tags": [
             { "name": "divisions", "description": "The administrative hierarchy." },
             { "name": "records", "description": "Governance records: grids, party organizations, members, workers, service centres, cases." },
+            { "name": "cases", "description": "Handling a case along the four loops (grid, community, street, city): open it, move it, read its timeline." },
             { "name": "statistics", "description": "Counts, exact or protected by the caller's access." },
             { "name": "policy", "description": "What the access policy decides and why." },
             { "name": "operations", "description": "Health and this document (no credential needed)." },
@@ -862,6 +872,43 @@ mod tests {
             }
         }
         assert!(operations >= 2 * 13, "{operations} operations");
+    }
+
+    /// The document declares exactly the methods each route answers (a
+    /// route missing from it is a method a client generator cannot call
+    /// and a fuzzer expects a 405 from).
+    #[test]
+    fn the_document_declares_every_route_and_method_the_router_answers() {
+        let doc = test_document();
+        let paths = doc["paths"].as_object().cloned().unwrap_or_default();
+        for (pattern, methods) in crate::api::ROUTES {
+            let documented: Vec<(&String, Vec<String>)> = paths
+                .iter()
+                .filter(|(path, _)| {
+                    let concrete = path.replace("{code}", "1").replace("{id}", "1");
+                    crate::api::ROUTES
+                        .iter()
+                        .find(|(p, _)| super::super::route_matches(p, &concrete))
+                        .is_some_and(|(p, _)| p == pattern)
+                })
+                .map(|(path, item)| {
+                    let mut m: Vec<String> = item
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(m, _)| m.to_ascii_uppercase())
+                        .collect();
+                    m.sort();
+                    (path, m)
+                })
+                .collect();
+            assert!(!documented.is_empty(), "{pattern} is not in the document");
+            let mut want: Vec<String> = methods.split(", ").map(str::to_string).collect();
+            want.sort();
+            for (path, got) in documented {
+                assert_eq!(got, want, "{path} ({pattern})");
+            }
+        }
     }
 
     #[test]
