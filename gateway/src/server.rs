@@ -178,12 +178,14 @@ pub async fn serve_tls(
 }
 
 /// What runs beside the listeners: the division registry's refresh,
-/// sources' health checks and the metric export (each off when its
-/// setting says so, each reading the configuration serving now).
+/// sources' health checks, the metric export and the escalation saga's
+/// worker (each off when its setting says so, each reading the
+/// configuration serving now).
 fn background(live: &Arc<Live>) {
     tokio::spawn(crate::registry::refresh(live.clone()));
     tokio::spawn(crate::health::run(live.clone()));
     tokio::spawn(crate::observe::export_metrics(live.clone()));
+    tokio::spawn(crate::cases::saga::run(live.clone()));
 }
 
 /// Serve the API on `listener` (and `/metrics` on `admin`, if given)

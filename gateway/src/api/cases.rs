@@ -14,11 +14,13 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 use super::{authorize, fetch, respond};
+use crate::cases::ids::{local_now, new_id, new_step_id};
+use crate::cases::read::{Located, locate};
 use crate::cases::transitions::{NEW, loop_above};
 use crate::cases::{Begin, Effect, Transitions};
 use crate::disclosure::{self, Facts, Released, WriteFacts};
 use crate::error::{ApiError, Detail, ErrorCode};
-use crate::federation::{self, FieldFilter, ListRequest};
+use crate::federation::{FieldFilter, ListRequest};
 use crate::model;
 use crate::state::{Gateway, Live};
 
@@ -49,51 +51,6 @@ struct TransitionBody {
     note: Option<String>,
     #[serde(default)]
     satisfaction: Option<i64>,
-}
-
-/// Where a case is, as its source holds it (read by the gateway for
-/// itself; nothing of it leaves unless the gate releases it).
-struct Found {
-    source: String,
-    division: String,
-    case_loop: String,
-    state: String,
-}
-
-/// Local time in Inner Mongolia, as the districts record it, to the
-/// millisecond (steps of one case can come within a second).
-fn local_now() -> String {
-    let t = std::time::SystemTime::now() + std::time::Duration::from_secs(8 * 3600);
-    let utc = crate::telemetry::rfc3339(t);
-    format!("{}+08:00", utc.trim_end_matches('Z'))
-}
-
-/// A step's id: the case's, then a short unique suffix (district tables
-/// keep ids in narrow columns).
-fn new_step_id(case: &str) -> String {
-    use rand::RngCore;
-    // Microseconds (wrapping every ~12 days) order a case's steps taken
-    // within one millisecond of each other.
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_micros()
-        % (1 << 40);
-    let mut tail = [0u8; 1];
-    rand::rng().fill_bytes(&mut tail);
-    format!("{case}.{micros:010x}{}", hex::encode(tail))
-}
-
-/// A new id, unique without coordination: time, then randomness.
-fn new_id(prefix: &str) -> String {
-    use rand::RngCore;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let mut tail = [0u8; 4];
-    rand::rng().fill_bytes(&mut tail);
-    format!("{prefix}{nanos:x}{}", hex::encode(tail))
 }
 
 /// Longest texts a case write takes (characters); the OpenAPI document
@@ -510,9 +467,7 @@ async fn transition_inner(
             }
         },
         Effect::Whistle => {
-            return Err(ApiError::unsupported(
-                "whistling to the city (the escalation saga to the city platform) is not served by this gateway yet; the case is unchanged",
-            ));
+            return whistle(gateway, principal, found, body.note, facts).await;
         }
     };
     let source = gateway
@@ -549,6 +504,89 @@ async fn transition_inner(
     apply(&source, command, facts).await?;
     let released = read_case(gateway, principal, id, facts).await?;
     Ok((StatusCode::OK, released))
+}
+
+/// `whistled`: record the saga in the outbox, then work it at once. Done,
+/// the case (now in the city loop, linked) answers 200; a city that is
+/// down for now leaves it `whistled` and the worker finishing it (202); a
+/// city that refuses it undoes the whistle (422, the case back at
+/// `assessed`).
+async fn whistle(
+    gateway: &Gateway,
+    principal: &Principal,
+    found: Located,
+    note: Option<String>,
+    facts: &mut Facts,
+) -> Result<(StatusCode, Released), ApiError> {
+    use crate::cases::outbox::{Stage, Whistle};
+    use crate::cases::saga::{self, Worker};
+    if gateway.transitions.whistle_to.is_none() {
+        return Err(ApiError::unsupported(
+            "this gateway files no city cases (`whistle_to` in cases.toml); the case is unchanged",
+        ));
+    }
+    let id = found.text("id").unwrap_or_default();
+    let key = facts
+        .write
+        .as_ref()
+        .map(|w| w.idempotency_key.clone())
+        .unwrap_or_default();
+    if let Some(w) = facts.write.as_mut() {
+        w.case = id.clone();
+        w.source = found.source.clone();
+        w.from = found.state.clone();
+        w.to = "whistled".into();
+    }
+    facts.sources = vec![found.source.clone()];
+    let entry_id = saga::entry_id(&principal.id, &key);
+    let payload = Whistle {
+        case_id: id.clone(),
+        division: found.division.clone(),
+        district_source: found.source.clone(),
+        title: found.text("title").unwrap_or_default(),
+        category: found.text("category").unwrap_or_default(),
+        due_at: found.text("due_at"),
+        reporter_name: found.text("reporter_name"),
+        reporter_phone: found.text("reporter_phone"),
+        note,
+        step_id: new_step_id(&id),
+        at: local_now(),
+    };
+    let unavailable = |e: String| {
+        ApiError::new(
+            ErrorCode::AuditUnavailable,
+            format!(
+                "the gateway's store cannot record the whistle, so nothing was changed ({e}); retry later"
+            ),
+        )
+    };
+    gateway
+        .writes
+        .enqueue(&entry_id, &payload)
+        .await
+        .map_err(unavailable)?;
+    let entry = saga::drive(gateway, &Worker::this_process(), &entry_id, usize::MAX)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| ApiError::not_found(format!("no case {id} that you may move")))?;
+    let status = match entry.stage {
+        Stage::Done => StatusCode::OK,
+        Stage::Failed if entry.error.contains("moved before") => {
+            return Err(ApiError::new(
+                ErrorCode::CaseChanged,
+                format!("case {id} {}", entry.error.trim_start_matches("the case ")),
+            ));
+        }
+        Stage::Failed => {
+            return Err(ApiError::new(
+                ErrorCode::SourceRejected,
+                format!("{}; case {id} is back at `assessed`", entry.error),
+            ));
+        }
+        _ => StatusCode::ACCEPTED,
+    };
+    let released = read_case(gateway, principal, &id, facts).await?;
+    Ok((status, released))
 }
 
 /// Ask the policy whether `principal` may move a `case_loop` case in
@@ -689,54 +727,22 @@ async fn find(
     principal: &Principal,
     id: &str,
     facts: &mut Facts,
-) -> Result<Found, ApiError> {
+) -> Result<Located, ApiError> {
     let d = &principal.division;
-    let scope = if d.len() > 6 {
-        d[..6].to_string()
-    } else {
-        d.clone()
-    };
-    let entity = &model::CASES;
-    let field = entity
-        .field("id")
-        .ok_or_else(|| ApiError::not_found("no id field"))?;
-    let request = ListRequest {
-        entity,
-        scope: vec![scope],
-        filters: vec![FieldFilter {
-            field,
-            op: FilterOp::Eq,
-            values: vec![Value::Text(id.to_string())],
-        }],
-        projection: vec!["id", "division", "loop", "state"],
-        output: vec!["id", "division", "loop", "state"],
-        limit: 2,
-        cursor: None,
-        strict: true,
-    };
-    let outcome = federation::execute(&gateway.sources, &request)
-        .await
-        .map_err(|e| super::list_error(gateway, entity, &request.scope, e, facts))?;
-    let row = outcome
-        .rows
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::not_found(format!("no case {id} that you may move")))?;
-    let cell = |name: &str| {
-        row.cells
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| match v {
-                Value::Text(t) => Some(t.clone()),
-                _ => None,
-            })
-    };
-    Ok(Found {
-        source: row.source.to_string(),
-        division: row.division.clone(),
-        case_loop: cell("loop").unwrap_or_default(),
-        state: cell("state").unwrap_or_default(),
-    })
+    let scope = if d.len() > 6 { &d[..6] } else { d.as_str() };
+    match locate(&gateway.sources, scope, id).await {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => Err(ApiError::not_found(format!(
+            "no case {id} that you may move"
+        ))),
+        Err((request, e)) => Err(super::list_error(
+            gateway,
+            request.entity,
+            &request.scope,
+            e,
+            facts,
+        )),
+    }
 }
 
 /// `GET /v1/cases/{id}`: the case with one timeline across both systems.

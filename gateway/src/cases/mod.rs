@@ -13,6 +13,10 @@
 //! the result remembered under the key → audited by the guard before the
 //! response leaves.
 
+pub mod ids;
+pub mod outbox;
+pub mod read;
+pub mod saga;
 pub mod store;
 pub mod transitions;
 

@@ -10,18 +10,32 @@ use crate::store::numbered;
 
 /// Every migration, in order; a released one is never edited, only
 /// followed by another.
-const MIGRATIONS: &[(i64, &str, &[&str])] = &[(
-    1,
-    "idempotency keys",
-    &[
-        "CREATE TABLE lianqiao_idempotency (
+const MIGRATIONS: &[(i64, &str, &[&str])] = &[
+    (
+        1,
+        "idempotency keys",
+        &[
+            "CREATE TABLE lianqiao_idempotency (
             principal TEXT NOT NULL, idem_key TEXT NOT NULL, request_sha TEXT NOT NULL,
             state TEXT NOT NULL, status BIGINT NOT NULL, body TEXT NOT NULL,
             created_at TEXT NOT NULL, expires_at TEXT NOT NULL,
             PRIMARY KEY (principal, idem_key))",
-        "CREATE INDEX lianqiao_idempotency_expiry ON lianqiao_idempotency (expires_at)",
-    ],
-)];
+            "CREATE INDEX lianqiao_idempotency_expiry ON lianqiao_idempotency (expires_at)",
+        ],
+    ),
+    (
+        2,
+        "the outbox of the escalation saga",
+        &[
+            "CREATE TABLE lianqiao_outbox (
+            id TEXT PRIMARY KEY, case_id TEXT NOT NULL, payload TEXT NOT NULL,
+            stage TEXT NOT NULL, city_case TEXT NOT NULL, attempts BIGINT NOT NULL,
+            next_at TEXT NOT NULL, lease_owner TEXT NOT NULL, lease_until TEXT NOT NULL,
+            error TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+            "CREATE INDEX lianqiao_outbox_due ON lianqiao_outbox (stage, next_at)",
+        ],
+    ),
+];
 
 /// How long a key is remembered.
 pub const KEY_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
@@ -53,7 +67,7 @@ impl std::fmt::Debug for WriteStore {
     }
 }
 
-fn at(t: std::time::SystemTime) -> String {
+pub(super) fn at(t: std::time::SystemTime) -> String {
     crate::telemetry::rfc3339(t)
 }
 
@@ -66,7 +80,7 @@ impl WriteStore {
         }
     }
 
-    async fn pool(&self) -> Result<&(AnyPool, bool), String> {
+    pub(super) async fn pool(&self) -> Result<&(AnyPool, bool), String> {
         self.pool
             .get_or_try_init(|| async {
                 let (pool, postgres) = crate::store::connect(&self.url, 8, "write store").await?;

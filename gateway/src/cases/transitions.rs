@@ -11,6 +11,9 @@ pub const NEW: &str = "new";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
+    /// The source that takes whistled cases (the city platform's).
+    #[serde(default)]
+    whistle_to: Option<String>,
     #[serde(rename = "move")]
     moves: Vec<Move>,
 }
@@ -41,6 +44,8 @@ pub enum Effect {
 #[derive(Debug, Clone, Default)]
 pub struct Transitions {
     moves: Vec<Move>,
+    /// The source a street's whistle files the city case with.
+    pub whistle_to: Option<String>,
 }
 
 impl Transitions {
@@ -87,7 +92,10 @@ impl Transitions {
                 ));
             }
         }
-        Ok(Transitions { moves: file.moves })
+        Ok(Transitions {
+            moves: file.moves,
+            whistle_to: file.whistle_to,
+        })
     }
 
     /// The move from `from` to `to` in `case_loop`, if the table has it.

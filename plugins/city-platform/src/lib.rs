@@ -256,6 +256,82 @@ fn fetch(settings: &Settings, entity: &str, code: &str) -> Result<Vec<Record>, S
     }
 }
 
+/// File a whistled case on the platform (`POST /cases`), under the
+/// platform's own idempotency header: a retry after a lost answer gets the
+/// same case back, never a second one.
+fn file_case(
+    settings: &Settings,
+    case: lianqiao_sdk::NewCase,
+    idempotency_key: &str,
+) -> Result<CommandResult, CommandError> {
+    let body = json!({
+        "externalId": case.linked_case,
+        "divisionCode": case.division,
+        "title": case.title,
+        "category": case.category,
+        "reporterName": case.reporter_name,
+        "reporterPhone": case.reporter_phone,
+        "dueAt": case.due_at,
+        "note": case.first.note,
+    });
+    let response = settings
+        .send(
+            "POST",
+            "/cases",
+            vec![
+                ("content-type".into(), "application/json".into()),
+                ("accept".into(), "application/json".into()),
+                ("x-request-id".into(), idempotency_key.to_string()),
+            ],
+            Some(body.to_string().into_bytes()),
+        )
+        .map_err(|e| match e {
+            SourceError::UpstreamTimeout(m) => CommandError::UpstreamTimeout(m),
+            SourceError::UpstreamUnavailable(m) => CommandError::UpstreamUnavailable(m),
+            SourceError::Denied(m) => CommandError::Denied(m),
+            other => CommandError::UpstreamError(other.to_string()),
+        })?;
+    let answer: Json = serde_json::from_slice(&response.body).unwrap_or(Json::Null);
+    let detail = || {
+        answer
+            .get("detail")
+            .and_then(Json::as_str)
+            .unwrap_or("no detail")
+            .to_string()
+    };
+    match response.status {
+        200 | 201 => answer
+            .get("caseId")
+            .and_then(Json::as_str)
+            .map(|id| CommandResult {
+                id: id.to_string(),
+                replayed: response.status == 200,
+            })
+            .ok_or_else(|| {
+                CommandError::UpstreamError("POST /cases: no caseId in the answer".into())
+            }),
+        400 | 422 => Err(CommandError::Rejected(format!(
+            "the city platform: {}",
+            detail()
+        ))),
+        409 => Err(CommandError::Conflict(format!(
+            "the city platform: {}",
+            detail()
+        ))),
+        429 | 502 | 503 => Err(CommandError::UpstreamUnavailable(format!(
+            "the city platform answered {}",
+            response.status
+        ))),
+        504 => Err(CommandError::UpstreamTimeout(
+            "the city platform answered 504".into(),
+        )),
+        status => Err(CommandError::UpstreamError(format!(
+            "the city platform answered {status}: {}",
+            detail()
+        ))),
+    }
+}
+
 struct CityPlatform;
 
 impl Guest for CityPlatform {
@@ -280,8 +356,17 @@ impl Guest for CityPlatform {
         })
     }
 
-    fn command(_: Command, _: String) -> Result<CommandResult, CommandError> {
-        Err(CommandError::Unsupported("not yet".into()))
+    fn command(command: Command, idempotency_key: String) -> Result<CommandResult, CommandError> {
+        let settings: Settings =
+            settings::load().map_err(|e| CommandError::BadConfig(e.to_string()))?;
+        match command {
+            Command::CreateCase(case) => file_case(&settings, case, &idempotency_key),
+            // The departments move city cases on the platform itself; the
+            // gateway mirrors those moves, it does not make them.
+            Command::TransitionCase(_) => Err(CommandError::Unsupported(
+                "city cases are moved on the city platform by its departments".into(),
+            )),
+        }
     }
 
     fn aggregate(query: AggregateQuery) -> Result<Vec<AggregateCell>, SourceError> {

@@ -64,20 +64,20 @@ async fn every_district_schema_serves_its_cases_and_their_history() {
 }
 
 /// A copy of Huimin's database of this test's own (writes change it).
-fn fresh_huimin_copy(name: &str) -> std::path::PathBuf {
+pub(crate) fn fresh_huimin_copy(name: &str) -> std::path::PathBuf {
     let dir = lianqiao_e2e::workspace_root().join("target/e2e-data");
     let path = dir.join(format!("huimin-{name}-{}.sqlite", std::process::id()));
     std::fs::copy(&huimin().1, &path).expect("copy the Huimin database");
     path
 }
 
-struct Caller<'a> {
+pub(crate) struct Caller<'a> {
     gw: &'a TestGateway,
     auth: String,
 }
 
 impl Caller<'_> {
-    async fn post(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
         let url = format!("http://{}{path}", self.gw.addr);
         let (status, text) = lianqiao_e2e::http_send(
             "POST",
@@ -96,12 +96,12 @@ impl Caller<'_> {
         (status, json)
     }
 
-    async fn move_to(&self, id: &str, key: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn move_to(&self, id: &str, key: &str, body: Value) -> (u16, Value) {
         self.post(&format!("/v1/cases/{id}/transitions"), key, &body)
             .await
     }
 
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         let (status, body) = self
             .gw
             .get_with(path, &[("authorization", &self.auth)])
@@ -110,7 +110,12 @@ impl Caller<'_> {
     }
 }
 
-fn caller<'a>(gw: &'a TestGateway, level: &str, division: &str, roles: &[&str]) -> Caller<'a> {
+pub(crate) fn caller<'a>(
+    gw: &'a TestGateway,
+    level: &str,
+    division: &str,
+    roles: &[&str],
+) -> Caller<'a> {
     Caller {
         gw,
         auth: format!("Bearer {}", lianqiao_e2e::token(level, division, roles)),

@@ -25,3 +25,4 @@ mod telemetry;
 mod tls;
 mod traces;
 mod walkthrough;
+mod whistle;

@@ -33,9 +33,19 @@ pub struct Settings {
     pub rate_limit: u32,
 }
 
+/// Cases filed through the write API (the generated world's cases are
+/// read-only history), and the platform's own request ids.
+#[derive(Default)]
+struct Filed {
+    cases: Vec<Value>,
+    /// (client, `X-Request-ID`) → (body digest, status, first answer).
+    requests: HashMap<(String, String), (String, u16, Value)>,
+}
+
 #[derive(Clone)]
 struct Platform {
     world: Arc<World>,
+    filed: Arc<Mutex<Filed>>,
     settings: Arc<Settings>,
     tokens: Arc<Mutex<HashMap<String, (String, Instant)>>>,
     windows: Arc<Mutex<HashMap<String, (u64, u32)>>>,
@@ -45,6 +55,7 @@ struct Platform {
 pub fn router(world: Arc<World>, settings: Settings, faults: Faults) -> Router {
     let state = Platform {
         world,
+        filed: Arc::default(),
         settings: Arc::new(settings),
         tokens: Arc::default(),
         windows: Arc::default(),
@@ -53,7 +64,8 @@ pub fn router(world: Arc<World>, settings: Settings, faults: Faults) -> Router {
     let api = Router::new()
         .route("/oauth/token", post(token))
         .route("/divisions", get(divisions))
-        .route("/cases", get(cases))
+        .route("/cases", get(cases).post(file_case))
+        .route("/cases/{case_id}/actions", post(act_on_case))
         .route("/service-centers", get(service_centers))
         .fallback(|uri: axum::http::Uri| async move {
             problem(
@@ -382,6 +394,10 @@ async fn cases(
                     "satisfaction": c.satisfaction,
                 })
             })
+            .chain(p.filed.lock().map(|f| f.cases.clone()).unwrap_or_default().into_iter().filter(|c| {
+                c["divisionCode"].as_str().is_some_and(|d| d.starts_with(division))
+                    && c["updatedAt"].as_str().is_some_and(|u| u >= since.as_str())
+            }))
             .collect()
         },
     )
@@ -413,4 +429,209 @@ async fn service_centers(
             .collect()
         },
     )
+}
+
+/// Local time in Inner Mongolia (UTC+8), as the platform stamps records.
+fn now_local() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+        + 8 * 3600;
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year}-{month:02}-{day:02}T{:02}:{:02}:{:02}+08:00",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+fn unprocessable(kind: &'static str, detail: &str) -> Problem {
+    problem(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        kind,
+        "Unprocessable Entity",
+        detail,
+    )
+}
+
+/// `POST /cases`: a district whistles a case to the city (吹哨). The
+/// platform's own idempotency: `X-Request-ID` (required); the same id and
+/// body answer the first result (200, `X-Idempotent-Replay: true`), the same
+/// id with another body is 409 `request-id-reused`.
+async fn file_case(State(p): State<Platform>, headers: HeaderMap, body: Bytes) -> Response {
+    let run = || -> Result<(u16, Value, bool), Problem> {
+        let client = p.authorize(&headers)?;
+        let request_id = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .ok_or_else(|| {
+                problem(
+                    StatusCode::BAD_REQUEST,
+                    "missing-request-id",
+                    "Bad Request",
+                    "send X-Request-ID (unique per case filed; a retry sends the same)",
+                )
+            })?
+            .to_string();
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
+        let mut filed = p.filed.lock().map_err(|_| {
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal",
+                "lock",
+            )
+        })?;
+        if let Some((first, status, answer)) =
+            filed.requests.get(&(client.clone(), request_id.clone()))
+        {
+            if *first != digest {
+                return Err(problem(
+                    StatusCode::CONFLICT,
+                    "request-id-reused",
+                    "Conflict",
+                    "this X-Request-ID was used for another case",
+                ));
+            }
+            return Ok((*status, answer.clone(), true));
+        }
+        let input: Value = serde_json::from_slice(&body)
+            .map_err(|e| unprocessable("malformed-body", &format!("not JSON: {e}")))?;
+        let text = |k: &str| input.get(k).and_then(Value::as_str).map(str::to_string);
+        let division = text("divisionCode").unwrap_or_default();
+        // A street, community or grid of one of the city's districts.
+        let well_formed = division.len() >= 9 && division.bytes().all(|b| b.is_ascii_digit());
+        if !well_formed
+            || !p
+                .world
+                .districts
+                .iter()
+                .any(|d| division.starts_with(&d.district.code))
+        {
+            return Err(unprocessable(
+                "unknown-division",
+                &format!("divisionCode `{division}` is not a division of this city"),
+            ));
+        }
+        let title = text("title")
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| unprocessable("missing-title", "title is required"))?;
+        let at = now_local();
+        let case_id = format!(
+            "HH{}{:05}",
+            at[..10].replace('-', ""),
+            filed.cases.len() + 1
+        );
+        let case = json!({
+            "caseId": case_id, "title": title, "category": text("category").unwrap_or_default(),
+            "loop": "city", "state": "accepted", "divisionCode": division,
+            "openedAt": at, "updatedAt": at, "dueAt": text("dueAt"),
+            "reporterName": text("reporterName"), "reporterPhone": text("reporterPhone"),
+            "departments": [], "externalId": text("externalId"),
+            "history": [{ "state": "accepted", "at": at, "byLevel": "city" }],
+            "satisfaction": null,
+        });
+        filed.cases.push(case.clone());
+        filed
+            .requests
+            .insert((client, request_id), (digest, 201, case.clone()));
+        Ok((201, case, false))
+    };
+    match run() {
+        Ok((status, case, replay)) => {
+            let status =
+                StatusCode::from_u16(if replay { 200 } else { status }).unwrap_or(StatusCode::OK);
+            let mut response = (status, Json(case)).into_response();
+            if replay {
+                response
+                    .headers_mut()
+                    .insert("x-idempotent-replay", HeaderValue::from_static("true"));
+            }
+            response
+        }
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// `POST /cases/{caseId}/actions` (`{"action": "report-in" | "feedback" |
+/// "evaluate" | "close", "satisfaction": 1–5}`): the departments answer a
+/// filed case (接诉即办). Moves out of order are 409 `invalid-state`.
+async fn act_on_case(
+    State(p): State<Platform>,
+    headers: HeaderMap,
+    axum::extract::Path(case_id): axum::extract::Path<String>,
+    body: Bytes,
+) -> Response {
+    let run = || -> Result<Value, Problem> {
+        p.authorize(&headers)?;
+        let input: Value = serde_json::from_slice(&body)
+            .map_err(|e| unprocessable("malformed-body", &format!("not JSON: {e}")))?;
+        let action = input
+            .get("action")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let (from, to) = match action {
+            "report-in" => ("accepted", "reported_in"),
+            "feedback" => ("reported_in", "feedback"),
+            "evaluate" => ("feedback", "evaluated"),
+            "close" => ("evaluated", "closed"),
+            other => {
+                return Err(unprocessable(
+                    "unknown-action",
+                    &format!("action `{other}` is not one of report-in, feedback, evaluate, close"),
+                ));
+            }
+        };
+        let mut filed = p.filed.lock().map_err(|_| {
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal",
+                "lock",
+            )
+        })?;
+        let case = filed
+            .cases
+            .iter_mut()
+            .find(|c| c["caseId"] == case_id.as_str())
+            .ok_or_else(|| {
+                problem(
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    "Not Found",
+                    &format!("no filed case {case_id}"),
+                )
+            })?;
+        if case["state"] != from {
+            return Err(problem(
+                StatusCode::CONFLICT,
+                "invalid-state",
+                "Conflict",
+                &format!("case {case_id} is {}, not {from}", case["state"]),
+            ));
+        }
+        let at = now_local();
+        case["state"] = json!(to);
+        case["updatedAt"] = json!(at);
+        if to == "evaluated" {
+            case["satisfaction"] = input.get("satisfaction").cloned().unwrap_or(json!(5));
+        }
+        if let Some(history) = case["history"].as_array_mut() {
+            history.push(json!({ "state": to, "at": at, "byLevel": "city" }));
+        }
+        Ok(case.clone())
+    };
+    run().map_or_else(IntoResponse::into_response, |v| Json(v).into_response())
 }

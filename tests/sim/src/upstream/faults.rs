@@ -35,6 +35,10 @@ pub struct Fault {
     pub hang: bool,
     /// Answer the first this-many requests with `status`, then behave.
     pub fail_first: u32,
+    /// Apply the first this-many requests, then answer 504 instead of
+    /// their result (a proxy whose upstream went quiet after the write):
+    /// the answer is lost, the write is not.
+    pub lose_first: u32,
 }
 
 impl Fault {
@@ -54,6 +58,7 @@ impl Fault {
                 "truncated_rate" => fault.truncated_rate = value.parse().map_err(|e| bad(&e))?,
                 "hang" => fault.hang = value.parse().map_err(|e| bad(&e))?,
                 "fail_first" => fault.fail_first = value.parse().map_err(|e| bad(&e))?,
+                "lose_first" => fault.lose_first = value.parse().map_err(|e| bad(&e))?,
                 other => return Err(format!("unknown fault `{other}`")),
             }
         }
@@ -105,6 +110,16 @@ impl Faults {
         Ok(faults)
     }
 
+    /// No faults, and every `fail_first`/`lose_first` count back at zero.
+    pub fn clear(&self) {
+        if let Ok(mut map) = self.by_path.lock() {
+            map.clear();
+        }
+        if let Ok(mut failed) = self.failed.lock() {
+            failed.clear();
+        }
+    }
+
     pub fn set(&self, path: &str, fault: Fault) {
         if let Ok(mut map) = self.by_path.lock() {
             map.insert(path.to_string(), fault);
@@ -128,9 +143,17 @@ impl Faults {
         }
     }
 
-    fn for_path(&self, path: &str) -> Option<Fault> {
+    /// The fault for a request, and the key it was set under: `METHOD
+    /// path` (one method only), else `path`, else `*`.
+    fn for_request(&self, method: &str, path: &str) -> Option<(String, Fault)> {
         let map = self.by_path.lock().ok()?;
-        map.get(path).or_else(|| map.get("*")).cloned()
+        [
+            format!("{method} {path}"),
+            path.to_string(),
+            "*".to_string(),
+        ]
+        .into_iter()
+        .find_map(|key| map.get(&key).cloned().map(|f| (key, f)))
     }
 
     /// The last requests received (oldest first, at most 256).
@@ -181,7 +204,7 @@ pub async fn inject(State(faults): State<Faults>, request: Request, next: Next) 
         body: String::from_utf8_lossy(&bytes).into_owned(),
     });
     let request = Request::from_parts(parts, Body::from(bytes));
-    let Some(fault) = faults.for_path(&path) else {
+    let Some((key, fault)) = faults.for_request(request.method().as_str(), &path) else {
         return next.run(request).await;
     };
     if fault.latency_ms > 0 {
@@ -190,7 +213,7 @@ pub async fn inject(State(faults): State<Faults>, request: Request, next: Next) 
     if fault.hang {
         std::future::pending::<()>().await;
     }
-    if faults.owes_failure(&path, fault.fail_first) || faults.roll(fault.error_rate) {
+    if faults.owes_failure(&key, fault.fail_first) || faults.roll(fault.error_rate) {
         let status = fault
             .status
             .and_then(|s| StatusCode::from_u16(s).ok())
@@ -202,6 +225,13 @@ pub async fn inject(State(faults): State<Faults>, request: Request, next: Next) 
             .into_response();
     }
     let response = next.run(request).await;
+    if faults.owes_failure(&format!("{key}#lost"), fault.lose_first) {
+        return (
+            StatusCode::GATEWAY_TIMEOUT,
+            "<html><body><h1>504 Gateway Time-out (injected after the write)</h1></body></html>",
+        )
+            .into_response();
+    }
     let malformed = faults.roll(fault.malformed_rate);
     let truncated = faults.roll(fault.truncated_rate);
     if !malformed && !truncated {

@@ -1,0 +1,229 @@
+//! The escalation saga's outbox, in the gateway's store (beside the
+//! idempotency keys): one row per whistled case, the stage it has reached,
+//! and a lease so that exactly one gateway (of several replicas sharing
+//! PostgreSQL) works it at a time. A crash leaves the row at its stage; the
+//! lease runs out and the next worker goes on from there.
+
+use serde::{Deserialize, Serialize};
+use sqlx::{AssertSqlSafe, Row};
+use std::time::{Duration, SystemTime};
+
+use super::store::{WriteStore, at};
+use crate::store::numbered;
+
+/// Where a whistle is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The district record is to move `assessed` → `whistled`.
+    District,
+    /// The city platform is to file the linked case.
+    City,
+    /// The district record is to mirror the city's `accepted`, linked.
+    Link,
+    /// The city would not take the case: the district record returns to
+    /// `assessed` with the reason.
+    Compensate,
+    /// Finished: one city case, the district record linked to it.
+    Done,
+    /// Finished without a city case; `error` says why.
+    Failed,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::District => "district",
+            Stage::City => "city",
+            Stage::Link => "link",
+            Stage::Compensate => "compensate",
+            Stage::Done => "done",
+            Stage::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Stage {
+        match s {
+            "district" => Stage::District,
+            "city" => Stage::City,
+            "link" => Stage::Link,
+            "compensate" => Stage::Compensate,
+            "done" => Stage::Done,
+            _ => Stage::Failed,
+        }
+    }
+
+    pub fn finished(self) -> bool {
+        matches!(self, Stage::Done | Stage::Failed)
+    }
+}
+
+/// What the saga needs of the case, read once when it is whistled.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Whistle {
+    pub case_id: String,
+    pub division: String,
+    /// The district source holding the record.
+    pub district_source: String,
+    pub title: String,
+    pub category: String,
+    pub due_at: Option<String>,
+    pub reporter_name: Option<String>,
+    pub reporter_phone: Option<String>,
+    pub note: Option<String>,
+    /// The `whistled` step's id and time, fixed at the start so that a
+    /// repeated step is the same step.
+    pub step_id: String,
+    pub at: String,
+}
+
+/// One outbox row.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: String,
+    pub stage: Stage,
+    pub whistle: Whistle,
+    pub city_case: String,
+    pub attempts: i64,
+    pub error: String,
+}
+
+fn db(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+impl WriteStore {
+    /// Record a whistle at its first stage; `false` when the row was there
+    /// already (a retried request): the saga goes on from where it is.
+    pub async fn enqueue(&self, id: &str, whistle: &Whistle) -> Result<bool, String> {
+        let (pool, pg) = self.pool().await?;
+        let now = at(SystemTime::now());
+        let payload = serde_json::to_string(whistle).map_err(db)?;
+        let inserted = sqlx::query(AssertSqlSafe(numbered(
+            *pg,
+            "INSERT INTO lianqiao_outbox (id, case_id, payload, stage, city_case, attempts, next_at, lease_owner, lease_until, error, created_at, updated_at)
+             VALUES (?, ?, ?, 'district', '', 0, ?, '', ?, '', ?, ?)",
+        )))
+        .bind(id.to_string())
+        .bind(whistle.case_id.clone())
+        .bind(payload)
+        .bind(now.clone())
+        .bind(now.clone())
+        .bind(now.clone())
+        .bind(now)
+        .execute(pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+            Err(e) => Err(db(e)),
+        }
+    }
+
+    /// Take the row for `lease` if no other worker holds it; the row as
+    /// it is, or none when it is held elsewhere or finished.
+    pub async fn claim(
+        &self,
+        id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<Entry>, String> {
+        let (pool, pg) = self.pool().await?;
+        let now = SystemTime::now();
+        let taken = sqlx::query(AssertSqlSafe(numbered(
+            *pg,
+            "UPDATE lianqiao_outbox SET lease_owner = ?, lease_until = ?
+             WHERE id = ? AND stage NOT IN ('done', 'failed') AND (lease_until < ? OR lease_owner = ?)",
+        )))
+        .bind(owner.to_string())
+        .bind(at(now + lease))
+        .bind(id.to_string())
+        .bind(at(now))
+        .bind(owner.to_string())
+        .execute(pool)
+        .await
+        .map_err(db)?;
+        if taken.rows_affected() != 1 {
+            return Ok(None);
+        }
+        self.entry(id).await
+    }
+
+    /// The row, whoever holds it.
+    pub async fn entry(&self, id: &str) -> Result<Option<Entry>, String> {
+        let (pool, pg) = self.pool().await?;
+        let row = sqlx::query(AssertSqlSafe(numbered(
+            *pg,
+            "SELECT stage, payload, city_case, attempts, error FROM lianqiao_outbox WHERE id = ?",
+        )))
+        .bind(id.to_string())
+        .fetch_optional(pool)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let text = |i: usize| row.try_get::<String, _>(i).map_err(db);
+        Ok(Some(Entry {
+            id: id.to_string(),
+            stage: Stage::parse(&text(0)?),
+            whistle: serde_json::from_str(&text(1)?).map_err(db)?,
+            city_case: text(2)?,
+            attempts: row.try_get::<i64, _>(3).map_err(db)?,
+            error: text(4)?,
+        }))
+    }
+
+    /// Record the row's progress, if `owner` still holds it; the lease is
+    /// renewed for `lease`, or given up with the next try not before
+    /// `retry_at`.
+    pub async fn advance(
+        &self,
+        entry: &Entry,
+        owner: &str,
+        lease: Duration,
+        retry_at: Option<SystemTime>,
+    ) -> Result<bool, String> {
+        let (pool, pg) = self.pool().await?;
+        let now = SystemTime::now();
+        let (next_at, lease_until) = match retry_at {
+            Some(t) => (at(t), at(now - Duration::from_millis(1))),
+            None => (at(now), at(now + lease)),
+        };
+        let done = sqlx::query(AssertSqlSafe(numbered(
+            *pg,
+            "UPDATE lianqiao_outbox SET stage = ?, city_case = ?, attempts = ?, error = ?, next_at = ?, lease_until = ?, updated_at = ?
+             WHERE id = ? AND lease_owner = ?",
+        )))
+        .bind(entry.stage.as_str())
+        .bind(entry.city_case.clone())
+        .bind(entry.attempts)
+        .bind(entry.error.clone())
+        .bind(next_at)
+        .bind(lease_until)
+        .bind(at(now))
+        .bind(entry.id.clone())
+        .bind(owner.to_string())
+        .execute(pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Rows due for work: unfinished, not held, their next try due.
+    pub async fn due(&self, limit: i64) -> Result<Vec<String>, String> {
+        let (pool, pg) = self.pool().await?;
+        let now = at(SystemTime::now());
+        let rows = sqlx::query(AssertSqlSafe(numbered(
+            *pg,
+            "SELECT id FROM lianqiao_outbox WHERE stage NOT IN ('done', 'failed') AND next_at <= ? AND lease_until < ?
+             ORDER BY next_at LIMIT ?",
+        )))
+        .bind(now.clone())
+        .bind(now)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(db))
+            .collect()
+    }
+}

@@ -1,0 +1,387 @@
+//! The escalation saga (吹哨): a street whistles a case to the city
+//! platform (the simulator, over HTTP, through the city-platform plugin);
+//! the city files exactly one linked case, and the district record mirrors
+//! it — through lost answers, 5xx, crashes between any two stages and two
+//! workers racing.
+
+use lianqiao_e2e::{ConfigDir, TestGateway, Upstreams, huimin, sqlite_url};
+use lianqiao_gateway::cases::outbox::{Stage, Whistle};
+use lianqiao_gateway::cases::saga::{self, Worker};
+use lianqiao_sim::upstream::faults::Fault;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+use super::cases::{caller, fresh_huimin_copy};
+
+/// The city platform's cases linked to district case `id`, read from the
+/// simulator itself (its own OAuth and API).
+async fn city_cases_linked_to(up: &Upstreams, division: &str, id: &str) -> Vec<Value> {
+    let base = format!("http://{}", up.city_platform);
+    let (status, token) = lianqiao_e2e::http_send(
+        "POST",
+        &format!("{base}/oauth/token"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        "grant_type=client_credentials&client_id=demo&client_secret=demo-secret",
+    )
+    .await
+    .expect("token");
+    assert_eq!(status, 200, "{token}");
+    let token: Value = serde_json::from_str(&token).expect("token JSON");
+    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap_or(""));
+    let (status, page) = lianqiao_e2e::http_send(
+        "GET",
+        &format!("{base}/cases?divisionCode={division}&limit=500"),
+        &[("authorization", &bearer)],
+        "",
+    )
+    .await
+    .expect("cases");
+    assert_eq!(status, 200, "{page}");
+    let page: Value = serde_json::from_str(&page).expect("cases JSON");
+    page["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["externalId"] == id)
+        .cloned()
+        .collect()
+}
+
+async fn gateway_with_city(name: &str) -> (Upstreams, TestGateway, std::path::PathBuf) {
+    let up = Upstreams::start().await;
+    let db = fresh_huimin_copy(name);
+    let gw = ConfigDir::new()
+        .with_demo_source("huimin", &sqlite_url(&db))
+        .with_upstreams(&up)
+        .start()
+        .await;
+    (up, gw, db)
+}
+
+#[tokio::test]
+async fn a_street_whistles_a_case_and_the_city_files_it_once() {
+    let (up, gw, _db) = gateway_with_city("whistle").await;
+    let grid = huimin()
+        .0
+        .grids
+        .iter()
+        .find(|g| g.code.len() == 14)
+        .expect("a grid")
+        .clone();
+    let community = grid.community.clone();
+    let street = community[..9].to_string();
+    let worker = caller(&gw, "grid", &grid.code, &[]);
+    let community_staff = caller(&gw, "community", &community, &[]);
+    let street_staff = caller(&gw, "street", &street, &[]);
+
+    let (status, created) = worker
+        .post(
+            "/v1/cases",
+            "w-create",
+            &json!({"division": grid.code, "title": "排水管网堵塞", "category": "市政设施"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["data"]["id"].as_str().expect("id").to_string();
+    for (who, to, key) in [
+        (&worker, "assessed", "w-1"),
+        (&worker, "escalated", "w-2"),
+        (&community_staff, "escalated", "w-3"),
+    ] {
+        let (status, moved) = who.move_to(&id, key, json!({"to": to})).await;
+        assert_eq!(status, 200, "{to}: {moved}");
+    }
+    // The city files the case but its answer is lost (504 after the write):
+    // the retry under the same request id finds it, it files no second.
+    up.city_faults.set(
+        "POST /cases",
+        Fault {
+            lose_first: 1,
+            ..Fault::default()
+        },
+    );
+    let (status, whistled) = street_staff
+        .move_to(
+            &id,
+            "w-whistle",
+            json!({"to": "whistled", "note": "需住建部门协调"}),
+        )
+        .await;
+    // The lost answer is retried after a backoff: finished now or by the
+    // worker shortly.
+    assert!(status == 200 || status == 202, "{status}: {whistled}");
+    let mut case = whistled;
+    for _ in 0..100 {
+        if case["data"]["state"] == "accepted" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        case = street_staff.get(&format!("/v1/cases/{id}")).await.1;
+    }
+    assert_eq!(
+        (&case["data"]["loop"], &case["data"]["state"]),
+        (&"city".into(), &"accepted".into()),
+        "{case}"
+    );
+    let linked = case["data"]["linked_case"].as_str().unwrap_or_default();
+    assert!(linked.starts_with("HH"), "linked to the city case: {case}");
+    let filed = city_cases_linked_to(&up, &grid.code, &id).await;
+    assert_eq!(filed.len(), 1, "exactly one city case: {filed:?}");
+    assert_eq!(filed[0]["caseId"], linked);
+    assert_eq!(filed[0]["title"], "排水管网堵塞");
+    let steps: Vec<(&str, &str, &str)> = case["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .map(|s| {
+            (
+                s["state"].as_str().unwrap_or(""),
+                s["loop"].as_str().unwrap_or(""),
+                s["by_level"].as_str().unwrap_or(""),
+            )
+        })
+        .filter(|(state, _, _)| matches!(*state, "whistled" | "accepted"))
+        .collect();
+    assert_eq!(
+        steps,
+        [("whistled", "city", "street"), ("accepted", "city", "city")],
+        "{case}"
+    );
+    // The client's retry of the whistle: the first result, no second case.
+    let (status, _) = street_staff
+        .move_to(
+            &id,
+            "w-whistle",
+            json!({"to": "whistled", "note": "需住建部门协调"}),
+        )
+        .await;
+    assert!(status == 200 || status == 202);
+    assert_eq!(city_cases_linked_to(&up, &grid.code, &id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_whistle_the_city_refuses_is_undone() {
+    let (up, gw, db) = gateway_with_city("refused").await;
+    let grid = huimin()
+        .0
+        .grids
+        .iter()
+        .find(|g| g.code.len() == 14)
+        .expect("a grid")
+        .clone();
+    let street = grid.community[..9].to_string();
+    let id = street_case(&db, &grid.code, 0).await;
+    up.city_faults.set(
+        "POST /cases",
+        Fault {
+            fail_first: 100,
+            status: Some(422),
+            ..Fault::default()
+        },
+    );
+    let street_staff = caller(&gw, "street", &street, &[]);
+    let (status, refused) = street_staff
+        .move_to(&id, "r-1", json!({"to": "whistled"}))
+        .await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["error"]["code"], "source_rejected");
+    let (_, case) = street_staff.get(&format!("/v1/cases/{id}")).await;
+    assert_eq!(
+        (&case["data"]["loop"], &case["data"]["state"]),
+        (&"street".into(), &"assessed".into()),
+        "back where it was: {case}"
+    );
+    let last = case["timeline"]
+        .as_array()
+        .and_then(|t| t.last())
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        last["note"].as_str().unwrap_or("").contains("吹哨未成"),
+        "the reason is on the record: {last}"
+    );
+    assert!(city_cases_linked_to(&up, &grid.code, &id).await.is_empty());
+}
+
+/// A street-loop case in `assessed`, written straight into the test's own
+/// copy of Huimin's database (as the district's system would hold it).
+async fn street_case(db: &std::path::Path, grid: &str, n: usize) -> String {
+    let id = format!("150103-S{n:05}-{}", std::process::id());
+    let source = sqlite_url(db);
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&source).await.expect("connect");
+    sqlx::query(
+        "INSERT INTO problem_case (case_no, title, category, loop_level, status, grid_code, reporter, reporter_tel, opened, updated, due, city_case_no)
+         VALUES (?, '道路塌陷', '市政设施', '街道', '研判', ?, NULL, NULL, '2026-12-01T09:00:00+08:00', '2026-12-01T09:00:00+08:00', NULL, NULL)",
+    )
+    .bind(id.clone())
+    .bind(grid.to_string())
+    .execute(&pool)
+    .await
+    .expect("insert a street case");
+    pool.close().await;
+    id
+}
+
+/// ≥100 seeded fault schedules: the city losing answers, failing with 5xx
+/// for a while or refusing; the gateway "crashing" (its worker stopping,
+/// lease held) after any stage; a second worker racing the first. Each ends
+/// with exactly one city case and the district record linked to it, or —
+/// when the city refused — none and the record back at `assessed`.
+#[tokio::test]
+async fn whistles_end_consistent_under_seeded_fault_schedules() {
+    let seed: u64 = std::env::var("LIANQIAO_SAGA_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261203);
+    let schedules: usize = std::env::var("LIANQIAO_SAGA_SCHEDULES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
+    let (up, gw, db) = gateway_with_city("schedules").await;
+    let grid = huimin()
+        .0
+        .grids
+        .iter()
+        .find(|g| g.code.len() == 14)
+        .expect("a grid")
+        .code
+        .clone();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    for n in 0..schedules {
+        let id = street_case(&db, &grid, n).await;
+        // The schedule.
+        let crash_after = rng.random_range(0..4usize);
+        let fault = match rng.random_range(0..10) {
+            0..=2 => Fault::default(),
+            3..=4 => Fault {
+                fail_first: rng.random_range(1..4),
+                status: Some(if rng.random_bool(0.5) { 500 } else { 503 }),
+                ..Fault::default()
+            },
+            5..=7 => Fault {
+                lose_first: rng.random_range(1..3),
+                ..Fault::default()
+            },
+            8 => Fault {
+                fail_first: 1,
+                status: Some(500),
+                lose_first: 1,
+                ..Fault::default()
+            },
+            _ => Fault {
+                fail_first: 100,
+                status: Some(422),
+                ..Fault::default()
+            },
+        };
+        let refused = fault.status == Some(422);
+        let racing = rng.random_bool(0.3);
+        let context = format!(
+            "seed {seed} (LIANQIAO_SAGA_SEED), schedule {n}: crash after {crash_after} stage(s), {fault:?}, racing {racing}"
+        );
+        up.city_faults.clear();
+        up.city_faults.set("POST /cases", fault);
+
+        let gateway = &gw.gateway;
+        let entry_id = saga::entry_id("schedule", &format!("k{n}"));
+        let whistle = Whistle {
+            case_id: id.clone(),
+            division: grid.clone(),
+            district_source: "huimin".into(),
+            title: "道路塌陷".into(),
+            category: "市政设施".into(),
+            due_at: None,
+            reporter_name: None,
+            reporter_phone: None,
+            note: Some(format!("schedule {n}")),
+            step_id: format!("{id}.w"),
+            at: "2026-12-02T10:00:00.000+08:00".into(),
+        };
+        assert!(
+            gateway
+                .writes
+                .enqueue(&entry_id, &whistle)
+                .await
+                .expect("enqueue"),
+            "{context}"
+        );
+        // A client retry records nothing twice.
+        assert!(
+            !gateway
+                .writes
+                .enqueue(&entry_id, &whistle)
+                .await
+                .expect("enqueue again")
+        );
+        let short = |name: &str| Worker {
+            owner: format!("{name}-{n}"),
+            lease: Duration::from_millis(150),
+        };
+        // The first worker stops after `crash_after` stages, its lease held.
+        saga::drive(gateway, &short("crashing"), &entry_id, crash_after)
+            .await
+            .expect("first worker");
+        // Then the restarted gateway (and maybe a racing replica) go on,
+        // beside this process's own background worker.
+        let mut finished = None;
+        for _ in 0..300 {
+            let (restarted, replica) = (short("restarted"), short("replica"));
+            let resume = saga::drive(gateway, &restarted, &entry_id, usize::MAX);
+            if racing {
+                let race = saga::drive(gateway, &replica, &entry_id, usize::MAX);
+                let (a, b) = tokio::join!(resume, race);
+                a.expect("restarted worker");
+                b.expect("racing worker");
+            } else {
+                resume.await.expect("restarted worker");
+            }
+            let entry = gateway
+                .writes
+                .entry(&entry_id)
+                .await
+                .expect("read the outbox")
+                .expect("the row");
+            if entry.stage.finished() {
+                finished = Some(entry);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let entry = finished.unwrap_or_else(|| panic!("not finished: {context}"));
+        let filed = city_cases_linked_to(&up, &grid, &id).await;
+        let street = caller(&gw, "street", &grid[..9], &[]);
+        let (status, case) = street.get(&format!("/v1/cases/{id}")).await;
+        assert_eq!(status, 200, "{context}: {case}");
+        if refused {
+            assert_eq!(entry.stage, Stage::Failed, "{context}");
+            assert!(filed.is_empty(), "{context}: {filed:?}");
+            assert_eq!(
+                (&case["data"]["loop"], &case["data"]["state"]),
+                (&"street".into(), &"assessed".into()),
+                "{context}"
+            );
+        } else {
+            assert_eq!(entry.stage, Stage::Done, "{context}: {}", entry.error);
+            assert_eq!(filed.len(), 1, "{context}: {filed:?}");
+            assert_eq!(
+                (
+                    &case["data"]["loop"],
+                    &case["data"]["state"],
+                    &case["data"]["linked_case"]
+                ),
+                (&"city".into(), &"accepted".into(), &filed[0]["caseId"]),
+                "{context}"
+            );
+        }
+        let states: Vec<&str> = case["timeline"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["state"].as_str())
+            .collect();
+        let whistles = states.iter().filter(|s| **s == "whistled").count();
+        assert_eq!(whistles, 1, "one whistled step: {context}: {states:?}");
+    }
+}
