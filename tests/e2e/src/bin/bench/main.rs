@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 mod load;
 mod side;
+mod writes;
 
 use lianqiao_e2e::{ConfigDir, huimin, workspace_root};
 use lianqiao_host::contract::Query;
@@ -108,6 +109,11 @@ async fn main() -> anyhow::Result<()> {
         let p50 = whole.percentile(0.5);
         print!("{}", table(&[&whole], "whole request", p50));
         print!("{}", policy(&gw, n, p50).await?);
+        return Ok(());
+    }
+    // `cargo xtask bench -- <n> writes`: the case-write table only.
+    if std::env::args().nth(2).as_deref() == Some("writes") {
+        print!("{}", writes::writes(n).await?);
         return Ok(());
     }
     // `cargo xtask bench -- <n> instructions`: telemetry's cost counted
@@ -240,6 +246,7 @@ async fn main() -> anyhow::Result<()> {
     report.push_str(&telemetry_cost(n).await?);
     report.push_str(&fan_out().await?);
     report.push_str(&load_with_a_failing_source().await?);
+    report.push_str(&writes::writes(n).await?);
     print!("{report}");
     let out = workspace_root().join("target/bench");
     std::fs::create_dir_all(&out)?;
