@@ -344,27 +344,53 @@ impl Snapshots<'_> {
                 self.all(store, &view).unwrap_or_default()
             }
         };
-        let mut groups: BTreeMap<(Option<String>, String), (Option<Json>, i64)> = BTreeMap::new();
-        for (division, _, fields) in &records {
-            let group = query
-                .division_prefix
-                .map(|n| division.chars().take(n as usize).collect());
-            let key = query
-                .by
-                .as_ref()
-                .map(|b| fields.get(b).cloned().unwrap_or(Json::Null));
-            let text = key.as_ref().map(Json::to_string).unwrap_or_default();
-            groups.entry((group, text)).or_insert((key, 0)).1 += 1;
-        }
-        let cells: Cells = groups
-            .into_iter()
-            .map(|((division, _), (key, count))| (division, key, count))
-            .collect();
+        let cells = group(&records, query);
         if let Ok(bytes) = serde_json::to_vec(&cells) {
             store.set(&count_key(&view), &bytes, self.ttl_ms);
         }
         Ok(cells)
     }
+}
+
+/// `records` grouped as `query` asks (division prefix and/or a field).
+fn group(records: &[Record], query: &AggregateQuery) -> Cells {
+    let mut groups: BTreeMap<(Option<String>, String), (Option<Json>, i64)> = BTreeMap::new();
+    for (division, _, fields) in records {
+        let group = query
+            .division_prefix
+            .map(|n| division.chars().take(n as usize).collect());
+        let key = query
+            .by
+            .as_ref()
+            .map(|b| fields.get(b).cloned().unwrap_or(Json::Null));
+        let text = key.as_ref().map(Json::to_string).unwrap_or_default();
+        groups.entry((group, text)).or_insert((key, 0)).1 += 1;
+    }
+    groups
+        .into_iter()
+        .map(|((division, _), (key, count))| (division, key, count))
+        .collect()
+}
+
+/// Counts of `records` (already filtered, in scope) for `query`, for a
+/// plugin that read them fresh instead of from a snapshot (a feed read).
+pub fn count_records(
+    records: &[Record],
+    query: &AggregateQuery,
+    kind: impl Fn(&str) -> Option<ValueKind>,
+) -> Vec<AggregateCell> {
+    let by_kind = query
+        .by
+        .as_deref()
+        .map(|b| kind(b).unwrap_or(ValueKind::Text));
+    group(records, query)
+        .into_iter()
+        .map(|(division, key, count)| AggregateCell {
+            division,
+            key: by_kind.map(|k| to_value(key.as_ref(), k)),
+            count,
+        })
+        .collect()
 }
 
 /// A JSON scalar as a contract value of `kind`.

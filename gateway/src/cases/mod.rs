@@ -14,6 +14,7 @@
 //! response leaves.
 
 pub mod ids;
+pub mod mirror;
 pub mod outbox;
 pub mod read;
 pub mod saga;

@@ -226,4 +226,45 @@ impl WriteStore {
             .map(|r| r.try_get::<String, _>(0).map_err(db))
             .collect()
     }
+
+    /// Linked cases whose city moves are not all mirrored yet: (row,
+    /// city state mirrored so far, the city's `updatedAt` of it).
+    pub async fn mirroring(&self, limit: i64) -> Result<Vec<(Entry, String, String)>, String> {
+        let (pool, pg) = self.pool().await?;
+        let rows = sqlx::query(AssertSqlSafe(numbered(
+            *pg,
+            "SELECT id, mirrored, mirrored_at FROM lianqiao_outbox WHERE stage = 'done' AND mirrored <> 'closed'
+             ORDER BY updated_at LIMIT ?",
+        )))
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let text = |i: usize| row.try_get::<String, _>(i).map_err(db);
+            if let Some(entry) = self.entry(&text(0)?).await? {
+                out.push((entry, text(1)?, text(2)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Record that the district record mirrors the city's `state` (as of
+    /// the city's `updated_at`).
+    pub async fn mirrored(&self, id: &str, state: &str, updated_at: &str) -> Result<(), String> {
+        let (pool, pg) = self.pool().await?;
+        sqlx::query(AssertSqlSafe(numbered(
+            *pg,
+            "UPDATE lianqiao_outbox SET mirrored = ?, mirrored_at = ?, updated_at = ? WHERE id = ?",
+        )))
+        .bind(state.to_string())
+        .bind(updated_at.to_string())
+        .bind(at(SystemTime::now()))
+        .bind(id.to_string())
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(db)
+    }
 }

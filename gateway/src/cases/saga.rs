@@ -36,6 +36,8 @@ const RETRY_BASE: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 /// How often the worker looks for due rows.
 const POLL: Duration = Duration::from_millis(500);
+/// Every this-many polls, the city's moves are mirrored.
+const MIRROR_EVERY: u64 = 4;
 
 /// Who works the outbox, and for how long a claim holds.
 #[derive(Debug, Clone)]
@@ -151,11 +153,19 @@ pub async fn drive(
 pub async fn run(live: Arc<Live>) {
     let worker = Worker::this_process();
     let mut quiet_until = SystemTime::UNIX_EPOCH;
-    loop {
+    for tick in 0u64.. {
         tokio::time::sleep(POLL).await;
         let gateway = live.current();
         if gateway.transitions.whistle_to.is_none() {
             continue;
+        }
+        // The city's moves of linked cases, every few ticks.
+        if tick % MIRROR_EVERY == 0
+            && let Err(e) = super::mirror::mirror_once(&gateway).await
+            && SystemTime::now() > quiet_until
+        {
+            tracing::warn!(error = %e, "cannot mirror the city's moves; retrying");
+            quiet_until = SystemTime::now() + Duration::from_secs(60);
         }
         match gateway.writes.due(16).await {
             Ok(ids) => {

@@ -35,6 +35,14 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             "CREATE INDEX lianqiao_outbox_due ON lianqiao_outbox (stage, next_at)",
         ],
     ),
+    (
+        3,
+        "how far each linked case's city moves are mirrored",
+        &[
+            "ALTER TABLE lianqiao_outbox ADD COLUMN mirrored TEXT NOT NULL DEFAULT 'accepted'",
+            "ALTER TABLE lianqiao_outbox ADD COLUMN mirrored_at TEXT NOT NULL DEFAULT ''",
+        ],
+    ),
 ];
 
 /// How long a key is remembered.

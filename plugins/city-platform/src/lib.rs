@@ -10,8 +10,9 @@
 
 use lianqiao_sdk::snapshot::{self, Record};
 use lianqiao_sdk::{
-    AggregateCell, AggregateQuery, Command, CommandError, CommandResult, Guest, Manifest, Page,
-    Query, SDK_VERSION, SourceError, ValueKind, settings,
+    AggregateCell, AggregateQuery, Command, CommandError, CommandResult, Filter, FilterOp,
+    FilterSupport, Guest, Manifest, Page, Query, SDK_VERSION, SourceError, Value, ValueKind,
+    settings,
 };
 use serde_json::{Map, Value as Json, json};
 
@@ -332,6 +333,80 @@ fn file_case(
     }
 }
 
+fn case_kind(field: &str) -> Option<ValueKind> {
+    CASE_FIELDS
+        .iter()
+        .find(|(n, _)| *n == field)
+        .map(|(_, k)| *k)
+}
+
+/// The `updated_at >= T` filter of a cases query (the only one declared),
+/// as the latest T; none when there is none.
+fn updated_since(entity: &str, filters: &[Filter]) -> Result<Option<String>, SourceError> {
+    let mut since: Option<String> = None;
+    for f in filters {
+        if entity != "cases" || f.field != "updated_at" || f.op != FilterOp::Gte {
+            return Err(SourceError::Unsupported(format!(
+                "filter on `{}` (only `updated_at >=` on cases is declared)",
+                f.field
+            )));
+        }
+        for v in &f.values {
+            let (Value::Timestamp(t) | Value::Text(t)) = v else {
+                return Err(SourceError::Unsupported(
+                    "updated_at takes a timestamp".into(),
+                ));
+            };
+            if since.as_ref().is_none_or(|s| t > s) {
+                since = Some(t.clone());
+            }
+        }
+    }
+    Ok(since)
+}
+
+/// Percent-encode a query value (`+` and `:` of a timestamp included).
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Cases changed since `since` under `scope`, read from the platform's
+/// `updatedSince` feed now, sorted as the contract orders rows.
+fn changed_cases(
+    settings: &Settings,
+    scope: &[String],
+    since: &str,
+) -> Result<Vec<Record>, SourceError> {
+    let mut records = Vec::new();
+    for code in scope {
+        let digits: String = code.chars().filter(char::is_ascii_digit).collect();
+        for item in all_items(
+            settings,
+            &format!(
+                "/cases?divisionCode={digits}&updatedSince={}",
+                encode(since)
+            ),
+        )? {
+            // The platform compares as text; the contract compares times.
+            let fresh = s(&item, "updatedAt").is_some_and(|u| u >= since);
+            if let (true, Some(record)) = (fresh, case_record(&item)) {
+                records.push(record);
+            }
+        }
+    }
+    snapshot::sort(&mut records);
+    records.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+    Ok(records)
+}
+
 struct CityPlatform;
 
 impl Guest for CityPlatform {
@@ -344,13 +419,26 @@ impl Guest for CityPlatform {
             sdk_version: SDK_VERSION.into(),
             entities: vec![
                 spec("divisions", DIVISION_FIELDS),
-                spec("cases", CASE_FIELDS),
+                lianqiao_sdk::EntitySpec {
+                    // `updated_at >= T` is the platform's `updatedSince`
+                    // feed, read fresh (never from a snapshot older than T).
+                    filters: vec![FilterSupport {
+                        field: "updated_at".into(),
+                        ops: vec![FilterOp::Gte],
+                    }],
+                    ..spec("cases", CASE_FIELDS)
+                },
                 spec("service-centers", CENTER_FIELDS),
             ],
         })
     }
 
     fn query(query: Query) -> Result<Page, SourceError> {
+        if let Some(since) = updated_since(&query.entity, &query.filters)? {
+            let settings: Settings = settings::load()?;
+            let records = changed_cases(&settings, &query.scope, &since)?;
+            return snapshot::page_of(&records, &query, case_kind);
+        }
         snapshot::serve(&query.entity, fields, fetch, |snapshots| {
             snapshots.page(&query)
         })

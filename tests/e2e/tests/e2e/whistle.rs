@@ -48,6 +48,32 @@ async fn city_cases_linked_to(up: &Upstreams, division: &str, id: &str) -> Vec<V
         .collect()
 }
 
+/// The departments' move of a city case, on the platform itself.
+async fn city_action(up: &Upstreams, case: &str, body: &Value) -> (u16, String) {
+    let base = format!("http://{}", up.city_platform);
+    let (_, token) = lianqiao_e2e::http_send(
+        "POST",
+        &format!("{base}/oauth/token"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        "grant_type=client_credentials&client_id=demo&client_secret=demo-secret",
+    )
+    .await
+    .expect("token");
+    let token: Value = serde_json::from_str(&token).expect("token JSON");
+    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap_or(""));
+    lianqiao_e2e::http_send(
+        "POST",
+        &format!("{base}/cases/{case}/actions"),
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/json"),
+        ],
+        &body.to_string(),
+    )
+    .await
+    .expect("action")
+}
+
 async fn gateway_with_city(name: &str) -> (Upstreams, TestGateway, std::path::PathBuf) {
     let up = Upstreams::start().await;
     let db = fresh_huimin_copy(name);
@@ -148,6 +174,49 @@ async fn a_street_whistles_a_case_and_the_city_files_it_once() {
         [("whistled", "city", "street"), ("accepted", "city", "city")],
         "{case}"
     );
+    // The departments answer on the platform (接诉即办); the district
+    // record mirrors each move.
+    for (action, extra) in [
+        ("report-in", json!({})),
+        ("feedback", json!({})),
+        ("evaluate", json!({"satisfaction": 4})),
+        ("close", json!({})),
+    ] {
+        let mut body = extra;
+        body["action"] = action.into();
+        let (status, answer) = city_action(&up, linked, &body).await;
+        assert_eq!(status, 200, "{action}: {answer}");
+    }
+    let mut case = case.clone();
+    for _ in 0..150 {
+        if case["data"]["state"] == "closed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        case = street_staff.get(&format!("/v1/cases/{id}")).await.1;
+    }
+    assert_eq!(
+        (
+            &case["data"]["loop"],
+            &case["data"]["state"],
+            &case["data"]["satisfaction"]
+        ),
+        (&"city".into(), &"closed".into(), &4.into()),
+        "mirrored: {case}"
+    );
+    let city_steps: Vec<&str> = case["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter(|s| s["by_level"] == "city")
+        .filter_map(|s| s["state"].as_str())
+        .collect();
+    assert_eq!(
+        city_steps,
+        ["accepted", "reported_in", "feedback", "evaluated", "closed"],
+        "{case}"
+    );
+
     // The client's retry of the whistle: the first result, no second case.
     let (status, _) = street_staff
         .move_to(
