@@ -722,6 +722,7 @@ fn show_demo(gateway: &mut Child, check: bool, ports: &Ports) -> Result {
             ));
         }
     }
+    case_walk(addr, ports.city_platform, &tokens, check)?;
     println!(
         "# over HTTPS (TLS 1.2/1.3, the demo's CA), as the district\ncurl -s --cacert target/demo/ca.pem -H \"Authorization: Bearer $(sed -n 's/ *\"district\": \"\\(.*\\)\",*/\\1/p' target/demo/tokens.json)\" -H 'X-Purpose: case-handling' 'https://{0}/v1/grids?division=150103&limit=2'\n\n# a system caller authenticated by its client certificate (mTLS): the city platform\ncurl -s --cacert target/demo/ca.pem --cert target/demo/tls/city-platform.pem --key target/demo/tls/city-platform.key -H 'X-Purpose: statistics' 'https://{0}/v1/stats?metric=members.count&division=1501&group_by=district'\n",
         ports.https
@@ -771,19 +772,36 @@ fn http_get_as(
     token: Option<&str>,
     purpose: &str,
 ) -> Result<(u16, String)> {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers = Vec::new();
+    if let Some(b) = &bearer {
+        headers.push(("Authorization", b.as_str()));
+        headers.push(("X-Purpose", purpose));
+    }
+    http_send(addr, "GET", path, &headers, "")
+}
+
+/// One HTTP/1.1 request (plain), its status and body.
+fn http_send(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
-    let auth = token.map_or(String::new(), |t| {
-        format!("Authorization: Bearer {t}\r\nX-Purpose: {purpose}\r\n")
-    });
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    write!(stream, "{head}\r\n{body}").map_err(|e| e.to_string())?;
     let mut response = Vec::new();
     stream
         .read_to_end(&mut response)
@@ -799,6 +817,195 @@ fn http_get_as(
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// The text of the first `"key":"…"` in a JSON body (the demo has no
+/// JSON parser; its answers are the gateway's own, flat enough for this).
+fn json_text(body: &str, key: &str) -> Option<String> {
+    body.split(&format!("\"{key}\":\""))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .map(str::to_string)
+}
+
+/// The demo's case walk: found in a grid, escalated to its community and
+/// its street, whistled to the city, answered on the city platform and
+/// evaluated there, mirrored back — then its one timeline.
+fn case_walk(addr: &str, city: &str, tokens: &[(String, String)], check: bool) -> Result {
+    let token = |level: &str| {
+        tokens
+            .iter()
+            .find(|(l, _)| l == level)
+            .map(|(_, t)| format!("Bearer {t}"))
+            .ok_or_else(|| format!("no {level} token"))
+    };
+    let (grid, community, street) = (token("grid")?, token("community")?, token("street")?);
+    let run_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let counter = std::cell::Cell::new(0u32);
+    let write = |auth: &str,
+                 path: &str,
+                 step: &str,
+                 body: &str,
+                 expected: &[u16]|
+     -> Result<String> {
+        counter.set(counter.get() + 1);
+        let key = format!("demo-{run_id}-{}", counter.get());
+        let level = tokens
+            .iter()
+            .find(|(_, t)| auth.ends_with(t.as_str()))
+            .map_or("?", |(l, _)| l.as_str());
+        println!(
+            "# {step}\ncurl -s -X POST -H \"Authorization: Bearer $(sed -n 's/ *\"{level}\": \"\\(.*\\)\",*/\\1/p' target/demo/tokens.json)\" -H 'X-Purpose: case-handling' -H 'Idempotency-Key: {key}' -H 'Content-Type: application/json' -d '{body}' 'http://{addr}{path}'"
+        );
+        let (status, answer) = http_send(
+            addr,
+            "POST",
+            path,
+            &[
+                ("Authorization", auth),
+                ("X-Purpose", "case-handling"),
+                ("Idempotency-Key", &key),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        )?;
+        let state = json_text(&answer, "state").unwrap_or_default();
+        let case_loop = json_text(&answer, "loop").unwrap_or_default();
+        println!("→ {status}: the case is `{state}` in the {case_loop} loop\n");
+        if check && !expected.contains(&status) {
+            return Err(format!(
+                "{step}: expected HTTP {expected:?}, got {status}: {answer}"
+            ));
+        }
+        Ok(answer)
+    };
+    println!("## A case along the four loops (docs/cases.md)\n");
+    let grid_division = {
+        let (status, body) = http_get_as(
+            addr,
+            "/v1/grids?division=150103001001&limit=1&fields=code",
+            tokens
+                .iter()
+                .find(|(l, _)| l == "community")
+                .map(|(_, t)| t.as_str()),
+            "case-handling",
+        )?;
+        json_text(&body, "code")
+            .filter(|_| status == 200)
+            .ok_or("no grid for the case walk")?
+    };
+    let created = write(
+        &grid,
+        "/v1/cases",
+        "found in the grid (发现)",
+        &format!(
+            r#"{{"division":"{grid_division}","title":"小区排水管道堵塞","category":"市政设施","note":"网格员巡查发现"}}"#
+        ),
+        &[201],
+    )?;
+    let id = json_text(&created, "id").ok_or("no case id in the answer")?;
+    let moves = format!("/v1/cases/{id}/transitions");
+    write(
+        &grid,
+        &moves,
+        "assessed by the grid (研判)",
+        r#"{"to":"assessed"}"#,
+        &[200],
+    )?;
+    write(
+        &grid,
+        &moves,
+        "escalated to the community",
+        r#"{"to":"escalated","note":"需社区协调"}"#,
+        &[200],
+    )?;
+    write(
+        &community,
+        &moves,
+        "escalated to the street",
+        r#"{"to":"escalated","note":"需街道协调"}"#,
+        &[200],
+    )?;
+    let whistled = write(
+        &street,
+        &moves,
+        "whistled to the city (吹哨)",
+        r#"{"to":"whistled","note":"需住建部门报到"}"#,
+        &[200, 202],
+    )?;
+    let linked = json_text(&whistled, "linked_case").unwrap_or_default();
+    println!(
+        "# the city platform files it as {linked}; its departments answer there (报到, 反馈, 评价, 办结)"
+    );
+    let (_, issued) = http_send(
+        city,
+        "POST",
+        "/oauth/token",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "grant_type=client_credentials&client_id=demo&client_secret=demo-secret",
+    )?;
+    let bearer = format!(
+        "Bearer {}",
+        json_text(&issued, "access_token").unwrap_or_default()
+    );
+    for action in [
+        r#"{"action":"report-in"}"#,
+        r#"{"action":"feedback"}"#,
+        r#"{"action":"evaluate","satisfaction":5}"#,
+        r#"{"action":"close"}"#,
+    ] {
+        let (status, answer) = http_send(
+            city,
+            "POST",
+            &format!("/cases/{linked}/actions"),
+            &[
+                ("Authorization", &bearer),
+                ("Content-Type", "application/json"),
+            ],
+            action,
+        )?;
+        println!(
+            "curl -s -X POST -H \"Authorization: Bearer $TOKEN\" -d '{action}' 'http://{city}/cases/{linked}/actions' → {status}"
+        );
+        if check && status != 200 {
+            return Err(format!("the city platform's {action}: {status}: {answer}"));
+        }
+    }
+    // The gateway mirrors the city's moves within a few seconds.
+    let path = format!("/v1/cases/{id}");
+    let street_token = tokens
+        .iter()
+        .find(|(l, _)| l == "street")
+        .map(|(_, t)| t.as_str());
+    let began = Instant::now();
+    let (mut status, mut body) = http_get_as(addr, &path, street_token, "case-handling")?;
+    while json_text(&body, "state").as_deref() != Some("closed")
+        && began.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(500));
+        (status, body) = http_get_as(addr, &path, street_token, "case-handling")?;
+    }
+    println!(
+        "\n# its one timeline, as the street sees it\ncurl -s -H \"Authorization: Bearer $(sed -n 's/ *\"street\": \"\\(.*\\)\",*/\\1/p' target/demo/tokens.json)\" -H 'X-Purpose: case-handling' 'http://{addr}{path}'\n→ {status}"
+    );
+    for step in body.split("{\"id\":").skip(2) {
+        let field = |k: &str| json_text(step, k).unwrap_or_default();
+        println!(
+            "  {} {:<12} by {:<10} {}",
+            field("at"),
+            field("state"),
+            field("by_level"),
+            field("note")
+        );
+    }
+    println!();
+    if check && json_text(&body, "state").as_deref() != Some("closed") {
+        return Err(format!("the case walk did not end closed: {body}"));
+    }
+    Ok(())
 }
 
 fn test(extra: &[String]) -> Result {
