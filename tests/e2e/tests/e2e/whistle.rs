@@ -454,3 +454,137 @@ async fn whistles_end_consistent_under_seeded_fault_schedules() {
         assert_eq!(whistles, 1, "one whistled step: {context}: {states:?}");
     }
 }
+
+/// Two gateways sharing one PostgreSQL store (audit with a chain each,
+/// idempotency keys, the outbox) behave as one: a write retried on the
+/// other replica gets the first result; a whistle sent to both at once,
+/// and an outbox row worked by both, file one city case.
+#[tokio::test]
+async fn two_replicas_sharing_postgresql_act_as_one() {
+    let Some(url) = lianqiao_e2e::database_url(
+        "LIANQIAO_TEST_POSTGRES_URL",
+        "two_replicas_sharing_postgresql_act_as_one",
+    ) else {
+        return;
+    };
+    let store = lianqiao_e2e::fresh_database(&url, "lq_replicas").await;
+    let up = Upstreams::start().await;
+    let db = fresh_huimin_copy("replicas");
+    let replica = |chain: &str| {
+        ConfigDir::new()
+            .with_demo_source("huimin", &sqlite_url(&db))
+            .with_upstreams(&up)
+            .edit_main(
+                "url = \"sqlite://audit.db\"\nchain = \"test\"",
+                &format!("url = \"{store}\"\nchain = \"{chain}\""),
+            )
+            .start()
+    };
+    let a = replica("replica-a").await;
+    let b = replica("replica-b").await;
+    let grid = huimin()
+        .0
+        .grids
+        .iter()
+        .find(|g| g.code.len() == 14)
+        .expect("a grid")
+        .code
+        .clone();
+
+    // Created on one replica, retried on the other: the first result.
+    let body = json!({"division": grid, "title": "路灯不亮", "category": "市政设施"});
+    let (status, first) = caller(&a, "grid", &grid, &[])
+        .post("/v1/cases", "rep-create", &body)
+        .await;
+    assert_eq!(status, 201, "{first}");
+    let (status, again) = caller(&b, "grid", &grid, &[])
+        .post("/v1/cases", "rep-create", &body)
+        .await;
+    assert_eq!((status, &again["data"]["id"]), (201, &first["data"]["id"]));
+
+    // A street whistles through both at once with one key: one city case.
+    let id = street_case(&db, &grid, 900).await;
+    let street = &grid[..9];
+    let whistle = json!({"to": "whistled"});
+    let (sa, sb) = (
+        caller(&a, "street", street, &[]),
+        caller(&b, "street", street, &[]),
+    );
+    let ((status_a, answer_a), (status_b, answer_b)) = tokio::join!(
+        sa.move_to(&id, "rep-whistle", whistle.clone()),
+        sb.move_to(&id, "rep-whistle", whistle.clone()),
+    );
+    for (status, answer) in [(status_a, &answer_a), (status_b, &answer_b)] {
+        assert!(
+            matches!(status, 200 | 202) || answer["error"]["code"] == "write_in_progress",
+            "{status}: {answer}"
+        );
+    }
+    let mut case = Value::Null;
+    for _ in 0..100 {
+        case = sa.get(&format!("/v1/cases/{id}")).await.1;
+        if case["data"]["state"] == "accepted" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(case["data"]["loop"], "city", "{case}");
+    assert_eq!(city_cases_linked_to(&up, &grid, &id).await.len(), 1);
+
+    // One outbox row, worked by a worker of each replica at once.
+    let id = street_case(&db, &grid, 901).await;
+    let entry_id = saga::entry_id("replicas", "k901");
+    let whistle = Whistle {
+        case_id: id.clone(),
+        division: grid.clone(),
+        district_source: "huimin".into(),
+        title: "道路塌陷".into(),
+        category: "市政设施".into(),
+        due_at: None,
+        reporter_name: None,
+        reporter_phone: None,
+        note: None,
+        step_id: format!("{id}.w"),
+        at: "2026-12-02T10:00:00.000+08:00".into(),
+    };
+    assert!(
+        a.gateway
+            .writes
+            .enqueue(&entry_id, &whistle)
+            .await
+            .expect("enqueue")
+    );
+    assert!(
+        !b.gateway
+            .writes
+            .enqueue(&entry_id, &whistle)
+            .await
+            .expect("enqueue on b")
+    );
+    let (wa, wb) = (
+        Worker {
+            owner: "replica-a".into(),
+            lease: Duration::from_secs(30),
+        },
+        Worker {
+            owner: "replica-b".into(),
+            lease: Duration::from_secs(30),
+        },
+    );
+    let (ra, rb) = tokio::join!(
+        saga::drive(&a.gateway, &wa, &entry_id, usize::MAX),
+        saga::drive(&b.gateway, &wb, &entry_id, usize::MAX),
+    );
+    ra.expect("replica a");
+    rb.expect("replica b");
+    let mut entry = None;
+    for _ in 0..100 {
+        entry = a.gateway.writes.entry(&entry_id).await.expect("outbox");
+        if entry.as_ref().is_some_and(|e| e.stage.finished()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(entry.map(|e| e.stage), Some(Stage::Done));
+    assert_eq!(city_cases_linked_to(&up, &grid, &id).await.len(), 1);
+}
