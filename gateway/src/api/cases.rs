@@ -565,7 +565,7 @@ async fn whistle(
         .enqueue(&entry_id, &payload)
         .await
         .map_err(unavailable)?;
-    let entry = saga::drive(gateway, &Worker::this_process(), &entry_id, usize::MAX)
+    let entry = saga::drive(gateway, &Worker::of(gateway), &entry_id, usize::MAX)
         .await
         .map_err(unavailable)?
         .ok_or_else(|| ApiError::not_found(format!("no case {id} that you may move")))?;

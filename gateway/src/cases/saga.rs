@@ -47,6 +47,14 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// This process, with the lease `cases.toml` sets (`saga_lease_s`).
+    pub fn of(gateway: &Gateway) -> Worker {
+        Worker {
+            lease: gateway.transitions.saga_lease.unwrap_or(LEASE),
+            ..Worker::this_process()
+        }
+    }
+
     /// This process (one id per process: a restart is a new worker).
     pub fn this_process() -> Worker {
         static OWNER: OnceLock<String> = OnceLock::new();
@@ -151,7 +159,6 @@ pub async fn drive(
 /// The worker beside the listeners: every due row, until the process
 /// ends. Rows left by a crash come due when their lease runs out.
 pub async fn run(live: Arc<Live>) {
-    let worker = Worker::this_process();
     let mut quiet_until = SystemTime::UNIX_EPOCH;
     for tick in 0u64.. {
         tokio::time::sleep(POLL).await;
@@ -167,6 +174,7 @@ pub async fn run(live: Arc<Live>) {
             tracing::warn!(error = %e, "cannot mirror the city's moves; retrying");
             quiet_until = SystemTime::now() + Duration::from_secs(60);
         }
+        let worker = Worker::of(&gateway);
         match gateway.writes.due(16).await {
             Ok(ids) => {
                 for id in ids {

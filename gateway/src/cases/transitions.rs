@@ -14,6 +14,10 @@ struct File {
     /// The source that takes whistled cases (the city platform's).
     #[serde(default)]
     whistle_to: Option<String>,
+    /// How long a gateway holds an outbox row before another may take it
+    /// over (seconds; longer than any one stage takes).
+    #[serde(default)]
+    saga_lease_s: Option<u64>,
     #[serde(rename = "move")]
     moves: Vec<Move>,
 }
@@ -46,6 +50,8 @@ pub struct Transitions {
     moves: Vec<Move>,
     /// The source a street's whistle files the city case with.
     pub whistle_to: Option<String>,
+    /// The saga's lease (`saga_lease_s`), when set.
+    pub saga_lease: Option<std::time::Duration>,
 }
 
 impl Transitions {
@@ -95,6 +101,7 @@ impl Transitions {
         Ok(Transitions {
             moves: file.moves,
             whistle_to: file.whistle_to,
+            saga_lease: file.saga_lease_s.map(std::time::Duration::from_secs),
         })
     }
 

@@ -588,3 +588,119 @@ async fn two_replicas_sharing_postgresql_act_as_one() {
     assert_eq!(entry.map(|e| e.stage), Some(Stage::Done));
     assert_eq!(city_cases_linked_to(&up, &grid, &id).await.len(), 1);
 }
+
+/// The real gateway process, SIGKILLed while a whistle is with the city
+/// (the platform slow to answer), then started again on the same store:
+/// the restarted process finishes the saga — one city case, the district
+/// record linked — at kill times drawn from a seed.
+#[tokio::test]
+async fn a_gateway_killed_mid_whistle_finishes_it_after_a_restart() {
+    let seed: u64 = std::env::var("LIANQIAO_SAGA_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261203);
+    let up = Upstreams::start().await;
+    let db = fresh_huimin_copy("sigkill");
+    let config = ConfigDir::new()
+        .with_demo_source("huimin", &sqlite_url(&db))
+        .with_upstreams(&up);
+    // A short lease, so the restarted process takes the row over at once.
+    let shipped = std::fs::read_to_string(lianqiao_e2e::workspace_root().join("config/cases.toml"))
+        .expect("cases.toml");
+    std::fs::write(
+        config.main_file().with_file_name("cases.toml"),
+        shipped.replace("saga_lease_s = 30", "saga_lease_s = 1"),
+    )
+    .expect("write cases.toml");
+    let grid = huimin()
+        .0
+        .grids
+        .iter()
+        .find(|g| g.code.len() == 14)
+        .expect("a grid")
+        .code
+        .clone();
+    let street = format!("Bearer {}", lianqiao_e2e::token("street", &grid[..9], &[]));
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    for round in 0..3 {
+        let id = street_case(&db, &grid, 500 + round).await;
+        let kill_after = Duration::from_millis(rng.random_range(100..900));
+        let context =
+            format!("seed {seed}, round {round}: killed {kill_after:?} into the city call");
+        up.city_faults.clear();
+        // The platform takes a second to answer (and then applies the write).
+        up.city_faults.set(
+            "POST /cases",
+            Fault {
+                latency_ms: 1000,
+                ..Fault::default()
+            },
+        );
+        let posts = || {
+            up.city_faults
+                .received()
+                .iter()
+                .filter(|r| r.method == "POST" && r.path == "/cases")
+                .count()
+        };
+        let before = posts();
+        let mut first = config.spawn_binary(&[]).await;
+        let url = format!("http://127.0.0.1:{}/v1/cases/{id}/transitions", first.port);
+        let auth = street.clone();
+        let key = format!("kill-{round}");
+        let whistle = tokio::spawn(async move {
+            lianqiao_e2e::http_send(
+                "POST",
+                &url,
+                &[
+                    ("authorization", &auth),
+                    ("x-purpose", "case-handling"),
+                    ("content-type", "application/json"),
+                    ("idempotency-key", &key),
+                ],
+                r#"{"to":"whistled"}"#,
+            )
+            .await
+        });
+        // Once the city has the request, kill the gateway where it stands.
+        for _ in 0..250 {
+            if posts() > before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(posts() > before, "{context}: the city never got the case");
+        tokio::time::sleep(kill_after).await;
+        first.child.kill().expect("SIGKILL");
+        let _ = first.child.wait();
+        // The client lost its answer (or, rarely, had it): either way the
+        // saga is the gateway's to finish.
+        let _ = whistle.await;
+        up.city_faults.clear();
+
+        let second = config.spawn_binary(&[]).await;
+        let read = format!("http://127.0.0.1:{}/v1/cases/{id}", second.port);
+        let mut case = Value::Null;
+        for _ in 0..100 {
+            let (status, body) = lianqiao_e2e::http_get_with(
+                &read,
+                &[("authorization", &street), ("x-purpose", "case-handling")],
+            )
+            .await
+            .expect("GET");
+            case = serde_json::from_str(&body).unwrap_or(Value::Null);
+            if status == 200 && case["data"]["state"] == "accepted" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let filed = city_cases_linked_to(&up, &grid, &id).await;
+        assert_eq!(filed.len(), 1, "{context}: {filed:?}\n{}", second.log());
+        assert_eq!(
+            (&case["data"]["loop"], &case["data"]["linked_case"]),
+            (&"city".into(), &filed[0]["caseId"]),
+            "{context}: {case}"
+        );
+        drop(second);
+    }
+}
