@@ -233,7 +233,57 @@ pub async fn run(source: &Source) -> Report {
             )),
         },
     );
+    check_commands(source, &coverage, &mut report).await;
     report
+}
+
+/// Writes (contract 0.2), checked without writing: a move of a case that
+/// does not exist must be refused and change nothing. A plugin that takes
+/// no commands (contract 0.1, or none configured) is noted, not failed.
+async fn check_commands(source: &Source, coverage: &[String], report: &mut Report) {
+    use lianqiao_host::contract::{Command, CommandError, Step, Transition};
+    if !source.plugin.takes_commands() {
+        report
+            .passed
+            .push("commands: takes none (reads only; contract 0.1 or no `command` export)".into());
+        return;
+    }
+    let id = format!("lianqiao-conformance-{}", std::process::id());
+    let division = coverage.first().cloned().unwrap_or_default();
+    let command = Command::TransitionCase(Transition {
+        id: id.clone(),
+        division: division.clone(),
+        from_state: "assessed".into(),
+        from_loop: "grid".into(),
+        to_state: "accepted".into(),
+        to_loop: "grid".into(),
+        step: Step {
+            id: format!("{id}.1"),
+            state: "accepted".into(),
+            case_loop: "grid".into(),
+            at: "2000-01-01T00:00:00.000+08:00".into(),
+            by_level: "grid".into(),
+            note: Some("lianqiao plugin test: this case does not exist".into()),
+        },
+        satisfaction: None,
+        linked_case: None,
+    });
+    report.check(
+        "commands",
+        "a move of a case that does not exist is refused (`conflict`, `not-found` or `unsupported`) and changes nothing",
+        match source.plugin.command(command, format!("{id}-key")).await {
+            Err(PluginError::Command(
+                CommandError::Conflict(_) | CommandError::NotFound(_) | CommandError::Unsupported(_),
+            )) => Ok(()),
+            Ok(_) => Err(
+                "it answered success: guard every move with the state and loop it starts from (in district-sql, `expect_rows = 1` on the UPDATE) so a move of a missing or moved case writes nothing".into(),
+            ),
+            Err(e) => Err(format!(
+                "got `{}`; answer `command-error::conflict` when the record is not where the move starts, `not-found` when there is none",
+                describe(&e)
+            )),
+        },
+    );
 }
 
 fn outcome(result: &Result<Page, PluginError>) -> String {

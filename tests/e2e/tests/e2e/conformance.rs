@@ -35,6 +35,7 @@ fn district_sql_passes_the_kit_on_a_real_district() {
         "ok    grids: the declared filter `tier = …` is applied",
         "ok    grids: its count agrees with its rows",
         "ok    errors: a cursor it did not make is `bad-cursor`",
+        "ok    commands: a move of a case that does not exist is refused",
         ", 0 failed",
     ] {
         assert!(text.contains(expected), "`{expected}` missing:\n{text}");
