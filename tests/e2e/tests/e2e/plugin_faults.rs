@@ -292,3 +292,56 @@ async fn a_plugin_breaking_the_row_limit_or_the_scope_fails_its_source_and_leaks
         "no row leaves: {body}"
     );
 }
+
+/// A plugin built for contract 0.1 (no `command` export, no SDK) still
+/// loads and serves reads; the gateway sends it no writes.
+#[tokio::test]
+async fn a_plugin_built_for_contract_0_1_loads_and_serves_reads() {
+    let text = format!(
+        "name = \"legacy\"\ncoverage = [\"159906\"]\n\n[plugin]\npath = {:?}\n\n[limits]\nmemory_mib = 16\ndeadline_ms = 300\n",
+        lianqiao_e2e::plugin_dir()
+            .join("legacy_v1.wasm")
+            .display()
+            .to_string()
+    );
+    let gw = ConfigDir::new().source("legacy", &text).start().await;
+    let legacy = gw
+        .gateway
+        .sources
+        .sources
+        .iter()
+        .find(|s| s.name() == "legacy")
+        .expect("the 0.1 plugin loaded");
+    assert_eq!(legacy.plugin.manifest().sdk_version, "0.1.0");
+    assert!(!legacy.plugin.takes_commands());
+    let (status, body) = gw.get("/v1/grids?division=159906").await;
+    assert_eq!(status, 200, "{body}");
+    let names: Vec<&str> = body["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(names, ["一网格", "二网格"], "{body}");
+    // No writes go to it.
+    let url = format!("http://{}/v1/cases", gw.addr);
+    let auth = format!(
+        "Bearer {}",
+        lianqiao_e2e::token("grid", "15990600100101", &[])
+    );
+    let (status, answer) = lianqiao_e2e::http_send(
+        "POST",
+        &url,
+        &[
+            ("authorization", &auth),
+            ("x-purpose", "case-handling"),
+            ("content-type", "application/json"),
+            ("idempotency-key", "legacy-1"),
+        ],
+        r#"{"division":"15990600100101","title":"t","category":"c"}"#,
+    )
+    .await
+    .expect("POST");
+    assert_eq!(status, 404, "{answer}");
+    assert!(answer.contains("no source takes case writes"), "{answer}");
+}
