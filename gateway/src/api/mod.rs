@@ -450,6 +450,21 @@ async fn stats_inner(
     let mut request = params::stats_request(&pairs, server)?;
     check_filterable(gateway, request.entity, &request.filters)?;
     let gate = StatsGate::authorize(gateway.gate(), principal, &mut request, facts)?;
+    if let Some(measure) = request.measure {
+        return match federation::measures::measure(&gateway.sources, &request, measure).await {
+            Ok(measured) => {
+                record_sources(gateway, &measured.counts.reports);
+                Ok(gate.release_measured(measured, &request, facts))
+            }
+            Err(e) => Err(list_error(
+                gateway,
+                request.entity,
+                &request.scope,
+                e,
+                facts,
+            )),
+        };
+    }
     match federation::stats::stats(&gateway.sources, &request).await {
         Ok(outcome) => {
             record_sources(gateway, &outcome.reports);

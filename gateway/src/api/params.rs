@@ -260,19 +260,31 @@ pub fn stats_request(
     let metric = get("metric").ok_or_else(|| {
         ApiError::missing("`metric=<resource>.count` is required, e.g. metric=members.count")
     })?;
-    let entity = metric
-        .strip_suffix(".count")
-        .and_then(crate::model::entity)
-        .ok_or_else(|| {
-            ApiError::invalid(format!(
-                "`metric` is <resource>.count with a resource of {}, got `{metric}`",
+    use crate::federation::measures::Measure;
+    let (resource, what) = metric.split_once('.').unwrap_or((metric, ""));
+    let (entity, measure) = match (crate::model::entity(resource), what) {
+        (Some(entity), "count") => (entity, None),
+        (Some(entity), m)
+            if entity.name == crate::model::CASES.name && Measure::parse(m).is_some() =>
+        {
+            (entity, Measure::parse(m))
+        }
+        _ => {
+            return Err(ApiError::invalid(format!(
+                "`metric` is <resource>.count with a resource of {}, or one of {}; got `{metric}`",
                 crate::model::ENTITIES
                     .iter()
                     .map(|e| e.name)
                     .collect::<Vec<_>>()
+                    .join(", "),
+                Measure::ALL
+                    .iter()
+                    .map(|m| format!("cases.{}", m.name()))
+                    .collect::<Vec<_>>()
                     .join(", ")
-            ))
-        })?;
+            )));
+        }
+    };
     let division = division_code(
         "division",
         get("division").ok_or_else(|| ApiError::missing("`division=<code>` is required"))?,
@@ -316,6 +328,7 @@ pub fn stats_request(
         division_prefix,
         by,
         strict,
+        measure,
     })
 }
 

@@ -334,6 +334,57 @@ impl<'g> StatsGate<'g> {
         }))
     }
 
+    /// Phase 2 of a measure (`metric=cases.<measure>`): the counts of the
+    /// cases measured are released as any count; each published cell gets
+    /// its `measure` only when at least `suppress_below` cases are behind
+    /// it (whatever the caller's access), so no measure describes a case or
+    /// two.
+    pub fn release_measured(
+        self,
+        measured: crate::federation::measures::Measured,
+        request: &StatsRequest,
+        facts: &mut Facts,
+    ) -> Released {
+        let floor = self.ctx.protection.suppress_below as i64;
+        let counts: BTreeMap<CellKey, i64> = measured
+            .counts
+            .cells
+            .iter()
+            .map(|c| ((c.division.clone(), key_text(c.key.as_ref())), c.count))
+            .collect();
+        let values = measured.values;
+        let released = self.release(measured.counts, request, facts);
+        let mut body = released.body();
+        let mut withheld = 0u64;
+        if let Some(cells) = body["data"].as_array_mut() {
+            for cell in cells.iter_mut() {
+                if cell["not_covered"] == json!(true) {
+                    continue;
+                }
+                let key: CellKey = (
+                    cell["division"].as_str().map(str::to_string),
+                    cell["key"].as_str().map(str::to_string),
+                );
+                let n = counts.get(&key).copied().unwrap_or(0);
+                let value = values.get(&key).copied().filter(|_| n >= floor.max(1));
+                if value.is_none() {
+                    withheld += 1;
+                }
+                // Two decimals: enough for hours and shares, no more.
+                cell["measure"] = value.map_or(Json::Null, |v| json!((v * 100.0).round() / 100.0));
+            }
+        }
+        if let Some(m) = request.measure {
+            body["policy"]["measure"] = json!({
+                "name": m.name(),
+                "means": m.doc(),
+                "min_cases": floor,
+                "withheld": withheld,
+            });
+        }
+        Released::of(&body)
+    }
+
     /// The division groups whose existence tells nothing: with
     /// `group_by`, the registry's divisions of that level in the scope (or
     /// the scope's own ancestor at that level), plus any whose total count

@@ -25,6 +25,9 @@ pub struct StatsRequest {
     pub division_prefix: Option<u32>,
     pub by: Option<&'static Field>,
     pub strict: bool,
+    /// A measure of the cases counted (`metric=cases.<measure>`), or none
+    /// for a plain count.
+    pub measure: Option<super::measures::Measure>,
 }
 
 /// Counts summed per (division group, key), in a stable order.

@@ -496,7 +496,22 @@ fn common_schemas(purposes: &[String], schemas: &mut Map<String, Value>) {
     );
     schemas.insert(
         "Metric".into(),
-        json!({ "type": "string", "enum": ENTITIES.iter().map(|e| format!("{}.count", e.name)).collect::<Vec<_>>(), "description": "What to count: `<resource>.count`." }),
+        json!({
+            "type": "string",
+            "enum": ENTITIES
+                .iter()
+                .map(|e| format!("{}.count", e.name))
+                .chain(crate::federation::measures::Measure::ALL.iter().map(|m| format!("cases.{}", m.name())))
+                .collect::<Vec<_>>(),
+            "description": format!(
+                "What to count: `<resource>.count`; or a measure of cases (`measure` in each cell, over the `value` cases behind it, shown only for cells of at least the protection threshold): {}.",
+                crate::federation::measures::Measure::ALL
+                    .iter()
+                    .map(|m| format!("`cases.{}`, {}", m.name(), m.doc()))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        }),
     );
     schemas.insert("Page".into(), json!({
         "type": "object",
@@ -549,6 +564,7 @@ fn common_schemas(purposes: &[String], schemas: &mut Map<String, Value>) {
             "value": { "type": ["integer", "null"], "description": "The count; null when suppressed or not covered." },
             "suppressed": { "type": "boolean", "description": "Below the protection threshold (an empty cell looks the same)." },
             "not_covered": { "type": "boolean", "description": "No connected source serves this division." },
+            "measure": { "type": ["number", "null"], "description": "With `metric=cases.<measure>`: the measure of the cell's cases (two decimals); null when fewer cases than the protection threshold are behind it." },
         },
     }));
     schemas.insert("StatsPolicy".into(), json!({
@@ -563,6 +579,12 @@ fn common_schemas(purposes: &[String], schemas: &mut Map<String, Value>) {
                 "max_noise": { "type": "integer" },
             } },
             "suppressed": { "type": "integer", "description": "Cells suppressed in this answer." },
+            "measure": { "type": "object", "description": "With `metric=cases.<measure>`: what it means and the fewest cases a cell needs to show it.", "properties": {
+                "name": { "type": "string" },
+                "means": { "type": "string" },
+                "min_cases": { "type": "integer" },
+                "withheld": { "type": "integer", "description": "Cells whose measure was withheld (too few cases)." },
+            } },
             "policies": { "type": "array", "items": { "type": "string" } },
             "version": { "type": "string" },
         },

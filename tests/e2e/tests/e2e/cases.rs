@@ -519,3 +519,121 @@ async fn writes_and_reads_tell_outsiders_nothing_of_a_case() {
     assert_eq!(case["data"]["state"], "discovered");
     assert_eq!(case["timeline"].as_array().map(Vec::len), Some(1));
 }
+
+/// Loop statistics: median hours to resolve (opened → `feedback`), the
+/// share resolved by the due time and mean satisfaction, matched against
+/// the generator's cases; a cell with fewer cases than the protection
+/// threshold shows no measure, however the caller narrows it.
+#[tokio::test]
+async fn loop_statistics_measure_resolve_time_on_time_share_and_satisfaction() {
+    use lianqiao_gateway::federation::measures::epoch_seconds;
+    let gw = ConfigDir::new().with_huimin().start().await;
+    let district = lianqiao_e2e::token("district", "150103", &[]);
+    let expected = cases(&huimin().0);
+    let resolved_at = |c: &lianqiao_sim::generate::cases::DistrictCase| {
+        c.steps
+            .iter()
+            .filter(|s| s.state == "feedback")
+            .filter_map(|s| epoch_seconds(&s.at))
+            .reduce(f64::min)
+    };
+    let round = |v: f64| (v * 100.0).round() / 100.0;
+    let mut hours: Vec<f64> = expected
+        .iter()
+        .filter(|c| matches!(c.state, "feedback" | "evaluated" | "closed"))
+        .filter_map(|c| Some((resolved_at(c)? - epoch_seconds(&c.opened_at)?) / 3600.0))
+        .collect();
+    hours.sort_by(f64::total_cmp);
+    assert!(hours.len() > 20, "the generator resolves enough cases");
+    let mid = hours.len() / 2;
+    let median = if hours.len() % 2 == 1 {
+        hours[mid]
+    } else {
+        (hours[mid - 1] + hours[mid]) / 2.0
+    };
+    let on_time: Vec<f64> = expected
+        .iter()
+        .filter(|c| matches!(c.state, "feedback" | "evaluated" | "closed"))
+        .filter_map(|c| Some(f64::from(resolved_at(c)? <= epoch_seconds(&c.due_at)?)))
+        .collect();
+    let satisfaction: Vec<f64> = expected
+        .iter()
+        .filter(|c| matches!(c.state, "evaluated" | "closed"))
+        .filter_map(|c| c.satisfaction.map(|s| s as f64))
+        .collect();
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
+    for (metric, want, n) in [
+        ("resolve_hours", median, hours.len()),
+        ("on_time", mean(&on_time), on_time.len()),
+        ("satisfaction", mean(&satisfaction), satisfaction.len()),
+    ] {
+        let (status, body) = gw
+            .get_as(
+                &district,
+                "statistics",
+                &format!("/v1/stats?metric=cases.{metric}&division=150103"),
+            )
+            .await;
+        assert_eq!(status, 200, "{metric}: {body}");
+        let cell = &body["data"][0];
+        assert_eq!(
+            cell["value"], n as i64,
+            "{metric}: the cases measured: {body}"
+        );
+        let got = cell["measure"].as_f64().unwrap_or(f64::NAN);
+        assert!(
+            (got - round(want)).abs() < 0.011,
+            "{metric}: {got} vs {want}: {body}"
+        );
+        assert_eq!(body["policy"]["measure"]["name"], metric);
+    }
+    // By street: a measure only where enough cases are behind it.
+    let (status, body) = gw
+        .get_as(
+            &district,
+            "statistics",
+            "/v1/stats?metric=cases.resolve_hours&division=150103&group_by=street",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let floor = body["policy"]["measure"]["min_cases"]
+        .as_i64()
+        .expect("min_cases");
+    let cells = body["data"].as_array().expect("cells");
+    assert!(cells.len() > 1, "{body}");
+    for cell in cells {
+        let n = cell["value"].as_i64().unwrap_or(0);
+        assert_eq!(
+            cell["measure"].is_null(),
+            n < floor,
+            "{n} cases against a floor of {floor}: {cell}"
+        );
+    }
+    // Narrowed to one case (a filter the district may use): no measure.
+    let one = expected
+        .iter()
+        .find(|c| c.state == "closed")
+        .expect("a closed case");
+    let (status, body) = gw
+        .get_as(
+            &district,
+            "statistics",
+            &format!(
+                "/v1/stats?metric=cases.resolve_hours&division={}&id={}",
+                one.division, one.id
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"][0]["value"], 1, "{body}");
+    assert!(body["data"][0]["measure"].is_null(), "{body}");
+    // A measure of another resource is not one.
+    let (status, body) = gw
+        .get_as(
+            &district,
+            "statistics",
+            "/v1/stats?metric=members.resolve_hours&division=150103",
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+}

@@ -495,6 +495,7 @@ async fn policy(
                     division_prefix: Some(12),
                     by: Some(ethnicity),
                     strict: false,
+                    measure: None,
                 };
                 let mut facts = Facts::default();
                 let gate = lianqiao_gateway::disclosure::counts::StatsGate::authorize(
