@@ -12,9 +12,11 @@
 //! The modules are layered, each importing only those above it in this
 //! list (`tests/layers.rs` fails on any `crate::` import cycle):
 //! `model`, `tls`, `config` → `sources` → `error` → `redact` →
-//! `federation` → `disclosure` → `telemetry`, `audit` → `state` (the
-//! gateway built from a configuration, and the one serving now) →
-//! `registry`, `health`, `observe` → `api` → `server`.
+//! `federation` → `disclosure` → `telemetry`, `audit`, `store` → `cases`
+//! (the closed loop: transitions, idempotency keys, the outbox) → `state`
+//! (the gateway built from a configuration, and the one serving now) →
+//! `registry`, `health`, `observe`, `escalation` (the saga to the city and
+//! the mirror back) → `api` → `server`.
 
 pub mod api;
 pub mod audit;
@@ -22,6 +24,7 @@ pub mod cases;
 pub mod config;
 pub mod disclosure;
 pub mod error;
+pub mod escalation;
 pub mod federation;
 pub mod health;
 pub mod kit;

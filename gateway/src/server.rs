@@ -185,7 +185,7 @@ fn background(live: &Arc<Live>) {
     tokio::spawn(crate::registry::refresh(live.clone()));
     tokio::spawn(crate::health::run(live.clone()));
     tokio::spawn(crate::observe::export_metrics(live.clone()));
-    tokio::spawn(crate::cases::saga::run(live.clone()));
+    tokio::spawn(crate::escalation::saga::run(live.clone()));
 }
 
 /// Serve the API on `listener` (and `/metrics` on `admin`, if given)

@@ -519,7 +519,7 @@ async fn whistle(
     facts: &mut Facts,
 ) -> Result<(StatusCode, Released), ApiError> {
     use crate::cases::outbox::{Stage, Whistle};
-    use crate::cases::saga::{self, Worker};
+    use crate::escalation::saga::{self, Worker};
     if gateway.transitions.whistle_to.is_none() {
         return Err(ApiError::unsupported(
             "this gateway files no city cases (`whistle_to` in cases.toml); the case is unchanged",

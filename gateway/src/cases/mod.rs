@@ -14,10 +14,8 @@
 //! response leaves.
 
 pub mod ids;
-pub mod mirror;
 pub mod outbox;
 pub mod read;
-pub mod saga;
 pub mod store;
 pub mod transitions;
 

@@ -6,7 +6,7 @@
 
 use lianqiao_e2e::{ConfigDir, TestGateway, Upstreams, huimin, sqlite_url};
 use lianqiao_gateway::cases::outbox::{Stage, Whistle};
-use lianqiao_gateway::cases::saga::{self, Worker};
+use lianqiao_gateway::escalation::saga::{self, Worker};
 use lianqiao_sim::upstream::faults::Fault;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};

@@ -14,7 +14,7 @@ use lianqiao_host::contract::{
     Command, CommandError, Filter, FilterOp, Query, Step, Transition, Value,
 };
 
-use super::outbox::Entry;
+use crate::cases::outbox::Entry;
 use crate::sources::CallOptions;
 use crate::state::Gateway;
 
@@ -169,7 +169,7 @@ async fn apply(
             id: format!("{}-{}", w.step_id, &to[..2]),
             state: to.into(),
             case_loop: "city".into(),
-            at: super::ids::local_now(),
+            at: crate::cases::ids::local_now(),
             by_level: "city".into(),
             note: Some(format!("市平台 {}", entry.city_case)),
         },
@@ -180,7 +180,7 @@ async fn apply(
         Ok(_) => Ok(()),
         Err(PluginError::Command(CommandError::Conflict(_))) => {
             let scope = &w.division[..w.division.len().min(6)];
-            let now = super::read::locate(&gateway.sources, scope, &w.case_id)
+            let now = crate::cases::read::locate(&gateway.sources, scope, &w.case_id)
                 .await
                 .ok()
                 .flatten()

@@ -1,7 +1,7 @@
 //! The escalation saga (吹哨): a street whistles a case to the city.
 //!
 //! Three systems change and none shares a transaction with another, so
-//! each change is a stage recorded in the outbox (`super::outbox`) before
+//! each change is a stage recorded in the outbox (`crate::cases::outbox`) before
 //! the next begins:
 //!
 //! 1. `district`: the district record moves `assessed` → `whistled`;
@@ -24,8 +24,8 @@ use std::time::{Duration, SystemTime};
 use lianqiao_host::PluginError;
 use lianqiao_host::contract::{Command, CommandError, NewCase, Step, Transition};
 
-use super::outbox::{Entry, Stage};
-use super::read::locate;
+use crate::cases::outbox::{Entry, Stage};
+use crate::cases::read::locate;
 use crate::state::{Gateway, Live};
 
 /// How long a worker holds a row before another may take it over.
@@ -329,7 +329,7 @@ async fn stage(gateway: &Gateway, entry: &mut Entry) -> Next {
                 id: format!("{}a", w.step_id),
                 state: "accepted".into(),
                 case_loop: "city".into(),
-                at: super::ids::local_now(),
+                at: crate::cases::ids::local_now(),
                 by_level: "city".into(),
                 note: Some(format!("市平台受理 {}", entry.city_case)),
             };
@@ -361,7 +361,7 @@ async fn stage(gateway: &Gateway, entry: &mut Entry) -> Next {
                 id: format!("{}r", w.step_id),
                 state: "assessed".into(),
                 case_loop: "street".into(),
-                at: super::ids::local_now(),
+                at: crate::cases::ids::local_now(),
                 by_level: "street".into(),
                 note: Some(format!("吹哨未成: {}", entry.error)),
             };
