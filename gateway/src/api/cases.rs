@@ -501,7 +501,33 @@ async fn transition_inner(
         satisfaction: body.satisfaction,
         linked_case: None,
     });
-    apply(&source, command, facts).await?;
+    // A city-loop case is the city platform's record: the move is made
+    // there first, then on the district record that mirrors it.
+    if found.case_loop == "city"
+        && let Some(linked) = found.text("linked_case")
+        && let Some(city) = gateway
+            .transitions
+            .whistle_to
+            .as_deref()
+            .and_then(|name| gateway.sources.sources.iter().find(|s| s.name() == name))
+            .cloned()
+    {
+        let mut on_city = command.clone();
+        if let Command::TransitionCase(t) = &mut on_city {
+            t.id = linked.clone();
+        }
+        apply(&city, on_city, facts).await?;
+        facts.sources.push(source.name().to_string());
+        if let Err(e) = apply(&source, command, facts).await
+            && e.code != ErrorCode::CaseChanged
+        {
+            // The city moved; the worker's mirror brings the district
+            // record along when it can.
+            tracing::warn!(case = id, error = %e.message, "a city move is not mirrored yet");
+        }
+    } else {
+        apply(&source, command, facts).await?;
+    }
     let released = read_case(gateway, principal, id, facts).await?;
     Ok((StatusCode::OK, released))
 }
@@ -695,12 +721,14 @@ async fn apply(
     command: Command,
     facts: &mut Facts,
 ) -> Result<(), ApiError> {
-    facts.sources = vec![source.name().to_string()];
     let key = facts
         .write
         .as_ref()
         .map(|w| w.idempotency_key.clone())
         .unwrap_or_default();
+    if !facts.sources.iter().any(|s| s == source.name()) {
+        facts.sources.push(source.name().to_string());
+    }
     source.command(command, key).await.map_err(|e| {
         tracing::warn!(source = source.name(), error = %crate::redact::operator(&e), "case write failed");
         let code = ErrorCode::of(&e);
@@ -757,6 +785,30 @@ pub async fn get(
     respond(result, facts)
 }
 
+/// Pages walked at most for one case or its steps.
+const MAX_PAGES: usize = 1000;
+
+/// The first page of `request` that has a row (a source the id filter
+/// cannot be pushed to is filtered by the gateway, a page at a time, and
+/// its first pages can come back empty with a cursor).
+async fn fetch_until_found(
+    gateway: &Gateway,
+    request: &mut ListRequest,
+    facts: &mut Facts,
+) -> Result<crate::federation::ListOutcome, ApiError> {
+    let mut outcome = fetch(gateway, request, facts).await?;
+    let mut pages = 1;
+    while outcome.rows.is_empty()
+        && pages < MAX_PAGES
+        && let Some(next) = outcome.next.take()
+    {
+        request.cursor = Some(next);
+        outcome = fetch(gateway, request, facts).await?;
+        pages += 1;
+    }
+    Ok(outcome)
+}
+
 /// The case as the caller may see it, through the disclosure gate, with
 /// the steps of it and of its linked record.
 async fn read_case(
@@ -784,7 +836,7 @@ async fn read_case(
     let mut request = one(&model::CASES, "id", vec![Value::Text(id.to_string())], 2)
         .ok_or_else(|| ApiError::not_found("no id field"))?;
     let gate = authorize(gateway, principal, &mut request, None, facts)?;
-    let outcome = fetch(gateway, &request, facts).await?;
+    let outcome = fetch_until_found(gateway, &mut request, facts).await?;
     let case = gate.release_one(outcome, &request, facts, || {
         ApiError::not_found(format!("no case {id} that you may see"))
     })?;
@@ -796,7 +848,19 @@ async fn read_case(
         .ok_or_else(|| ApiError::not_found("no case_id field"))?;
     let rows = facts.rows;
     let gate = authorize(gateway, principal, &mut steps, None, facts)?;
-    let outcome = fetch(gateway, &steps, facts).await?;
+    let mut outcome = fetch(gateway, &steps, facts).await?;
+    // Every step (a source that cannot filter by case pages through).
+    let mut pages = 1;
+    while let Some(next) = outcome.next.take()
+        && pages < MAX_PAGES
+    {
+        steps.cursor = Some(next);
+        let more = fetch(gateway, &steps, facts).await?;
+        outcome.rows.extend(more.rows);
+        outcome.next = more.next;
+        outcome.reports = more.reports;
+        pages += 1;
+    }
     let timeline = gate.release(outcome, &steps, facts);
     facts.rows += rows;
     Ok(disclosure::case_with_timeline(case, timeline))

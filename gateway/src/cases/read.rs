@@ -20,7 +20,11 @@ const FIELDS: &[&str] = &[
     "due_at",
     "reporter_name",
     "reporter_phone",
+    "linked_case",
 ];
+
+/// Pages walked at most looking for one case.
+const MAX_PAGES: usize = 10_000;
 
 /// A case as its source holds it.
 #[derive(Debug, Clone)]
@@ -70,10 +74,24 @@ pub async fn locate(
         cursor: None,
         strict: true,
     };
-    let outcome = match federation::execute(sources, &request).await {
-        Ok(o) => o,
-        Err(e) => return Err((request, e)),
-    };
+    // A source that cannot take the id filter is filtered here, a page
+    // at a time: walk on until the case turns up or every source is done.
+    let mut request = request;
+    let mut outcome;
+    let mut pages = 0;
+    loop {
+        outcome = match federation::execute(sources, &request).await {
+            Ok(o) => o,
+            Err(e) => return Err((request, e)),
+        };
+        pages += 1;
+        match outcome.next.take() {
+            Some(next) if outcome.rows.is_empty() && pages < MAX_PAGES => {
+                request.cursor = Some(next)
+            }
+            _ => break,
+        }
+    }
     Ok(outcome.rows.into_iter().next().map(|row| {
         let mut located = Located {
             source: row.source.to_string(),

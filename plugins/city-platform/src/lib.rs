@@ -286,20 +286,8 @@ fn file_case(
             ],
             Some(body.to_string().into_bytes()),
         )
-        .map_err(|e| match e {
-            SourceError::UpstreamTimeout(m) => CommandError::UpstreamTimeout(m),
-            SourceError::UpstreamUnavailable(m) => CommandError::UpstreamUnavailable(m),
-            SourceError::Denied(m) => CommandError::Denied(m),
-            other => CommandError::UpstreamError(other.to_string()),
-        })?;
+        .map_err(command_error)?;
     let answer: Json = serde_json::from_slice(&response.body).unwrap_or(Json::Null);
-    let detail = || {
-        answer
-            .get("detail")
-            .and_then(Json::as_str)
-            .unwrap_or("no detail")
-            .to_string()
-    };
     match response.status {
         200 | 201 => answer
             .get("caseId")
@@ -311,25 +299,7 @@ fn file_case(
             .ok_or_else(|| {
                 CommandError::UpstreamError("POST /cases: no caseId in the answer".into())
             }),
-        400 | 422 => Err(CommandError::Rejected(format!(
-            "the city platform: {}",
-            detail()
-        ))),
-        409 => Err(CommandError::Conflict(format!(
-            "the city platform: {}",
-            detail()
-        ))),
-        429 | 502 | 503 => Err(CommandError::UpstreamUnavailable(format!(
-            "the city platform answered {}",
-            response.status
-        ))),
-        504 => Err(CommandError::UpstreamTimeout(
-            "the city platform answered 504".into(),
-        )),
-        status => Err(CommandError::UpstreamError(format!(
-            "the city platform answered {status}: {}",
-            detail()
-        ))),
+        status => Err(status_error(status, &answer)),
     }
 }
 
@@ -407,6 +377,93 @@ fn changed_cases(
     Ok(records)
 }
 
+/// Move a filed case on the platform (`POST /cases/{id}/actions`), for
+/// the city platform's system principal acting through the gateway: the
+/// platform checks the case is where the move starts (409 otherwise).
+fn act_on_case(
+    settings: &Settings,
+    t: lianqiao_sdk::Transition,
+    idempotency_key: &str,
+) -> Result<CommandResult, CommandError> {
+    let action = match t.to_state.as_str() {
+        "reported_in" => "report-in",
+        "feedback" => "feedback",
+        "evaluated" => "evaluate",
+        "closed" => "close",
+        other => {
+            return Err(CommandError::Unsupported(format!(
+                "the city platform has no action for `{other}`"
+            )));
+        }
+    };
+    let mut body = json!({ "action": action });
+    if let Some(s) = t.satisfaction {
+        body["satisfaction"] = json!(s);
+    }
+    let id: String =
+        t.id.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+    let response = settings
+        .send(
+            "POST",
+            &format!("/cases/{id}/actions"),
+            vec![
+                ("content-type".into(), "application/json".into()),
+                ("accept".into(), "application/json".into()),
+                ("x-request-id".into(), idempotency_key.to_string()),
+            ],
+            Some(body.to_string().into_bytes()),
+        )
+        .map_err(command_error)?;
+    let answer: Json = serde_json::from_slice(&response.body).unwrap_or(Json::Null);
+    match response.status {
+        200 => Ok(CommandResult {
+            id: t.id,
+            replayed: false,
+        }),
+        404 => Err(CommandError::NotFound(format!(
+            "the city platform: {}",
+            detail(&answer)
+        ))),
+        status => Err(status_error(status, &answer)),
+    }
+}
+
+/// A transport failure of a command, as the contract names it.
+fn command_error(e: SourceError) -> CommandError {
+    match e {
+        SourceError::UpstreamTimeout(m) => CommandError::UpstreamTimeout(m),
+        SourceError::UpstreamUnavailable(m) => CommandError::UpstreamUnavailable(m),
+        SourceError::Denied(m) => CommandError::Denied(m),
+        other => CommandError::UpstreamError(other.to_string()),
+    }
+}
+
+fn detail(answer: &Json) -> String {
+    answer
+        .get("detail")
+        .and_then(Json::as_str)
+        .unwrap_or("no detail")
+        .to_string()
+}
+
+/// A command's answer that is not a success, as the contract names it.
+fn status_error(status: u16, answer: &Json) -> CommandError {
+    match status {
+        400 | 422 => CommandError::Rejected(format!("the city platform: {}", detail(answer))),
+        409 => CommandError::Conflict(format!("the city platform: {}", detail(answer))),
+        429 | 502 | 503 => {
+            CommandError::UpstreamUnavailable(format!("the city platform answered {status}"))
+        }
+        504 => CommandError::UpstreamTimeout("the city platform answered 504".into()),
+        status => CommandError::UpstreamError(format!(
+            "the city platform answered {status}: {}",
+            detail(answer)
+        )),
+    }
+}
+
 struct CityPlatform;
 
 impl Guest for CityPlatform {
@@ -451,9 +508,7 @@ impl Guest for CityPlatform {
             Command::CreateCase(case) => file_case(&settings, case, &idempotency_key),
             // The departments move city cases on the platform itself; the
             // gateway mirrors those moves, it does not make them.
-            Command::TransitionCase(_) => Err(CommandError::Unsupported(
-                "city cases are moved on the city platform by its departments".into(),
-            )),
+            Command::TransitionCase(t) => act_on_case(&settings, t, &idempotency_key),
         }
     }
 

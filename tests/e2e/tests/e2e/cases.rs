@@ -637,3 +637,186 @@ async fn loop_statistics_measure_resolve_time_on_time_share_and_satisfaction() {
         .await;
     assert_eq!(status, 400, "{body}");
 }
+
+/// Every move of the transition table, at every loop it applies to, on
+/// each district's own database (Huimin on SQLite, Saihan on PostgreSQL,
+/// Jining on MariaDB), with whistling to the city simulator and the city's
+/// moves coming back.
+#[tokio::test]
+async fn every_move_of_the_table_at_every_loop_on_every_district_database() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let up = lianqiao_e2e::Upstreams::start().await;
+    let ((saihan, saihan_people), (jining, jining_people)) = saihan_and_jining();
+    let mut districts = vec![(
+        "huimin",
+        sqlite_url(&fresh_huimin_copy("table")),
+        &huimin().0,
+    )];
+    for (var, name, district) in [
+        ("LIANQIAO_TEST_POSTGRES_URL", "saihan", saihan),
+        ("LIANQIAO_TEST_MYSQL_URL", "jining", jining),
+    ] {
+        let Some(url) = lianqiao_e2e::database_url(
+            var,
+            "every_move_of_the_table_at_every_loop_on_every_district_database",
+        ) else {
+            continue;
+        };
+        let db = lianqiao_e2e::fresh_database(&url, "lq_table").await;
+        let mut conn = lianqiao_sim::generate::connect_any(&db)
+            .await
+            .expect("connect");
+        match name {
+            "saihan" => {
+                lianqiao_sim::generate::schema_saihan::write(&mut conn, saihan, saihan_people)
+                    .await
+                    .expect("write Saihan")
+            }
+            _ => lianqiao_sim::generate::schema_jining::write(&mut conn, jining, jining_people)
+                .await
+                .expect("write Jining"),
+        }
+        districts.push((name, db, district));
+    }
+    for (name, db, district) in districts {
+        let gw = ConfigDir::new()
+            .with_demo_source(name, &db)
+            .with_upstreams(&up)
+            .start()
+            .await;
+        let grid = district
+            .grids
+            .iter()
+            .find(|g| g.code.len() == 14)
+            .expect("a grid");
+        let community = grid.community.clone();
+        let street = community[..9].to_string();
+        let staff = [
+            ("grid", caller(&gw, "grid", &grid.code, &[])),
+            ("community", caller(&gw, "community", &community, &[])),
+            ("street", caller(&gw, "street", &street, &[])),
+        ];
+        let n = std::cell::Cell::new(0);
+        let key = || {
+            n.set(n.get() + 1);
+            format!("{name}-table-{}", n.get())
+        };
+        // A new case in the grid, assessed, raised to `target`.
+        let open = async |target: usize| -> String {
+            let (status, created) = staff[0]
+                .1
+                .post(
+                    "/v1/cases",
+                    &key(),
+                    &serde_json::json!({"division": grid.code, "title": "楼道照明损坏", "category": "物业管理"}),
+                )
+                .await;
+            assert_eq!(status, 201, "{name}: {created}");
+            let id = created["data"]["id"].as_str().expect("id").to_string();
+            let (status, moved) = staff[0]
+                .1
+                .move_to(&id, &key(), serde_json::json!({"to": "assessed"}))
+                .await;
+            assert_eq!(status, 200, "{name}: {moved}");
+            for (level, who) in staff.iter().take(target) {
+                let (status, up) = who
+                    .move_to(&id, &key(), serde_json::json!({"to": "escalated"}))
+                    .await;
+                assert_eq!(status, 200, "{name}: {level} escalates: {up}");
+            }
+            id
+        };
+        // Handled to the end at each loop.
+        for (at, (level, who)) in staff.iter().enumerate() {
+            let id = open(at).await;
+            for body in [
+                serde_json::json!({"to": "accepted"}),
+                serde_json::json!({"to": "feedback", "note": "已处理"}),
+                serde_json::json!({"to": "evaluated", "satisfaction": 4}),
+                serde_json::json!({"to": "closed"}),
+            ] {
+                let (status, moved) = who.move_to(&id, &key(), body.clone()).await;
+                assert_eq!(status, 200, "{name} {level} {body}: {moved}");
+            }
+            let (_, case) = who.get(&format!("/v1/cases/{id}")).await;
+            assert_eq!(
+                (&case["data"]["loop"], &case["data"]["state"]),
+                (&(*level).into(), &"closed".into()),
+                "{name}: {case}"
+            );
+            // Closed early, with a reason, from each open state.
+            for from in ["discovered", "assessed", "accepted", "feedback"] {
+                if from == "discovered" && at > 0 {
+                    continue;
+                }
+                let id = if from == "discovered" {
+                    let (_, created) = who
+                        .post(
+                            "/v1/cases",
+                            &key(),
+                            &serde_json::json!({"division": grid.code, "title": "误报", "category": "其他"}),
+                        )
+                        .await;
+                    created["data"]["id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                } else {
+                    open(at).await
+                };
+                let accepted = serde_json::json!({"to": "accepted"});
+                let feedback = serde_json::json!({"to": "feedback", "note": "处理中"});
+                let walk = match from {
+                    "accepted" => vec![accepted],
+                    "feedback" => vec![accepted, feedback],
+                    _ => vec![],
+                };
+                for body in walk {
+                    let (status, moved) = who.move_to(&id, &key(), body.clone()).await;
+                    assert_eq!(status, 200, "{name} {level} {body}: {moved}");
+                }
+                let (status, closed) = who
+                    .move_to(
+                        &id,
+                        &key(),
+                        serde_json::json!({"to": "closed", "note": "当事人撤回"}),
+                    )
+                    .await;
+                assert_eq!(status, 200, "{name} {level} closes from {from}: {closed}");
+                assert_eq!(closed["data"]["state"], "closed", "{name}: {closed}");
+            }
+        }
+        // Whistled from the street, answered by the city, mirrored back.
+        let id = open(2).await;
+        let (status, whistled) = staff[2]
+            .1
+            .move_to(&id, &key(), serde_json::json!({"to": "whistled"}))
+            .await;
+        assert_eq!(status, 200, "{name}: {whistled}");
+        assert_eq!(
+            (&whistled["data"]["loop"], &whistled["data"]["state"]),
+            (&"city".into(), &"accepted".into()),
+            "{name}: {whistled}"
+        );
+        let platform = caller(&gw, "city", &grid.code[..4], &["city-platform"]);
+        for body in [
+            serde_json::json!({"to": "reported_in"}),
+            serde_json::json!({"to": "feedback", "note": "住建局已处置"}),
+            serde_json::json!({"to": "evaluated", "satisfaction": 5}),
+            serde_json::json!({"to": "closed"}),
+        ] {
+            let (status, moved) = platform.move_to(&id, &key(), body.clone()).await;
+            assert_eq!(status, 200, "{name} city {body}: {moved}");
+        }
+        let (_, case) = staff[2].1.get(&format!("/v1/cases/{id}")).await;
+        assert_eq!(
+            (
+                &case["data"]["loop"],
+                &case["data"]["state"],
+                &case["data"]["satisfaction"]
+            ),
+            (&"city".into(), &"closed".into(), &5.into()),
+            "{name}: {case}"
+        );
+    }
+}

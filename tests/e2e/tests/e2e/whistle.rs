@@ -174,10 +174,24 @@ async fn a_street_whistles_a_case_and_the_city_files_it_once() {
         [("whistled", "city", "street"), ("accepted", "city", "city")],
         "{case}"
     );
-    // The departments answer on the platform (接诉即办); the district
-    // record mirrors each move.
+    // The city platform's system principal reports in through the gateway:
+    // the move is made on the platform, the district record follows.
+    let platform = caller(&gw, "city", "1501", &["city-platform"]);
+    let (status, moved) = platform
+        .move_to(&id, "city-1", json!({"to": "reported_in"}))
+        .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["data"]["state"], "reported_in", "{moved}");
+    let on_city = city_cases_linked_to(&up, &grid.code, &id).await;
+    assert_eq!(on_city[0]["state"], "reported_in", "moved on the platform");
+    // Street staff do not move city-loop cases.
+    let (status, _) = street_staff
+        .move_to(&id, "w-city", json!({"to": "feedback"}))
+        .await;
+    assert_eq!(status, 403);
+    // The departments answer on the platform itself (接诉即办); the
+    // district record mirrors each move.
     for (action, extra) in [
-        ("report-in", json!({})),
         ("feedback", json!({})),
         ("evaluate", json!({"satisfaction": 4})),
         ("close", json!({})),
