@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 use super::{authorize, fetch, respond};
-use crate::cases::ids::{local_now, new_id, new_step_id};
+use crate::cases::ids::{case_id, local_now, new_step_id};
 use crate::cases::read::{Located, locate};
 use crate::cases::transitions::{NEW, loop_above};
 use crate::cases::{Begin, Effect, Transitions};
@@ -323,7 +323,15 @@ async fn create_inner(
         return Err(invalid_transition(case_loop, NEW, "discovered", vec![]));
     }
     let source = writer_for(gateway, &division)?;
-    let id = new_id(&format!("{}-G", &division[..6]));
+    // The id follows from the caller and the idempotency key: a retry
+    // after a crash (its key taken over) finds the case the first attempt
+    // made instead of making a second.
+    let key = facts
+        .write
+        .as_ref()
+        .map(|w| w.idempotency_key.clone())
+        .unwrap_or_default();
+    let id = case_id(&division, &principal.id, &key);
     let at = local_now();
     let command = Command::CreateCase(NewCase {
         id: id.clone(),
@@ -350,7 +358,17 @@ async fn create_inner(
         w.from = NEW.into();
         w.to = "discovered".into();
     }
-    apply(&source, command, facts).await?;
+    match apply(&source, command, facts).await {
+        Ok(()) => {}
+        // Made already, under this key, by an attempt cut short.
+        Err(e) if e.code == ErrorCode::CaseChanged => {
+            let made = read_case(gateway, principal, &id, facts)
+                .await
+                .map_err(|_| e)?;
+            return Ok((StatusCode::CREATED, made));
+        }
+        Err(e) => return Err(e),
+    }
     let released = read_case(gateway, principal, &id, facts).await?;
     Ok((StatusCode::CREATED, released))
 }

@@ -24,14 +24,28 @@ pub fn new_step_id(case: &str) -> String {
     format!("{case}.{micros:010x}{}", hex::encode(tail))
 }
 
-/// A new id, unique without coordination: time, then randomness.
-pub fn new_id(prefix: &str) -> String {
-    use rand::RngCore;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let mut tail = [0u8; 4];
-    rand::rng().fill_bytes(&mut tail);
-    format!("{prefix}{nanos:x}{}", hex::encode(tail))
+/// A new case's id: its district, then a digest of who opened it under
+/// which idempotency key (the same request, retried, names the same case).
+pub fn case_id(division: &str, principal: &str, idempotency_key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sha = Sha256::new();
+    sha.update(principal.as_bytes());
+    sha.update([0]);
+    sha.update(idempotency_key.as_bytes());
+    let district = &division[..division.len().min(6)];
+    format!("{district}-G{}", &hex::encode(sha.finalize())[..24])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_case_id_follows_from_its_caller_and_key_only() {
+        let a = case_id("15010300100101", "grid-1", "k");
+        assert_eq!(a, case_id("15010300100102", "grid-1", "k"));
+        assert!(a.starts_with("150103-G") && a.len() == 32, "{a}");
+        assert_ne!(a, case_id("15010300100101", "grid-2", "k"));
+        assert_ne!(a, case_id("15010300100101", "grid-1", "k2"));
+    }
 }

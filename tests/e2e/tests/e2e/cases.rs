@@ -820,3 +820,47 @@ async fn every_move_of_the_table_at_every_loop_on_every_district_database() {
         );
     }
 }
+
+/// A create whose first attempt was cut short after the district wrote it
+/// (its idempotency record lost, as a crash before it was finished and its
+/// lease run out leave it) is retried under the same key: the same case
+/// comes back, not a second one.
+#[tokio::test]
+async fn a_create_retried_after_a_crash_returns_the_case_it_made() {
+    let db = fresh_huimin_copy("crash-create");
+    let config = ConfigDir::new().with_demo_source("huimin", &sqlite_url(&db));
+    let store = config.audit_url();
+    let gw = config.start().await;
+    let grid = huimin()
+        .0
+        .grids
+        .iter()
+        .find(|g| g.code.len() == 14)
+        .expect("a grid")
+        .code
+        .clone();
+    let worker = caller(&gw, "grid", &grid, &[]);
+    let body = serde_json::json!({"division": grid, "title": "井盖缺失", "category": "市政设施"});
+    let (status, first) = worker.post("/v1/cases", "crash-1", &body).await;
+    assert_eq!(status, 201, "{first}");
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&store).await.expect("the store");
+    let forgotten = sqlx::query("DELETE FROM lianqiao_idempotency WHERE idem_key = 'crash-1'")
+        .execute(&pool)
+        .await
+        .expect("forget the key");
+    assert_eq!(forgotten.rows_affected(), 1);
+    let (status, again) = worker.post("/v1/cases", "crash-1", &body).await;
+    assert_eq!(status, 201, "{again}");
+    assert_eq!(again["data"]["id"], first["data"]["id"]);
+    assert_eq!(
+        again["timeline"].as_array().map(Vec::len),
+        Some(1),
+        "{again}"
+    );
+    let (status, listed) = worker
+        .get(&format!("/v1/cases?division={grid}&title=井盖缺失"))
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "{listed}");
+}
