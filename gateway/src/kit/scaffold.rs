@@ -285,6 +285,9 @@ pub async fn propose(pool: &SqlPool, request: &Request<'_>) -> Result<String, St
     for mapping in &mappings {
         write_mapping(&mut out, pool, dialect, mapping).await?;
     }
+    if let Some(cases) = mappings.iter().find(|m| m.entity.name == "cases") {
+        write_commands(&mut out, cases);
+    }
     let missing: Vec<&str> = model::ENTITIES
         .iter()
         .filter(|e| !mappings.iter().any(|m| m.entity.name == e.name))
@@ -299,6 +302,58 @@ pub async fn propose(pool: &SqlPool, request: &Request<'_>) -> Result<String, St
         );
     }
     Ok(out)
+}
+
+/// A commented skeleton of case writes over the table the cases came
+/// from (contract 0.2, docs/cases.md): the integrator uncomments it and
+/// grants the writes knowingly; nothing is written until they do.
+fn write_commands(out: &mut String, mapping: &Mapping<'_>) {
+    let column = |field: &str| {
+        mapping
+            .columns
+            .iter()
+            .find(|(f, _)| f.name == field)
+            .and_then(|(_, c)| c.map(|c| c.name.clone()))
+    };
+    // A column not found is written `GAP`, as in the mappings above.
+    let column = |field: &str| column(field).unwrap_or_else(|| "GAP".into());
+    let fields = [
+        "id",
+        "title",
+        "category",
+        "loop",
+        "state",
+        "division",
+        "opened_at",
+    ];
+    let found: Vec<(&str, String)> = fields.iter().map(|f| (*f, column(f))).collect();
+    let (id, state, case_loop) = (column("id"), column("state"), column("loop"));
+    let names: Vec<&str> = found.iter().map(|(_, c)| c.as_str()).collect();
+    let params: Vec<String> = found
+        .iter()
+        .map(|(f, _)| format!("\"{}\"", if *f == "opened_at" { "at" } else { f }))
+        .collect();
+    let table = &mapping.table.name;
+    let _ = writeln!(
+        out,
+        "\n# Case writes (contract 0.2, docs/cases.md), off until you uncomment them:\n\
+         # the gateway then opens and moves cases in `{table}` through these\n\
+         # declared statements only. A move names the state and loop it starts\n\
+         # from, so a case moved meanwhile is refused (expect_rows = 1). Add your\n\
+         # step table's INSERT to both commands if the district keeps a history.\n\
+         # [sql.write.statements]\n\
+         # insert_case = \"INSERT INTO {table} ({}) VALUES ({})\"\n\
+         # move_case = \"UPDATE {table} SET {state} = ?, {case_loop} = ? WHERE {id} = ? AND {state} = ? AND {case_loop} = ?\"\n\
+         #\n\
+         # [plugin.settings.commands.create-case]\n\
+         # run = [{{ statement = \"insert_case\", params = [{}], expect_rows = 1 }}]\n\
+         #\n\
+         # [plugin.settings.commands.transition-case]\n\
+         # run = [{{ statement = \"move_case\", params = [\"state\", \"loop\", \"id\", \"from_state\", \"from_loop\"], expect_rows = 1 }}]",
+        names.join(", "),
+        vec!["?"; names.len()].join(", "),
+        params.join(", ")
+    );
 }
 
 /// The shortest unified code among the divisions table's codes: the
@@ -456,6 +511,43 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_cases_table_gets_a_commented_skeleton_of_its_writes() {
+        let tables = [table(
+            "events",
+            &[
+                "id",
+                "title",
+                "category",
+                "loop",
+                "state",
+                "division",
+                "opened_at",
+            ],
+        )];
+        let mappings = choose(&tables);
+        let cases = mappings
+            .iter()
+            .find(|m| m.entity.name == "cases")
+            .expect("a cases mapping");
+        let mut out = String::new();
+        write_commands(&mut out, cases);
+        assert!(
+            out.lines().all(|l| l.is_empty() || l.starts_with('#')),
+            "{out}"
+        );
+        assert!(
+            out.contains("INSERT INTO events (id, title, category, loop, state, division, opened_at) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "UPDATE events SET state = ?, loop = ? WHERE id = ? AND state = ? AND loop = ?"
+            ),
+            "{out}"
+        );
     }
 
     #[test]
