@@ -936,7 +936,28 @@ fn case_walk(addr: &str, city: &str, tokens: &[(String, String)], check: bool) -
         r#"{"to":"whistled","note":"需住建部门报到"}"#,
         &[200, 202],
     )?;
-    let linked = json_text(&whistled, "linked_case").unwrap_or_default();
+    // 202: the city was slow and the gateway's worker finishes the whistle.
+    let mut linked = json_text(&whistled, "linked_case").unwrap_or_default();
+    let street_token = tokens
+        .iter()
+        .find(|(l, _)| l == "street")
+        .map(|(_, t)| t.as_str());
+    let began = Instant::now();
+    while linked.is_empty() && began.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(500));
+        let (_, case) = http_get_as(
+            addr,
+            &format!("/v1/cases/{id}"),
+            street_token,
+            "case-handling",
+        )?;
+        linked = json_text(&case, "linked_case").unwrap_or_default();
+    }
+    if check && linked.is_empty() {
+        return Err(format!(
+            "the whistle of {id} was not filed with the city within 20 s"
+        ));
+    }
     println!(
         "# the city platform files it as {linked}; its departments answer there (报到, 反馈, 评价, 办结)"
     );
@@ -976,10 +997,6 @@ fn case_walk(addr: &str, city: &str, tokens: &[(String, String)], check: bool) -
     }
     // The gateway mirrors the city's moves within a few seconds.
     let path = format!("/v1/cases/{id}");
-    let street_token = tokens
-        .iter()
-        .find(|(l, _)| l == "street")
-        .map(|(_, t)| t.as_str());
     let began = Instant::now();
     let (mut status, mut body) = http_get_as(addr, &path, street_token, "case-handling")?;
     while json_text(&body, "state").as_deref() != Some("closed")

@@ -107,7 +107,9 @@ impl WriteStore {
         .bind(whistle.case_id.clone())
         .bind(payload)
         .bind(now.clone())
-        .bind(now.clone())
+        // Held by no one: free to claim at once (a lease ending `now`
+        // would not be, within the same millisecond).
+        .bind(at(SystemTime::UNIX_EPOCH))
         .bind(now.clone())
         .bind(now)
         .execute(pool)
@@ -266,5 +268,42 @@ impl WriteStore {
         .await
         .map(|_| ())
         .map_err(db)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn whistle(n: usize) -> Whistle {
+        Whistle {
+            case_id: format!("c{n}"),
+            division: "15010300100101".into(),
+            district_source: "huimin".into(),
+            title: "t".into(),
+            category: "c".into(),
+            due_at: None,
+            reporter_name: None,
+            reporter_phone: None,
+            note: None,
+            step_id: format!("c{n}.w"),
+            at: "2026-12-03T10:00:00.000+08:00".into(),
+        }
+    }
+
+    /// A row is claimable the moment it is recorded (within the same
+    /// millisecond too), by one worker at a time.
+    #[tokio::test]
+    async fn a_new_row_is_claimed_at_once_and_by_one_worker() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = WriteStore::new(format!("sqlite://{}", dir.path().join("o.db").display()));
+        let lease = Duration::from_secs(30);
+        for n in 0..50 {
+            let id = format!("w{n}");
+            assert!(store.enqueue(&id, &whistle(n)).await.expect("enqueue"));
+            let first = store.claim(&id, "a", lease).await.expect("claim");
+            assert!(first.is_some_and(|e| e.stage == Stage::District), "row {n}");
+            assert!(store.claim(&id, "b", lease).await.expect("claim").is_none());
+        }
     }
 }
