@@ -338,9 +338,15 @@ fn random_request(rng: &mut ChaCha8Rng, data: &Data, caller: &Caller) -> Request
                 String::new()
             };
             let by_param = by.map_or(String::new(), |b| format!("&by={b}"));
+            // Cases are also measured (loop statistics).
+            let metric = if entity == "cases" && rng.random_bool(0.5) {
+                pick(rng, &["resolve_hours", "on_time", "satisfaction"]).to_string()
+            } else {
+                "count".to_string()
+            };
             Request::Stats {
                 path: format!(
-                    "/v1/stats?metric={entity}.count&division={division}{group}{by_param}{extra}"
+                    "/v1/stats?metric={entity}.{metric}&division={division}{group}{by_param}{extra}"
                 ),
                 entity,
                 by,
@@ -692,6 +698,20 @@ async fn no_value_leaves_for_a_caller_who_may_not_see_it_over_every_endpoint() {
                             }
                             if protected && cell["value"].as_i64().is_some_and(|v| v < 5) {
                                 return Err(format!("{path}: a small protected count: {cell}"));
+                            }
+                            // A measure only over enough cases, never on a
+                            // cell whose count is withheld.
+                            let floor =
+                                body["policy"]["measure"]["min_cases"].as_i64().unwrap_or(0);
+                            if !cell["measure"].is_null()
+                                && (cell["suppressed"] == true
+                                    || cell["value"]
+                                        .as_i64()
+                                        .is_none_or(|v| !protected && v < floor))
+                            {
+                                return Err(format!(
+                                    "{path}: a measure over too few cases: {cell}"
+                                ));
                             }
                         }
                         Ok(())
