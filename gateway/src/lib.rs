@@ -16,12 +16,14 @@
 //! (the closed loop: transitions, idempotency keys, the outbox) → `state`
 //! (the gateway built from a configuration, and the one serving now) →
 //! `registry`, `health`, `observe`, `escalation` (the saga to the city and
-//! the mirror back) → `api` → `server`.
+//! the mirror back), `console` (the operators' pages, on the admin
+//! listener) → `api` → `server`.
 
 pub mod api;
 pub mod audit;
 pub mod cases;
 pub mod config;
+pub mod console;
 pub mod disclosure;
 pub mod error;
 pub mod escalation;

@@ -33,6 +33,7 @@ pub fn admin_router(gateway: Arc<Live>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/admin/sources/{name}", put(put_source))
+        .merge(crate::console::router())
         .layer(DefaultBodyLimit::max(MAX_SOURCE_BYTES))
         .with_state(gateway)
 }

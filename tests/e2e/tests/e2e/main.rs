@@ -7,6 +7,7 @@ mod bad_params;
 mod cases;
 mod config_errors;
 mod conformance;
+mod console;
 mod contract;
 mod differencing;
 mod disclosure;
