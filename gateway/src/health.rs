@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::sources::health::check;
-use crate::state::Live;
+use serde_json::{Value, json};
+
+use crate::state::{Gateway, Live};
 
 /// Check every source of the current configuration, then again every
 /// `health_interval_s` (0: off; a reload may turn it on). A source whose
@@ -42,4 +44,61 @@ pub async fn run(live: Arc<Live>) {
         drop(gateway);
         tokio::time::sleep(Duration::from_secs(interval)).await;
     }
+}
+
+/// What `/readyz` answers and the console's sources page shows: each
+/// source's health, breaker, recent calls, coverage, plugin digest and
+/// limits; the policy's version and the registry's size. In the gateway's
+/// words only (it is served without a credential).
+pub fn readiness(gateway: &Gateway) -> Value {
+    let mut degraded = false;
+    let sources: Vec<_> = gateway
+        .sources
+        .sources
+        .iter()
+        .map(|s| {
+            let manifest = s.plugin.manifest();
+            let health = s.health.last();
+            let state = match &health {
+                None => "unchecked",
+                Some(c) if c.up => "up",
+                Some(_) => "down",
+            };
+            degraded |= state == "down" || s.breaker.state() != "closed";
+            json!({
+                "name": s.name(),
+                "state": state,
+                "health": health.map(|c| json!({
+                    "checked_at": crate::audit::rfc3339(c.at),
+                    "latency_ms": (c.latency.as_secs_f64() * 10_000.0).round() / 10.0,
+                    // Unauthenticated: the gateway's words only.
+                    "error": c.error.as_ref().map(|e| format!(
+                        "{}: {}",
+                        crate::error::ErrorCode::of(e),
+                        crate::error::public_message(e)
+                    )),
+                })),
+                "breaker": s.breaker.state(),
+                "recent": gateway.metrics.recent(s.name()).map(|r| json!({
+                    "calls": r.calls,
+                    "failures": r.failures,
+                    "median_latency_ms": (r.median.as_secs_f64() * 10_000.0).round() / 10.0,
+                })),
+                "coverage": s.config.coverage,
+                "plugin": { "name": manifest.name, "version": manifest.version, "sha256": s.plugin.sha256() },
+                "entities": manifest.entities.iter().map(|e| e.name.clone()).collect::<Vec<_>>(),
+                "limits": {
+                    "memory_mib": s.plugin.limits().memory_mib,
+                    "deadline_ms": s.plugin.limits().deadline.as_millis() as u64,
+                    "max_rows": s.plugin.limits().max_rows,
+                },
+            })
+        })
+        .collect();
+    let policy = &gateway.config.enforcer.engine;
+    json!({
+        "status": if degraded { "degraded" } else { "ready" },
+        "sources": sources,
+        "policy": { "version": policy.version(), "registry_divisions": policy.registry_len() },
+    })
 }

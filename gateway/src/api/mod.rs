@@ -548,52 +548,7 @@ async fn healthz() -> impl IntoResponse {
 /// and its breaker; with a source down the gateway is `degraded` but still
 /// ready (answers are partial, not wrong), so the status stays 200.
 async fn readyz(State(live): State<Arc<Live>>) -> impl IntoResponse {
-    let gateway = live.current();
-    let mut degraded = false;
-    let sources: Vec<_> = gateway
-        .sources
-        .sources
-        .iter()
-        .map(|s| {
-            let manifest = s.plugin.manifest();
-            let health = s.health.last();
-            let state = match &health {
-                None => "unchecked",
-                Some(c) if c.up => "up",
-                Some(_) => "down",
-            };
-            degraded |= state == "down" || s.breaker.state() != "closed";
-            json!({
-                "name": s.name(),
-                "state": state,
-                "health": health.map(|c| json!({
-                    "checked_at": crate::audit::rfc3339(c.at),
-                    "latency_ms": (c.latency.as_secs_f64() * 10_000.0).round() / 10.0,
-                    // Unauthenticated: the gateway's words only.
-                    "error": c.error.as_ref().map(|e| format!(
-                        "{}: {}",
-                        ErrorCode::of(e),
-                        crate::error::public_message(e)
-                    )),
-                })),
-                "breaker": s.breaker.state(),
-                "recent": gateway.metrics.recent(s.name()).map(|r| json!({
-                    "calls": r.calls,
-                    "failures": r.failures,
-                    "median_latency_ms": (r.median.as_secs_f64() * 10_000.0).round() / 10.0,
-                })),
-                "coverage": s.config.coverage,
-                "plugin": { "name": manifest.name, "version": manifest.version, "sha256": s.plugin.sha256() },
-                "entities": manifest.entities.iter().map(|e| e.name.clone()).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    let policy = &gateway.config.enforcer.engine;
-    Json(json!({
-        "status": if degraded { "degraded" } else { "ready" },
-        "sources": sources,
-        "policy": { "version": policy.version(), "registry_divisions": policy.registry_len() },
-    }))
+    Json(crate::health::readiness(&live.current()))
 }
 
 async fn no_route(uri: Uri) -> ApiError {

@@ -5,8 +5,8 @@
 //! token or client certificate) and browse with a session cookie. Every
 //! page also answers as JSON (`.json`, or `Accept: application/json`).
 //!
-//! Built so far: sign-in and the matrix (docs/console.md). The change
-//! preview, the sources and the audit pages are still to come.
+//! Built so far: sign-in, the matrix and the sources (docs/console.md).
+//! The change preview and the audit pages are still to come.
 
 pub mod matrix;
 pub mod page;
@@ -30,6 +30,31 @@ pub fn router() -> Router<Arc<Live>> {
         .route("/console", get(matrix_page))
         .route("/console/matrix", get(matrix_page))
         .route("/console/matrix.json", get(matrix_json))
+        .route("/console/sources", get(sources_page))
+        .route("/console/sources.json", get(sources_json))
+}
+
+async fn sources_json(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response {
+    match signed_in(&headers) {
+        Ok(_) => Json(crate::health::readiness(&live.current())).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Each source's health, breaker, recent calls, plugin and limits: what
+/// `/readyz` and `lianqiao status` report, as a page.
+async fn sources_page(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response {
+    if wants_json(&headers) {
+        return sources_json(State(live), headers).await;
+    }
+    match signed_in(&headers) {
+        Ok(principal) => Html(page::sources(
+            &crate::health::readiness(&live.current()),
+            &principal.id,
+        ))
+        .into_response(),
+        Err(e) => (StatusCode::UNAUTHORIZED, Html(page::message(&e.message))).into_response(),
+    }
 }
 
 /// `POST /console/session`: a token (or an API key, or the admin

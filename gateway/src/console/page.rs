@@ -26,9 +26,62 @@ td.withheld{background:#fce4ec}td.denied{background:#eee;color:#777}caption{text
 
 fn shell(title: &str, body: &str) -> String {
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} — Lianqiao console</title><style>{STYLE}</style></head><body>{body}</body></html>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} — Lianqiao console</title><style>{STYLE}</style></head><body><nav><a href=\"/console/matrix\">Who sees what</a> · <a href=\"/console/sources\">Sources</a></nav>{body}</body></html>",
         escape(title)
     )
+}
+
+/// The sources: one row each, from the readiness report.
+pub fn sources(report: &Value, operator: &str) -> String {
+    let text = |v: &Value| match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut body = format!(
+        "<h1>Sources</h1><p>Signed in as <b>{}</b>. The gateway is <b>{}</b>; policy <code>{}</code>, {} divisions in the registry. As JSON: <code>/console/sources.json</code>.</p>\
+         <table id=\"sources\"><tr><th>source</th><th>state</th><th>breaker</th><th>checked</th><th>calls (recent)</th><th>failures</th><th>median ms</th><th>coverage</th><th>resources</th><th>plugin</th><th>sha256</th><th>limits</th></tr>",
+        escape(operator),
+        escape(&text(&report["status"])),
+        escape(&text(&report["policy"]["version"])),
+        escape(&text(&report["policy"]["registry_divisions"])),
+    );
+    for s in report["sources"].as_array().into_iter().flatten() {
+        let class = match s["state"].as_str() {
+            Some("up") => "clear",
+            Some("down") => "withheld",
+            _ => "masked",
+        };
+        let list = |v: &Value| {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let limits = &s["limits"];
+        body.push_str(&format!(
+            "<tr data-source=\"{name}\"><th>{name}</th><td class=\"{class}\" title=\"{error}\">{state}</td><td>{breaker}</td><td>{checked}</td><td>{calls}</td><td>{failures}</td><td>{median}</td><td>{coverage}</td><td>{entities}</td><td>{plugin}</td><td><code>{sha}</code></td><td>{memory} MiB, {deadline} ms, {rows} rows</td></tr>",
+            name = escape(&text(&s["name"])),
+            state = escape(&text(&s["state"])),
+            error = escape(&text(&s["health"]["error"])),
+            breaker = escape(&text(&s["breaker"])),
+            checked = escape(&text(&s["health"]["checked_at"])),
+            calls = escape(&text(&s["recent"]["calls"])),
+            failures = escape(&text(&s["recent"]["failures"])),
+            median = escape(&text(&s["recent"]["median_latency_ms"])),
+            coverage = escape(&list(&s["coverage"])),
+            entities = escape(&list(&s["entities"])),
+            plugin = escape(&format!("{} {}", text(&s["plugin"]["name"]), text(&s["plugin"]["version"]))),
+            sha = escape(&text(&s["plugin"]["sha256"]).chars().take(16).collect::<String>()),
+            memory = escape(&text(&limits["memory_mib"])),
+            deadline = escape(&text(&limits["deadline_ms"])),
+            rows = escape(&text(&limits["max_rows"])),
+        ));
+    }
+    body.push_str("</table>");
+    shell("Sources", &body)
 }
 
 /// A page that only says something (sign in first, a bad parameter).

@@ -131,6 +131,55 @@ async fn an_operator_signs_in_and_the_matrix_agrees_with_explain_cell_by_cell() 
                     .is_some_and(|c| c.contains(">masked"))),
         "{street_row}"
     );
+    // Sources: what /readyz reports, with each plugin's limits, as a page.
+    let (status, _, body) = http_request(
+        "GET",
+        &format!("{admin}/console/sources.json"),
+        &[("cookie", &cookie)],
+    )
+    .await
+    .expect("GET");
+    assert_eq!(status, 200, "{body}");
+    let sources: Value = serde_json::from_str(&body).expect("JSON");
+    let (_, _, ready) = http_request("GET", &format!("http://{}/readyz", gw.addr), &[])
+        .await
+        .expect("readyz");
+    let ready: Value = serde_json::from_str(&ready).expect("JSON");
+    let huimin = |v: &Value| {
+        v["sources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["name"] == "huimin")
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(huimin(&sources)["plugin"], huimin(&ready)["plugin"]);
+    assert!(
+        huimin(&sources)["limits"]["max_rows"].as_u64().is_some(),
+        "{sources}"
+    );
+    let (status, _, page) = http_request(
+        "GET",
+        &format!("{admin}/console/sources"),
+        &[("cookie", &cookie)],
+    )
+    .await
+    .expect("GET");
+    assert_eq!(status, 200);
+    let sha = huimin(&ready)["plugin"]["sha256"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        page.contains("data-source=\"huimin\"") && page.contains(&sha[..16]),
+        "{page}"
+    );
+    let (status, _, _) = http_request("GET", &format!("{admin}/console/sources"), &[])
+        .await
+        .expect("GET");
+    assert_eq!(status, 401);
+
     // A bad parameter is a clear 400, not a page of nothing.
     let (status, _, body) = http_request(
         "GET",
