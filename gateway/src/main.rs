@@ -215,11 +215,11 @@ async fn plugin_test(
             return ExitCode::FAILURE;
         }
     };
-    let Some(source) = gateway.sources.sources.iter().find(|s| s.name() == name) else {
+    let Some(source) = gateway.sources.get(&name) else {
         eprintln!("no source named `{name}`");
         return ExitCode::FAILURE;
     };
-    let report = lianqiao_gateway::kit::conformance::run(source).await;
+    let report = lianqiao_gateway::kit::conformance::run(&source).await;
     for line in &report.passed {
         println!("  ok    {line}");
     }

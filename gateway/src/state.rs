@@ -70,6 +70,12 @@ fn secret_key(env: &str, without_it: &str) -> Vec<u8> {
 }
 
 impl Gateway {
+    /// The source a street's whistle files the city case with
+    /// (`whistle_to` in cases.toml), if it is configured.
+    pub fn whistle_source(&self) -> Option<Arc<crate::sources::Source>> {
+        self.sources.get(self.transitions.whistle_to.as_deref()?)
+    }
+
     /// Start the plugin engine and load every source; report every failure.
     pub async fn build(config: Config) -> Result<Self, ConfigErrors> {
         let engine = PluginEngine::new(EngineSettings {

@@ -490,10 +490,7 @@ async fn transition_inner(
     };
     let source = gateway
         .sources
-        .sources
-        .iter()
-        .find(|s| s.name() == found.source)
-        .cloned()
+        .get(&found.source)
         .ok_or_else(|| ApiError::not_found(format!("no case {id}")))?;
     if let Some(w) = facts.write.as_mut() {
         w.case = id.to_string();
@@ -523,12 +520,7 @@ async fn transition_inner(
     // there first, then on the district record that mirrors it.
     if found.case_loop == "city"
         && let Some(linked) = found.text("linked_case")
-        && let Some(city) = gateway
-            .transitions
-            .whistle_to
-            .as_deref()
-            .and_then(|name| gateway.sources.sources.iter().find(|s| s.name() == name))
-            .cloned()
+        && let Some(city) = gateway.whistle_source()
     {
         let mut on_city = command.clone();
         if let Command::TransitionCase(t) = &mut on_city {

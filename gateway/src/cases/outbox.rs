@@ -91,6 +91,20 @@ fn db(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// A row whose first columns are stage, payload, city_case, attempts and
+/// error, as the row `id`.
+fn entry_of(id: &str, row: &sqlx::any::AnyRow) -> Result<Entry, String> {
+    let text = |i: usize| row.try_get::<String, _>(i).map_err(db);
+    Ok(Entry {
+        id: id.to_string(),
+        stage: Stage::parse(&text(0)?),
+        whistle: serde_json::from_str(&text(1)?).map_err(db)?,
+        city_case: text(2)?,
+        attempts: row.try_get::<i64, _>(3).map_err(db)?,
+        error: text(4)?,
+    })
+}
+
 impl WriteStore {
     /// Record a whistle at its first stage; `false` when the row was there
     /// already (a retried request): the saga goes on from where it is.
@@ -161,16 +175,7 @@ impl WriteStore {
         .fetch_optional(pool)
         .await
         .map_err(db)?;
-        let Some(row) = row else { return Ok(None) };
-        let text = |i: usize| row.try_get::<String, _>(i).map_err(db);
-        Ok(Some(Entry {
-            id: id.to_string(),
-            stage: Stage::parse(&text(0)?),
-            whistle: serde_json::from_str(&text(1)?).map_err(db)?,
-            city_case: text(2)?,
-            attempts: row.try_get::<i64, _>(3).map_err(db)?,
-            error: text(4)?,
-        }))
+        row.map(|row| entry_of(id, &row)).transpose()
     }
 
     /// Record the row's progress, if `owner` still holds it; the lease is
@@ -235,21 +240,19 @@ impl WriteStore {
         let (pool, pg) = self.pool().await?;
         let rows = sqlx::query(AssertSqlSafe(numbered(
             *pg,
-            "SELECT id, mirrored, mirrored_at FROM lianqiao_outbox WHERE stage = 'done' AND mirrored <> 'closed'
-             ORDER BY updated_at LIMIT ?",
+            "SELECT stage, payload, city_case, attempts, error, id, mirrored, mirrored_at FROM lianqiao_outbox
+             WHERE stage = 'done' AND mirrored <> 'closed' ORDER BY updated_at LIMIT ?",
         )))
         .bind(limit)
         .fetch_all(pool)
         .await
         .map_err(db)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let text = |i: usize| row.try_get::<String, _>(i).map_err(db);
-            if let Some(entry) = self.entry(&text(0)?).await? {
-                out.push((entry, text(1)?, text(2)?));
-            }
-        }
-        Ok(out)
+        rows.iter()
+            .map(|row| {
+                let text = |i: usize| row.try_get::<String, _>(i).map_err(db);
+                Ok((entry_of(&text(5)?, row)?, text(6)?, text(7)?))
+            })
+            .collect()
     }
 
     /// Record that the district record mirrors the city's `state` (as of

@@ -9,6 +9,8 @@
 //! starts from: two gateways mirroring at once apply each move once (the
 //! second finds it made and goes on).
 
+use std::collections::{BTreeMap, HashMap};
+
 use lianqiao_host::PluginError;
 use lianqiao_host::contract::{
     Command, CommandError, Filter, FilterOp, Query, Step, Transition, Value,
@@ -28,19 +30,35 @@ struct CityCase {
     satisfaction: Option<i64>,
 }
 
+/// The district of a whistled case: the feed is read per district.
+fn district(entry: &Entry) -> String {
+    let d = &entry.whistle.division;
+    d[..d.len().min(6)].to_string()
+}
+
 /// Mirror every linked case that has moved on the platform.
 pub async fn mirror_once(gateway: &Gateway) -> Result<(), String> {
-    let Some(city) = gateway
-        .transitions
-        .whistle_to
-        .as_deref()
-        .and_then(|name| gateway.sources.sources.iter().find(|s| s.name() == name))
-        .cloned()
-    else {
+    let Some(city) = gateway.whistle_source() else {
         return Ok(());
     };
-    for (entry, mirrored, since) in gateway.writes.mirroring(64).await? {
-        let Some(now) = read(&city, &entry, &since).await? else {
+    let rows = gateway.writes.mirroring(64).await?;
+    // One read of the feed per district, from the earliest point any of
+    // its cases needs (not one upstream call per case and tick).
+    let mut since_by_district: BTreeMap<String, String> = BTreeMap::new();
+    for (entry, _, since) in &rows {
+        let earliest = since_by_district
+            .entry(district(entry))
+            .or_insert_with(|| since.clone());
+        if *since < *earliest {
+            *earliest = since.clone();
+        }
+    }
+    let mut feed: HashMap<String, CityCase> = HashMap::new();
+    for (district, since) in &since_by_district {
+        feed.extend(read(&city, district, since).await?);
+    }
+    for (entry, mirrored, since) in rows {
+        let Some(now) = feed.get(&entry.city_case) else {
             continue;
         };
         let (Some(from), Some(to)) = (
@@ -51,15 +69,7 @@ pub async fn mirror_once(gateway: &Gateway) -> Result<(), String> {
         };
         let mut reached = from;
         for next in from + 1..=to {
-            match apply(
-                gateway,
-                &entry,
-                CITY_ORDER[next - 1],
-                CITY_ORDER[next],
-                &now,
-            )
-            .await
-            {
+            match apply(gateway, &entry, CITY_ORDER[next - 1], CITY_ORDER[next], now).await {
                 Ok(()) => reached = next,
                 Err(e) => {
                     tracing::warn!(case = %entry.whistle.case_id, to = CITY_ORDER[next], error = %e, "cannot mirror a city move; retrying");
@@ -67,35 +77,38 @@ pub async fn mirror_once(gateway: &Gateway) -> Result<(), String> {
                 }
             }
         }
-        if reached > from {
-            let at = if reached == to {
-                now.updated_at.clone()
-            } else {
-                since.clone()
-            };
+        // Mirrored up to the city's state: the next read starts from its
+        // time (also when nothing moved, so the feed stays short).
+        let at = if reached == to {
+            &now.updated_at
+        } else {
+            &since
+        };
+        if reached > from || *at != since {
             gateway
                 .writes
-                .mirrored(&entry.id, CITY_ORDER[reached], &at)
+                .mirrored(&entry.id, CITY_ORDER[reached], at)
                 .await?;
         }
     }
     Ok(())
 }
 
-/// The city case's state from the feed, if it changed since `since`.
+/// The city cases of `district` changed since `since`, by id, from the
+/// feed (every page).
 async fn read(
     city: &crate::sources::Source,
-    entry: &Entry,
+    district: &str,
     since: &str,
-) -> Result<Option<CityCase>, String> {
+) -> Result<Vec<(String, CityCase)>, String> {
     let since = if since.is_empty() {
         "2000-01-01T00:00:00+08:00"
     } else {
         since
     };
-    let query = Query {
+    let mut query = Query {
         entity: "cases".into(),
-        scope: vec![entry.whistle.division.clone()],
+        scope: vec![district.to_string()],
         filters: vec![Filter {
             field: "updated_at".into(),
             op: FilterOp::Gte,
@@ -113,31 +126,40 @@ async fn read(
         retry: true,
         breaker: true,
     };
-    let page = city
-        .query(query, how)
-        .await
-        .map_err(|e| crate::redact::operator(&e))?;
-    let col = |name: &str| page.columns.iter().position(|c| c == name);
-    let (Some(id), Some(state), Some(updated)) = (col("id"), col("state"), col("updated_at"))
-    else {
-        return Err("the city source's feed lacks id, state or updated_at".into());
-    };
-    let text = |row: &Vec<Value>, i: usize| match row.get(i) {
-        Some(Value::Text(t) | Value::Timestamp(t)) => Some(t.clone()),
-        _ => None,
-    };
-    Ok(page
-        .rows
-        .iter()
-        .find(|row| text(row, id).as_deref() == Some(entry.city_case.as_str()))
-        .map(|row| CityCase {
-            state: text(row, state).unwrap_or_default(),
-            updated_at: text(row, updated).unwrap_or_default(),
-            satisfaction: col("satisfaction").and_then(|i| match row.get(i) {
-                Some(Value::Integer(n)) => Some(*n),
-                _ => None,
-            }),
-        }))
+    let mut cases = Vec::new();
+    loop {
+        let page = city
+            .query(query.clone(), how)
+            .await
+            .map_err(|e| crate::redact::operator(&e))?;
+        let col = |name: &str| page.columns.iter().position(|c| c == name);
+        let (Some(id), Some(state), Some(updated)) = (col("id"), col("state"), col("updated_at"))
+        else {
+            return Err("the city source's feed lacks id, state or updated_at".into());
+        };
+        let text = |row: &Vec<Value>, i: usize| match row.get(i) {
+            Some(Value::Text(t) | Value::Timestamp(t)) => Some(t.clone()),
+            _ => None,
+        };
+        for row in &page.rows {
+            let Some(case) = text(row, id) else { continue };
+            cases.push((
+                case,
+                CityCase {
+                    state: text(row, state).unwrap_or_default(),
+                    updated_at: text(row, updated).unwrap_or_default(),
+                    satisfaction: col("satisfaction").and_then(|i| match row.get(i) {
+                        Some(Value::Integer(n)) => Some(*n),
+                        _ => None,
+                    }),
+                },
+            ));
+        }
+        match page.next_cursor {
+            Some(next) => query.cursor = Some(next),
+            None => return Ok(cases),
+        }
+    }
 }
 
 /// Move the district record from `from` to `to` in the city loop, as the
@@ -152,10 +174,7 @@ async fn apply(
     let w = &entry.whistle;
     let district = gateway
         .sources
-        .sources
-        .iter()
-        .find(|s| s.name() == w.district_source)
-        .cloned()
+        .get(&w.district_source)
         .ok_or_else(|| format!("no source `{}`", w.district_source))?;
     let command = Command::TransitionCase(Transition {
         id: w.case_id.clone(),
@@ -179,12 +198,9 @@ async fn apply(
     match district.command(command, entry.id.clone()).await {
         Ok(_) => Ok(()),
         Err(PluginError::Command(CommandError::Conflict(_))) => {
-            let scope = &w.division[..w.division.len().min(6)];
-            let now = crate::cases::read::locate(&gateway.sources, scope, &w.case_id)
+            let now = super::saga::district_state(gateway, entry)
                 .await
-                .ok()
-                .flatten()
-                .map(|found| found.state)
+                .map(|(_, state)| state)
                 .unwrap_or_default();
             let at = |s: &str| CITY_ORDER.iter().position(|o| *o == s);
             match (at(&now), at(to)) {

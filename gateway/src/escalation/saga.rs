@@ -192,15 +192,6 @@ pub async fn run(live: Arc<Live>) {
     }
 }
 
-fn source(gateway: &Gateway, name: &str) -> Option<Arc<crate::sources::Source>> {
-    gateway
-        .sources
-        .sources
-        .iter()
-        .find(|s| s.name() == name)
-        .cloned()
-}
-
 /// A district move of the record from (`from_state`, street) to
 /// (`to_state`, `to_loop`) with `step`.
 fn district_move(entry: &Entry, from_state: &str, step: Step, linked: Option<String>) -> Command {
@@ -219,7 +210,7 @@ fn district_move(entry: &Entry, from_state: &str, step: Step, linked: Option<Str
 }
 
 /// The district record's (loop, state) now, if it can be read.
-async fn district_state(gateway: &Gateway, entry: &Entry) -> Option<(String, String)> {
+pub(super) async fn district_state(gateway: &Gateway, entry: &Entry) -> Option<(String, String)> {
     let w = &entry.whistle;
     let scope = &w.division[..w.division.len().min(6)];
     match locate(&gateway.sources, scope, &w.case_id).await {
@@ -231,7 +222,7 @@ async fn district_state(gateway: &Gateway, entry: &Entry) -> Option<(String, Str
 /// Run one stage of `entry`, updating it in place.
 async fn stage(gateway: &Gateway, entry: &mut Entry) -> Next {
     let w = entry.whistle.clone();
-    let Some(district) = source(gateway, &w.district_source) else {
+    let Some(district) = gateway.sources.get(&w.district_source) else {
         entry.error = format!(
             "the district source `{}` is not configured",
             w.district_source
@@ -278,12 +269,7 @@ async fn stage(gateway: &Gateway, entry: &mut Entry) -> Next {
             }
         }
         Stage::City => {
-            let city = gateway
-                .transitions
-                .whistle_to
-                .as_deref()
-                .and_then(|name| source(gateway, name));
-            let Some(city) = city else {
+            let Some(city) = gateway.whistle_source() else {
                 entry.error = "no source takes whistled cases (`whistle_to` in cases.toml)".into();
                 entry.stage = Stage::Compensate;
                 return Next::Advanced;

@@ -62,13 +62,13 @@ pub async fn check(config: &Path, candidate: &Path, sample: u32) -> Result<Check
     let name = source_name(candidate)?;
     let loaded = config::load_with_candidate(config, Some(candidate)).map_err(|e| e.to_string())?;
     let gateway = Gateway::build(loaded).await.map_err(|e| e.to_string())?;
-    let Some(source) = gateway.sources.sources.iter().find(|s| s.name() == name) else {
+    let Some(source) = gateway.sources.get(&name) else {
         return Err(format!(
             "{}: source `{name}` did not load",
             candidate.display()
         ));
     };
-    let probe = probe::probe(source, sample).await;
+    let probe = probe::probe(&source, sample).await;
     Ok(Checked {
         name,
         gateway,

@@ -64,6 +64,11 @@ pub struct SourceSet {
 }
 
 impl SourceSet {
+    /// The source named `name` (`sources/<name>.toml`), if configured.
+    pub fn get(&self, name: &str) -> Option<Arc<Source>> {
+        self.sources.iter().find(|s| s.name() == name).cloned()
+    }
+
     /// Load every source's plugin; report every failure, naming the file.
     pub async fn load(
         configs: &[SourceConfig],
