@@ -323,23 +323,27 @@ async fn a_case_rises_through_grid_community_and_street_and_closes() {
     assert_eq!(done["error"]["allowed"], serde_json::json!([]));
 }
 
-/// The same loop on Saihan's PostgreSQL and Jining's MariaDB schemas:
-/// loop codes 1–4 and capital stages, state codes 10–90 and Chinese loop
-/// names, each written back as the district writes them.
-#[tokio::test]
-async fn cases_move_on_postgresql_and_mariadb() {
-    // A failing source statement is logged, not answered: show it here.
-    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+/// Saihan on PostgreSQL and Jining on MariaDB, each written afresh into a
+/// database `db_name` of its server: (source name, URL, district). A server
+/// whose URL is not set is skipped, loudly, for `test`.
+async fn saihan_and_jining_databases(
+    test: &str,
+    db_name: &str,
+) -> Vec<(
+    &'static str,
+    String,
+    &'static lianqiao_sim::generate::District,
+)> {
     let ((saihan, saihan_people), (jining, jining_people)) = saihan_and_jining();
+    let mut out = Vec::new();
     for (var, name, district) in [
         ("LIANQIAO_TEST_POSTGRES_URL", "saihan", saihan),
         ("LIANQIAO_TEST_MYSQL_URL", "jining", jining),
     ] {
-        let Some(url) = lianqiao_e2e::database_url(var, "cases_move_on_postgresql_and_mariadb")
-        else {
+        let Some(url) = lianqiao_e2e::database_url(var, test) else {
             continue;
         };
-        let db = lianqiao_e2e::fresh_database(&url, "lq_cases").await;
+        let db = lianqiao_e2e::fresh_database(&url, db_name).await;
         let mut conn = lianqiao_sim::generate::connect_any(&db)
             .await
             .expect("connect");
@@ -353,6 +357,21 @@ async fn cases_move_on_postgresql_and_mariadb() {
                 .await
                 .expect("write Jining"),
         }
+        out.push((name, db, district));
+    }
+    out
+}
+
+/// The same loop on Saihan's PostgreSQL and Jining's MariaDB schemas:
+/// loop codes 1–4 and capital stages, state codes 10–90 and Chinese loop
+/// names, each written back as the district writes them.
+#[tokio::test]
+async fn cases_move_on_postgresql_and_mariadb() {
+    // A failing source statement is logged, not answered: show it here.
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    for (name, db, district) in
+        saihan_and_jining_databases("cases_move_on_postgresql_and_mariadb", "lq_cases").await
+    {
         let gw = ConfigDir::new().with_demo_source(name, &db).start().await;
         let grid = district
             .grids
@@ -646,38 +665,18 @@ async fn loop_statistics_measure_resolve_time_on_time_share_and_satisfaction() {
 async fn every_move_of_the_table_at_every_loop_on_every_district_database() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let up = lianqiao_e2e::Upstreams::start().await;
-    let ((saihan, saihan_people), (jining, jining_people)) = saihan_and_jining();
     let mut districts = vec![(
         "huimin",
         sqlite_url(&fresh_huimin_copy("table")),
         &huimin().0,
     )];
-    for (var, name, district) in [
-        ("LIANQIAO_TEST_POSTGRES_URL", "saihan", saihan),
-        ("LIANQIAO_TEST_MYSQL_URL", "jining", jining),
-    ] {
-        let Some(url) = lianqiao_e2e::database_url(
-            var,
+    districts.extend(
+        saihan_and_jining_databases(
             "every_move_of_the_table_at_every_loop_on_every_district_database",
-        ) else {
-            continue;
-        };
-        let db = lianqiao_e2e::fresh_database(&url, "lq_table").await;
-        let mut conn = lianqiao_sim::generate::connect_any(&db)
-            .await
-            .expect("connect");
-        match name {
-            "saihan" => {
-                lianqiao_sim::generate::schema_saihan::write(&mut conn, saihan, saihan_people)
-                    .await
-                    .expect("write Saihan")
-            }
-            _ => lianqiao_sim::generate::schema_jining::write(&mut conn, jining, jining_people)
-                .await
-                .expect("write Jining"),
-        }
-        districts.push((name, db, district));
-    }
+            "lq_table",
+        )
+        .await,
+    );
     for (name, db, district) in districts {
         let gw = ConfigDir::new()
             .with_demo_source(name, &db)

@@ -14,13 +14,11 @@ use std::time::Duration;
 
 use super::cases::{caller, fresh_huimin_copy};
 
-/// The city platform's cases linked to district case `id`, read from the
-/// simulator itself (its own OAuth and API).
-async fn city_cases_linked_to(up: &Upstreams, division: &str, id: &str) -> Vec<Value> {
-    let base = format!("http://{}", up.city_platform);
+/// A bearer token of the city platform simulator (its own OAuth).
+async fn city_bearer(up: &Upstreams) -> String {
     let (status, token) = lianqiao_e2e::http_send(
         "POST",
-        &format!("{base}/oauth/token"),
+        &format!("http://{}/oauth/token", up.city_platform),
         &[("content-type", "application/x-www-form-urlencoded")],
         "grant_type=client_credentials&client_id=demo&client_secret=demo-secret",
     )
@@ -28,7 +26,14 @@ async fn city_cases_linked_to(up: &Upstreams, division: &str, id: &str) -> Vec<V
     .expect("token");
     assert_eq!(status, 200, "{token}");
     let token: Value = serde_json::from_str(&token).expect("token JSON");
-    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap_or(""));
+    format!("Bearer {}", token["access_token"].as_str().unwrap_or(""))
+}
+
+/// The city platform's cases linked to district case `id`, read from the
+/// simulator itself (its own OAuth and API).
+async fn city_cases_linked_to(up: &Upstreams, division: &str, id: &str) -> Vec<Value> {
+    let base = format!("http://{}", up.city_platform);
+    let bearer = city_bearer(up).await;
     let (status, page) = lianqiao_e2e::http_send(
         "GET",
         &format!("{base}/cases?divisionCode={division}&limit=500"),
@@ -51,16 +56,7 @@ async fn city_cases_linked_to(up: &Upstreams, division: &str, id: &str) -> Vec<V
 /// The departments' move of a city case, on the platform itself.
 async fn city_action(up: &Upstreams, case: &str, body: &Value) -> (u16, String) {
     let base = format!("http://{}", up.city_platform);
-    let (_, token) = lianqiao_e2e::http_send(
-        "POST",
-        &format!("{base}/oauth/token"),
-        &[("content-type", "application/x-www-form-urlencoded")],
-        "grant_type=client_credentials&client_id=demo&client_secret=demo-secret",
-    )
-    .await
-    .expect("token");
-    let token: Value = serde_json::from_str(&token).expect("token JSON");
-    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap_or(""));
+    let bearer = city_bearer(up).await;
     lianqiao_e2e::http_send(
         "POST",
         &format!("{base}/cases/{case}/actions"),
