@@ -38,6 +38,8 @@ pub enum ErrorCode {
     PurposeRequired,
     UnknownPurpose,
     InvalidSource,
+    InvalidPolicy,
+    PolicyChanged,
     NotFound,
     InvalidTransition,
     CaseChanged,
@@ -59,7 +61,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 31] = [
         ErrorCode::BadRequest,
         ErrorCode::MissingParameter,
         ErrorCode::InvalidParameter,
@@ -71,6 +73,8 @@ impl ErrorCode {
         ErrorCode::PurposeRequired,
         ErrorCode::UnknownPurpose,
         ErrorCode::InvalidSource,
+        ErrorCode::InvalidPolicy,
+        ErrorCode::PolicyChanged,
         ErrorCode::NotFound,
         ErrorCode::InvalidTransition,
         ErrorCode::CaseChanged,
@@ -105,6 +109,8 @@ impl ErrorCode {
             ErrorCode::PurposeRequired => "purpose_required",
             ErrorCode::UnknownPurpose => "unknown_purpose",
             ErrorCode::InvalidSource => "invalid_source",
+            ErrorCode::InvalidPolicy => "invalid_policy",
+            ErrorCode::PolicyChanged => "policy_changed",
             ErrorCode::NotFound => "not_found",
             ErrorCode::InvalidTransition => "invalid_transition",
             ErrorCode::CaseChanged => "case_changed",
@@ -139,11 +145,13 @@ impl ErrorCode {
             | ErrorCode::PurposeRequired
             | ErrorCode::UnknownPurpose => StatusCode::BAD_REQUEST,
             ErrorCode::InvalidSource
+            | ErrorCode::InvalidPolicy
             | ErrorCode::IdempotencyKeyReused
             | ErrorCode::SourceRejected => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::InvalidTransition | ErrorCode::CaseChanged | ErrorCode::WriteInProgress => {
-                StatusCode::CONFLICT
-            }
+            ErrorCode::InvalidTransition
+            | ErrorCode::CaseChanged
+            | ErrorCode::PolicyChanged
+            | ErrorCode::WriteInProgress => StatusCode::CONFLICT,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
@@ -213,6 +221,12 @@ impl ErrorCode {
             }
             ErrorCode::InvalidSource => {
                 "Admin listener: the source file does not load or fails its probe; the message lists every problem, and nothing was changed."
+            }
+            ErrorCode::InvalidPolicy => {
+                "Console: a proposed policy change does not validate against the schema or the model, or the policy's test tables fail with it; the message lists every problem, and nothing was changed."
+            }
+            ErrorCode::PolicyChanged => {
+                "Console: the policy files changed since the draft was made (another operator applied a change); preview the draft again and apply it if it still says what you mean."
             }
             ErrorCode::NotFound => {
                 "No such route, resource, division, serving source, or case the caller may see."
@@ -345,6 +359,10 @@ pub const REASONS: &[(&str, &str)] = &[
     (
         "role_required",
         "403: the request needs a role the caller lacks.",
+    ),
+    (
+        "cross_site",
+        "403: a console change that did not come from the console's own pages (its form token is missing or not the session's, or the browser says another site sent it).",
     ),
 ];
 

@@ -181,6 +181,11 @@ impl Gateway {
     }
 }
 
+/// One change to the configuration files at a time (a source added on the
+/// admin listener, a policy applied from the console): two at once would
+/// each check against files the other is changing.
+pub static CONFIG_CHANGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The gateway serving now. A reload builds and checks a whole new
 /// gateway aside and swaps it in; requests in flight finish on the one they
 /// started with (they hold its `Arc`), and a broken configuration changes

@@ -56,10 +56,6 @@ async fn metrics(State(live): State<Arc<Live>>) -> Response {
         .into_response()
 }
 
-/// One change at a time: two operators adding sources at once would each
-/// check against a directory the other is changing.
-static CHANGING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 async fn put_source(
     State(live): State<Arc<Live>>,
     Path(name): Path<String>,
@@ -71,7 +67,7 @@ async fn put_source(
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     let mut record = AuditRecord {
         at: now_rfc3339(),
-        request_id: super::guard::request_id(),
+        request_id: crate::audit::request_id(),
         principal: "anonymous".into(),
         method: "PUT".into(),
         route: "/admin/sources/{name}".into(),
@@ -122,7 +118,7 @@ async fn put_source(
                 "`{name}` is not a source name: 1–64 of a-z, 0-9, - and _"
             )));
         }
-        let _one_at_a_time = CHANGING.lock().await;
+        let _one_at_a_time = crate::state::CONFIG_CHANGE.lock().await;
         let checked = install::check_text(live.config_path(), &name, text, PROBE_SAMPLE)
             .await
             .map_err(|e| ApiError::new(ErrorCode::InvalidSource, e))?;
@@ -139,7 +135,7 @@ async fn put_source(
         // The change is audited before it is made: a store that is down
         // refuses the change rather than let it go unrecorded.
         let mut permitted = record.clone();
-        permitted.decision = "permit".into();
+        permitted.decision = "allow".into();
         permitted.status = 200;
         gateway
             .audit

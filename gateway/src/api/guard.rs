@@ -6,7 +6,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
-use rand::RngCore;
 
 use crate::audit::{AuditRecord, now_rfc3339};
 use crate::disclosure::Facts;
@@ -17,10 +16,28 @@ fn header<'a>(request: &'a axum::extract::Request, name: &str) -> Option<&'a str
     request.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-pub(crate) fn request_id() -> String {
-    let mut bytes = [0u8; 12];
-    rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
+/// The resource a `/v1` request is about: the path's first segment, or
+/// for statistics the metric's resource (`metric=members.count`). Only
+/// names of the model are kept: the trail records no free text here.
+fn resource_of(path: &str, query: Option<&str>) -> String {
+    let first = path
+        .strip_prefix("/v1/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("");
+    let name = if first == "stats" {
+        query
+            .unwrap_or("")
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("metric="))
+            .and_then(|metric| metric.split('.').next())
+            .unwrap_or("")
+    } else {
+        first
+    };
+    match crate::model::entity(name) {
+        Some(entity) => entity.name.to_string(),
+        None => String::new(),
+    }
 }
 
 pub async fn guard(
@@ -30,7 +47,7 @@ pub async fn guard(
     next: axum::middleware::Next,
 ) -> Response {
     let gateway = live.current();
-    let id = request_id();
+    let id = crate::audit::request_id();
     let mut record = AuditRecord {
         at: now_rfc3339(),
         request_id: id.clone(),
@@ -38,6 +55,7 @@ pub async fn guard(
         method: request.method().to_string(),
         route: route.as_str().to_string(),
         query: request.uri().query().unwrap_or("").to_string(),
+        resource: resource_of(request.uri().path(), request.uri().query()),
         policy_version: gateway.config.enforcer.engine.version().to_string(),
         ..AuditRecord::default()
     };

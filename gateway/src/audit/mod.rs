@@ -25,6 +25,14 @@ pub use record::{AuditRecord, GENESIS, chain_hash, now_rfc3339, rfc3339};
 pub use store::{AuditStore, Query, Stored};
 pub use verify::{Broken, verify};
 
+/// A new request id: 96 random bits, hex (audit records and responses).
+pub fn request_id() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 12];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
 /// Records in memory waiting for a down store (fail-open statistics only).
 const BACKLOG_MAX: usize = 100_000;
 

@@ -44,6 +44,10 @@ pub struct AuditRecord {
     /// A case write: the case, its source, the move, the idempotency key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write: Option<crate::disclosure::WriteFacts>,
+    /// The resource asked about (`members`, `cases`; a statistic's
+    /// resource), for searching the trail by resource.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub resource: String,
 }
 
 impl AuditRecord {

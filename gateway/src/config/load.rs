@@ -320,6 +320,7 @@ pub fn load_with_candidate(path: &Path, candidate: Option<&Path>) -> Result<Conf
             auth: std::sync::Arc::new(auth),
             policy: main.policy,
             policy_dir,
+            fields_file,
             audit: main.audit,
             audit_url,
             tls,

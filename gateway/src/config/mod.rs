@@ -628,6 +628,8 @@ pub struct Config {
     pub statistics: StatisticsSection,
     /// The policy directory, resolved.
     pub policy_dir: PathBuf,
+    /// The field-class file (`[model] fields`), resolved.
+    pub fields_file: PathBuf,
     pub audit: AuditSection,
     /// The audit store's URL, resolved (may carry a password: not logged).
     pub audit_url: String,

@@ -25,27 +25,27 @@ fn prefix(level: Level) -> usize {
     }
 }
 
-/// Staff of `level` whose jurisdiction holds `division` (its ancestor at
-/// that level), asking for `purpose`.
-pub fn principal_at(level: Level, division: &str, purpose: &str) -> Principal {
+/// Staff of `level` with `roles` whose jurisdiction holds `division` (its
+/// ancestor at that level), asking for `purpose`.
+pub fn principal_at(level: Level, division: &str, purpose: &str, roles: &[String]) -> Principal {
     let code = &division[..division.len().min(prefix(level))];
     Principal::new(
         format!("console-{}", level.as_str()),
         level,
         code,
-        Vec::new(),
+        roles.to_vec(),
         purpose,
     )
 }
 
-/// The matrix for `division` and `purpose`: one row per level, one cell
-/// per resource (the explain answer for listing it in the level's own
-/// jurisdiction).
-pub fn matrix(enforcer: &Enforcer, division: &str, purpose: &str) -> Value {
+/// The matrix for `division`, `purpose` and staff holding `roles`: one row
+/// per level, one cell per resource (the explain answer for listing it in
+/// the level's own jurisdiction).
+pub fn matrix(enforcer: &Enforcer, division: &str, purpose: &str, roles: &[String]) -> Value {
     let rows: Vec<Value> = Level::ALL
         .iter()
         .map(|level| {
-            let principal = principal_at(*level, division, purpose);
+            let principal = principal_at(*level, division, purpose, roles);
             let cells: Vec<Value> = ENTITIES
                 .iter()
                 .map(|entity| {
@@ -72,6 +72,7 @@ pub fn matrix(enforcer: &Enforcer, division: &str, purpose: &str) -> Value {
     json!({
         "division": division,
         "purpose": purpose,
+        "roles": roles,
         "policy_version": enforcer.engine.version(),
         "levels": rows,
     })

@@ -1,42 +1,381 @@
 //! The operator console, served by the admin listener (never the public
-//! API): who sees what, as a matrix of levels × resources × fields, each
-//! cell decided by the enforcing engine. Operators with the
-//! `policy-admin` role sign in once (`POST /console/session` with their
-//! token or client certificate) and browse with a session cookie. Every
-//! page also answers as JSON (`.json`, or `Accept: application/json`).
+//! API). Operators sign in once (`POST /console/session` with their token
+//! or client certificate) and browse with a session cookie:
 //!
-//! Built so far: sign-in, the matrix and the sources (docs/console.md).
-//! The change preview and the audit pages are still to come.
+//! - who sees what (`/console/matrix`): levels × resources × fields, each
+//!   cell decided by the enforcing engine (`matrix`);
+//! - a policy change, previewed as a diff of that matrix and the policy's
+//!   test tables before it is applied through the reload path (`change`);
+//! - the sources (`/console/sources`): health, breaker, recent latency;
+//! - the audit trail (`/console/audit`), for auditors (`audit`).
+//!
+//! Policy pages need the `policy-admin` role, the audit pages `auditor`.
+//! Every page also answers as JSON (`.json`, or `Accept:
+//! application/json`). Changes carry the session's form token and are
+//! refused from other origins (`session::same_origin_with_token`).
 
+pub mod audit;
+pub mod change;
 pub mod matrix;
 pub mod page;
 pub mod session;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Extension;
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use crate::error::ApiError;
+use crate::audit::{AuditRecord, now_rfc3339};
+use crate::error::{ApiError, ErrorCode};
 use crate::state::Live;
+use session::Session;
 
 pub fn router() -> Router<Arc<Live>> {
     Router::new()
-        .route("/console/session", post(sign_in))
+        .route("/console/session", get(sign_in_page).post(sign_in))
+        .route("/console/session/end", post(sign_out))
         .route("/console", get(matrix_page))
         .route("/console/matrix", get(matrix_page))
         .route("/console/matrix.json", get(matrix_json))
         .route("/console/sources", get(sources_page))
         .route("/console/sources.json", get(sources_json))
+        .route("/console/change", get(change_page))
+        .route("/console/change.json", get(change_json))
+        .route("/console/change/draft", post(change_draft))
+        .route("/console/change/discard", post(change_discard))
+        .route("/console/change/apply", post(change_apply))
+        .route("/console/audit", get(audit::page))
+        .route("/console/audit.json", get(audit::json))
+        .route("/console/audit.csv", get(audit::csv))
+}
+
+/// How a console request wants its answer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Html,
+    Json,
+}
+
+/// A page (GET) answers HTML unless the caller asks for JSON only.
+fn answer(headers: &HeaderMap) -> Answer {
+    let accept = accept(headers);
+    if accept.contains("application/json") && !accept.contains("text/html") {
+        Answer::Json
+    } else {
+        Answer::Html
+    }
+}
+
+/// A form post (POST) answers HTML to a browser (which always accepts
+/// text/html) and JSON to scripts.
+fn answer_post(headers: &HeaderMap) -> Answer {
+    if accept(headers).contains("text/html") {
+        Answer::Html
+    } else {
+        Answer::Json
+    }
+}
+
+fn accept(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// An error as the caller wants it: the API's JSON error, or a page.
+fn refuse(how: Answer, e: ApiError) -> Response {
+    match how {
+        Answer::Json => e.into_response(),
+        Answer::Html if e.status == StatusCode::UNAUTHORIZED => {
+            (e.status, Html(page::sign_in(Some(&e.message)))).into_response()
+        }
+        Answer::Html => (e.status, Html(page::message(&e.message))).into_response(),
+    }
+}
+
+fn not_signed_in() -> ApiError {
+    ApiError {
+        status: StatusCode::UNAUTHORIZED,
+        ..ApiError::new(
+            ErrorCode::Unauthenticated,
+            "sign in first: POST /console/session with an operator's token (Authorization: Bearer …, or the form at /console/session); the session lasts 30 minutes",
+        )
+    }
+}
+
+/// The request's session, holding `role`; else the 401 or 403 to answer.
+fn signed_in(headers: &HeaderMap, role: &str) -> Result<Session, ApiError> {
+    let session = session::current(headers).ok_or_else(not_signed_in)?;
+    if !session.has_role(role) {
+        return Err(ApiError::forbidden(
+            "role_required",
+            format!("this page needs the `{role}` role"),
+            Vec::new(),
+        ));
+    }
+    Ok(session)
+}
+
+/// A form (URL-encoded) or JSON object body as name → value.
+fn form(headers: &HeaderMap, body: &Bytes) -> Result<BTreeMap<String, String>, ApiError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    if json {
+        let value: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not a JSON object: {e}")))?;
+        return Ok(value
+            .into_iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, text)
+            })
+            .collect());
+    }
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not a URL-encoded form: {e}")))?;
+    Ok(pairs.into_iter().collect())
+}
+
+/// A change's session, form and CSRF check together.
+fn changing(
+    headers: &HeaderMap,
+    body: &Bytes,
+    role: &str,
+) -> Result<(Session, BTreeMap<String, String>), ApiError> {
+    let session = signed_in(headers, role)?;
+    let fields = form(headers, body)?;
+    session::same_origin_with_token(
+        headers,
+        &session,
+        fields.get("csrf").map(String::as_str),
+    )
+    .map_err(|why| {
+        tracing::warn!(principal = %session.principal.id, why, "console change refused as cross-site");
+        ApiError::forbidden(
+            "cross_site",
+            format!("refused: {why}. Changes are made from the console's own pages, which carry the session's token"),
+            Vec::new(),
+        )
+    })?;
+    Ok((session, fields))
+}
+
+/// An audit record of a console action by the session's operator.
+fn record(
+    principal: Option<&lianqiao_policy::Principal>,
+    method: &str,
+    route: &str,
+    query: String,
+    policy_version: &str,
+) -> AuditRecord {
+    let mut r = AuditRecord {
+        at: now_rfc3339(),
+        request_id: crate::audit::request_id(),
+        principal: "anonymous".into(),
+        method: method.into(),
+        route: route.into(),
+        query,
+        policy_version: policy_version.to_string(),
+        ..AuditRecord::default()
+    };
+    if let Some(p) = principal {
+        r.principal = p.id.clone();
+        r.level = p.level.to_string();
+        r.division = p.division.clone();
+        r.purpose = p.purpose.clone();
+        r.via = "console".into();
+    }
+    r
+}
+
+async fn sign_in_page() -> Html<String> {
+    Html(page::sign_in(None))
+}
+
+/// `POST /console/session`: a token (`Authorization`, `X-API-Key`, or the
+/// form's `token`), or the admin listener's client certificate, of an
+/// operator (`policy-admin`) or auditor, for a session cookie. Every
+/// attempt is audited.
+async fn sign_in(
+    State(live): State<Arc<Live>>,
+    client_cert: Option<Extension<crate::tls::ClientCert>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let how = answer_post(&headers);
+    let gateway = live.current();
+    let version = gateway.config.enforcer.engine.version().to_string();
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let mut audit = record(None, "POST", "/console/session", String::new(), &version);
+    let outcome: Result<lianqiao_policy::authn::Identity, ApiError> = async {
+        let fields = if body.is_empty() {
+            BTreeMap::new()
+        } else {
+            form(&headers, &body)?
+        };
+        let bearer = fields.get("token").map(|t| format!("Bearer {}", t.trim()));
+        if bearer.is_some() {
+            // A sign-in form posted from another site would sign the
+            // victim in as the attacker (login CSRF).
+            if let Some(site) = header("sec-fetch-site")
+                && site != "same-origin"
+                && site != "none"
+            {
+                return Err(ApiError::forbidden(
+                    "cross_site",
+                    "refused: the sign-in form was posted from another site's page",
+                    Vec::new(),
+                ));
+            }
+        }
+        let authorization = bearer.as_deref().or(header("authorization"));
+        let certified = client_cert.and_then(|Extension(c)| c.0);
+        let identity = match certified {
+            Some(identity) if authorization.is_none() && header("x-api-key").is_none() => identity,
+            _ => gateway
+                .config
+                .auth
+                .authenticate(authorization, header("x-api-key"))
+                .map_err(|e| ApiError::unauthenticated(&e))?,
+        };
+        audit.principal = identity.id.clone();
+        audit.level = identity.level.to_string();
+        audit.division = identity.division.clone();
+        audit.via = identity.via.clone();
+        let may = |role: &str| identity.roles.iter().any(|r| r == role);
+        if !may(session::CONSOLE_ROLE) && !may(session::AUDITOR_ROLE) {
+            return Err(ApiError::forbidden(
+                "role_required",
+                format!(
+                    "the console is for operators and auditors: it needs the `{}` or `{}` role",
+                    session::CONSOLE_ROLE,
+                    session::AUDITOR_ROLE
+                ),
+                Vec::new(),
+            ));
+        }
+        Ok(identity)
+    }
+    .await;
+    let identity = match outcome {
+        Ok(identity) => identity,
+        Err(e) => {
+            tracing::warn!(principal = %audit.principal, code = e.code.as_str(), "console sign-in refused");
+            audit.decision = match e.code {
+                ErrorCode::Unauthenticated => "unauthenticated",
+                ErrorCode::Forbidden => "deny",
+                _ => "invalid",
+            }
+            .into();
+            audit.status = e.status.as_u16();
+            let _ = gateway.audit.write(audit, true).await;
+            return refuse(how, e);
+        }
+    };
+    audit.decision = "allow".into();
+    audit.status = 200;
+    // A session nobody can account for is not opened.
+    if let Err(e) = gateway.audit.write(audit, false).await {
+        return refuse(
+            how,
+            ApiError::new(
+                ErrorCode::AuditUnavailable,
+                format!("the audit trail cannot record the sign-in, so it was refused: {e}"),
+            ),
+        );
+    }
+    tracing::info!(principal = %identity.id, "console sign-in");
+    let roles = identity.roles.clone();
+    let id = identity.id.clone();
+    let (cookie, csrf) = session::open(identity.with_purpose("administration"));
+    let next = if roles.iter().any(|r| r == session::CONSOLE_ROLE) {
+        "/console/matrix"
+    } else {
+        "/console/audit"
+    };
+    let mut response = match how {
+        Answer::Json => Json(serde_json::json!({
+            "signed_in": id,
+            "roles": roles,
+            "expires_in": session::TTL.as_secs(),
+            "next": next,
+            // Scripts send it back as X-CSRF-Token on every change.
+            "csrf": csrf,
+        }))
+        .into_response(),
+        Answer::Html => Redirect::to(next).into_response(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn sign_out(headers: HeaderMap, body: Bytes) -> Response {
+    let how = answer_post(&headers);
+    let session = match session::current(&headers) {
+        Some(s) => s,
+        None => return refuse(how, not_signed_in()),
+    };
+    let token = form(&headers, &body)
+        .ok()
+        .and_then(|f| f.get("csrf").cloned());
+    if let Err(why) = session::same_origin_with_token(&headers, &session, token.as_deref()) {
+        return refuse(
+            how,
+            ApiError::forbidden("cross_site", format!("refused: {why}"), Vec::new()),
+        );
+    }
+    session::close(&headers);
+    let mut response = match how {
+        Answer::Json => Json(serde_json::json!({ "signed_out": true })).into_response(),
+        Answer::Html => Redirect::to("/console/session").into_response(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&session::closed_cookie()) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// The sources page's data: the readiness report, with each source's
+/// recent calls for the latency chart.
+fn sources_report(gateway: &crate::state::Gateway) -> serde_json::Value {
+    let mut report = crate::health::readiness(gateway);
+    if let Some(sources) = report["sources"].as_array_mut() {
+        for s in sources {
+            let name = s["name"].as_str().unwrap_or("").to_string();
+            let calls: Vec<serde_json::Value> = gateway
+                .metrics
+                .recent_calls(&name)
+                .into_iter()
+                .map(|(latency, failed)| {
+                    serde_json::json!({
+                        "latency_ms": (latency.as_secs_f64() * 10_000.0).round() / 10.0,
+                        "failed": failed,
+                    })
+                })
+                .collect();
+            s["recent_calls"] = serde_json::Value::Array(calls);
+        }
+    }
+    report
 }
 
 async fn sources_json(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response {
-    match signed_in(&headers) {
-        Ok(_) => Json(crate::health::readiness(&live.current())).into_response(),
+    match signed_in(&headers, session::CONSOLE_ROLE) {
+        Ok(_) => Json(sources_report(&live.current())).into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -44,84 +383,26 @@ async fn sources_json(State(live): State<Arc<Live>>, headers: HeaderMap) -> Resp
 /// Each source's health, breaker, recent calls, plugin and limits: what
 /// `/readyz` and `lianqiao status` report, as a page.
 async fn sources_page(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response {
-    if wants_json(&headers) {
+    if answer(&headers) == Answer::Json {
         return sources_json(State(live), headers).await;
     }
-    match signed_in(&headers) {
-        Ok(principal) => Html(page::sources(
-            &crate::health::readiness(&live.current()),
-            &principal.id,
-        ))
-        .into_response(),
-        Err(e) => (StatusCode::UNAUTHORIZED, Html(page::message(&e.message))).into_response(),
-    }
-}
-
-/// `POST /console/session`: a token (or an API key, or the admin
-/// listener's client certificate) of a `policy-admin` for a session cookie.
-async fn sign_in(
-    State(live): State<Arc<Live>>,
-    client_cert: Option<Extension<crate::tls::ClientCert>>,
-    headers: HeaderMap,
-) -> Response {
-    let gateway = live.current();
-    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    let certified = client_cert.and_then(|Extension(c)| c.0);
-    let identity = match certified {
-        Some(identity) if header("authorization").is_none() && header("x-api-key").is_none() => {
-            identity
+    match signed_in(&headers, session::CONSOLE_ROLE) {
+        Ok(session) => {
+            Html(page::sources(&sources_report(&live.current()), &session)).into_response()
         }
-        _ => match gateway
-            .config
-            .auth
-            .authenticate(header("authorization"), header("x-api-key"))
-        {
-            Ok(identity) => identity,
-            Err(e) => return ApiError::unauthenticated(&e).into_response(),
-        },
-    };
-    if !identity.roles.iter().any(|r| r == session::CONSOLE_ROLE) {
-        tracing::warn!(principal = %identity.id, "console sign-in refused: no policy-admin role");
-        return ApiError::forbidden(
-            "role_required",
-            format!(
-                "the console is for operators: it needs the `{}` role",
-                session::CONSOLE_ROLE
-            ),
-            Vec::new(),
-        )
-        .into_response();
+        Err(e) => refuse(Answer::Html, e),
     }
-    tracing::info!(principal = %identity.id, "console sign-in");
-    let cookie = session::open(identity.with_purpose("administration"));
-    let mut response = (
-        StatusCode::OK,
-        Json(serde_json::json!({
-            "signed_in": identity.id,
-            "expires_in": session::TTL.as_secs(),
-            "next": "/console/matrix",
-        })),
-    )
-        .into_response();
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
-    response
 }
 
-/// The session's principal, or the 401 that says how to sign in.
-fn signed_in(headers: &HeaderMap) -> Result<lianqiao_policy::Principal, ApiError> {
-    session::current(headers).ok_or_else(|| ApiError {
-        status: StatusCode::UNAUTHORIZED,
-        ..ApiError::new(
-            crate::error::ErrorCode::Unauthenticated,
-            "sign in first: POST /console/session with a policy-admin token (Authorization: Bearer …); the session cookie lasts 30 minutes",
-        )
-    })
+/// The matrix's parameters: `division` (a division code), `purpose` and
+/// `roles` (comma-separated; the staff's roles, none by default).
+struct View {
+    division: String,
+    purpose: String,
+    roles: Vec<String>,
 }
 
-/// The matrix's parameters: `division` (a division code) and `purpose`.
-fn query(gateway: &crate::state::Gateway, raw: Option<&str>) -> Result<(String, String), ApiError> {
+fn view(gateway: &crate::state::Gateway, raw: Option<&str>) -> Result<View, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     let get = |name: &str| {
@@ -130,7 +411,9 @@ fn query(gateway: &crate::state::Gateway, raw: Option<&str>) -> Result<(String, 
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
     };
-    let division = get("division").unwrap_or_else(|| matrix::DEFAULT_DIVISION.to_string());
+    let division = get("division")
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| matrix::DEFAULT_DIVISION.to_string());
     if !crate::config::is_division_code(&division) {
         return Err(ApiError::invalid(format!(
             "`division` is a division code ({}), got `{division}`",
@@ -139,6 +422,7 @@ fn query(gateway: &crate::state::Gateway, raw: Option<&str>) -> Result<(String, 
     }
     let purposes = &gateway.config.policy.purposes;
     let purpose = get("purpose")
+        .filter(|p| !p.is_empty())
         .or_else(|| purposes.first().cloned())
         .unwrap_or_default();
     if !purposes.contains(&purpose) {
@@ -147,17 +431,28 @@ fn query(gateway: &crate::state::Gateway, raw: Option<&str>) -> Result<(String, 
             purposes.join(", ")
         )));
     }
-    Ok((
-        lianqiao_policy::division::canonical(&division).to_string(),
+    let roles: Vec<String> = get("roles")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .collect();
+    if let Some(bad) = roles.iter().find(|r| {
+        r.len() > 64
+            || !r
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    }) {
+        return Err(ApiError::invalid(format!(
+            "`roles` is a comma-separated list of role names (a-z, 0-9, - and _), got `{bad}`"
+        )));
+    }
+    Ok(View {
+        division: lianqiao_policy::division::canonical(&division).to_string(),
         purpose,
-    ))
-}
-
-fn wants_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
+        roles,
+    })
 }
 
 async fn matrix_json(
@@ -166,11 +461,12 @@ async fn matrix_json(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let gateway = live.current();
-    match signed_in(&headers).and_then(|_| query(&gateway, raw.as_deref())) {
-        Ok((division, purpose)) => Json(matrix::matrix(
+    match signed_in(&headers, session::CONSOLE_ROLE).and_then(|_| view(&gateway, raw.as_deref())) {
+        Ok(v) => Json(matrix::matrix(
             &gateway.config.enforcer,
-            &division,
-            &purpose,
+            &v.division,
+            &v.purpose,
+            &v.roles,
         ))
         .into_response(),
         Err(e) => e.into_response(),
@@ -182,22 +478,251 @@ async fn matrix_page(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    if wants_json(&headers) {
+    if answer(&headers) == Answer::Json {
         return matrix_json(State(live), headers, RawQuery(raw)).await;
     }
     let gateway = live.current();
-    let principal = match signed_in(&headers) {
-        Ok(p) => p,
-        Err(e) => {
-            return (StatusCode::UNAUTHORIZED, Html(page::message(&e.message))).into_response();
-        }
+    let session = match signed_in(&headers, session::CONSOLE_ROLE) {
+        Ok(s) => s,
+        Err(e) => return refuse(Answer::Html, e),
     };
-    match query(&gateway, raw.as_deref()) {
-        Ok((division, purpose)) => {
-            let m = matrix::matrix(&gateway.config.enforcer, &division, &purpose);
-            let purposes = &gateway.config.policy.purposes;
-            Html(page::matrix(&m, &principal.id, purposes)).into_response()
+    match view(&gateway, raw.as_deref()) {
+        Ok(v) => {
+            let m = matrix::matrix(&gateway.config.enforcer, &v.division, &v.purpose, &v.roles);
+            Html(page::matrix(&m, &session, &gateway.config.policy.purposes)).into_response()
         }
-        Err(e) => (e.status, Html(page::message(&e.message))).into_response(),
+        Err(e) => refuse(Answer::Html, e),
+    }
+}
+
+/// The draft and its preview, for the page and for scripts.
+fn change_state(
+    gateway: &crate::state::Gateway,
+    session: &Session,
+    v: &View,
+) -> (change::Preview, serde_json::Value) {
+    let preview = change::preview(&gateway.config, &session.draft, &v.division, &v.roles);
+    let mut value = preview.to_json();
+    value["division"] = serde_json::json!(v.division);
+    value["conflicts"] = serde_json::json!(change::conflicts(&gateway.config, &session.draft));
+    value["editable"] = serde_json::json!(
+        change::current_files(&gateway.config)
+            .keys()
+            .collect::<Vec<_>>()
+    );
+    (preview, value)
+}
+
+async fn change_json(
+    State(live): State<Arc<Live>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let gateway = live.current();
+    let session = match signed_in(&headers, session::CONSOLE_ROLE) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    match view(&gateway, raw.as_deref()) {
+        Ok(v) => Json(change_state(&gateway, &session, &v).1).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /console/change[?edit=<file>]`: the draft, its preview, and an
+/// editor for one file (the draft's text, else the file's).
+async fn change_page(
+    State(live): State<Arc<Live>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    if answer(&headers) == Answer::Json {
+        return change_json(State(live), headers, RawQuery(raw)).await;
+    }
+    let gateway = live.current();
+    let session = match signed_in(&headers, session::CONSOLE_ROLE) {
+        Ok(s) => s,
+        Err(e) => return refuse(Answer::Html, e),
+    };
+    let v = match view(&gateway, raw.as_deref()) {
+        Ok(v) => v,
+        Err(e) => return refuse(Answer::Html, e),
+    };
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).unwrap_or_default();
+    let current = change::current_files(&gateway.config);
+    let editing = pairs
+        .iter()
+        .find(|(k, _)| k == "edit")
+        .map(|(_, v)| v.clone())
+        .or_else(|| session.draft.files.keys().next().cloned())
+        .unwrap_or_else(|| "policy/default.cedar".to_string());
+    if let Err(e) = change::path_of(&gateway.config, &editing) {
+        return refuse(Answer::Html, ApiError::invalid(e));
+    }
+    let text = session
+        .draft
+        .files
+        .get(&editing)
+        .map(|e| e.text.clone())
+        .or_else(|| current.get(&editing).cloned())
+        .unwrap_or_default();
+    let (preview, state) = change_state(&gateway, &session, &v);
+    Html(page::change(&page::ChangeView {
+        session: &session,
+        division: &v.division,
+        editing: &editing,
+        text: &text,
+        files: current.keys().cloned().collect(),
+        preview: &preview,
+        conflicts: state["conflicts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(str::to_string))
+            .collect(),
+    }))
+    .into_response()
+}
+
+/// `POST /console/change/draft` (`file`, `text`, `csrf`): put a file's
+/// proposed text into the session's draft. Nothing changes live.
+async fn change_draft(State(live): State<Arc<Live>>, headers: HeaderMap, body: Bytes) -> Response {
+    let how = answer_post(&headers);
+    let gateway = live.current();
+    let (mut session, fields) = match changing(&headers, &body, session::CONSOLE_ROLE) {
+        Ok(x) => x,
+        Err(e) => return refuse(how, e),
+    };
+    let Some(file) = fields.get("file") else {
+        return refuse(
+            how,
+            ApiError::new(
+                ErrorCode::MissingParameter,
+                "`file` names the file to change, e.g. policy/default.cedar",
+            ),
+        );
+    };
+    let text = fields.get("text").cloned().unwrap_or_default();
+    if let Err(e) = change::edit(&gateway.config, &mut session.draft, file, text) {
+        return refuse(how, ApiError::invalid(e));
+    }
+    session::set_draft(&headers, session.draft.clone());
+    match how {
+        Answer::Json => {
+            let v = match view(&gateway, None) {
+                Ok(v) => v,
+                Err(e) => return e.into_response(),
+            };
+            Json(change_state(&gateway, &session, &v).1).into_response()
+        }
+        Answer::Html => Redirect::to(&format!(
+            "/console/change?edit={}",
+            serde_urlencoded::to_string([("", file)])
+                .unwrap_or_default()
+                .trim_start_matches('=')
+        ))
+        .into_response(),
+    }
+}
+
+async fn change_discard(headers: HeaderMap, body: Bytes) -> Response {
+    let how = answer_post(&headers);
+    if let Err(e) = changing(&headers, &body, session::CONSOLE_ROLE) {
+        return refuse(how, e);
+    }
+    session::set_draft(&headers, change::Draft::default());
+    match how {
+        Answer::Json => Json(serde_json::json!({ "discarded": true })).into_response(),
+        Answer::Html => Redirect::to("/console/change").into_response(),
+    }
+}
+
+/// `POST /console/change/apply` (`csrf`): write the draft's files and
+/// reload. Refused when the draft does not validate, a policy test fails
+/// with it, or a file changed since it was drafted. Audited before the
+/// files are written (a trail that is down refuses the change), and every
+/// refusal is audited too.
+async fn change_apply(State(live): State<Arc<Live>>, headers: HeaderMap, body: Bytes) -> Response {
+    let how = answer_post(&headers);
+    let gateway = live.current();
+    let version = gateway.config.enforcer.engine.version().to_string();
+    let signed = session::current(&headers);
+    let mut audit = record(
+        signed.as_ref().map(|s| &s.principal),
+        "POST",
+        "/console/change/apply",
+        String::new(),
+        &version,
+    );
+    let outcome: Result<(Vec<String>, String), ApiError> = async {
+        let (session, _) = changing(&headers, &body, session::CONSOLE_ROLE)?;
+        let draft = session.draft.clone();
+        audit.query = format!("files={}", draft.files.keys().cloned().collect::<Vec<_>>().join(","));
+        let _one_at_a_time = crate::state::CONFIG_CHANGE.lock().await;
+        let stale = change::conflicts(&gateway.config, &draft);
+        if !stale.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::PolicyChanged,
+                format!(
+                    "{} changed since you drafted; nothing was applied. Open the draft again, check the preview and apply",
+                    stale.join(", ")
+                ),
+            ));
+        }
+        let preview = change::preview(&gateway.config, &draft, matrix::DEFAULT_DIVISION, &[]);
+        if !preview.applicable() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidPolicy,
+                format!("nothing was applied:\n{}", preview.refusal()),
+            ));
+        }
+        let after = preview.version_after.clone().unwrap_or_default();
+        audit.query.push_str(&format!("&policy_version={after}"));
+        let mut permitted = audit.clone();
+        permitted.decision = "allow".into();
+        permitted.status = 200;
+        gateway.audit.write(permitted, false).await.map_err(|e| {
+            ApiError::new(
+                ErrorCode::AuditUnavailable,
+                format!("the audit trail cannot record the change, so it was not made: {e}"),
+            )
+        })?;
+        let backup = change::write(&gateway.config, &draft)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e))?;
+        if let Err(e) = live.reload().await {
+            change::restore(&backup);
+            return Err(ApiError::new(
+                ErrorCode::InvalidPolicy,
+                format!("the reload refused the change, so the files were put back and the running policy keeps serving: {e}"),
+            ));
+        }
+        session::set_draft(&headers, change::Draft::default());
+        tracing::info!(principal = %session.principal.id, version = %after, "policy change applied from the console");
+        Ok((preview.files, after))
+    }
+    .await;
+    match outcome {
+        Ok((files, after)) => match how {
+            Answer::Json => Json(serde_json::json!({
+                "applied": files,
+                "policy_version": after,
+            }))
+            .into_response(),
+            Answer::Html => Html(page::applied(&files, &after)).into_response(),
+        },
+        Err(e) => {
+            if e.code != ErrorCode::AuditUnavailable {
+                audit.decision = match e.code {
+                    ErrorCode::Unauthenticated => "unauthenticated",
+                    ErrorCode::Forbidden => "deny",
+                    _ => "invalid",
+                }
+                .into();
+                audit.status = e.status.as_u16();
+                let _ = gateway.audit.write(audit, true).await;
+            }
+            refuse(how, e)
+        }
     }
 }

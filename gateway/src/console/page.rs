@@ -1,7 +1,11 @@
 //! Server-rendered pages: plain HTML and a little CSS, no script. Every
-//! value is escaped; a policy's id and description show on hover.
+//! value is escaped; a policy's id and description show on hover. Forms
+//! that change something carry the session's token (`csrf`).
 
 use serde_json::Value;
+
+use super::change::Preview;
+use super::session::{AUDITOR_ROLE, CONSOLE_ROLE, Session};
 
 /// Text for HTML (element content and attribute values).
 pub fn escape(text: &str) -> String {
@@ -20,28 +24,104 @@ pub fn escape(text: &str) -> String {
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}\
-table{border-collapse:collapse;margin:0 0 1.5rem}th,td{border:1px solid #ccc;padding:.25rem .5rem;font-size:.85rem}\
+nav{margin:0 0 1rem;padding:0 0 .5rem;border-bottom:1px solid #ddd}nav form{display:inline}\
+table{border-collapse:collapse;margin:0 0 1.5rem}th,td{border:1px solid #ccc;padding:.25rem .5rem;font-size:.85rem;vertical-align:top}\
 th{background:#f4f4f4;text-align:left}td.clear{background:#e8f5e9}td.masked{background:#fff8e1}\
-td.withheld{background:#fce4ec}td.denied{background:#eee;color:#777}caption{text-align:left;font-weight:bold;margin:.5rem 0}";
+td.withheld{background:#fce4ec}td.denied{background:#eee;color:#777}caption{text-align:left;font-weight:bold;margin:.5rem 0}\
+.ok{color:#1b5e20}.bad{color:#b71c1c}textarea{width:100%;font-family:monospace;font-size:.8rem}\
+td.gain{background:#e8f5e9}td.loss{background:#fce4ec}code{font-size:.85rem}";
 
-fn shell(title: &str, body: &str) -> String {
+fn shell(title: &str, session: Option<&Session>, body: &str) -> String {
+    let nav = match session {
+        Some(s) => {
+            let mut links = Vec::new();
+            if s.has_role(CONSOLE_ROLE) {
+                links.push("<a href=\"/console/matrix\">Who sees what</a>");
+                links.push("<a href=\"/console/change\">Change preview</a>");
+                links.push("<a href=\"/console/sources\">Sources</a>");
+            }
+            if s.has_role(AUDITOR_ROLE) {
+                links.push("<a href=\"/console/audit\">Audit</a>");
+            }
+            format!(
+                "<nav>{} · signed in as <b>{}</b> <form method=\"post\" action=\"/console/session/end\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button>Sign out</button></form></nav>",
+                links.join(" · "),
+                escape(&s.principal.id),
+                escape(&s.csrf)
+            )
+        }
+        None => String::new(),
+    };
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} — Lianqiao console</title><style>{STYLE}</style></head><body><nav><a href=\"/console/matrix\">Who sees what</a> · <a href=\"/console/sources\">Sources</a></nav>{body}</body></html>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} — Lianqiao console</title><style>{STYLE}</style></head><body>{nav}{body}</body></html>",
         escape(title)
     )
 }
 
+/// The sign-in form (and why the visitor is here, if a page sent them).
+pub fn sign_in(why: Option<&str>) -> String {
+    let why = why
+        .map(|w| format!("<p class=\"bad\">{}</p>", escape(w)))
+        .unwrap_or_default();
+    shell(
+        "Sign in",
+        None,
+        &format!(
+            "<h1>Lianqiao console</h1>{why}<p>For operators (role <code>{CONSOLE_ROLE}</code>) and auditors (role <code>{AUDITOR_ROLE}</code>). Paste your token; the session lasts 30 minutes and the browser never keeps the token.</p>\
+             <form id=\"sign-in\" method=\"post\" action=\"/console/session\"><label>Token <input type=\"password\" name=\"token\" size=\"60\" autocomplete=\"off\"></label> <button>Sign in</button></form>"
+        ),
+    )
+}
+
+/// A small latency chart of a source's recent calls (inline SVG, oldest
+/// left): a bar per call, failures red.
+fn chart(calls: &Value) -> String {
+    let calls: Vec<(f64, bool)> = calls
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["latency_ms"].as_f64().unwrap_or(0.0),
+                c["failed"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    if calls.is_empty() {
+        return "no calls yet".into();
+    }
+    let (w, h, bar) = (192.0, 32.0, 3.0);
+    let max = calls.iter().map(|(l, _)| *l).fold(1.0_f64, f64::max);
+    let bars: String = calls
+        .iter()
+        .enumerate()
+        .map(|(i, (l, failed))| {
+            let height = (l / max * (h - 2.0)).max(1.0);
+            format!(
+                "<rect x=\"{:.0}\" y=\"{:.1}\" width=\"{bar}\" height=\"{height:.1}\" fill=\"{}\"><title>{l} ms{}</title></rect>",
+                i as f64 * bar,
+                h - height,
+                if *failed { "#c62828" } else { "#1565c0" },
+                if *failed { ", failed" } else { "" }
+            )
+        })
+        .collect();
+    format!(
+        "<svg class=\"chart\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"latency of the last {} calls, up to {max} ms\">{bars}</svg><br><small>max {max} ms</small>",
+        calls.len()
+    )
+}
+
 /// The sources: one row each, from the readiness report.
-pub fn sources(report: &Value, operator: &str) -> String {
+pub fn sources(report: &Value, session: &Session) -> String {
     let text = |v: &Value| match v {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
     let mut body = format!(
-        "<h1>Sources</h1><p>Signed in as <b>{}</b>. The gateway is <b>{}</b>; policy <code>{}</code>, {} divisions in the registry. As JSON: <code>/console/sources.json</code>.</p>\
-         <table id=\"sources\"><tr><th>source</th><th>state</th><th>breaker</th><th>checked</th><th>calls (recent)</th><th>failures</th><th>median ms</th><th>coverage</th><th>resources</th><th>plugin</th><th>sha256</th><th>limits</th></tr>",
-        escape(operator),
+        "<h1>Sources</h1><p>The gateway is <b>{}</b>; policy <code>{}</code>, {} divisions in the registry. As JSON: <code>/console/sources.json</code>.</p>\
+         <table id=\"sources\"><tr><th>source</th><th>state</th><th>breaker</th><th>checked</th><th>calls (recent)</th><th>failures</th><th>median ms</th><th>latency (recent calls)</th><th>coverage</th><th>resources</th><th>plugin</th><th>sha256</th><th>limits</th></tr>",
         escape(&text(&report["status"])),
         escape(&text(&report["policy"]["version"])),
         escape(&text(&report["policy"]["registry_divisions"])),
@@ -62,7 +142,7 @@ pub fn sources(report: &Value, operator: &str) -> String {
         };
         let limits = &s["limits"];
         body.push_str(&format!(
-            "<tr data-source=\"{name}\"><th>{name}</th><td class=\"{class}\" title=\"{error}\">{state}</td><td>{breaker}</td><td>{checked}</td><td>{calls}</td><td>{failures}</td><td>{median}</td><td>{coverage}</td><td>{entities}</td><td>{plugin}</td><td><code>{sha}</code></td><td>{memory} MiB, {deadline} ms, {rows} rows</td></tr>",
+            "<tr data-source=\"{name}\"><th>{name}</th><td class=\"{class}\" title=\"{error}\">{state}</td><td>{breaker}</td><td>{checked}</td><td>{calls}</td><td>{failures}</td><td>{median}</td><td>{chart}</td><td>{coverage}</td><td>{entities}</td><td>{plugin}</td><td><code>{sha}</code></td><td>{memory} MiB, {deadline} ms, {rows} rows</td></tr>",
             name = escape(&text(&s["name"])),
             state = escape(&text(&s["state"])),
             error = escape(&text(&s["health"]["error"])),
@@ -71,6 +151,7 @@ pub fn sources(report: &Value, operator: &str) -> String {
             calls = escape(&text(&s["recent"]["calls"])),
             failures = escape(&text(&s["recent"]["failures"])),
             median = escape(&text(&s["recent"]["median_latency_ms"])),
+            chart = chart(&s["recent_calls"]),
             coverage = escape(&list(&s["coverage"])),
             entities = escape(&list(&s["entities"])),
             plugin = escape(&format!("{} {}", text(&s["plugin"]["name"]), text(&s["plugin"]["version"]))),
@@ -81,13 +162,225 @@ pub fn sources(report: &Value, operator: &str) -> String {
         ));
     }
     body.push_str("</table>");
-    shell("Sources", &body)
+    shell("Sources", Some(session), &body)
+}
+
+/// What the change page shows.
+pub struct ChangeView<'a> {
+    pub session: &'a Session,
+    pub division: &'a str,
+    /// The file in the editor, and its text (the draft's, else the file's).
+    pub editing: &'a str,
+    pub text: &'a str,
+    /// Every file a change may touch.
+    pub files: Vec<String>,
+    pub preview: &'a Preview,
+    /// Files changed on disk since they were drafted.
+    pub conflicts: Vec<String>,
+}
+
+/// The change preview: the editor, the draft's files, validation, the
+/// test tables, the diff of who sees what, and "apply".
+pub fn change(v: &ChangeView) -> String {
+    let csrf = escape(&v.session.csrf);
+    let p = v.preview;
+    let files: String = v
+        .files
+        .iter()
+        .chain(p.files.iter().filter(|f| !v.files.contains(f)))
+        .map(|f| {
+            let drafted = if p.files.contains(f) {
+                " (drafted)"
+            } else {
+                ""
+            };
+            format!(
+                "<li><a href=\"/console/change?edit={0}\">{1}</a>{drafted}</li>",
+                escape(&f.replace('/', "%2F")),
+                escape(f)
+            )
+        })
+        .collect();
+    let mut body = format!(
+        "<h1>Change preview</h1><p>Edit a policy file, the field classes or a test table; nothing changes live until you apply. The preview validates the proposed files, runs every test table and shows what each level gains or loses (jurisdiction holding <code>{division}</code>, every purpose). As JSON: <code>/console/change.json</code>.</p>\
+         <h2>Files</h2><ul id=\"files\">{files}</ul>\
+         <form id=\"edit\" method=\"post\" action=\"/console/change/draft\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"file\" value=\"{file}\">\
+         <label>Editing <code>{file}</code> (or a new <code>policy/&lt;name&gt;.cedar</code>: <a href=\"/console/change?edit=policy%2Fproposed.cedar\">start one</a>)<br><textarea name=\"text\" rows=\"18\" spellcheck=\"false\">{text}</textarea></label><br><button id=\"preview\">Preview this change</button></form>",
+        division = escape(v.division),
+        file = escape(v.editing),
+        text = escape(v.text),
+    );
+    if p.files.is_empty() {
+        body.push_str("<p id=\"verdict\">No draft yet.</p>");
+        return shell("Change preview", Some(v.session), &body);
+    }
+    body.push_str(&format!(
+        "<h2>Draft</h2><p>Changes <code>{}</code>. Policy version <code>{}</code> → <code>{}</code>.</p>",
+        escape(&p.files.join(", ")),
+        escape(&p.version_before),
+        escape(p.version_after.as_deref().unwrap_or("—"))
+    ));
+    if !v.conflicts.is_empty() {
+        body.push_str(&format!(
+            "<p class=\"bad\">Changed on disk since you drafted: <code>{}</code>. Applying is refused until you draft them again.</p>",
+            escape(&v.conflicts.join(", "))
+        ));
+    }
+    if !p.problems.is_empty() {
+        body.push_str("<h2>Validation</h2><ul id=\"problems\" class=\"bad\">");
+        for problem in &p.problems {
+            body.push_str(&format!("<li><pre>{}</pre></li>", escape(problem)));
+        }
+        body.push_str("</ul>");
+    } else {
+        let failed: Vec<_> = p.failed_tests().collect();
+        body.push_str(&format!(
+            "<h2>Tests</h2><p id=\"tests\" class=\"{}\">{} cases, {} failed.</p>",
+            if failed.is_empty() { "ok" } else { "bad" },
+            p.tests.len(),
+            failed.len()
+        ));
+        if !failed.is_empty() {
+            body.push_str("<ul id=\"failed-tests\">");
+            for t in failed {
+                body.push_str(&format!(
+                    "<li><b>{}</b> ({}): {}</li>",
+                    escape(&t.name),
+                    escape(&t.file),
+                    escape(&t.problems.join("; "))
+                ));
+            }
+            body.push_str("</ul>");
+        }
+        body.push_str(&format!(
+            "<h2>Who sees what: {} cells change</h2>",
+            p.changes.len()
+        ));
+        if !p.changes.is_empty() {
+            body.push_str("<table id=\"diff\"><tr><th>purpose</th><th>level</th><th>resource</th><th>field</th><th>now</th><th>with the change</th></tr>");
+            for c in &p.changes {
+                let rank = |w: &str| match w.split(' ').next().unwrap_or("") {
+                    "clear" | "allowed" => 2,
+                    "masked" => 1,
+                    _ => 0,
+                };
+                let class = if rank(&c.after) > rank(&c.before) {
+                    "gain"
+                } else {
+                    "loss"
+                };
+                body.push_str(&format!(
+                    "<tr class=\"change\" data-level=\"{level}\" data-resource=\"{resource}\" data-field=\"{field}\" data-purpose=\"{purpose}\"><td>{purpose}</td><td>{level}</td><td>{resource}</td><td>{field_or}</td><td>{before}</td><td class=\"{class}\">{after}</td></tr>",
+                    purpose = escape(&c.purpose),
+                    level = escape(&c.level),
+                    resource = escape(&c.resource),
+                    field = escape(&c.field),
+                    field_or = if c.field.is_empty() { "(access)".to_string() } else { escape(&c.field) },
+                    before = escape(&c.before),
+                    after = escape(&c.after),
+                ));
+            }
+            body.push_str("</table>");
+        }
+    }
+    if p.applicable() && v.conflicts.is_empty() {
+        body.push_str(&format!(
+            "<form id=\"apply\" method=\"post\" action=\"/console/change/apply\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button>Apply: write the files and reload</button></form>"
+        ));
+    } else {
+        body.push_str("<p id=\"verdict\" class=\"bad\">Cannot be applied until the problems above are fixed.</p>");
+    }
+    body.push_str(&format!(
+        "<form id=\"discard\" method=\"post\" action=\"/console/change/discard\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button>Discard the draft</button></form>"
+    ));
+    shell("Change preview", Some(v.session), &body)
+}
+
+/// After an apply.
+pub fn applied(files: &[String], version: &str) -> String {
+    shell(
+        "Applied",
+        None,
+        &format!(
+            "<h1>Applied</h1><p id=\"applied\">Wrote <code>{}</code> and reloaded: the gateway now serves policy version <code>{}</code>. The change is in the audit trail.</p><p><a href=\"/console/matrix\">Who sees what</a></p>",
+            escape(&files.join(", ")),
+            escape(version)
+        ),
+    )
+}
+
+/// The audit search: filters, the chain's verification, the records.
+pub fn audit(
+    session: &Session,
+    search: &super::audit::Search,
+    raw_query: &str,
+    rows: &[Value],
+    verified: &Value,
+) -> String {
+    let input = |name: &str, value: &Option<String>, hint: &str| {
+        format!(
+            "<label>{name} <input name=\"{name}\" value=\"{}\" placeholder=\"{hint}\"></label> ",
+            escape(value.as_deref().unwrap_or(""))
+        )
+    };
+    let verification = if verified["ok"] == true {
+        format!(
+            "<p id=\"verification\" class=\"ok\">Chain <code>{}</code> verifies: {} records, each hash recomputed.</p>",
+            escape(verified["chain"].as_str().unwrap_or("")),
+            verified["records"]
+        )
+    } else {
+        format!(
+            "<p id=\"verification\" class=\"bad\">{} (first broken record: {})</p>",
+            escape(verified["message"].as_str().unwrap_or("")),
+            verified["first_broken"]
+        )
+    };
+    let mut body = format!(
+        "<h1>Audit</h1>{verification}<form id=\"search\" method=\"get\" action=\"/console/audit\">{}{}{}{}{}<label>limit <input name=\"limit\" value=\"{}\" size=\"4\"></label> <button>Search</button></form>\
+         <p>{} records, newest first. This search is itself in the audit trail. <a id=\"csv\" href=\"/console/audit.csv?{}\">Export as CSV</a> · as JSON: <code>/console/audit.json</code></p>\
+         <table id=\"records\"><tr><th>seq</th><th>at</th><th>principal</th><th>level</th><th>division</th><th>purpose</th><th>request</th><th>scope</th><th>rows</th><th>decision</th><th>status</th></tr>",
+        input("principal", &search.principal, "any"),
+        input("division", &search.division, "150103"),
+        input("resource", &search.resource, "members"),
+        input("since", &search.since, "2026-12-01"),
+        input("until", &search.until, "2026-12-31T00:00:00Z"),
+        search.limit,
+        rows.len(),
+        escape(raw_query),
+    );
+    let text = |v: &Value| match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for r in rows {
+        let route = text(&r["route"]).replace("{resource}", &text(&r["resource"]));
+        let request = format!("{} {route}?{}", text(&r["method"]), text(&r["query"]));
+        body.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&text(&r["seq"])),
+            escape(&text(&r["at"])),
+            escape(&text(&r["principal"])),
+            escape(&text(&r["level"])),
+            escape(&text(&r["division"])),
+            escape(&text(&r["purpose"])),
+            escape(request.trim_end_matches('?')),
+            escape(&text(&r["scope"])),
+            escape(&text(&r["rows"])),
+            escape(&text(&r["decision"])),
+            escape(&text(&r["status"])),
+        ));
+    }
+    body.push_str("</table>");
+    shell("Audit", Some(session), &body)
 }
 
 /// A page that only says something (sign in first, a bad parameter).
 pub fn message(text: &str) -> String {
     shell(
         "Lianqiao console",
+        None,
         &format!("<h1>Lianqiao console</h1><p>{}</p>", escape(text)),
     )
 }
@@ -110,16 +403,27 @@ fn policies(value: &Value) -> String {
 }
 
 /// The matrix: one table per resource, a row per level, a column per field.
-pub fn matrix(m: &Value, operator: &str, purposes: &[String]) -> String {
+pub fn matrix(m: &Value, session: &Session, purposes: &[String]) -> String {
     let division = m["division"].as_str().unwrap_or("");
     let purpose = m["purpose"].as_str().unwrap_or("");
+    let roles = m["roles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect::<Vec<_>>()
+        .join(",");
     let mut body = format!(
-        "<h1>Who sees what</h1><p>Signed in as <b>{}</b>. Policy version <code>{}</code>. Each level's staff in the jurisdiction holding <code>{}</code>, asking for <code>{}</code>; hover a cell for the policies that decided it. As JSON: <code>/console/matrix.json?division={}&amp;purpose={}</code>.</p>\
-         <form method=\"get\" action=\"/console/matrix\"><label>Division <input name=\"division\" value=\"{}\"></label> <label>Purpose <select name=\"purpose\">{}</select></label> <button>Show</button></form>",
-        escape(operator),
+        "<h1>Who sees what</h1><p>Policy version <code>{}</code>. Each level's staff in the jurisdiction holding <code>{}</code>, asking for <code>{}</code>{}; hover a cell for the policies that decided it. As JSON: <code>/console/matrix.json?division={}&amp;purpose={}</code>.</p>\
+         <form method=\"get\" action=\"/console/matrix\"><label>Division <input name=\"division\" value=\"{}\"></label> <label>Purpose <select name=\"purpose\">{}</select></label> <label>Roles <input name=\"roles\" value=\"{}\" placeholder=\"none\"></label> <button>Show</button></form>",
         escape(m["policy_version"].as_str().unwrap_or("")),
         escape(division),
         escape(purpose),
+        if roles.is_empty() {
+            String::new()
+        } else {
+            format!(" with roles <code>{}</code>", escape(&roles))
+        },
         escape(division),
         escape(purpose),
         escape(division),
@@ -130,7 +434,8 @@ pub fn matrix(m: &Value, operator: &str, purposes: &[String]) -> String {
                 if p == purpose { " selected" } else { "" },
                 escape(p)
             ))
-            .collect::<String>()
+            .collect::<String>(),
+        escape(&roles)
     );
     let levels = m["levels"].as_array().cloned().unwrap_or_default();
     let resources: Vec<String> = levels
@@ -210,7 +515,7 @@ pub fn matrix(m: &Value, operator: &str, purposes: &[String]) -> String {
         }
         body.push_str("</table>");
     }
-    shell("Who sees what", &body)
+    shell("Who sees what", Some(session), &body)
 }
 
 #[cfg(test)]

@@ -1,7 +1,11 @@
 //! Signing in: an operator's token (or client certificate) is exchanged
 //! once for a short-lived session cookie (`HttpOnly`, `SameSite=Strict`,
 //! scoped to `/console`), so the browser never holds the token and no
-//! other site can ride the session.
+//! other site can ride the session. Each session also carries a token its
+//! forms send back with every change (the synchronizer-token defence
+//! against cross-site request forgery: `SameSite` does not separate two
+//! ports of one host, which are the same *site*) and the operator's draft
+//! of a policy change.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,45 +14,151 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderMap;
 use lianqiao_policy::Principal;
 
-/// The role a principal needs for the console.
+use super::change::Draft;
+
+/// The role a principal needs for the policy pages.
 pub const CONSOLE_ROLE: &str = "policy-admin";
+/// The role a principal needs to search and export the audit trail.
+pub const AUDITOR_ROLE: &str = "auditor";
 /// The cookie's name.
 pub const COOKIE: &str = "lianqiao_console";
 /// How long a session lasts.
 pub const TTL: Duration = Duration::from_secs(30 * 60);
 
-/// Sessions of this process (a restart signs everyone out).
-static SESSIONS: Mutex<Option<HashMap<String, (Principal, Instant)>>> = Mutex::new(None);
+/// One signed-in operator.
+#[derive(Clone)]
+pub struct Session {
+    pub principal: Principal,
+    /// Sent back by every form that changes something.
+    pub csrf: String,
+    /// The policy change being prepared (empty when none).
+    pub draft: Draft,
+    expires: Instant,
+}
 
-/// A new session for `principal`; the cookie header to set.
-pub fn open(principal: Principal) -> String {
+impl Session {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.principal.roles.iter().any(|r| r == role)
+    }
+}
+
+/// Sessions of this process (a restart signs everyone out).
+static SESSIONS: Mutex<Option<HashMap<String, Session>>> = Mutex::new(None);
+
+fn random_hex() -> String {
     use rand::RngCore;
     let mut raw = [0u8; 32];
     rand::rng().fill_bytes(&mut raw);
-    let id = hex::encode(raw);
+    hex::encode(raw)
+}
+
+/// A new session for `principal`: the cookie header to set, and the
+/// session's form token.
+pub fn open(principal: Principal) -> (String, String) {
+    let id = random_hex();
+    let csrf = random_hex();
     if let Ok(mut sessions) = SESSIONS.lock() {
         let map = sessions.get_or_insert_with(HashMap::new);
         let now = Instant::now();
-        map.retain(|_, (_, expires)| *expires > now);
-        map.insert(id.clone(), (principal, now + TTL));
+        map.retain(|_, s| s.expires > now);
+        map.insert(
+            id.clone(),
+            Session {
+                principal,
+                csrf: csrf.clone(),
+                draft: Draft::default(),
+                expires: now + TTL,
+            },
+        );
     }
-    format!(
-        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/console; Max-Age={}",
-        TTL.as_secs()
+    (
+        format!(
+            "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/console; Max-Age={}",
+            TTL.as_secs()
+        ),
+        csrf,
     )
 }
 
-/// The principal of the request's session cookie, if it is live.
-pub fn current(headers: &HeaderMap) -> Option<Principal> {
-    let id = headers
+/// The cookie that ends the session in the browser.
+pub fn closed_cookie() -> String {
+    format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/console; Max-Age=0")
+}
+
+fn id_of(headers: &HeaderMap) -> Option<String> {
+    headers
         .get_all(axum::http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_string())?;
+        .map(|(_, value)| value.to_string())
+}
+
+/// The request's session, if its cookie names a live one.
+pub fn current(headers: &HeaderMap) -> Option<Session> {
+    let id = id_of(headers)?;
     let sessions = SESSIONS.lock().ok()?;
-    let (principal, expires) = sessions.as_ref()?.get(&id)?;
-    (*expires > Instant::now()).then(|| principal.clone())
+    let session = sessions.as_ref()?.get(&id)?;
+    (session.expires > Instant::now()).then(|| session.clone())
+}
+
+/// Replace the draft of the request's session.
+pub fn set_draft(headers: &HeaderMap, draft: Draft) {
+    let Some(id) = id_of(headers) else { return };
+    if let Ok(mut sessions) = SESSIONS.lock()
+        && let Some(session) = sessions.as_mut().and_then(|m| m.get_mut(&id))
+    {
+        session.draft = draft;
+    }
+}
+
+/// End the request's session.
+pub fn close(headers: &HeaderMap) {
+    let Some(id) = id_of(headers) else { return };
+    if let Ok(mut sessions) = SESSIONS.lock()
+        && let Some(map) = sessions.as_mut()
+    {
+        map.remove(&id);
+    }
+}
+
+/// Whether a request that changes something came from the console's own
+/// pages: its token matches the session's, and the browser does not say
+/// it came from another origin. Returns what is wrong, if anything.
+pub fn same_origin_with_token(
+    headers: &HeaderMap,
+    session: &Session,
+    token: Option<&str>,
+) -> Result<(), &'static str> {
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    // Browsers send Sec-Fetch-Site on every request; scripts may not.
+    if let Some(site) = header("sec-fetch-site")
+        && site != "same-origin"
+        && site != "none"
+    {
+        return Err("the request came from another site's page");
+    }
+    if let (Some(origin), Some(host)) = (header("origin"), header("host")) {
+        let origin_host = origin.split("://").nth(1).unwrap_or(origin);
+        if origin != "null" && origin_host != host {
+            return Err("the request came from another origin");
+        }
+        if origin == "null" {
+            return Err("the request came from an opaque origin");
+        }
+    }
+    let sent = token.or_else(|| header("x-csrf-token")).unwrap_or("");
+    if sent.is_empty() {
+        return Err("the form's token is missing");
+    }
+    if !constant_time_eq(sent.as_bytes(), session.csrf.as_bytes()) {
+        return Err("the form's token does not belong to this session");
+    }
+    Ok(())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -232,6 +232,15 @@ impl Metrics {
         }
     }
 
+    /// The last calls of `source`, oldest first: (latency, failed).
+    pub fn recent_calls(&self, source: &str) -> Vec<(Duration, bool)> {
+        self.inner
+            .lock()
+            .ok()
+            .and_then(|m| m.recent.get(source).map(|c| c.iter().copied().collect()))
+            .unwrap_or_default()
+    }
+
     /// The last calls of `source` (up to 64), if any.
     pub fn recent(&self, source: &str) -> Option<Recent> {
         let m = self.inner.lock().ok()?;

@@ -363,7 +363,10 @@ impl ConfigDir {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("sources")).expect("sources dir");
         let cache = workspace_root().join("target/plugin-cache");
-        let fields = workspace_root().join("config/fields.toml");
+        // The shipped field classes and policy, copied: the console's
+        // change tests write them.
+        let fields = dir.path().join("fields.toml");
+        std::fs::copy(workspace_root().join("config/fields.toml"), &fields).expect("copy fields");
         // The shipped policy, plus one the tests' default principal uses
         // to see everything (tests of the policy itself use other tokens).
         let policy = dir.path().join("policy");
@@ -376,6 +379,17 @@ impl ConfigDir {
                 std::fs::copy(&path, policy.join(path.file_name().expect("name")))
                     .expect("copy policy");
             }
+        }
+        std::fs::create_dir_all(policy.join("tests")).expect("policy tests dir");
+        for entry in std::fs::read_dir(workspace_root().join("config/policy/tests"))
+            .expect("config/policy/tests")
+        {
+            let path = entry.expect("entry").path();
+            std::fs::copy(
+                &path,
+                policy.join("tests").join(path.file_name().expect("name")),
+            )
+            .expect("copy policy tests");
         }
         std::fs::write(policy.join("e2e.cedar"), E2E_POLICY).expect("e2e policy");
         std::fs::write(dir.path().join("issuer.pub.pem"), &test_issuer().1).expect("issuer key");

@@ -3,7 +3,7 @@
 //! the enforcing engine's own answer, cell by cell the same as
 //! `/v1/_explain` (what `lianqiao policy explain` prints).
 
-use lianqiao_e2e::{ConfigDir, http_request, token};
+use lianqiao_e2e::{ConfigDir, http_request, http_send, token};
 use serde_json::Value;
 
 #[tokio::test]
@@ -189,4 +189,489 @@ async fn an_operator_signs_in_and_the_matrix_agrees_with_explain_cell_by_cell() 
     .await
     .expect("GET");
     assert_eq!(status, 400, "{body}");
+}
+
+/// Sign in with a token: the session cookie and the form token.
+async fn sign_in(admin: &str, token: &str) -> (String, String) {
+    let bearer = format!("Bearer {token}");
+    let (status, headers, body) = http_request(
+        "POST",
+        &format!("{admin}/console/session"),
+        &[("authorization", &bearer)],
+    )
+    .await
+    .expect("POST");
+    assert_eq!(status, 200, "{body}");
+    let cookie = headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let answer: Value = serde_json::from_str(&body).expect("JSON");
+    let csrf = answer["csrf"].as_str().expect("a form token").to_string();
+    (cookie, csrf)
+}
+
+/// POST a JSON body to the console: status and JSON answer.
+async fn post(url: &str, headers: &[(&str, &str)], body: Value) -> (u16, Value) {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    let (status, text) = http_send("POST", url, &all, &body.to_string())
+        .await
+        .expect("POST");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+const STREETS_SEE_NO_PHONES: &str = "@id(\"streets-see-no-phones\")\n@description(\"Streets no longer see phone numbers, not even masked.\")\nforbid (principal, action == Lianqiao::Action::\"read_personal_masked\", resource)\nwhen { principal.level == \"street\" && context.field == \"phone\" };\n";
+
+#[tokio::test]
+async fn a_policy_change_is_previewed_as_a_diff_refused_while_a_test_fails_and_applied_through_the_reload()
+ {
+    let (gw, _up) = lianqiao_e2e::huimin_with_members().await;
+    let admin = format!("http://{}", gw.admin);
+    let (cookie, csrf) = sign_in(&admin, &token("region", "15", &["policy-admin"])).await;
+    let with = |extra: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
+        let mut h = vec![("cookie", cookie.clone()), ("x-csrf-token", csrf.clone())];
+        h.extend_from_slice(extra);
+        h
+    };
+    let refs = |h: &[(&'static str, String)]| -> Vec<(&'static str, String)> { h.to_vec() };
+    let _ = refs;
+    let call = |url: String, headers: Vec<(&'static str, String)>, body: Value| async move {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        post(&url, &h, body).await
+    };
+
+    // Today a street sees members' phones masked.
+    let street = token("street", "150103001", &[]);
+    let phones = |body: &Value| -> Vec<Value> {
+        body["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|r| r.get("phone").cloned().unwrap_or(Value::Null))
+            .collect()
+    };
+    let members = "/v1/members?division=150103001&limit=5&fields=name,phone";
+    let (status, before) = gw.get_as(&street, "case-handling", members).await;
+    assert_eq!(status, 200, "{before}");
+    assert!(
+        !phones(&before).is_empty()
+            && phones(&before)
+                .iter()
+                .all(|p| p.as_str().is_some_and(|p| p.contains('*'))),
+        "{before}"
+    );
+
+    // What each purpose's street row shows for `phone` now: exactly those
+    // cells must change, masked → withheld, and nothing else.
+    let mut expected = std::collections::BTreeSet::new();
+    for purpose in [
+        "case-handling",
+        "statistics",
+        "party-affairs",
+        "grid-service",
+    ] {
+        let (_, _, body) = http_request(
+            "GET",
+            &format!("{admin}/console/matrix.json?purpose={purpose}"),
+            &[("cookie", &cookie)],
+        )
+        .await
+        .expect("GET");
+        let m: Value = serde_json::from_str(&body).expect("JSON");
+        let street_row = m["levels"]
+            .as_array()
+            .expect("levels")
+            .iter()
+            .find(|l| l["level"] == "street")
+            .expect("street")
+            .clone();
+        for cell in street_row["resources"].as_array().expect("resources") {
+            for f in cell["fields"].as_array().into_iter().flatten() {
+                if f["field"] == "phone" && f["as"] == "masked" {
+                    expected.insert((
+                        purpose.to_string(),
+                        cell["resource"].as_str().unwrap_or("").to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        expected.contains(&("case-handling".to_string(), "members".to_string())),
+        "{expected:?}"
+    );
+
+    let (status, preview) = call(
+        format!("{admin}/console/change/draft"),
+        with(&[]),
+        serde_json::json!({ "file": "policy/street-phones.cedar", "text": STREETS_SEE_NO_PHONES }),
+    )
+    .await;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(preview["valid"], true, "{preview}");
+    let changed: std::collections::BTreeSet<(String, String)> = preview["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| {
+            assert_eq!(c["level"], "street", "{c}");
+            assert_eq!(c["field"], "phone", "{c}");
+            assert_eq!(c["before"], "masked (phone)", "{c}");
+            assert_eq!(c["after"], "withheld", "{c}");
+            (
+                c["purpose"].as_str().unwrap_or("").to_string(),
+                c["resource"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(changed, expected, "{preview}");
+    // The shipped test table says streets see phones masked: it fails now,
+    // and a change whose tests fail is not applied.
+    let failed = preview["tests"]["failed"].as_array().expect("failed");
+    assert_eq!(failed.len(), 1, "{preview}");
+    assert!(
+        failed[0]["name"]
+            .as_str()
+            .unwrap_or("")
+            .contains("a street sees personal fields masked"),
+        "{preview}"
+    );
+    assert_eq!(preview["applicable"], false);
+    let (status, refused) = call(
+        format!("{admin}/console/change/apply"),
+        with(&[]),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["error"]["code"], "invalid_policy", "{refused}");
+
+    // The operator updates the test table in the same draft.
+    let tests_file = gw.gateway.config.policy_dir.join("tests/default.toml");
+    let table = std::fs::read_to_string(&tests_file).expect("test table");
+    let street_case = "fields = { name = \"masked\", phone = \"masked\", id_number = \"withheld\"";
+    assert!(table.contains(street_case), "the street's case as shipped");
+    let (status, preview) = call(
+        format!("{admin}/console/change/draft"),
+        with(&[]),
+        serde_json::json!({
+            "file": "policy/tests/default.toml",
+            "text": table.replace(street_case, "fields = { name = \"masked\", phone = \"withheld\", id_number = \"withheld\""),
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(
+        preview["tests"]["failed"],
+        serde_json::json!([]),
+        "{preview}"
+    );
+    assert!(
+        preview["tests"]["run"].as_u64().unwrap_or(0) >= 16,
+        "{preview}"
+    );
+    assert_eq!(preview["applicable"], true, "{preview}");
+    let version_before = preview["policy_version"]["before"].clone();
+    let version_after = preview["policy_version"]["after"].clone();
+    assert_ne!(version_before, version_after);
+
+    // Forged applies: no token, a token of no session, another origin,
+    // another site's page. Each refused, nothing changes.
+    for (what, headers) in [
+        ("no token", vec![("cookie", cookie.clone())]),
+        (
+            "a wrong token",
+            vec![("cookie", cookie.clone()), ("x-csrf-token", "0".repeat(64))],
+        ),
+        (
+            "another origin",
+            with(&[("origin", "http://evil.example".to_string())]),
+        ),
+        (
+            "another site",
+            with(&[("sec-fetch-site", "cross-site".to_string())]),
+        ),
+        (
+            "a sibling port",
+            with(&[("sec-fetch-site", "same-site".to_string())]),
+        ),
+    ] {
+        let (status, refused) = call(
+            format!("{admin}/console/change/apply"),
+            headers,
+            serde_json::json!({}),
+        )
+        .await;
+        assert_eq!(status, 403, "{what}: {refused}");
+        assert_eq!(
+            refused["error"]["reason"], "cross_site",
+            "{what}: {refused}"
+        );
+    }
+    let ready = |gw_addr: std::net::SocketAddr| async move {
+        let (_, _, body) = http_request("GET", &format!("http://{gw_addr}/readyz"), &[])
+            .await
+            .expect("readyz");
+        serde_json::from_str::<Value>(&body).expect("JSON")["policy"]["version"].clone()
+    };
+    assert_eq!(ready(gw.addr).await, version_before);
+
+    // Applied: the files are written, the reload swaps the policy in, and
+    // the live API answers differently.
+    let (status, applied) = call(
+        format!("{admin}/console/change/apply"),
+        with(&[]),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{applied}");
+    assert_eq!(applied["policy_version"], version_after, "{applied}");
+    assert_eq!(ready(gw.addr).await, version_after);
+    assert!(
+        gw.gateway
+            .config
+            .policy_dir
+            .join("street-phones.cedar")
+            .is_file()
+    );
+    let (status, after) = gw.get_as(&street, "case-handling", members).await;
+    assert_eq!(status, 200, "{after}");
+    assert!(
+        phones(&after).iter().all(Value::is_null),
+        "phones withheld from streets now: {after}"
+    );
+    // A grid still sees its people's phones in clear.
+    let grid = token("grid", "15010300100101", &[]);
+    let (status, grid_view) = gw
+        .get_as(
+            &grid,
+            "case-handling",
+            "/v1/members?division=15010300100101&limit=5&fields=phone",
+        )
+        .await;
+    assert_eq!(status, 200, "{grid_view}");
+    assert!(
+        phones(&grid_view)
+            .iter()
+            .any(|p| p.as_str().is_some_and(|p| !p.contains('*'))),
+        "{grid_view}"
+    );
+
+    // A draft made against files that changed since is refused (409).
+    let (status, _) = call(
+        format!("{admin}/console/change/draft"),
+        with(&[]),
+        serde_json::json!({ "file": "policy/street-phones.cedar", "text": "" }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    std::fs::write(
+        gw.gateway.config.policy_dir.join("street-phones.cedar"),
+        format!("{STREETS_SEE_NO_PHONES}\n// edited by hand meanwhile\n"),
+    )
+    .expect("edit by hand");
+    let (status, refused) = call(
+        format!("{admin}/console/change/apply"),
+        with(&[]),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "policy_changed", "{refused}");
+
+    // Every apply, refused or not, is in the audit trail, by whom.
+    let store = lianqiao_gateway::audit::AuditStore::open(&gw.gateway.config.audit_url)
+        .await
+        .expect("audit store");
+    let records = store
+        .query(&lianqiao_gateway::audit::Query {
+            principal: Some("test-region-15".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("query");
+    let applies: Vec<(String, i64)> = records
+        .iter()
+        .filter_map(|r| r.record().ok().map(|rec| (rec, r.status)))
+        .filter(|(rec, _)| rec.route == "/console/change/apply")
+        .map(|(rec, status)| (rec.decision, status))
+        .collect();
+    assert!(applies.contains(&("allow".to_string(), 200)), "{applies:?}");
+    assert_eq!(
+        applies.iter().filter(|(d, _)| d == "deny").count(),
+        5,
+        "the five forged applies: {applies:?}"
+    );
+    assert!(
+        applies.contains(&("invalid".to_string(), 422)),
+        "{applies:?}"
+    );
+    assert!(
+        applies.contains(&("invalid".to_string(), 409)),
+        "{applies:?}"
+    );
+    assert!(
+        records.iter().any(|r| r
+            .record()
+            .is_ok_and(|rec| rec.route == "/console/session" && rec.decision == "allow")),
+        "the sign-in is audited too"
+    );
+}
+
+#[tokio::test]
+async fn auditors_search_and_export_the_trail_and_their_searches_are_audited() {
+    let (gw, _up) = lianqiao_e2e::huimin_with_members().await;
+    let admin = format!("http://{}", gw.admin);
+    let street = token("street", "150103001", &[]);
+    for _ in 0..3 {
+        let (status, body) = gw
+            .get_as(
+                &street,
+                "case-handling",
+                "/v1/members?division=150103001&limit=2",
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = gw
+        .get_as(
+            &street,
+            "case-handling",
+            "/v1/grids?division=150103001&limit=2",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // An operator without the auditor role may not read the trail.
+    let (operator, _) = sign_in(&admin, &token("region", "15", &["policy-admin"])).await;
+    let (status, _, body) = http_request(
+        "GET",
+        &format!("{admin}/console/audit.json"),
+        &[("cookie", &operator)],
+    )
+    .await
+    .expect("GET");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("auditor"), "{body}");
+
+    let (auditor, _) = sign_in(&admin, &token("region", "15", &["auditor"])).await;
+    // An auditor does not see the policy pages.
+    let (status, _, _) = http_request(
+        "GET",
+        &format!("{admin}/console/matrix.json"),
+        &[("cookie", &auditor)],
+    )
+    .await
+    .expect("GET");
+    assert_eq!(status, 403);
+    let search = "principal=test-street-150103001&resource=members&since=2020-01-01";
+    let (status, _, body) = http_request(
+        "GET",
+        &format!("{admin}/console/audit.json?{search}"),
+        &[("cookie", &auditor)],
+    )
+    .await
+    .expect("GET");
+    assert_eq!(status, 200, "{body}");
+    let found: Value = serde_json::from_str(&body).expect("JSON");
+    let records = found["records"].as_array().expect("records");
+    assert_eq!(
+        records.len(),
+        3,
+        "the three member lists, not the grids: {found}"
+    );
+    for r in records {
+        assert_eq!(r["principal"], "test-street-150103001");
+        assert_eq!(r["resource"], "members");
+        assert_eq!(r["route"], "/v1/{resource}");
+    }
+    assert_eq!(found["verification"]["ok"], true, "{found}");
+
+    // The same search as CSV: a header and a line per record.
+    let (status, headers, csv) = http_request(
+        "GET",
+        &format!("{admin}/console/audit.csv?{search}"),
+        &[("cookie", &auditor)],
+    )
+    .await
+    .expect("GET");
+    assert_eq!(status, 200, "{csv}");
+    assert!(
+        headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("text/csv")),
+        "{headers:?}"
+    );
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("seq,at,request_id,principal"), "{csv}");
+    assert_eq!(lines.len(), 4, "{csv}");
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.contains(",/v1/{resource},members,")),
+        "{csv}"
+    );
+
+    // The auditor's own searches and the export are in the trail.
+    let (status, _, body) = http_request(
+        "GET",
+        &format!("{admin}/console/audit.json?principal=test-region-15"),
+        &[("cookie", &auditor)],
+    )
+    .await
+    .expect("GET");
+    assert_eq!(status, 200, "{body}");
+    let own: Value = serde_json::from_str(&body).expect("JSON");
+    let routes: Vec<&str> = own["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|r| r["route"].as_str())
+        .collect();
+    for route in [
+        "/console/audit.json",
+        "/console/audit.csv",
+        "/console/session",
+    ] {
+        assert!(routes.contains(&route), "{route} in {routes:?}");
+    }
+
+    // A bad filter is a clear 400.
+    let (status, _, body) = http_request(
+        "GET",
+        &format!("{admin}/console/audit.json?since=yesterday"),
+        &[("cookie", &auditor)],
+    )
+    .await
+    .expect("GET");
+    assert_eq!(status, 400, "{body}");
+
+    // An edited record breaks the chain, and the page names it.
+    let store = lianqiao_gateway::audit::AuditStore::open(&gw.gateway.config.audit_url)
+        .await
+        .expect("audit store");
+    store
+        .execute("UPDATE lianqiao_audit SET body = replace(body, '\"rows\":2', '\"rows\":1') WHERE seq = 2")
+        .await
+        .expect("tamper");
+    let (status, _, page) = http_request(
+        "GET",
+        &format!("{admin}/console/audit"),
+        &[("cookie", &auditor)],
+    )
+    .await
+    .expect("GET");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("class=\"bad\"") && page.contains("broken at record 2"),
+        "{page}"
+    );
 }
