@@ -1065,12 +1065,14 @@ fn test_steps(extra: &[String], tally: &mut Tally) -> Result {
         tally,
     )?;
     let prometheus = prometheus()?;
+    let chromedriver = chromedriver()?;
     run_counted(
         cargo()
             .args(["test", "--workspace"])
             .args(extra)
             .env("LIANQIAO_PLUGIN_DIR", &plugin_dir)
-            .env("LIANQIAO_TEST_PROMETHEUS", &prometheus),
+            .env("LIANQIAO_TEST_PROMETHEUS", &prometheus)
+            .env("LIANQIAO_TEST_CHROMEDRIVER", &chromedriver),
         "testing the gateway, host, simulators and end to end",
         tally,
     )?;
@@ -1309,6 +1311,28 @@ fn prometheus() -> Result<String> {
         "for the scrape test",
     )?;
     Ok("prometheus".into())
+}
+
+/// The console's browser test drives Debian's Chromium through its
+/// ChromeDriver (both installed with apt-get when missing; nothing is
+/// downloaded at run time). `LIANQIAO_TEST_CHROMEDRIVER` names another.
+fn chromedriver() -> Result<String> {
+    if let Ok(path) = std::env::var("LIANQIAO_TEST_CHROMEDRIVER") {
+        return Ok(path);
+    }
+    debian_tool(
+        "chromium",
+        "--version",
+        "chromium",
+        "for the console's browser test",
+    )?;
+    debian_tool(
+        "chromedriver",
+        "--version",
+        "chromium-driver",
+        "for the console's browser test",
+    )?;
+    Ok("chromedriver".into())
 }
 
 /// Install Debian `package` with apt-get unless `program` (run with

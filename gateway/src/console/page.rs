@@ -29,7 +29,7 @@ table{border-collapse:collapse;margin:0 0 1.5rem}th,td{border:1px solid #ccc;pad
 th{background:#f4f4f4;text-align:left}td.clear{background:#e8f5e9}td.masked{background:#fff8e1}\
 td.withheld{background:#fce4ec}td.denied{background:#eee;color:#777}caption{text-align:left;font-weight:bold;margin:.5rem 0}\
 .ok{color:#1b5e20}.bad{color:#b71c1c}textarea{width:100%;font-family:monospace;font-size:.8rem}\
-td.gain{background:#e8f5e9}td.loss{background:#fce4ec}code{font-size:.85rem}";
+td.gain{background:#e8f5e9}td.loss{background:#fce4ec}code{font-size:.85rem}td code{word-break:break-all}";
 
 fn shell(title: &str, session: Option<&Session>, body: &str) -> String {
     let nav = match session {
@@ -44,7 +44,7 @@ fn shell(title: &str, session: Option<&Session>, body: &str) -> String {
                 links.push("<a href=\"/console/audit\">Audit</a>");
             }
             format!(
-                "<nav>{} · signed in as <b>{}</b> <form method=\"post\" action=\"/console/session/end\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button>Sign out</button></form></nav>",
+                "<nav>{} · signed in as <b>{}</b> <form method=\"post\" action=\"/console/session/end\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">Sign out</button></form></nav>",
                 links.join(" · "),
                 escape(&s.principal.id),
                 escape(&s.csrf)
@@ -68,7 +68,7 @@ pub fn sign_in(why: Option<&str>) -> String {
         None,
         &format!(
             "<h1>Lianqiao console</h1>{why}<p>For operators (role <code>{CONSOLE_ROLE}</code>) and auditors (role <code>{AUDITOR_ROLE}</code>). Paste your token; the session lasts 30 minutes and the browser never keeps the token.</p>\
-             <form id=\"sign-in\" method=\"post\" action=\"/console/session\"><label>Token <input type=\"password\" name=\"token\" size=\"60\" autocomplete=\"off\"></label> <button>Sign in</button></form>"
+             <form id=\"sign-in\" method=\"post\" action=\"/console/session\"><label>Token <input type=\"password\" name=\"token\" size=\"60\" autocomplete=\"off\"></label> <button type=\"submit\">Sign in</button></form>"
         ),
     )
 }
@@ -201,17 +201,20 @@ pub fn change(v: &ChangeView) -> String {
             )
         })
         .collect();
-    let mut body = format!(
-        "<h1>Change preview</h1><p>Edit a policy file, the field classes or a test table; nothing changes live until you apply. The preview validates the proposed files, runs every test table and shows what each level gains or loses (jurisdiction holding <code>{division}</code>, every purpose). As JSON: <code>/console/change.json</code>.</p>\
-         <h2>Files</h2><ul id=\"files\">{files}</ul>\
+    let editor = format!(
+        "<h2>Edit</h2><ul id=\"files\">{files}</ul>\
          <form id=\"edit\" method=\"post\" action=\"/console/change/draft\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"file\" value=\"{file}\">\
-         <label>Editing <code>{file}</code> (or a new <code>policy/&lt;name&gt;.cedar</code>: <a href=\"/console/change?edit=policy%2Fproposed.cedar\">start one</a>)<br><textarea name=\"text\" rows=\"18\" spellcheck=\"false\">{text}</textarea></label><br><button id=\"preview\">Preview this change</button></form>",
-        division = escape(v.division),
+         <label>Editing <code>{file}</code> (or a new <code>policy/&lt;name&gt;.cedar</code>: <a href=\"/console/change?edit=policy%2Fproposed.cedar\">start one</a>)<br><textarea name=\"text\" rows=\"12\" spellcheck=\"false\">{text}</textarea></label><br><button type=\"submit\" id=\"preview\">Preview this change</button></form>",
         file = escape(v.editing),
         text = escape(v.text),
     );
+    let mut body = format!(
+        "<h1>Change preview</h1><p>Edit a policy file, the field classes or a test table; nothing changes live until you apply. The preview validates the proposed files, runs every test table and shows what each level gains or loses (jurisdiction holding <code>{}</code>, every purpose). As JSON: <code>/console/change.json</code>.</p>",
+        escape(v.division)
+    );
     if p.files.is_empty() {
         body.push_str("<p id=\"verdict\">No draft yet.</p>");
+        body.push_str(&editor);
         return shell("Change preview", Some(v.session), &body);
     }
     body.push_str(&format!(
@@ -285,14 +288,15 @@ pub fn change(v: &ChangeView) -> String {
     }
     if p.applicable() && v.conflicts.is_empty() {
         body.push_str(&format!(
-            "<form id=\"apply\" method=\"post\" action=\"/console/change/apply\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button>Apply: write the files and reload</button></form>"
+            "<form id=\"apply\" method=\"post\" action=\"/console/change/apply\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\">Apply: write the files and reload</button></form>"
         ));
     } else {
         body.push_str("<p id=\"verdict\" class=\"bad\">Cannot be applied until the problems above are fixed.</p>");
     }
     body.push_str(&format!(
-        "<form id=\"discard\" method=\"post\" action=\"/console/change/discard\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button>Discard the draft</button></form>"
+        "<form id=\"discard\" method=\"post\" action=\"/console/change/discard\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\">Discard the draft</button></form>"
     ));
+    body.push_str(&editor);
     shell("Change preview", Some(v.session), &body)
 }
 
@@ -337,7 +341,7 @@ pub fn audit(
         )
     };
     let mut body = format!(
-        "<h1>Audit</h1>{verification}<form id=\"search\" method=\"get\" action=\"/console/audit\">{}{}{}{}{}<label>limit <input name=\"limit\" value=\"{}\" size=\"4\"></label> <button>Search</button></form>\
+        "<h1>Audit</h1>{verification}<form id=\"search\" method=\"get\" action=\"/console/audit\">{}{}{}{}{}<label>limit <input name=\"limit\" value=\"{}\" size=\"4\"></label> <button type=\"submit\">Search</button></form>\
          <p>{} records, newest first. This search is itself in the audit trail. <a id=\"csv\" href=\"/console/audit.csv?{}\">Export as CSV</a> · as JSON: <code>/console/audit.json</code></p>\
          <table id=\"records\"><tr><th>seq</th><th>at</th><th>principal</th><th>level</th><th>division</th><th>purpose</th><th>request</th><th>scope</th><th>rows</th><th>decision</th><th>status</th></tr>",
         input("principal", &search.principal, "any"),
@@ -415,7 +419,7 @@ pub fn matrix(m: &Value, session: &Session, purposes: &[String]) -> String {
         .join(",");
     let mut body = format!(
         "<h1>Who sees what</h1><p>Policy version <code>{}</code>. Each level's staff in the jurisdiction holding <code>{}</code>, asking for <code>{}</code>{}; hover a cell for the policies that decided it. As JSON: <code>/console/matrix.json?division={}&amp;purpose={}</code>.</p>\
-         <form method=\"get\" action=\"/console/matrix\"><label>Division <input name=\"division\" value=\"{}\"></label> <label>Purpose <select name=\"purpose\">{}</select></label> <label>Roles <input name=\"roles\" value=\"{}\" placeholder=\"none\"></label> <button>Show</button></form>",
+         <form method=\"get\" action=\"/console/matrix\"><label>Division <input name=\"division\" value=\"{}\"></label> <label>Purpose <select name=\"purpose\">{}</select></label> <label>Roles <input name=\"roles\" value=\"{}\" placeholder=\"none\"></label> <button type=\"submit\">Show</button></form>",
         escape(m["policy_version"].as_str().unwrap_or("")),
         escape(division),
         escape(purpose),

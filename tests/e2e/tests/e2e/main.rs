@@ -8,6 +8,7 @@ mod cases;
 mod config_errors;
 mod conformance;
 mod console;
+mod console_browser;
 mod contract;
 mod differencing;
 mod disclosure;
