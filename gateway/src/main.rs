@@ -792,6 +792,9 @@ async fn reload_on_change(live: Arc<Live>, path: PathBuf) {
                 "a config file changed"
             }
         };
+        // A console apply writes several files, then reloads itself: wait
+        // for it rather than build a half-written set.
+        let _one_change = lianqiao_gateway::state::CONFIG_CHANGE.lock().await;
         match live.reload().await {
             Ok(()) => tracing::info!(reason, "reloaded"),
             Err(errors) => {

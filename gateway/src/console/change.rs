@@ -36,6 +36,8 @@ pub struct Edit {
 
 /// Largest file a draft takes (the shipped policy is about 8 KiB).
 pub const MAX_FILE_BYTES: usize = 128 * 1024;
+/// Files one draft may change (drafts live in the gateway's memory).
+pub const MAX_FILES: usize = 16;
 
 const FIELDS: &str = "fields.toml";
 
@@ -123,6 +125,11 @@ pub fn edit(config: &Config, draft: &mut Draft, name: &str, text: String) -> Res
     if text.trim().is_empty() && (name == FIELDS || name.ends_with(".cedarschema")) {
         return Err(format!(
             "`{name}` cannot be removed: the gateway needs it (edit it instead)"
+        ));
+    }
+    if !draft.files.contains_key(name) && draft.files.len() >= MAX_FILES {
+        return Err(format!(
+            "a draft changes at most {MAX_FILES} files; apply or discard this one first"
         ));
     }
     let on_disk = std::fs::read_to_string(&path).ok();

@@ -24,6 +24,9 @@ pub const AUDITOR_ROLE: &str = "auditor";
 pub const COOKIE: &str = "lianqiao_console";
 /// How long a session lasts.
 pub const TTL: Duration = Duration::from_secs(30 * 60);
+/// Live sessions at most (each may hold a draft); a sign-in beyond it
+/// ends the session closest to expiring.
+const MAX_SESSIONS: usize = 256;
 
 /// One signed-in operator.
 #[derive(Clone)]
@@ -61,6 +64,14 @@ pub fn open(principal: Principal) -> (String, String) {
         let map = sessions.get_or_insert_with(HashMap::new);
         let now = Instant::now();
         map.retain(|_, s| s.expires > now);
+        if map.len() >= MAX_SESSIONS
+            && let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, s)| s.expires)
+                .map(|(id, _)| id.clone())
+        {
+            map.remove(&oldest);
+        }
         map.insert(
             id.clone(),
             Session {

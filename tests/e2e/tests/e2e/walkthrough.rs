@@ -524,5 +524,5 @@ async fn the_admin_listener_adds_a_source_for_a_source_admin_only() {
     assert!(ok, "{text}");
     let attempts = text.matches("/admin/sources/{name}").count();
     assert!(attempts >= 4, "{attempts} admin records:\n{text}");
-    assert!(text.contains("\"decision\":\"permit\""), "{text}");
+    assert!(text.contains("\"decision\":\"allow\""), "{text}");
 }
