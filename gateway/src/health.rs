@@ -99,6 +99,11 @@ pub fn readiness(gateway: &Gateway) -> Value {
     json!({
         "status": if degraded { "degraded" } else { "ready" },
         "sources": sources,
-        "policy": { "version": policy.version(), "registry_divisions": policy.registry_len() },
+        "policy": {
+            "version": policy.version(),
+            "registry_divisions": policy.registry_len(),
+            "registry_refreshed_at": policy.registry_fetched().map(|(at, _)| crate::audit::rfc3339(at)),
+            "registry_complete": policy.registry_fetched().map(|(_, complete)| complete),
+        },
     })
 }

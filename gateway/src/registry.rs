@@ -77,7 +77,10 @@ pub async fn fetch(gateway: &Gateway) -> (Registry, bool) {
             }
         }
     }
-    (Registry::from_names(names), complete)
+    (
+        Registry::from_names(names).fetched_at(std::time::SystemTime::now(), complete),
+        complete,
+    )
 }
 
 /// Keep the serving gateway's registry fresh.

@@ -99,13 +99,27 @@ pub fn narrow<'a>(requested: &'a str, jurisdiction: &'a str) -> Option<&'a str> 
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     names: HashMap<String, String>,
+    /// When it was fetched, and whether every source answered.
+    fetched: Option<(std::time::SystemTime, bool)>,
 }
 
 impl Registry {
     pub fn from_names(names: impl IntoIterator<Item = (String, String)>) -> Registry {
         Registry {
             names: names.into_iter().collect(),
+            fetched: None,
         }
+    }
+
+    /// The same registry, stamped with when it was fetched.
+    pub fn fetched_at(mut self, at: std::time::SystemTime, complete: bool) -> Registry {
+        self.fetched = Some((at, complete));
+        self
+    }
+
+    /// When it was fetched, and whether completely (`None`: never).
+    pub fn fetched(&self) -> Option<(std::time::SystemTime, bool)> {
+        self.fetched
     }
 
     pub fn name(&self, code: &str) -> Option<&str> {

@@ -358,6 +358,14 @@ impl PolicyEngine {
         }
     }
 
+    /// When the registry in use was fetched, and whether completely.
+    pub fn registry_fetched(&self) -> Option<(std::time::SystemTime, bool)> {
+        match self.registry.read() {
+            Ok(r) => r.fetched(),
+            Err(poisoned) => poisoned.into_inner().fetched(),
+        }
+    }
+
     /// Divisions in the registry.
     pub fn registry_len(&self) -> usize {
         match self.registry.read() {

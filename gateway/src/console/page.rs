@@ -120,11 +120,19 @@ pub fn sources(report: &Value, session: &Session) -> String {
         other => other.to_string(),
     };
     let mut body = format!(
-        "<h1>Sources</h1><p>The gateway is <b>{}</b>; policy <code>{}</code>, {} divisions in the registry. As JSON: <code>/console/sources.json</code>.</p>\
+        "<h1>Sources</h1><p>The gateway is <b>{}</b>; policy <code>{}</code>; {} divisions in the registry, {}. As JSON: <code>/console/sources.json</code>.</p>\
          <table id=\"sources\"><tr><th>source</th><th>state</th><th>breaker</th><th>checked</th><th>calls (recent)</th><th>failures</th><th>median ms</th><th>latency (recent calls)</th><th>coverage</th><th>resources</th><th>plugin</th><th>sha256</th><th>limits</th></tr>",
         escape(&text(&report["status"])),
         escape(&text(&report["policy"]["version"])),
         escape(&text(&report["policy"]["registry_divisions"])),
+        match report["policy"]["registry_refreshed_at"].as_str() {
+            Some(at) if report["policy"]["registry_complete"] == false => format!(
+                "last fetched {} (incomplete: a source did not answer)",
+                escape(at)
+            ),
+            Some(at) => format!("last fetched {}", escape(at)),
+            None => "not fetched since the start (policy.registry_refresh_s)".to_string(),
+        },
     );
     for s in report["sources"].as_array().into_iter().flatten() {
         let class = match s["state"].as_str() {

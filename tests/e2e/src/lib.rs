@@ -871,6 +871,11 @@ impl TestGateway {
         loop {
             let (_, ready) = self.get("/readyz").await;
             if ready["policy"]["registry_divisions"].as_u64().unwrap_or(0) > divisions {
+                // /readyz and the console's sources page say when.
+                assert!(
+                    ready["policy"]["registry_refreshed_at"].is_string(),
+                    "{ready}"
+                );
                 return;
             }
             assert!(

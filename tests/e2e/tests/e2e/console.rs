@@ -175,6 +175,11 @@ async fn an_operator_signs_in_and_the_matrix_agrees_with_explain_cell_by_cell() 
         page.contains("data-source=\"huimin\"") && page.contains(&sha[..16]),
         "{page}"
     );
+    // The registry's size and last refresh (off in the tests' config).
+    assert!(
+        page.contains("divisions in the registry, not fetched since the start"),
+        "{page}"
+    );
     let (status, _, _) = http_request("GET", &format!("{admin}/console/sources"), &[])
         .await
         .expect("GET");
