@@ -78,6 +78,9 @@ pub enum AuditCommand {
         /// Records answered in this division's subtree.
         #[arg(long)]
         division: Option<String>,
+        /// Records about this resource (members, cases, …; a statistic's).
+        #[arg(long)]
+        resource: Option<String>,
         /// RFC 3339, e.g. 2026-11-22T00:00:00Z
         #[arg(long)]
         since: Option<String>,
@@ -267,6 +270,7 @@ pub async fn audit(command: AuditCommand) -> ExitCode {
                 config,
                 principal,
                 division,
+                resource,
                 since,
                 until,
                 limit,
@@ -279,6 +283,7 @@ pub async fn audit(command: AuditCommand) -> ExitCode {
                         division,
                         since,
                         until,
+                        resource,
                         limit,
                     })
                     .await?;

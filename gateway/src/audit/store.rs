@@ -35,8 +35,15 @@ pub struct Query {
     /// RFC 3339 bounds (string comparison works on the stored form).
     pub since: Option<String>,
     pub until: Option<String>,
+    /// Records about this resource (`members`, `cases`; a statistic's).
+    pub resource: Option<String>,
     pub limit: i64,
 }
+
+/// Records read to find `limit` about one resource: the resource is in
+/// the record's body, not a column, so the newest records are read and
+/// filtered (a search by resource covers at most this many).
+pub const RESOURCE_SCAN: i64 = 20_000;
 
 #[derive(Debug, Clone)]
 pub struct AuditStore {
@@ -222,10 +229,12 @@ impl AuditStore {
             sql.push_str(" AND at < ?");
             binds.push(u.clone());
         }
-        sql.push_str(&format!(
-            " ORDER BY at DESC, seq DESC LIMIT {}",
+        let read = if q.resource.is_some() {
+            RESOURCE_SCAN.max(q.limit)
+        } else {
             q.limit.max(1)
-        ));
+        };
+        sql.push_str(&format!(" ORDER BY at DESC, seq DESC LIMIT {read}"));
         let sql = self.sql(&sql);
         let mut query = sqlx::query(AssertSqlSafe(sql.as_str()));
         for b in binds {
@@ -235,7 +244,12 @@ impl AuditStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| e.to_string())?;
-        rows.iter().map(stored).collect()
+        let mut found: Vec<Stored> = rows.iter().map(stored).collect::<Result<_, _>>()?;
+        if let Some(resource) = &q.resource {
+            found.retain(|r| r.record().is_ok_and(|rec| &rec.resource == resource));
+            found.truncate(q.limit.max(1) as usize);
+        }
+        Ok(found)
     }
 
     /// Run a raw statement (for tests that tamper with the store).

@@ -20,8 +20,6 @@ use crate::state::{Gateway, Live};
 
 /// Rows a search shows (and exports) at most.
 pub const MAX_ROWS: i64 = 1_000;
-/// Records read to filter by resource (it is inside the record's body).
-const SCAN: i64 = 20_000;
 
 /// A search: each filter optional.
 #[derive(Debug, Clone, Default)]
@@ -133,17 +131,10 @@ async fn run(gateway: &Gateway, search: &Search) -> Result<(Vec<Stored>, Value),
         division: search.division.clone(),
         since: search.since.clone(),
         until: search.until.clone(),
-        limit: if search.resource.is_some() {
-            SCAN
-        } else {
-            search.limit
-        },
+        resource: search.resource.clone(),
+        limit: search.limit,
     };
-    let mut rows = store.query(&query).await.map_err(unavailable)?;
-    if let Some(resource) = &search.resource {
-        rows.retain(|r| r.record().is_ok_and(|rec| &rec.resource == resource));
-        rows.truncate(search.limit as usize);
-    }
+    let rows = store.query(&query).await.map_err(unavailable)?;
     let verified = match crate::audit::verify(&store, &chain)
         .await
         .map_err(unavailable)?

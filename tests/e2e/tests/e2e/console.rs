@@ -680,3 +680,91 @@ async fn auditors_search_and_export_the_trail_and_their_searches_are_audited() {
         "{page}"
     );
 }
+
+/// Every console route refuses who may not use it: no session → 401; the
+/// other role's session → 403; a change without the session's form token
+/// → 403 `cross_site`; and the API listener serves none of them.
+#[tokio::test]
+async fn every_console_route_refuses_the_wrong_caller() {
+    let gw = ConfigDir::new().with_huimin().start().await;
+    let admin = format!("http://{}", gw.admin);
+    let (operator, operator_csrf) =
+        sign_in(&admin, &token("region", "15", &["policy-admin"])).await;
+    let (auditor, _) = sign_in(&admin, &token("region", "15", &["auditor"])).await;
+    let policy_pages = [
+        "/console",
+        "/console/matrix",
+        "/console/matrix.json",
+        "/console/sources",
+        "/console/sources.json",
+        "/console/change",
+        "/console/change.json",
+    ];
+    let audit_pages = [
+        "/console/audit",
+        "/console/audit.json",
+        "/console/audit.csv",
+    ];
+    let changes = [
+        "/console/change/draft",
+        "/console/change/discard",
+        "/console/change/apply",
+        "/console/session/end",
+    ];
+    for path in policy_pages.iter().chain(&audit_pages) {
+        let url = format!("{admin}{path}");
+        let (status, _, body) = http_request("GET", &url, &[]).await.expect("GET");
+        assert_eq!(status, 401, "{path} without a session: {body}");
+        let (status, _, _) = http_request("GET", &format!("http://{}{path}", gw.addr), &[])
+            .await
+            .expect("GET");
+        assert_eq!(status, 404, "{path} on the API listener");
+        let (wrong, right) = if audit_pages.contains(path) {
+            (&operator, &auditor)
+        } else {
+            (&auditor, &operator)
+        };
+        let (status, _, body) = http_request("GET", &url, &[("cookie", wrong)])
+            .await
+            .expect("GET");
+        assert_eq!(status, 403, "{path} with the other role: {body}");
+        assert!(body.contains("role"), "{path}: {body}");
+        let (status, _, body) = http_request("GET", &url, &[("cookie", right)])
+            .await
+            .expect("GET");
+        assert_eq!(status, 200, "{path} with its role: {body}");
+    }
+    for path in changes {
+        let url = format!("{admin}{path}");
+        let (status, body) = post(&url, &[], serde_json::json!({})).await;
+        assert_eq!(status, 401, "{path} without a session: {body}");
+        let (status, body) = post(&url, &[("cookie", &operator)], serde_json::json!({})).await;
+        assert_eq!(status, 403, "{path} without the form token: {body}");
+        assert_eq!(body["error"]["reason"], "cross_site", "{path}: {body}");
+        if path != "/console/session/end" {
+            let (status, body) = post(
+                &url,
+                &[("cookie", &auditor), ("x-csrf-token", &operator_csrf)],
+                serde_json::json!({}),
+            )
+            .await;
+            assert_eq!(status, 403, "{path} as an auditor: {body}");
+        }
+    }
+    // Signing out ends the session: its cookie opens nothing any more.
+    let (status, body) = post(
+        &format!("{admin}/console/session/end"),
+        &[("cookie", &operator), ("x-csrf-token", &operator_csrf)],
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, _) = http_request(
+        "GET",
+        &format!("{admin}/console/matrix.json"),
+        &[("cookie", &operator)],
+    )
+    .await
+    .expect("GET");
+    assert_eq!(status, 401);
+}
