@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use record::{AuditRecord, GENESIS, chain_hash, now_rfc3339, rfc3339};
 pub use store::{AuditStore, Query, Stored};
-pub use verify::{Broken, verify};
+pub use verify::{Broken, Checkpoint, verify, verify_after};
 
 /// A new request id: 96 random bits, hex (audit records and responses).
 pub fn request_id() -> String {

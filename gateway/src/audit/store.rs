@@ -187,14 +187,25 @@ impl AuditStore {
 
     /// Records of `chain` in order, handed to `visit` one at a time (the
     /// chain may be far larger than memory); `visit` returns false to stop.
-    pub async fn walk(
+    pub async fn walk(&self, chain: &str, visit: impl FnMut(Stored) -> bool) -> Result<(), String> {
+        self.walk_range(chain, 0, i64::MAX, visit).await
+    }
+
+    /// Records of `chain` with `after < seq <= upto`, in order.
+    pub async fn walk_range(
         &self,
         chain: &str,
+        after: i64,
+        upto: i64,
         mut visit: impl FnMut(Stored) -> bool,
     ) -> Result<(), String> {
-        let sql = self.sql(&format!("{SELECT} WHERE chain = ? ORDER BY seq"));
+        let sql = self.sql(&format!(
+            "{SELECT} WHERE chain = ? AND seq > ? AND seq <= ? ORDER BY seq"
+        ));
         let mut rows = sqlx::query(AssertSqlSafe(sql.as_str()))
             .bind(chain.to_string())
+            .bind(after)
+            .bind(upto)
             .fetch(&self.pool);
         while let Some(row) = rows.try_next().await.map_err(|e| e.to_string())? {
             if !visit(stored(&row)?) {

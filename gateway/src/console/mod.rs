@@ -53,6 +53,7 @@ pub fn router() -> Router<Arc<Live>> {
         .route("/console/audit", get(audit::page))
         .route("/console/audit.json", get(audit::json))
         .route("/console/audit.csv", get(audit::csv))
+        .route("/console/audit/verify", post(audit::verify_now))
 }
 
 /// How a console request wants its answer.

@@ -335,19 +335,28 @@ pub fn audit(
             escape(value.as_deref().unwrap_or(""))
         )
     };
+    let whole = format!(
+        "The whole chain was verified at {} (in {} ms); records written since are verified as they are read.",
+        escape(verified["verified_in_full"]["at"].as_str().unwrap_or("")),
+        verified["verified_in_full"]["took_ms"]
+    );
     let verification = if verified["ok"] == true {
         format!(
-            "<p id=\"verification\" class=\"ok\">Chain <code>{}</code> verifies: {} records, each hash recomputed.</p>",
+            "<p id=\"verification\" class=\"ok\">Chain <code>{}</code> verifies: {} records, each hash recomputed. {whole}</p>",
             escape(verified["chain"].as_str().unwrap_or("")),
             verified["records"]
         )
     } else {
         format!(
-            "<p id=\"verification\" class=\"bad\">{} (first broken record: {})</p>",
+            "<p id=\"verification\" class=\"bad\">{} (first broken record: {}). {whole}</p>",
             escape(verified["message"].as_str().unwrap_or("")),
             verified["first_broken"]
         )
     };
+    let verification = format!(
+        "{verification}<form id=\"verify\" method=\"post\" action=\"/console/audit/verify\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">Verify the whole chain now</button></form>",
+        escape(&session.csrf)
+    );
     let mut body = format!(
         "<h1>Audit</h1>{verification}<form id=\"search\" method=\"get\" action=\"/console/audit\">{}{}{}{}{}<label>limit <input name=\"limit\" value=\"{}\" size=\"4\"></label> <button type=\"submit\">Search</button></form>\
          <p>{} records, newest first. This search is itself in the audit trail. <a id=\"csv\" href=\"/console/audit.csv?{}\">Export as CSV</a> · as JSON: <code>/console/audit.json</code></p>\

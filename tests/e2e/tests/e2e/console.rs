@@ -566,7 +566,7 @@ async fn auditors_search_and_export_the_trail_and_their_searches_are_audited() {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("auditor"), "{body}");
 
-    let (auditor, _) = sign_in(&admin, &token("region", "15", &["auditor"])).await;
+    let (auditor, auditor_csrf) = sign_in(&admin, &token("region", "15", &["auditor"])).await;
     // An auditor does not see the policy pages.
     let (status, _, _) = http_request(
         "GET",
@@ -659,14 +659,25 @@ async fn auditors_search_and_export_the_trail_and_their_searches_are_audited() {
     .expect("GET");
     assert_eq!(status, 400, "{body}");
 
-    // An edited record breaks the chain, and the page names it.
+    // A record edited after the last look is caught on the next page view
+    // (records since the last verified one are verified as they are read).
     let store = lianqiao_gateway::audit::AuditStore::open(&gw.gateway.config.audit_url)
         .await
         .expect("audit store");
-    store
-        .execute("UPDATE lianqiao_audit SET body = replace(body, '\"rows\":2', '\"rows\":1') WHERE seq = 2")
+    let newest = store
+        .query(&lianqiao_gateway::audit::Query {
+            limit: 1,
+            ..Default::default()
+        })
         .await
-        .expect("tamper");
+        .expect("query")[0]
+        .seq;
+    store
+        .execute(&format!(
+            "UPDATE lianqiao_audit SET body = replace(body, '\"rows\":', '\"rows\":1') WHERE seq = {newest}"
+        ))
+        .await
+        .expect("tamper with the newest record");
     let (status, _, page) = http_request(
         "GET",
         &format!("{admin}/console/audit"),
@@ -676,9 +687,24 @@ async fn auditors_search_and_export_the_trail_and_their_searches_are_audited() {
     .expect("GET");
     assert_eq!(status, 200);
     assert!(
-        page.contains("class=\"bad\"") && page.contains("broken at record 2"),
-        "{page}"
+        page.contains("class=\"bad\"") && page.contains(&format!("broken at record {newest}")),
+        "{newest}: {page}"
     );
+    // An older record edited: the whole chain, verified again on request,
+    // names the first broken record.
+    store
+        .execute("UPDATE lianqiao_audit SET body = replace(body, '\"rows\":2', '\"rows\":1') WHERE seq = 2")
+        .await
+        .expect("tamper");
+    let (status, verified) = post(
+        &format!("{admin}/console/audit/verify"),
+        &[("cookie", &auditor), ("x-csrf-token", &auditor_csrf)],
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{verified}");
+    assert_eq!(verified["ok"], false, "{verified}");
+    assert_eq!(verified["first_broken"], 2, "{verified}");
 }
 
 /// Every console route refuses who may not use it: no session → 401; the
