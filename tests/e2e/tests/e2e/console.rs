@@ -735,6 +735,7 @@ async fn every_console_route_refuses_the_wrong_caller() {
         "/console/change/draft",
         "/console/change/discard",
         "/console/change/apply",
+        "/console/audit/verify",
         "/console/session/end",
     ];
     for path in policy_pages.iter().chain(&audit_pages) {
@@ -764,10 +765,24 @@ async fn every_console_route_refuses_the_wrong_caller() {
         let url = format!("{admin}{path}");
         let (status, body) = post(&url, &[], serde_json::json!({})).await;
         assert_eq!(status, 401, "{path} without a session: {body}");
-        let (status, body) = post(&url, &[("cookie", &operator)], serde_json::json!({})).await;
+        // The role that may use it, but no form token.
+        let own = if path == "/console/audit/verify" {
+            &auditor
+        } else {
+            &operator
+        };
+        let (status, body) = post(&url, &[("cookie", own)], serde_json::json!({})).await;
         assert_eq!(status, 403, "{path} without the form token: {body}");
         assert_eq!(body["error"]["reason"], "cross_site", "{path}: {body}");
-        if path != "/console/session/end" {
+        if path == "/console/audit/verify" {
+            let (status, body) = post(
+                &url,
+                &[("cookie", &operator), ("x-csrf-token", &operator_csrf)],
+                serde_json::json!({}),
+            )
+            .await;
+            assert_eq!(status, 403, "{path} as an operator: {body}");
+        } else if path != "/console/session/end" {
             let (status, body) = post(
                 &url,
                 &[("cookie", &auditor), ("x-csrf-token", &operator_csrf)],
