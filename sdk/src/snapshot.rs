@@ -13,13 +13,54 @@
 //! call fetch the snapshot again, never serve a partial one.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
 use crate::keyset::Position;
-use crate::{AggregateCell, AggregateQuery, Page, Query, SourceError, Value, ValueKind, cache};
+use crate::{
+    AggregateCell, AggregateQuery, Filter, FilterOp, FilterSupport, Page, Query, SourceError,
+    Value, ValueKind, cache,
+};
+
+/// The one filter a snapshot answers itself: a lookup by `id` (`=` or
+/// one-of). Declare it for a snapshot entity and the gateway pushes an id
+/// lookup down instead of paging through every record to find one.
+pub fn id_lookup() -> FilterSupport {
+    FilterSupport {
+        field: "id".into(),
+        ops: vec![FilterOp::Eq, FilterOp::OneOf],
+    }
+}
+
+/// The ids a query's filters ask for (`None`: no id filter). Only
+/// `id_lookup`'s filters are accepted; several intersect.
+pub fn wanted_ids(filters: &[Filter]) -> Result<Option<BTreeSet<String>>, SourceError> {
+    let mut wanted: Option<BTreeSet<String>> = None;
+    for f in filters {
+        if f.field != "id" || !matches!(f.op, FilterOp::Eq | FilterOp::OneOf) {
+            return Err(SourceError::Unsupported(format!(
+                "filter on `{}` (a snapshot answers only `id` = or one-of)",
+                f.field
+            )));
+        }
+        let ids: BTreeSet<String> = f
+            .values
+            .iter()
+            .filter_map(|v| match v {
+                Value::Text(t) => Some(t.clone()),
+                Value::Integer(i) => Some(i.to_string()),
+                _ => None,
+            })
+            .collect();
+        wanted = Some(match wanted {
+            Some(before) => before.intersection(&ids).cloned().collect(),
+            None => ids,
+        });
+    }
+    Ok(wanted)
+}
 
 /// One record: its sort key and its fields as JSON.
 pub type Record = (String, String, Map<String, Json>);
@@ -203,6 +244,7 @@ impl Snapshots<'_> {
         view: &View,
         after: Option<&Position>,
         want: usize,
+        keep: &dyn Fn(&Record) -> bool,
     ) -> Option<Vec<Record>> {
         let beyond = |d: &str, i: &str| match after {
             Some(p) => (d, i) > (p.division.as_str(), p.id.as_str()),
@@ -216,7 +258,10 @@ impl Snapshots<'_> {
                 if out.len() == want {
                     return Some(out);
                 }
-                if beyond(&record.0, &record.1) && record.0.starts_with(view.code.as_str()) {
+                if beyond(&record.0, &record.1)
+                    && record.0.starts_with(view.code.as_str())
+                    && keep(record)
+                {
                     out.push(record.clone());
                 }
             }
@@ -226,7 +271,7 @@ impl Snapshots<'_> {
 
     /// Every record of `view`; `None` when a chunk is gone from the cache.
     fn all(&self, store: &impl Store, view: &View) -> Option<Vec<Record>> {
-        self.after(store, view, None, usize::MAX)
+        self.after(store, view, None, usize::MAX, &|_| true)
     }
 
     fn kind(&self, field: &str) -> Option<ValueKind> {
@@ -246,24 +291,22 @@ impl Snapshots<'_> {
         self.count_in(&HostCache, query)
     }
 
-    /// A page of the entity (no filters were declared, so none may arrive).
+    /// A page of the entity; the only filter it takes is a lookup by id
+    /// (`id_lookup`), answered from the snapshot.
     pub fn page_in(&self, store: &impl Store, query: &Query) -> Result<Page, SourceError> {
-        if !query.filters.is_empty() {
-            return Err(SourceError::Unsupported(
-                "filters (none are declared)".into(),
-            ));
-        }
+        let ids = wanted_ids(&query.filters)?;
+        let keep = |r: &Record| ids.as_ref().is_none_or(|ids| ids.contains(&r.1));
         let after = query.cursor.as_deref().map(Position::decode).transpose()?;
         // One row past the limit tells whether another page follows.
         let want = query.limit as usize + 1;
         let mut rows = Vec::new();
         for code in covering(&query.scope) {
             let view = self.view(store, code)?;
-            let found = match self.after(store, &view, after.as_ref(), want) {
+            let found = match self.after(store, &view, after.as_ref(), want, &keep) {
                 Some(found) => found,
                 None => {
                     let view = self.refresh(store, code)?;
-                    self.after(store, &view, after.as_ref(), want)
+                    self.after(store, &view, after.as_ref(), want, &keep)
                         .unwrap_or_default()
                 }
             };
@@ -584,6 +627,52 @@ mod tests {
                 None => return seen,
             }
         }
+    }
+
+    #[test]
+    fn a_lookup_by_id_is_answered_from_the_snapshot_and_other_filters_are_refused() {
+        let fetches = Cell::new(0);
+        let fetch = counting(&fetches, 300);
+        let snapshots = members(&fetch);
+        let store = MapStore::default();
+        let mut q = query(&["1501"], 2, None);
+        // The last ids in the order: a walk would read every chunk first.
+        q.filters = vec![Filter {
+            field: "id".into(),
+            op: FilterOp::OneOf,
+            values: vec![Value::Text("m00007".into()), Value::Text("m00299".into())],
+        }];
+        let page = snapshots.page_in(&store, &q).expect("a page");
+        let ids: Vec<(String, String)> = page
+            .rows
+            .iter()
+            .map(|r| {
+                let text = |i: usize| r[i].as_text().expect("text").to_string();
+                (text(1), text(0))
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                ("150103001001".to_string(), "m00007".to_string()),
+                ("150103001001".to_string(), "m00299".to_string()),
+            ]
+        );
+        assert!(
+            page.next_cursor.is_some(),
+            "two of six matches on a page of two"
+        );
+        q.filters[0].op = FilterOp::Eq;
+        q.filters[0].values.truncate(1);
+        q.limit = 10;
+        let page = snapshots.page_in(&store, &q).expect("a page");
+        assert_eq!(page.rows.len(), 3, "m00007 in each of three communities");
+        assert!(page.next_cursor.is_none());
+        q.filters[0].field = "gender".into();
+        assert!(matches!(
+            snapshots.page_in(&store, &q),
+            Err(SourceError::Unsupported(_))
+        ));
     }
 
     #[test]

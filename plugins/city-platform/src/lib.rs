@@ -310,11 +310,12 @@ fn case_kind(field: &str) -> Option<ValueKind> {
         .map(|(_, k)| *k)
 }
 
-/// The `updated_at >= T` filter of a cases query (the only one declared),
-/// as the latest T; none when there is none.
+/// The `updated_at >= T` filter of a cases query, as the latest T; none
+/// when there is none.
 fn updated_since(entity: &str, filters: &[Filter]) -> Result<Option<String>, SourceError> {
     let mut since: Option<String> = None;
-    for f in filters {
+    // A lookup by id is the snapshot's (`snapshot::wanted_ids`).
+    for f in filters.iter().filter(|f| f.field != "id") {
         if entity != "cases" || f.field != "updated_at" || f.op != FilterOp::Gte {
             return Err(SourceError::Unsupported(format!(
                 "filter on `{}` (only `updated_at >=` on cases is declared)",
@@ -474,18 +475,29 @@ impl Guest for CityPlatform {
             name: "city-platform".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             sdk_version: SDK_VERSION.into(),
+            // Every entity answers a lookup by id from its snapshot, so
+            // the gateway finds one case without paging through them all.
             entities: vec![
-                spec("divisions", DIVISION_FIELDS),
+                lianqiao_sdk::EntitySpec {
+                    filters: vec![snapshot::id_lookup()],
+                    ..spec("divisions", DIVISION_FIELDS)
+                },
                 lianqiao_sdk::EntitySpec {
                     // `updated_at >= T` is the platform's `updatedSince`
                     // feed, read fresh (never from a snapshot older than T).
-                    filters: vec![FilterSupport {
-                        field: "updated_at".into(),
-                        ops: vec![FilterOp::Gte],
-                    }],
+                    filters: vec![
+                        FilterSupport {
+                            field: "updated_at".into(),
+                            ops: vec![FilterOp::Gte],
+                        },
+                        snapshot::id_lookup(),
+                    ],
                     ..spec("cases", CASE_FIELDS)
                 },
-                spec("service-centers", CENTER_FIELDS),
+                lianqiao_sdk::EntitySpec {
+                    filters: vec![snapshot::id_lookup()],
+                    ..spec("service-centers", CENTER_FIELDS)
+                },
             ],
         })
     }
@@ -493,9 +505,19 @@ impl Guest for CityPlatform {
     fn query(query: Query) -> Result<Page, SourceError> {
         if let Some(since) = updated_since(&query.entity, &query.filters)? {
             let settings: Settings = settings::load()?;
-            let records = changed_cases(&settings, &query.scope, &since)?;
+            let mut records = changed_cases(&settings, &query.scope, &since)?;
+            let ids: Vec<Filter> = query
+                .filters
+                .iter()
+                .filter(|f| f.field == "id")
+                .cloned()
+                .collect();
+            if let Some(ids) = snapshot::wanted_ids(&ids)? {
+                records.retain(|r| ids.contains(&r.1));
+            }
             return snapshot::page_of(&records, &query, case_kind);
         }
+        // Lookups by id are answered from the snapshot.
         snapshot::serve(&query.entity, fields, fetch, |snapshots| {
             snapshots.page(&query)
         })

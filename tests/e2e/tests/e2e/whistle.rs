@@ -714,3 +714,58 @@ async fn a_gateway_killed_mid_whistle_finishes_it_after_a_restart() {
         drop(second);
     }
 }
+
+/// Calls made to `source` so far, from the admin listener's /metrics.
+async fn calls_to(gw: &TestGateway, source: &str) -> u64 {
+    let (status, text) = lianqiao_e2e::http_get_with(&format!("http://{}/metrics", gw.admin), &[])
+        .await
+        .expect("metrics");
+    assert_eq!(status, 200, "{text}");
+    let prefix = format!("lianqiao_source_calls_total{{source=\"{source}\",");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The city reads one case by id without paging through the city
+/// platform's cases: its plugin declares a lookup by id, answered from its
+/// snapshot, so each source is called once, not once per page of cases.
+#[tokio::test]
+async fn the_city_finds_a_case_by_id_with_one_call_to_each_source() {
+    let (_up, gw, _db) = gateway_with_city("lookup").await;
+    let city = caller(&gw, "city", "1501", &[]);
+    let (status, page) = city.get("/v1/cases?division=1501&limit=500").await;
+    assert_eq!(status, 200, "{page}");
+    let rows = page["data"].as_array().expect("data");
+    assert!(
+        rows.len() > 16,
+        "enough cases that a lookup paging 8 at a time would take several calls: {}",
+        rows.len()
+    );
+    // The case that sorts last: a lookup that paged through the city
+    // platform's cases (its plugin could not filter by id) read every
+    // page before it, and its first pages came back empty.
+    let id = rows.last().and_then(|r| r["id"].as_str()).expect("an id");
+    let (city_before, huimin_before) = (
+        calls_to(&gw, "city-platform").await,
+        calls_to(&gw, "huimin").await,
+    );
+    // Asked as a filter over the whole city, as the city platform asks.
+    let (status, found) = city
+        .get(&format!("/v1/cases?division=1501&id={id}&limit=1"))
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["data"][0]["id"], id, "on the first page: {found}");
+    assert!(found["page"]["next_cursor"].is_null(), "{found}");
+    let city_calls = calls_to(&gw, "city-platform").await - city_before;
+    let huimin_calls = calls_to(&gw, "huimin").await - huimin_before;
+    assert!(
+        city_calls == 1 && huimin_calls == 1,
+        "{city_calls} calls to the city platform, {huimin_calls} to Huimin, for one case"
+    );
+    // And by its path.
+    let (status, case) = city.get(&format!("/v1/cases/{id}")).await;
+    assert_eq!(status, 200, "{case}");
+    assert_eq!(case["data"]["id"], id);
+}
