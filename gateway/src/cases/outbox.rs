@@ -272,6 +272,92 @@ impl WriteStore {
         .map(|_| ())
         .map_err(db)
     }
+
+    /// For operators: how many rows are at each stage, then every
+    /// unfinished row (oldest first) and the latest finished ones, up to
+    /// `limit` in all. The case's text and its reporter stay in the
+    /// payload; a row shows where the whistle is, not what it says.
+    pub async fn overview(
+        &self,
+        limit: i64,
+    ) -> Result<(Vec<(String, i64)>, Vec<OutboxRow>), String> {
+        let (pool, pg) = self.pool().await?;
+        let counts = sqlx::query(
+            "SELECT stage, COUNT(*) FROM lianqiao_outbox GROUP BY stage ORDER BY stage",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<String, _>(0).map_err(db)?,
+                r.try_get::<i64, _>(1).map_err(db)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+        const COLUMNS: &str = "id, payload, stage, city_case, attempts, next_at, lease_until, error, created_at, updated_at, mirrored";
+        let mut rows = Vec::new();
+        for sql in [
+            format!(
+                "SELECT {COLUMNS} FROM lianqiao_outbox WHERE stage NOT IN ('done', 'failed') ORDER BY created_at LIMIT ?"
+            ),
+            format!(
+                "SELECT {COLUMNS} FROM lianqiao_outbox WHERE stage IN ('done', 'failed') ORDER BY updated_at DESC LIMIT ?"
+            ),
+        ] {
+            let left = limit - rows.len() as i64;
+            if left <= 0 {
+                break;
+            }
+            for r in sqlx::query(AssertSqlSafe(numbered(*pg, &sql)))
+                .bind(left)
+                .fetch_all(pool)
+                .await
+                .map_err(db)?
+            {
+                let text = |i: usize| r.try_get::<String, _>(i).map_err(db);
+                let whistle: Whistle = serde_json::from_str(&text(1)?).map_err(db)?;
+                rows.push(OutboxRow {
+                    id: text(0)?,
+                    case_id: whistle.case_id,
+                    division: whistle.division,
+                    district_source: whistle.district_source,
+                    stage: text(2)?,
+                    city_case: text(3)?,
+                    attempts: r.try_get::<i64, _>(4).map_err(db)?,
+                    next_at: text(5)?,
+                    lease_until: text(6)?,
+                    error: text(7)?,
+                    created_at: text(8)?,
+                    updated_at: text(9)?,
+                    mirrored: text(10)?,
+                });
+            }
+        }
+        Ok((counts, rows))
+    }
+}
+
+/// One outbox row as operators see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxRow {
+    pub id: String,
+    pub case_id: String,
+    pub division: String,
+    pub district_source: String,
+    pub stage: String,
+    pub city_case: String,
+    pub attempts: i64,
+    /// When the next try is due (unfinished rows).
+    pub next_at: String,
+    /// Held by a worker until then (in the past: free).
+    pub lease_until: String,
+    pub error: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// The city's state the district record mirrors so far.
+    pub mirrored: String,
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 //! - a policy change, previewed as a diff of that matrix and the policy's
 //!   test tables before it is applied through the reload path (`change`);
 //! - the sources (`/console/sources`): health, breaker, recent latency;
+//! - the whistle outbox (`/console/outbox`): where each escalation to the
+//!   city is, and which are stuck or failed;
 //! - the audit trail (`/console/audit`), for auditors (`audit`).
 //!
 //! Policy pages need the `policy-admin` role, the audit pages `auditor`.
@@ -50,6 +52,8 @@ pub fn router() -> Router<Arc<Live>> {
         .route("/console/change/draft", post(change_draft))
         .route("/console/change/discard", post(change_discard))
         .route("/console/change/apply", post(change_apply))
+        .route("/console/outbox", get(outbox_page))
+        .route("/console/outbox.json", get(outbox_json))
         .route("/console/audit", get(audit::page))
         .route("/console/audit.json", get(audit::json))
         .route("/console/audit.csv", get(audit::csv))
@@ -391,6 +395,60 @@ async fn sources_page(State(live): State<Arc<Live>>, headers: HeaderMap) -> Resp
         Ok(session) => {
             Html(page::sources(&sources_report(&live.current()), &session)).into_response()
         }
+        Err(e) => refuse(Answer::Html, e),
+    }
+}
+
+/// The whistle outbox: rows per stage, unfinished rows oldest first, the
+/// latest finished ones. Errors are masked as for logs (a city's reason
+/// may quote the case); the case's text and reporter are not shown.
+async fn outbox_report(gateway: &crate::state::Gateway) -> Result<serde_json::Value, ApiError> {
+    let (counts, rows) = gateway.writes.overview(200).await.map_err(|e| {
+        ApiError::new(
+            ErrorCode::Internal,
+            format!("the gateway's store cannot be read now: {e}"),
+        )
+    })?;
+    let now = crate::audit::now_rfc3339();
+    let rows: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|r| {
+            let held = r.lease_until > now && !matches!(r.stage.as_str(), "done" | "failed");
+            let mut v = serde_json::to_value(&r).unwrap_or_default();
+            v["error"] = serde_json::json!(crate::redact::mask_text(&r.error));
+            v["held"] = serde_json::json!(held);
+            v
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "stages": counts.into_iter().collect::<BTreeMap<String, i64>>(),
+        "rows": rows,
+        "at": now,
+    }))
+}
+
+async fn outbox_json(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response {
+    let gateway = live.current();
+    match signed_in(&headers, session::CONSOLE_ROLE) {
+        Ok(_) => match outbox_report(&gateway).await {
+            Ok(v) => Json(v).into_response(),
+            Err(e) => e.into_response(),
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn outbox_page(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response {
+    if answer(&headers) == Answer::Json {
+        return outbox_json(State(live), headers).await;
+    }
+    let gateway = live.current();
+    let session = match signed_in(&headers, session::CONSOLE_ROLE) {
+        Ok(s) => s,
+        Err(e) => return refuse(Answer::Html, e),
+    };
+    match outbox_report(&gateway).await {
+        Ok(v) => Html(page::outbox(&v, &session)).into_response(),
         Err(e) => refuse(Answer::Html, e),
     }
 }

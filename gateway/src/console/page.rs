@@ -39,6 +39,7 @@ fn shell(title: &str, session: Option<&Session>, body: &str) -> String {
                 links.push("<a href=\"/console/matrix\">Who sees what</a>");
                 links.push("<a href=\"/console/change\">Change preview</a>");
                 links.push("<a href=\"/console/sources\">Sources</a>");
+                links.push("<a href=\"/console/outbox\">Outbox</a>");
             }
             if s.has_role(AUDITOR_ROLE) {
                 links.push("<a href=\"/console/audit\">Audit</a>");
@@ -395,6 +396,58 @@ pub fn audit(
     }
     body.push_str("</table>");
     shell("Audit", Some(session), &body)
+}
+
+/// The whistle outbox: counts per stage, then the rows.
+pub fn outbox(report: &Value, session: &Session) -> String {
+    let text = |v: &Value| match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let stages: Vec<String> = report["stages"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(stage, n)| format!("<b>{}</b> {}", escape(stage), escape(&text(n))))
+        .collect();
+    let mut body = format!(
+        "<h1>Whistle outbox</h1><p>Each escalation to the city (吹哨) is a row: the district record goes to <code>whistled</code> (stage <code>district</code>), the city files the linked case (<code>city</code>), the district record mirrors it (<code>link</code>), or goes back with the city's reason (<code>compensate</code>). Unfinished rows are retried with backoff by whichever gateway holds the lease. As of {}: {}. As JSON: <code>/console/outbox.json</code>.</p>\
+         <table id=\"outbox\"><tr><th>row</th><th>case</th><th>division</th><th>district source</th><th>stage</th><th>attempts</th><th>next try</th><th>held</th><th>last error</th><th>city case</th><th>mirrored</th><th>created</th><th>updated</th></tr>",
+        escape(&text(&report["at"])),
+        if stages.is_empty() {
+            "no whistles yet".to_string()
+        } else {
+            stages.join(", ")
+        },
+    );
+    for r in report["rows"].as_array().into_iter().flatten() {
+        let stage = text(&r["stage"]);
+        let class = match stage.as_str() {
+            "done" => "clear",
+            "failed" => "withheld",
+            _ if r["attempts"].as_i64().unwrap_or(0) > 0 => "masked",
+            _ => "",
+        };
+        body.push_str(&format!(
+            "<tr data-case=\"{case}\"><td><code>{id}</code></td><td><code>{case}</code></td><td>{division}</td><td>{source}</td><td class=\"{class}\">{stage}</td><td>{attempts}</td><td>{next}</td><td>{held}</td><td>{error}</td><td>{city}</td><td>{mirrored}</td><td>{created}</td><td>{updated}</td></tr>",
+            id = escape(&text(&r["id"])),
+            case = escape(&text(&r["case_id"])),
+            division = escape(&text(&r["division"])),
+            source = escape(&text(&r["district_source"])),
+            stage = escape(&stage),
+            attempts = escape(&text(&r["attempts"])),
+            next = if matches!(stage.as_str(), "done" | "failed") { String::new() } else { escape(&text(&r["next_at"])) },
+            held = if r["held"] == true { "yes" } else { "" },
+            error = escape(&text(&r["error"])),
+            city = escape(&text(&r["city_case"])),
+            mirrored = if stage == "done" { escape(&text(&r["mirrored"])) } else { String::new() },
+            created = escape(&text(&r["created_at"])),
+            updated = escape(&text(&r["updated_at"])),
+        ));
+    }
+    body.push_str("</table>");
+    shell("Outbox", Some(session), &body)
 }
 
 /// A page that only says something (sign in first, a bad parameter).

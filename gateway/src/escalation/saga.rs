@@ -86,8 +86,14 @@ pub fn entry_id(principal: &str, idempotency_key: &str) -> String {
 enum Next {
     /// The stage is done (or the saga is); record it and go on.
     Advanced,
-    /// Failed for now; try again after a backoff.
-    Later,
+    /// Failed for now (why, in the gateway's words, masked as for logs);
+    /// try again after a backoff.
+    Later(String),
+}
+
+/// The reason a stage waits when the district record cannot be read.
+fn unread() -> Next {
+    Next::Later("the district record could not be read to check its state".into())
 }
 
 /// Whether a command's failure may pass if tried again.
@@ -129,6 +135,14 @@ pub async fn drive(
         }
         match stage(gateway, &mut entry).await {
             Next::Advanced => {
+                // A stage that went through clears the last transient
+                // failure (a compensation's or a failure's reason stays).
+                if matches!(
+                    entry.stage,
+                    Stage::District | Stage::City | Stage::Link | Stage::Done
+                ) {
+                    entry.error.clear();
+                }
                 tracing::info!(outbox = %entry.id, case = %entry.whistle.case_id, stage = entry.stage.as_str(), "whistle advanced");
                 if !store
                     .advance(&entry, &worker.owner, worker.lease, None)
@@ -138,8 +152,13 @@ pub async fn drive(
                     return store.entry(id).await;
                 }
             }
-            Next::Later => {
+            Next::Later(reason) => {
                 entry.attempts += 1;
+                // Operators see why it waits (the console's outbox page);
+                // a compensation keeps the city's reason for its note.
+                if entry.stage != Stage::Compensate {
+                    entry.error = reason;
+                }
                 let at = SystemTime::now() + backoff(entry.attempts);
                 store
                     .advance(&entry, &worker.owner, worker.lease, Some(at))
@@ -258,10 +277,12 @@ async fn stage(gateway: &Gateway, entry: &mut Entry) -> Next {
                             );
                             entry.stage = Stage::Failed;
                         }
-                        None => return Next::Later,
+                        None => return unread(),
                     }
                 }
-                Err(e) if transient(&e) && entry.attempts < MAX_ATTEMPTS => return Next::Later,
+                Err(e) if transient(&e) && entry.attempts < MAX_ATTEMPTS => {
+                    return Next::Later(crate::redact::operator(&e));
+                }
                 Err(e) => {
                     entry.error = format!("the district would not record the whistle: {e}");
                     entry.stage = Stage::Failed;
@@ -298,7 +319,9 @@ async fn stage(gateway: &Gateway, entry: &mut Entry) -> Next {
                     entry.city_case = filed.id;
                     entry.stage = Stage::Link;
                 }
-                Err(e) if transient(&e) && entry.attempts < MAX_ATTEMPTS => return Next::Later,
+                Err(e) if transient(&e) && entry.attempts < MAX_ATTEMPTS => {
+                    return Next::Later(crate::redact::operator(&e));
+                }
                 Err(e) => {
                     // The platform's own reason, masked as for logs (digit
                     // runs and names), since the note is read back by people.
@@ -335,11 +358,11 @@ async fn stage(gateway: &Gateway, entry: &mut Entry) -> Next {
                             );
                             entry.stage = Stage::Failed;
                         }
-                        None => return Next::Later,
+                        None => return unread(),
                     }
                 }
                 // The city case exists: never compensate, keep trying.
-                Err(_) => return Next::Later,
+                Err(e) => return Next::Later(crate::redact::operator(&e)),
             }
         }
         Stage::Compensate => {
@@ -359,10 +382,10 @@ async fn stage(gateway: &Gateway, entry: &mut Entry) -> Next {
                 Err(PluginError::Command(CommandError::Conflict(_))) => {
                     match district_state(gateway, entry).await {
                         Some(_) => entry.stage = Stage::Failed,
-                        None => return Next::Later,
+                        None => return unread(),
                     }
                 }
-                Err(_) => return Next::Later,
+                Err(e) => return Next::Later(crate::redact::operator(&e)),
             }
             if entry.stage == Stage::Failed {
                 tracing::error!(outbox = %entry.id, case = %w.case_id, error = %entry.error, "a whistle failed and was undone");

@@ -725,6 +725,8 @@ async fn every_console_route_refuses_the_wrong_caller() {
         "/console/sources.json",
         "/console/change",
         "/console/change.json",
+        "/console/outbox",
+        "/console/outbox.json",
     ];
     let audit_pages = [
         "/console/audit",

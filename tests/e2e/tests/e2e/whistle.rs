@@ -769,3 +769,119 @@ async fn the_city_finds_a_case_by_id_with_one_call_to_each_source() {
     assert_eq!(status, 200, "{case}");
     assert_eq!(case["data"]["id"], id);
 }
+
+/// Operators see where each whistle is on the console's outbox page: a
+/// whistle the city cannot take for now is there with its stage, attempts
+/// and error (never the case's text), and done once the city is back.
+#[tokio::test]
+async fn operators_see_a_stuck_whistle_on_the_console_until_the_city_takes_it() {
+    let (up, gw, db) = gateway_with_city("outbox").await;
+    let grid = huimin()
+        .0
+        .grids
+        .iter()
+        .find(|g| g.code.len() == 14)
+        .expect("a grid")
+        .clone();
+    let street = grid.community[..9].to_string();
+    let id = street_case(&db, &grid.code, 7).await;
+    up.city_faults.set(
+        "POST /cases",
+        Fault {
+            fail_first: 1_000_000,
+            status: Some(503),
+            ..Fault::default()
+        },
+    );
+    let street_staff = caller(&gw, "street", &street, &[]);
+    let (status, answer) = street_staff
+        .move_to(&id, "stuck-1", json!({"to": "whistled"}))
+        .await;
+    assert!(matches!(status, 200 | 202 | 503), "{status}: {answer}");
+
+    let admin = format!("http://{}", gw.admin);
+    let operator = format!(
+        "Bearer {}",
+        lianqiao_e2e::token("region", "15", &["policy-admin"])
+    );
+    let (status, headers, body) = lianqiao_e2e::http_request(
+        "POST",
+        &format!("{admin}/console/session"),
+        &[("authorization", &operator)],
+    )
+    .await
+    .expect("sign in");
+    assert_eq!(status, 200, "{body}");
+    let cookie = headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .expect("cookie")
+        .to_string();
+    let row_of = |report: &Value| {
+        report["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["case_id"] == id.as_str())
+            .cloned()
+    };
+    let outbox = || async {
+        let (status, _, body) = lianqiao_e2e::http_request(
+            "GET",
+            &format!("{admin}/console/outbox.json"),
+            &[("cookie", &cookie)],
+        )
+        .await
+        .expect("outbox");
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            !body.contains("道路塌陷"),
+            "the case's text stays out: {body}"
+        );
+        serde_json::from_str::<Value>(&body).expect("JSON")
+    };
+    // Stuck at the city's stage, retried, the error said.
+    let mut row = None;
+    for _ in 0..100 {
+        let report = outbox().await;
+        if let Some(r) = row_of(&report)
+            && r["attempts"].as_i64().unwrap_or(0) >= 1
+        {
+            row = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let row = row.expect("the whistle's row, tried at least once");
+    assert_eq!(row["stage"], "city", "{row}");
+    assert!(!row["error"].as_str().unwrap_or("").is_empty(), "{row}");
+    assert_eq!(row["division"], grid.code.as_str());
+    let (status, _, page) = lianqiao_e2e::http_request(
+        "GET",
+        &format!("{admin}/console/outbox"),
+        &[("cookie", &cookie)],
+    )
+    .await
+    .expect("page");
+    assert_eq!(status, 200);
+    assert!(page.contains(&format!("data-case=\"{id}\"")), "{page}");
+
+    // The city is back: the worker finishes it, and the page says so.
+    up.city_faults.clear();
+    let mut done = false;
+    for _ in 0..300 {
+        if row_of(&outbox().await).is_some_and(|r| r["stage"] == "done") {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(done, "{}", outbox().await);
+    // Not for anyone else.
+    let (status, _, _) =
+        lianqiao_e2e::http_request("GET", &format!("{admin}/console/outbox.json"), &[])
+            .await
+            .expect("outbox");
+    assert_eq!(status, 401);
+}
