@@ -357,6 +357,85 @@ async fn a_policy_change_is_previewed_as_a_diff_refused_while_a_test_fails_and_a
     assert_eq!(status, 422, "{refused}");
     assert_eq!(refused["error"]["code"], "invalid_policy", "{refused}");
 
+    // Bad drafts get clear answers and change nothing: a path outside the
+    // policy files, a field class naming no field, a policy that does not
+    // parse. Each is then taken back out of the draft.
+    for (file, text, status) in [
+        ("policy/../lianqiao.toml", "x", 400),
+        ("../../etc/passwd.cedar", "x", 400),
+        ("policy/tests/../../fields.toml", "x", 400),
+        ("fields.toml", "", 400),
+    ] {
+        let (got, body) = call(
+            format!("{admin}/console/change/draft"),
+            with(&[]),
+            serde_json::json!({ "file": file, "text": text }),
+        )
+        .await;
+        assert_eq!(got, status, "{file}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains(file)
+                || file == "fields.toml",
+            "the message names what to fix: {body}"
+        );
+    }
+    let fields_path = gw.gateway.config.fields_file.clone();
+    let fields = std::fs::read_to_string(&fields_path).expect("fields.toml");
+    for (file, text, names) in [
+        (
+            "fields.toml",
+            format!("{fields}\n[members.shoe_size]\nclass = \"public\"\n"),
+            "members.shoe_size",
+        ),
+        (
+            "policy/broken.cedar",
+            "permit (principal, action, resource) when { principal.nonsense };".to_string(),
+            "broken.cedar",
+        ),
+    ] {
+        let (status, preview) = call(
+            format!("{admin}/console/change/draft"),
+            with(&[]),
+            serde_json::json!({ "file": file, "text": text }),
+        )
+        .await;
+        assert_eq!(status, 200, "{preview}");
+        assert_eq!(preview["valid"], false, "{file}: {preview}");
+        assert!(
+            preview["problems"].to_string().contains(names),
+            "{file}: the problem names {names}: {preview}"
+        );
+        let (status, refused) = call(
+            format!("{admin}/console/change/apply"),
+            with(&[]),
+            serde_json::json!({}),
+        )
+        .await;
+        assert_eq!(status, 422, "{refused}");
+        // Taken back: the shipped text again (or no file at all).
+        let original = if file == "fields.toml" {
+            fields.clone()
+        } else {
+            String::new()
+        };
+        let (status, _) = call(
+            format!("{admin}/console/change/draft"),
+            with(&[]),
+            serde_json::json!({ "file": file, "text": original }),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(
+        std::fs::read_to_string(&fields_path).expect("fields.toml"),
+        fields,
+        "nothing was written"
+    );
+    assert!(!gw.gateway.config.policy_dir.join("broken.cedar").exists());
+
     // The operator updates the test table in the same draft.
     let tests_file = gw.gateway.config.policy_dir.join("tests/default.toml");
     let table = std::fs::read_to_string(&tests_file).expect("test table");
