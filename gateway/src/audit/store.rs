@@ -185,6 +185,17 @@ impl AuditStore {
             .collect()
     }
 
+    /// The highest record number of `chain` (0 when it has none).
+    pub async fn highest_seq(&self, chain: &str) -> Result<i64, String> {
+        let sql = self.sql("SELECT COALESCE(MAX(seq), 0) FROM lianqiao_audit WHERE chain = ?");
+        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(chain.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| e.to_string())?;
+        row.try_get::<i64, _>(0).map_err(|e| e.to_string())
+    }
+
     /// Records of `chain` in order, handed to `visit` one at a time (the
     /// chain may be far larger than memory); `visit` returns false to stop.
     pub async fn walk(&self, chain: &str, visit: impl FnMut(Stored) -> bool) -> Result<(), String> {

@@ -117,6 +117,22 @@ pub async fn verify_after(
         return Ok(Err(b));
     }
     let last = expected_seq - 1;
+    // Records past the head were written outside the chain's writer (the
+    // head and its records commit together). The highest seq is read
+    // before the head again, so a batch committed in between is covered
+    // by the head read after it.
+    if head.is_some() {
+        let highest = store.highest_seq(chain).await?;
+        let head_now = store.recorded_head(chain).await?.map_or(0, |(seq, _)| seq);
+        if highest > head_now {
+            return Ok(Err(brk(
+                head_now + 1,
+                format!(
+                    "records past the chain's head (up to {highest}, the head says {head_now}): written outside the chain"
+                ),
+            )));
+        }
+    }
     match head {
         Some((seq, hash)) if seq == last && (hash == prev) => {
             Ok(Ok((count, Some(Checkpoint { seq, hash }))))

@@ -158,6 +158,7 @@ struct Verified {
 
 type Known = std::collections::HashMap<(String, String), Verified>;
 static VERIFIED: std::sync::Mutex<Option<Known>> = std::sync::Mutex::new(None);
+static VERIFYING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The chain's verification: in full when `full` or never done in this
 /// process, else from the last verified record on. A broken chain stays
@@ -168,6 +169,9 @@ async fn verification(
     chain: &str,
     full: bool,
 ) -> Result<Value, String> {
+    // One verification at a time: a view that began before a full run
+    // must not write its older state over the full run's finding.
+    let _one_at_a_time = VERIFYING.lock().await;
     let key = (url.to_string(), chain.to_string());
     let known = VERIFIED
         .lock()
@@ -309,6 +313,15 @@ async fn searched(
 ) -> Result<(session::Session, Search, Vec<Value>, Value), ApiError> {
     let gateway = live.current();
     let session = signed_in(headers, session::AUDITOR_ROLE)?;
+    // A search writes a record in the auditor's name: another site's page
+    // (an <img> on a sibling port) may not make one.
+    session::same_origin(headers).map_err(|why| {
+        ApiError::forbidden(
+            "cross_site",
+            format!("refused: {why}; search from the console's own pages"),
+            Vec::new(),
+        )
+    })?;
     let search = parse(raw)?;
     let (rows, verified) = run(&gateway, &search).await?;
     let mut audit = record(

@@ -141,8 +141,13 @@ pub fn edit(config: &Config, draft: &mut Draft, name: &str, text: String) -> Res
     let text = text.replace("\r\n", "\n");
     let base = on_disk.as_deref().map(sha256);
     match draft.files.get_mut(name) {
-        // The base stays the one the first edit saw.
-        Some(existing) => existing.text = text,
+        // Drafting the file again takes the file as it is now into
+        // account (the page said it changed; the preview diffs against the
+        // running policy), so the base moves to it.
+        Some(existing) => {
+            existing.text = text;
+            existing.base = base;
+        }
         None => {
             draft.files.insert(name.to_string(), Edit { text, base });
         }

@@ -38,6 +38,29 @@ use crate::error::{ApiError, ErrorCode};
 use crate::state::Live;
 use session::Session;
 
+/// Largest console request body: a drafted file (`change::MAX_FILE_BYTES`)
+/// URL-encoded, where punctuation and line ends take three bytes each.
+const MAX_BODY_BYTES: usize = 3 * change::MAX_FILE_BYTES + 4096;
+
+/// Every console answer: never framed (clickjacking an Apply), never
+/// cached (audit searches are personal data), no script, no plugins.
+async fn hardened(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("x-frame-options", "DENY"),
+        (
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "same-origin"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
 pub fn router() -> Router<Arc<Live>> {
     Router::new()
         .route("/console/session", get(sign_in_page).post(sign_in))
@@ -58,6 +81,8 @@ pub fn router() -> Router<Arc<Live>> {
         .route("/console/audit.json", get(audit::json))
         .route("/console/audit.csv", get(audit::csv))
         .route("/console/audit/verify", post(audit::verify_now))
+        .layer(axum::middleware::map_response(hardened))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
 /// How a console request wants its answer.
@@ -234,13 +259,10 @@ async fn sign_in(
         if bearer.is_some() {
             // A sign-in form posted from another site would sign the
             // victim in as the attacker (login CSRF).
-            if let Some(site) = header("sec-fetch-site")
-                && site != "same-origin"
-                && site != "none"
-            {
+            if let Err(why) = session::same_origin(&headers) {
                 return Err(ApiError::forbidden(
                     "cross_site",
-                    "refused: the sign-in form was posted from another site's page",
+                    format!("refused: {why} (the sign-in form is the console's own)"),
                     Vec::new(),
                 ));
             }
@@ -304,7 +326,10 @@ async fn sign_in(
     tracing::info!(principal = %identity.id, "console sign-in");
     let roles = identity.roles.clone();
     let id = identity.id.clone();
-    let (cookie, csrf) = session::open(identity.with_purpose("administration"));
+    let (cookie, csrf) = session::open(
+        identity.with_purpose("administration"),
+        gateway.config.telemetry.admin_tls,
+    );
     let next = if roles.iter().any(|r| r == session::CONSOLE_ROLE) {
         "/console/matrix"
     } else {
@@ -663,10 +688,14 @@ async fn change_draft(State(live): State<Arc<Live>>, headers: HeaderMap, body: B
         );
     };
     let text = fields.get("text").cloned().unwrap_or_default();
-    if let Err(e) = change::edit(&gateway.config, &mut session.draft, file, text) {
-        return refuse(how, ApiError::invalid(e));
+    // Edited under the sessions' lock: two tabs posting at once both land.
+    match session::edit_draft(&headers, |draft| {
+        change::edit(&gateway.config, draft, file, text)
+    }) {
+        Some(Ok(draft)) => session.draft = draft,
+        Some(Err(e)) => return refuse(how, ApiError::invalid(e)),
+        None => return refuse(how, not_signed_in()),
     }
-    session::set_draft(&headers, session.draft.clone());
     match how {
         Answer::Json => {
             let v = match view(&gateway, None) {
@@ -703,6 +732,19 @@ async fn change_discard(headers: HeaderMap, body: Bytes) -> Response {
 /// files are written (a trail that is down refuses the change), and every
 /// refusal is audited too.
 async fn change_apply(State(live): State<Arc<Live>>, headers: HeaderMap, body: Bytes) -> Response {
+    // Its own task: a client that goes away mid-apply drops this
+    // handler, but not the write, the reload and the restore (or the
+    // audit record of a refusal).
+    match tokio::spawn(apply(live, headers.clone(), body)).await {
+        Ok(response) => response,
+        Err(e) => refuse(
+            answer_post(&headers),
+            ApiError::new(ErrorCode::Internal, format!("the apply stopped: {e}")),
+        ),
+    }
+}
+
+async fn apply(live: Arc<Live>, headers: HeaderMap, body: Bytes) -> Response {
     let how = answer_post(&headers);
     let gateway = live.current();
     let version = gateway.config.enforcer.engine.version().to_string();

@@ -56,8 +56,9 @@ fn random_hex() -> String {
 }
 
 /// A new session for `principal`: the cookie header to set, and the
-/// session's form token.
-pub fn open(principal: Principal) -> (String, String) {
+/// session's form token. `secure`: the admin listener serves HTTPS, so the
+/// cookie is never sent over plain HTTP.
+pub fn open(principal: Principal, secure: bool) -> (String, String) {
     let id = random_hex();
     let csrf = random_hex();
     if let Ok(mut sessions) = SESSIONS.lock() {
@@ -84,8 +85,9 @@ pub fn open(principal: Principal) -> (String, String) {
     }
     (
         format!(
-            "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/console; Max-Age={}",
-            TTL.as_secs()
+            "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/console; Max-Age={}{}",
+            TTL.as_secs(),
+            if secure { "; Secure" } else { "" }
         ),
         csrf,
     )
@@ -113,6 +115,21 @@ pub fn current(headers: &HeaderMap) -> Option<Session> {
     let sessions = SESSIONS.lock().ok()?;
     let session = sessions.as_ref()?.get(&id)?;
     (session.expires > Instant::now()).then(|| session.clone())
+}
+
+/// Change the draft of the request's session under the sessions' lock;
+/// the draft as it is after, or `None` without a live session.
+pub fn edit_draft(
+    headers: &HeaderMap,
+    edit: impl FnOnce(&mut Draft) -> Result<(), String>,
+) -> Option<Result<Draft, String>> {
+    let id = id_of(headers)?;
+    let mut sessions = SESSIONS.lock().ok()?;
+    let session = sessions.as_mut()?.get_mut(&id)?;
+    if session.expires <= Instant::now() {
+        return None;
+    }
+    Some(edit(&mut session.draft).map(|()| session.draft.clone()))
 }
 
 /// Replace the draft of the request's session.
@@ -143,6 +160,23 @@ pub fn same_origin_with_token(
     session: &Session,
     token: Option<&str>,
 ) -> Result<(), &'static str> {
+    same_origin(headers)?;
+    let sent = token
+        .or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()))
+        .unwrap_or("");
+    if sent.is_empty() {
+        return Err("the form's token is missing");
+    }
+    if !constant_time_eq(sent.as_bytes(), session.csrf.as_bytes()) {
+        return Err("the form's token does not belong to this session");
+    }
+    Ok(())
+}
+
+/// Whether the browser says the request came from the console's own
+/// origin (`Sec-Fetch-Site`, `Origin` against `Host`). Scripts send
+/// neither and pass; they must hold the token or the session anyway.
+pub fn same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     // Browsers send Sec-Fetch-Site on every request; scripts may not.
     if let Some(site) = header("sec-fetch-site")
@@ -152,20 +186,13 @@ pub fn same_origin_with_token(
         return Err("the request came from another site's page");
     }
     if let (Some(origin), Some(host)) = (header("origin"), header("host")) {
-        let origin_host = origin.split("://").nth(1).unwrap_or(origin);
-        if origin != "null" && origin_host != host {
-            return Err("the request came from another origin");
-        }
         if origin == "null" {
             return Err("the request came from an opaque origin");
         }
-    }
-    let sent = token.or_else(|| header("x-csrf-token")).unwrap_or("");
-    if sent.is_empty() {
-        return Err("the form's token is missing");
-    }
-    if !constant_time_eq(sent.as_bytes(), session.csrf.as_bytes()) {
-        return Err("the form's token does not belong to this session");
+        let origin_host = origin.split("://").nth(1).unwrap_or(origin);
+        if origin_host != host {
+            return Err("the request came from another origin");
+        }
     }
     Ok(())
 }

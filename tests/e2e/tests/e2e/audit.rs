@@ -116,7 +116,25 @@ async fn every_request_is_recorded_and_tampering_is_named() {
     let broken = verify(&store3, "test").await.unwrap().unwrap_err();
     assert_eq!(broken.seq, 2, "{broken}");
     assert!(broken.reason.contains("missing"), "{broken}");
-    drop((gw, gw2, gw3));
+
+    // A record slipped in past the head (not through the chain's writer):
+    // named, though the chain up to the head verifies.
+    let dir4 = ConfigDir::new().with_huimin();
+    let url4 = dir4.audit_url();
+    let gw4 = dir4.start().await;
+    for _ in 0..3 {
+        gw4.get("/v1/grids?division=150103&limit=1").await;
+    }
+    let store4 = AuditStore::open(&url4).await.unwrap();
+    assert_eq!(verify(&store4, "test").await.unwrap(), Ok(3));
+    store4
+        .execute("INSERT INTO lianqiao_audit SELECT chain, seq + 500, at, request_id, principal, division, status, decision, body, prev_hash, hash FROM lianqiao_audit WHERE seq = 3")
+        .await
+        .unwrap();
+    let broken = verify(&store4, "test").await.unwrap().unwrap_err();
+    assert_eq!(broken.seq, 4, "{broken}");
+    assert!(broken.reason.contains("past the chain's head"), "{broken}");
+    drop((gw, gw2, gw3, gw4));
 }
 
 #[tokio::test]

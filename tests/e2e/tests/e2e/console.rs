@@ -568,6 +568,29 @@ async fn a_policy_change_is_previewed_as_a_diff_refused_while_a_test_fails_and_a
     .await;
     assert_eq!(status, 409, "{refused}");
     assert_eq!(refused["error"]["code"], "policy_changed", "{refused}");
+    // Drafting the file again takes the file as it is now: the apply goes
+    // through.
+    let kept = format!("{STREETS_SEE_NO_PHONES}// kept, with the hand edit\n");
+    let (status, preview) = call(
+        format!("{admin}/console/change/draft"),
+        with(&[]),
+        serde_json::json!({ "file": "policy/street-phones.cedar", "text": kept }),
+    )
+    .await;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(preview["conflicts"], serde_json::json!([]), "{preview}");
+    let (status, applied) = call(
+        format!("{admin}/console/change/apply"),
+        with(&[]),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{applied}");
+    assert_eq!(
+        std::fs::read_to_string(gw.gateway.config.policy_dir.join("street-phones.cedar"))
+            .expect("the policy file"),
+        kept
+    );
 
     // Every apply, refused or not, is in the audit trail, by whom.
     let store = lianqiao_gateway::audit::AuditStore::open(&gw.gateway.config.audit_url)
@@ -837,10 +860,36 @@ async fn every_console_route_refuses_the_wrong_caller() {
             .expect("GET");
         assert_eq!(status, 403, "{path} with the other role: {body}");
         assert!(body.contains("role"), "{path}: {body}");
-        let (status, _, body) = http_request("GET", &url, &[("cookie", right)])
+        let (status, headers, body) = http_request("GET", &url, &[("cookie", right)])
             .await
             .expect("GET");
         assert_eq!(status, 200, "{path} with its role: {body}");
+        // Never framed, never cached.
+        let header = |n: &str| {
+            headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert!(
+            header("content-security-policy").contains("frame-ancestors 'none'"),
+            "{path}"
+        );
+        assert_eq!(header("cache-control"), "no-store", "{path}");
+        // A search is audited in the auditor's name: another site's page
+        // (an <img> on a sibling port) may not make one.
+        if audit_pages.contains(path) {
+            let (status, _, body) = http_request(
+                "GET",
+                &url,
+                &[("cookie", right), ("sec-fetch-site", "same-site")],
+            )
+            .await
+            .expect("GET");
+            assert_eq!(status, 403, "{path} from another site: {body}");
+        }
     }
     for path in changes {
         let url = format!("{admin}{path}");
