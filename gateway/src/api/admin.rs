@@ -134,19 +134,7 @@ async fn put_source(
         drop(checked);
         // The change is audited before it is made: a store that is down
         // refuses the change rather than let it go unrecorded.
-        let mut permitted = record.clone();
-        permitted.decision = "allow".into();
-        permitted.status = 200;
-        gateway
-            .audit
-            .write(permitted, false)
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    ErrorCode::AuditUnavailable,
-                    format!("the audit trail cannot record the change, so it was not made: {e}"),
-                )
-            })?;
+        gateway.audit.allowed(record.clone(), "the change").await?;
         let path = install::install(live.config_path(), text.as_bytes(), &name)
             .map_err(|e| ApiError::new(ErrorCode::Internal, e))?;
         live.reload().await.map_err(|e| {
@@ -165,16 +153,7 @@ async fn put_source(
         Ok(body) => axum::Json(body).into_response(),
         Err(error) => {
             // Refusals are audited too (the permitted change already was).
-            if error.code != ErrorCode::AuditUnavailable {
-                record.decision = match error.code {
-                    ErrorCode::Unauthenticated => "unauthenticated",
-                    ErrorCode::Forbidden => "deny",
-                    _ => "invalid",
-                }
-                .into();
-                record.status = error.status.as_u16();
-                let _ = gateway.audit.write(record, true).await;
-            }
+            gateway.audit.refused(record, &error).await;
             error.into_response()
         }
     }

@@ -80,6 +80,42 @@ impl AuditLog {
         self.jobs.max_capacity() - self.jobs.capacity()
     }
 
+    /// Record an operator's action (a change, a sign-in, a search) as
+    /// allowed, before it takes effect: a trail that cannot record `what`
+    /// refuses it (503 `audit_unavailable`).
+    pub async fn allowed(
+        &self,
+        mut record: AuditRecord,
+        what: &str,
+    ) -> Result<(), crate::error::ApiError> {
+        record.decision = "allow".into();
+        record.status = 200;
+        self.write(record, false).await.map_err(|e| {
+            crate::error::ApiError::new(
+                crate::error::ErrorCode::AuditUnavailable,
+                format!("the audit trail cannot record {what}, so it was refused: {e}"),
+            )
+        })
+    }
+
+    /// Record an operator's action refused with `error` (kept for a store
+    /// that is down). A refusal because the trail was down is not recorded
+    /// again.
+    pub async fn refused(&self, mut record: AuditRecord, error: &crate::error::ApiError) {
+        use crate::error::ErrorCode;
+        if error.code == ErrorCode::AuditUnavailable {
+            return;
+        }
+        record.decision = match error.code {
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::Forbidden => "deny",
+            _ => "invalid",
+        }
+        .into();
+        record.status = error.status.as_u16();
+        let _ = self.write(record, true).await;
+    }
+
     /// Write `record` and wait until it is committed. `keep`: on failure,
     /// hold it and write it when the store is back (fail-open statistics).
     pub async fn write(&self, record: AuditRecord, keep: bool) -> Result<(), String> {

@@ -113,17 +113,18 @@ fn looks_like_time(t: &str) -> bool {
             .all(|c| c.is_ascii_digit() || matches!(c, 'T' | 'Z' | ':' | '.' | '+' | '-'))
 }
 
+fn unreadable(e: String) -> ApiError {
+    ApiError::new(
+        ErrorCode::AuditUnavailable,
+        format!("the audit store cannot be read now: {e}"),
+    )
+}
+
 /// The records of a search, newest first, and the chain's verification.
 async fn run(gateway: &Gateway, search: &Search) -> Result<(Vec<Stored>, Value), ApiError> {
-    let unavailable = |e: String| {
-        ApiError::new(
-            ErrorCode::AuditUnavailable,
-            format!("the audit store cannot be read now: {e}"),
-        )
-    };
     let store = AuditStore::open(&gateway.config.audit_url)
         .await
-        .map_err(unavailable)?;
+        .map_err(unreadable)?;
     let chain = gateway.audit.chain.clone();
     let query = Query {
         chain: Some(chain.clone()),
@@ -134,10 +135,10 @@ async fn run(gateway: &Gateway, search: &Search) -> Result<(Vec<Stored>, Value),
         resource: search.resource.clone(),
         limit: search.limit,
     };
-    let rows = store.query(&query).await.map_err(unavailable)?;
+    let rows = store.query(&query).await.map_err(unreadable)?;
     let verified = verification(&store, &gateway.config.audit_url, &chain, false)
         .await
-        .map_err(unavailable)?;
+        .map_err(unreadable)?;
     store.close().await;
     Ok((rows, verified))
 }
@@ -157,8 +158,9 @@ struct Verified {
 }
 
 type Known = std::collections::HashMap<(String, String), Verified>;
-static VERIFIED: std::sync::Mutex<Option<Known>> = std::sync::Mutex::new(None);
-static VERIFYING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Held for a whole verification: a view that began before a full run
+/// must not write its older state over the full run's finding.
+static VERIFIED: tokio::sync::Mutex<Option<Known>> = tokio::sync::Mutex::const_new(None);
 
 /// The chain's verification: in full when `full` or never done in this
 /// process, else from the last verified record on. A broken chain stays
@@ -169,14 +171,9 @@ async fn verification(
     chain: &str,
     full: bool,
 ) -> Result<Value, String> {
-    // One verification at a time: a view that began before a full run
-    // must not write its older state over the full run's finding.
-    let _one_at_a_time = VERIFYING.lock().await;
+    let mut known_chains = VERIFIED.lock().await;
     let key = (url.to_string(), chain.to_string());
-    let known = VERIFIED
-        .lock()
-        .ok()
-        .and_then(|k| k.as_ref().and_then(|m| m.get(&key).cloned()));
+    let known = known_chains.as_ref().and_then(|m| m.get(&key).cloned());
     let now = match known {
         Some(k) if !full && k.broken.is_some() => k,
         Some(k) if !full => {
@@ -208,9 +205,10 @@ async fn verification(
             }
         }
     };
-    if let Ok(mut k) = VERIFIED.lock() {
-        k.get_or_insert_with(Known::new).insert(key, now.clone());
-    }
+    known_chains
+        .get_or_insert_with(Known::new)
+        .insert(key, now.clone());
+    drop(known_chains);
     let whole = json!({
         "at": crate::audit::rfc3339(now.full_at),
         "took_ms": now.full_took.as_millis() as u64,
@@ -237,35 +235,22 @@ pub async fn verify_now(
     let gateway = live.current();
     let outcome = async {
         let (session, _) = super::changing(&headers, &body, session::AUDITOR_ROLE)?;
-        let unavailable = |e: String| {
-            ApiError::new(
-                ErrorCode::AuditUnavailable,
-                format!("the audit store cannot be read now: {e}"),
-            )
-        };
         let store = AuditStore::open(&gateway.config.audit_url)
             .await
-            .map_err(unavailable)?;
+            .map_err(unreadable)?;
         let chain = gateway.audit.chain.clone();
         let verified = verification(&store, &gateway.config.audit_url, &chain, true)
             .await
-            .map_err(unavailable)?;
+            .map_err(unreadable)?;
         store.close().await;
-        let mut audit = record(
+        let audit = record(
             Some(&session.principal),
             "POST",
             "/console/audit/verify",
             format!("chain={chain}"),
             gateway.config.enforcer.engine.version(),
         );
-        audit.decision = "allow".into();
-        audit.status = 200;
-        gateway.audit.write(audit, false).await.map_err(|e| {
-            ApiError::new(
-                ErrorCode::AuditUnavailable,
-                format!("the verification cannot be recorded in the audit trail: {e}"),
-            )
-        })?;
+        gateway.audit.allowed(audit, "the verification").await?;
         Ok(verified)
     }
     .await;
@@ -331,17 +316,8 @@ async fn searched(
         raw.unwrap_or("").to_string(),
         gateway.config.enforcer.engine.version(),
     );
-    audit.decision = "allow".into();
-    audit.status = 200;
     audit.rows = rows.len() as u64;
-    gateway.audit.write(audit, false).await.map_err(|e| {
-        ApiError::new(
-            ErrorCode::AuditUnavailable,
-            format!(
-                "this search cannot be recorded in the audit trail, so it is not answered: {e}"
-            ),
-        )
-    })?;
+    gateway.audit.allowed(audit, "this search").await?;
     Ok((session, search, rows.iter().map(row).collect(), verified))
 }
 

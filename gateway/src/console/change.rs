@@ -325,10 +325,16 @@ impl Preview {
 
 /// Validate the draft, run the test tables with it, and diff the matrix
 /// for `division` under every purpose.
-pub fn preview(config: &Config, draft: &Draft, division: &str, roles: &[String]) -> Preview {
+/// `current`: the files as they are now (`current_files`).
+pub fn preview(
+    config: &Config,
+    current: &BTreeMap<String, String>,
+    draft: &Draft,
+    division: &str,
+    roles: &[String],
+) -> Preview {
     let running = &config.enforcer;
-    let current = current_files(config);
-    let files = proposed(&current, draft);
+    let files = proposed(current, draft);
     let mut out = Preview {
         files: draft.files.keys().cloned().collect(),
         version_before: running.engine.version().to_string(),
@@ -435,17 +441,12 @@ fn diff(purpose: &str, before: &Cells, after: &Cells) -> Vec<CellChange> {
 }
 
 /// The files of the draft that changed on disk since it was made.
-pub fn conflicts(config: &Config, draft: &Draft) -> Vec<String> {
+/// `current`: the files as they are now (`current_files`).
+pub fn conflicts(current: &BTreeMap<String, String>, draft: &Draft) -> Vec<String> {
     draft
         .files
         .iter()
-        .filter(|(name, edit)| {
-            let now = path_of(config, name)
-                .ok()
-                .and_then(|p| std::fs::read_to_string(p).ok())
-                .map(|t| sha256(&t));
-            now != edit.base
-        })
+        .filter(|(name, edit)| current.get(*name).map(|t| sha256(t)) != edit.base)
         .map(|(name, _)| name.clone())
         .collect()
 }

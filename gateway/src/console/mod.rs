@@ -300,28 +300,13 @@ async fn sign_in(
         Ok(identity) => identity,
         Err(e) => {
             tracing::warn!(principal = %audit.principal, code = e.code.as_str(), "console sign-in refused");
-            audit.decision = match e.code {
-                ErrorCode::Unauthenticated => "unauthenticated",
-                ErrorCode::Forbidden => "deny",
-                _ => "invalid",
-            }
-            .into();
-            audit.status = e.status.as_u16();
-            let _ = gateway.audit.write(audit, true).await;
+            gateway.audit.refused(audit, &e).await;
             return refuse(how, e);
         }
     };
-    audit.decision = "allow".into();
-    audit.status = 200;
     // A session nobody can account for is not opened.
-    if let Err(e) = gateway.audit.write(audit, false).await {
-        return refuse(
-            how,
-            ApiError::new(
-                ErrorCode::AuditUnavailable,
-                format!("the audit trail cannot record the sign-in, so it was refused: {e}"),
-            ),
-        );
+    if let Err(e) = gateway.audit.allowed(audit, "the sign-in").await {
+        return refuse(how, e);
     }
     tracing::info!(principal = %identity.id, "console sign-in");
     let roles = identity.roles.clone();
@@ -579,22 +564,32 @@ async fn matrix_page(
     }
 }
 
-/// The draft and its preview, for the page and for scripts.
-fn change_state(
-    gateway: &crate::state::Gateway,
-    session: &Session,
-    v: &View,
-) -> (change::Preview, serde_json::Value) {
-    let preview = change::preview(&gateway.config, &session.draft, &v.division, &v.roles);
-    let mut value = preview.to_json();
-    value["division"] = serde_json::json!(v.division);
-    value["conflicts"] = serde_json::json!(change::conflicts(&gateway.config, &session.draft));
-    value["editable"] = serde_json::json!(
-        change::current_files(&gateway.config)
-            .keys()
-            .collect::<Vec<_>>()
-    );
-    (preview, value)
+/// The draft against the files as they are now (read once): its preview,
+/// the files changed since it was drafted, and every file a change may
+/// touch.
+struct ChangeState {
+    current: BTreeMap<String, String>,
+    preview: change::Preview,
+    conflicts: Vec<String>,
+}
+
+impl ChangeState {
+    fn of(gateway: &crate::state::Gateway, draft: &change::Draft, v: &View) -> ChangeState {
+        let current = change::current_files(&gateway.config);
+        ChangeState {
+            preview: change::preview(&gateway.config, &current, draft, &v.division, &v.roles),
+            conflicts: change::conflicts(&current, draft),
+            current,
+        }
+    }
+
+    fn to_json(&self, division: &str) -> serde_json::Value {
+        let mut value = self.preview.to_json();
+        value["division"] = serde_json::json!(division);
+        value["conflicts"] = serde_json::json!(self.conflicts);
+        value["editable"] = serde_json::json!(self.current.keys().collect::<Vec<_>>());
+        value
+    }
 }
 
 async fn change_json(
@@ -608,7 +603,9 @@ async fn change_json(
         Err(e) => return e.into_response(),
     };
     match view(&gateway, raw.as_deref()) {
-        Ok(v) => Json(change_state(&gateway, &session, &v).1).into_response(),
+        Ok(v) => {
+            Json(ChangeState::of(&gateway, &session.draft, &v).to_json(&v.division)).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -634,7 +631,7 @@ async fn change_page(
     };
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).unwrap_or_default();
-    let current = change::current_files(&gateway.config);
+    let state = ChangeState::of(&gateway, &session.draft, &v);
     let editing = pairs
         .iter()
         .find(|(k, _)| k == "edit")
@@ -649,22 +646,16 @@ async fn change_page(
         .files
         .get(&editing)
         .map(|e| e.text.clone())
-        .or_else(|| current.get(&editing).cloned())
+        .or_else(|| state.current.get(&editing).cloned())
         .unwrap_or_default();
-    let (preview, state) = change_state(&gateway, &session, &v);
     Html(page::change(&page::ChangeView {
         session: &session,
         division: &v.division,
         editing: &editing,
         text: &text,
-        files: current.keys().cloned().collect(),
-        preview: &preview,
-        conflicts: state["conflicts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.as_str().map(str::to_string))
-            .collect(),
+        files: state.current.keys().cloned().collect(),
+        preview: &state.preview,
+        conflicts: state.conflicts.clone(),
     }))
     .into_response()
 }
@@ -702,7 +693,7 @@ async fn change_draft(State(live): State<Arc<Live>>, headers: HeaderMap, body: B
                 Ok(v) => v,
                 Err(e) => return e.into_response(),
             };
-            Json(change_state(&gateway, &session, &v).1).into_response()
+            Json(ChangeState::of(&gateway, &session.draft, &v).to_json(&v.division)).into_response()
         }
         Answer::Html => Redirect::to(&format!(
             "/console/change?edit={}",
@@ -761,7 +752,8 @@ async fn apply(live: Arc<Live>, headers: HeaderMap, body: Bytes) -> Response {
         let draft = session.draft.clone();
         audit.query = format!("files={}", draft.files.keys().cloned().collect::<Vec<_>>().join(","));
         let _one_at_a_time = crate::state::CONFIG_CHANGE.lock().await;
-        let stale = change::conflicts(&gateway.config, &draft);
+        let current = change::current_files(&gateway.config);
+        let stale = change::conflicts(&current, &draft);
         if !stale.is_empty() {
             return Err(ApiError::new(
                 ErrorCode::PolicyChanged,
@@ -771,7 +763,13 @@ async fn apply(live: Arc<Live>, headers: HeaderMap, body: Bytes) -> Response {
                 ),
             ));
         }
-        let preview = change::preview(&gateway.config, &draft, matrix::DEFAULT_DIVISION, &[]);
+        let preview = change::preview(
+            &gateway.config,
+            &current,
+            &draft,
+            matrix::DEFAULT_DIVISION,
+            &[],
+        );
         if !preview.applicable() {
             return Err(ApiError::new(
                 ErrorCode::InvalidPolicy,
@@ -780,15 +778,7 @@ async fn apply(live: Arc<Live>, headers: HeaderMap, body: Bytes) -> Response {
         }
         let after = preview.version_after.clone().unwrap_or_default();
         audit.query.push_str(&format!("&policy_version={after}"));
-        let mut permitted = audit.clone();
-        permitted.decision = "allow".into();
-        permitted.status = 200;
-        gateway.audit.write(permitted, false).await.map_err(|e| {
-            ApiError::new(
-                ErrorCode::AuditUnavailable,
-                format!("the audit trail cannot record the change, so it was not made: {e}"),
-            )
-        })?;
+        gateway.audit.allowed(audit.clone(), "the change").await?;
         let backup = change::write(&gateway.config, &draft)
             .map_err(|e| ApiError::new(ErrorCode::Internal, e))?;
         if let Err(e) = live.reload().await {
@@ -813,16 +803,7 @@ async fn apply(live: Arc<Live>, headers: HeaderMap, body: Bytes) -> Response {
             Answer::Html => Html(page::applied(&files, &after)).into_response(),
         },
         Err(e) => {
-            if e.code != ErrorCode::AuditUnavailable {
-                audit.decision = match e.code {
-                    ErrorCode::Unauthenticated => "unauthenticated",
-                    ErrorCode::Forbidden => "deny",
-                    _ => "invalid",
-                }
-                .into();
-                audit.status = e.status.as_u16();
-                let _ = gateway.audit.write(audit, true).await;
-            }
+            gateway.audit.refused(audit, &e).await;
             refuse(how, e)
         }
     }

@@ -967,6 +967,29 @@ pub async fn http_request(
     ))
 }
 
+/// Sign in to the console at `admin` (`http://host:port`) with a token:
+/// the session cookie and the form token.
+pub async fn console_sign_in(admin: &str, token: &str) -> (String, String) {
+    let bearer = format!("Bearer {token}");
+    let (status, headers, body) = http_request(
+        "POST",
+        &format!("{admin}/console/session"),
+        &[("authorization", &bearer)],
+    )
+    .await
+    .expect("POST");
+    assert_eq!(status, 200, "{body}");
+    let cookie = headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let csrf = answer["csrf"].as_str().expect("a form token").to_string();
+    (cookie, csrf)
+}
+
 /// A request with a body (plain HTTP): status and body.
 pub async fn http_send(
     method: &str,

@@ -3,7 +3,7 @@
 //! the enforcing engine's own answer, cell by cell the same as
 //! `/v1/_explain` (what `lianqiao policy explain` prints).
 
-use lianqiao_e2e::{ConfigDir, http_request, http_send, token};
+use lianqiao_e2e::{ConfigDir, console_sign_in, http_request, http_send, token};
 use serde_json::Value;
 
 #[tokio::test]
@@ -196,28 +196,6 @@ async fn an_operator_signs_in_and_the_matrix_agrees_with_explain_cell_by_cell() 
     assert_eq!(status, 400, "{body}");
 }
 
-/// Sign in with a token: the session cookie and the form token.
-async fn sign_in(admin: &str, token: &str) -> (String, String) {
-    let bearer = format!("Bearer {token}");
-    let (status, headers, body) = http_request(
-        "POST",
-        &format!("{admin}/console/session"),
-        &[("authorization", &bearer)],
-    )
-    .await
-    .expect("POST");
-    assert_eq!(status, 200, "{body}");
-    let cookie = headers
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|c| c.split(';').next())
-        .expect("a session cookie")
-        .to_string();
-    let answer: Value = serde_json::from_str(&body).expect("JSON");
-    let csrf = answer["csrf"].as_str().expect("a form token").to_string();
-    (cookie, csrf)
-}
-
 /// POST a JSON body to the console: status and JSON answer.
 async fn post(url: &str, headers: &[(&str, &str)], body: Value) -> (u16, Value) {
     let mut all = vec![("content-type", "application/json")];
@@ -238,7 +216,7 @@ async fn a_policy_change_is_previewed_as_a_diff_refused_while_a_test_fails_and_a
  {
     let (gw, _up) = lianqiao_e2e::huimin_with_members().await;
     let admin = format!("http://{}", gw.admin);
-    let (cookie, csrf) = sign_in(&admin, &token("region", "15", &["policy-admin"])).await;
+    let (cookie, csrf) = console_sign_in(&admin, &token("region", "15", &["policy-admin"])).await;
     let with = |extra: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
         let mut h = vec![("cookie", cookie.clone()), ("x-csrf-token", csrf.clone())];
         h.extend_from_slice(extra);
@@ -657,7 +635,7 @@ async fn auditors_search_and_export_the_trail_and_their_searches_are_audited() {
     assert_eq!(status, 200, "{body}");
 
     // An operator without the auditor role may not read the trail.
-    let (operator, _) = sign_in(&admin, &token("region", "15", &["policy-admin"])).await;
+    let (operator, _) = console_sign_in(&admin, &token("region", "15", &["policy-admin"])).await;
     let (status, _, body) = http_request(
         "GET",
         &format!("{admin}/console/audit.json"),
@@ -668,7 +646,8 @@ async fn auditors_search_and_export_the_trail_and_their_searches_are_audited() {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("auditor"), "{body}");
 
-    let (auditor, auditor_csrf) = sign_in(&admin, &token("region", "15", &["auditor"])).await;
+    let (auditor, auditor_csrf) =
+        console_sign_in(&admin, &token("region", "15", &["auditor"])).await;
     // An auditor does not see the policy pages.
     let (status, _, _) = http_request(
         "GET",
@@ -817,8 +796,8 @@ async fn every_console_route_refuses_the_wrong_caller() {
     let gw = ConfigDir::new().with_huimin().start().await;
     let admin = format!("http://{}", gw.admin);
     let (operator, operator_csrf) =
-        sign_in(&admin, &token("region", "15", &["policy-admin"])).await;
-    let (auditor, _) = sign_in(&admin, &token("region", "15", &["auditor"])).await;
+        console_sign_in(&admin, &token("region", "15", &["policy-admin"])).await;
+    let (auditor, _) = console_sign_in(&admin, &token("region", "15", &["auditor"])).await;
     let policy_pages = [
         "/console",
         "/console/matrix",

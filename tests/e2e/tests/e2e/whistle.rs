@@ -84,13 +84,7 @@ async fn gateway_with_city(name: &str) -> (Upstreams, TestGateway, std::path::Pa
 #[tokio::test]
 async fn a_street_whistles_a_case_and_the_city_files_it_once() {
     let (up, gw, _db) = gateway_with_city("whistle").await;
-    let grid = huimin()
-        .0
-        .grids
-        .iter()
-        .find(|g| g.code.len() == 14)
-        .expect("a grid")
-        .clone();
+    let grid = first_grid();
     let community = grid.community.clone();
     let street = community[..9].to_string();
     let worker = caller(&gw, "grid", &grid.code, &[]);
@@ -242,13 +236,7 @@ async fn a_street_whistles_a_case_and_the_city_files_it_once() {
 #[tokio::test]
 async fn a_whistle_the_city_refuses_is_undone() {
     let (up, gw, db) = gateway_with_city("refused").await;
-    let grid = huimin()
-        .0
-        .grids
-        .iter()
-        .find(|g| g.code.len() == 14)
-        .expect("a grid")
-        .clone();
+    let grid = first_grid();
     let street = grid.community[..9].to_string();
     let id = street_case(&db, &grid.code, 0).await;
     up.city_faults.set(
@@ -281,6 +269,17 @@ async fn a_whistle_the_city_refuses_is_undone() {
         "the reason is on the record: {last}"
     );
     assert!(city_cases_linked_to(&up, &grid.code, &id).await.is_empty());
+}
+
+/// Huimin's first grid (a grid code has 14 digits).
+fn first_grid() -> lianqiao_sim::generate::Grid {
+    huimin()
+        .0
+        .grids
+        .iter()
+        .find(|g| g.code.len() == 14)
+        .expect("a grid")
+        .clone()
 }
 
 /// A street-loop case in `assessed`, written straight into the test's own
@@ -319,14 +318,7 @@ async fn whistles_end_consistent_under_seeded_fault_schedules() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(100);
     let (up, gw, db) = gateway_with_city("schedules").await;
-    let grid = huimin()
-        .0
-        .grids
-        .iter()
-        .find(|g| g.code.len() == 14)
-        .expect("a grid")
-        .code
-        .clone();
+    let grid = first_grid().code;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     for n in 0..schedules {
         let id = street_case(&db, &grid, n).await;
@@ -492,14 +484,7 @@ async fn two_replicas_sharing_postgresql_act_as_one() {
     };
     let a = replica("replica-a").await;
     let b = replica("replica-b").await;
-    let grid = huimin()
-        .0
-        .grids
-        .iter()
-        .find(|g| g.code.len() == 14)
-        .expect("a grid")
-        .code
-        .clone();
+    let grid = first_grid().code;
 
     // Created on one replica, retried on the other: the first result.
     let body = json!({"division": grid, "title": "路灯不亮", "category": "市政设施"});
@@ -622,14 +607,7 @@ async fn a_gateway_killed_mid_whistle_finishes_it_after_a_restart() {
         shipped.replace("saga_lease_s = 30", "saga_lease_s = 1"),
     )
     .expect("write cases.toml");
-    let grid = huimin()
-        .0
-        .grids
-        .iter()
-        .find(|g| g.code.len() == 14)
-        .expect("a grid")
-        .code
-        .clone();
+    let grid = first_grid().code;
     let street = format!("Bearer {}", lianqiao_e2e::token("street", &grid[..9], &[]));
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     for round in 0..3 {
@@ -776,13 +754,7 @@ async fn the_city_finds_a_case_by_id_with_one_call_to_each_source() {
 #[tokio::test]
 async fn operators_see_a_stuck_whistle_on_the_console_until_the_city_takes_it() {
     let (up, gw, db) = gateway_with_city("outbox").await;
-    let grid = huimin()
-        .0
-        .grids
-        .iter()
-        .find(|g| g.code.len() == 14)
-        .expect("a grid")
-        .clone();
+    let grid = first_grid();
     let street = grid.community[..9].to_string();
     let id = street_case(&db, &grid.code, 7).await;
     up.city_faults.set(
@@ -800,24 +772,11 @@ async fn operators_see_a_stuck_whistle_on_the_console_until_the_city_takes_it() 
     assert!(matches!(status, 200 | 202 | 503), "{status}: {answer}");
 
     let admin = format!("http://{}", gw.admin);
-    let operator = format!(
-        "Bearer {}",
-        lianqiao_e2e::token("region", "15", &["policy-admin"])
-    );
-    let (status, headers, body) = lianqiao_e2e::http_request(
-        "POST",
-        &format!("{admin}/console/session"),
-        &[("authorization", &operator)],
+    let (cookie, _) = lianqiao_e2e::console_sign_in(
+        &admin,
+        &lianqiao_e2e::token("region", "15", &["policy-admin"]),
     )
-    .await
-    .expect("sign in");
-    assert_eq!(status, 200, "{body}");
-    let cookie = headers
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|c| c.split(';').next())
-        .expect("cookie")
-        .to_string();
+    .await;
     let row_of = |report: &Value| {
         report["rows"]
             .as_array()
