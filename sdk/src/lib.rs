@@ -21,9 +21,13 @@
 //!     }
 //! ```
 //!
-//! The contract itself is `wit/source.wit` (package `lianqiao:source@0.2.0`,
-//! which includes 0.1.0 from `wit/deps/source-0.1.0`);
+//! The contract itself is `wit/source.wit` (package `lianqiao:source@0.3.0`,
+//! which uses 0.1's and 0.2's interfaces from `wit/deps/`);
 //! `docs/plugin-contract.md` says what a plugin MUST and SHOULD do.
+//!
+//! Counts (`aggregate`) carry each cell's record digest: the sum of
+//! [`record_key`] over the records counted. [`snapshot`] and
+//! [`sql_page::aggregate_statement`] compute it for you.
 
 pub mod keyset;
 pub mod settings;
@@ -35,11 +39,11 @@ pub mod sql_page;
 pub mod bindings {
     wit_bindgen::generate!({
         path: "wit",
-        world: "lianqiao:source/source@0.2.0",
+        world: "lianqiao:source/source@0.3.0",
         pub_export_macro: true,
         export_macro_name: "export_source",
         default_bindings_module: "lianqiao_sdk::bindings",
-        // 0.1's interfaces come in through 0.2's `include`.
+        // 0.1's and 0.2's interfaces come in through 0.3's imports and uses.
         generate_all,
         additional_derives: [PartialEq],
     });
@@ -48,17 +52,29 @@ pub mod bindings {
 pub use bindings::Guest;
 pub use bindings::export_source;
 pub use bindings::lianqiao::source0_1_0::types::{
-    AggregateCell, AggregateQuery, EntitySpec, FieldSpec, Filter, FilterOp, FilterSupport,
-    Manifest, Page, Query, Row, SourceError, Value, ValueKind,
+    AggregateQuery, EntitySpec, FieldSpec, Filter, FilterOp, FilterSupport, Manifest, Page, Query,
+    Row, SourceError, Value, ValueKind,
 };
 pub use bindings::lianqiao::source0_1_0::{cache, config, http, log, sql};
 pub use bindings::lianqiao::source0_2_0::sql_write;
 pub use bindings::lianqiao::source0_2_0::writes::{
     Command, CommandError, CommandResult, NewCase, Step, Transition,
 };
+pub use bindings::lianqiao::source0_3_0::counting::AggregateCell;
 
 /// The contract version this SDK implements; put it in `Manifest::sdk_version`.
-pub const SDK_VERSION: &str = "0.2.0";
+pub const SDK_VERSION: &str = "0.3.0";
+
+/// A record's key (contract 0.3): the first four bytes of the MD5 digest of
+/// its `id`, big-endian. A count's `digest` is the sum of its records'
+/// keys, wrapping at 2^64. The same function runs in the gateway and, as
+/// SQL, in every database (`sql_page::record_key_sql`), so a record adds
+/// the same to a digest wherever it is counted.
+pub fn record_key(id: &str) -> u32 {
+    use md5::{Digest, Md5};
+    let digest = Md5::digest(id.as_bytes());
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
 
 impl Value {
     /// The text of a text-like value (text, date, timestamp).

@@ -138,7 +138,8 @@ struct View {
 }
 
 /// Cached counts of one code: (division prefix, `by` value, count).
-type Cells = Vec<(Option<String>, Option<Json>, i64)>;
+/// (division group, key, count, record digest) per cell.
+type Cells = Vec<(Option<String>, Option<Json>, i64, u64)>;
 
 fn fnv(hash: &mut u64, bytes: &[u8]) {
     for b in bytes {
@@ -337,22 +338,24 @@ impl Snapshots<'_> {
             ),
             None => None,
         };
-        let mut groups: BTreeMap<GroupKey, (Option<Value>, i64)> = BTreeMap::new();
+        let mut groups: BTreeMap<GroupKey, (Option<Value>, i64, u64)> = BTreeMap::new();
         for code in covering(&query.scope) {
-            for (division, key, count) in self.cells(store, code, query)? {
+            for (division, key, count, digest) in self.cells(store, code, query)? {
                 let key = by_kind.map(|k| to_value(key.as_ref(), k));
                 let entry = groups
                     .entry((division, key.as_ref().map(|k| format!("{k:?}"))))
-                    .or_insert((key, 0));
+                    .or_insert((key, 0, 0));
                 entry.1 += count;
+                entry.2 = entry.2.wrapping_add(digest);
             }
         }
         Ok(groups
             .into_iter()
-            .map(|((division, _), (key, count))| AggregateCell {
+            .map(|((division, _), (key, count, digest))| AggregateCell {
                 division,
                 key,
                 count,
+                digest,
             })
             .collect())
     }
@@ -397,8 +400,8 @@ impl Snapshots<'_> {
 
 /// `records` grouped as `query` asks (division prefix and/or a field).
 fn group(records: &[Record], query: &AggregateQuery) -> Cells {
-    let mut groups: BTreeMap<(Option<String>, String), (Option<Json>, i64)> = BTreeMap::new();
-    for (division, _, fields) in records {
+    let mut groups: BTreeMap<(Option<String>, String), (Option<Json>, i64, u64)> = BTreeMap::new();
+    for (division, id, fields) in records {
         let group = query
             .division_prefix
             .map(|n| division.chars().take(n as usize).collect());
@@ -407,11 +410,13 @@ fn group(records: &[Record], query: &AggregateQuery) -> Cells {
             .as_ref()
             .map(|b| fields.get(b).cloned().unwrap_or(Json::Null));
         let text = key.as_ref().map(Json::to_string).unwrap_or_default();
-        groups.entry((group, text)).or_insert((key, 0)).1 += 1;
+        let cell = groups.entry((group, text)).or_insert((key, 0, 0));
+        cell.1 += 1;
+        cell.2 = cell.2.wrapping_add(u64::from(crate::record_key(id)));
     }
     groups
         .into_iter()
-        .map(|((division, _), (key, count))| (division, key, count))
+        .map(|((division, _), (key, count, digest))| (division, key, count, digest))
         .collect()
 }
 
@@ -428,10 +433,11 @@ pub fn count_records(
         .map(|b| kind(b).unwrap_or(ValueKind::Text));
     group(records, query)
         .into_iter()
-        .map(|(division, key, count)| AggregateCell {
+        .map(|(division, key, count, digest)| AggregateCell {
             division,
             key: by_kind.map(|k| to_value(key.as_ref(), k)),
             count,
+            digest,
         })
         .collect()
 }
@@ -768,6 +774,11 @@ mod tests {
         let total = snapshots.count_in(&store, &plain).unwrap();
         assert_eq!(total.len(), 1);
         assert_eq!(total[0].count, 3 * 301);
+        // A digest is the sum of its records' keys: the parts add up to
+        // the whole, and different records give different digests.
+        let parts = cells.iter().fold(0u64, |d, c| d.wrapping_add(c.digest));
+        assert_eq!(parts, total[0].digest);
+        assert_ne!(cells[0].digest, cells[1].digest);
         let before = fetches.get();
         assert_eq!(snapshots.count_in(&store, &plain).unwrap(), total);
         assert_eq!(fetches.get(), before, "a repeated count reads its cells");

@@ -39,6 +39,19 @@ fn like_literal_prefix(value: &str) -> String {
     out
 }
 
+/// The record key of `column` (an `id`) in SQL: the first four bytes of
+/// its MD5, big-endian, as [`crate::record_key`] computes it. SQLite has no
+/// `md5()`; the host adds `lq_record_key` to its SQLite connections.
+pub fn record_key_sql(dialect: Dialect, column: &str) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("lq_record_key({column})"),
+        Dialect::Postgres => format!(
+            "('x' || lpad(substr(md5(CAST({column} AS text)), 1, 8), 16, '0'))::bit(64)::bigint"
+        ),
+        Dialect::Mysql => format!("CAST(CONV(SUBSTRING(MD5({column}), 1, 8), 16, 10) AS UNSIGNED)"),
+    }
+}
+
 /// A column expression that compares and sorts by bytes, like the gateway's
 /// merge does, whatever the database's default collation.
 fn ordered(dialect: Dialect, column: &str) -> String {
@@ -92,6 +105,7 @@ pub fn page_statement(
 /// Build a counting statement: `SELECT [g,] [k,] COUNT(*) AS n … GROUP BY`,
 /// `g` the division prefix and `k` the `by` field's value.
 pub fn aggregate_statement(
+    dialect: Dialect,
     base_sql: &str,
     query: &AggregateQuery,
     pushed: &[&Filter],
@@ -113,6 +127,14 @@ pub fn aggregate_statement(
         .collect::<Vec<_>>()
         .join(", ");
     columns.push("COUNT(*) AS n".into());
+    // The cell's record digest (contract 0.3): the sum of its records'
+    // keys. At most 2^31 records per cell keep the sum inside a BIGINT.
+    let key = record_key_sql(dialect, "t.id");
+    columns.push(match dialect {
+        Dialect::Sqlite => format!("SUM({key}) AS d"),
+        Dialect::Postgres => format!("CAST(SUM({key}) AS BIGINT) AS d"),
+        Dialect::Mysql => format!("CAST(SUM({key}) AS SIGNED) AS d"),
+    });
     let mut sql = format!(
         "SELECT {} FROM ({base_sql}) AS t WHERE {}",
         columns.join(", "),
@@ -245,19 +267,25 @@ mod tests {
             division_prefix: Some(6),
             by: Some("tier".into()),
         };
-        let s = aggregate_statement("SELECT * FROM g", &q, &[]).unwrap();
+        let s = aggregate_statement(Dialect::Sqlite, "SELECT * FROM g", &q, &[]).unwrap();
         assert_eq!(
             s.sql,
-            "SELECT SUBSTR(t.division, 1, 6) AS g, t.tier AS k, COUNT(*) AS n FROM (SELECT * FROM g) AS t \
-             WHERE (t.division LIKE ? ESCAPE '!') GROUP BY 1, 2"
+            "SELECT SUBSTR(t.division, 1, 6) AS g, t.tier AS k, COUNT(*) AS n, SUM(lq_record_key(t.id)) AS d \
+             FROM (SELECT * FROM g) AS t WHERE (t.division LIKE ? ESCAPE '!') GROUP BY 1, 2"
         );
         let plain = AggregateQuery {
             division_prefix: None,
             by: None,
             ..q
         };
-        let s = aggregate_statement("SELECT * FROM g", &plain, &[]).unwrap();
-        assert!(s.sql.starts_with("SELECT COUNT(*) AS n FROM") && !s.sql.contains("GROUP BY"));
+        let s = aggregate_statement(Dialect::Postgres, "SELECT * FROM g", &plain, &[]).unwrap();
+        assert!(
+            s.sql.starts_with(
+                "SELECT COUNT(*) AS n, CAST(SUM(('x' || lpad(substr(md5(CAST(t.id AS text))"
+            ) && !s.sql.contains("GROUP BY"),
+            "{}",
+            s.sql
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Generated host bindings for `sdk/wit` (the one place generated code lives).
 //!
-//! Two worlds: contract 0.1 (reads), and 0.2, which includes 0.1 and adds
-//! writes. 0.2's bindings reuse 0.1's for every interface they share, so
-//! each host capability is implemented once and serves both.
+//! Three worlds: contract 0.1 (reads); 0.2, which includes 0.1 and adds
+//! writes; 0.3, whose counts carry record digests. Later versions' bindings
+//! reuse 0.1's and 0.2's for every interface they share, so each host
+//! capability is implemented once and serves all three.
 
 /// `lianqiao:source@0.1.0`: the world every plugin's reads are called through.
 pub mod v1 {
@@ -31,6 +32,27 @@ pub mod v2 {
             "lianqiao:source/cache@0.1.0": super::v1::lianqiao::source::cache,
             "lianqiao:source/log@0.1.0": super::v1::lianqiao::source::log,
             "lianqiao:source/config@0.1.0": super::v1::lianqiao::source::config,
+        },
+    });
+}
+
+/// `lianqiao:source@0.3.0`: 0.2's imports and exports, with `aggregate`
+/// cells that carry the digest of the records they count.
+pub mod v3 {
+    wasmtime::component::bindgen!({
+        path: "../../sdk/wit",
+        world: "lianqiao:source/source@0.3.0",
+        imports: { default: trappable },
+        additional_derives: [PartialEq],
+        with: {
+            "lianqiao:source/types@0.1.0": super::v1::lianqiao::source::types,
+            "lianqiao:source/sql@0.1.0": super::v1::lianqiao::source::sql,
+            "lianqiao:source/http@0.1.0": super::v1::lianqiao::source::http,
+            "lianqiao:source/cache@0.1.0": super::v1::lianqiao::source::cache,
+            "lianqiao:source/log@0.1.0": super::v1::lianqiao::source::log,
+            "lianqiao:source/config@0.1.0": super::v1::lianqiao::source::config,
+            "lianqiao:source/sql-write@0.2.0": super::v2::lianqiao::source0_2_0::sql_write,
+            "lianqiao:source/writes@0.2.0": super::v2::lianqiao::source0_2_0::writes,
         },
     });
 }

@@ -131,7 +131,7 @@ pub enum LoadError {
     },
     #[error("{path} is not a valid component: {reason}")]
     Compile { path: String, reason: String },
-    #[error("{path} does not fit the host (lianqiao:source@0.1.0 or 0.2.0): {reason}")]
+    #[error("{path} does not fit the host (lianqiao:source@0.1.0, 0.2.0 or 0.3.0): {reason}")]
     Link { path: String, reason: String },
     #[error("describe() failed: {0}")]
     Describe(PluginError),

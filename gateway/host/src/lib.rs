@@ -1,7 +1,7 @@
 //! The Lianqiao plugin host.
 //!
 //! Loads source plugins (WebAssembly components targeting
-//! `lianqiao:source@0.1.0` and `@0.2.0`) with wasmtime, and runs each call in a fresh,
+//! `lianqiao:source@0.1.0`, `@0.2.0` and `@0.3.0`) with wasmtime, and runs each call in a fresh,
 //! limited instance: a memory cap, a CPU deadline (epoch interruption) and
 //! only the host capabilities the source's config grants. A plugin that
 //! traps, loops or runs out of memory fails that one call.
@@ -19,6 +19,7 @@ mod clock;
 mod engine;
 mod error;
 mod plugin;
+mod record_key;
 mod state;
 pub mod trace;
 
@@ -38,9 +39,22 @@ pub mod contract {
         Command, CommandError, CommandResult, NewCase, Step, Transition,
     };
     pub use crate::capability::sql_write::check_write_statement;
+    pub use crate::record_key::record_key;
+
+    /// One group of an aggregate, from a plugin of any contract version.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct CountCell {
+        pub division: Option<String>,
+        pub key: Option<Value>,
+        pub count: i64,
+        /// The sum of the counted records' keys (contract 0.3); `None`
+        /// from 0.1 and 0.2 plugins, whose counts do not say which records
+        /// they are.
+        pub digest: Option<u64>,
+    }
 
     /// The newest contract version this host implements.
-    pub const CONTRACT_VERSION: &str = "0.2.0";
+    pub const CONTRACT_VERSION: &str = "0.3.0";
     /// Every contract version whose plugins it loads (`major.minor`).
-    pub const CONTRACT_VERSIONS: [&str; 2] = ["0.1", "0.2"];
+    pub const CONTRACT_VERSIONS: [&str; 3] = ["0.1", "0.2", "0.3"];
 }

@@ -15,14 +15,14 @@ use wasmtime::component::Linker;
 
 use crate::artifact;
 use crate::bindings::v1::{Source, SourcePre};
-use crate::bindings::v2;
+use crate::bindings::{v2, v3};
 use crate::capability::cache::SourceCache;
 use crate::capability::http::HttpGrant;
 use crate::capability::sql::{SqlPool, StatementLog};
 use crate::capability::sql_write::SqlWriter;
 use crate::contract::{
-    AggregateCell, AggregateQuery, CONTRACT_VERSION, CONTRACT_VERSIONS, Command, CommandResult,
-    Manifest, Page, Query, Value,
+    AggregateQuery, CONTRACT_VERSION, CONTRACT_VERSIONS, Command, CommandResult, CountCell,
+    Manifest, Page, Query, SourceError, Value,
 };
 use crate::engine::PluginEngine;
 use crate::error::{LoadError, PluginError, Violation};
@@ -75,14 +75,22 @@ pub struct SourceSpec {
     pub grants: SourceGrants,
 }
 
+/// A component seen through the newest contract it fits.
+#[derive(Clone)]
+enum Contract {
+    /// 0.1: reads only.
+    V1(SourcePre<HostState>),
+    /// 0.2: 0.1's reads (seen through 0.1's bindings) and `command`.
+    V2(SourcePre<HostState>, v2::SourcePre<HostState>),
+    /// 0.3: counts carry record digests.
+    V3(v3::SourcePre<HostState>),
+}
+
 /// A source plugin ready to serve calls.
 pub struct SourcePlugin {
     name: String,
     engine: PluginEngine,
-    pre: SourcePre<HostState>,
-    /// The same component seen through contract 0.2, when it exports
-    /// `command` (0.1 plugins do not: they only serve reads).
-    writer: Option<v2::SourcePre<HostState>>,
+    contract: Contract,
     limits: PluginLimits,
     grants: Arc<SourceGrants>,
     manifest: Manifest,
@@ -151,15 +159,24 @@ impl SourcePlugin {
         // 0.2's imports are 0.1's plus `sql-write`: one linker serves both.
         v2::Source::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(link_error)?;
+        // 0.3's imports are 0.2's: the same linker serves it.
         let pre = linker.instantiate_pre(&component).map_err(link_error)?;
-        let writer = v2::SourcePre::new(pre.clone()).ok();
-        let pre = SourcePre::new(pre).map_err(link_error)?;
+        let contract = match v3::SourcePre::new(pre.clone()) {
+            Ok(v3) => Contract::V3(v3),
+            Err(_) => {
+                let writer = v2::SourcePre::new(pre.clone()).ok();
+                let reads = SourcePre::new(pre).map_err(link_error)?;
+                match writer {
+                    Some(writer) => Contract::V2(reads, writer),
+                    None => Contract::V1(reads),
+                }
+            }
+        };
 
         let mut plugin = SourcePlugin {
             name: spec.name,
             engine: engine.clone(),
-            pre,
-            writer,
+            contract,
             limits: spec.limits,
             grants: Arc::new(spec.grants),
             manifest: Manifest {
@@ -172,14 +189,13 @@ impl SourcePlugin {
             stats: Arc::default(),
         };
         let manifest = plugin
-            .call(|source, store| {
-                source
-                    .call_describe(store)
-                    .map(|r| r.map_err(PluginError::Source))
-            })
+            .read(
+                |source, store| source.call_describe(store),
+                |source, store| source.call_describe(store),
+            )
             .await
             .map_err(LoadError::Describe)?;
-        check_manifest(&manifest)?;
+        check_manifest(&manifest, plugin.contract_version())?;
         plugin.manifest = manifest;
         Ok(plugin)
     }
@@ -228,29 +244,69 @@ impl SourcePlugin {
         let limit = query.limit.min(self.limits.max_rows);
         let mut query = query;
         query.limit = limit;
+        let q = query.clone();
         let page = self
-            .call(move |source, store| {
-                source
-                    .call_query(store, &query)
-                    .map(|r| r.map_err(PluginError::Source))
-            })
+            .read(
+                move |source, store| source.call_query(store, &q),
+                move |source, store| source.call_query(store, &query),
+            )
             .await?;
         check_page(&page, &scope, limit)?;
         Ok(page)
     }
 
-    /// Counts for an entity the manifest marks `aggregates`.
-    pub async fn aggregate(
-        &self,
-        query: AggregateQuery,
-    ) -> Result<Vec<AggregateCell>, PluginError> {
+    /// The contract version the component was loaded through.
+    pub fn contract_version(&self) -> &'static str {
+        match self.contract {
+            Contract::V1(_) => "0.1",
+            Contract::V2(..) => "0.2",
+            Contract::V3(_) => "0.3",
+        }
+    }
+
+    /// Whether its counts carry record digests (contract 0.3).
+    pub fn counts_records(&self) -> bool {
+        matches!(self.contract, Contract::V3(_))
+    }
+
+    /// Counts for an entity the manifest marks `aggregates`; each cell's
+    /// record digest when the plugin is a 0.3 one.
+    pub async fn aggregate(&self, query: AggregateQuery) -> Result<Vec<CountCell>, PluginError> {
         let scope = query.scope.clone();
+        let q = query.clone();
         let cells = self
-            .call(move |source, store| {
-                source
-                    .call_aggregate(store, &query)
-                    .map(|r| r.map_err(PluginError::Source))
-            })
+            .read(
+                move |source, store| {
+                    source.call_aggregate(store, &q).map(|r| {
+                        r.map(|cells| {
+                            cells
+                                .into_iter()
+                                .map(|c| CountCell {
+                                    division: c.division,
+                                    key: c.key,
+                                    count: c.count,
+                                    digest: None,
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                },
+                move |source, store| {
+                    source.call_aggregate(store, &query).map(|r| {
+                        r.map(|cells| {
+                            cells
+                                .into_iter()
+                                .map(|c| CountCell {
+                                    division: c.division,
+                                    key: c.key,
+                                    count: c.count,
+                                    digest: Some(c.digest),
+                                })
+                                .collect()
+                        })
+                    })
+                },
+            )
             .await?;
         for cell in &cells {
             if let Some(d) = &cell.division
@@ -267,9 +323,9 @@ impl SourcePlugin {
         Ok(cells)
     }
 
-    /// Whether the plugin takes commands (contract 0.2).
+    /// Whether the plugin takes commands (contract 0.2 and later).
     pub fn takes_commands(&self) -> bool {
-        self.writer.is_some()
+        !matches!(self.contract, Contract::V1(_))
     }
 
     /// Apply one command (contract 0.2), under the same limits as reads.
@@ -278,31 +334,59 @@ impl SourcePlugin {
         command: Command,
         idempotency_key: String,
     ) -> Result<CommandResult, PluginError> {
-        let Some(writer) = self.writer.clone() else {
-            return Err(PluginError::Command(
+        match self.contract.clone() {
+            Contract::V1(_) => Err(PluginError::Command(
                 crate::contract::CommandError::Unsupported(format!(
                     "the plugin of `{}` is built against contract 0.1, which has no writes",
                     self.name
                 )),
-            ));
-        };
-        self.run(writer, move |source: &v2::Source, store| {
-            source
-                .call_command(store, &command, &idempotency_key)
-                .map(|r| r.map_err(PluginError::Command))
-        })
-        .await
+            )),
+            Contract::V2(_, writer) => {
+                self.run(writer, move |source: &v2::Source, store| {
+                    source
+                        .call_command(store, &command, &idempotency_key)
+                        .map(|r| r.map_err(PluginError::Command))
+                })
+                .await
+            }
+            Contract::V3(pre) => {
+                self.run(pre, move |source: &v3::Source, store| {
+                    source
+                        .call_command(store, &command, &idempotency_key)
+                        .map(|r| r.map_err(PluginError::Command))
+                })
+                .await
+            }
+        }
     }
 
-    /// Run one read export in a fresh instance.
-    async fn call<T, F>(&self, f: F) -> Result<T, PluginError>
+    /// Run one read export in a fresh instance, through the bindings of
+    /// the contract the component was loaded with (`old` for 0.1 and 0.2,
+    /// `new` for 0.3).
+    async fn read<T, Old, New>(&self, old: Old, new: New) -> Result<T, PluginError>
     where
         T: Send + 'static,
-        F: FnOnce(&Source, &mut Store<HostState>) -> wasmtime::Result<Result<T, PluginError>>
+        Old: FnOnce(&Source, &mut Store<HostState>) -> wasmtime::Result<Result<T, SourceError>>
+            + Send
+            + 'static,
+        New: FnOnce(&v3::Source, &mut Store<HostState>) -> wasmtime::Result<Result<T, SourceError>>
             + Send
             + 'static,
     {
-        self.run(self.pre.clone(), f).await
+        match self.contract.clone() {
+            Contract::V1(pre) | Contract::V2(pre, _) => {
+                self.run(pre, move |source, store| {
+                    old(source, store).map(|r| r.map_err(PluginError::Source))
+                })
+                .await
+            }
+            Contract::V3(pre) => {
+                self.run(pre, move |source, store| {
+                    new(source, store).map(|r| r.map_err(PluginError::Source))
+                })
+                .await
+            }
+        }
     }
 
     /// Run one export in a fresh instance on a blocking thread, under the
@@ -383,6 +467,13 @@ impl Instantiate for v2::SourcePre<HostState> {
     }
 }
 
+impl Instantiate for v3::SourcePre<HostState> {
+    type World = v3::Source;
+    fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<v3::Source> {
+        v3::SourcePre::instantiate(self, store)
+    }
+}
+
 /// Name what stopped a call: memory cap, deadline, full pool or a trap.
 fn classify(e: &wasmtime::Error, store: &Store<HostState>, limits: &PluginLimits) -> PluginError {
     if store.data().memory.exceeded {
@@ -415,16 +506,25 @@ fn is_field_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-fn check_manifest(m: &Manifest) -> Result<(), LoadError> {
-    let compatible = m
+fn check_manifest(m: &Manifest, exported: &str) -> Result<(), LoadError> {
+    let declared = m
         .sdk_version
         .rsplit_once('.')
-        .is_some_and(|(major_minor, _)| CONTRACT_VERSIONS.contains(&major_minor));
-    if !compatible {
+        .map(|(major_minor, _)| major_minor);
+    if !declared.is_some_and(|v| CONTRACT_VERSIONS.contains(&v)) {
         return Err(LoadError::Manifest(format!(
             "built against contract {}, the host implements {} (newest {CONTRACT_VERSION})",
             m.sdk_version,
-            CONTRACT_VERSIONS.join(" and ")
+            CONTRACT_VERSIONS.join(", ")
+        )));
+    }
+    // A 0.3 manifest on a component without 0.3's exports (or the other
+    // way round) was built with mismatched bindings: its counts would be
+    // read as what they are not.
+    if (declared == Some("0.3")) != (exported == "0.3") {
+        return Err(LoadError::Manifest(format!(
+            "declares contract {} but exports the world of contract {exported}",
+            m.sdk_version
         )));
     }
     if m.entities.is_empty() {

@@ -454,7 +454,7 @@ async fn stats_inner(
         return match federation::measures::measure(&gateway.sources, &request, measure).await {
             Ok(measured) => {
                 record_sources(gateway, &measured.counts.reports);
-                Ok(gate.release_measured(measured, &request, facts))
+                gate.release_measured(measured, &request, facts)
             }
             Err(e) => Err(list_error(
                 gateway,
@@ -468,7 +468,7 @@ async fn stats_inner(
     match federation::stats::stats(&gateway.sources, &request).await {
         Ok(outcome) => {
             record_sources(gateway, &outcome.reports);
-            Ok(gate.release(outcome, &request, facts))
+            gate.release(outcome, &request, facts)
         }
         Err(e) => Err(list_error(
             gateway,

@@ -329,6 +329,8 @@ pub fn stats_request(
         by,
         strict,
         measure,
+        // The gate decides (protected counts need record digests).
+        records: false,
     })
 }
 

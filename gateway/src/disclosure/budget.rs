@@ -1,8 +1,19 @@
 //! Statistics budgets per principal: a token bucket of `burst` queries
-//! refilled at `queries_per_hour`. Differencing needs many distinct
-//! queries (margins, cells, neighbouring divisions, overlapping filters);
-//! a budget bounds what one caller can gather, and a spent one answers 429
-//! `rate_limited` with `Retry-After`.
+//! refilled at `queries_per_hour`, charged for what a caller learns.
+//!
+//! Differencing needs many *distinct* record sets (margins, cells,
+//! neighbouring divisions, overlapping filters); a budget bounds how many
+//! one caller can gather, and a spent one answers 429 `rate_limited` with
+//! `Retry-After`. A query whose answer the caller already has — the same
+//! cells over the same record sets, however the query was phrased
+//! (protected values are drawn from the records, `protect.rs`) — teaches
+//! it nothing and takes nothing from the budget. A spent budget still
+//! refuses every query before it runs, repeats included: answering
+//! repeats only would tell a spent caller which reformulations count the
+//! same records as an earlier answer (e.g. that a category it padded a
+//! filter with is empty there). The gateway remembers answers it released
+//! (their fingerprints, up to `REMEMBERED_ANSWERS` across callers); a
+//! forgotten one costs again, which only ever errs against the caller.
 //!
 //! Kept in memory per process: replicas each grant a budget of their own
 //! (N replicas behind one balancer allow N times the rate).
@@ -20,11 +31,34 @@ struct Bucket {
 /// Buckets kept at most; past this, the full ones (idle callers) go.
 const MAX_BUCKETS: usize = 100_000;
 
-#[derive(Debug)]
+/// Answers remembered across callers (a fingerprint each, ~100 bytes with
+/// the cache's own bookkeeping: ~20 MiB at most).
+const REMEMBERED_ANSWERS: u64 = 200_000;
+
+/// What a charge did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    /// A new answer: one query taken from the budget.
+    Spent,
+    /// An answer this caller already has: free.
+    Repeat,
+}
+
 pub struct Budgets {
     burst: f64,
     per_second: f64,
     buckets: Mutex<HashMap<String, Bucket>>,
+    /// (principal, answer fingerprint) of answers released.
+    answered: moka::sync::Cache<(String, u64), ()>,
+}
+
+impl std::fmt::Debug for Budgets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Budgets")
+            .field("burst", &self.burst)
+            .field("per_second", &self.per_second)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Budgets {
@@ -33,16 +67,36 @@ impl Budgets {
             burst: f64::from(burst.max(1)),
             per_second: f64::from(per_hour) / 3600.0,
             buckets: Mutex::new(HashMap::new()),
+            answered: moka::sync::Cache::new(REMEMBERED_ANSWERS),
         }
     }
 
-    /// Take one query from `principal`'s budget, or say how long until one
-    /// is back.
-    pub fn spend(&self, principal: &str) -> Result<(), Duration> {
-        self.spend_at(principal, Instant::now())
+    /// Whether `principal` has a query left (or how long until it has),
+    /// without taking it: checked before a query runs.
+    pub fn available(&self, principal: &str) -> Result<(), Duration> {
+        self.take(principal, Instant::now(), 0.0)
+    }
+
+    /// Charge `principal` for an answer with this fingerprint: free when
+    /// it has had this answer before, else one query from its budget (or
+    /// how long until one is back).
+    pub fn charge(&self, principal: &str, answer: u64) -> Result<Charge, Duration> {
+        let key = (principal.to_string(), answer);
+        if self.answered.contains_key(&key) {
+            return Ok(Charge::Repeat);
+        }
+        self.spend_at(principal, Instant::now())?;
+        self.answered.insert(key, ());
+        Ok(Charge::Spent)
     }
 
     fn spend_at(&self, principal: &str, now: Instant) -> Result<(), Duration> {
+        self.take(principal, now, 1.0)
+    }
+
+    /// Refill `principal`'s bucket to `now`; with at least one query in it,
+    /// take `cost` (0 or 1) and answer Ok.
+    fn take(&self, principal: &str, now: Instant, cost: f64) -> Result<(), Duration> {
         let mut buckets = match self.buckets.lock() {
             Ok(b) => b,
             Err(poisoned) => poisoned.into_inner(),
@@ -61,7 +115,7 @@ impl Budgets {
         bucket.tokens = (bucket.tokens + refill).min(self.burst);
         bucket.at = now;
         if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+            bucket.tokens -= cost;
             Ok(())
         } else if self.per_second > 0.0 {
             Err(Duration::from_secs_f64(
@@ -89,5 +143,30 @@ mod tests {
         assert!(b.spend_at("b", t0).is_ok(), "budgets are per principal");
         assert!(b.spend_at("a", t0 + Duration::from_millis(1100)).is_ok());
         assert!(b.spend_at("a", t0 + Duration::from_millis(1200)).is_err());
+    }
+
+    #[test]
+    fn an_answer_the_caller_has_costs_nothing_a_new_one_costs_one() {
+        let b = Budgets::new(2, 0);
+        assert_eq!(b.charge("city", 1), Ok(Charge::Spent));
+        for _ in 0..10 {
+            assert_eq!(b.charge("city", 1), Ok(Charge::Repeat));
+        }
+        assert_eq!(b.charge("city", 2), Ok(Charge::Spent));
+        assert!(
+            b.available("city").is_err(),
+            "a spent budget is refused up front"
+        );
+        assert!(
+            b.charge("city", 3).is_err(),
+            "the budget bounds new answers"
+        );
+        assert_eq!(
+            b.charge("city", 2),
+            Ok(Charge::Repeat),
+            "a repeat costs nothing"
+        );
+        // Another caller's answers are not this one's.
+        assert_eq!(b.charge("region", 1), Ok(Charge::Spent));
     }
 }

@@ -10,10 +10,16 @@
 //! not: it may list the records, sees every grouping and filter field in
 //! clear, and keeps to the record-attribute values it may see. Every other
 //! count is protected (`protect`): small cells and zeros suppressed alike,
-//! the rest perturbed consistently. Keys are published only when they are
-//! values of the grouped field's closed set.
+//! the rest perturbed consistently for the records they count (each cell's
+//! record digest, which the sources compute: contract 0.3). Keys are
+//! published only when they are values of the grouped field's closed set.
+//!
+//! The caller's budget is charged when the answer is known, for what it
+//! learns: an answer it already has (the same cells over the same records)
+//! is free, a new one costs a query (`budget`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 
 use lianqiao_host::contract::Value;
 use lianqiao_policy::{Principal, StatsGrant};
@@ -30,8 +36,16 @@ use crate::model::Field;
 
 /// A cell of a protected table: (division group, key text).
 type CellKey = (Option<String>, Option<String>);
-/// Its key, true count, and whether everyone knows the cell could exist.
-type TableCell = (Option<Value>, i64, bool);
+
+/// A cell of a protected table before it is published.
+struct TableCell {
+    key: Option<Value>,
+    count: i64,
+    /// The sum of its records' keys; unknown when a source did not say.
+    digest: Option<u64>,
+    /// Whether everyone knows the cell could exist.
+    public: bool,
+}
 
 /// A statistics request's grant, held from phase 1 to the response.
 pub struct StatsGate<'g> {
@@ -39,6 +53,8 @@ pub struct StatsGate<'g> {
     grant: StatsGrant,
     /// Whether this query's counts are exact (else protected).
     exact: bool,
+    /// Whose budget the answer is charged to.
+    principal: String,
 }
 
 /// The values of a field with a closed set that a filter on it admits.
@@ -52,13 +68,11 @@ fn admitted(f: &FieldFilter) -> BTreeSet<String> {
 }
 
 /// Each closed-set field's values the query's filters keep (several
-/// filters on one field intersect), and the other filters as text.
-fn constraints(filters: &[FieldFilter]) -> (BTreeMap<&'static str, BTreeSet<String>>, Vec<String>) {
+/// filters on one field intersect).
+fn constraints(filters: &[FieldFilter]) -> BTreeMap<&'static str, BTreeSet<String>> {
     let mut sets: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
-    let mut other = Vec::new();
     for f in filters {
         if f.field.values.is_empty() {
-            other.push(format!("{}:{:?}:{:?}", f.field.name, f.op, f.values));
             continue;
         }
         let kept = admitted(f);
@@ -66,12 +80,12 @@ fn constraints(filters: &[FieldFilter]) -> (BTreeMap<&'static str, BTreeSet<Stri
             .and_modify(|s| *s = s.intersection(&kept).cloned().collect())
             .or_insert(kept);
     }
-    (sets, other)
+    sets
 }
 
 impl<'g> StatsGate<'g> {
     /// Phase 1: may the caller count these records, group them by this
-    /// field, filter them so; are the counts exact; then its budget.
+    /// field, filter them so; are the counts exact; has it budget left.
     pub fn authorize(
         ctx: Context<'g>,
         principal: &Principal,
@@ -150,25 +164,27 @@ impl<'g> StatsGate<'g> {
         let kept: Option<Vec<String>> = enforcer
             .catalog
             .record_attribute(kind)
-            .and_then(|a| constraints(&request.filters).0.remove(a.name.as_str()))
+            .and_then(|a| constraints(&request.filters).remove(a.name.as_str()))
             .map(|set| set.into_iter().collect());
         let exact = grant.exact_for(&constrained, kept.as_deref());
-        if let Err(wait) = ctx.budgets.spend(&principal.id) {
+        // A spent budget refuses before any source is asked (repeats
+        // included: answering them would tell a spent caller which of its
+        // reformulations count the same records as an earlier answer).
+        if let Err(wait) = ctx.budgets.available(&principal.id) {
             facts.decision = Some("deny");
-            let s = ctx.statistics;
-            return Err(ApiError::retry_after(
-                ErrorCode::RateLimited,
-                format!(
-                    "your statistics budget ({} queries at once, {} an hour) is spent; retry in {} s",
-                    s.burst,
-                    s.queries_per_hour,
-                    wait.as_secs().max(1)
-                ),
-                wait.as_secs_f64().ceil() as u64,
-            ));
+            return Err(spent(ctx, wait));
         }
+        // Protected noise is drawn from the records: every cell must say
+        // which records it counts. The budget is charged at release, when
+        // it is known whether the answer is new to this caller.
+        request.records = !exact;
         request.scope = vec![grant.scope.clone()];
-        Ok(StatsGate { ctx, grant, exact })
+        Ok(StatsGate {
+            ctx,
+            grant,
+            exact,
+            principal: principal.id.clone(),
+        })
     }
 
     /// Whether this query's counts are exact.
@@ -178,16 +194,45 @@ impl<'g> StatsGate<'g> {
 
     /// Phase 2: cells outside the scope go; keys outside the grouped
     /// field's values go; counts are published exact or protected;
-    /// divisions no source covers are marked. The body.
+    /// divisions no source covers are marked; the caller's budget is
+    /// charged for a new answer (429 when spent). The body.
     pub fn release(
         self,
         outcome: StatsOutcome,
         request: &StatsRequest,
         facts: &mut Facts,
-    ) -> Released {
+    ) -> Result<Released, ApiError> {
+        let (body, answer) = self.publish(outcome, request, facts);
+        self.charge(answer, facts)?;
+        Ok(Released::of(&body))
+    }
+
+    /// Charge the caller for an answer with this fingerprint (another
+    /// request of the same caller may have spent the last query meanwhile).
+    fn charge(&self, answer: u64, facts: &mut Facts) -> Result<(), ApiError> {
+        match self.ctx.budgets.charge(&self.principal, answer) {
+            Ok(_) => Ok(()),
+            Err(wait) => {
+                facts.decision = Some("deny");
+                Err(spent(self.ctx, wait))
+            }
+        }
+    }
+
+    /// The body of phase 2 and the fingerprint of what it tells: each
+    /// published cell's label, value and, for protected cells, the records
+    /// behind it.
+    fn publish(
+        &self,
+        outcome: StatsOutcome,
+        request: &StatsRequest,
+        facts: &mut Facts,
+    ) -> (Json, u64) {
         let _span = tracing::info_span!("policy", phase = 2, cells = outcome.cells.len()).entered();
         let scope = self.grant.scope.clone();
         let ctx = self.ctx;
+        let mut answer = std::hash::DefaultHasher::new();
+        (request.entity.name, request.measure.map(|m| m.name())).hash(&mut answer);
         let mut unrecognised = 0i64;
         let mut cells: Vec<StatsCell> = Vec::with_capacity(outcome.cells.len());
         for c in outcome.cells {
@@ -225,6 +270,7 @@ impl<'g> StatsGate<'g> {
         let mut suppressed = 0u64;
         if self.exact {
             for c in &cells {
+                (&c.division, key_text(c.key.as_ref()), c.count).hash(&mut answer);
                 data.push(cell_json(
                     c.division.as_deref(),
                     c.key.as_ref(),
@@ -261,31 +307,61 @@ impl<'g> StatsGate<'g> {
                 for key in &keys {
                     table.insert(
                         (division.clone(), key_text(key.as_ref())),
-                        (key.clone(), 0, true),
+                        TableCell {
+                            key: key.clone(),
+                            count: 0,
+                            digest: Some(0),
+                            public: true,
+                        },
                     );
                 }
             }
             for c in &cells {
                 let entry = table
                     .entry((c.division.clone(), key_text(c.key.as_ref())))
-                    .or_insert((c.key.clone(), 0, false));
-                entry.1 += c.count;
+                    .or_insert(TableCell {
+                        key: c.key.clone(),
+                        count: 0,
+                        digest: Some(0),
+                        public: false,
+                    });
+                entry.count += c.count;
+                entry.digest = entry.digest.zip(c.digest).map(|(a, b)| a.wrapping_add(b));
             }
             let protection = ctx.protection;
-            for ((division, _), (key, count, public)) in &table {
-                let identity = self.identity(request, division.as_deref(), key.as_ref());
-                match protection.publish(*count, &identity) {
+            let resource = request.entity.name;
+            for ((division, key_label), cell) in &table {
+                let published = match cell.digest {
+                    Some(digest) => protection.publish_records(resource, cell.count, digest),
+                    // A count that cannot say which records it counts
+                    // cannot be perturbed consistently: it is not published.
+                    None => {
+                        tracing::warn!(
+                            resource,
+                            "a protected cell came without its record digest; it was suppressed"
+                        );
+                        Published::Suppressed
+                    }
+                };
+                (
+                    division,
+                    key_label,
+                    cell.digest,
+                    published == Published::Suppressed,
+                )
+                    .hash(&mut answer);
+                match published {
                     Published::Value(v) => {
-                        data.push(cell_json(division.as_deref(), key.as_ref(), Some(v)))
+                        data.push(cell_json(division.as_deref(), cell.key.as_ref(), Some(v)))
                     }
                     Published::Suppressed => {
                         suppressed += 1;
                         // Cells everyone knows could exist say so; others
                         // are left out, as an empty one would be.
-                        if *public {
-                            let mut cell = cell_json(division.as_deref(), key.as_ref(), None);
-                            cell["suppressed"] = json!(true);
-                            data.push(cell);
+                        if cell.public {
+                            let mut out = cell_json(division.as_deref(), cell.key.as_ref(), None);
+                            out["suppressed"] = json!(true);
+                            data.push(out);
                         }
                     }
                 }
@@ -305,6 +381,7 @@ impl<'g> StatsGate<'g> {
             });
         }
         for d in &uncovered {
+            d.hash(&mut answer);
             data.push(json!({ "division": d, "value": null, "not_covered": true }));
         }
         facts.rows = 0;
@@ -326,12 +403,13 @@ impl<'g> StatsGate<'g> {
                 "max_noise": p.max_noise,
             });
         }
-        Released::of(&json!({
+        let body = json!({
             "data": data,
             "partial": outcome.reports.iter().any(|r| r.error.is_some()),
             "sources": source_reports(&outcome.reports),
             "policy": policy,
-        }))
+        });
+        (body, answer.finish())
     }
 
     /// Phase 2 of a measure (`metric=cases.<measure>`): the counts of the
@@ -344,7 +422,7 @@ impl<'g> StatsGate<'g> {
         measured: crate::federation::measures::Measured,
         request: &StatsRequest,
         facts: &mut Facts,
-    ) -> Released {
+    ) -> Result<Released, ApiError> {
         let floor = self.ctx.protection.suppress_below as i64;
         let counts: BTreeMap<CellKey, i64> = measured
             .counts
@@ -353,8 +431,12 @@ impl<'g> StatsGate<'g> {
             .map(|c| ((c.division.clone(), key_text(c.key.as_ref())), c.count))
             .collect();
         let values = measured.values;
-        let released = self.release(measured.counts, request, facts);
-        let mut body = released.body();
+        let (mut body, answer) = self.publish(measured.counts, request, facts);
+        let mut answer = {
+            let mut h = std::hash::DefaultHasher::new();
+            answer.hash(&mut h);
+            h
+        };
         let mut withheld = 0u64;
         if let Some(cells) = body["data"].as_array_mut() {
             for cell in cells.iter_mut() {
@@ -371,7 +453,9 @@ impl<'g> StatsGate<'g> {
                     withheld += 1;
                 }
                 // Two decimals: enough for hours and shares, no more.
-                cell["measure"] = value.map_or(Json::Null, |v| json!((v * 100.0).round() / 100.0));
+                let shown = value.map(|v| (v * 100.0).round() / 100.0);
+                shown.map(f64::to_bits).hash(&mut answer);
+                cell["measure"] = shown.map_or(Json::Null, |v| json!(v));
             }
         }
         if let Some(m) = request.measure {
@@ -382,7 +466,8 @@ impl<'g> StatsGate<'g> {
                 "withheld": withheld,
             });
         }
-        Released::of(&body)
+        self.charge(answer.finish(), facts)?;
+        Ok(Released::of(&body))
     }
 
     /// The division groups whose existence tells nothing: with
@@ -437,45 +522,21 @@ impl<'g> StatsGate<'g> {
                     .any(|c| division.starts_with(c.as_str()) || c.starts_with(division))
         })
     }
+}
 
-    /// The cell's identity for its noise: the resource, the narrowest
-    /// division it counts, and its constraints normalised (a filter on a
-    /// field with a closed set of values becomes the set it admits), so
-    /// the same records asked for in another form get the same noise.
-    fn identity(
-        &self,
-        request: &StatsRequest,
-        division: Option<&str>,
-        key: Option<&Value>,
-    ) -> String {
-        let scope = self.grant.scope.as_str();
-        let division = match division {
-            Some(d) if d.len() >= scope.len() => d,
-            _ => scope,
-        };
-        let (mut sets, mut other) = constraints(&request.filters);
-        if let Some(by) = request.by {
-            let key: BTreeSet<String> = key_text(key).into_iter().collect();
-            sets.entry(by.name)
-                .and_modify(|s| *s = s.intersection(&key).cloned().collect())
-                .or_insert(key);
-        }
-        let mut parts = vec![request.entity.name.to_string(), division.to_string()];
-        for (name, set) in &sets {
-            let field = request.entity.field(name);
-            // A constraint admitting every value constrains nothing.
-            if field.is_some_and(|f| set.len() == f.values.len() && !f.values.is_empty()) {
-                continue;
-            }
-            parts.push(format!(
-                "{name}={}",
-                set.iter().cloned().collect::<Vec<_>>().join(",")
-            ));
-        }
-        other.sort();
-        parts.extend(other);
-        parts.join("|")
-    }
+/// 429: the caller's statistics budget is spent for now.
+fn spent(ctx: Context<'_>, wait: std::time::Duration) -> ApiError {
+    let s = ctx.statistics;
+    ApiError::retry_after(
+        ErrorCode::RateLimited,
+        format!(
+            "your statistics budget ({} new answers at once, {} an hour; an answer you already have costs nothing) is spent; retry in {} s",
+            s.burst,
+            s.queries_per_hour,
+            wait.as_secs().max(1)
+        ),
+        wait.as_secs_f64().ceil() as u64,
+    )
 }
 
 fn list(names: &[&str]) -> String {

@@ -7,16 +7,20 @@
 //!   whose existence is public knowledge (divisions of the registry,
 //!   values of the grouped field) are listed as suppressed; others are left
 //!   out, which a zero would be too.
-//! - **Other cells are perturbed, consistently.** A published count is the
-//!   true count plus noise drawn uniformly from `-max_noise..=max_noise`
-//!   (and never below `suppress_below`). The noise is a keyed hash (HMAC
-//!   with the gateway's statistics key) of the cell's identity: the
-//!   resource, the division and the normalised set of constraints that
-//!   define its records. The same cell always gets the same noise, however
-//!   it is asked for (alone, as one group of many, through another filter
-//!   form that admits the same values), so repeating a query or
-//!   re-describing a cell gains nothing; differencing a margin against its
-//!   cells leaves the differences of independent noises.
+//! - **Other cells are perturbed, consistently for their records.** A
+//!   published count is the true count plus noise drawn uniformly from
+//!   `-max_noise..=max_noise` (and never below `suppress_below`). The noise
+//!   is a keyed hash (HMAC with the gateway's statistics key) of the
+//!   records the cell counts — their resource, their number and their
+//!   record digest (the sum of the records' keys, contract 0.3) — and of
+//!   nothing else: not the query's filters, their order or form, not the
+//!   cell's label. Any query over the same records gets the same noise,
+//!   however it is phrased (padded with empty categories, a tautology, a
+//!   permuted list, the cell alone or as one of many), so asking again in
+//!   another form buys no fresh draw to average; differencing two
+//!   different record sets leaves the difference of independent noises
+//!   (the statistical offices' cell-key method: ABS TableBuilder; Asghar &
+//!   Kaafar, PETS 2020).
 //!
 //! Parameters are in `[statistics]` of `lianqiao.toml`; docs/policy.md
 //! states the method and what it bounds.
@@ -75,8 +79,14 @@ impl Protection {
         (u64::from_le_bytes(word) % span) as i64 - i64::from(self.max_noise)
     }
 
+    /// What a cell of `resource` counting `count` records whose keys sum
+    /// to `digest` publishes.
+    pub fn publish_records(&self, resource: &str, count: i64, digest: u64) -> Published {
+        self.publish(count, &format!("{resource}|{count}|{digest:016x}"))
+    }
+
     /// What a cell with `count` true records and `identity` publishes.
-    pub fn publish(&self, count: i64, identity: &str) -> Published {
+    fn publish(&self, count: i64, identity: &str) -> Published {
         if count < self.suppress_below as i64 {
             return Published::Suppressed;
         }
@@ -96,6 +106,21 @@ mod tests {
             assert_eq!(p.publish(n, "c"), Published::Suppressed, "{n}");
         }
         assert!(matches!(p.publish(5, "c"), Published::Value(v) if v >= 5));
+    }
+
+    #[test]
+    fn the_same_records_publish_the_same_value_other_records_another() {
+        let p = Protection::new(5, 3, b"k");
+        let v = p.publish_records("members", 263, 0xfeed);
+        assert_eq!(v, p.publish_records("members", 263, 0xfeed));
+        let others = (0..50)
+            .filter(|d| p.publish_records("members", 263, *d) != v)
+            .count();
+        assert!(others > 30, "another record set is another draw: {others}");
+        assert_eq!(
+            p.publish_records("members", 4, 0xfeed),
+            Published::Suppressed
+        );
     }
 
     #[test]

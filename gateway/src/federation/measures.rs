@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use lianqiao_host::contract::{FilterOp, Value};
+use lianqiao_host::contract::{FilterOp, Value, record_key};
 
 use super::executor::{self, ListError};
 use super::stats::{StatsCell, StatsOutcome, StatsRequest};
@@ -220,8 +220,9 @@ pub async fn measure(
             }
         }
     }
-    // Per cell: the per-case values.
-    let mut samples: BTreeMap<CellKey, (Option<Value>, Vec<f64>)> = BTreeMap::new();
+    // Per cell: the per-case values, and the digest of the cases measured
+    // (their record keys' sum: the gate draws the count's noise from it).
+    let mut samples: BTreeMap<CellKey, (Option<Value>, Vec<f64>, u64)> = BTreeMap::new();
     for row in &rows {
         let sample = match measure {
             Measure::Satisfaction => row.cells.iter().find_map(|(n, v)| match (n.as_str(), v) {
@@ -259,15 +260,15 @@ pub async fn measure(
             Some(Value::Text(t)) => Some(t.clone()),
             Some(other) => Some(format!("{other:?}")),
         };
-        samples
+        let cell = samples
             .entry((group, key_text))
-            .or_insert((key, Vec::new()))
-            .1
-            .push(sample);
+            .or_insert((key, Vec::new(), 0));
+        cell.1.push(sample);
+        cell.2 = cell.2.wrapping_add(u64::from(record_key(&row.id)));
     }
     let mut cells = Vec::with_capacity(samples.len());
     let mut values = BTreeMap::new();
-    for (cell, (key, mut xs)) in samples {
+    for (cell, (key, mut xs, digest)) in samples {
         let value = match measure {
             Measure::ResolveHours => {
                 xs.sort_by(f64::total_cmp);
@@ -284,7 +285,7 @@ pub async fn measure(
             division: cell.0.clone(),
             key,
             count: xs.len() as i64,
-            suppressed: false,
+            digest: Some(digest),
         });
         values.insert(cell, value);
     }

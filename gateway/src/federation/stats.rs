@@ -1,11 +1,16 @@
 //! Counts across sources: pushed down as one GROUP BY to every source that
 //! can count, computed in the gateway (by paging rows) only for the others.
+//!
+//! Each cell can also say which records it counts: its record digest, the
+//! sum of the records' keys (contract 0.3). Protected counts need it (their
+//! noise is drawn from it); a source whose plugin counts without digests
+//! (contract 0.1, 0.2) is then counted by paging its records' ids.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use lianqiao_host::PluginError;
-use lianqiao_host::contract::{AggregateQuery, Query, Value};
+use lianqiao_host::contract::{AggregateQuery, Query, Value, record_key};
 
 use super::executor::{ListError, SourceReport, SourceStatus};
 use super::planner::{SourceCall, plan};
@@ -28,44 +33,58 @@ pub struct StatsRequest {
     /// A measure of the cases counted (`metric=cases.<measure>`), or none
     /// for a plain count.
     pub measure: Option<super::measures::Measure>,
+    /// Every cell must carry its record digest (protected counts).
+    pub records: bool,
 }
 
-/// Counts summed per (division group, key), in a stable order.
+/// Counts and record digests summed per (division group, key), in a
+/// stable order.
 #[derive(Default)]
-struct Tally(BTreeMap<GroupKey, (Option<Value>, i64)>);
+struct Tally(BTreeMap<GroupKey, (Option<Value>, i64, Option<u64>)>);
 
 /// A group: division prefix and the debug text of the `by` value.
 type GroupKey = (Option<String>, Option<String>);
 
 impl Tally {
-    fn add(&mut self, division: Option<String>, key: Option<Value>, count: i64) {
+    /// Add a source's cell; the digest is unknown once any part's is.
+    fn add(
+        &mut self,
+        division: Option<String>,
+        key: Option<Value>,
+        count: i64,
+        digest: Option<u64>,
+    ) {
         // Values have no total order; their debug text is a faithful key.
         let key_text = key.as_ref().map(|k| format!("{k:?}"));
-        self.0.entry((division, key_text)).or_insert((key, 0)).1 += count;
+        let cell = self
+            .0
+            .entry((division, key_text))
+            .or_insert((key, 0, Some(0)));
+        cell.1 += count;
+        cell.2 = cell.2.zip(digest).map(|(a, b)| a.wrapping_add(b));
     }
 
     fn into_cells(self) -> Vec<StatsCell> {
         self.0
             .into_iter()
-            .map(|((division, _), (key, count))| StatsCell {
+            .map(|((division, _), (key, count, digest))| StatsCell {
                 division,
                 key,
                 count,
-                suppressed: false,
+                digest,
             })
             .collect()
     }
 }
 
-/// One group: its division prefix, its `by` value, and the count.
+/// One group: its division prefix, its `by` value, the count, and the
+/// sum of the counted records' keys when every source said it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatsCell {
     pub division: Option<String>,
     pub key: Option<Value>,
     pub count: i64,
-    /// Below the policy's threshold for a statistics-only caller: the count
-    /// is not shown.
-    pub suppressed: bool,
+    pub digest: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -113,7 +132,7 @@ pub async fn stats(sources: &SourceSet, request: &StatsRequest) -> Result<StatsO
                     error: None,
                 });
                 for cell in cells {
-                    totals.add(cell.division, cell.key, cell.count);
+                    totals.add(cell.division, cell.key, cell.count, cell.digest);
                 }
             }
             Err(error) => {
@@ -141,13 +160,13 @@ async fn count_source(
     request: &StatsRequest,
 ) -> (Result<Vec<StatsCell>, PluginError>, Duration) {
     let began = Instant::now();
-    let can_count = call
-        .source
-        .plugin
+    let plugin = &call.source.plugin;
+    let can_count = plugin
         .manifest()
         .entities
         .iter()
-        .any(|e| e.name == request.entity.name && e.aggregates);
+        .any(|e| e.name == request.entity.name && e.aggregates)
+        && (plugin.counts_records() || !request.records);
     let answer = if can_count && call.residual.is_empty() {
         let query = AggregateQuery {
             entity: request.entity.name.to_string(),
@@ -166,7 +185,7 @@ async fn count_source(
                         division: c.division,
                         key: c.key,
                         count: c.count,
-                        suppressed: false,
+                        digest: c.digest,
                     })
                     .collect()
             })
@@ -197,6 +216,7 @@ async fn count_by_paging(
         let page = call.source.query(query, CallOptions::READ).await?;
         let col = |name: &str| page.columns.iter().position(|c| c == name);
         let (division_col, by_col) = (col("division"), request.by.and_then(|b| col(b.name)));
+        let id_col = col("id");
         for row in &page.rows {
             let cell = |name: &str| col(name).and_then(|i| row.get(i));
             if !call
@@ -214,7 +234,12 @@ async fn count_by_paging(
                 _ => None,
             };
             let key = by_col.and_then(|i| row.get(i)).cloned();
-            counts.add(division, key, 1);
+            // The plugin checked every row has a text `id` (check_page).
+            let digest = match id_col.and_then(|i| row.get(i)) {
+                Some(Value::Text(id)) => Some(u64::from(record_key(id))),
+                _ => None,
+            };
+            counts.add(division, key, 1, digest);
         }
         seen += page.rows.len();
         if seen > MAX_FALLBACK_ROWS {

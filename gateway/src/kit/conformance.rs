@@ -560,7 +560,7 @@ async fn check_entity(
         report.check(
             name,
             "its count agrees with its rows",
-            match counted {
+            match &counted {
                 Ok(cells) => {
                     let total: i64 = cells.iter().map(|c| c.count).sum();
                     if usize::try_from(total).ok() == Some(full.rows.len()) {
@@ -572,9 +572,31 @@ async fn check_entity(
                         ))
                     }
                 }
-                Err(e) => Err(describe(&e)),
+                Err(e) => Err(describe(e)),
             },
         );
+        // 8. Contract 0.3: the count names the records the query lists.
+        if let Ok(cells) = counted
+            && source.plugin.counts_records()
+        {
+            let listed = full.rows.iter().fold(0u64, |d, r| {
+                d.wrapping_add(u64::from(lianqiao_host::contract::record_key(&r.id)))
+            });
+            let digest = cells
+                .iter()
+                .try_fold(0u64, |d, c| c.digest.map(|x| d.wrapping_add(x)));
+            report.check(
+                name,
+                "its count's record digest is the sum of its rows' record keys",
+                match digest {
+                    Some(d) if d == listed => Ok(()),
+                    Some(d) => Err(format!(
+                        "digest {d:#x}, the listed rows' keys sum to {listed:#x}: sum lianqiao_sdk::record_key(id) over the rows counted (sql_page::aggregate_statement does it in SQL)"
+                    )),
+                    None => Err("a 0.3 count came without its digest".into()),
+                },
+            );
+        }
     }
 }
 

@@ -29,7 +29,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use lianqiao_host::PluginError;
-use lianqiao_host::contract::{AggregateCell, AggregateQuery, Page, Query};
+use lianqiao_host::contract::{AggregateQuery, CountCell, Page, Query};
 
 use super::Source;
 use super::cache::{Flight, ResponseCache, follow};
@@ -77,7 +77,7 @@ impl Source {
         &self,
         query: AggregateQuery,
         how: CallOptions,
-    ) -> Result<Vec<AggregateCell>, PluginError> {
+    ) -> Result<Vec<CountCell>, PluginError> {
         self.call(&self.counts, &query, how, || {
             self.plugin.aggregate(query.clone())
         })

@@ -39,7 +39,7 @@ pub struct Source {
     concurrency: Arc<tokio::sync::Semaphore>,
     /// Recent answers by call (`cache.response_ttl_ms`; off at 0).
     pages: cache::ResponseCache<lianqiao_host::contract::Page>,
-    counts: cache::ResponseCache<Vec<lianqiao_host::contract::AggregateCell>>,
+    counts: cache::ResponseCache<Vec<lianqiao_host::contract::CountCell>>,
 }
 
 impl Source {

@@ -256,10 +256,10 @@ impl Guest for DistrictSql {
         {
             return Err(SourceError::Unsupported(format!("grouping by `{by}`")));
         }
-        let statement = aggregate_statement(&entity.sql, &query, &pushed)?;
+        let statement = aggregate_statement(sql::database_dialect(), &entity.sql, &query, &pushed)?;
         let result = sql::query(&statement.sql, &statement.params).map_err(mapping::sql_error)?;
         let column = |name: &str| result.columns.iter().position(|c| c == name);
-        let (g, k, n) = (column("g"), column("k"), column("n"));
+        let (g, k, n, d) = (column("g"), column("k"), column("n"), column("d"));
         let by_map = query.by.as_ref().and_then(|b| entity.map.get(b));
         let mut cells = Vec::with_capacity(result.rows.len());
         for row in result.rows {
@@ -287,10 +287,22 @@ impl Guest for DistrictSql {
                 )?),
                 _ => None,
             };
+            // The sum of the cell's record keys; NULL only for an empty
+            // cell (one group, no rows).
+            let digest = match d.and_then(|i| row.get(i)) {
+                Some(Value::Integer(d)) => *d as u64,
+                Some(Value::Null) | None if count == 0 => 0,
+                other => {
+                    return Err(SourceError::UpstreamError(format!(
+                        "the record digest came back as {other:?}"
+                    )));
+                }
+            };
             cells.push(AggregateCell {
                 division,
                 key,
                 count,
+                digest,
             });
         }
         Ok(cells)

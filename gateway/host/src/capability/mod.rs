@@ -8,10 +8,12 @@ pub mod http;
 mod log;
 pub mod sql;
 pub mod sql_write;
+mod sqlite_functions;
 
 use crate::bindings::v1::lianqiao::source::types;
 use crate::state::HostState;
 
-// The `types` and `writes` interfaces have no functions; their host traits are empty.
+// The `types`, `writes` and `counting` interfaces have no functions; their host traits are empty.
 impl types::Host for HostState {}
 impl crate::bindings::v2::lianqiao::source0_2_0::writes::Host for HostState {}
+impl crate::bindings::v3::lianqiao::source0_3_0::counting::Host for HostState {}

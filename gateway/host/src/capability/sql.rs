@@ -186,6 +186,9 @@ impl SqlPool {
                     SqlitePoolOptions::new()
                         .max_connections(settings.max_connections)
                         .acquire_timeout(settings.acquire_timeout)
+                        // `lq_record_key`, which PostgreSQL and MariaDB
+                        // have as `md5()`: counts carry record digests.
+                        .after_connect(|conn, _| Box::pin(super::sqlite_functions::register(conn)))
                         .connect_lazy_with(options),
                 ))
             }

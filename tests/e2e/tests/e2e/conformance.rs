@@ -1,7 +1,9 @@
 //! The conformance kit (`lianqiao plugin test`, issue 18): a plugin that
 //! keeps the contract passes; one that breaks it fails with what to fix.
 
-use lianqiao_e2e::{ConfigDir, plugin_dir, workspace_root};
+use lianqiao_e2e::{
+    ConfigDir, database_url, fresh_database, jining_into, plugin_dir, saihan_into, workspace_root,
+};
 
 fn plugin_test(dir: &ConfigDir, source: &str, plugin: &str) -> (bool, String) {
     let out = std::process::Command::new(workspace_root().join("target/debug/lianqiao"))
@@ -34,12 +36,57 @@ fn district_sql_passes_the_kit_on_a_real_district() {
         "ok    grids: a narrower scope (150103",
         "ok    grids: the declared filter `tier = …` is applied",
         "ok    grids: its count agrees with its rows",
+        "ok    grids: its count's record digest is the sum of its rows' record keys",
         "ok    errors: a cursor it did not make is `bad-cursor`",
         "ok    commands: a move of a case that does not exist is refused",
         ", 0 failed",
     ] {
         assert!(text.contains(expected), "`{expected}` missing:\n{text}");
     }
+}
+
+/// Contract 0.3's record digests come out of each engine's own SQL
+/// (`md5()` in PostgreSQL and MariaDB, the host's `lq_record_key` in
+/// SQLite): the kit checks each equals the sum the gateway computes from
+/// the rows' ids, on every engine a district runs.
+#[tokio::test]
+async fn record_digests_agree_with_the_rows_on_postgresql_and_mariadb() {
+    let mut engines = 0;
+    if let Some(url) = database_url(
+        "LIANQIAO_TEST_POSTGRES_URL",
+        "record_digests_agree_with_the_rows_on_postgresql",
+    ) {
+        let url = fresh_database(&url, "lianqiao_kit_digest").await;
+        saihan_into(&url)
+            .await
+            .expect("write Saihan into PostgreSQL");
+        let dir = ConfigDir::new().with_demo_source("saihan", &url);
+        let (ok, text) = plugin_test(&dir, "saihan", "district_sql.wasm");
+        assert!(ok, "{text}");
+        assert!(
+            text.contains(": its count's record digest is the sum of its rows' record keys")
+                && !text.contains("FAIL"),
+            "{text}"
+        );
+        engines += 1;
+    }
+    if let Some(url) = database_url(
+        "LIANQIAO_TEST_MYSQL_URL",
+        "record_digests_agree_with_the_rows_on_mariadb",
+    ) {
+        let url = fresh_database(&url, "lianqiao_kit_digest").await;
+        jining_into(&url).await.expect("write Jining into MariaDB");
+        let dir = ConfigDir::new().with_demo_source("jining", &url);
+        let (ok, text) = plugin_test(&dir, "jining", "district_sql.wasm");
+        assert!(ok, "{text}");
+        assert!(
+            text.contains(": its count's record digest is the sum of its rows' record keys")
+                && !text.contains("FAIL"),
+            "{text}"
+        );
+        engines += 1;
+    }
+    println!("record digests checked on {engines} of 2 server engines");
 }
 
 #[test]

@@ -461,17 +461,28 @@ async fn a_spent_statistics_budget_answers_429_with_retry_after() {
         .start()
         .await;
     let city = token("city", "1501", &[]);
-    let path = "/v1/stats?metric=members.count&division=150103&by=gender";
+    let ask =
+        |division: &str| format!("/v1/stats?metric=members.count&division={division}&by=gender");
     let auth = format!("Bearer {city}");
     let headers = [
         ("authorization", auth.as_str()),
         ("x-purpose", "statistics"),
     ];
-    for _ in 0..3 {
-        let (status, _, body) = gw.get_full(path, &headers).await;
+    // An answer the caller already has costs nothing: the first one is
+    // charged, its repeats are not.
+    let (status, _, first) = gw.get_full(&ask("150103"), &headers).await;
+    assert_eq!(status, 200, "{first}");
+    for _ in 0..5 {
+        let (status, _, again) = gw.get_full(&ask("150103"), &headers).await;
+        assert_eq!(status, 200, "a repeat is free: {again}");
+        assert_eq!(again["data"], first["data"]);
+    }
+    // New answers are charged: two more spend the burst of three.
+    for division in ["150103001", "150103002"] {
+        let (status, _, body) = gw.get_full(&ask(division), &headers).await;
         assert_eq!(status, 200, "{body}");
     }
-    let (status, response_headers, body) = gw.get_full(path, &headers).await;
+    let (status, response_headers, body) = gw.get_full(&ask("150103003"), &headers).await;
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["error"]["code"], "rate_limited");
     let retry: u64 = response_headers["retry-after"]
@@ -480,8 +491,12 @@ async fn a_spent_statistics_budget_answers_429_with_retry_after() {
         .parse()
         .unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
+    // A spent budget refuses repeats too: answering only those would tell
+    // which reformulations count the same records as an earlier answer.
+    let (status, _, body) = gw.get_full(&ask("150103"), &headers).await;
+    assert_eq!(status, 429, "{body}");
     let district = token("district", "150103", &[]);
-    let (status, _) = gw.get_as(&district, "statistics", path).await;
+    let (status, _) = gw.get_as(&district, "statistics", &ask("150103")).await;
     assert_eq!(status, 200, "budgets are per principal");
 }
 

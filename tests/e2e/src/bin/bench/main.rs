@@ -476,7 +476,7 @@ async fn policy(
                         division: Some(format!("150103{:03}{:03}", 1 + c / 8, c)),
                         key: Some(Value::Text(e.into())),
                         count: [120, 30, 12, 4, 2, 1][k] + c as i64 % 7,
-                        suppressed: false,
+                        digest: Some((c as u64) << 8 | k as u64),
                     },
                 )
         })
@@ -496,6 +496,7 @@ async fn policy(
                     by: Some(ethnicity),
                     strict: false,
                     measure: None,
+                    records: false,
                 };
                 let mut facts = Facts::default();
                 let gate = lianqiao_gateway::disclosure::counts::StatsGate::authorize(
@@ -510,7 +511,7 @@ async fn policy(
                     cells,
                     reports: vec![],
                 };
-                std::hint::black_box(gate.release(outcome, &request, &mut facts));
+                std::hint::black_box(gate.release(outcome, &request, &mut facts).ok());
             }
         },
     )
