@@ -345,3 +345,73 @@ async fn a_plugin_built_for_contract_0_1_loads_and_serves_reads() {
     assert_eq!(status, 404, "{answer}");
     assert!(answer.contains("no source takes case writes"), "{answer}");
 }
+
+/// A plugin built for contract 0.2 (counts without record digests) loads,
+/// takes commands, and its members' protected counts are keyed on the
+/// records all the same: the gateway reads their ids instead of asking
+/// its `aggregate`, so a table cell and the same cell asked through a
+/// filter publish one value.
+#[tokio::test]
+async fn a_plugin_built_for_contract_0_2_loads_and_its_protected_counts_name_their_records() {
+    let text = format!(
+        "name = \"legacy2\"\ncoverage = [\"159907\"]\n\n[plugin]\npath = {:?}\n\n[limits]\nmemory_mib = 16\ndeadline_ms = 300\n",
+        lianqiao_e2e::plugin_dir()
+            .join("legacy_v2.wasm")
+            .display()
+            .to_string()
+    );
+    let gw = ConfigDir::new().source("legacy2", &text).start().await;
+    let legacy = gw
+        .gateway
+        .sources
+        .sources
+        .iter()
+        .find(|s| s.name() == "legacy2")
+        .expect("the 0.2 plugin loaded");
+    assert_eq!(legacy.plugin.manifest().sdk_version, "0.2.0");
+    assert_eq!(legacy.plugin.contract_version(), "0.2");
+    assert!(legacy.plugin.takes_commands());
+    assert!(!legacy.plugin.counts_records());
+    // Exact counts (a caller who may list the members) use its aggregate.
+    let (status, body) = gw
+        .get("/v1/stats?metric=members.count&division=159907&by=gender")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["policy"]["counts"], "exact", "{body}");
+    let male = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"] == "male")
+        .and_then(|c| c["value"].as_i64());
+    assert_eq!(male, Some(8), "{body}");
+    // Protected counts: the same records, however asked, one value.
+    let city = lianqiao_e2e::token("city", "1599", &[]);
+    let mut published = Vec::new();
+    for q in [
+        "/v1/stats?metric=members.count&division=159907&by=gender",
+        "/v1/stats?metric=members.count&division=159907&gender=male",
+        "/v1/stats?metric=members.count&division=159907&gender[in]=male",
+        "/v1/stats?metric=members.count&division=159907&gender=male&ethnicity[in]=汉族,蒙古族,回族",
+        "/v1/stats?metric=members.count&division=159907001&group_by=community&gender=male",
+    ] {
+        let (status, body) = gw.get_as(&city, "statistics", q).await;
+        assert_eq!(status, 200, "{q}: {body}");
+        assert_eq!(body["policy"]["counts"], "protected", "{q}: {body}");
+        let value = body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["key"] == "male" || c["key"].is_null())
+            .map(|c| c["value"].clone());
+        published.push((q, value));
+    }
+    let first = published[0].1.clone();
+    assert!(first.as_ref().is_some_and(|v| v.is_i64()), "{published:?}");
+    for (q, v) in &published {
+        assert_eq!(
+            *v, first,
+            "{q} counts the same eight members: {published:?}"
+        );
+    }
+}
