@@ -646,6 +646,28 @@ async fn loop_statistics_measure_resolve_time_on_time_share_and_satisfaction() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"][0]["value"], 1, "{body}");
     assert!(body["data"][0]["measure"].is_null(), "{body}");
+    // The city counts every loop only protected: its measure cells are
+    // keyed on the cases behind them, so the same cases asked with a
+    // tautology or a permuted list publish the same count and measure.
+    let city = lianqiao_e2e::token("city", "1501", &[]);
+    for metric in ["resolve_hours", "on_time", "satisfaction"] {
+        let mut seen = Vec::new();
+        for extra in [
+            "",
+            "&loop[in]=grid,community,street,city",
+            "&loop[in]=city,street,community,grid",
+            "&state[in]=closed,evaluated,feedback,reported_in,assessed,whistled,accepted,discovered,escalated",
+        ] {
+            let q = format!("/v1/stats?metric=cases.{metric}&division=150103&group_by=street{extra}");
+            let (status, body) = gw.get_as(&city, "statistics", &q).await;
+            assert_eq!(status, 200, "{q}: {body}");
+            assert_eq!(body["policy"]["counts"], "protected", "{q}: {body}");
+            seen.push((q, body["data"].clone()));
+        }
+        for (q, data) in &seen {
+            assert_eq!(*data, seen[0].1, "{q} measures the same cases as {}", seen[0].0);
+        }
+    }
     // A measure of another resource is not one.
     let (status, body) = gw
         .get_as(
