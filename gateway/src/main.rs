@@ -111,6 +111,14 @@ enum SourceCommand {
         #[arg(long)]
         wait: Option<std::net::SocketAddr>,
     },
+    /// Print a source's effective configuration: its file laid over its
+    /// template (`template = "…"`), as the gateway reads it.
+    Show {
+        /// The source's name.
+        name: String,
+        #[arg(long, default_value = "config/lianqiao.toml")]
+        config: PathBuf,
+    },
     /// Propose a `district-sql` source file from a district database's
     /// catalog: one mapping per unified resource a table looks like, gaps
     /// marked `GAP` (then edit it and run `source check`).
@@ -531,6 +539,18 @@ async fn run(command: Command) -> ExitCode {
             source,
             config,
         }) => plugin_test(&plugin, &source, &config).await,
+        Command::Source(SourceCommand::Show { name, config }) => {
+            match source_show(&config, &name) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Source(SourceCommand::New {
             sql,
             name,
@@ -802,6 +822,37 @@ async fn reload_on_change(live: Arc<Live>, path: PathBuf) {
             }
         }
     }
+}
+
+/// `lianqiao source show`: the effective configuration of one source.
+fn source_show(config_path: &std::path::Path, name: &str) -> Result<String, String> {
+    let config = config::load(config_path).map_err(|e| e.to_string())?;
+    let source = config
+        .sources
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+            format!(
+                "no source `{name}` in {} (sources: {})",
+                config_path.display(),
+                names.join(", ")
+            )
+        })?;
+    let dir = config::sources_dir(config_path).map_err(|e| e.to_string())?;
+    let layered = config::template::read(&source.file, &dir).map_err(|e| e.to_string())?;
+    let mut out = format!("# source `{name}`: {}", source.file.display());
+    if let Some(t) = &layered.template {
+        out.push_str(&format!(" laid over {}", t.display()));
+    }
+    out.push_str(
+        "
+# (relative paths resolve against the source file's folder)
+
+",
+    );
+    out.push_str(&layered.show());
+    Ok(out)
 }
 
 /// Modification times of every file the configuration is made of.

@@ -23,7 +23,7 @@ pub fn sources_dir(path: &Path) -> Result<PathBuf, ConfigErrors> {
 }
 
 /// What a configuration is read from, for a watcher: the main file, the
-/// fields file, and the sources and policy directories (as `[model]`,
+/// fields file, and the sources (with its templates) and policy directories (as `[model]`,
 /// `[sources]` and `[policy]` name them; the defaults beside the main file
 /// when it cannot be read).
 pub fn watched_paths(path: &Path) -> Vec<PathBuf> {
@@ -33,12 +33,15 @@ pub fn watched_paths(path: &Path) -> Vec<PathBuf> {
             path.to_path_buf(),
             base.join(&main.model.fields),
             base.join(&main.sources.dir),
+            base.join(&main.sources.dir)
+                .join(super::template::TEMPLATES),
             base.join(&main.policy.dir),
         ],
         Err(_) => vec![
             path.to_path_buf(),
             base.join("fields.toml"),
             base.join("sources"),
+            base.join("sources").join(super::template::TEMPLATES),
             base.join("policy"),
         ],
     }
@@ -184,14 +187,21 @@ pub fn load_with_candidate(path: &Path, candidate: Option<&Path>) -> Result<Conf
     let mut sources: Vec<SourceConfig> = Vec::new();
     // Names of every parsed source file, valid or not, to catch duplicates.
     let mut names: Vec<(String, PathBuf)> = Vec::new();
-    let candidate = match candidate.map(|c| (c, read_file::<SourceFile>(c))) {
+    let candidate = match candidate.map(|c| (c, read_source(c, &dir))) {
         None => None,
         Some((_, Err(e))) => return Err(ConfigErrors(vec![e])),
         Some((file, Ok(raw))) => Some((file, raw)),
     };
-    if let Some((file, raw)) = &candidate {
+    if let Some((file, (raw, template))) = &candidate {
         names.push((raw.name.clone(), file.to_path_buf()));
-        if let Some(source) = validate_source(file, &dir, raw.clone(), &main, &mut errors) {
+        if let Some(source) = validate_source(
+            file,
+            &dir,
+            raw.clone(),
+            template.clone(),
+            &main,
+            &mut errors,
+        ) {
             sources.push(source);
         }
     }
@@ -202,11 +212,15 @@ pub fn load_with_candidate(path: &Path, candidate: Option<&Path>) -> Result<Conf
         if candidate_file.is_some() && std::fs::canonicalize(file).ok() == candidate_file {
             continue;
         }
-        match read_file::<SourceFile>(file) {
-            Ok(raw) if candidate.as_ref().is_some_and(|(_, c)| c.name == raw.name) => {
+        match read_source(file, &dir) {
+            Ok((raw, _))
+                if candidate
+                    .as_ref()
+                    .is_some_and(|(_, (c, _))| c.name == raw.name) =>
+            {
                 // Replaced by the candidate.
             }
-            Ok(raw) => {
+            Ok((raw, template)) => {
                 if let Some((_, other)) = names.iter().find(|(n, _)| *n == raw.name) {
                     errors.push(ConfigError::new(
                         file,
@@ -216,7 +230,8 @@ pub fn load_with_candidate(path: &Path, candidate: Option<&Path>) -> Result<Conf
                 }
                 names.push((raw.name.clone(), file.clone()));
                 let base = file.parent().unwrap_or(Path::new("."));
-                if let Some(source) = validate_source(file, base, raw, &main, &mut errors) {
+                if let Some(source) = validate_source(file, base, raw, template, &main, &mut errors)
+                {
                     sources.push(source);
                 }
             }
@@ -344,6 +359,7 @@ fn validate_source(
     file: &Path,
     base: &Path,
     raw: SourceFile,
+    template: Option<PathBuf>,
     main: &GatewayFile,
     errors: &mut Vec<ConfigError>,
 ) -> Option<SourceConfig> {
@@ -494,6 +510,7 @@ fn validate_source(
 
     (errors.len() == before).then(|| SourceConfig {
         file: file.to_path_buf(),
+        template,
         name: raw.name,
         description: raw.description,
         plugin,
@@ -700,6 +717,13 @@ fn resolve_database_url(base: &Path, url: &str) -> Result<String, String> {
         Some(q) => format!("sqlite://{}?{q}", path.display()),
         None => format!("sqlite://{}", path.display()),
     })
+}
+
+/// Read a source file laid over its template (`config::template`).
+fn read_source(file: &Path, dir: &Path) -> Result<(SourceFile, Option<PathBuf>), ConfigError> {
+    let layered = super::template::read(file, dir)?;
+    let raw = layered.parse::<SourceFile>(file)?;
+    Ok((raw, layered.template))
 }
 
 /// Read and deserialize one TOML file, naming the key and line of an error.

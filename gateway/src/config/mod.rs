@@ -6,6 +6,7 @@
 
 mod load;
 mod report;
+pub mod template;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -643,6 +644,8 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
     pub file: PathBuf,
+    /// The template it is laid over (`template = "…"`), if any.
+    pub template: Option<PathBuf>,
     pub name: String,
     pub description: String,
     pub plugin: PathBuf,

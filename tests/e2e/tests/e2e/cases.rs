@@ -658,14 +658,19 @@ async fn loop_statistics_measure_resolve_time_on_time_share_and_satisfaction() {
             "&loop[in]=city,street,community,grid",
             "&state[in]=closed,evaluated,feedback,reported_in,assessed,whistled,accepted,discovered,escalated",
         ] {
-            let q = format!("/v1/stats?metric=cases.{metric}&division=150103&group_by=street{extra}");
+            let q =
+                format!("/v1/stats?metric=cases.{metric}&division=150103&group_by=street{extra}");
             let (status, body) = gw.get_as(&city, "statistics", &q).await;
             assert_eq!(status, 200, "{q}: {body}");
             assert_eq!(body["policy"]["counts"], "protected", "{q}: {body}");
             seen.push((q, body["data"].clone()));
         }
         for (q, data) in &seen {
-            assert_eq!(*data, seen[0].1, "{q} measures the same cases as {}", seen[0].0);
+            assert_eq!(
+                *data, seen[0].1,
+                "{q} measures the same cases as {}",
+                seen[0].0
+            );
         }
     }
     // A measure of another resource is not one.

@@ -9,6 +9,8 @@ pub mod idcard;
 mod names;
 pub mod people;
 pub mod plans;
+pub mod region;
+pub mod region_config;
 pub mod schema_jining;
 pub mod schema_saihan;
 pub mod sqlite_huimin;

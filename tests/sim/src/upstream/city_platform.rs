@@ -341,7 +341,13 @@ async fn divisions(
         let mut items = Vec::new();
         // The region lists its cities.
         if parent == "150000" {
-            for (code, name) in [("150100", "呼和浩特市"), ("150900", "乌兰察布市")] {
+            let mut cities: Vec<&str> = p.world.districts.iter().map(|d| d.city).collect();
+            cities.dedup();
+            for code in cities {
+                let name = crate::generate::region::CITIES
+                    .iter()
+                    .find(|(c, _, _)| *c == code)
+                    .map_or("", |(_, n, _)| *n);
                 items.push(
                     json!({ "code": code, "name": name, "level": "city", "parentCode": parent }),
                 );
