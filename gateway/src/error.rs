@@ -430,7 +430,9 @@ pub fn public_message(e: &PluginError) -> String {
             CommandError::Internal(_) => "the plugin reported an internal error".into(),
         },
         PluginError::Trap(_) => "the plugin trapped".into(),
-        PluginError::Busy(_) => "every instance of the plugin is busy".into(),
+        PluginError::Busy(_) => {
+            "every instance of the source's plugin stayed busy for its deadline (the gateway is overloaded; the source is not down)".into()
+        }
         // Built by the host from names and counts only (`Violation`).
         PluginError::Contract(v) => format!("the plugin broke the contract: {v}"),
         // The gateway's own figures.

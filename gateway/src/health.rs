@@ -1,19 +1,32 @@
 //! The background health checks: every source of the configuration serving
-//! now, every `telemetry.health_interval_s` (the check itself is
-//! `sources::health::check`).
+//! now, every `telemetry.health_interval_s`, spread over the interval (the
+//! check itself is `sources::health::check`).
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
 
 use crate::sources::health::check;
 use serde_json::{Value, json};
 
 use crate::state::{Gateway, Live};
 
-/// Check every source of the current configuration, then again every
-/// `health_interval_s` (0: off; a reload may turn it on). A source whose
+/// Checks run at once at most: a start-up or a reload checks every source
+/// without a burst of a hundred plugin calls.
+const AT_ONCE: usize = 16;
+
+/// Check every source of the current configuration at once (at start and
+/// when a reload brings new ones), then each again every
+/// `health_interval_s` at its own phase of the interval (from a hash of
+/// its name), so a hundred sources are checked a few at a time rather
+/// than all together (0: off; a reload may turn it on). A source whose
 /// state changes is logged.
 pub async fn run(live: Arc<Live>) {
+    let epoch = Instant::now();
+    let mut due: HashMap<String, Instant> = HashMap::new();
     loop {
         let gateway = live.current();
         let interval = gateway.config.telemetry.health_interval_s;
@@ -21,29 +34,65 @@ pub async fn run(live: Arc<Live>) {
             tokio::time::sleep(Duration::from_secs(5)).await;
             continue;
         }
-        let checks = gateway.sources.sources.iter().map(|source| async move {
-            let before = source.health.last().map(|c| c.up);
-            let now = check(source).await;
-            if before != Some(now.up) {
-                if now.up {
-                    tracing::info!(source = source.name(), "source is up");
-                } else {
-                    tracing::warn!(
-                        source = source.name(),
-                        error = now
-                            .error
-                            .as_ref()
-                            .map(crate::redact::operator)
-                            .unwrap_or_default(),
-                        "source is down"
-                    );
-                }
+        let every = Duration::from_secs(interval);
+        let now = Instant::now();
+        due.retain(|name, _| gateway.sources.get(name).is_some());
+        let mut batch = Vec::new();
+        for source in &gateway.sources.sources {
+            let next = due.entry(source.name().to_string()).or_insert(now);
+            if *next <= now {
+                batch.push(source.clone());
+                *next = next_at(epoch, now, every, phase(source.name(), every));
             }
-        });
-        futures::future::join_all(checks).await;
+        }
+        futures::stream::iter(batch)
+            .for_each_concurrent(AT_ONCE, |source| async move {
+                let before = source.health.last().map(|c| c.up);
+                let now = check(&source).await;
+                if before != Some(now.up) {
+                    if now.up {
+                        tracing::info!(source = source.name(), "source is up");
+                    } else {
+                        tracing::warn!(
+                            source = source.name(),
+                            error = now
+                                .error
+                                .as_ref()
+                                .map(crate::redact::operator)
+                                .unwrap_or_default(),
+                            "source is down"
+                        );
+                    }
+                }
+            })
+            .await;
         drop(gateway);
-        tokio::time::sleep(Duration::from_secs(interval)).await;
+        tokio::time::sleep(TICK).await;
     }
+}
+
+/// How often the loop looks for checks that are due.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Where in each interval `name` is checked.
+fn phase(name: &str, every: Duration) -> Duration {
+    let mut h = std::hash::DefaultHasher::new();
+    name.hash(&mut h);
+    let span = every.as_millis().max(1) as u64;
+    Duration::from_millis(h.finish() % span)
+}
+
+/// The first time after `now` that is `phase` into an interval counted
+/// from `epoch`.
+fn next_at(epoch: Instant, now: Instant, every: Duration, phase: Duration) -> Instant {
+    let span = every.as_nanos().max(1);
+    let since = now.saturating_duration_since(epoch).as_nanos();
+    let start = since - since % span;
+    let mut at = start + phase.as_nanos();
+    if at <= since {
+        at += span;
+    }
+    epoch + Duration::from_nanos(u64::try_from(at).unwrap_or(u64::MAX))
 }
 
 /// What `/readyz` answers and the console's sources page shows: each
@@ -106,4 +155,29 @@ pub fn readiness(gateway: &Gateway) -> Value {
             "registry_complete": policy.registry_fetched().map(|(_, complete)| complete),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_are_spread_over_the_interval() {
+        let every = Duration::from_secs(30);
+        let mut phases: Vec<u64> = (0..105)
+            .map(|i| phase(&format!("district-{i}"), every).as_secs())
+            .collect();
+        phases.sort();
+        phases.dedup();
+        assert!(
+            phases.len() > 20,
+            "105 sources fall in many seconds of 30: {phases:?}"
+        );
+        let epoch = Instant::now();
+        let now = epoch + Duration::from_secs(95);
+        let at = next_at(epoch, now, every, Duration::from_secs(7));
+        assert_eq!(at - epoch, Duration::from_secs(97));
+        let at = next_at(epoch, now, every, Duration::from_secs(2));
+        assert_eq!(at - epoch, Duration::from_secs(122));
+    }
 }

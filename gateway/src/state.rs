@@ -78,9 +78,11 @@ impl Gateway {
 
     /// Start the plugin engine and load every source; report every failure.
     pub async fn build(config: Config) -> Result<Self, ConfigErrors> {
+        // The pool holds every source's share, so none can find it taken.
+        let shares: u32 = config.sources.iter().map(|s| s.limits.instances()).sum();
         let engine = PluginEngine::new(EngineSettings {
             allocator: config.plugins.allocator,
-            pool_instances: config.plugins.pool_instances,
+            pool_instances: config.plugins.pool_instances.max(shares),
             max_memory_mib: config.plugins.max_memory_mib,
             cache_dir: config.plugins.cache_dir.clone(),
             keep_resident_kib: config.plugins.keep_resident_kib,

@@ -167,6 +167,7 @@ fn load_through_their_plugins(files: Vec<(String, SourceFile)>) {
                 settings_json: serde_json::to_string(&raw.plugin.settings)
                     .unwrap_or_else(|e| panic!("{at}: [plugin.settings] as JSON: {e}")),
                 file: PathBuf::from(at),
+                template: None,
                 name: raw.name,
                 description: raw.description,
                 plugin,

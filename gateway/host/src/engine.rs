@@ -1,12 +1,17 @@
 //! One wasmtime engine for all sources: pooling allocator, epoch ticker,
 //! precompiled-artifact cache.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::artifact::{self, PluginFile};
+use crate::error::LoadError;
 
 /// How often the epoch advances. Deadlines are whole ticks, so a deadline
 /// is enforced to within one tick.
@@ -34,7 +39,9 @@ pub enum Allocator {
 pub struct EngineSettings {
     /// Pooling (production) or on-demand (profilers, small address spaces).
     pub allocator: Allocator,
-    /// Plugin instances that may be alive at once, across all sources.
+    /// Plugin instances that may be alive at once, across all sources: the
+    /// sum of the sources' shares (`PluginLimits::instances`), so no source
+    /// can find the pool taken by others.
     pub pool_instances: u32,
     /// The largest linear memory any source may be granted, in MiB.
     pub max_memory_mib: u64,
@@ -69,6 +76,9 @@ impl Default for EngineSettings {
 pub struct PluginEngine {
     pub(crate) engine: Engine,
     pub(crate) settings: EngineSettings,
+    /// Compiled components by the plugin's sha256: a hundred districts
+    /// served by one `district-sql` share one compiled copy.
+    components: Arc<Mutex<HashMap<String, Component>>>,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -113,8 +123,52 @@ impl PluginEngine {
         Ok(PluginEngine {
             engine,
             settings,
+            components: Arc::default(),
             _ticker: Arc::new(ticker),
         })
+    }
+
+    /// The compiled component of `file` (read from `path`): compiled once
+    /// per engine and digest, from the artifact cache when it holds it.
+    pub(crate) async fn component(
+        &self,
+        path: &Path,
+        file: PluginFile,
+    ) -> Result<Component, LoadError> {
+        if let Some(c) = self.lock_components().get(&file.sha256) {
+            return Ok(c.clone());
+        }
+        let engine = self.engine.clone();
+        let cache_dir = self.settings.cache_dir.clone();
+        let wasm = path.to_path_buf();
+        let sha = file.sha256.clone();
+        // Compiling is CPU work of up to a second: keep it off the reactor.
+        let component = tokio::task::spawn_blocking(move || {
+            artifact::compile(&engine, cache_dir.as_deref(), &wasm, &file)
+        })
+        .await
+        .map_err(|e| LoadError::Compile {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })??;
+        // Two loads of one digest at once compile twice; the first kept wins.
+        Ok(self
+            .lock_components()
+            .entry(sha)
+            .or_insert(component)
+            .clone())
+    }
+
+    /// Distinct compiled components held.
+    pub fn components(&self) -> usize {
+        self.lock_components().len()
+    }
+
+    fn lock_components(&self) -> std::sync::MutexGuard<'_, HashMap<String, Component>> {
+        match self.components.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        }
     }
 
     /// Deadline in epoch ticks, at least one.

@@ -20,7 +20,10 @@ pub enum PluginError {
     /// The plugin tried to grow its memory past the source's cap.
     #[error("the plugin exceeded its memory cap of {cap_mib} MiB")]
     MemoryLimit { cap_mib: u64 },
-    /// Every instance slot is busy; try again later.
+    /// The source's share of instances stayed busy for the call's
+    /// deadline: back-pressure from the gateway's own load, which says
+    /// nothing about the source's health (it never feeds the breaker or a
+    /// health check).
     #[error("all plugin instances are busy: {0}")]
     Busy(String),
     /// The plugin answered something the contract does not allow.
@@ -46,6 +49,7 @@ impl PluginError {
                         | CommandError::Rejected(_)
                 )
                 | PluginError::CircuitOpen { .. }
+                | PluginError::Busy(_)
         )
     }
 

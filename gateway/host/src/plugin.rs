@@ -38,6 +38,10 @@ pub struct PluginLimits {
     pub deadline: Duration,
     /// Rows one page may carry.
     pub max_rows: u32,
+    /// Instances of the plugin alive at once: the source's share of the
+    /// engine's pool. A call waits for one (up to its deadline) rather
+    /// than take another source's.
+    pub instances: u32,
 }
 
 impl Default for PluginLimits {
@@ -46,6 +50,7 @@ impl Default for PluginLimits {
             memory_mib: 64,
             deadline: Duration::from_secs(5),
             max_rows: 5000,
+            instances: 8,
         }
     }
 }
@@ -92,6 +97,8 @@ pub struct SourcePlugin {
     engine: PluginEngine,
     contract: Contract,
     limits: PluginLimits,
+    /// The source's share of the pool: one permit per instance.
+    share: Arc<tokio::sync::Semaphore>,
     grants: Arc<SourceGrants>,
     manifest: Manifest,
     sha256: String,
@@ -136,18 +143,8 @@ impl SourcePlugin {
                 actual: file.sha256,
             });
         }
-        let eng = engine.clone();
-        let wasm = spec.wasm.clone();
         let file_sha = file.sha256.clone();
-        // Compiling is CPU work of up to a second: keep it off the reactor.
-        let component = tokio::task::spawn_blocking(move || {
-            artifact::compile(&eng.engine, eng.settings.cache_dir.as_deref(), &wasm, &file)
-        })
-        .await
-        .map_err(|e| LoadError::Compile {
-            path: spec.wasm.display().to_string(),
-            reason: e.to_string(),
-        })??;
+        let component = engine.component(&spec.wasm, file).await?;
 
         let link_error = |e: wasmtime::Error| LoadError::Link {
             path: spec.wasm.display().to_string(),
@@ -177,6 +174,9 @@ impl SourcePlugin {
             name: spec.name,
             engine: engine.clone(),
             contract,
+            share: Arc::new(tokio::sync::Semaphore::new(
+                spec.limits.instances.max(1) as usize
+            )),
             limits: spec.limits,
             grants: Arc::new(spec.grants),
             manifest: Manifest {
@@ -390,7 +390,9 @@ impl SourcePlugin {
     }
 
     /// Run one export in a fresh instance on a blocking thread, under the
-    /// source's deadline and memory cap.
+    /// source's deadline and memory cap, once the source's share of the
+    /// pool has an instance free (waiting for one up to the deadline: a
+    /// busy share is back-pressure, not a failure of the source).
     async fn run<W, T, F>(&self, pre: W, f: F) -> Result<T, PluginError>
     where
         W: Instantiate + Send + 'static,
@@ -399,6 +401,15 @@ impl SourcePlugin {
             + Send
             + 'static,
     {
+        let waited =
+            tokio::time::timeout(self.limits.deadline, self.share.clone().acquire_owned()).await;
+        let Ok(Ok(_instance)) = waited else {
+            return Err(PluginError::Busy(format!(
+                "all {} instances of this source's plugin stayed in use for its deadline ({} ms)",
+                self.limits.instances,
+                self.limits.deadline.as_millis()
+            )));
+        };
         let engine = self.engine.clone();
         let grants = self.grants.clone();
         let limits = self.limits.clone();
@@ -492,6 +503,9 @@ fn classify(e: &wasmtime::Error, store: &Store<HostState>, limits: &PluginLimits
     if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
         .is_some()
     {
+        // The pool is sized to the sum of the sources' shares, so this is
+        // a sizing bug, not load: say so loudly.
+        tracing::error!(error = %e, "the plugin pool is smaller than the sources' shares");
         return PluginError::Busy(format!("{e:#}"));
     }
     PluginError::Trap(format!("{e:#}"))

@@ -432,6 +432,12 @@ fn validate_source(
     if !(1..=600_000).contains(&limits.deadline_ms) {
         error("limits.deadline_ms", "must be from 1 to 600000".into());
     }
+    if limits.instances == Some(0) {
+        error(
+            "limits.instances",
+            "must be at least 1 (leave it out to hold one per call in flight, limits.max_concurrent)".into(),
+        );
+    }
     if limits.max_concurrent == 0 {
         error("limits.max_concurrent", "must be at least 1".into());
     }

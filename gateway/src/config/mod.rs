@@ -370,7 +370,9 @@ pub struct PluginsSection {
     /// other tools that cannot live with the pool's address-space
     /// reservation).
     pub allocator: lianqiao_host::Allocator,
-    /// Plugin instances alive at once, across all sources.
+    /// Plugin instances alive at once, across all sources, at least: the
+    /// pool grows to the sum of the sources' shares (`[limits] instances`),
+    /// so one source's load never takes another's instances.
     pub pool_instances: u32,
     /// The largest memory cap any source may set, in MiB.
     pub max_memory_mib: u64,
@@ -462,8 +464,21 @@ pub struct LimitsSection {
     /// Rows one page from this source may carry.
     pub max_rows: u32,
     /// Calls to this source in flight at once; more wait (up to the
-    /// deadline), then fail with `source_unavailable`.
+    /// deadline), then fail with `source_unavailable` — back-pressure,
+    /// which never counts against the source's health or breaker.
     pub max_concurrent: u32,
+    /// Plugin instances this source may hold at once: its share of the
+    /// engine's pool, which is sized to the sum of every source's share,
+    /// so no source waits on another's. Defaults to `max_concurrent`
+    /// (each call in flight holds one instance).
+    pub instances: Option<u32>,
+}
+
+impl LimitsSection {
+    /// The source's share of the plugin pool.
+    pub fn instances(&self) -> u32 {
+        self.instances.unwrap_or(self.max_concurrent).max(1)
+    }
 }
 
 impl Default for LimitsSection {
@@ -472,7 +487,8 @@ impl Default for LimitsSection {
             memory_mib: 64,
             deadline_ms: 5000,
             max_rows: 5000,
-            max_concurrent: 16,
+            max_concurrent: 8,
+            instances: None,
         }
     }
 }

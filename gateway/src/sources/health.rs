@@ -61,6 +61,13 @@ pub async fn check(source: &Source) -> Check {
             source.query(query, CallOptions::HEALTH).await.err()
         }
     };
+    // A share that stayed busy is the gateway's load, not the source's
+    // health: keep what the last check found.
+    if matches!(error, Some(PluginError::Busy(_)))
+        && let Some(last) = source.health.last()
+    {
+        return last;
+    }
     let check = Check {
         up: error.is_none(),
         at: SystemTime::now(),

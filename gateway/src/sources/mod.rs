@@ -127,6 +127,7 @@ async fn load_one(config: SourceConfig, engine: &PluginEngine) -> Result<Source,
             memory_mib: config.limits.memory_mib,
             deadline: Duration::from_millis(config.limits.deadline_ms),
             max_rows: config.limits.max_rows,
+            instances: config.limits.instances(),
         },
         grants: SourceGrants {
             source: config.name.clone(),

@@ -40,15 +40,12 @@ impl RetryBudget {
 }
 
 /// Failures worth one more try: the upstream was unreachable or answered
-/// an error, or every instance was busy. Not deadlines (the time is gone),
-/// traps, limits, contract breaks, refusals or an open circuit.
+/// an error. Not deadlines or a share that stayed busy for one (the time
+/// is gone), traps, limits, contract breaks, refusals or an open circuit.
 pub fn is_transient(error: &PluginError) -> bool {
     matches!(
         error,
-        PluginError::Busy(_)
-            | PluginError::Source(
-                SourceError::UpstreamUnavailable(_) | SourceError::UpstreamError(_)
-            )
+        PluginError::Source(SourceError::UpstreamUnavailable(_) | SourceError::UpstreamError(_))
     )
 }
 

@@ -155,6 +155,13 @@ impl StatementLog {
     }
 }
 
+/// A connection unused this long is closed: a hundred districts' pools
+/// hold connections (PostgreSQL allows 100 in all here) only while busy.
+pub(super) const IDLE_CONNECTION: Duration = Duration::from_secs(30);
+
+/// SQLite's page cache per connection, KiB.
+const SQLITE_CACHE_KIB: u32 = 512;
+
 /// A source's database pool.
 #[derive(Clone, Debug)]
 pub enum SqlPool {
@@ -181,11 +188,18 @@ impl SqlPool {
                 let options = SqliteConnectOptions::from_str(url)
                     .map_err(|e| e.to_string())?
                     .read_only(true)
-                    .create_if_missing(false);
+                    .create_if_missing(false)
+                    // A read-only district file is in the OS page cache
+                    // already; SQLite's own cache per connection (2 MiB by
+                    // default) times a hundred districts is the gateway's
+                    // largest memory cost at region scale.
+                    .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"));
                 Ok(SqlPool::Sqlite(
                     SqlitePoolOptions::new()
                         .max_connections(settings.max_connections)
                         .acquire_timeout(settings.acquire_timeout)
+                        .min_connections(0)
+                        .idle_timeout(Some(IDLE_CONNECTION))
                         // `lq_record_key`, which PostgreSQL and MariaDB
                         // have as `md5()`: counts carry record digests.
                         .after_connect(|conn, _| Box::pin(super::sqlite_functions::register(conn)))
@@ -200,6 +214,8 @@ impl SqlPool {
                     PgPoolOptions::new()
                         .max_connections(settings.max_connections)
                         .acquire_timeout(settings.acquire_timeout)
+                        .min_connections(0)
+                        .idle_timeout(Some(IDLE_CONNECTION))
                         .connect_lazy_with(options),
                 ))
             }
@@ -210,6 +226,8 @@ impl SqlPool {
                     MySqlPoolOptions::new()
                         .max_connections(settings.max_connections)
                         .acquire_timeout(settings.acquire_timeout)
+                        .min_connections(0)
+                        .idle_timeout(Some(IDLE_CONNECTION))
                         .after_connect(|conn, _| {
                             Box::pin(async move {
                                 conn.execute("SET SESSION TRANSACTION READ ONLY").await?;

@@ -96,6 +96,7 @@ impl SqlWriter {
                         // SQLite has one writer at a time anyway.
                         .max_connections(1)
                         .acquire_timeout(acquire_timeout)
+                        .idle_timeout(Some(super::sql::IDLE_CONNECTION))
                         .connect_lazy_with(options),
                 )
             }
@@ -103,6 +104,7 @@ impl SqlWriter {
                 PgPoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(acquire_timeout)
+                    .idle_timeout(Some(super::sql::IDLE_CONNECTION))
                     .connect_lazy_with(PgConnectOptions::from_str(url).map_err(|e| e.to_string())?),
             ),
             "mysql" | "mariadb" => {
@@ -111,6 +113,7 @@ impl SqlWriter {
                     MySqlPoolOptions::new()
                         .max_connections(max_connections)
                         .acquire_timeout(acquire_timeout)
+                        .idle_timeout(Some(super::sql::IDLE_CONNECTION))
                         .connect_lazy_with(
                             MySqlConnectOptions::from_str(&url).map_err(|e| e.to_string())?,
                         ),

@@ -116,14 +116,14 @@ pub async fn write(o: &Options) -> anyhow::Result<Written> {
                 saihan_seen += 1;
                 o.postgres
                     .as_ref()
-                    .filter(|(_, every)| saihan_seen % every.max(&1) == 0)
+                    .filter(|(_, every)| saihan_seen.is_multiple_of(*every.max(&1)))
                     .map(|(url, _)| url.clone())
             }
             Style::Jining => {
                 jining_seen += 1;
                 o.mysql
                     .as_ref()
-                    .filter(|(_, every)| jining_seen % every.max(&1) == 0)
+                    .filter(|(_, every)| jining_seen.is_multiple_of(*every.max(&1)))
                     .map(|(url, _)| url.clone())
             }
             Style::Huimin => None,
@@ -260,7 +260,7 @@ fn main_file(o: &Options, config: &Path) -> anyhow::Result<()> {
 
 fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(p).ok();
-    Ok(std::fs::canonicalize(p).with_context(|| p.display().to_string())?)
+    std::fs::canonicalize(p).with_context(|| p.display().to_string())
 }
 
 /// One schema's mapping, derived from the demo's source file of that
