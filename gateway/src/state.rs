@@ -94,7 +94,8 @@ impl Gateway {
                 format!("cannot start the plugin engine: {e:#}"),
             )])
         })?;
-        let sources = SourceSet::load(&config.sources, &engine).await?;
+        let mut sources = SourceSet::load(&config.sources, &engine).await?;
+        sources.fan_out = crate::sources::FanOut::from_config(&config.server);
         let key = secret_key(
             &config.server.cursor_key_env,
             "cursors will not survive a restart or work across replicas",

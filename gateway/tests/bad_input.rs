@@ -93,7 +93,7 @@ proptest! {
         // character does not; its positions cannot be read.
         let mut positions = std::collections::BTreeMap::new();
         positions.insert("s".to_string(), SourcePosition { cursor: Some(token.clone()), skip: 3 });
-        let state = CursorState { fingerprint: "q".into(), positions };
+        let state = CursorState { fingerprint: "q".into(), positions, started: None };
         let sealed = seal.seal(&state, "caller");
         prop_assert_eq!(seal.open(&sealed, "caller", "q").ok(), Some(state));
         prop_assert!(seal.open(&sealed, "another caller", "q").is_err());

@@ -106,6 +106,11 @@ pub fn load_with_candidate(path: &Path, candidate: Option<&Path>) -> Result<Conf
         ("server.max_query_bytes", server.max_query_bytes as u64),
         ("server.max_filters", server.max_filters as u64),
         ("server.max_in_values", server.max_in_values as u64),
+        ("server.fan_out_at_once", server.fan_out_at_once as u64),
+        (
+            "server.max_wide_source_calls",
+            server.max_wide_source_calls as u64,
+        ),
         ("statistics.burst", main.statistics.burst as u64),
     ] {
         if value == 0 {
@@ -728,6 +733,10 @@ fn resolve_database_url(base: &Path, url: &str) -> Result<String, String> {
 /// Read a source file laid over its template (`config::template`).
 fn read_source(file: &Path, dir: &Path) -> Result<(SourceFile, Option<PathBuf>), ConfigError> {
     let layered = super::template::read(file, dir)?;
+    if layered.template.is_none() {
+        // The file alone: read from its text, so errors name their line.
+        return Ok((read_file::<SourceFile>(file)?, None));
+    }
     let raw = layered.parse::<SourceFile>(file)?;
     Ok((raw, layered.template))
 }

@@ -296,6 +296,18 @@ pub struct ServerSection {
     pub max_filters: usize,
     /// Most values one `[in]` filter may list.
     pub max_in_values: usize,
+    /// A whole list or statistics request answers by this many
+    /// milliseconds: a source that has not answered by then is reported
+    /// (`timeout`, naming it) and the answer is partial, its place kept in
+    /// the cursor. 0: only each source's own deadline applies.
+    pub request_deadline_ms: u64,
+    /// Source calls one request runs at once (a region page asks its
+    /// sources in waves of at most this many).
+    pub fan_out_at_once: usize,
+    /// Source calls all wide requests (more than a few sources) run at
+    /// once, together: a region query waits for a slot here; a district
+    /// user's request (one or two sources) never does.
+    pub max_wide_source_calls: usize,
     /// HTTPS on `listen`. Without it `listen` serves plain HTTP, which must
     /// be asked for explicitly with `plaintext = true`.
     pub tls: Option<TlsSection>,
@@ -355,6 +367,9 @@ impl Default for ServerSection {
             max_query_bytes: 4096,
             max_filters: 16,
             max_in_values: 100,
+            request_deadline_ms: 5000,
+            fan_out_at_once: 16,
+            max_wide_source_calls: 64,
             tls: None,
             plaintext: false,
             plaintext_listen: String::new(),

@@ -103,7 +103,8 @@ impl Layered {
         let value = toml::Value::Table(self.table.clone());
         serde_path_to_error::deserialize(value).map_err(|e| {
             let mut key = e.path().to_string();
-            let message = e.into_inner().to_string();
+            // The message alone (its Display adds the table it was in).
+            let message = e.into_inner().message().trim().to_string();
             if let Some(unknown) = message
                 .strip_prefix("unknown field `")
                 .and_then(|m| m.split('`').next())

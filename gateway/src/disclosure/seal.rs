@@ -140,6 +140,7 @@ mod tests {
         CursorState {
             fingerprint: "abc".into(),
             positions,
+            started: Some(("150103".into(), "huimin".into())),
         }
     }
 

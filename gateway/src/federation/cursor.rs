@@ -26,7 +26,14 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-/// The state behind a cursor. Sources missing from `positions` are done.
+/// The state behind a cursor: only the sources that stand mid-way.
+///
+/// Sources are started in the order of their floor (the smallest division
+/// they can hold for the query) and name, so the cursor names the last one
+/// started; a source up to it that is missing from `positions` is done,
+/// one after it not started yet. However many sources a region query
+/// spans, the cursor holds the one or two it is in the middle of (a
+/// cursor from before `started` existed reads as "every source started").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CursorState {
     /// The query it continues (`ListRequest::fingerprint`).
@@ -34,6 +41,9 @@ pub struct CursorState {
     pub fingerprint: String,
     #[serde(rename = "s")]
     pub positions: BTreeMap<String, SourcePosition>,
+    /// (floor, name) of the last source started.
+    #[serde(rename = "t", skip_serializing_if = "Option::is_none", default)]
+    pub started: Option<(String, String)>,
 }
 
 /// Short hex digest, for fingerprints.

@@ -1,19 +1,33 @@
-//! Fan a list query out to its sources in parallel and merge the answers.
+//! Fan a list query out to its sources and merge the answers, asking each
+//! source for what the merge needs.
+//!
+//! A region page over a hundred districts needs the rows of the one or
+//! two districts whose codes sort first: the merge starts sources in the
+//! order of their floor and reads one only when its rows could come next
+//! (`merge.rs`). Sources are read in waves (1, 2, 4 … at most
+//! `fan_out_at_once` calls at once), a new one asked for its share of the
+//! rows still missing, a drained one refilled for what is missing; so a
+//! page reads about what it returns, plus a row per source to see past
+//! it. The whole request answers by `request_deadline_ms`: a source still
+//! out then is reported as timed out and its place kept in the cursor.
+//! Requests over more than a few sources take a slot of
+//! `max_wide_source_calls` per call, so region queries together cannot
+//! take every instance a district user needs.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use lianqiao_host::PluginError;
-use lianqiao_host::contract::Query;
+use lianqiao_host::contract::{Query, SourceError};
 
 use super::ListRequest;
 use super::cursor::{CursorState, SourcePosition};
-use super::merge::{Buffer, MergedRow, merge};
-use super::planner::{SourceCall, plan};
+use super::merge::{Buffer, Lane, LaneState, MergedRow, Stop, merge};
+use super::planner::plan;
 use crate::error::ErrorCode;
 use crate::redact;
 pub use crate::sources::report::{SourceReport, SourceStatus};
-use crate::sources::{CallOptions, SourceSet};
+use crate::sources::{CallOptions, SourceSet, WIDE};
 
 #[derive(Debug)]
 pub struct ListOutcome {
@@ -21,6 +35,8 @@ pub struct ListOutcome {
     /// Where the next page starts; `None` when every source is exhausted.
     /// Leaves the gateway only sealed (`disclosure::seal`).
     pub next: Option<CursorState>,
+    /// The sources asked for this page (one that was not needed is not
+    /// named), and any that failed.
     pub reports: Vec<SourceReport>,
 }
 
@@ -38,182 +54,128 @@ pub enum ListError {
     Failed(Vec<SourceReport>),
 }
 
-/// Rounds a request may take to fill its page when the gateway filters
-/// rows itself (a source cannot push a filter down) and pages come back short.
-const MAX_ROUNDS: usize = 8;
+/// Reads one request may make in all (waves and refills), and of one
+/// source: a bound on work for pages the gateway filters itself (a source
+/// that cannot push a filter down and holds long runs of rows it rejects).
+const MAX_STEPS: usize = 64;
+const MAX_CALLS_PER_SOURCE: u32 = 16;
 
-/// Rounds an empty page may take before it is answered with a cursor
-/// anyway (sources that cannot push a filter down and hold long runs of
-/// rows it rejects).
-const MAX_EMPTY_ROUNDS: usize = 64;
-
-/// Answer a list request: fan out, merge, and when gateway-side filters
-/// left the page short, continue from the new position for a few rounds
-/// so callers rarely see short pages.
+/// Answer a list request: start the sources its page needs, merge, and
+/// read on until the page is full, every source is done, or the request's
+/// deadline passes.
 pub async fn execute(sources: &SourceSet, request: &ListRequest) -> Result<ListOutcome, ListError> {
     let widened = super::codes::widen_filters(request);
     let request = widened.as_ref().unwrap_or(request);
-    let mut outcome = execute_round(sources, request).await?;
-    let mut rounds = 1;
-    // An empty page keeps going longer: it must not hand out a cursor
-    // (a client would read "nothing here, but more" as a fault).
-    while !outcome.partial()
-        && ((rounds < MAX_ROUNDS && (outcome.rows.len() as u32) < request.limit)
-            || (rounds < MAX_EMPTY_ROUNDS && outcome.rows.is_empty()))
-    {
-        let Some(cursor) = outcome.next.take() else {
-            break;
-        };
-        let mut next = request.clone();
-        next.cursor = Some(cursor);
-        next.limit = request.limit - outcome.rows.len() as u32;
-        let more = execute_round(sources, &next).await?;
-        let more_partial = more.partial();
-        outcome.rows.extend(more.rows);
-        outcome.next = more.next;
-        for (total, round) in outcome.reports.iter_mut().zip(&more.reports) {
-            if total.name == round.name {
-                total.latency += round.latency;
-                total.rows += round.rows;
-            }
-        }
-        if more_partial {
-            outcome.reports = more.reports;
-        }
-        rounds += 1;
-    }
-    if outcome.rows.is_empty() && outcome.partial() {
-        // Nothing was consumed: the same request (same cursor) is the retry.
-        outcome.next = None;
-    }
-    super::codes::present(request, &mut outcome.rows);
-    Ok(outcome)
-}
-
-async fn execute_round(
-    sources: &SourceSet,
-    request: &ListRequest,
-) -> Result<ListOutcome, ListError> {
-    let planning = tracing::info_span!(
-        "plan",
-        entity = request.entity.name,
-        sources = tracing::field::Empty
-    );
-    let mut calls = planning.in_scope(|| plan(sources, request));
-    planning.record("sources", calls.len());
+    let calls = tracing::info_span!("plan", entity = request.entity.name)
+        .in_scope(|| plan(sources, request));
     if calls.is_empty() {
         return Err(ListError::NoSource);
     }
-    let fingerprint = request.fingerprint();
-    let mut starts: BTreeMap<String, SourcePosition> = match &request.cursor {
-        Some(state) => state.positions.clone(),
-        None => calls
+    let fan_out = &sources.fan_out;
+    let deadline = fan_out.request_deadline.map(|d| Instant::now() + d);
+    let wide = calls.len() > WIDE;
+    let mut lanes = resume(calls, request.cursor.as_ref());
+    let limit = request.limit as usize;
+    let mut rows: Vec<MergedRow> = Vec::with_capacity(limit.min(1024));
+    let mut wave = 1usize;
+    let mut steps = 0;
+    loop {
+        let stop = tracing::info_span!("merge").in_scope(|| merge(&mut lanes, &mut rows, limit));
+        if stop != Stop::Read || steps >= MAX_STEPS {
+            break;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        let picked = pick(&lanes, wave, fan_out.at_once);
+        if picked.is_empty() {
+            break;
+        }
+        steps += 1;
+        wave = (wave * 2).min(fan_out.at_once);
+        let missing = limit.saturating_sub(rows.len()) as u32;
+        let new = picked
             .iter()
-            .map(|c| {
-                (
-                    c.source.name().to_string(),
+            .filter(|i| matches!(lanes[**i].state, LaneState::Waiting))
+            .count()
+            .max(1) as u32;
+        let reads = picked.iter().map(|&i| {
+            let lane = &lanes[i];
+            let (start, wanted) = match &lane.state {
+                // A new source's share of what is missing.
+                LaneState::Waiting => (
                     SourcePosition {
                         cursor: None,
                         skip: 0,
                     },
-                )
-            })
-            .collect(),
-    };
-    // Sources absent from a cursor were exhausted on an earlier page.
-    let mut reports: Vec<SourceReport> = calls
+                    missing.div_ceil(new),
+                ),
+                LaneState::At(p) => (p.clone(), missing),
+                _ => (
+                    SourcePosition {
+                        cursor: None,
+                        skip: 0,
+                    },
+                    missing,
+                ),
+            };
+            read(
+                lane,
+                start,
+                wanted,
+                request,
+                deadline,
+                wide.then_some(fan_out),
+            )
+        });
+        let answers = futures::future::join_all(reads).await;
+        for (i, (start, answer, latency)) in picked.into_iter().zip(answers) {
+            let lane = &mut lanes[i];
+            lane.calls += 1;
+            lane.latency += latency;
+            match answer {
+                Ok(page) => {
+                    lane.rows += page.rows.len();
+                    lane.error = None;
+                    lane.state = LaneState::Reading(Buffer::new(start, page));
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        source = lane.call.source.name(),
+                        code = ErrorCode::of(&error).as_str(),
+                        detail = %redact::operator(&error),
+                        "source failed"
+                    );
+                    lane.error = Some(error);
+                    // Keep its place: a later page asks it again from there.
+                    lane.state = LaneState::Failed(start);
+                }
+            }
+        }
+    }
+
+    let reports: Vec<SourceReport> = lanes
         .iter()
-        .filter(|c| !starts.contains_key(c.source.name()))
-        .map(|c| SourceReport {
-            name: c.source.name().to_string(),
-            status: SourceStatus::Skipped,
-            latency: Duration::ZERO,
-            rows: 0,
-            error: None,
+        .filter(|l| l.calls > 0)
+        .map(|l| SourceReport {
+            name: l.call.source.name().to_string(),
+            status: l.error.as_ref().map_or(SourceStatus::Ok, SourceStatus::of),
+            latency: l.latency,
+            rows: l.rows,
+            error: l.error.clone(),
         })
         .collect();
-    calls.retain(|c| starts.contains_key(c.source.name()));
-
-    let limit = request.limit;
-    let mut spans = Vec::with_capacity(calls.len());
-    let answers = futures::future::join_all(calls.iter().map(|call| {
-        let start = starts
-            .get(call.source.name())
-            .cloned()
-            .unwrap_or(SourcePosition {
-                cursor: None,
-                skip: 0,
-            });
-        let span = tracing::info_span!(
-            "source",
-            source = call.source.name(),
-            entity = request.entity.name,
-            rows = tracing::field::Empty,
-            error = tracing::field::Empty,
-        );
-        spans.push(span.clone());
-        tracing::Instrument::instrument(call_source(call, start, request, limit), span)
-    }))
-    .await;
-    for (span, (_, answer, _)) in spans.iter().zip(&answers) {
-        match answer {
-            Ok(page) => span.record("rows", page.rows.len()),
-            Err(e) => span.record("error", ErrorCode::of(e).as_str()),
-        };
-    }
-
-    let mut buffers = Vec::new();
-    let mut failed_positions = BTreeMap::new();
-    for (call, (start, answer, latency)) in calls.iter().zip(answers) {
-        let name = call.source.name().to_string();
-        match answer {
-            Ok(page) => {
-                reports.push(SourceReport {
-                    name: name.clone(),
-                    status: SourceStatus::Ok,
-                    latency,
-                    rows: page.rows.len(),
-                    error: None,
-                });
-                buffers.push(Buffer::new(call, start.clone(), page));
-            }
-            Err(error) => {
-                let status = SourceStatus::of(&error);
-                tracing::warn!(
-                    source = %name,
-                    code = ErrorCode::of(&error).as_str(),
-                    detail = %redact::operator(&error),
-                    "source failed"
-                );
-                reports.push(SourceReport {
-                    name: name.clone(),
-                    status,
-                    latency,
-                    rows: 0,
-                    error: Some(error),
-                });
-                // Keep its place: a later page asks it again from there.
-                failed_positions.insert(name, start);
-            }
-        }
-    }
     let any_failed = reports.iter().any(|r| r.status.failed());
-    if any_failed && (request.strict || (buffers.is_empty() && !calls.is_empty())) {
+    let any_answered = reports.iter().any(|r| !r.status.failed());
+    if any_failed && (request.strict || !any_answered) {
         return Err(ListError::Failed(reports));
     }
-
-    let rows = tracing::info_span!("merge").in_scope(|| merge(&mut buffers, limit as usize));
-    starts.clear();
-    for buffer in &buffers {
-        if let Some(position) = buffer.position() {
-            starts.insert(buffer.call.source.name().to_string(), position);
-        }
+    let mut next = cursor(&lanes, request);
+    if rows.is_empty() && any_failed {
+        // Nothing was consumed: the same request (same cursor) is the retry.
+        next = None;
     }
-    starts.extend(failed_positions);
-    let next = (!starts.is_empty()).then_some(CursorState {
-        fingerprint,
-        positions: starts,
-    });
+    super::codes::present(request, &mut rows);
     Ok(ListOutcome {
         rows,
         next,
@@ -221,33 +183,148 @@ async fn execute_round(
     })
 }
 
-async fn call_source(
-    call: &SourceCall,
+/// The lanes of `calls` in the order they start, where `cursor` left them.
+fn resume(calls: Vec<super::planner::SourceCall>, cursor: Option<&CursorState>) -> Vec<Lane> {
+    let mut lanes: Vec<Lane> = calls
+        .into_iter()
+        .map(|c| Lane::new(c, LaneState::Waiting))
+        .collect();
+    lanes.sort_by(|a, b| a.order().cmp(&b.order()));
+    if let Some(cursor) = cursor {
+        for lane in &mut lanes {
+            let started = cursor
+                .started
+                .as_ref()
+                .is_none_or(|(floor, name)| lane.order() <= (floor.as_str(), name.as_str()));
+            lane.state = match cursor.positions.get(lane.call.source.name()) {
+                Some(p) => LaneState::At(p.clone()),
+                None if started => LaneState::Done,
+                None => LaneState::Waiting,
+            };
+        }
+    }
+    lanes
+}
+
+/// The lanes to read now: every one waiting for its next page (within
+/// `at_once`); then, of those not started, in order: every one whose rows
+/// could come before the next buffered row, or — with no row buffered —
+/// the next `wave` of them (waves double while sources run dry fast).
+fn pick(lanes: &[Lane], wave: usize, at_once: usize) -> Vec<usize> {
+    let mut picked: Vec<usize> = lanes
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| matches!(l.state, LaneState::At(_)) && l.calls < MAX_CALLS_PER_SOURCE)
+        .map(|(i, _)| i)
+        .take(at_once)
+        .collect();
+    let next_row = lanes
+        .iter()
+        .filter_map(|l| match &l.state {
+            LaneState::Reading(b) => b.key().map(|(division, _)| division),
+            _ => None,
+        })
+        .min();
+    let room = at_once.saturating_sub(picked.len());
+    let waiting = lanes
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| matches!(l.state, LaneState::Waiting));
+    match next_row {
+        Some(next) => picked.extend(
+            waiting
+                .take_while(|(_, l)| l.floor.as_str() <= next)
+                .take(room)
+                .map(|(i, _)| i),
+        ),
+        None if picked.is_empty() => picked.extend(waiting.take(room.min(wave)).map(|(i, _)| i)),
+        None => {}
+    }
+    picked
+}
+
+/// One read of a source: `wanted` rows from `start` (more when the gateway
+/// filters its rows itself; one more to see what follows), by the
+/// request's deadline, in a wide-request slot when the request is wide.
+async fn read(
+    lane: &Lane,
     start: SourcePosition,
+    wanted: u32,
     request: &ListRequest,
-    limit: u32,
+    deadline: Option<Instant>,
+    wide: Option<&crate::sources::FanOut>,
 ) -> (
     SourcePosition,
     Result<lianqiao_host::contract::Page, PluginError>,
     Duration,
 ) {
-    // Rows the gateway filters itself are partly thrown away: ask for more.
-    // One row past the limit lets the merge see whether the next row of
-    // this source is the same record another source just returned.
+    let call = &lane.call;
     let wanted = if call.residual.is_empty() {
-        limit.saturating_add(1)
+        wanted.max(1)
     } else {
-        limit.saturating_mul(4)
+        wanted.max(1).saturating_mul(4)
     };
     let query = Query {
         entity: request.entity.name.to_string(),
         scope: call.scope.clone(),
         filters: call.pushed.clone(),
         projection: call.projection.clone(),
-        limit: wanted.saturating_add(start.skip),
+        limit: wanted.saturating_add(1).saturating_add(start.skip),
         cursor: start.cursor.clone(),
     };
+    let span = tracing::info_span!(
+        "source",
+        source = call.source.name(),
+        entity = request.entity.name,
+        rows = tracing::field::Empty,
+        error = tracing::field::Empty,
+    );
     let began = Instant::now();
-    let answer = call.source.query(query, CallOptions::READ).await;
+    let work = async {
+        let _slot = match wide {
+            Some(f) => Some(f.wide_calls.clone().acquire_owned().await),
+            None => None,
+        };
+        call.source.query(query, CallOptions::READ).await
+    };
+    let answer = match deadline {
+        Some(at) => tokio::time::timeout_at(at.into(), work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(PluginError::Source(SourceError::UpstreamTimeout(
+                    "no answer by the request's deadline (server.request_deadline_ms)".into(),
+                )))
+            }),
+        None => work.await,
+    };
+    match &answer {
+        Ok(page) => span.record("rows", page.rows.len()),
+        Err(e) => span.record("error", ErrorCode::of(e).as_str()),
+    };
     (start, answer, began.elapsed())
+}
+
+/// Where the next page starts: the sources mid-way, and the last one
+/// started; `None` when every source is done.
+fn cursor(lanes: &[Lane], request: &ListRequest) -> Option<CursorState> {
+    let positions: BTreeMap<String, SourcePosition> = lanes
+        .iter()
+        .filter_map(|l| l.position().map(|p| (l.call.source.name().to_string(), p)))
+        .collect();
+    let waiting = lanes.iter().any(|l| matches!(l.state, LaneState::Waiting));
+    if positions.is_empty() && !waiting {
+        return None;
+    }
+    let started = lanes
+        .iter()
+        .rev()
+        .find(|l| !matches!(l.state, LaneState::Waiting))
+        .map(|l| (l.floor.clone(), l.call.source.name().to_string()))
+        // Nothing started yet: a cursor that starts from the first.
+        .or_else(|| Some((String::new(), String::new())));
+    Some(CursorState {
+        fingerprint: request.fingerprint(),
+        positions,
+        started,
+    })
 }

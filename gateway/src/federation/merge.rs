@@ -1,8 +1,17 @@
-//! K-way merge of source pages on (`division`, `id`), tracking how far each
-//! source was consumed so the next page resumes exactly there.
+//! K-way merge of source pages on (`division`, `id`), over sources that
+//! are asked lazily: a source is read only once its rows could sort before
+//! the next row the page would return, so a region page reads what it
+//! returns, not `sources × limit` rows.
+//!
+//! Each source is a [`Lane`] of the merge. Lanes are ordered by their
+//! floor — the smallest division their part of the scope can hold — then
+//! name; the executor starts them in that order, so "the first k lanes
+//! have been started" is all a cursor needs to say about the others.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use lianqiao_host::PluginError;
 use lianqiao_host::contract::{Page, Value};
 
 use super::cursor::SourcePosition;
@@ -18,9 +27,23 @@ pub struct MergedRow {
     pub cells: Vec<(String, Value)>,
 }
 
+/// Where one source stands in a listing.
+pub(crate) enum LaneState {
+    /// Not asked yet: its rows all sort after what was returned so far.
+    Waiting,
+    /// To be read from this position (resumed from a cursor, or its
+    /// buffered rows ran out while it has more).
+    At(SourcePosition),
+    /// A page it answered, as the merge walks it.
+    Reading(Buffer),
+    /// Every row it has was returned.
+    Done,
+    /// Its last call failed: its place is kept for a later page.
+    Failed(SourcePosition),
+}
+
 /// A source's page as the merge walks it.
-pub(crate) struct Buffer<'a> {
-    pub call: &'a SourceCall,
+pub(crate) struct Buffer {
     pub start: SourcePosition,
     pub page: Page,
     /// Rows of `page` already consumed (including the skipped prefix).
@@ -31,16 +54,15 @@ pub(crate) struct Buffer<'a> {
     id_col: Option<usize>,
 }
 
-impl<'a> Buffer<'a> {
+impl Buffer {
     /// Wrap a page read from `start`; its first `start.skip` rows were
     /// returned earlier and are passed over.
-    pub fn new(call: &'a SourceCall, start: SourcePosition, page: Page) -> Self {
+    pub fn new(start: SourcePosition, page: Page) -> Self {
         // The host checked every row has both; an empty page may have neither.
         let division_col = page.columns.iter().position(|c| c == "division");
         let id_col = page.columns.iter().position(|c| c == "id");
         let skipped = (start.skip as usize).min(page.rows.len());
         Buffer {
-            call,
             owed_skip: start.skip - skipped as u32,
             start,
             page,
@@ -50,7 +72,7 @@ impl<'a> Buffer<'a> {
         }
     }
 
-    fn key(&self) -> Option<(&str, &str)> {
+    pub fn key(&self) -> Option<(&str, &str)> {
         let row = self.page.rows.get(self.pos)?;
         match (row.get(self.division_col?)?, row.get(self.id_col?)?) {
             (Value::Text(d), Value::Text(i)) => Some((d, i)),
@@ -58,12 +80,8 @@ impl<'a> Buffer<'a> {
         }
     }
 
-    fn more_upstream(&self) -> bool {
-        self.page.next_cursor.is_some()
-    }
-
-    /// Where this source stands after the merge.
-    pub fn position(&self) -> Option<SourcePosition> {
+    /// Where the source stands when the merge stops here.
+    fn position(&self) -> Option<SourcePosition> {
         if self.pos < self.page.rows.len() {
             Some(SourcePosition {
                 cursor: self.start.cursor.clone(),
@@ -78,37 +96,128 @@ impl<'a> Buffer<'a> {
     }
 }
 
-/// Merge up to `limit` rows. Stops early when a source with more rows
-/// upstream has run out of buffered ones: its next rows might sort first.
-pub(crate) fn merge(buffers: &mut [Buffer<'_>], limit: usize) -> Vec<MergedRow> {
-    let mut out: Vec<MergedRow> = Vec::with_capacity(limit);
-    loop {
-        if buffers
-            .iter()
-            .any(|b| b.pos >= b.page.rows.len() && b.more_upstream())
-        {
-            break;
+/// One source's part in a listing, and what it did for this request.
+pub(crate) struct Lane {
+    pub call: SourceCall,
+    /// The smallest division its part of the scope can hold.
+    pub floor: String,
+    pub state: LaneState,
+    /// Calls made for this request, their time and rows.
+    pub calls: u32,
+    pub latency: Duration,
+    pub rows: usize,
+    /// The last call's failure, if it failed.
+    pub error: Option<PluginError>,
+}
+
+impl Lane {
+    pub fn new(call: SourceCall, state: LaneState) -> Self {
+        let floor = call.scope.iter().min().cloned().unwrap_or_default();
+        Lane {
+            call,
+            floor,
+            state,
+            calls: 0,
+            latency: Duration::ZERO,
+            rows: 0,
+            error: None,
         }
-        let next = buffers
+    }
+
+    /// The order lanes are started in.
+    pub fn order(&self) -> (&str, &str) {
+        (&self.floor, self.call.source.name())
+    }
+
+    fn key(&self) -> Option<(&str, &str)> {
+        match &self.state {
+            LaneState::Reading(b) => b.key(),
+            _ => None,
+        }
+    }
+
+    /// Where the source stands for the next page; `None` when it is done,
+    /// or not started (the cursor says which by the started prefix).
+    pub fn position(&self) -> Option<SourcePosition> {
+        match &self.state {
+            LaneState::At(p) | LaneState::Failed(p) => Some(p.clone()),
+            LaneState::Reading(b) => b.position(),
+            LaneState::Waiting | LaneState::Done => None,
+        }
+    }
+
+    /// Its buffered rows ran out: read on from the next page, or done.
+    fn drained(&mut self) {
+        if let LaneState::Reading(b) = &self.state
+            && b.pos >= b.page.rows.len()
+        {
+            self.state = match b.position() {
+                Some(next) => LaneState::At(next),
+                None => LaneState::Done,
+            };
+        }
+    }
+}
+
+/// Why the merge stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// The page is full.
+    Full,
+    /// Some lane must be read before another row can be returned.
+    Read,
+    /// Every lane is done (or failed).
+    Exhausted,
+}
+
+/// Merge rows into `out` until the page holds `limit`, or a lane must be
+/// read first: one waiting for its next page, or a waiting one whose floor
+/// does not sort after the next row.
+pub(crate) fn merge(lanes: &mut [Lane], out: &mut Vec<MergedRow>, limit: usize) -> Stop {
+    loop {
+        for lane in lanes.iter_mut() {
+            lane.drained();
+        }
+        if lanes.iter().any(|l| matches!(l.state, LaneState::At(_))) {
+            return Stop::Read;
+        }
+        let next = lanes
             .iter()
             .enumerate()
-            .filter_map(|(i, b)| b.key().map(|k| (k, b.call.source.name(), i)))
+            .filter_map(|(i, l)| l.key().map(|k| (k, l.call.source.name(), i)))
             .min();
-        let Some(((division, id), _, i)) = next else {
-            break;
+        let waiting_before = |division: Option<&str>| {
+            lanes.iter().any(|l| {
+                matches!(l.state, LaneState::Waiting)
+                    && division.is_none_or(|d| l.floor.as_str() <= d)
+            })
         };
+        let Some(((division, id), _, i)) = next else {
+            return if waiting_before(None) {
+                Stop::Read
+            } else {
+                Stop::Exhausted
+            };
+        };
+        if waiting_before(Some(division)) {
+            return Stop::Read;
+        }
         // The same record from another source joins the row just emitted,
         // even past the limit, so it never reappears on the next page.
         let joins_last = out
             .last()
             .is_some_and(|l| l.division == division && l.id == id);
         if out.len() >= limit && !joins_last {
-            break;
+            return Stop::Full;
         }
-        let buffer = &mut buffers[i];
+        let (division, id) = (division.to_string(), id.to_string());
+        let lane = &mut lanes[i];
+        let LaneState::Reading(buffer) = &mut lane.state else {
+            continue;
+        };
         let row = &buffer.page.rows[buffer.pos];
         buffer.pos += 1;
-        let call = buffer.call;
+        let call = &lane.call;
         let cell = |name: &str| {
             buffer
                 .page
@@ -129,18 +238,13 @@ pub(crate) fn merge(buffers: &mut [Buffer<'_>], limit: usize) -> Vec<MergedRow> 
             join_into(last, call.source.name(), cells);
             continue;
         }
-        let text_at = |j: Option<usize>| match j.and_then(|j| row.get(j)) {
-            Some(Value::Text(s)) => s.clone(),
-            _ => String::new(),
-        };
         out.push(MergedRow {
             source: Arc::from(call.source.name()),
-            division: text_at(buffer.division_col),
-            id: text_at(buffer.id_col),
+            division,
+            id,
             cells: cells.collect(),
         });
     }
-    out
 }
 
 /// Fill the fields `row` lacks (absent or null) from another source's

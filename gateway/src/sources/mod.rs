@@ -61,6 +61,45 @@ impl Source {
 #[derive(Debug, Default)]
 pub struct SourceSet {
     pub sources: Vec<Arc<Source>>,
+    /// How requests fan out to them.
+    pub fan_out: FanOut,
+}
+
+/// How a request fans out to its sources (`[server]`).
+#[derive(Debug)]
+pub struct FanOut {
+    /// The whole request's budget; none: each source's own deadline.
+    pub request_deadline: Option<Duration>,
+    /// Source calls one request runs at once.
+    pub at_once: usize,
+    /// Slots for source calls of wide requests, shared by all of them.
+    pub wide_calls: Arc<tokio::sync::Semaphore>,
+}
+
+/// A request with more sources than this is wide (it takes slots).
+pub const WIDE: usize = 4;
+
+impl Default for FanOut {
+    fn default() -> Self {
+        FanOut {
+            request_deadline: Some(Duration::from_secs(5)),
+            at_once: 16,
+            wide_calls: Arc::new(tokio::sync::Semaphore::new(64)),
+        }
+    }
+}
+
+impl FanOut {
+    pub fn from_config(server: &crate::config::ServerSection) -> Self {
+        FanOut {
+            request_deadline: (server.request_deadline_ms > 0)
+                .then(|| Duration::from_millis(server.request_deadline_ms)),
+            at_once: server.fan_out_at_once.max(1),
+            wide_calls: Arc::new(tokio::sync::Semaphore::new(
+                server.max_wide_source_calls.max(1),
+            )),
+        }
+    }
 }
 
 impl SourceSet {
@@ -86,7 +125,10 @@ impl SourceSet {
             }
         }
         if errors.is_empty() {
-            Ok(SourceSet { sources })
+            Ok(SourceSet {
+                sources,
+                fan_out: FanOut::default(),
+            })
         } else {
             Err(ConfigErrors(errors))
         }

@@ -376,38 +376,49 @@ async fn a_source_slow_past_its_deadline_leaves_the_others_intact() {
 }
 
 #[tokio::test]
-async fn exhausted_sources_are_reported_as_skipped_on_later_pages() {
+async fn a_source_done_with_a_listing_is_not_asked_again() {
     let (gw, _up) = huimin_with_members().await;
     // In one community the registry has one row (the community), Huimin the
     // community and its grids: after the first page only Huimin is asked.
     let community = "150103100006";
     let query = format!("/v1/divisions?division={community}&limit=2&fields=name");
     let mut path = query.clone();
-    let mut statuses = Vec::new();
+    let mut pages: Vec<Vec<(String, String)>> = Vec::new();
     let mut rows = 0;
     for _ in 0..30 {
         let (status, body) = gw.get(&path).await;
         assert_eq!(status, 200, "{body}");
-        assert_eq!(body["partial"], false, "skipped is not partial: {body}");
+        assert_eq!(body["partial"], false, "{body}");
         rows += body["data"].as_array().unwrap().len();
-        statuses.extend(body["sources"].as_array().unwrap().iter().map(|s| {
-            (
-                s["name"].as_str().unwrap().to_string(),
-                s["status"].as_str().unwrap().to_string(),
-            )
-        }));
+        pages.push(
+            body["sources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    (
+                        s["name"].as_str().unwrap().to_string(),
+                        s["status"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect(),
+        );
         match body["page"]["next_cursor"].as_str() {
             Some(c) => path = format!("{query}&cursor={c}"),
             None => break,
         }
     }
+    assert!(pages.len() >= 3, "{pages:?}");
+    assert!(pages.iter().flatten().all(|(_, s)| s == "ok"), "{pages:?}");
     assert!(
-        statuses.iter().all(|(_, s)| s == "ok" || s == "skipped"),
-        "{statuses:?}"
+        pages[0].iter().any(|(n, _)| n == "city-platform"),
+        "the first page asks the registry: {pages:?}"
     );
     assert!(
-        statuses.contains(&("city-platform".to_string(), "skipped".to_string())),
-        "{statuses:?}"
+        pages[2..]
+            .iter()
+            .all(|p| p.iter().all(|(n, _)| n == "huimin")),
+        "once done, the registry is not asked again: {pages:?}"
     );
     let grids = lianqiao_e2e::huimin()
         .0

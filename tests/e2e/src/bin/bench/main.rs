@@ -395,6 +395,7 @@ async fn policy(
             },
         )]
         .into(),
+        started: Some(("150103".into(), "bench".into())),
     };
     let phase2 = measure(
         "disclosure gate, phase 2: 50 member rows checked, masked, cursor sealed, body built",
