@@ -37,6 +37,9 @@ pub struct Gateway {
     /// Idempotency keys of case writes, in the audit trail's database;
     /// kept across reloads.
     pub writes: Arc<crate::cases::WriteStore>,
+    /// The division registry as stored, in the audit trail's database;
+    /// kept across reloads.
+    pub registry: Arc<crate::registry::store::RegistryStore>,
     /// The closed loop's moves: `cases.toml` beside the main file, else
     /// the shipped table.
     pub transitions: crate::cases::Transitions,
@@ -151,6 +154,9 @@ impl Gateway {
                 config.telemetry.metrics,
             )),
             writes: Arc::new(crate::cases::WriteStore::new(config.audit_url.clone())),
+            registry: Arc::new(crate::registry::store::RegistryStore::new(
+                config.audit_url.clone(),
+            )),
             transitions,
             audit: crate::audit::AuditLog::start(
                 config.audit_url.clone(),
@@ -244,6 +250,7 @@ impl Live {
         }
         next.audit = old.audit.clone();
         next.writes = old.writes.clone();
+        next.registry = old.registry.clone();
         // The registry carries over until the next refresh.
         next.config
             .enforcer

@@ -55,6 +55,13 @@ impl CallOptions {
         retry: true,
         breaker: true,
     };
+    /// The gateway's own background reads (the registry's refresh): the
+    /// real plugin, never a cached page; retried and judged as callers' are.
+    pub const BACKGROUND: CallOptions = CallOptions {
+        cache: false,
+        retry: true,
+        breaker: true,
+    };
     /// A health check: the real plugin, no cache, no retry, no breaker.
     pub const HEALTH: CallOptions = CallOptions {
         cache: false,
