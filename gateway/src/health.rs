@@ -101,7 +101,7 @@ fn next_at(epoch: Instant, now: Instant, every: Duration, phase: Duration) -> In
 /// words only (it is served without a credential).
 pub fn readiness(gateway: &Gateway) -> Value {
     let mut degraded = false;
-    let sources: Vec<_> = gateway
+    let mut sources: Vec<_> = gateway
         .sources
         .sources
         .iter()
@@ -136,17 +136,49 @@ pub fn readiness(gateway: &Gateway) -> Value {
                 "coverage": s.config.coverage,
                 "plugin": { "name": manifest.name, "version": manifest.version, "sha256": s.plugin.sha256() },
                 "entities": manifest.entities.iter().map(|e| e.name.clone()).collect::<Vec<_>>(),
+                "city": city_of(s),
                 "limits": {
                     "memory_mib": s.plugin.limits().memory_mib,
                     "deadline_ms": s.plugin.limits().deadline.as_millis() as u64,
                     "max_rows": s.plugin.limits().max_rows,
+                    "instances": s.plugin.limits().instances,
                 },
             })
         })
         .collect();
+    // A hundred sources: the ones that need attention first, then by city.
+    let attention = |v: &Value| v["state"] != "up" || v["breaker"] != "closed";
+    sources.sort_by(|a, b| {
+        (!attention(a), a["city"].as_str(), a["name"].as_str())
+            .cmp(&(!attention(b), b["city"].as_str(), b["name"].as_str()))
+    });
+    let mut cities: std::collections::BTreeMap<String, (u32, u32, u32)> = Default::default();
+    for s in &sources {
+        let c = cities
+            .entry(s["city"].as_str().unwrap_or("").to_string())
+            .or_default();
+        c.0 += 1;
+        match s["state"].as_str() {
+            Some("up") => c.1 += 1,
+            Some("down") => c.2 += 1,
+            _ => {}
+        }
+    }
+    let count = |state: &str| sources.iter().filter(|s| s["state"] == state).count();
+    let summary = json!({
+        "sources": sources.len(),
+        "up": count("up"),
+        "down": count("down"),
+        "unchecked": count("unchecked"),
+        "cities": cities
+            .into_iter()
+            .map(|(city, (n, up, down))| json!({"city": city, "sources": n, "up": up, "down": down}))
+            .collect::<Vec<_>>(),
+    });
     let policy = &gateway.config.enforcer.engine;
     json!({
         "status": if degraded { "degraded" } else { "ready" },
+        "summary": summary,
         "sources": sources,
         "policy": {
             "version": policy.version(),
@@ -155,6 +187,19 @@ pub fn readiness(gateway: &Gateway) -> Value {
             "registry_complete": policy.registry_fetched().map(|(_, complete)| complete),
         },
     })
+}
+
+/// The city (4-digit code) a source serves, from its coverage; the
+/// region's sources ("15") have none.
+fn city_of(source: &crate::sources::Source) -> Value {
+    source
+        .config
+        .coverage
+        .iter()
+        .filter(|c| c.len() >= 4)
+        .map(|c| c[..4].to_string())
+        .min()
+        .map_or(Value::Null, Value::from)
 }
 
 #[cfg(test)]

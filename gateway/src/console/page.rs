@@ -120,10 +120,15 @@ pub fn sources(report: &Value, session: &Session) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
+    let summary = &report["summary"];
     let mut body = format!(
-        "<h1>Sources</h1><p>The gateway is <b>{}</b>; policy <code>{}</code>; {} divisions in the registry, {}. As JSON: <code>/console/sources.json</code>.</p>\
+        "<h1>Sources</h1><p>The gateway is <b>{}</b>: {} sources, {} up, {} down, {} not checked yet; policy <code>{}</code>; {} divisions in the registry, {}. Sources that need attention come first, then each city's. As JSON: <code>/console/sources.json</code>.</p>\
          <table id=\"sources\"><tr><th>source</th><th>state</th><th>breaker</th><th>checked</th><th>calls (recent)</th><th>failures</th><th>median ms</th><th>latency (recent calls)</th><th>coverage</th><th>resources</th><th>plugin</th><th>sha256</th><th>limits</th></tr>",
         escape(&text(&report["status"])),
+        escape(&text(&summary["sources"])),
+        escape(&text(&summary["up"])),
+        escape(&text(&summary["down"])),
+        escape(&text(&summary["unchecked"])),
         escape(&text(&report["policy"]["version"])),
         escape(&text(&report["policy"]["registry_divisions"])),
         match report["policy"]["registry_refreshed_at"].as_str() {
@@ -135,7 +140,37 @@ pub fn sources(report: &Value, session: &Session) -> String {
             None => "not fetched since the start (policy.registry_refresh_s)".to_string(),
         },
     );
+    let cities: Vec<&Value> = summary["cities"].as_array().into_iter().flatten().collect();
+    let mut group: Option<String> = None;
     for s in report["sources"].as_array().into_iter().flatten() {
+        // A heading per group: those needing attention, then each city.
+        let attention = s["state"] != "up" || s["breaker"] != "closed";
+        let this = if attention {
+            "attention".to_string()
+        } else {
+            text(&s["city"])
+        };
+        if group.as_ref() != Some(&this) {
+            let heading = if attention {
+                "Needs attention (down, not checked yet, or its breaker not closed)".to_string()
+            } else {
+                let city = cities.iter().find(|c| c["city"] == s["city"]);
+                match city {
+                    Some(c) => format!(
+                        "{}: {} sources, {} up",
+                        if this.is_empty() { "the region" } else { &this },
+                        text(&c["sources"]),
+                        text(&c["up"])
+                    ),
+                    None => "the region".to_string(),
+                }
+            };
+            body.push_str(&format!(
+                "<tr class=\"group\"><th colspan=\"13\">{}</th></tr>",
+                escape(&heading)
+            ));
+            group = Some(this);
+        }
         let class = match s["state"].as_str() {
             Some("up") => "clear",
             Some("down") => "withheld",
@@ -151,7 +186,7 @@ pub fn sources(report: &Value, session: &Session) -> String {
         };
         let limits = &s["limits"];
         body.push_str(&format!(
-            "<tr data-source=\"{name}\"><th>{name}</th><td class=\"{class}\" title=\"{error}\">{state}</td><td>{breaker}</td><td>{checked}</td><td>{calls}</td><td>{failures}</td><td>{median}</td><td>{chart}</td><td>{coverage}</td><td>{entities}</td><td>{plugin}</td><td><code>{sha}</code></td><td>{memory} MiB, {deadline} ms, {rows} rows</td></tr>",
+            "<tr data-source=\"{name}\"><th>{name}</th><td class=\"{class}\" title=\"{error}\">{state}</td><td>{breaker}</td><td>{checked}</td><td>{calls}</td><td>{failures}</td><td>{median}</td><td>{chart}</td><td>{coverage}</td><td>{entities}</td><td>{plugin}</td><td><code>{sha}</code></td><td>{memory} MiB, {deadline} ms, {rows} rows, {instances} instances</td></tr>",
             name = escape(&text(&s["name"])),
             state = escape(&text(&s["state"])),
             error = escape(&text(&s["health"]["error"])),
@@ -168,6 +203,7 @@ pub fn sources(report: &Value, session: &Session) -> String {
             memory = escape(&text(&limits["memory_mib"])),
             deadline = escape(&text(&limits["deadline_ms"])),
             rows = escape(&text(&limits["max_rows"])),
+            instances = escape(&text(&limits["instances"])),
         ));
     }
     body.push_str("</table>");

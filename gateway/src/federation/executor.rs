@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use lianqiao_host::PluginError;
-use lianqiao_host::contract::{Query, SourceError};
+use lianqiao_host::contract::Query;
 
 use super::ListRequest;
 use super::cursor::{CursorState, SourcePosition};
@@ -72,7 +72,7 @@ pub async fn execute(sources: &SourceSet, request: &ListRequest) -> Result<ListO
         return Err(ListError::NoSource);
     }
     let fan_out = &sources.fan_out;
-    let deadline = fan_out.request_deadline.map(|d| Instant::now() + d);
+    let deadline = fan_out.deadline();
     let wide = calls.len() > WIDE;
     let mut lanes = resume(calls, request.cursor.as_ref());
     let limit = request.limit as usize;
@@ -119,14 +119,7 @@ pub async fn execute(sources: &SourceSet, request: &ListRequest) -> Result<ListO
                     missing,
                 ),
             };
-            read(
-                lane,
-                start,
-                wanted,
-                request,
-                deadline,
-                wide.then_some(fan_out),
-            )
+            read(lane, start, wanted, request, deadline, fan_out, wide)
         });
         let answers = futures::future::join_all(reads).await;
         for (i, (start, answer, latency)) in picked.into_iter().zip(answers) {
@@ -252,7 +245,8 @@ async fn read(
     wanted: u32,
     request: &ListRequest,
     deadline: Option<Instant>,
-    wide: Option<&crate::sources::FanOut>,
+    fan_out: &crate::sources::FanOut,
+    wide: bool,
 ) -> (
     SourcePosition,
     Result<lianqiao_host::contract::Page, PluginError>,
@@ -280,23 +274,9 @@ async fn read(
         error = tracing::field::Empty,
     );
     let began = Instant::now();
-    let work = async {
-        let _slot = match wide {
-            Some(f) => Some(f.wide_calls.clone().acquire_owned().await),
-            None => None,
-        };
-        call.source.query(query, CallOptions::READ).await
-    };
-    let answer = match deadline {
-        Some(at) => tokio::time::timeout_at(at.into(), work)
-            .await
-            .unwrap_or_else(|_| {
-                Err(PluginError::Source(SourceError::UpstreamTimeout(
-                    "no answer by the request's deadline (server.request_deadline_ms)".into(),
-                )))
-            }),
-        None => work.await,
-    };
+    let answer = fan_out
+        .call(wide, deadline, call.source.query(query, CallOptions::READ))
+        .await;
     match &answer {
         Ok(page) => span.record("rows", page.rows.len()),
         Err(e) => span.record("error", ErrorCode::of(e).as_str()),

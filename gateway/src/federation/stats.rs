@@ -7,7 +7,7 @@
 //! (contract 0.1, 0.2) is then counted by paging its records' ids.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use lianqiao_host::PluginError;
 use lianqiao_host::contract::{AggregateQuery, Query, Value, record_key};
@@ -115,8 +115,19 @@ pub async fn stats(sources: &SourceSet, request: &StatsRequest) -> Result<StatsO
     if calls.is_empty() {
         return Err(ListError::NoSource);
     }
-    let answers =
-        futures::future::join_all(calls.iter().map(|call| count_source(call, request))).await;
+    // Every source counts at once, but a region's hundred districts take
+    // wide-request slots, and the whole count answers by the deadline.
+    let fan_out = &sources.fan_out;
+    let deadline = fan_out.deadline();
+    let wide = calls.len() > crate::sources::WIDE;
+    let answers = futures::future::join_all(calls.iter().map(|call| async move {
+        let began = Instant::now();
+        let answer = fan_out
+            .call(wide, deadline, count_source(call, request))
+            .await;
+        (answer, began.elapsed())
+    }))
+    .await;
 
     let mut totals = Tally::default();
     let mut reports = Vec::new();
@@ -158,8 +169,7 @@ pub async fn stats(sources: &SourceSet, request: &StatsRequest) -> Result<StatsO
 async fn count_source(
     call: &SourceCall,
     request: &StatsRequest,
-) -> (Result<Vec<StatsCell>, PluginError>, Duration) {
-    let began = Instant::now();
+) -> Result<Vec<StatsCell>, PluginError> {
     let plugin = &call.source.plugin;
     let can_count = plugin
         .manifest()
@@ -167,7 +177,7 @@ async fn count_source(
         .iter()
         .any(|e| e.name == request.entity.name && e.aggregates)
         && (plugin.counts_records() || !request.records);
-    let answer = if can_count && call.residual.is_empty() {
+    if can_count && call.residual.is_empty() {
         let query = AggregateQuery {
             entity: request.entity.name.to_string(),
             scope: call.scope.clone(),
@@ -191,8 +201,7 @@ async fn count_source(
             })
     } else {
         count_by_paging(call, request).await
-    };
-    (answer, began.elapsed())
+    }
 }
 
 /// The fallback: page through the source's rows and count them here.

@@ -90,6 +90,43 @@ impl Default for FanOut {
 }
 
 impl FanOut {
+    /// When a request that starts now must have answered.
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        self.request_deadline.map(|d| std::time::Instant::now() + d)
+    }
+
+    /// Run one source call of a request: in a wide-request slot when the
+    /// request is wide, and answered by the request's deadline (a call
+    /// still out then is reported timed out; the source's own deadline
+    /// still applies inside).
+    pub async fn call<T>(
+        &self,
+        wide: bool,
+        deadline: Option<std::time::Instant>,
+        work: impl std::future::Future<Output = Result<T, lianqiao_host::PluginError>>,
+    ) -> Result<T, lianqiao_host::PluginError> {
+        let slotted = async {
+            let _slot = match wide {
+                true => Some(self.wide_calls.clone().acquire_owned().await),
+                false => None,
+            };
+            work.await
+        };
+        match deadline {
+            Some(at) => tokio::time::timeout_at(at.into(), slotted)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(lianqiao_host::PluginError::Source(
+                        lianqiao_host::contract::SourceError::UpstreamTimeout(
+                            "no answer by the request's deadline (server.request_deadline_ms)"
+                                .into(),
+                        ),
+                    ))
+                }),
+            None => slotted.await,
+        }
+    }
+
     pub fn from_config(server: &crate::config::ServerSection) -> Self {
         FanOut {
             request_deadline: (server.request_deadline_ms > 0)
