@@ -149,8 +149,11 @@ pub fn readiness(gateway: &Gateway) -> Value {
     // A hundred sources: the ones that need attention first, then by city.
     let attention = |v: &Value| v["state"] != "up" || v["breaker"] != "closed";
     sources.sort_by(|a, b| {
-        (!attention(a), a["city"].as_str(), a["name"].as_str())
-            .cmp(&(!attention(b), b["city"].as_str(), b["name"].as_str()))
+        (!attention(a), a["city"].as_str(), a["name"].as_str()).cmp(&(
+            !attention(b),
+            b["city"].as_str(),
+            b["name"].as_str(),
+        ))
     });
     let mut cities: std::collections::BTreeMap<String, (u32, u32, u32)> = Default::default();
     for s in &sources {

@@ -295,6 +295,60 @@ impl Upstreams {
     }
 }
 
+/// The generated region's simulators on loopback: the party-link system
+/// over its first `count` districts, and a city platform for each city
+/// that runs one (OAuth client `city-<code>`).
+pub struct RegionUpstreams {
+    pub party_link: std::net::SocketAddr,
+    pub city_platforms: Vec<(String, std::net::SocketAddr)>,
+    pub party_link_faults: lianqiao_sim::upstream::faults::Faults,
+}
+
+impl RegionUpstreams {
+    pub async fn start(count: usize) -> RegionUpstreams {
+        use lianqiao_sim::generate::region::Scale;
+        use lianqiao_sim::generate::region_config::platform_cities;
+        use lianqiao_sim::upstream::{
+            city_platform, faults::Faults, party_link, serve, world::World,
+        };
+        let small = Scale::Small;
+        let apps =
+            std::collections::HashMap::from([("demo".to_string(), "demo-secret".to_string())]);
+        let party_link_faults = Faults::new(3);
+        let world = Arc::new(World::region(DEFAULT_SEED, count, small, None));
+        let (party_link, _) = serve(
+            party_link::router(world, apps, party_link_faults.clone()),
+            "127.0.0.1:0".parse().expect("addr"),
+        )
+        .await
+        .expect("party-link simulator");
+        let mut city_platforms = Vec::new();
+        for city in platform_cities() {
+            let world = Arc::new(World::region(DEFAULT_SEED, count, small, Some(city)));
+            let settings = city_platform::Settings {
+                clients: std::collections::HashMap::from([(
+                    format!("city-{city}"),
+                    "demo-secret".to_string(),
+                )]),
+                token_ttl: std::time::Duration::from_secs(300),
+                rate_limit: 10_000,
+            };
+            let (addr, _) = serve(
+                city_platform::router(world, settings, Faults::new(4)),
+                "127.0.0.1:0".parse().expect("addr"),
+            )
+            .await
+            .expect("city platform simulator");
+            city_platforms.push((city.to_string(), addr));
+        }
+        RegionUpstreams {
+            party_link,
+            city_platforms,
+            party_link_faults,
+        }
+    }
+}
+
 /// A gateway over Huimin's database and both simulators (members are the
 /// party-link's joined with Huimin's), with the simulators it needs.
 pub async fn huimin_with_members() -> (TestGateway, Upstreams) {
@@ -511,6 +565,41 @@ impl ConfigDir {
             me = me.source(name, &text);
         }
         me
+    }
+
+    /// The generated region's first `count` districts (small: a few grids
+    /// each) as sources of this configuration, with the party-link system
+    /// and the city platforms of `up`. What was written.
+    pub async fn with_region(
+        self,
+        up: &RegionUpstreams,
+        count: usize,
+    ) -> (Self, lianqiao_sim::generate::region_config::Written) {
+        use lianqiao_sim::generate::region_config as rc;
+        let options = rc::Options {
+            out: self.dir.path().join("region"),
+            demo_config: workspace_root().join("config"),
+            plugins: plugin_dir(),
+            count,
+            scale: lianqiao_sim::generate::region::Scale::Small,
+            seed: DEFAULT_SEED,
+            postgres: None,
+            mysql: None,
+            upstreams: rc::Upstreams {
+                party_link: up.party_link.to_string(),
+                city_platforms: up
+                    .city_platforms
+                    .iter()
+                    .map(|(c, a)| (c.clone(), a.to_string()))
+                    .collect(),
+            },
+            listen: String::new(),
+            metrics_listen: String::new(),
+        };
+        let written = rc::write_sources(&options, &self.dir.path().join("sources"))
+            .await
+            .expect("write the region");
+        (self, written)
     }
 
     /// A source running the `misbehave` plugin in `mode`, covering `code`.

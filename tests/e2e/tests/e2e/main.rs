@@ -20,6 +20,7 @@ mod policy_props;
 mod probe;
 mod prometheus;
 mod received;
+mod region;
 mod reload;
 mod sandbox;
 mod serving;

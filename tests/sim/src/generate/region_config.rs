@@ -21,6 +21,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::region::{self, CITIES, RegionDistrict, Scale, Style};
+
+/// The folder of templates under a sources directory (as the gateway reads it).
+pub const TEMPLATES: &str = "templates";
 use super::{connect_any, district_with_people, fresh_sqlite_url};
 
 /// Where the region's upstreams listen.
@@ -76,15 +79,11 @@ pub fn platform_cities() -> Vec<&'static str> {
         .collect()
 }
 
+/// Write the region: data, configuration, sources.
 pub async fn write(o: &Options) -> anyhow::Result<Written> {
-    let data = o.out.join("data");
     let config = o.out.join("config");
     let sources = config.join("sources");
-    let templates = sources.join("templates");
-    let secrets = o.out.join("secrets");
-    for dir in [&data, &sources, &templates, &secrets] {
-        std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
-    }
+    std::fs::create_dir_all(&sources).with_context(|| sources.display().to_string())?;
     // Stale source files of an earlier, larger region must not linger.
     for entry in std::fs::read_dir(&sources)?.flatten() {
         let p = entry.path();
@@ -94,14 +93,29 @@ pub async fn write(o: &Options) -> anyhow::Result<Written> {
     }
     copy_demo(&o.demo_config, &config)?;
     main_file(o, &config)?;
+    let mut written = write_sources(o, &sources).await?;
+    written.config = config.join("lianqiao.toml");
+    Ok(written)
+}
+
+/// Write the region's databases (under `<out>/data`), its templates and
+/// source files into `sources` (an existing configuration's sources
+/// directory: the tests' own), and the simulators' credentials.
+pub async fn write_sources(o: &Options, sources: &Path) -> anyhow::Result<Written> {
+    let data = o.out.join("data");
+    let templates = sources.join(TEMPLATES);
+    let secrets = o.out.join("secrets");
+    for dir in [&data, &templates, &secrets] {
+        std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    }
     for style in [Style::Huimin, Style::Saihan, Style::Jining] {
         template(o, style, &templates)?;
     }
     std::fs::write(secrets.join("party-link"), "demo-secret\n")?;
-    upstream_sources(o, &sources, &secrets)?;
+    upstream_sources(o, sources, &secrets)?;
 
     let mut written = Written {
-        config: config.join("lianqiao.toml"),
+        config: sources.to_path_buf(),
         districts: Vec::new(),
         grids: 0,
     };
@@ -156,7 +170,7 @@ pub async fn write(o: &Options) -> anyhow::Result<Written> {
                 format!("sqlite://{}", path.display())
             }
         };
-        district_source(&d, &url, &sources)?;
+        district_source(&d, &url, sources)?;
         written
             .districts
             .push((source_name(code), d.city.to_string(), code.to_string(), url));
