@@ -15,6 +15,9 @@
 //! - `consumer`: the demo's sample requests and the consumer's check only.
 //! - `bench [n] [gate | instructions | telemetry | side]`: plugins, then the
 //!   release-built benchmark (`side` installs nginx-light if missing).
+//! - `region [districts] [small|full]`: the generated region (docs/region.md):
+//!   a database per district, the party-link system over all of them, four
+//!   city platforms, and a gateway serving them on 127.0.0.1:8180.
 //! - `lint`: rustfmt and clippy (`-D warnings`) over host and guest code.
 //! - `schemathesis`: property-based API tests against the running demo.
 
@@ -34,10 +37,11 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("lint") => lint(),
+        Some("region") => region(&args[1..]),
         Some("schemathesis") => schemathesis(),
         Some("consumer") => demo_then(true, &DEMO_CHECK, consumer),
         _ => {
-            Err("usage: cargo xtask <plugins | data | demo [--check] | test | consumer | bench | lint | schemathesis>".into())
+            Err("usage: cargo xtask <plugins | data | demo [--check] | region [districts] [small|full] | test | consumer | bench | lint | schemathesis>".into())
         }
     };
     match outcome {
@@ -532,6 +536,133 @@ fn demo_then(check: bool, ports: &Ports, after: impl FnOnce(&str) -> Result) -> 
         return outcome;
     }
     eprintln!("\nThe gateway keeps serving on http://{addr}; Ctrl-C stops it.");
+    gateway.wait().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// `cargo xtask region [districts] [small|full]`: write the generated
+/// region into target/region, start its simulators and a gateway over it
+/// (plain HTTP on 127.0.0.1:8180), and keep serving until Ctrl-C.
+fn region(extra: &[String]) -> Result {
+    let districts = extra
+        .iter()
+        .find_map(|a| a.parse::<usize>().ok())
+        .unwrap_or(103);
+    let scale = if extra.iter().any(|a| a == "small") {
+        "small"
+    } else {
+        "full"
+    };
+    plugins()?;
+    run(
+        cargo().args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "lianqiao-gateway",
+            "-p",
+            "lianqiao-sim",
+            "--bin",
+            "lianqiao",
+            "--bin",
+            "lianqiao-sim",
+        ]),
+        "building the gateway and the simulators (release: a region is large)",
+    )?;
+    if !root().join("target/debug/lianqiao").exists() {
+        run(
+            cargo().args(["build", "--quiet", "-p", "lianqiao-gateway"]),
+            "building the gateway's tools",
+        )?;
+    }
+    issuer_key()?;
+    let sim = root().join("target/release/lianqiao-sim");
+    let n = districts.to_string();
+    run(
+        Command::new(&sim)
+            .args([
+                "region",
+                "--out",
+                "target/region",
+                "--districts",
+                &n,
+                "--scale",
+                scale,
+            ])
+            .current_dir(root()),
+        "writing the region (a minute at full scale)",
+    )?;
+    let mut children = vec![spawn(
+        &sim,
+        &[
+            "party-link",
+            "--listen",
+            "127.0.0.1:8191",
+            "--region",
+            &n,
+            "--scale",
+            scale,
+        ],
+        false,
+    )?];
+    // One platform per platform city, on 8192 and up, as the config says.
+    for (i, city) in ["150100", "150200", "150400", "150600"].iter().enumerate() {
+        let listen = format!("127.0.0.1:{}", 8192 + i);
+        let client = format!("city-{city}=demo-secret");
+        children.push(spawn(
+            &sim,
+            &[
+                "city-platform",
+                "--listen",
+                &listen,
+                "--region",
+                &n,
+                "--scale",
+                scale,
+                "--city",
+                city,
+                "--client",
+                &client,
+                "--rate-limit",
+                "100000",
+            ],
+            false,
+        )?);
+    }
+    let _simulators = Children(children);
+    wait_answering("127.0.0.1:8191")?;
+    let token = Command::new(root().join("target/debug/lianqiao"))
+        .args([
+            "auth",
+            "token",
+            "--key",
+            "target/demo/keys/issuer.pem",
+            "--sub",
+            "region-operator",
+            "--level",
+            "region",
+            "--division",
+            "15",
+        ])
+        .current_dir(root())
+        .output()
+        .map_err(|e| format!("cannot make a token: {e}"))?;
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_string();
+    std::fs::write(root().join("target/region/region.token"), &token)
+        .map_err(|e| format!("target/region/region.token: {e}"))?;
+    eprintln!(
+        "\nThe region's gateway serves http://127.0.0.1:8180 (a region token is in target/region/region.token):\n\
+         \n  curl -s 127.0.0.1:8180/readyz | head -c 600\
+         \n  curl -s -H \"Authorization: Bearer $(cat target/region/region.token)\" -H 'X-Purpose: case-handling' \\\n       '127.0.0.1:8180/v1/grids?division=15&limit=5'\
+         \n  curl -s -H \"Authorization: Bearer $(cat target/region/region.token)\" -H 'X-Purpose: case-handling' \\\n       '127.0.0.1:8180/v1/stats?metric=grids.count&division=15&group_by=city'\
+         \n  target/debug/lianqiao source show district-150103 --config target/region/config/lianqiao.toml\n\nCtrl-C stops it.\n"
+    );
+    let mut gateway = Command::new(root().join("target/release/lianqiao"))
+        .args(["serve", "--config", "target/region/config/lianqiao.toml"])
+        .current_dir(root())
+        .spawn()
+        .map_err(|e| format!("cannot start the gateway: {e}"))?;
     gateway.wait().map_err(|e| e.to_string())?;
     Ok(())
 }

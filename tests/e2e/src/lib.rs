@@ -575,26 +575,44 @@ impl ConfigDir {
         up: &RegionUpstreams,
         count: usize,
     ) -> (Self, lianqiao_sim::generate::region_config::Written) {
+        let upstreams = lianqiao_sim::generate::region_config::Upstreams {
+            party_link: up.party_link.to_string(),
+            city_platforms: up
+                .city_platforms
+                .iter()
+                .map(|(c, a)| (c.clone(), a.to_string()))
+                .collect(),
+        };
+        let out = self.dir.path().join("region");
+        let scale = lianqiao_sim::generate::region::Scale::Small;
+        self.with_region_at(upstreams, count, scale, out, false)
+            .await
+    }
+
+    /// The same with the region's upstreams at `upstreams`, its data in
+    /// `out` (kept there, and reused when `reuse_data`), at `scale`.
+    pub async fn with_region_at(
+        self,
+        upstreams: lianqiao_sim::generate::region_config::Upstreams,
+        count: usize,
+        scale: lianqiao_sim::generate::region::Scale,
+        out: std::path::PathBuf,
+        reuse_data: bool,
+    ) -> (Self, lianqiao_sim::generate::region_config::Written) {
         use lianqiao_sim::generate::region_config as rc;
         let options = rc::Options {
-            out: self.dir.path().join("region"),
+            out,
             demo_config: workspace_root().join("config"),
             plugins: plugin_dir(),
             count,
-            scale: lianqiao_sim::generate::region::Scale::Small,
+            scale,
             seed: DEFAULT_SEED,
             postgres: None,
             mysql: None,
-            upstreams: rc::Upstreams {
-                party_link: up.party_link.to_string(),
-                city_platforms: up
-                    .city_platforms
-                    .iter()
-                    .map(|(c, a)| (c.clone(), a.to_string()))
-                    .collect(),
-            },
+            upstreams,
             listen: String::new(),
             metrics_listen: String::new(),
+            reuse_data,
         };
         let written = rc::write_sources(&options, &self.dir.path().join("sources"))
             .await

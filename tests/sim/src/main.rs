@@ -231,6 +231,7 @@ async fn main() -> anyhow::Result<()> {
                 },
                 listen,
                 metrics_listen,
+                reuse_data: false,
             };
             let written = region_config::write(&options).await?;
             println!(

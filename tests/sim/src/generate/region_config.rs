@@ -54,6 +54,9 @@ pub struct Options {
     /// Where the gateway listens (plain HTTP) and its admin listener.
     pub listen: String,
     pub metrics_listen: String,
+    /// Keep a district's SQLite file from an earlier run with the same
+    /// seed and scale (benchmarks: a full region takes a minute to write).
+    pub reuse_data: bool,
 }
 
 /// What was written.
@@ -123,8 +126,6 @@ pub async fn write_sources(o: &Options, sources: &Path) -> anyhow::Result<Writte
     let mut jining_seen = 0usize;
     for d in region::districts(o.count, o.scale) {
         let code = d.plan.code;
-        let (district, people) = district_with_people(&d.plan, o.seed);
-        written.grids += district.grids.len();
         let server = match d.style {
             Style::Saihan => {
                 saihan_seen += 1;
@@ -142,8 +143,14 @@ pub async fn write_sources(o: &Options, sources: &Path) -> anyhow::Result<Writte
             }
             Style::Huimin => None,
         };
+        let generate = || {
+            let (district, people) = district_with_people(&d.plan, o.seed);
+            (district, people)
+        };
         let url = match server {
             Some(url) => {
+                let (district, people) = generate();
+                written.grids += district.grids.len();
                 let url = own_database(&url, &format!("d{code}")).await?;
                 let mut conn = connect_any(&url).await?;
                 match d.style {
@@ -156,6 +163,20 @@ pub async fn write_sources(o: &Options, sources: &Path) -> anyhow::Result<Writte
             }
             None => {
                 let path = data.join(format!("{code}.sqlite"));
+                let done = data.join(format!("{code}.{}-{:?}.done", o.seed, o.scale));
+                if o.reuse_data && done.exists() && path.exists() {
+                    district_source(&d, &format!("sqlite://{}", path.display()), sources)?;
+                    written.districts.push((
+                        source_name(code),
+                        d.city.to_string(),
+                        code.to_string(),
+                        format!("sqlite://{}", path.display()),
+                    ));
+                    written.grids += std::fs::read_to_string(&done)?.trim().parse::<usize>()?;
+                    continue;
+                }
+                let (district, people) = generate();
+                written.grids += district.grids.len();
                 match d.style {
                     Style::Huimin => super::sqlite_huimin::write(&district, &people, &path).await?,
                     Style::Saihan => {
@@ -167,6 +188,7 @@ pub async fn write_sources(o: &Options, sources: &Path) -> anyhow::Result<Writte
                         super::schema_jining::write(&mut conn, &district, &people).await?
                     }
                 }
+                std::fs::write(&done, district.grids.len().to_string())?;
                 format!("sqlite://{}", path.display())
             }
         };

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 mod load;
+mod region;
 mod side;
 mod writes;
 
@@ -109,6 +110,16 @@ async fn main() -> anyhow::Result<()> {
         let p50 = whole.percentile(0.5);
         print!("{}", table(&[&whole], "whole request", p50));
         print!("{}", policy(&gw, n, p50).await?);
+        return Ok(());
+    }
+    // `cargo xtask bench -- <districts> region`: the whole region side by
+    // side with the five-source demo.
+    if std::env::args().nth(2).as_deref() == Some("region") {
+        let report = region::region(n).await?;
+        print!("{report}");
+        let out = workspace_root().join("target/bench");
+        std::fs::create_dir_all(&out)?;
+        std::fs::write(out.join("region.md"), &report)?;
         return Ok(());
     }
     // `cargo xtask bench -- <n> writes`: the case-write table only.
