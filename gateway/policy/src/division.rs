@@ -93,22 +93,116 @@ pub fn narrow<'a>(requested: &'a str, jurisdiction: &'a str) -> Option<&'a str> 
 }
 
 /// Names of the divisions that exist, from the division registry (the
-/// city platform's and the districts'), refreshed by the gateway. Sorted
-/// by code, so the divisions under one are a range; shared, so a copy
-/// (a reload's carry-over, a snapshot) costs nothing at a million codes.
+/// city platforms' and the districts'), refreshed by the gateway.
+///
+/// A region's registry holds a few hundred thousand to a million codes, so
+/// it is kept compact: every code and name in one text buffer and a sorted
+/// index of 12-byte entries into it (about 70 bytes a division instead of
+/// the ~600 a map of two `String`s costs once allocator overhead is
+/// counted), two allocations to build and to free. Sorted by code, so the
+/// divisions under one are a range; shared, so a copy (a reload's
+/// carry-over, a snapshot) costs nothing.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
-    names: std::sync::Arc<std::collections::BTreeMap<String, String>>,
+    names: std::sync::Arc<Compact>,
     /// When it was fetched, and whether every source answered.
     fetched: Option<(std::time::SystemTime, bool)>,
 }
 
-impl Registry {
-    pub fn from_names(names: impl IntoIterator<Item = (String, String)>) -> Registry {
+#[derive(Debug, Default)]
+struct Compact {
+    text: String,
+    /// Sorted by code; one per code.
+    entries: Vec<Entry>,
+}
+
+/// A code and its name, as places in `Compact::text`.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    code: u32,
+    name: u32,
+    code_len: u16,
+    name_len: u16,
+}
+
+impl Compact {
+    fn code(&self, e: &Entry) -> &str {
+        self.text
+            .get(e.code as usize..e.code as usize + e.code_len as usize)
+            .unwrap_or("")
+    }
+
+    fn name(&self, e: &Entry) -> &str {
+        self.text
+            .get(e.name as usize..e.name as usize + e.name_len as usize)
+            .unwrap_or("")
+    }
+
+    /// The first entry whose code is not below `code`.
+    fn lower_bound(&self, code: &str) -> usize {
+        self.entries.partition_point(|e| self.code(e) < code)
+    }
+}
+
+/// Builds a [`Registry`] one (code, name) at a time, without a `String`
+/// per value.
+#[derive(Debug, Default)]
+pub struct RegistryBuilder {
+    names: Compact,
+}
+
+impl RegistryBuilder {
+    /// Add a division; of two entries for one code the first is kept. A
+    /// code or name past 64 KiB, or a registry past 4 GiB of text, is
+    /// left out (no real one comes near).
+    pub fn push(&mut self, code: &str, name: &str) {
+        let at = self.names.text.len();
+        let (Ok(code_len), Ok(name_len), Ok(code_at), Ok(name_at)) = (
+            u16::try_from(code.len()),
+            u16::try_from(name.len()),
+            u32::try_from(at),
+            u32::try_from(at + code.len()),
+        ) else {
+            return;
+        };
+        self.names.text.push_str(code);
+        self.names.text.push_str(name);
+        self.names.entries.push(Entry {
+            code: code_at,
+            name: name_at,
+            code_len,
+            name_len,
+        });
+    }
+
+    pub fn build(mut self) -> Registry {
+        let names = &mut self.names;
+        let text = std::mem::take(&mut names.text);
+        let view = Compact {
+            text,
+            entries: Vec::new(),
+        };
+        let mut entries = std::mem::take(&mut names.entries);
+        // Stable: of equal codes the first pushed stays first, and is kept.
+        entries.sort_by(|a, b| view.code(a).cmp(view.code(b)));
+        entries.dedup_by(|later, first| view.code(later) == view.code(first));
+        entries.shrink_to_fit();
+        let mut text = view.text;
+        text.shrink_to_fit();
         Registry {
-            names: std::sync::Arc::new(names.into_iter().collect()),
+            names: std::sync::Arc::new(Compact { text, entries }),
             fetched: None,
         }
+    }
+}
+
+impl Registry {
+    pub fn from_names(names: impl IntoIterator<Item = (String, String)>) -> Registry {
+        let mut builder = RegistryBuilder::default();
+        for (code, name) in names {
+            builder.push(&code, &name);
+        }
+        builder.build()
     }
 
     /// The same registry, stamped with when it was fetched.
@@ -123,29 +217,37 @@ impl Registry {
     }
 
     pub fn name(&self, code: &str) -> Option<&str> {
-        self.names.get(code).map(String::as_str)
+        let n = &self.names;
+        let i = n.lower_bound(code);
+        n.entries
+            .get(i)
+            .filter(|e| n.code(e) == code)
+            .map(|e| n.name(e))
     }
 
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.names.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.names.entries.is_empty()
+    }
+
+    /// Bytes it holds (its text and index), for operators.
+    pub fn bytes(&self) -> usize {
+        self.names.text.capacity() + self.names.entries.capacity() * std::mem::size_of::<Entry>()
     }
 
     /// The codes of length `len` inside `ancestor`, sorted: a range of the
     /// registry, not a scan of it.
     pub fn within(&self, ancestor: &str, len: usize) -> Vec<String> {
-        self.names
-            .range::<str, _>((
-                std::ops::Bound::Included(ancestor),
-                std::ops::Bound::Unbounded,
-            ))
-            .map(|(code, _)| code)
+        let n = &self.names;
+        n.entries[n.lower_bound(ancestor)..]
+            .iter()
+            .map(|e| n.code(e))
             .take_while(|code| code.starts_with(ancestor))
             .filter(|code| code.len() == len)
-            .cloned()
+            .map(str::to_string)
             .collect()
     }
 }
@@ -153,6 +255,26 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_registry_finds_names_and_ranges_and_keeps_the_first_of_two() {
+        let r = Registry::from_names([
+            ("150103001".to_string(), "新华西路街道".to_string()),
+            ("150103".to_string(), "回民区".to_string()),
+            ("150103001001".to_string(), "西落凤街社区".to_string()),
+            ("150103".to_string(), "another name".to_string()),
+            ("150104".to_string(), "玉泉区".to_string()),
+            ("150103002".to_string(), "中山西路街道".to_string()),
+        ]);
+        assert_eq!(r.len(), 5);
+        assert_eq!(r.name("150103"), Some("回民区"), "the first of two is kept");
+        assert_eq!(r.name("150103001001"), Some("西落凤街社区"));
+        assert_eq!(r.name("1501030"), None);
+        assert_eq!(r.within("150103", 9), ["150103001", "150103002"]);
+        assert_eq!(r.within("1501", 6), ["150103", "150104"]);
+        assert!(r.within("1502", 6).is_empty());
+        assert!(r.bytes() < 200);
+    }
 
     #[test]
     fn national_forms_are_aliases_of_the_prefix_forms() {

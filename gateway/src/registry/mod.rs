@@ -143,7 +143,7 @@ async fn stored_registry(store: &RegistryStore, sources: &[String]) -> Result<Re
     } else {
         SystemTime::now()
     };
-    Ok(Registry::from_names(names).fetched_at(at, complete))
+    Ok(names.fetched_at(at, complete))
 }
 
 /// Refresh one source's part: read it, and write it when it changed.
@@ -200,6 +200,24 @@ pub async fn refresh(live: Arc<Live>) {
                             "division registry loaded from the store"
                         );
                         engine.set_registry(registry);
+                    }
+                    // A stored part is refreshed when it is due, not at
+                    // every start: its age counts.
+                    let parts = store.sources().await.unwrap_or_default();
+                    let now = Instant::now();
+                    let wall = SystemTime::now();
+                    for name in &names {
+                        let age = parts
+                            .get(name)
+                            .and_then(|p| crate::federation::measures::epoch_seconds(&p.fetched_at))
+                            .and_then(|at| {
+                                wall.duration_since(SystemTime::UNIX_EPOCH).ok().map(|w| {
+                                    Duration::from_secs_f64((w.as_secs_f64() - at).max(0.0))
+                                })
+                            });
+                        if let Some(age) = age {
+                            due.insert(name.clone(), now + every.saturating_sub(age));
+                        }
                     }
                     loaded_from = Some(store.url().to_string());
                 }

@@ -90,11 +90,14 @@ impl RegistryStore {
             .collect()
     }
 
-    /// Every stored (code, name) of `sources`, streamed into one sorted map
-    /// (a code two sources name keeps the first name read).
-    pub async fn load(&self, sources: &[String]) -> Result<BTreeMap<String, String>, String> {
+    /// Every stored (code, name) of `sources`, streamed into the compact
+    /// registry (a code two sources name keeps the first name read).
+    pub async fn load(
+        &self,
+        sources: &[String],
+    ) -> Result<lianqiao_policy::division::Registry, String> {
         let (pool, pg) = self.pool().await?;
-        let mut names = BTreeMap::new();
+        let mut names = lianqiao_policy::division::RegistryBuilder::default();
         for source in sources {
             let mut rows = sqlx::query(AssertSqlSafe(numbered(
                 *pg,
@@ -103,12 +106,12 @@ impl RegistryStore {
             .bind(source.clone())
             .fetch(pool);
             while let Some(row) = rows.try_next().await.map_err(|e| e.to_string())? {
-                let code: String = row.try_get(0).map_err(|e| e.to_string())?;
-                let name: String = row.try_get(1).map_err(|e| e.to_string())?;
-                names.entry(code).or_insert(name);
+                let code: &str = row.try_get(0).map_err(|e| e.to_string())?;
+                let name: &str = row.try_get(1).map_err(|e| e.to_string())?;
+                names.push(code, name);
             }
         }
-        Ok(names)
+        Ok(names.build())
     }
 
     /// Replace `source`'s part with `rows`, in one transaction.

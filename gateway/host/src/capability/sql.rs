@@ -155,9 +155,10 @@ impl StatementLog {
     }
 }
 
-/// A connection unused this long is closed: a hundred districts' pools
+/// A connection unused this long is closed (shorter than the health
+/// interval, so an idle district holds none): a hundred districts' pools
 /// hold connections (PostgreSQL allows 100 in all here) only while busy.
-pub(super) const IDLE_CONNECTION: Duration = Duration::from_secs(30);
+pub(super) const IDLE_CONNECTION: Duration = Duration::from_secs(10);
 
 /// SQLite's page cache per connection, KiB.
 const SQLITE_CACHE_KIB: u32 = 512;

@@ -38,12 +38,62 @@ pub mod codes {
 #[derive(Clone)]
 pub struct PartyLink {
     world: Arc<World>,
+    index: Arc<Index>,
     apps: Arc<HashMap<String, String>>,
     nonces: Arc<Mutex<HashMap<String, i64>>>,
 }
 
+/// The world as the lists read it, built once: a region's 25,000
+/// organizations and 200,000 members are not re-encoded, re-counted and
+/// re-sorted for every page of 200 (a real system keeps indexes too).
+struct Index {
+    /// (division, kind code, the record) in id order.
+    orgs: Vec<(String, &'static str, Value)>,
+    /// (district index, member index, the member's division) in id order,
+    /// district by district in code order.
+    members: Vec<(usize, usize, String)>,
+}
+
+impl Index {
+    fn of(world: &World) -> Index {
+        let mut orgs = Vec::new();
+        let mut members = Vec::new();
+        for (di, d) in world.districts.iter().enumerate() {
+            let mut members_of: HashMap<&str, usize> = HashMap::new();
+            for m in &d.people.members {
+                *members_of.entry(m.org.as_str()).or_default() += 1;
+            }
+            for o in &d.people.orgs {
+                let (code, label) = kind_code(o.kind);
+                orgs.push((
+                    o.division.clone(),
+                    code,
+                    json!({
+                        "dzzdm": o.id, "dzzmc": o.name, "sjdzzdm": o.parent, "dzzlb": code, "dzzlbmc": label,
+                        "xzqhdm": o.division, "dzsj": o.secretary_name, "clrq": o.founded_on,
+                        "dysl": members_of.get(o.id.as_str()).copied().unwrap_or(0),
+                    }),
+                ));
+            }
+            let division_of: HashMap<&str, &str> = d
+                .people
+                .orgs
+                .iter()
+                .map(|o| (o.id.as_str(), o.division.as_str()))
+                .collect();
+            for (mi, m) in d.people.members.iter().enumerate() {
+                let division = division_of.get(m.org.as_str()).copied().unwrap_or_default();
+                members.push((di, mi, division.to_string()));
+            }
+        }
+        orgs.sort_by(|a, b| a.2["dzzdm"].as_str().cmp(&b.2["dzzdm"].as_str()));
+        Index { orgs, members }
+    }
+}
+
 pub fn router(world: Arc<World>, apps: HashMap<String, String>, faults: Faults) -> Router {
     let state = PartyLink {
+        index: Arc::new(Index::of(&world)),
         world,
         apps: Arc::new(apps),
         nonces: Arc::default(),
@@ -285,31 +335,10 @@ async fn dzz_list(
         Ok(p) => p,
         Err(e) => return Json(e),
     };
-    let mut items = Vec::new();
-    for d in &state.world.districts {
-        let mut members_of: HashMap<&str, usize> = HashMap::new();
-        for m in &d.people.members {
-            *members_of.entry(m.org.as_str()).or_default() += 1;
-        }
-        for o in d
-            .people
-            .orgs
-            .iter()
-            .filter(|o| in_scope(&o.division, &params))
-        {
-            let (code, label) = kind_code(o.kind);
-            if params.dzzlb.as_deref().is_some_and(|k| k != code) {
-                continue;
-            }
-            items.push(json!({
-                "dzzdm": o.id, "dzzmc": o.name, "sjdzzdm": o.parent, "dzzlb": code, "dzzlbmc": label,
-                "xzqhdm": o.division, "dzsj": o.secretary_name, "clrq": o.founded_on,
-                "dysl": members_of.get(o.id.as_str()).copied().unwrap_or(0),
-            }));
-        }
-    }
-    items.sort_by(|a, b| a["dzzdm"].as_str().cmp(&b["dzzdm"].as_str()));
-    Json(page(&params, items))
+    let matching = state.index.orgs.iter().filter(|(division, code, _)| {
+        in_scope(division, &params) && params.dzzlb.as_deref().is_none_or(|k| k == *code)
+    });
+    Json(page_lazy(&params, matching, |(_, _, org)| org.clone()))
 }
 
 fn member_json(m: &Member, division: &str) -> Value {
@@ -336,23 +365,15 @@ async fn dy_list(
         Err(e) => return Json(e),
     };
     // Members are generated in id order, district by district in code order.
-    let matching = state.world.districts.iter().flat_map(|d| {
-        let division_of: HashMap<&str, &str> = d
-            .people
-            .orgs
-            .iter()
-            .map(|o| (o.id.as_str(), o.division.as_str()))
-            .collect();
-        let params = &params;
-        d.people.members.iter().filter_map(move |m| {
-            let division = division_of.get(m.org.as_str()).copied().unwrap_or_default();
-            let keep = in_scope(division, params)
-                && params.szdzzdm.as_deref().is_none_or(|o| o == m.org)
-                && params.sfzh.as_deref().is_none_or(|s| s == m.id_number);
-            keep.then(|| (m, division.to_string()))
-        })
+    let world = &state.world;
+    let matching = state.index.members.iter().filter_map(|(di, mi, division)| {
+        let m = &world.districts[*di].people.members[*mi];
+        let keep = in_scope(division, &params)
+            && params.szdzzdm.as_deref().is_none_or(|o| o == m.org)
+            && params.sfzh.as_deref().is_none_or(|s| s == m.id_number);
+        keep.then_some((m, division))
     });
-    let matching: Vec<(&Member, String)> = matching.collect();
+    let matching: Vec<(&Member, &String)> = matching.collect();
     Json(page_lazy(&params, matching.iter(), |(m, division)| {
         member_json(m, division)
     }))
