@@ -60,7 +60,7 @@ pub use bindings::lianqiao::source0_2_0::sql_write;
 pub use bindings::lianqiao::source0_2_0::writes::{
     Command, CommandError, CommandResult, NewCase, Step, Transition,
 };
-pub use bindings::lianqiao::source0_3_0::counting::AggregateCell;
+pub use bindings::lianqiao::source0_3_0::counting::{AggregateCell, CountQuery};
 
 /// The contract version this SDK implements; put it in `Manifest::sdk_version`.
 pub const SDK_VERSION: &str = "0.3.0";

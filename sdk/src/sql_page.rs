@@ -109,6 +109,7 @@ pub fn aggregate_statement(
     base_sql: &str,
     query: &AggregateQuery,
     pushed: &[&Filter],
+    digests: bool,
 ) -> Result<Statement, SourceError> {
     let (clauses, params) = conditions(&query.scope, pushed)?;
     let mut columns = Vec::new();
@@ -127,14 +128,17 @@ pub fn aggregate_statement(
         .collect::<Vec<_>>()
         .join(", ");
     columns.push("COUNT(*) AS n".into());
-    // The cell's record digest (contract 0.3): the sum of its records'
-    // keys. At most 2^31 records per cell keep the sum inside a BIGINT.
-    let key = record_key_sql(dialect, "t.id");
-    columns.push(match dialect {
-        Dialect::Sqlite => format!("SUM({key}) AS d"),
-        Dialect::Postgres => format!("CAST(SUM({key}) AS BIGINT) AS d"),
-        Dialect::Mysql => format!("CAST(SUM({key}) AS SIGNED) AS d"),
-    });
+    // The cell's record digest (contract 0.3), when asked for: the sum of
+    // its records' keys, a hash per record. At most 2^31 records per cell
+    // keep the sum inside a BIGINT.
+    if digests {
+        let key = record_key_sql(dialect, "t.id");
+        columns.push(match dialect {
+            Dialect::Sqlite => format!("SUM({key}) AS d"),
+            Dialect::Postgres => format!("CAST(SUM({key}) AS BIGINT) AS d"),
+            Dialect::Mysql => format!("CAST(SUM({key}) AS SIGNED) AS d"),
+        });
+    }
     let mut sql = format!(
         "SELECT {} FROM ({base_sql}) AS t WHERE {}",
         columns.join(", "),
@@ -267,7 +271,7 @@ mod tests {
             division_prefix: Some(6),
             by: Some("tier".into()),
         };
-        let s = aggregate_statement(Dialect::Sqlite, "SELECT * FROM g", &q, &[]).unwrap();
+        let s = aggregate_statement(Dialect::Sqlite, "SELECT * FROM g", &q, &[], true).unwrap();
         assert_eq!(
             s.sql,
             "SELECT SUBSTR(t.division, 1, 6) AS g, t.tier AS k, COUNT(*) AS n, SUM(lq_record_key(t.id)) AS d \
@@ -278,7 +282,15 @@ mod tests {
             by: None,
             ..q
         };
-        let s = aggregate_statement(Dialect::Postgres, "SELECT * FROM g", &plain, &[]).unwrap();
+        let s =
+            aggregate_statement(Dialect::Postgres, "SELECT * FROM g", &plain, &[], true).unwrap();
+        let without =
+            aggregate_statement(Dialect::Postgres, "SELECT * FROM g", &plain, &[], false).unwrap();
+        assert!(
+            !without.sql.contains("md5"),
+            "no digest unless asked: {}",
+            without.sql
+        );
         assert!(
             s.sql.starts_with(
                 "SELECT COUNT(*) AS n, CAST(SUM(('x' || lpad(substr(md5(CAST(t.id AS text))"

@@ -269,9 +269,13 @@ impl SourcePlugin {
         matches!(self.contract, Contract::V3(_))
     }
 
-    /// Counts for an entity the manifest marks `aggregates`; each cell's
-    /// record digest when the plugin is a 0.3 one.
-    pub async fn aggregate(&self, query: AggregateQuery) -> Result<Vec<CountCell>, PluginError> {
+    /// Counts for an entity the manifest marks `aggregates`; with
+    /// `digests`, each cell's record digest when the plugin is a 0.3 one.
+    pub async fn aggregate(
+        &self,
+        query: AggregateQuery,
+        digests: bool,
+    ) -> Result<Vec<CountCell>, PluginError> {
         let scope = query.scope.clone();
         let q = query.clone();
         let cells = self
@@ -292,7 +296,8 @@ impl SourcePlugin {
                     })
                 },
                 move |source, store| {
-                    source.call_aggregate(store, &query).map(|r| {
+                    let asked = v3::lianqiao::source0_3_0::counting::CountQuery { query, digests };
+                    source.call_aggregate(store, &asked).map(|r| {
                         r.map(|cells| {
                             cells
                                 .into_iter()
@@ -300,7 +305,7 @@ impl SourcePlugin {
                                     division: c.division,
                                     key: c.key,
                                     count: c.count,
-                                    digest: Some(c.digest),
+                                    digest: digests.then_some(c.digest),
                                 })
                                 .collect()
                         })

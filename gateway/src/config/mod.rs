@@ -305,8 +305,9 @@ pub struct ServerSection {
     /// sources in waves of at most this many).
     pub fan_out_at_once: usize,
     /// Source calls all wide requests (more than a few sources) run at
-    /// once, together: a region query waits for a slot here; a district
-    /// user's request (one or two sources) never does.
+    /// once, together: a region query waits for a slot here, and lets
+    /// narrow requests in flight go first; a district user's request (a
+    /// source or two) never waits for a slot.
     pub max_wide_source_calls: usize,
     /// HTTPS on `listen`. Without it `listen` serves plain HTTP, which must
     /// be asked for explicitly with `plaintext = true`.
@@ -369,7 +370,7 @@ impl Default for ServerSection {
             max_in_values: 100,
             request_deadline_ms: 5000,
             fan_out_at_once: 16,
-            max_wide_source_calls: 64,
+            max_wide_source_calls: 16,
             tls: None,
             plaintext: false,
             plaintext_listen: String::new(),

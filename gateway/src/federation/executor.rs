@@ -74,6 +74,7 @@ pub async fn execute(sources: &SourceSet, request: &ListRequest) -> Result<ListO
     let fan_out = &sources.fan_out;
     let deadline = fan_out.deadline();
     let wide = calls.len() > WIDE;
+    let _narrow = (!wide).then(|| fan_out.narrow());
     let mut lanes = resume(calls, request.cursor.as_ref());
     let limit = request.limit as usize;
     let mut rows: Vec<MergedRow> = Vec::with_capacity(limit.min(1024));
@@ -237,8 +238,8 @@ fn pick(lanes: &[Lane], wave: usize, at_once: usize) -> Vec<usize> {
 }
 
 /// One read of a source: `wanted` rows from `start` (more when the gateway
-/// filters its rows itself; one more to see what follows), by the
-/// request's deadline, in a wide-request slot when the request is wide.
+/// filters its rows itself), by the request's deadline, in a wide-request
+/// slot when the request is wide.
 async fn read(
     lane: &Lane,
     start: SourcePosition,
@@ -263,7 +264,9 @@ async fn read(
         scope: call.scope.clone(),
         filters: call.pushed.clone(),
         projection: call.projection.clone(),
-        limit: wanted.saturating_add(1).saturating_add(start.skip),
+        // Exactly what is missing: a row read ahead would be read again by
+        // the next page (it resumes from this page's start and skips).
+        limit: wanted.saturating_add(start.skip),
         cursor: start.cursor.clone(),
     };
     let span = tracing::info_span!(

@@ -108,6 +108,9 @@ pub(crate) struct Lane {
     pub rows: usize,
     /// The last call's failure, if it failed.
     pub error: Option<PluginError>,
+    /// It gave the row the page ends with (so its next row, greater in
+    /// its own order, cannot be that record again).
+    gave_last: bool,
 }
 
 impl Lane {
@@ -121,6 +124,7 @@ impl Lane {
             latency: Duration::ZERO,
             rows: 0,
             error: None,
+            gave_last: false,
         }
     }
 
@@ -178,7 +182,21 @@ pub(crate) fn merge(lanes: &mut [Lane], out: &mut Vec<MergedRow>, limit: usize) 
         for lane in lanes.iter_mut() {
             lane.drained();
         }
-        if lanes.iter().any(|l| matches!(l.state, LaneState::At(_))) {
+        let waiting_for_page = |l: &Lane| matches!(l.state, LaneState::At(_));
+        // A full page needs another read only if a lane's next row could
+        // be the record the page ends with (from another source).
+        if out.len() >= limit
+            && lanes.iter().all(|l| !waiting_for_page(l) || l.gave_last)
+            && lanes.iter().all(|l| {
+                l.key().is_none_or(|k| {
+                    out.last()
+                        .is_none_or(|last| (last.division.as_str(), last.id.as_str()) != k)
+                })
+            })
+        {
+            return Stop::Full;
+        }
+        if lanes.iter().any(waiting_for_page) {
             return Stop::Read;
         }
         let next = lanes
@@ -233,16 +251,27 @@ pub(crate) fn merge(lanes: &mut [Lane], out: &mut Vec<MergedRow>, limit: usize) 
         {
             continue;
         }
-        let cells = buffer.page.columns.iter().cloned().zip(row.iter().cloned());
+        let cells: Vec<(String, Value)> = buffer
+            .page
+            .columns
+            .iter()
+            .cloned()
+            .zip(row.iter().cloned())
+            .collect();
+        let source = call.source.name().to_string();
         if joins_last && let Some(last) = out.last_mut() {
-            join_into(last, call.source.name(), cells);
+            join_into(last, &source, cells.into_iter());
+            lanes[i].gave_last = true;
             continue;
         }
+        for (j, other) in lanes.iter_mut().enumerate() {
+            other.gave_last = j == i;
+        }
         out.push(MergedRow {
-            source: Arc::from(call.source.name()),
+            source: Arc::from(source.as_str()),
             division,
             id,
-            cells: cells.collect(),
+            cells,
         });
     }
 }

@@ -120,6 +120,7 @@ pub async fn stats(sources: &SourceSet, request: &StatsRequest) -> Result<StatsO
     let fan_out = &sources.fan_out;
     let deadline = fan_out.deadline();
     let wide = calls.len() > crate::sources::WIDE;
+    let _narrow = (!wide).then(|| fan_out.narrow());
     let answers = futures::future::join_all(calls.iter().map(|call| async move {
         let began = Instant::now();
         let answer = fan_out
@@ -186,7 +187,7 @@ async fn count_source(
             by: request.by.map(|f| f.name.to_string()),
         };
         call.source
-            .aggregate(query, CallOptions::READ)
+            .aggregate(query, request.records, CallOptions::READ)
             .await
             .map(|cells| {
                 cells

@@ -549,13 +549,16 @@ async fn check_entity(
     if entity.aggregates && full.complete {
         let counted = source
             .plugin
-            .aggregate(AggregateQuery {
-                entity: entity.name.clone(),
-                scope: coverage.to_vec(),
-                filters: vec![],
-                division_prefix: None,
-                by: None,
-            })
+            .aggregate(
+                AggregateQuery {
+                    entity: entity.name.clone(),
+                    scope: coverage.to_vec(),
+                    filters: vec![],
+                    division_prefix: None,
+                    by: None,
+                },
+                true,
+            )
             .await;
         report.check(
             name,

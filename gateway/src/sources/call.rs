@@ -79,14 +79,16 @@ impl Source {
         .await
     }
 
-    /// Counts through the stack.
+    /// Counts through the stack; with `digests`, each cell's record
+    /// digest (protected counts need them; they cost a hash per record).
     pub async fn aggregate(
         &self,
         query: AggregateQuery,
+        digests: bool,
         how: CallOptions,
     ) -> Result<Vec<CountCell>, PluginError> {
-        self.call(&self.counts, &query, how, || {
-            self.plugin.aggregate(query.clone())
+        self.call(&self.counts, &(&query, digests), how, || {
+            self.plugin.aggregate(query.clone(), digests)
         })
         .await
     }

@@ -74,7 +74,33 @@ pub struct FanOut {
     pub at_once: usize,
     /// Slots for source calls of wide requests, shared by all of them.
     pub wide_calls: Arc<tokio::sync::Semaphore>,
+    /// Narrow requests in flight: a wide request's calls let them go first.
+    narrow: Arc<Narrow>,
 }
+
+/// Narrow requests (a district user's: a source or two) in flight.
+#[derive(Debug, Default)]
+struct Narrow {
+    in_flight: std::sync::atomic::AtomicUsize,
+    done: tokio::sync::Notify,
+}
+
+/// Held while a narrow request runs its source calls.
+pub struct NarrowGuard(Arc<Narrow>);
+
+impl Drop for NarrowGuard {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.done.notify_waiters();
+        }
+    }
+}
+
+/// The longest a wide request's call yields to narrow ones before it goes
+/// anyway (a steady stream of district requests must not starve a region
+/// query past its deadline).
+const MAX_YIELD: Duration = Duration::from_millis(250);
 
 /// A request with more sources than this is wide (it takes slots).
 pub const WIDE: usize = 4;
@@ -84,7 +110,8 @@ impl Default for FanOut {
         FanOut {
             request_deadline: Some(Duration::from_secs(5)),
             at_once: 16,
-            wide_calls: Arc::new(tokio::sync::Semaphore::new(64)),
+            wide_calls: Arc::new(tokio::sync::Semaphore::new(16)),
+            narrow: Arc::default(),
         }
     }
 }
@@ -107,7 +134,10 @@ impl FanOut {
     ) -> Result<T, lianqiao_host::PluginError> {
         let slotted = async {
             let _slot = match wide {
-                true => Some(self.wide_calls.clone().acquire_owned().await),
+                true => {
+                    self.yield_to_narrow().await;
+                    Some(self.wide_calls.clone().acquire_owned().await)
+                }
                 false => None,
             };
             work.await
@@ -127,6 +157,33 @@ impl FanOut {
         }
     }
 
+    /// Mark a narrow request in flight until the guard drops: wide
+    /// requests' calls wait for it (up to `MAX_YIELD` each), so a region
+    /// query's hundred calls do not queue ahead of a district user's one
+    /// on the same CPU, instances and connections.
+    pub fn narrow(&self) -> NarrowGuard {
+        self.narrow
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        NarrowGuard(self.narrow.clone())
+    }
+
+    async fn yield_to_narrow(&self) {
+        use std::sync::atomic::Ordering;
+        let until = tokio::time::Instant::now() + MAX_YIELD;
+        while self.narrow.in_flight.load(Ordering::Acquire) > 0 {
+            let done = self.narrow.done.notified();
+            // Checked again after subscribing: a guard dropped in between
+            // has already notified.
+            if self.narrow.in_flight.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(until, done).await.is_err() {
+                break;
+            }
+        }
+    }
+
     pub fn from_config(server: &crate::config::ServerSection) -> Self {
         FanOut {
             request_deadline: (server.request_deadline_ms > 0)
@@ -135,6 +192,7 @@ impl FanOut {
             wide_calls: Arc::new(tokio::sync::Semaphore::new(
                 server.max_wide_source_calls.max(1),
             )),
+            narrow: Arc::default(),
         }
     }
 }

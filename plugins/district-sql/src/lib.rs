@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 
 use lianqiao_sdk::sql_page::{aggregate_statement, is_identifier, page_statement};
 use lianqiao_sdk::{
-    ALL_FILTER_OPS, AggregateCell, AggregateQuery, Command, CommandError, CommandResult,
-    EntitySpec, FieldSpec, Filter, FilterSupport, Guest, Manifest, Page, Query, SDK_VERSION,
-    SourceError, Value, keyset::Position, settings, sql,
+    ALL_FILTER_OPS, AggregateCell, Command, CommandError, CommandResult, CountQuery, EntitySpec,
+    FieldSpec, Filter, FilterSupport, Guest, Manifest, Page, Query, SDK_VERSION, SourceError,
+    Value, keyset::Position, settings, sql,
 };
 use serde::Deserialize;
 
@@ -247,7 +247,8 @@ impl Guest for DistrictSql {
         writes::apply(&settings.commands, &settings.entities, command)
     }
 
-    fn aggregate(query: AggregateQuery) -> Result<Vec<AggregateCell>, SourceError> {
+    fn aggregate(asked: CountQuery) -> Result<Vec<AggregateCell>, SourceError> {
+        let (query, digests) = (asked.query, asked.digests);
         let settings = Settings::load()?;
         let entity = settings.entity(&query.entity)?;
         let pushed = entity.pushable(&query.filters)?;
@@ -256,7 +257,13 @@ impl Guest for DistrictSql {
         {
             return Err(SourceError::Unsupported(format!("grouping by `{by}`")));
         }
-        let statement = aggregate_statement(sql::database_dialect(), &entity.sql, &query, &pushed)?;
+        let statement = aggregate_statement(
+            sql::database_dialect(),
+            &entity.sql,
+            &query,
+            &pushed,
+            digests,
+        )?;
         let result = sql::query(&statement.sql, &statement.params).map_err(mapping::sql_error)?;
         let column = |name: &str| result.columns.iter().position(|c| c == name);
         let (g, k, n, d) = (column("g"), column("k"), column("n"), column("d"));
@@ -291,6 +298,7 @@ impl Guest for DistrictSql {
             // cell (one group, no rows).
             let digest = match d.and_then(|i| row.get(i)) {
                 Some(Value::Integer(d)) => *d as u64,
+                _ if !digests => 0,
                 Some(Value::Null) | None if count == 0 => 0,
                 other => {
                     return Err(SourceError::UpstreamError(format!(

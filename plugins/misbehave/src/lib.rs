@@ -13,7 +13,7 @@
 //! `describe` always succeeds so the source loads.
 
 use lianqiao_sdk::{
-    AggregateCell, AggregateQuery, Command, CommandError, CommandResult, EntitySpec, FieldSpec,
+    AggregateCell, Command, CommandError, CommandResult, CountQuery, EntitySpec, FieldSpec,
     FilterOp, FilterSupport, Guest, Manifest, Page, Query, SDK_VERSION, SourceError, Value,
     ValueKind, settings,
 };
@@ -63,7 +63,7 @@ impl Guest for Misbehave {
         ))
     }
 
-    fn aggregate(_: AggregateQuery) -> Result<Vec<AggregateCell>, SourceError> {
+    fn aggregate(_: CountQuery) -> Result<Vec<AggregateCell>, SourceError> {
         Err(SourceError::Unsupported("misbehave counts nothing".into()))
     }
 

@@ -270,12 +270,12 @@ async fn a_plugin_breaking_the_row_limit_or_the_scope_fails_its_source_and_leaks
     let (status, body) = gw.get("/v1/grids?division=159905&limit=3").await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["code"], "source_error", "{body}");
-    // The gateway asks one row past the page (4), the plugin sent 9.
+    // The gateway asks for the page (3), the plugin sent 8.
     assert!(
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("9 rows for a limit of 4"),
+            .contains("8 rows for a limit of 3"),
         "{body}"
     );
     let (status, body) = gw.get("/v1/grids?division=159906&limit=3").await;

@@ -38,7 +38,7 @@ async fn filters_reach_sqlite_as_sql_with_parameters() {
             Value::Integer(60),
             Value::Text("坝口%".into()),
             // limit + 1 for the lookahead of the merge, + 1 to know whether more follow
-            Value::Integer(9),
+            Value::Integer(8),
         ]
     );
     // Only requested fields (and the merge keys) are selected.

@@ -176,6 +176,15 @@ async fn a_slow_district_makes_region_answers_partial_naming_it_by_the_deadline(
         )
         .with_region(&up, DISTRICTS)
         .await;
+    // Alxa Left banner (阿拉善左旗, 152921) is down: it traps.
+    let trapping = format!(
+        "name = \"district-152921\"\ncoverage = [\"152921\"]\n\n[plugin]\npath = {:?}\n\n[limits]\nmemory_mib = 16\ndeadline_ms = 2000\n\n[plugin.settings]\nmode = \"trap\"\n",
+        lianqiao_e2e::plugin_dir()
+            .join("misbehave.wasm")
+            .display()
+            .to_string()
+    );
+    let dir = dir.source("district-152921", &trapping);
     // The Ejin banner (额济纳旗, 152923) answers in four seconds.
     let slow = format!(
         "name = \"district-152923\"\ncoverage = [\"152923\"]\n\n[plugin]\npath = {:?}\n\n[limits]\nmemory_mib = 16\ndeadline_ms = 8000\n\n[plugin.settings]\nmode = \"slow\"\ndelay_ms = 4000\n",
@@ -185,6 +194,31 @@ async fn a_slow_district_makes_region_answers_partial_naming_it_by_the_deadline(
             .to_string()
     );
     let gw = dir.source("district-152923", &slow).start().await;
+    // A hundred sources on /readyz: the one that needs attention first.
+    let began = Instant::now();
+    let ready = loop {
+        let (_, body) = gw.get("/readyz").await;
+        let checked = body["summary"]["unchecked"] == 0;
+        if (checked && body["summary"]["down"] == 1) || began.elapsed() > Duration::from_secs(90) {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(ready["summary"]["down"], 1, "{}", ready["summary"]);
+    assert_eq!(
+        ready["sources"][0]["name"], "district-152921",
+        "the down source first"
+    );
+    let cities: Vec<&str> = ready["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip_while(|s| s["state"] != "up" || s["breaker"] != "closed")
+        .filter_map(|s| s["city"].as_str())
+        .collect();
+    let mut sorted = cities.clone();
+    sorted.sort();
+    assert_eq!(cities, sorted, "then grouped by city");
     let region = token("region", "15", &[]);
     for path in [
         "/v1/stats?metric=grids.count&division=15&group_by=district",
@@ -211,8 +245,54 @@ async fn a_slow_district_makes_region_answers_partial_naming_it_by_the_deadline(
         );
         let others_ok = names(&body)
             .iter()
-            .filter(|(n, _)| n != "district-152923")
+            .filter(|(n, _)| n != "district-152923" && n != "district-152921")
             .all(|(_, s)| s == "ok");
         assert!(others_ok, "{path}: {}", body["sources"]);
     }
+}
+
+/// The region's configuration through the operator's commands: `check`
+/// loads all 108 sources, `source show` prints a district's file laid over
+/// its schema's template.
+#[tokio::test]
+async fn the_region_config_checks_and_a_district_shows_its_template() {
+    let up = RegionUpstreams::start(DISTRICTS).await;
+    let (dir, _) = ConfigDir::new().with_region(&up, DISTRICTS).await;
+    let lianqiao = lianqiao_e2e::workspace_root().join("target/debug/lianqiao");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&lianqiao)
+            .args(args)
+            .arg("--config")
+            .arg(dir.main_file())
+            .env("RUST_LOG", "error")
+            .output()
+            .expect("run lianqiao");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, text) = run(&["check"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("OK, 108 source(s)"), "{text}");
+    let (ok, text) = run(&["source", "show", "district-150103"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("laid over") && text.contains("district-saihan.toml"),
+        "{text}"
+    );
+    assert!(text.contains("coverage = [\"150103\"]"), "{text}");
+    assert!(
+        text.contains("[plugin.settings.entities.grids]"),
+        "the template's mapping: {text}"
+    );
+    let (ok, text) = run(&["source", "show", "no-such-district"]);
+    assert!(
+        !ok && text.contains("no source `no-such-district`"),
+        "{text}"
+    );
 }
