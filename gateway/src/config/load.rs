@@ -107,10 +107,6 @@ pub fn load_with_candidate(path: &Path, candidate: Option<&Path>) -> Result<Conf
         ("server.max_filters", server.max_filters as u64),
         ("server.max_in_values", server.max_in_values as u64),
         ("server.fan_out_at_once", server.fan_out_at_once as u64),
-        (
-            "server.max_wide_source_calls",
-            server.max_wide_source_calls as u64,
-        ),
         ("statistics.burst", main.statistics.burst as u64),
     ] {
         if value == 0 {

@@ -307,7 +307,10 @@ pub struct ServerSection {
     /// Source calls all wide requests (more than a few sources) run at
     /// once, together: a region query waits for a slot here, and lets
     /// narrow requests in flight go first; a district user's request (a
-    /// source or two) never waits for a slot.
+    /// source or two) never waits for a slot. 0: one per CPU the gateway
+    /// may run on — a district user then waits for at most one region
+    /// call per CPU (measured on one CPU: p99 1.7× with region load at 1
+    /// slot, 20× at 4; BENCHMARKS.md).
     pub max_wide_source_calls: usize,
     /// HTTPS on `listen`. Without it `listen` serves plain HTTP, which must
     /// be asked for explicitly with `plaintext = true`.
@@ -370,7 +373,7 @@ impl Default for ServerSection {
             max_in_values: 100,
             request_deadline_ms: 5000,
             fan_out_at_once: 16,
-            max_wide_source_calls: 16,
+            max_wide_source_calls: 0,
             tls: None,
             plaintext: false,
             plaintext_listen: String::new(),

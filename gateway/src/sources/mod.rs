@@ -110,7 +110,9 @@ impl Default for FanOut {
         FanOut {
             request_deadline: Some(Duration::from_secs(5)),
             at_once: 16,
-            wide_calls: Arc::new(tokio::sync::Semaphore::new(16)),
+            wide_calls: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
             narrow: Arc::default(),
         }
     }
@@ -190,7 +192,11 @@ impl FanOut {
                 .then(|| Duration::from_millis(server.request_deadline_ms)),
             at_once: server.fan_out_at_once.max(1),
             wide_calls: Arc::new(tokio::sync::Semaphore::new(
-                server.max_wide_source_calls.max(1),
+                match server.max_wide_source_calls {
+                    // One per CPU this process may run on (its affinity).
+                    0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    n => n,
+                },
             )),
             narrow: Arc::default(),
         }

@@ -585,12 +585,15 @@ impl ConfigDir {
         };
         let out = self.dir.path().join("region");
         let scale = lianqiao_sim::generate::region::Scale::Small;
-        self.with_region_at(upstreams, count, scale, out, false)
+        self.with_region_at(upstreams, count, scale, out, false, None, None)
             .await
     }
 
     /// The same with the region's upstreams at `upstreams`, its data in
-    /// `out` (kept there, and reused when `reuse_data`), at `scale`.
+    /// `out` (kept there, and reused when `reuse_data`), at `scale`; every
+    /// n-th Saihan-style district in a PostgreSQL schema of its own and
+    /// every n-th Jining-style one in a MariaDB database when given.
+    #[allow(clippy::too_many_arguments)]
     pub async fn with_region_at(
         self,
         upstreams: lianqiao_sim::generate::region_config::Upstreams,
@@ -598,6 +601,8 @@ impl ConfigDir {
         scale: lianqiao_sim::generate::region::Scale,
         out: std::path::PathBuf,
         reuse_data: bool,
+        postgres: Option<(String, usize)>,
+        mysql: Option<(String, usize)>,
     ) -> (Self, lianqiao_sim::generate::region_config::Written) {
         use lianqiao_sim::generate::region_config as rc;
         let options = rc::Options {
@@ -607,8 +612,8 @@ impl ConfigDir {
             count,
             scale,
             seed: DEFAULT_SEED,
-            postgres: None,
-            mysql: None,
+            postgres,
+            mysql,
             upstreams,
             listen: String::new(),
             metrics_listen: String::new(),

@@ -163,7 +163,8 @@ pub async fn write_sources(o: &Options, sources: &Path) -> anyhow::Result<Writte
             }
             None => {
                 let path = data.join(format!("{code}.sqlite"));
-                let done = data.join(format!("{code}.{}-{:?}.done", o.seed, o.scale));
+                // The schemas' version is in the name: a changed schema is written anew.
+                let done = data.join(format!("{code}.{}-{:?}.v2.done", o.seed, o.scale));
                 if o.reuse_data && done.exists() && path.exists() {
                     district_source(&d, &format!("sqlite://{}", path.display()), sources)?;
                     written.districts.push((

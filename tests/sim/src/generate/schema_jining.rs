@@ -34,7 +34,7 @@ CREATE TABLE t_area (
 CREATE TABLE t_grid (
     id         INTEGER PRIMARY KEY,
     area_id    INTEGER NOT NULL UNIQUE,
-    grid_code  VARCHAR(32) NOT NULL,
+    grid_code  VARCHAR(32) NOT NULL UNIQUE,
     grid_level VARCHAR(4) NOT NULL,
     sq_id      INTEGER NOT NULL,
     hu_shu     INTEGER NOT NULL,

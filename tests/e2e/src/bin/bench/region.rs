@@ -471,7 +471,15 @@ pub async fn region(count: usize) -> anyhow::Result<String> {
     let (sims, upstreams) = region_upstreams(count, "full").await?;
     let dir = production(ConfigDir::new());
     let (dir, written) = dir
-        .with_region_at(upstreams, count, Scale::Full, data.clone(), true)
+        .with_region_at(
+            upstreams,
+            count,
+            Scale::Full,
+            data.clone(),
+            true,
+            None,
+            None,
+        )
         .await;
     let sources = written.districts.len() + 1 + platform_cities().len();
     let (districts, cities) = codes_of(&written);
@@ -536,6 +544,8 @@ pub async fn region(count: usize) -> anyhow::Result<String> {
                 Scale::Small,
                 workspace_root().join("target/bench/region-300"),
                 true,
+                None,
+                None,
             )
             .await;
         let sources = written.districts.len() + 1 + platform_cities().len();
