@@ -100,7 +100,7 @@ impl Drop for NarrowGuard {
 /// The longest a wide request's call yields to narrow ones before it goes
 /// anyway (a steady stream of district requests must not starve a region
 /// query past its deadline).
-const MAX_YIELD: Duration = Duration::from_millis(250);
+const MAX_YIELD: Duration = Duration::from_millis(20);
 
 /// A request with more sources than this is wide (it takes slots).
 pub const WIDE: usize = 4;
