@@ -23,7 +23,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// touched then stays resident whole. Measured on the generated region
 /// (108 sources, 275,501 divisions, idle): 324 MiB resident with them,
 /// 195 MiB without (BENCHMARKS.md, "The whole region").
+/// `LIANQIAO_ALLOW_HUGE_PAGES=1` keeps them (to measure the difference).
 fn no_huge_pages() {
+    if std::env::var_os("LIANQIAO_ALLOW_HUGE_PAGES").is_some_and(|v| v == "1") {
+        return;
+    }
     // SAFETY: prctl(PR_SET_THP_DISABLE, 1) takes no pointers and only sets
     // a flag of this process; an error (an old kernel) leaves things as
     // they were.
