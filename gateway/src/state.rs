@@ -39,7 +39,7 @@ pub struct Gateway {
     pub writes: Arc<crate::cases::WriteStore>,
     /// The division registry as stored, in the audit trail's database;
     /// kept across reloads.
-    pub registry: Arc<crate::registry::store::RegistryStore>,
+    pub registry: Arc<crate::store::registry::RegistryStore>,
     /// The closed loop's moves: `cases.toml` beside the main file, else
     /// the shipped table.
     pub transitions: crate::cases::Transitions,
@@ -154,7 +154,7 @@ impl Gateway {
                 config.telemetry.metrics,
             )),
             writes: Arc::new(crate::cases::WriteStore::new(config.audit_url.clone())),
-            registry: Arc::new(crate::registry::store::RegistryStore::new(
+            registry: Arc::new(crate::store::registry::RegistryStore::new(
                 config.audit_url.clone(),
             )),
             transitions,

@@ -140,6 +140,8 @@ const CACHE_CAPACITY: usize = 200_000;
 
 pub struct PolicyEngine {
     policies: PolicySet,
+    /// What of a resource's division a decision can see (`DivisionView`).
+    view: DivisionView,
     info: BTreeMap<String, PolicyInfo>,
     version: String,
     authorizer: Authorizer,
@@ -309,6 +311,7 @@ impl PolicyEngine {
             return Err(problems);
         }
         Ok(PolicyEngine {
+            view: DivisionView::of(&policies),
             policies,
             info,
             version: hex::encode(&digest.finalize()[..8]),
@@ -388,7 +391,7 @@ impl PolicyEngine {
         }
         let decision = self.evaluate(q);
         let mut key = String::new();
-        write_key(&mut key, q);
+        write_key(&mut key, q, &self.view);
         let mut cache = self.lock_cache();
         if cache.len() >= CACHE_CAPACITY {
             cache.clear();
@@ -413,7 +416,7 @@ impl PolicyEngine {
         let hit = KEY.with(|buffer| {
             let mut key = buffer.borrow_mut();
             key.clear();
-            write_key(&mut key, q);
+            write_key(&mut key, q, &self.view);
             self.lock_cache().get(key.as_str()).map(f)
         });
         if hit.is_some() {
@@ -577,15 +580,82 @@ impl PolicyEngine {
     }
 }
 
+/// What a decision can see of the resource's division.
+///
+/// A record's entity has the division as its parent and names no division
+/// in its attributes, so a policy can tell one division from another only
+/// with `resource in E`, for `E` a division it names (an entity literal)
+/// or the principal's jurisdiction — unless it names a record itself
+/// (`Record::"…"` carries its division in its id). When no policy names a
+/// record, two divisions for which each of those `in` tests comes out the
+/// same get the same decision: the cache keys decisions on that pattern,
+/// not the code. A page of 500 new grids is then one Cedar evaluation,
+/// not 500 (~70 µs each: BENCHMARKS.md, "The whole region").
+#[derive(Debug, Default)]
+struct DivisionView {
+    /// Division ids the policies name.
+    named: Vec<String>,
+    /// Some policy names a record: key on the division code itself.
+    by_code: bool,
+}
+
+impl DivisionView {
+    fn of(policies: &PolicySet) -> DivisionView {
+        let mut view = DivisionView {
+            // A template's slots are filled at link time, out of sight
+            // here: key on the code.
+            by_code: policies.templates().next().is_some(),
+            ..DivisionView::default()
+        };
+        for policy in policies.policies() {
+            for literal in policy.entity_literals() {
+                match literal.type_name().basename() {
+                    "Division" => view.named.push(literal.id().unescaped().to_string()),
+                    "Record" => view.by_code = true,
+                    _ => {}
+                }
+            }
+        }
+        view.named.sort();
+        view.named.dedup();
+        view
+    }
+
+    /// The cache's stand-in for `q.division`: the code, or which of the
+    /// named divisions and the principal's jurisdiction are the division
+    /// or among its ancestors (as `request` builds them).
+    fn write(&self, key: &mut String, q: &Question) {
+        if self.by_code {
+            key.push_str(q.division);
+            return;
+        }
+        let chain = division::ancestors(q.division);
+        let within = |e: &str| e == q.division || chain.contains(&e);
+        key.push('\u{1f}');
+        for named in self.named.iter().map(String::as_str) {
+            key.push(if within(named) { '1' } else { '0' });
+        }
+        key.push(if within(&q.principal.division) {
+            '1'
+        } else {
+            '0'
+        });
+    }
+}
+
 /// The decision cache's key of `q`: everything the decision depends on
-/// (`Principal::cache_key`, then the question), separated by control
-/// characters no part can contain.
-fn write_key(key: &mut String, q: &Question) {
+/// (`Principal::cache_key`, then the question, with the division as
+/// `DivisionView` sees it), separated by control characters no part can
+/// contain.
+fn write_key(key: &mut String, q: &Question, view: &DivisionView) {
     q.principal.write_cache_key(key);
+    for part in [q.action.as_str(), q.kind] {
+        key.push('\u{1e}');
+        key.push_str(part);
+    }
+    key.push('\u{1e}');
+    view.write(key, q);
     for part in [
-        q.action.as_str(),
-        q.kind,
-        q.division,
         q.record_loop.unwrap_or("\u{0}"),
         q.field.map_or("", |f| f.0),
         q.to.unwrap_or(""),

@@ -435,3 +435,66 @@ proptest! {
         }
     }
 }
+
+/// Decisions for rows are keyed on what a policy can see of a division:
+/// the grids of a street that no policy names share one decision (one
+/// evaluation for many rows), while a grid a policy names is decided for
+/// itself — the answer is the same as asking Cedar each time.
+#[test]
+fn rows_of_divisions_no_policy_tells_apart_share_one_decision() {
+    use lianqiao_policy::engine::{Action, Question};
+    use std::sync::atomic::Ordering::Relaxed;
+    let schema = std::fs::read_to_string(config_policy().join("lianqiao.cedarschema")).unwrap();
+    let mut files: Vec<(String, String)> = std::fs::read_dir(config_policy())
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "cedar"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().to_string(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    files.push((
+        "one-grid.cedar".into(),
+        "@id(\"hide-one-grid\")\nforbid (principal, action, resource in Lianqiao::Division::\"15010300100103\");\n".into(),
+    ));
+    let engine = PolicyEngine::from_sources("lianqiao.cedarschema", &schema, &files)
+        .unwrap_or_else(|p| panic!("{p:?}"));
+    let street = p(Level::Street, "150103001");
+    fn question<'a>(principal: &'a lianqiao_policy::Principal, division: &'a str) -> Question<'a> {
+        Question {
+            principal,
+            action: Action::List,
+            kind: "grids",
+            division,
+            record_loop: None,
+            field: None,
+            to: None,
+        }
+    }
+    let ask = |division| question(&street, division);
+    let evaluations = || engine.stats.evaluations.load(Relaxed);
+    let before = evaluations();
+    let grids: Vec<String> = (1..=9).map(|g| format!("1501030010010{g}")).collect();
+    let mut answers = Vec::new();
+    for g in &grids {
+        answers.push(engine.allows(&ask(g)));
+    }
+    assert_eq!(
+        answers,
+        grids
+            .iter()
+            .map(|g| engine.evaluate(&ask(g)).allowed)
+            .collect::<Vec<_>>(),
+        "the same answers as Cedar's for each grid"
+    );
+    assert!(!answers[2], "the grid the policy names is hidden");
+    assert!(answers.iter().enumerate().all(|(i, a)| *a == (i != 2)));
+    // Nine grids, two kinds of division: two evaluations (plus the nine
+    // direct ones above).
+    assert_eq!(evaluations() - before, 2 + 9);
+    // Another street is outside the jurisdiction: another decision.
+    assert!(!engine.allows(&ask("15010300200101")));
+}

@@ -12,8 +12,6 @@
 //! registry in use is rebuilt only when some part changed, so a refresh
 //! holds one source's rows beside the registry, not a second registry.
 
-pub mod store;
-
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -28,7 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::model;
 use crate::sources::{CallOptions, Source};
 use crate::state::{Gateway, Live};
-use store::RegistryStore;
+use crate::store::registry::{self as store, RegistryStore};
 
 /// Sources refreshed at once.
 const AT_ONCE: usize = 4;

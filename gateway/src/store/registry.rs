@@ -10,7 +10,7 @@ use futures::TryStreamExt;
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 use tokio::sync::OnceCell;
 
-use crate::store::numbered;
+use super::numbered;
 
 /// A source's part of the registry as stored.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,6 +2,8 @@
 //! idempotency keys live in it (SQLite by default, PostgreSQL for
 //! replicas). One way to open it and one placeholder rule for both.
 
+pub mod registry;
+
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
