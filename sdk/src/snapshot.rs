@@ -398,9 +398,13 @@ impl Snapshots<'_> {
     }
 }
 
+/// A cell being counted: its division group and key (as text, for order),
+/// then the key, the count and the record digest so far.
+type Tally = BTreeMap<(Option<String>, String), (Option<Json>, i64, u64)>;
+
 /// `records` grouped as `query` asks (division prefix and/or a field).
 fn group(records: &[Record], query: &AggregateQuery) -> Cells {
-    let mut groups: BTreeMap<(Option<String>, String), (Option<Json>, i64, u64)> = BTreeMap::new();
+    let mut groups = Tally::new();
     for (division, id, fields) in records {
         let group = query
             .division_prefix
