@@ -395,23 +395,27 @@ async fn list_resource(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let gateway = live.current();
-    let mut facts = Facts::default();
-    let result = match model::entity(&resource) {
-        None => Err(ApiError::not_found(format!(
-            "no resource `{resource}`; the API serves: {}",
-            model::ENTITIES
-                .iter()
-                .map(|e| e.name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-        Some(entity) => {
-            // `parent=<code>` lists a division's children.
-            let parent_mode = entity.name == model::DIVISIONS.name;
-            list(&gateway, &principal, entity, raw, parent_mode, &mut facts).await
-        }
-    };
-    respond(result, facts)
+    let lane = lane_of(&gateway, &principal, raw.as_deref());
+    lane.run(async move {
+        let mut facts = Facts::default();
+        let result = match model::entity(&resource) {
+            None => Err(ApiError::not_found(format!(
+                "no resource `{resource}`; the API serves: {}",
+                model::ENTITIES
+                    .iter()
+                    .map(|e| e.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+            Some(entity) => {
+                // `parent=<code>` lists a division's children.
+                let parent_mode = entity.name == model::DIVISIONS.name;
+                list(&gateway, &principal, entity, raw, parent_mode, &mut facts).await
+            }
+        };
+        respond(result, facts)
+    })
+    .await
 }
 
 /// `GET /v1/cases`: the list, as for any resource (the route exists
@@ -422,9 +426,48 @@ async fn list_cases(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let gateway = live.current();
-    let mut facts = Facts::default();
-    let result = list(&gateway, &principal, &model::CASES, raw, false, &mut facts).await;
-    respond(result, facts)
+    let lane = lane_of(&gateway, &principal, raw.as_deref());
+    lane.run(async move {
+        let mut facts = Facts::default();
+        let result = list(&gateway, &principal, &model::CASES, raw, false, &mut facts).await;
+        respond(result, facts)
+    })
+    .await
+}
+
+/// Where a request runs: a request whose division (`division=`, or
+/// `parent=` for divisions; else the caller's jurisdiction) more than
+/// `sources::WIDE` sources hold data in is wide, and runs whole on the
+/// wide lane (`sources/lane.rs`), so the district users' requests beside
+/// it keep their latency.
+fn lane_of(gateway: &Gateway, principal: &Principal, raw: Option<&str>) -> Lane {
+    let asked = raw
+        .and_then(|raw| serde_urlencoded::from_str::<Vec<(String, String)>>(raw).ok())
+        .and_then(|pairs| {
+            pairs
+                .into_iter()
+                .find(|(k, _)| k == "division" || k == "parent")
+        })
+        .map(|(_, v)| lianqiao_policy::division::canonical(&v).to_string());
+    let division = asked.as_deref().unwrap_or(&principal.division);
+    Lane {
+        wide: gateway.sources.width(division) > crate::sources::WIDE,
+        lane: gateway.sources.fan_out.lane.clone(),
+    }
+}
+
+struct Lane {
+    wide: bool,
+    lane: crate::sources::lane::WideLane,
+}
+
+impl Lane {
+    async fn run(
+        self,
+        work: impl std::future::Future<Output = Response> + Send + 'static,
+    ) -> Response {
+        self.lane.run(self.wide, work).await
+    }
 }
 
 /// `GET /v1/stats?metric=<resource>.count&division=<code>[&group_by=<level>][&by=<field>]`
@@ -434,9 +477,13 @@ async fn stats(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let gateway = live.current();
-    let mut facts = Facts::default();
-    let result = stats_inner(&gateway, &principal, raw, &mut facts).await;
-    respond(result, facts)
+    let lane = lane_of(&gateway, &principal, raw.as_deref());
+    lane.run(async move {
+        let mut facts = Facts::default();
+        let result = stats_inner(&gateway, &principal, raw, &mut facts).await;
+        respond(result, facts)
+    })
+    .await
 }
 
 async fn stats_inner(

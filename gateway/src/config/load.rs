@@ -113,6 +113,16 @@ pub fn load_with_candidate(path: &Path, candidate: Option<&Path>) -> Result<Conf
             errors.push(ConfigError::new(path, key, "must be at least 1"));
         }
     }
+    if server.wide_request_nice > 19 {
+        errors.push(ConfigError::new(
+            path,
+            "server.wide_request_nice",
+            format!(
+                "is {}; a nice value goes from 0 (wide requests beside narrow ones) to 19",
+                server.wide_request_nice
+            ),
+        ));
+    }
     let mut statistics = main.statistics.clone();
     if let Some(file) = &statistics.key_file {
         let file = base.join(file);
@@ -1020,6 +1030,24 @@ mod tests {
         let e = parse::<LimitsSection>(Path::new("s.toml"), "memory_mib = \"lots\"\n").unwrap_err();
         assert_eq!(e.key, "memory_mib");
         assert!(e.message.contains("line 1"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_nice_value_past_19_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/lianqiao.toml");
+        let text = std::fs::read_to_string(shipped)
+            .unwrap()
+            .replacen("[server]\n", "[server]\nwide_request_nice = 20\n", 1);
+        let file = dir.path().join("lianqiao.toml");
+        std::fs::write(&file, text).unwrap();
+        let errors = load(&file).unwrap_err();
+        let nice = errors
+            .0
+            .iter()
+            .find(|e| e.key == "server.wide_request_nice")
+            .unwrap_or_else(|| panic!("{errors:?}"));
+        assert!(nice.message.contains("19"), "{}", nice.message);
     }
 
     #[test]

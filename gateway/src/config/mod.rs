@@ -312,6 +312,12 @@ pub struct ServerSection {
     /// call per CPU (measured on one CPU: p99 1.7× with region load at 1
     /// slot, 20× at 4; BENCHMARKS.md).
     pub max_wide_source_calls: usize,
+    /// Wide requests run, whole, on threads of their own at this nice
+    /// value above the gateway's (1–19), so the kernel runs a district
+    /// user's request first when both want the CPU, and a region query
+    /// has all of it otherwise. 0: on the same threads as narrow ones.
+    /// Read at start and at reloads; threads for a value stay made.
+    pub wide_request_nice: u8,
     /// HTTPS on `listen`. Without it `listen` serves plain HTTP, which must
     /// be asked for explicitly with `plaintext = true`.
     pub tls: Option<TlsSection>,
@@ -374,6 +380,7 @@ impl Default for ServerSection {
             request_deadline_ms: 5000,
             fan_out_at_once: 16,
             max_wide_source_calls: 0,
+            wide_request_nice: 10,
             tls: None,
             plaintext: false,
             plaintext_listen: String::new(),

@@ -7,6 +7,7 @@ pub mod breaker;
 mod cache;
 pub mod call;
 pub mod health;
+pub mod lane;
 pub mod probe;
 pub mod report;
 pub mod retry;
@@ -76,6 +77,8 @@ pub struct FanOut {
     pub wide_calls: Arc<tokio::sync::Semaphore>,
     /// Narrow requests in flight: a wide request's calls let them go first.
     narrow: Arc<Narrow>,
+    /// Where wide requests run, whole (`lane.rs`).
+    pub lane: lane::WideLane,
 }
 
 /// Narrow requests (a district user's: a source or two) in flight.
@@ -114,6 +117,9 @@ impl Default for FanOut {
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
             narrow: Arc::default(),
+            // Beside narrow requests: a lane is threads, made from the
+            // configuration (`from_config`).
+            lane: lane::WideLane::default(),
         }
     }
 }
@@ -199,11 +205,28 @@ impl FanOut {
                 },
             )),
             narrow: Arc::default(),
+            lane: lane::WideLane::new(server.wide_request_nice),
         }
     }
 }
 
 impl SourceSet {
+    /// How many sources hold data in `division`'s subtree or above it:
+    /// more than `WIDE` makes a request over it wide (before planning,
+    /// which depends on the entity and filters, so the request can be
+    /// placed on its lane whole).
+    pub fn width(&self, division: &str) -> usize {
+        self.sources
+            .iter()
+            .filter(|s| {
+                s.config
+                    .coverage
+                    .iter()
+                    .any(|c| c.starts_with(division) || division.starts_with(c.as_str()))
+            })
+            .count()
+    }
+
     /// The source named `name` (`sources/<name>.toml`), if configured.
     pub fn get(&self, name: &str) -> Option<Arc<Source>> {
         self.sources.iter().find(|s| s.name() == name).cloned()

@@ -122,6 +122,12 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write(out.join("region.md"), &report)?;
         return Ok(());
     }
+    // `cargo xtask bench -- <districts> region-load`: only the region
+    // under load (16 region clients beside 2 district users), to iterate.
+    if std::env::args().nth(2).as_deref() == Some("region-load") {
+        print!("{}", region::region_under_load(n).await?);
+        return Ok(());
+    }
     // `cargo xtask bench -- <n> writes`: the case-write table only.
     if std::env::args().nth(2).as_deref() == Some("writes") {
         print!("{}", writes::writes(n).await?);

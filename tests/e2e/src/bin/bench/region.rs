@@ -427,6 +427,40 @@ async fn under_load(
     )
 }
 
+/// Only the region under load (a started region, its registry stored by
+/// an earlier run or fetched now): the figures a change to scheduling
+/// moves, in a fraction of `region`'s time.
+pub async fn region_under_load(count: usize) -> anyhow::Result<String> {
+    let count = count.clamp(100, 103);
+    let c = client();
+    let data = workspace_root().join("target/bench/region-data");
+    let (_sims, upstreams) = region_upstreams(count, "full").await?;
+    let (dir, written) = production(ConfigDir::new())
+        .with_region_at(
+            upstreams,
+            count,
+            Scale::Full,
+            data.clone(),
+            true,
+            None,
+            None,
+        )
+        .await;
+    let sources = written.districts.len() + 1 + platform_cities().len();
+    let (districts, cities) = codes_of(&written);
+    let (gw, began) = spawn(&dir).await;
+    all_up(&c, gw.port, sources, began).await?;
+    registry_complete(&c, gw.port, began).await?;
+    let (answers, partial, rate, alone_p99, with_p99) =
+        under_load(gw.port, &districts, &cities, Duration::from_secs(20)).await;
+    Ok(format!(
+        "Under load (20 s, {sources} sources): 16 region clients made {answers} answers, {rate:.0}/s, {partial} partial; 2 district users: p99 {} alone, {} with the region load ({:.2}x)\n",
+        ms(alone_p99),
+        ms(with_p99),
+        with_p99.as_secs_f64() / alone_p99.as_secs_f64().max(1e-9)
+    ))
+}
+
 fn codes_of(written: &rc::Written) -> (Vec<String>, Vec<String>) {
     let districts: Vec<String> = written.districts.iter().map(|d| d.2.clone()).collect();
     let mut cities: Vec<String> = written
