@@ -3,8 +3,8 @@
 
 use axum::Extension;
 use axum::body::Bytes;
+use axum::extract::Path;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lianqiao_host::contract::{Command, FilterOp, NewCase, Step, Transition, Value};
@@ -22,7 +22,7 @@ use crate::disclosure::{self, Facts, Released, WriteFacts};
 use crate::error::{ApiError, Detail, ErrorCode};
 use crate::federation::{FieldFilter, ListRequest};
 use crate::model;
-use crate::state::{Gateway, Live};
+use crate::state::Gateway;
 
 /// `POST /v1/cases`.
 #[derive(Debug, Deserialize)]
@@ -259,12 +259,11 @@ async fn idempotent(
 
 /// `POST /v1/cases`: open a case in a grid (grid and community staff).
 pub async fn create(
-    State(live): State<Arc<Live>>,
+    Extension(gateway): Extension<Arc<Gateway>>,
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let gateway = live.current();
     let mut facts = Facts::default();
     let bytes = match read_body(bytes) {
         Ok(b) => b,
@@ -375,13 +374,12 @@ async fn create_inner(
 
 /// `POST /v1/cases/{id}/transitions`.
 pub async fn transition(
-    State(live): State<Arc<Live>>,
+    Extension(gateway): Extension<Arc<Gateway>>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let gateway = live.current();
     let mut facts = Facts::default();
     let bytes = match read_body(bytes) {
         Ok(b) => b,
@@ -785,11 +783,10 @@ async fn find(
 
 /// `GET /v1/cases/{id}`: the case with one timeline across both systems.
 pub async fn get(
-    State(live): State<Arc<Live>>,
+    Extension(gateway): Extension<Arc<Gateway>>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Response {
-    let gateway = live.current();
     let mut facts = Facts::default();
     let result = read_case(&gateway, &principal, &id, &mut facts).await;
     respond(result, facts)

@@ -6,23 +6,22 @@
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::extract::{RawQuery, State};
+use axum::extract::RawQuery;
 use axum::response::{IntoResponse, Response};
 use lianqiao_policy::{Level, Principal};
 
 use super::params;
 use crate::disclosure::{Facts, explained};
 use crate::error::ApiError;
-use crate::state::Live;
+use crate::state::Gateway;
 
 pub const ADMIN_ROLE: &str = "policy-admin";
 
 pub async fn explain(
-    State(live): State<Arc<Live>>,
+    Extension(gateway): Extension<Arc<Gateway>>,
     Extension(caller): Extension<Principal>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let gateway = live.current();
     let facts = Facts {
         decision: Some("allow"),
         ..Facts::default()

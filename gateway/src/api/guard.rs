@@ -46,7 +46,7 @@ pub async fn guard(
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let gateway = live.current();
+    let gateway = super::snapshot(&live, &request);
     let id = crate::audit::request_id();
     let mut record = AuditRecord {
         at: now_rfc3339(),

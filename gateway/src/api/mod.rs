@@ -144,14 +144,22 @@ async fn limit_body(
         .await
 }
 
-/// Refuse requests beyond `server.max_concurrent_requests` with 503
-/// `overloaded` and `Retry-After` (health checks always pass).
+/// Take the request's gateway snapshot, then refuse requests beyond
+/// `server.max_concurrent_requests` with 503 `overloaded` and
+/// `Retry-After` (health checks always pass).
+///
+/// One snapshot per request: every layer and handler after this one reads
+/// the configuration, the policy and the sources from the snapshot in the
+/// request's extensions (`snapshot`), so a reload in the middle of a
+/// request changes nothing for it, and its audit record names the policy
+/// version that decided it.
 async fn admit(
     State(live): State<Arc<Live>>,
-    request: axum::extract::Request,
+    mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let gateway = live.current();
+    request.extensions_mut().insert(gateway.clone());
     if matches!(request.uri().path(), "/healthz" | "/readyz") {
         return next.run(request).await;
     }
@@ -169,6 +177,17 @@ async fn admit(
     }
 }
 
+/// The gateway snapshot `admit` took for this request (the live one for
+/// a request that came in another way, e.g. a test calling a router
+/// without it).
+pub(crate) fn snapshot(live: &Live, request: &axum::extract::Request) -> Arc<Gateway> {
+    request
+        .extensions()
+        .get::<Arc<Gateway>>()
+        .cloned()
+        .unwrap_or_else(|| live.current())
+}
+
 /// Time the request, count it, and write one access-log line. The query
 /// string is never logged: filters can carry personal data.
 async fn observe(
@@ -177,7 +196,7 @@ async fn observe(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let gateway = live.current();
+    let gateway = snapshot(&live, &request);
     let began = std::time::Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
@@ -389,12 +408,11 @@ async fn fetch(
 
 /// `GET /v1/{resource}`: a page of any resource of the unified model.
 async fn list_resource(
-    State(live): State<Arc<Live>>,
+    Extension(gateway): Extension<Arc<Gateway>>,
     Extension(principal): Extension<Principal>,
     Path(resource): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let gateway = live.current();
     let lane = lane_of(&gateway, &principal, raw.as_deref());
     lane.run(async move {
         let mut facts = Facts::default();
@@ -421,11 +439,10 @@ async fn list_resource(
 /// `GET /v1/cases`: the list, as for any resource (the route exists
 /// apart because `POST /v1/cases` shares it).
 async fn list_cases(
-    State(live): State<Arc<Live>>,
+    Extension(gateway): Extension<Arc<Gateway>>,
     Extension(principal): Extension<Principal>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let gateway = live.current();
     let lane = lane_of(&gateway, &principal, raw.as_deref());
     lane.run(async move {
         let mut facts = Facts::default();
@@ -472,11 +489,10 @@ impl Lane {
 
 /// `GET /v1/stats?metric=<resource>.count&division=<code>[&group_by=<level>][&by=<field>]`
 async fn stats(
-    State(live): State<Arc<Live>>,
+    Extension(gateway): Extension<Arc<Gateway>>,
     Extension(principal): Extension<Principal>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let gateway = live.current();
     let lane = lane_of(&gateway, &principal, raw.as_deref());
     lane.run(async move {
         let mut facts = Facts::default();
@@ -540,11 +556,10 @@ async fn openapi(State(live): State<Arc<Live>>) -> Json<serde_json::Value> {
 
 /// One division by code: `{data: {...}, sources: [...]}`.
 async fn get_division(
-    State(live): State<Arc<Live>>,
+    Extension(gateway): Extension<Arc<Gateway>>,
     Extension(principal): Extension<Principal>,
     Path(code): Path<String>,
 ) -> Response {
-    let gateway = live.current();
     let mut facts = Facts::default();
     let result = division_inner(&gateway, &principal, code, &mut facts).await;
     respond(result, facts)

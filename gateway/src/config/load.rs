@@ -1036,9 +1036,11 @@ mod tests {
     fn a_nice_value_past_19_is_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/lianqiao.toml");
-        let text = std::fs::read_to_string(shipped)
-            .unwrap()
-            .replacen("[server]\n", "[server]\nwide_request_nice = 20\n", 1);
+        let text = std::fs::read_to_string(shipped).unwrap().replacen(
+            "[server]\n",
+            "[server]\nwide_request_nice = 20\n",
+            1,
+        );
         let file = dir.path().join("lianqiao.toml");
         std::fs::write(&file, text).unwrap();
         let errors = load(&file).unwrap_err();

@@ -11,6 +11,7 @@ pub mod lane;
 pub mod probe;
 pub mod report;
 pub mod retry;
+pub mod slots;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,8 +74,9 @@ pub struct FanOut {
     pub request_deadline: Option<Duration>,
     /// Source calls one request runs at once.
     pub at_once: usize,
-    /// Slots for source calls of wide requests, shared by all of them.
-    pub wide_calls: Arc<tokio::sync::Semaphore>,
+    /// Slots for source calls of wide requests, shared by all of them,
+    /// earliest deadline first (`slots.rs`).
+    pub wide_calls: Arc<slots::WideSlots>,
     /// Narrow requests in flight: a wide request's calls let them go first.
     narrow: Arc<Narrow>,
     /// Where wide requests run, whole (`lane.rs`).
@@ -113,9 +115,9 @@ impl Default for FanOut {
         FanOut {
             request_deadline: Some(Duration::from_secs(5)),
             at_once: 16,
-            wide_calls: Arc::new(tokio::sync::Semaphore::new(
+            wide_calls: slots::WideSlots::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
-            )),
+            ),
             narrow: Arc::default(),
             // Beside narrow requests: a lane is threads, made from the
             // configuration (`from_config`).
@@ -144,7 +146,9 @@ impl FanOut {
             let _slot = match wide {
                 true => {
                     self.yield_to_narrow().await;
-                    Some(self.wide_calls.clone().acquire_owned().await)
+                    // Without a request deadline, in the order calls come.
+                    let by = deadline.unwrap_or_else(std::time::Instant::now);
+                    Some(self.wide_calls.acquire(by).await)
                 }
                 false => None,
             };
@@ -197,13 +201,11 @@ impl FanOut {
             request_deadline: (server.request_deadline_ms > 0)
                 .then(|| Duration::from_millis(server.request_deadline_ms)),
             at_once: server.fan_out_at_once.max(1),
-            wide_calls: Arc::new(tokio::sync::Semaphore::new(
-                match server.max_wide_source_calls {
-                    // One per CPU this process may run on (its affinity).
-                    0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-                    n => n,
-                },
-            )),
+            wide_calls: slots::WideSlots::new(match server.max_wide_source_calls {
+                // One per CPU this process may run on (its affinity).
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            }),
             narrow: Arc::default(),
             lane: lane::WideLane::new(server.wide_request_nice),
         }

@@ -115,3 +115,105 @@ async fn a_cursor_outlives_a_reload() {
     assert_eq!(status, 200, "the cursor broke across a reload: {second}");
     assert_ne!(first["data"][0]["id"], second["data"][0]["id"], "{second}");
 }
+
+/// One gateway snapshot per request: a reload between a request's
+/// arrival and its decision (here while its body is still on the way)
+/// changes nothing for that request, and its audit record names the
+/// policy version that decided it. Before, the guard read the live
+/// gateway for the audit record and the handler read it again: the old
+/// version was audited for a write the new policy decided.
+#[tokio::test]
+async fn a_reload_mid_request_changes_nothing_for_it_and_its_audit_names_the_deciding_policy() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = crate::cases::fresh_huimin_copy("snapshot");
+    let dir = ConfigDir::new().with_demo_source("huimin", &lianqiao_e2e::sqlite_url(&db));
+    let audit_url = dir.audit_url();
+    let policy = dir.dir.path().join("policy/no-case-writes.cedar");
+    let gw = dir.start().await;
+    let before = gw
+        .live
+        .current()
+        .config
+        .enforcer
+        .engine
+        .version()
+        .to_string();
+    let grid = lianqiao_e2e::huimin()
+        .0
+        .grids
+        .iter()
+        .find(|g| g.code.len() == 14)
+        .expect("a grid")
+        .code
+        .clone();
+    let body = serde_json::json!({
+        "division": grid, "title": "楼道堆物清理", "category": "环境卫生",
+        "reporter_name": "王秀英", "reporter_phone": "13947001234",
+    })
+    .to_string();
+    let token = lianqiao_e2e::token("grid", &grid, &[]);
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/cases HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {token}\r\nx-purpose: case-handling\r\ncontent-type: application/json\r\nidempotency-key: snapshot-1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The request is in, authenticated; its body is not. Meanwhile a
+    // policy that forbids every case write is swapped in.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    std::fs::write(
+        &policy,
+        "@id(\"no-case-writes\")\nforbid (principal, action == Lianqiao::Action::\"write_case\", resource);\n",
+    )
+    .unwrap();
+    gw.live.reload().await.expect("a valid policy reloads");
+    let after = gw
+        .live
+        .current()
+        .config
+        .enforcer
+        .engine
+        .version()
+        .to_string();
+    assert_ne!(after, before);
+    stream.write_all(body.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 201"),
+        "the policy in force when the request came in decides it: {response}"
+    );
+    let id = response
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .expect("a request id")
+        .trim()
+        .to_string();
+    let store = lianqiao_gateway::audit::AuditStore::open(&audit_url)
+        .await
+        .unwrap();
+    let records = store
+        .query(&lianqiao_gateway::audit::Query {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let record = records
+        .iter()
+        .find(|r| r.request_id == id)
+        .expect("the write's audit record")
+        .record()
+        .unwrap();
+    assert_eq!(record.status, 201);
+    assert_eq!(record.policy_version, before, "the version that decided");
+
+    // The next write is the new policy's.
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let head = head.replace("snapshot-1", "snapshot-2");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 403"), "{response}");
+}

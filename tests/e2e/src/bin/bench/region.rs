@@ -435,7 +435,16 @@ pub async fn region_under_load(count: usize) -> anyhow::Result<String> {
     let c = client();
     let data = workspace_root().join("target/bench/region-data");
     let (_sims, upstreams) = region_upstreams(count, "full").await?;
-    let (dir, written) = production(ConfigDir::new())
+    // `LIANQIAO_BENCH_SERVER="wide_request_nice = 5\nmax_wide_source_calls = 2"`:
+    // [server] settings to try, without a build.
+    let mut dir = production(ConfigDir::new());
+    if let Ok(extra) = std::env::var("LIANQIAO_BENCH_SERVER") {
+        dir = dir.edit_main(
+            "plaintext = true\n",
+            &format!("plaintext = true\n{extra}\n"),
+        );
+    }
+    let (dir, written) = dir
         .with_region_at(
             upstreams,
             count,
@@ -454,7 +463,10 @@ pub async fn region_under_load(count: usize) -> anyhow::Result<String> {
     let (answers, partial, rate, alone_p99, with_p99) =
         under_load(gw.port, &districts, &cities, Duration::from_secs(20)).await;
     Ok(format!(
-        "Under load (20 s, {sources} sources): 16 region clients made {answers} answers, {rate:.0}/s, {partial} partial; 2 district users: p99 {} alone, {} with the region load ({:.2}x)\n",
+        "Under load (20 s, {sources} sources{}): 16 region clients made {answers} answers, {rate:.0}/s, {partial} partial; 2 district users: p99 {} alone, {} with the region load ({:.2}x)\n",
+        std::env::var("LIANQIAO_BENCH_SERVER")
+            .map(|e| format!(", {}", e.replace('\n', ", ")))
+            .unwrap_or_default(),
         ms(alone_p99),
         ms(with_p99),
         with_p99.as_secs_f64() / alone_p99.as_secs_f64().max(1e-9)
