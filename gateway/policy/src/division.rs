@@ -66,6 +66,16 @@ pub fn is_within(code: &str, ancestor: &str) -> bool {
     code.starts_with(ancestor)
 }
 
+/// Whether `ancestor` is `code` or one of `ancestors(code)`, without
+/// building the chain (the policy's decision cache asks this per row).
+pub fn is_self_or_ancestor(ancestor: &str, code: &str) -> bool {
+    let n = ancestor.len();
+    ancestor == code
+        || (n < code.len()
+            && code.starts_with(ancestor)
+            && (LENGTHS.contains(&n) || ((14..=32).contains(&n) && n % 2 == 0)))
+}
+
 /// The ancestors of `code`, outermost first (not `code` itself).
 pub fn ancestors(code: &str) -> Vec<&str> {
     let mut out: Vec<&str> = LENGTHS
@@ -255,6 +265,38 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn self_or_ancestor_agrees_with_the_chain() {
+        let codes = [
+            "15",
+            "1501",
+            "150103",
+            "150103001",
+            "150103001001",
+            "15010300100101",
+            "1501030010010101",
+            "150103001001010101",
+            "15010300100101010101",
+            "1502",
+            "150103002",
+            "15010300100102",
+        ];
+        for code in codes {
+            for other in codes {
+                let chain = ancestors(code);
+                assert_eq!(
+                    is_self_or_ancestor(other, code),
+                    other == code || chain.contains(&other),
+                    "{other} of {code}"
+                );
+            }
+            // A prefix that is no division's length is no ancestor.
+            if code.len() > 3 {
+                assert!(!is_self_or_ancestor(&code[..3], code));
+            }
+        }
+    }
 
     #[test]
     fn the_registry_finds_names_and_ranges_and_keeps_the_first_of_two() {

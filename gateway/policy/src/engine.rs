@@ -629,8 +629,7 @@ impl DivisionView {
             key.push_str(q.division);
             return;
         }
-        let chain = division::ancestors(q.division);
-        let within = |e: &str| e == q.division || chain.contains(&e);
+        let within = |e: &str| division::is_self_or_ancestor(e, q.division);
         key.push('\u{1f}');
         for named in self.named.iter().map(String::as_str) {
             key.push(if within(named) { '1' } else { '0' });

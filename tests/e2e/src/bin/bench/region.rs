@@ -464,36 +464,47 @@ pub async fn region_under_load(count: usize) -> anyhow::Result<String> {
     let boss = token("region", "15", &[]);
     let mut alone = String::new();
     for (name, path) in [
-        ("region page of 50", "/v1/grids?division=15&limit=50".to_string()),
-        ("city page of 200", format!("/v1/grids?division={}&limit=200", cities[0])),
+        (
+            "region page of 50",
+            "/v1/grids?division=15&limit=50".to_string(),
+        ),
+        (
+            "city page of 200",
+            format!("/v1/grids?division={}&limit=200", cities[0]),
+        ),
         (
             "region grids.count by district",
             "/v1/stats?metric=grids.count&division=15&group_by=district".to_string(),
         ),
         (
             "city grids.count by street",
-            format!("/v1/stats?metric=grids.count&division={}&group_by=street", cities[0]),
+            format!(
+                "/v1/stats?metric=grids.count&division={}&group_by=street",
+                cities[0]
+            ),
         ),
     ] {
         let mut times = Vec::new();
         for _ in 0..7 {
             times.push(get(&c, gw.port, &path, &boss).await.2);
         }
-        alone.push_str(&format!("{name}: p50 {}; ", ms(percentile(&mut times, 0.5))));
+        alone.push_str(&format!(
+            "{name}: p50 {}; ",
+            ms(percentile(&mut times, 0.5))
+        ));
     }
     let (answers, partial, rate, alone_p99, with_p99) =
         under_load(gw.port, &districts, &cities, Duration::from_secs(20)).await;
-    Ok(format!(
-        "Alone, 1 client: {alone}\n"
-    ) + &format!(
-        "Under load (20 s, {sources} sources{}): 16 region clients made {answers} answers, {rate:.0}/s, {partial} partial; 2 district users: p99 {} alone, {} with the region load ({:.2}x)\n",
-        std::env::var("LIANQIAO_BENCH_SERVER")
-            .map(|e| format!(", {}", e.replace('\n', ", ")))
-            .unwrap_or_default(),
-        ms(alone_p99),
-        ms(with_p99),
-        with_p99.as_secs_f64() / alone_p99.as_secs_f64().max(1e-9)
-    ))
+    Ok(format!("Alone, 1 client: {alone}\n")
+        + &format!(
+            "Under load (20 s, {sources} sources{}): 16 region clients made {answers} answers, {rate:.0}/s, {partial} partial; 2 district users: p99 {} alone, {} with the region load ({:.2}x)\n",
+            std::env::var("LIANQIAO_BENCH_SERVER")
+                .map(|e| format!(", {}", e.replace('\n', ", ")))
+                .unwrap_or_default(),
+            ms(alone_p99),
+            ms(with_p99),
+            with_p99.as_secs_f64() / alone_p99.as_secs_f64().max(1e-9)
+        ))
 }
 
 fn codes_of(written: &rc::Written) -> (Vec<String>, Vec<String>) {
