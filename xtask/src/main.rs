@@ -13,8 +13,10 @@
 //!   schemathesis, then rustfmt and clippy; it ends with one summary of
 //!   every count (tests passed, failed, ignored; schemathesis cases).
 //! - `consumer`: the demo's sample requests and the consumer's check only.
-//! - `bench [n] [gate | instructions | telemetry | side]`: plugins, then the
-//!   release-built benchmark (`side` installs nginx-light if missing).
+//! - `bench [n] [gate | instructions | telemetry | side | region |
+//!   region-load]`: plugins, then the release-built benchmark (`side`
+//!   installs nginx-light if missing; `region-load` is only the region
+//!   under load, `n` its districts).
 //! - `region [districts] [small|full]`: the generated region (docs/region.md):
 //!   a database per district, the party-link system over all of them, four
 //!   city platforms, and a gateway serving them on 127.0.0.1:8180.

@@ -73,7 +73,7 @@ pub fn is_self_or_ancestor(ancestor: &str, code: &str) -> bool {
     ancestor == code
         || (n < code.len()
             && code.starts_with(ancestor)
-            && (LENGTHS.contains(&n) || ((14..=32).contains(&n) && n % 2 == 0)))
+            && (LENGTHS.contains(&n) || ((14..=32).contains(&n) && n.is_multiple_of(2))))
 }
 
 /// The ancestors of `code`, outermost first (not `code` itself).
