@@ -581,17 +581,14 @@ fn region(extra: &[String]) -> Result {
     issuer_key()?;
     let sim = root().join("target/release/lianqiao-sim");
     let n = districts.to_string();
+    // Absolute: the database URLs written into the source files are
+    // resolved from the sources' directory, not from here.
+    let out = root().join("target/region");
     run(
         Command::new(&sim)
-            .args([
-                "region",
-                "--out",
-                "target/region",
-                "--districts",
-                &n,
-                "--scale",
-                scale,
-            ])
+            .args(["region", "--out"])
+            .arg(&out)
+            .args(["--districts", &n, "--scale", scale])
             .current_dir(root()),
         "writing the region (a minute at full scale)",
     )?;
