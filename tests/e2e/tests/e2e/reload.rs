@@ -130,14 +130,16 @@ async fn a_reload_mid_request_changes_nothing_for_it_and_its_audit_names_the_dec
     let audit_url = dir.audit_url();
     let policy = dir.dir.path().join("policy/no-case-writes.cedar");
     let gw = dir.start().await;
-    let before = gw
-        .live
-        .current()
-        .config
-        .enforcer
-        .engine
-        .version()
-        .to_string();
+    let version = || {
+        gw.live
+            .current()
+            .config
+            .enforcer
+            .engine
+            .version()
+            .to_string()
+    };
+    let before = version();
     let grid = lianqiao_e2e::huimin()
         .0
         .grids
@@ -167,14 +169,7 @@ async fn a_reload_mid_request_changes_nothing_for_it_and_its_audit_names_the_dec
     )
     .unwrap();
     gw.live.reload().await.expect("a valid policy reloads");
-    let after = gw
-        .live
-        .current()
-        .config
-        .enforcer
-        .engine
-        .version()
-        .to_string();
+    let after = version();
     assert_ne!(after, before);
     stream.write_all(body.as_bytes()).await.unwrap();
     let mut response = String::new();

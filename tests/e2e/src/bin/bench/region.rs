@@ -444,18 +444,7 @@ pub async fn region_under_load(count: usize) -> anyhow::Result<String> {
             &format!("plaintext = true\n{extra}\n"),
         );
     }
-    let (dir, written) = dir
-        .with_region_at(
-            upstreams,
-            count,
-            Scale::Full,
-            data.clone(),
-            true,
-            None,
-            None,
-        )
-        .await;
-    let sources = written.districts.len() + 1 + platform_cities().len();
+    let (dir, written, sources) = full_region(dir, upstreams, count, data).await;
     let (districts, cities) = codes_of(&written);
     let (gw, began) = spawn(&dir).await;
     all_up(&c, gw.port, sources, began).await?;
@@ -507,6 +496,22 @@ pub async fn region_under_load(count: usize) -> anyhow::Result<String> {
         ))
 }
 
+/// `dir` with the region at full scale written into it (the data under
+/// `data`, reused when already written): the configuration, what was
+/// written, and its number of sources.
+async fn full_region(
+    dir: ConfigDir,
+    upstreams: rc::Upstreams,
+    count: usize,
+    data: std::path::PathBuf,
+) -> (ConfigDir, rc::Written, usize) {
+    let (dir, written) = dir
+        .with_region_at(upstreams, count, Scale::Full, data, true, None, None)
+        .await;
+    let sources = written.districts.len() + 1 + platform_cities().len();
+    (dir, written, sources)
+}
+
 fn codes_of(written: &rc::Written) -> (Vec<String>, Vec<String>) {
     let districts: Vec<String> = written.districts.iter().map(|d| d.2.clone()).collect();
     let mut cities: Vec<String> = written
@@ -549,19 +554,8 @@ pub async fn region(count: usize) -> anyhow::Result<String> {
 
     // --- The region: 103 districts at full scale, 108 sources.
     let (sims, upstreams) = region_upstreams(count, "full").await?;
-    let dir = production(ConfigDir::new());
-    let (dir, written) = dir
-        .with_region_at(
-            upstreams,
-            count,
-            Scale::Full,
-            data.clone(),
-            true,
-            None,
-            None,
-        )
-        .await;
-    let sources = written.districts.len() + 1 + platform_cities().len();
+    let (dir, written, sources) =
+        full_region(production(ConfigDir::new()), upstreams, count, data.clone()).await;
     let (districts, cities) = codes_of(&written);
     // First start: an empty registry store.
     let (gw, began) = spawn(&dir).await;
