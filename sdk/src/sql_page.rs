@@ -111,19 +111,40 @@ pub fn aggregate_statement(
     pushed: &[&Filter],
     digests: bool,
 ) -> Result<Statement, SourceError> {
-    let (clauses, params) = conditions(&query.scope, pushed)?;
+    let (clauses, mut params) = conditions(&query.scope, pushed)?;
     let mut columns = Vec::new();
-    if let Some(n) = query.division_prefix {
-        // A number, never caller text: safe to write into the statement.
-        columns.push(format!("SUBSTR(t.division, 1, {n}) AS g"));
+    let mut group = Vec::new();
+    let constant = query
+        .division_prefix
+        .and_then(|n| one_group(&query.scope, n as usize));
+    match (query.division_prefix, constant) {
+        // The scope lies inside one group (a district's source asked for
+        // a region table by district or city): every row's group is that
+        // prefix, so no SUBSTR per row and no sort for GROUP BY — most of
+        // what a region statistic costs a district database.
+        (Some(_), Some(prefix)) => {
+            columns.push("? AS g".to_string());
+            params.insert(0, Value::Text(prefix.to_string()));
+        }
+        (Some(n), None) => {
+            // A number, never caller text: safe to write into the statement.
+            columns.push(format!("SUBSTR(t.division, 1, {n}) AS g"));
+            group.push(columns.len());
+        }
+        (None, _) => {}
     }
     if let Some(by) = &query.by {
         if !is_identifier(by) {
             return Err(SourceError::Unsupported(format!("field name `{by}`")));
         }
         columns.push(format!("t.{by} AS k"));
+        group.push(columns.len());
     }
-    let group = (1..=columns.len())
+    // A constant group with nothing else to group by is still a group:
+    // empty, it has no row (as under GROUP BY), not a row counting 0.
+    let having_rows = query.division_prefix.is_some() && group.is_empty();
+    let group = group
+        .iter()
         .map(|i| i.to_string())
         .collect::<Vec<_>>()
         .join(", ");
@@ -147,7 +168,20 @@ pub fn aggregate_statement(
     if !group.is_empty() {
         sql.push_str(&format!(" GROUP BY {group}"));
     }
+    if having_rows {
+        sql.push_str(" HAVING COUNT(*) > 0");
+    }
     Ok(Statement { sql, params })
+}
+
+/// The one group prefix of length `n` every code in the scope (and so
+/// every row it matches) starts with, if there is one.
+fn one_group(scope: &[String], n: usize) -> Option<&str> {
+    let first = scope.first()?.get(..n)?;
+    scope
+        .iter()
+        .all(|code| code.get(..n) == Some(first))
+        .then_some(first)
 }
 
 /// The scope clause (first, and never missing) and the pushed filters, as
@@ -277,6 +311,44 @@ mod tests {
             "SELECT SUBSTR(t.division, 1, 6) AS g, t.tier AS k, COUNT(*) AS n, SUM(lq_record_key(t.id)) AS d \
              FROM (SELECT * FROM g) AS t WHERE (t.division LIKE ? ESCAPE '!') GROUP BY 1, 2"
         );
+        // A district's scope inside one group: the group is a parameter.
+        let district = AggregateQuery {
+            scope: vec!["150102".into(), "150102003".into()],
+            ..q.clone()
+        };
+        let s =
+            aggregate_statement(Dialect::Sqlite, "SELECT * FROM g", &district, &[], false).unwrap();
+        assert_eq!(
+            s.sql,
+            "SELECT ? AS g, t.tier AS k, COUNT(*) AS n \
+             FROM (SELECT * FROM g) AS t WHERE (t.division LIKE ? ESCAPE '!' OR t.division LIKE ? ESCAPE '!') GROUP BY 2"
+        );
+        assert_eq!(s.params[0], Value::Text("150102".into()));
+        let only_division = AggregateQuery {
+            by: None,
+            ..district
+        };
+        let s = aggregate_statement(
+            Dialect::Mysql,
+            "SELECT * FROM g",
+            &only_division,
+            &[],
+            false,
+        )
+        .unwrap();
+        assert!(
+            s.sql.ends_with("HAVING COUNT(*) > 0") && !s.sql.contains("GROUP BY"),
+            "{}",
+            s.sql
+        );
+        // Two groups in the scope: grouped per row as before.
+        let two = AggregateQuery {
+            scope: vec!["150102".into(), "150103".into()],
+            by: None,
+            ..q.clone()
+        };
+        let s = aggregate_statement(Dialect::Sqlite, "SELECT * FROM g", &two, &[], false).unwrap();
+        assert!(s.sql.contains("SUBSTR(t.division, 1, 6) AS g") && s.sql.ends_with("GROUP BY 1"));
         let plain = AggregateQuery {
             division_prefix: None,
             by: None,

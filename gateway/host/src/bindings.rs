@@ -4,6 +4,11 @@
 //! writes; 0.3, whose counts carry record digests. Later versions' bindings
 //! reuse 0.1's and 0.2's for every interface they share, so each host
 //! capability is implemented once and serves all three.
+//!
+//! Calls are async (wasmtime's fibers): a guest runs on the tokio worker
+//! that polls its call, and a host capability that waits (a SQL statement,
+//! an HTTP request) awaits on that worker instead of holding a blocking
+//! thread in `block_on` — no thread hop per call or per statement.
 
 /// `lianqiao:source@0.1.0`: the world every plugin's reads are called through.
 pub mod v1 {
@@ -13,7 +18,12 @@ pub mod v1 {
         // Host functions return `wasmtime::Result<…>`: an outer error is a
         // host bug and traps the guest; the inner result is what the guest
         // handles.
-        imports: { default: trappable },
+        imports: {
+            "lianqiao:source/sql.query": async | trappable,
+            "lianqiao:source/http.send": async | trappable,
+            default: trappable,
+        },
+        exports: { default: async },
         additional_derives: [PartialEq],
     });
 }
@@ -23,7 +33,11 @@ pub mod v2 {
     wasmtime::component::bindgen!({
         path: "../../sdk/wit",
         world: "lianqiao:source/source@0.2.0",
-        imports: { default: trappable },
+        imports: {
+            "lianqiao:source/sql-write.transaction": async | trappable,
+            default: trappable,
+        },
+        exports: { default: async },
         additional_derives: [PartialEq],
         with: {
             "lianqiao:source/types@0.1.0": super::v1::lianqiao::source::types,
@@ -43,6 +57,7 @@ pub mod v3 {
         path: "../../sdk/wit",
         world: "lianqiao:source/source@0.3.0",
         imports: { default: trappable },
+        exports: { default: async },
         additional_derives: [PartialEq],
         with: {
             "lianqiao:source/types@0.1.0": super::v1::lianqiao::source::types,

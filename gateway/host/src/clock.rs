@@ -4,8 +4,7 @@
 //! it wait: `monotonic-clock.subscribe-duration` then `pollable.block`
 //! (`std::thread::sleep` in a Rust guest). Epoch interruption cannot stop
 //! host code, so a guest asking to sleep past its deadline would hold its
-//! blocking thread and its pool instance long after the request was
-//! answered. Here the two subscribe functions are replaced: a wait that
+//! pool instance long after the request was answered. Here the two subscribe functions are replaced: a wait that
 //! ends before the deadline is granted as WASI would grant it; one that
 //! would outlast the deadline stops the call at once, as the deadline
 //! would have (`PluginError::Deadline`).

@@ -100,6 +100,8 @@ impl PluginEngine {
                 pool.total_core_instances(instances * 8);
                 pool.total_memories(instances * 4);
                 pool.total_tables(instances * 8);
+                // One fiber stack per call in flight (calls are async).
+                pool.total_stacks(instances);
                 pool.max_memory_size(usize::try_from(max_memory)?);
                 let keep = usize::try_from(settings.keep_resident_kib << 10)?;
                 pool.linear_memory_keep_resident(keep);
@@ -169,11 +171,6 @@ impl PluginEngine {
             Ok(c) => c,
             Err(poisoned) => poisoned.into_inner(),
         }
-    }
-
-    /// Deadline in epoch ticks, at least one.
-    pub(crate) fn ticks(deadline: Duration) -> u64 {
-        (deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64
     }
 }
 

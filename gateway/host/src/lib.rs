@@ -19,6 +19,7 @@ mod clock;
 mod engine;
 mod error;
 mod plugin;
+pub mod priority;
 mod record_key;
 mod state;
 pub mod trace;

@@ -1,5 +1,5 @@
 //! A loaded source plugin: compiled once, pre-linked once, instantiated
-//! fresh for every call.
+//! fresh for every call, run on the caller's task (async wasmtime).
 //!
 //! A fresh instance per call costs 25–40 µs with the pooling allocator and
 //! buys isolation: no state leaks between callers, and a trapped instance
@@ -14,7 +14,7 @@ use wasmtime::Store;
 use wasmtime::component::Linker;
 
 use crate::artifact;
-use crate::bindings::v1::{Source, SourcePre};
+use crate::bindings::v1::SourcePre;
 use crate::bindings::{v2, v3};
 use crate::capability::cache::SourceCache;
 use crate::capability::http::HttpGrant;
@@ -22,7 +22,7 @@ use crate::capability::sql::{SqlPool, StatementLog};
 use crate::capability::sql_write::SqlWriter;
 use crate::contract::{
     AggregateQuery, CONTRACT_VERSION, CONTRACT_VERSIONS, Command, CommandResult, CountCell,
-    Manifest, Page, Query, SourceError, Value,
+    Manifest, Page, Query, Value,
 };
 use crate::engine::PluginEngine;
 use crate::error::{LoadError, PluginError, Violation};
@@ -151,7 +151,7 @@ impl SourcePlugin {
             reason: format!("{e:#}"),
         };
         let mut linker: Linker<HostState> = Linker::new(&engine.engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_error)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_error)?;
         crate::clock::add_to_linker(&mut linker).map_err(link_error)?;
         // 0.2's imports are 0.1's plus `sql-write`: one linker serves both.
         v2::Source::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
@@ -188,13 +188,7 @@ impl SourcePlugin {
             sha256: file_sha,
             stats: Arc::default(),
         };
-        let manifest = plugin
-            .read(
-                |source, store| source.call_describe(store),
-                |source, store| source.call_describe(store),
-            )
-            .await
-            .map_err(LoadError::Describe)?;
+        let manifest = plugin.run(Describe).await.map_err(LoadError::Describe)?;
         check_manifest(&manifest, plugin.contract_version())?;
         plugin.manifest = manifest;
         Ok(plugin)
@@ -244,13 +238,7 @@ impl SourcePlugin {
         let limit = query.limit.min(self.limits.max_rows);
         let mut query = query;
         query.limit = limit;
-        let q = query.clone();
-        let page = self
-            .read(
-                move |source, store| source.call_query(store, &q),
-                move |source, store| source.call_query(store, &query),
-            )
-            .await?;
+        let page = self.run(Read(query)).await?;
         check_page(&page, &scope, limit)?;
         Ok(page)
     }
@@ -277,42 +265,7 @@ impl SourcePlugin {
         digests: bool,
     ) -> Result<Vec<CountCell>, PluginError> {
         let scope = query.scope.clone();
-        let q = query.clone();
-        let cells = self
-            .read(
-                move |source, store| {
-                    source.call_aggregate(store, &q).map(|r| {
-                        r.map(|cells| {
-                            cells
-                                .into_iter()
-                                .map(|c| CountCell {
-                                    division: c.division,
-                                    key: c.key,
-                                    count: c.count,
-                                    digest: None,
-                                })
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                },
-                move |source, store| {
-                    let asked = v3::lianqiao::source0_3_0::counting::CountQuery { query, digests };
-                    source.call_aggregate(store, &asked).map(|r| {
-                        r.map(|cells| {
-                            cells
-                                .into_iter()
-                                .map(|c| CountCell {
-                                    division: c.division,
-                                    key: c.key,
-                                    count: c.count,
-                                    digest: digests.then_some(c.digest),
-                                })
-                                .collect()
-                        })
-                    })
-                },
-            )
-            .await?;
+        let cells = self.run(Count { query, digests }).await?;
         for cell in &cells {
             if let Some(d) = &cell.division
                 && !scope
@@ -339,73 +292,30 @@ impl SourcePlugin {
         command: Command,
         idempotency_key: String,
     ) -> Result<CommandResult, PluginError> {
-        match self.contract.clone() {
-            Contract::V1(_) => Err(PluginError::Command(
+        if let Contract::V1(_) = self.contract {
+            return Err(PluginError::Command(
                 crate::contract::CommandError::Unsupported(format!(
                     "the plugin of `{}` is built against contract 0.1, which has no writes",
                     self.name
                 )),
-            )),
-            Contract::V2(_, writer) => {
-                self.run(writer, move |source: &v2::Source, store| {
-                    source
-                        .call_command(store, &command, &idempotency_key)
-                        .map(|r| r.map_err(PluginError::Command))
-                })
-                .await
-            }
-            Contract::V3(pre) => {
-                self.run(pre, move |source: &v3::Source, store| {
-                    source
-                        .call_command(store, &command, &idempotency_key)
-                        .map(|r| r.map_err(PluginError::Command))
-                })
-                .await
-            }
+            ));
         }
+        self.run(Apply {
+            command,
+            idempotency_key,
+        })
+        .await
     }
 
-    /// Run one read export in a fresh instance, through the bindings of
-    /// the contract the component was loaded with (`old` for 0.1 and 0.2,
-    /// `new` for 0.3).
-    async fn read<T, Old, New>(&self, old: Old, new: New) -> Result<T, PluginError>
-    where
-        T: Send + 'static,
-        Old: FnOnce(&Source, &mut Store<HostState>) -> wasmtime::Result<Result<T, SourceError>>
-            + Send
-            + 'static,
-        New: FnOnce(&v3::Source, &mut Store<HostState>) -> wasmtime::Result<Result<T, SourceError>>
-            + Send
-            + 'static,
-    {
-        match self.contract.clone() {
-            Contract::V1(pre) | Contract::V2(pre, _) => {
-                self.run(pre, move |source, store| {
-                    old(source, store).map(|r| r.map_err(PluginError::Source))
-                })
-                .await
-            }
-            Contract::V3(pre) => {
-                self.run(pre, move |source, store| {
-                    new(source, store).map(|r| r.map_err(PluginError::Source))
-                })
-                .await
-            }
-        }
-    }
-
-    /// Run one export in a fresh instance on a blocking thread, under the
-    /// source's deadline and memory cap, once the source's share of the
-    /// pool has an instance free (waiting for one up to the deadline: a
-    /// busy share is back-pressure, not a failure of the source).
-    async fn run<W, T, F>(&self, pre: W, f: F) -> Result<T, PluginError>
-    where
-        W: Instantiate + Send + 'static,
-        T: Send + 'static,
-        F: FnOnce(&W::World, &mut Store<HostState>) -> wasmtime::Result<Result<T, PluginError>>
-            + Send
-            + 'static,
-    {
+    /// Run one export in a fresh instance, under the source's deadline
+    /// and memory cap, once the source's share of the pool has an instance
+    /// free (waiting for one up to the deadline: a busy share is
+    /// back-pressure, not a failure of the source).
+    ///
+    /// The guest runs on this task's thread (a fiber), yielding to tokio
+    /// at every epoch tick; host capabilities await on the same thread. A
+    /// caller that goes away drops the call, instance and all.
+    async fn run<E: Export>(&self, export: E) -> Result<E::Output, PluginError> {
         let waited =
             tokio::time::timeout(self.limits.deadline, self.share.clone().acquire_owned()).await;
         let Ok(Ok(_instance)) = waited else {
@@ -415,78 +325,242 @@ impl SourcePlugin {
                 self.limits.deadline.as_millis()
             )));
         };
-        let engine = self.engine.clone();
-        let grants = self.grants.clone();
-        let limits = self.limits.clone();
-        let runtime = tokio::runtime::Handle::current();
-        // Read here, on the request's task: the blocking thread has no task-locals.
-        let trace = crate::trace::TraceContext::current();
+        let limits = &self.limits;
         let cap = usize::try_from(limits.memory_mib << 20).unwrap_or(usize::MAX);
-        let stats = self.stats.clone();
-        // The span crosses onto the blocking thread with the call.
+        let deadline = Instant::now() + limits.deadline;
+        let trace = crate::trace::TraceContext::current();
         let span = tracing::info_span!("plugin.call", source = %self.name);
-        let joined = tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            let deadline = Instant::now() + limits.deadline;
-            let mut store = Store::new(
-                &engine.engine,
-                HostState::new(grants, cap, deadline, runtime, trace),
-            );
-            store.limiter(|state| &mut state.memory);
-            store.epoch_deadline_trap();
-            let ticks = PluginEngine::ticks(limits.deadline);
-            store.set_epoch_deadline(ticks);
-            stats.in_use.fetch_add(1, Ordering::Relaxed);
-            let began = Instant::now();
-            let instance =
-                tracing::info_span!("plugin.instantiate").in_scope(|| pre.instantiate(&mut store));
-            stats
-                .instantiate_nanos
-                .fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            stats.instantiations.fetch_add(1, Ordering::Relaxed);
-            let outcome = instance.and_then(|source| f(&source, &mut store));
-            stats.in_use.fetch_sub(1, Ordering::Relaxed);
-            let memory = store.data().memory.used as u64;
-            stats.memory_peak_bytes.fetch_max(memory, Ordering::Relaxed);
-            if store.data().memory.exceeded {
-                stats.memory_limit_hits.fetch_add(1, Ordering::Relaxed);
-            }
-            match outcome {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(e)) => Err(e),
-                Err(e) => Err(classify(&e, &store, &limits)),
-            }
-        })
+        let mut store = Store::new(
+            &self.engine.engine,
+            HostState::new(self.grants.clone(), cap, deadline, trace),
+        );
+        store.limiter(|state| &mut state.memory);
+        // Each tick: past the deadline the guest stops (a trap the host
+        // names `Deadline`), else it yields so other requests on this
+        // worker run.
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                wasmtime::UpdateDeadline::Interrupt
+            } else {
+                wasmtime::UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+            })
+        });
+        store.set_epoch_deadline(1);
+        let _in_use = InUse::enter(&self.stats);
+        let outcome = tracing::Instrument::instrument(
+            export.call(&self.contract, &mut store, &self.stats),
+            span,
+        )
         .await;
-        joined
-            .map_err(|e| PluginError::Trap(format!("the plugin call panicked in the host: {e}")))?
+        let memory = store.data().memory.used as u64;
+        self.stats
+            .memory_peak_bytes
+            .fetch_max(memory, Ordering::Relaxed);
+        if store.data().memory.exceeded {
+            self.stats.memory_limit_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(classify(&e, &store, limits)),
+        }
     }
 }
 
-/// A pre-instantiated world of either contract version.
-trait Instantiate {
-    type World;
-    fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Self::World>;
-}
+/// Counts a call as in use while it lives (a dropped call included).
+struct InUse<'a>(&'a PluginStats);
 
-impl Instantiate for SourcePre<HostState> {
-    type World = Source;
-    fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Source> {
-        SourcePre::instantiate(self, store)
+impl<'a> InUse<'a> {
+    fn enter(stats: &'a PluginStats) -> Self {
+        stats.in_use.fetch_add(1, Ordering::Relaxed);
+        InUse(stats)
     }
 }
 
-impl Instantiate for v2::SourcePre<HostState> {
-    type World = v2::Source;
-    fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<v2::Source> {
-        v2::SourcePre::instantiate(self, store)
+impl Drop for InUse<'_> {
+    fn drop(&mut self) {
+        self.0.in_use.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-impl Instantiate for v3::SourcePre<HostState> {
-    type World = v3::Source;
-    fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<v3::Source> {
-        v3::SourcePre::instantiate(self, store)
+/// Instantiate `pre` in `store`, timing it for the plugin's stats.
+async fn instantiate<W>(
+    stats: &PluginStats,
+    store: &mut Store<HostState>,
+    instantiate: impl AsyncFnOnce(&mut Store<HostState>) -> wasmtime::Result<W>,
+) -> wasmtime::Result<W> {
+    let began = Instant::now();
+    let world = tracing::Instrument::instrument(
+        instantiate(store),
+        tracing::info_span!("plugin.instantiate"),
+    )
+    .await;
+    stats
+        .instantiate_nanos
+        .fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    stats.instantiations.fetch_add(1, Ordering::Relaxed);
+    world
+}
+
+/// One export of the contract, called through the bindings of the
+/// version the component was loaded with. The outer error is wasmtime's
+/// (a trap, the deadline, the memory cap); the inner one the plugin's.
+trait Export: Send {
+    type Output: Send;
+    fn call<'a>(
+        self,
+        contract: &'a Contract,
+        store: &'a mut Store<HostState>,
+        stats: &'a PluginStats,
+    ) -> impl Future<Output = wasmtime::Result<Result<Self::Output, PluginError>>> + Send + 'a;
+}
+
+/// `describe`.
+struct Describe;
+/// `query`.
+struct Read(Query);
+/// `aggregate`, with record digests when asked (0.3).
+struct Count {
+    query: AggregateQuery,
+    digests: bool,
+}
+/// `command` (0.2 and later).
+struct Apply {
+    command: Command,
+    idempotency_key: String,
+}
+
+impl Export for Describe {
+    type Output = Manifest;
+    async fn call(
+        self,
+        contract: &Contract,
+        store: &mut Store<HostState>,
+        stats: &PluginStats,
+    ) -> wasmtime::Result<Result<Manifest, PluginError>> {
+        let manifest = match contract {
+            Contract::V1(pre) | Contract::V2(pre, _) => {
+                let source =
+                    instantiate(stats, store, async |s| pre.instantiate_async(s).await).await?;
+                source.call_describe(store).await?
+            }
+            Contract::V3(pre) => {
+                let source =
+                    instantiate(stats, store, async |s| pre.instantiate_async(s).await).await?;
+                source.call_describe(store).await?
+            }
+        };
+        Ok(manifest.map_err(PluginError::Source))
+    }
+}
+
+impl Export for Read {
+    type Output = Page;
+    async fn call(
+        self,
+        contract: &Contract,
+        store: &mut Store<HostState>,
+        stats: &PluginStats,
+    ) -> wasmtime::Result<Result<Page, PluginError>> {
+        let page = match contract {
+            Contract::V1(pre) | Contract::V2(pre, _) => {
+                let source =
+                    instantiate(stats, store, async |s| pre.instantiate_async(s).await).await?;
+                source.call_query(store, &self.0).await?
+            }
+            Contract::V3(pre) => {
+                let source =
+                    instantiate(stats, store, async |s| pre.instantiate_async(s).await).await?;
+                source.call_query(store, &self.0).await?
+            }
+        };
+        Ok(page.map_err(PluginError::Source))
+    }
+}
+
+impl Export for Count {
+    type Output = Vec<CountCell>;
+    async fn call(
+        self,
+        contract: &Contract,
+        store: &mut Store<HostState>,
+        stats: &PluginStats,
+    ) -> wasmtime::Result<Result<Vec<CountCell>, PluginError>> {
+        let cells = match contract {
+            // Before 0.3 a cell carries no digest.
+            Contract::V1(pre) | Contract::V2(pre, _) => {
+                let source =
+                    instantiate(stats, store, async |s| pre.instantiate_async(s).await).await?;
+                source
+                    .call_aggregate(store, &self.query)
+                    .await?
+                    .map(|cells| {
+                        cells
+                            .into_iter()
+                            .map(|c| CountCell {
+                                division: c.division,
+                                key: c.key,
+                                count: c.count,
+                                digest: None,
+                            })
+                            .collect()
+                    })
+            }
+            Contract::V3(pre) => {
+                let source =
+                    instantiate(stats, store, async |s| pre.instantiate_async(s).await).await?;
+                let digests = self.digests;
+                let asked = v3::lianqiao::source0_3_0::counting::CountQuery {
+                    query: self.query,
+                    digests,
+                };
+                source.call_aggregate(store, &asked).await?.map(|cells| {
+                    cells
+                        .into_iter()
+                        .map(|c| CountCell {
+                            division: c.division,
+                            key: c.key,
+                            count: c.count,
+                            digest: digests.then_some(c.digest),
+                        })
+                        .collect()
+                })
+            }
+        };
+        Ok(cells.map_err(PluginError::Source))
+    }
+}
+
+impl Export for Apply {
+    type Output = CommandResult;
+    async fn call(
+        self,
+        contract: &Contract,
+        store: &mut Store<HostState>,
+        stats: &PluginStats,
+    ) -> wasmtime::Result<Result<CommandResult, PluginError>> {
+        let result = match contract {
+            Contract::V1(_) => {
+                return Ok(Err(PluginError::Command(
+                    crate::contract::CommandError::Unsupported("contract 0.1 has no writes".into()),
+                )));
+            }
+            Contract::V2(_, pre) => {
+                let source =
+                    instantiate(stats, store, async |s| pre.instantiate_async(s).await).await?;
+                source
+                    .call_command(store, &self.command, &self.idempotency_key)
+                    .await?
+            }
+            Contract::V3(pre) => {
+                let source =
+                    instantiate(stats, store, async |s| pre.instantiate_async(s).await).await?;
+                source
+                    .call_command(store, &self.command, &self.idempotency_key)
+                    .await?
+            }
+        };
+        Ok(result.map_err(PluginError::Command))
     }
 }
 

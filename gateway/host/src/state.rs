@@ -17,7 +17,6 @@ pub(crate) struct HostState {
     /// When this call must be over; host capabilities bound their own
     /// waits by it, since epoch interruption cannot stop host code.
     pub(crate) deadline: Instant,
-    pub(crate) runtime: tokio::runtime::Handle,
     /// The trace of the request this call serves, for outgoing requests.
     pub(crate) trace: Option<crate::trace::TraceContext>,
 }
@@ -49,7 +48,6 @@ impl HostState {
         grants: Arc<SourceGrants>,
         memory_cap: usize,
         deadline: Instant,
-        runtime: tokio::runtime::Handle,
         trace: Option<crate::trace::TraceContext>,
     ) -> Self {
         HostState {
@@ -64,7 +62,6 @@ impl HostState {
             memory: MemoryLimiter::new(memory_cap),
             grants,
             deadline,
-            runtime,
             trace,
         }
     }

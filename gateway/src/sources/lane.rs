@@ -9,8 +9,9 @@
 //! preempt: one region page in a poll delays every request queued behind
 //! it (on one CPU with 16 region clients, a district user's p99 rose 2.9×;
 //! BENCHMARKS.md, "The whole region"). The kernel does preempt: a runtime
-//! whose threads (workers and their blocking pool, where the plugin calls
-//! run) have a higher nice value gets ~1/10 of the CPU at nice 10 while a
+//! whose threads (its workers, where the plugin calls run as fibers, and
+//! the SQLite connection threads they open, `lianqiao_host::priority`)
+//! have a higher nice value gets ~1/10 of the CPU at nice 10 while a
 //! nice-0 thread wants it, and all of it otherwise. Nice values can only
 //! be raised by an unprivileged process, so the threads are the lane's
 //! own and stay niced for their life.
@@ -34,7 +35,7 @@ fn runtime(nice: i32) -> Option<Handle> {
     let built = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
         .thread_name("lq-wide")
-        .on_thread_start(move || lower_priority(nice))
+        .on_thread_start(move || lianqiao_host::priority::lower_this_thread(nice))
         .enable_all()
         .build();
     match built {
@@ -47,21 +48,6 @@ fn runtime(nice: i32) -> Option<Handle> {
             tracing::warn!(error = %e, "no threads for wide requests: they run beside narrow ones");
             None
         }
-    }
-}
-
-/// Set the calling thread's nice value to the process's (its main
-/// thread's) plus `nice` — absolute, because a thread inherits the nice
-/// value of the thread that made it (the blocking pool's threads are made
-/// from the lane's niced workers). Linux: a nice value is a thread's own.
-fn lower_priority(nice: i32) {
-    // SAFETY: getpid, gettid, getpriority and setpriority take no
-    // pointers; a failure (e.g. a seccomp filter) leaves the thread at its
-    // priority, which is only less fair, never wrong.
-    unsafe {
-        let base = libc::getpriority(libc::PRIO_PROCESS, libc::getpid() as libc::id_t);
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, (base + nice).min(19));
     }
 }
 
@@ -137,7 +123,7 @@ mod tests {
     use super::*;
 
     fn nice_of_this_thread() -> i32 {
-        // SAFETY: as in `lower_priority`.
+        // SAFETY: getpriority and gettid take no pointers.
         unsafe {
             libc::getpriority(
                 libc::PRIO_PROCESS,
@@ -152,7 +138,7 @@ mod tests {
         let lane = WideLane::new(7);
         let wide = lane.run(true, async { nice_of_this_thread() }).await;
         assert_eq!(wide, (here + 7).min(19));
-        // Its blocking pool too: the plugin calls run there.
+        // Its blocking pool too (a thread inherits its maker's nice value).
         let blocking = lane
             .run(true, async {
                 tokio::task::spawn_blocking(nice_of_this_thread)

@@ -352,7 +352,7 @@ fn http_error_kind(e: &HttpError) -> &'static str {
 }
 
 impl Host for HostState {
-    fn send(&mut self, request: Request) -> wasmtime::Result<Result<Response, HttpError>> {
+    async fn send(&mut self, request: Request) -> wasmtime::Result<Result<Response, HttpError>> {
         let Some(grant) = self.grants.http.clone() else {
             return Ok(Err(HttpError::Denied(format!(
                 "source `{}` is granted no http capability (request to {})",
@@ -383,8 +383,8 @@ impl Host for HostState {
         };
         let budget = self.remaining().min(grant.timeout);
         let trace = self.trace.clone();
-        // Guest calls run on a blocking thread: waiting here is allowed, and
-        // the budget bounds it (epochs do not interrupt host code).
+        // The guest's fiber is suspended while this awaits; the budget
+        // bounds the wait (epochs do not interrupt host code).
         // One span per host call: what operators filter on, never the
         // query string (filters may carry personal data).
         let span = tracing::info_span!(
@@ -397,7 +397,7 @@ impl Host for HostState {
             http.response.status_code = tracing::field::Empty,
             error = tracing::field::Empty,
         );
-        let outcome = self.runtime.block_on(tracing::Instrument::instrument(
+        let outcome = tracing::Instrument::instrument(
             async {
                 tokio::time::timeout(budget, async {
                     let first = grant
@@ -416,7 +416,8 @@ impl Host for HostState {
                 .await
             },
             span.clone(),
-        ));
+        )
+        .await;
         match &outcome {
             Ok(Ok(response)) => {
                 span.record("http.response.status_code", response.status);

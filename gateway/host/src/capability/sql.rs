@@ -12,6 +12,7 @@
 //! every backend; the host renumbers them for PostgreSQL.
 
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
@@ -166,9 +167,55 @@ const SQLITE_CACHE_KIB: u32 = 512;
 /// A source's database pool.
 #[derive(Clone, Debug)]
 pub enum SqlPool {
-    Sqlite(sqlx::SqlitePool),
+    Sqlite(Arc<SqliteLanes>),
     Postgres(sqlx::PgPool),
     MySql(sqlx::MySqlPool),
+}
+
+/// A SQLite source's connections, in two sets by the priority of the
+/// thread that asks. SQLite runs in the gateway's process, each
+/// connection on a thread of its own (sqlx's worker) that takes the nice
+/// value of the thread that opened it: a region query's statements, asked
+/// from the wide lane's lowered threads, run on connections opened there,
+/// so the kernel prefers a district user's statements to them (a region
+/// statistic spends ~73% of its CPU in SQLite, BENCHMARKS.md). One set
+/// for both would let either priority borrow the other's threads.
+/// PostgreSQL and MariaDB run in their own processes: one pool each.
+#[derive(Debug)]
+pub struct SqliteLanes {
+    foreground: sqlx::SqlitePool,
+    /// Opened on the first lowered call; idle connections close as the
+    /// foreground's do, so an idle district holds none in either.
+    background: OnceLock<sqlx::SqlitePool>,
+    options: SqliteConnectOptions,
+    settings: PoolSettings,
+}
+
+impl SqliteLanes {
+    /// The connections for the calling thread's priority.
+    fn for_this_thread(&self) -> &sqlx::SqlitePool {
+        if crate::priority::this_thread_is_lowered() {
+            self.background.get_or_init(|| {
+                // Named apart, for `top -H` and perf.
+                let options = (self.options.clone()).thread_name(|id| format!("lq-sqlite-bg-{id}"));
+                sqlite_pool(options, &self.settings)
+            })
+        } else {
+            &self.foreground
+        }
+    }
+}
+
+fn sqlite_pool(options: SqliteConnectOptions, settings: &PoolSettings) -> sqlx::SqlitePool {
+    SqlitePoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .min_connections(0)
+        .idle_timeout(Some(IDLE_CONNECTION))
+        // `lq_record_key`, which PostgreSQL and MariaDB have as `md5()`:
+        // counts carry record digests.
+        .after_connect(|conn, _| Box::pin(super::sqlite_functions::register(conn)))
+        .connect_lazy_with(options)
 }
 
 /// Pool sizing and timeouts from the source's `[sql]` section.
@@ -195,17 +242,12 @@ impl SqlPool {
                     // default) times a hundred districts is the gateway's
                     // largest memory cost at region scale.
                     .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"));
-                Ok(SqlPool::Sqlite(
-                    SqlitePoolOptions::new()
-                        .max_connections(settings.max_connections)
-                        .acquire_timeout(settings.acquire_timeout)
-                        .min_connections(0)
-                        .idle_timeout(Some(IDLE_CONNECTION))
-                        // `lq_record_key`, which PostgreSQL and MariaDB
-                        // have as `md5()`: counts carry record digests.
-                        .after_connect(|conn, _| Box::pin(super::sqlite_functions::register(conn)))
-                        .connect_lazy_with(options),
-                ))
+                Ok(SqlPool::Sqlite(Arc::new(SqliteLanes {
+                    foreground: sqlite_pool(options.clone(), settings),
+                    background: OnceLock::new(),
+                    options,
+                    settings: settings.clone(),
+                })))
             }
             "postgres" | "postgresql" => {
                 let options = PgConnectOptions::from_str(url)
@@ -269,7 +311,7 @@ impl SqlPool {
         }
         match self {
             // Opened read-only: no transaction needed.
-            SqlPool::Sqlite(pool) => run!(pool, sql, params),
+            SqlPool::Sqlite(lanes) => run!(lanes.for_this_thread(), sql, params),
             SqlPool::Postgres(pool) => {
                 let mut tx = pool.begin_with("BEGIN READ ONLY").await.map_err(classify)?;
                 let result = async { run!(&mut *tx, sql, params) }.await;
@@ -305,9 +347,9 @@ impl SqlPool {
             Value::Null => String::new(),
         };
         let result = match self {
-            SqlPool::Sqlite(pool) => {
+            SqlPool::Sqlite(lanes) => {
                 let sql = format!("EXPLAIN QUERY PLAN {logged}");
-                let r: Result<ResultSet, SqlError> = run!(pool, sql, params);
+                let r: Result<ResultSet, SqlError> = run!(lanes.for_this_thread(), sql, params);
                 r?
             }
             SqlPool::Postgres(pool) => {
@@ -490,7 +532,7 @@ impl Host for HostState {
         })
     }
 
-    fn query(
+    async fn query(
         &mut self,
         statement: String,
         params: Vec<Value>,
@@ -502,8 +544,8 @@ impl Host for HostState {
             ))));
         };
         let remaining = self.remaining();
-        // Guest calls run on a blocking thread, so waiting here is allowed;
-        // the deadline bounds the wait, since epochs do not interrupt host code.
+        // The guest's fiber is suspended while this awaits; the deadline
+        // bounds the wait, since epochs do not interrupt host code.
         // One span per statement: the statement's text is the plugin's,
         // its parameters may be a caller's filter values and stay out.
         let dialect = pool.dialect();
@@ -515,7 +557,7 @@ impl Host for HostState {
             db.response.returned_rows = tracing::field::Empty,
             error = tracing::field::Empty,
         );
-        let outcome = self.runtime.block_on(tracing::Instrument::instrument(
+        let outcome = tracing::Instrument::instrument(
             async {
                 tokio::time::timeout(
                     remaining,
@@ -524,7 +566,8 @@ impl Host for HostState {
                 .await
             },
             span.clone(),
-        ));
+        )
+        .await;
         match &outcome {
             Ok(Ok(set)) => {
                 span.record("db.response.returned_rows", set.rows.len());
@@ -690,6 +733,84 @@ mod tests {
             renumber_for_postgres("SELECT '?' AS q, a FROM t WHERE a = ? AND b IN (?, ?) -- ?"),
             "SELECT '?' AS q, a FROM t WHERE a = $1 AND b IN ($2, $3) -- ?"
         );
+    }
+
+    /// The nice value of each of this process's threads whose name starts
+    /// with `prefix` (Linux: `/proc/self/task/*/stat`, field 19).
+    fn nice_of_threads_named(prefix: &str) -> Vec<i32> {
+        let mut nices = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if !comm.starts_with(prefix) {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // After the parenthesised name: state is field 3, nice field 19.
+            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            if let Some(nice) = after.split_whitespace().nth(16) {
+                nices.push(nice.parse().unwrap());
+            }
+        }
+        nices
+    }
+
+    /// Before: one pool served both priorities, so a region query's
+    /// statements ran on connection threads a district user's request had
+    /// opened (and the reverse), at the district's priority.
+    #[test]
+    fn a_lowered_caller_statements_run_on_lowered_sqlite_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.sqlite");
+        let url = format!("sqlite://{}", path.display());
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let rw = sqlx::SqlitePool::connect(&format!("{url}?mode=rwc"))
+                .await
+                .unwrap();
+            sqlx::query("CREATE TABLE g (code TEXT)")
+                .execute(&rw)
+                .await
+                .unwrap();
+            rw.close().await;
+        });
+        let settings = PoolSettings {
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(2),
+        };
+        let pool = {
+            let _in = runtime.enter();
+            SqlPool::connect_lazy(&url, &settings).unwrap()
+        };
+        // The foreground opens its connection first: one pool would hand
+        // that same connection to the lowered caller below.
+        runtime
+            .block_on(pool.query("SELECT count(*) FROM g", &[], None))
+            .unwrap();
+        let base = nice_of_threads_named("sqlx-sqlite-wor");
+        assert!(!base.is_empty());
+        let handle = runtime.handle().clone();
+        // A clone: the pool (and its connection threads) must outlive the caller.
+        let shared = pool.clone();
+        std::thread::spawn(move || {
+            crate::priority::lower_this_thread(4);
+            handle
+                .block_on(shared.query("SELECT count(*) FROM g", &[], None))
+                .unwrap();
+        })
+        .join()
+        .unwrap();
+        let lowered = nice_of_threads_named("lq-sqlite-bg-");
+        assert_eq!(lowered.len(), 1, "one background connection: {lowered:?}");
+        let process = unsafe_free_process_nice();
+        assert_eq!(lowered[0], (process + 4).min(19));
+        drop(pool);
+    }
+
+    /// The main thread's nice value, read from `/proc` as above.
+    fn unsafe_free_process_nice() -> i32 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let after = stat.rsplit_once(')').unwrap().1;
+        after.split_whitespace().nth(16).unwrap().parse().unwrap()
     }
 
     #[tokio::test]

@@ -214,7 +214,7 @@ fn classify(e: sqlx::Error) -> WriteError {
 }
 
 impl Host for HostState {
-    fn transaction(
+    async fn transaction(
         &mut self,
         calls: Vec<StatementCall>,
     ) -> wasmtime::Result<Result<Vec<u64>, WriteError>> {
@@ -230,10 +230,11 @@ impl Host for HostState {
             source = %self.grants.source,
             statements = %calls.iter().map(|c| c.statement.as_str()).collect::<Vec<_>>().join(","),
         );
-        let outcome = self.runtime.block_on(tracing::Instrument::instrument(
+        let outcome = tracing::Instrument::instrument(
             async { tokio::time::timeout(remaining, writer.transaction(&calls)).await },
             span,
-        ));
+        )
+        .await;
         Ok(match outcome {
             Ok(result) => result,
             // The transaction future was dropped mid-way: sqlx rolls it back.

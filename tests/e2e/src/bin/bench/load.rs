@@ -22,10 +22,27 @@ use hyper_util::rt::TokioIo;
 pub struct Target {
     pub addr: SocketAddr,
     pub path: String,
+    /// Distinct queries: when not empty, request n (over all the run's
+    /// connections) asks `distinct[n % len]` instead of `path`, so no two
+    /// requests close together are alike (no coalescing, no cache hit).
+    pub distinct: Arc<[String]>,
+    /// The run's request counter for `distinct`, shared by its connections.
+    pub sent: Arc<AtomicU64>,
     pub headers: Vec<(String, String)>,
     /// Bodies shorter than this count as errors (a guard against measuring
     /// an empty or error answer that happens to be 200).
     pub min_body: usize,
+}
+
+impl Target {
+    /// The path of the next request.
+    pub fn next_path(&self) -> &str {
+        if self.distinct.is_empty() {
+            return &self.path;
+        }
+        let n = self.sent.fetch_add(1, Ordering::Relaxed) as usize;
+        &self.distinct[n % self.distinct.len()]
+    }
 }
 
 /// What a load run saw.
@@ -90,7 +107,7 @@ async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Empty<Bytes>>> 
 /// One request on `sender`: its status if the body was complete and long
 /// enough (status 0 on a transport failure).
 async fn once(sender: &mut SendRequest<Empty<Bytes>>, target: &Target) -> Result<(), u16> {
-    let mut request = hyper::Request::get(target.path.as_str()).header("host", "bench");
+    let mut request = hyper::Request::get(target.next_path()).header("host", "bench");
     for (name, value) in &target.headers {
         request = request.header(name.as_str(), value.as_str());
     }

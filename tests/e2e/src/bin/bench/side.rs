@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lianqiao_e2e::{ConfigDir, free_port, huimin, token, workspace_root};
@@ -230,6 +231,122 @@ async fn bare() -> anyhow::Result<(Server, SocketAddr)> {
     Ok((Server { child, pids }, addr))
 }
 
+/// How many distinct queries each route cycles through: more than a
+/// route answers in a run, so none repeats while it is measured.
+const DISTINCT: usize = 40_000;
+
+/// The distinct queries of the headline mode: (division, limit) pairs a
+/// user could ask, from the divisions that exist.
+struct Distinct {
+    /// Huimin's district, streets, communities and every tenth grid: where
+    /// grids and members are.
+    huimin: Vec<String>,
+    /// The city's districts and their streets (the city platform's
+    /// registry): parents to list divisions of, divisions to count in.
+    city: Vec<String>,
+}
+
+impl Distinct {
+    async fn of(city_platform: SocketAddr, bearer: &str) -> anyhow::Result<Distinct> {
+        let district = &huimin().0;
+        let mut huimin: Vec<String> = district.divisions.iter().map(|d| d.code.clone()).collect();
+        huimin.extend(district.grids.iter().step_by(10).map(|g| g.code.clone()));
+        let auth = format!("Bearer {bearer}");
+        let children = |parent: String| {
+            let auth = auth.clone();
+            async move {
+                let url = format!("http://{city_platform}/divisions?parentCode={parent}&limit=500");
+                let (status, body) =
+                    lianqiao_e2e::http_get_with(&url, &[("authorization", auth.as_str())]).await?;
+                anyhow::ensure!(status == 200, "{url}: {status}");
+                let json: serde_json::Value = serde_json::from_str(&body)?;
+                Ok::<_, anyhow::Error>(
+                    json["items"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|d| d["code"].as_str().map(str::to_string))
+                        .collect::<Vec<String>>(),
+                )
+            }
+        };
+        let districts = children("1501".into()).await?;
+        let mut city = districts.clone();
+        for d in districts {
+            city.extend(children(d).await?);
+        }
+        anyhow::ensure!(
+            huimin.len() > 50 && city.len() > 50,
+            "too few divisions for distinct queries ({} in Huimin, {} in the city)",
+            huimin.len(),
+            city.len()
+        );
+        Ok(Distinct { huimin, city })
+    }
+
+    fn len(&self) -> usize {
+        DISTINCT
+    }
+
+    /// Request n: the n-th division of `codes` (cycling) with a limit
+    /// from 10 to 100 that changes each time the divisions come round, so
+    /// no (division, limit) pair repeats within `DISTINCT` requests.
+    fn pairs(codes: &[String]) -> impl Iterator<Item = (&str, usize)> {
+        (0..DISTINCT).map(|n| (codes[n % codes.len()].as_str(), 10 + (n / codes.len()) % 91))
+    }
+
+    /// The distinct paths of the route whose identical path is `path`: a
+    /// route and its baseline ask the same divisions and limits in the
+    /// same order (the bare server one row more, as the gateway asks its
+    /// source to learn whether there is a next page).
+    fn paths_like(&self, path: &str) -> Vec<String> {
+        let route = path.split('?').next().unwrap_or(path);
+        match route {
+            "/grids" => Self::pairs(&self.huimin)
+                .map(|(d, l)| format!("/grids?division={d}&limit={}", l + 1))
+                .collect(),
+            "/v1/grids" => Self::pairs(&self.huimin)
+                .map(|(d, l)| format!("/v1/grids?division={d}&limit={l}"))
+                .collect(),
+            "/divisions" => Self::pairs(&self.city)
+                .map(|(d, l)| format!("/divisions?parentCode={d}&limit={l}"))
+                .collect(),
+            "/v1/divisions" => Self::pairs(&self.city)
+                .map(|(d, l)| format!("/v1/divisions?parent={d}&limit={l}"))
+                .collect(),
+            "/v1/members" => Self::pairs(&self.huimin)
+                .map(|(d, l)| format!("/v1/members?division={d}&limit={l}"))
+                .collect(),
+            // 91 limits become 3 levels × 4 categories × 7 filters (84).
+            "/v1/stats" => Self::pairs(&self.city)
+                .map(|(d, l)| {
+                    let level = ["community", "street", "grid"][l % 3];
+                    let by = ["gender", "status", "household_role", "ethnicity"][(l / 3) % 4];
+                    let filter = match (l / 12) % 7 {
+                        0 => String::new(),
+                        1 => format!("&gender={}", encoded("男")),
+                        2 => format!("&gender={}", encoded("女")),
+                        n => format!(
+                            "&ethnicity={}",
+                            encoded(["蒙古族", "汉族", "回族", "满族"][n - 3])
+                        ),
+                    };
+                    format!(
+                        "/v1/stats?metric=members.count&division={d}&group_by={level}&by={by}{filter}"
+                    )
+                })
+                .collect(),
+            // Nothing to vary (`/healthz`).
+            _ => vec![path.to_string()],
+        }
+    }
+}
+
+/// `text` percent-encoded for a query string.
+fn encoded(text: &str) -> String {
+    text.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
 /// A bearer token from the city platform simulator (client credentials).
 async fn city_token(city: SocketAddr) -> anyhow::Result<String> {
     use http_body_util::{BodyExt, Full};
@@ -360,6 +477,8 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
     let as_caller = |path: &str, token: &str, purpose: &str| Target {
         addr: gw_addr,
         path: path.to_string(),
+        distinct: Arc::from(Vec::new()),
+        sent: Arc::default(),
         headers: vec![
             ("authorization".into(), format!("Bearer {token}")),
             ("x-purpose".into(), purpose.into()),
@@ -381,6 +500,8 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
     let upstream = |addr: SocketAddr| Target {
         addr,
         path: "/divisions?parentCode=150103".into(),
+        distinct: Arc::from(Vec::new()),
+        sent: Arc::default(),
         headers: vec![("authorization".into(), format!("Bearer {bearer}"))],
         min_body: 0,
     };
@@ -403,6 +524,8 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
             Target {
                 addr: bare_addr,
                 path: "/grids?division=150103001&limit=51".into(),
+                distinct: Arc::from(Vec::new()),
+                sent: Arc::default(),
                 headers: vec![],
                 min_body: 0,
             },
@@ -467,8 +590,84 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
         anyhow::ensure!(status == 200, "{} answered {status}", r.name);
         r.target.min_body = len / 2;
     }
+    // The same routes, every request a different division and limit (and
+    // grouping, for statistics), as users ask: the headline.
+    let queries = Distinct::of(city_addr, &bearer).await?;
+    let mut distinct_rows: Vec<Row> = rows
+        .iter()
+        .map(|r| {
+            let mut target = r.target.clone();
+            target.distinct = Arc::from(queries.paths_like(&r.target.path));
+            // Answers vary in size (an empty community is a real answer).
+            target.min_body = 0;
+            row(r.name, target, r.base, r.pids.clone())
+        })
+        .collect();
+    for r in &distinct_rows {
+        let (status, _) = probe(&r.target).await?;
+        anyhow::ensure!(
+            status == 200,
+            "{} answered {status} to {}",
+            r.name,
+            r.target.distinct[0]
+        );
+    }
 
     let mut rss_loaded = 0;
+    let distinct_table = measure(
+        &mut distinct_rows,
+        &gw,
+        gw_pid,
+        &mut rss_loaded,
+        warmup,
+        window,
+    )
+    .await;
+    let identical_table = measure(&mut rows, &gw, gw_pid, &mut rss_loaded, warmup, window).await;
+    gateway.terminate();
+    drop(party_sim);
+
+    let one_client = |rows: &[Row]| {
+        let (bare_p50, gw_p50) = (rows[0].one_client_p50, rows[1].one_client_p50);
+        format!(
+            "Lianqiao p50 {:.0} µs = bare server {:.0} µs + {:.0} µs",
+            gw_p50.as_secs_f64() * 1e6,
+            bare_p50.as_secs_f64() * 1e6,
+            (gw_p50.as_secs_f64() - bare_p50.as_secs_f64()) * 1e6,
+        )
+    };
+    let mut out = format!(
+        "\nSide by side ({ROUNDS} interleaved rounds of {seconds} s after 1 s warm-up per route, \
+         {CONNECTIONS} connections, closed loop; servers on CPU 1, load generator on CPU 0; release builds)\n\n\
+         Distinct queries (the headline): request n of a run asks the n-th of {} paths per route — \
+         a different division, limit and grouping each time, the same sequence for a route and its baseline; \
+         no coalescing or cache hit shares work between them.\n{distinct_table}\n\
+         Identical requests (second: every request the same, which coalescing and caches flatter):\n{identical_table}",
+        queries.len()
+    );
+    out.push_str(&format!(
+        "\nGrids at 1 client: distinct {}; identical {}; one fsync on this disk (p50 of 200, write 512 B + fdatasync in the audit's directory) {:.0} µs.\n\
+         Gateway RSS: {:.1} MiB idle (after start and one request), {:.1} MiB peak under load. Cold start (spawn to listening / to the first grids answer): {:.0} ms / {:.0} ms.\n",
+        one_client(&distinct_rows),
+        one_client(&rows),
+        fsync.as_secs_f64() * 1e6,
+        rss_idle as f64 / 1024.0,
+        rss_loaded as f64 / 1024.0,
+        listening.as_secs_f64() * 1e3,
+        cold_start.as_secs_f64() * 1e3,
+    ));
+    Ok(out)
+}
+
+/// Saturation rounds, then latency, for `rows`: the two tables.
+async fn measure(
+    rows: &mut [Row],
+    gw: &[u32],
+    gw_pid: u32,
+    rss_loaded: &mut u64,
+    warmup: Duration,
+    window: Duration,
+) -> String {
     for round in 0..ROUNDS {
         for k in 0..rows.len() {
             let i = (k + round) % rows.len();
@@ -477,7 +676,7 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
             let seen = load::saturate(&r.target, CONNECTIONS, warmup, window).await;
             let after: Vec<ProcStats> = r.pids.iter().map(|p| ProcStats::of(*p)).collect();
             if r.pids == gw {
-                rss_loaded = rss_loaded.max(vm_kib(gw_pid, "VmHWM:"));
+                *rss_loaded = (*rss_loaded).max(vm_kib(gw_pid, "VmHWM:"));
             }
             // CPU over warm-up and window alike, per answer in the window
             // scaled to the whole run.
@@ -501,7 +700,7 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
     let mut latency = String::from(
         "\n| route | 1 client p50 µs | 1 client p99 µs | open loop 200/s p50 µs | p99 µs | p99.9 µs | errors |\n|---|---:|---:|---:|---:|---:|---:|\n",
     );
-    for r in &mut rows {
+    for r in rows.iter_mut() {
         let single = load::saturate(&r.target, 1, warmup, window).await;
         let paced = load::paced(&r.target, PACED_RATE, 64, warmup, window).await;
         r.one_client_p50 = single.percentile(0.5);
@@ -516,16 +715,11 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
             single.error_count() + paced.error_count(),
         ));
     }
-    gateway.terminate();
-    drop(party_sim);
-
-    let mut out = format!(
-        "\nSide by side ({ROUNDS} interleaved rounds of {seconds} s after 1 s warm-up per route, \
-         {CONNECTIONS} connections, closed loop; servers on CPU 1, load generator on CPU 0; release builds)\n\n\
-         | route | req/s (median of rounds) | range | × baseline (median) | range | errors | CPU µs/req | of which system | context switches/req |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    let mut out = String::from(
+        "\n| route | req/s (median of rounds) | range | × baseline (median) | range | errors | CPU µs/req | of which system | context switches/req |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    for r in &rows {
+    for r in rows.iter() {
         let (ratio, range) = match r.base {
             Some((base, key)) => {
                 let ratios: Vec<f64> = r
@@ -572,18 +766,5 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
         ));
     }
     out.push_str(&latency);
-    let (bare_p50, gw_p50) = (rows[0].one_client_p50, rows[1].one_client_p50);
-    out.push_str(&format!(
-        "\nGrids at 1 client: Lianqiao p50 {:.0} µs = bare server {:.0} µs + {:.0} µs; one fsync on this disk (p50 of 200, write 512 B + fdatasync in the audit's directory) {:.0} µs.\n\
-         Gateway RSS: {:.1} MiB idle (after start and one request), {:.1} MiB peak under load. Cold start (spawn to listening / to the first grids answer): {:.0} ms / {:.0} ms.\n",
-        gw_p50.as_secs_f64() * 1e6,
-        bare_p50.as_secs_f64() * 1e6,
-        (gw_p50.as_secs_f64() - bare_p50.as_secs_f64()) * 1e6,
-        fsync.as_secs_f64() * 1e6,
-        rss_idle as f64 / 1024.0,
-        rss_loaded as f64 / 1024.0,
-        listening.as_secs_f64() * 1e3,
-        cold_start.as_secs_f64() * 1e3,
-    ));
-    Ok(out)
+    out
 }
