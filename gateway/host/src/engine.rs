@@ -17,6 +17,9 @@ use crate::error::LoadError;
 /// is enforced to within one tick.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
 
+/// Bytes of a call's fiber stack kept resident when it returns to the pool.
+const STACK_KEEP_RESIDENT: usize = 512 << 10;
+
 /// How instance memories and tables are allocated (`plugins.allocator`:
 /// `"pooling"` or `"on-demand"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -101,7 +104,11 @@ impl PluginEngine {
                 pool.total_memories(instances * 4);
                 pool.total_tables(instances * 8);
                 // One fiber stack per call in flight (calls are async).
+                // A stack returned to the pool keeps its touched pages
+                // (as a blocking thread's stack did): decommitting them
+                // made every call fault its stack in again.
                 pool.total_stacks(instances);
+                pool.async_stack_keep_resident(STACK_KEEP_RESIDENT);
                 pool.max_memory_size(usize::try_from(max_memory)?);
                 let keep = usize::try_from(settings.keep_resident_kib << 10)?;
                 pool.linear_memory_keep_resident(keep);

@@ -89,7 +89,16 @@ fn typed(field: &Field, raw: &str) -> Result<Value, ApiError> {
             }
             Value::Date(raw.to_string())
         }
-        ValueKind::Timestamp => Value::Timestamp(raw.to_string()),
+        // Any offset and precision; compared as an instant, and sent on
+        // in one form (federation/instant.rs).
+        ValueKind::Timestamp => match crate::federation::instant::parse(raw) {
+            Some(instant) => Value::Timestamp(crate::federation::instant::canonical(instant)),
+            None => {
+                return Err(wrong(
+                    "an RFC 3339 timestamp with its offset, like 2026-12-07T08:53:11Z or 2026-12-07T16:53:11.5+08:00",
+                ));
+            }
+        },
     };
     if !field.values.is_empty() && !field.values.contains(&raw) {
         return Err(ApiError::invalid(format!(

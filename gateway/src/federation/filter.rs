@@ -23,9 +23,14 @@ fn number(v: &Value) -> Option<f64> {
 }
 
 /// Order two values of comparable kinds; `None` for null or mixed kinds.
+/// A timestamp compares as an instant (`2026-12-07T08:53:11Z` equals
+/// `2026-12-07T16:53:11+08:00`); text that is not one matches nothing.
 fn compare(a: &Value, b: &Value) -> Option<Ordering> {
     match (a, b) {
         (Value::Boolean(x), Value::Boolean(y)) => Some(x.cmp(y)),
+        (Value::Timestamp(_), _) | (_, Value::Timestamp(_)) => {
+            Some(super::instant::parse(text(a)?)?.cmp(&super::instant::parse(text(b)?)?))
+        }
         _ => match (number(a), number(b)) {
             (Some(x), Some(y)) => x.partial_cmp(&y),
             _ => Some(text(a)?.cmp(text(b)?)),
@@ -69,6 +74,37 @@ mod tests {
             op,
             values,
         }
+    }
+
+    /// Before: compared as text, `…08:53:11.500Z` sorted after
+    /// `…16:53:11+08:00` (an earlier instant) and the same instant
+    /// written with `Z` and `+08:00` matched differently.
+    #[test]
+    fn timestamps_compare_as_instants() {
+        let ts = |s: &str| Value::Timestamp(s.into());
+        let bound = ts("2026-12-07T08:53:11.500Z");
+        let earlier = ts("2026-12-07T16:53:11+08:00");
+        let same = ts("2026-12-07T16:53:11.5+08:00");
+        let later = ts("2026-12-07T16:53:11.851+08:00");
+        assert!(!matches(
+            &f(FilterOp::Gte, vec![bound.clone()]),
+            Some(&earlier)
+        ));
+        assert!(matches(&f(FilterOp::Gte, vec![bound.clone()]), Some(&same)));
+        assert!(matches(&f(FilterOp::Eq, vec![bound.clone()]), Some(&same)));
+        assert!(matches(
+            &f(FilterOp::Gte, vec![bound.clone()]),
+            Some(&later)
+        ));
+        assert!(matches(
+            &f(FilterOp::Lte, vec![bound.clone()]),
+            Some(&earlier)
+        ));
+        // A source's text that is no timestamp matches no time filter.
+        assert!(!matches(
+            &f(FilterOp::Lte, vec![bound]),
+            Some(&Value::Text("昨天".into()))
+        ));
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod cursor;
 pub mod enrich;
 pub mod executor;
 pub(crate) mod filter;
+pub mod instant;
 pub mod measures;
 mod merge;
 mod planner;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use lianqiao_host::contract::Filter;
+use lianqiao_host::contract::{Filter, FilterOp, ValueKind};
 
 use super::{FieldFilter, ListRequest};
 use crate::sources::{Source, SourceSet};
@@ -82,6 +82,22 @@ pub fn plan(sources: &SourceSet, request: &ListRequest) -> Vec<SourceCall> {
                 .filters
                 .iter()
                 .any(|s| s.field == f.field.name && s.ops.contains(&f.op));
+            // A source compares timestamps as its own text: it gets a
+            // bound widened by a day (a superset whatever form it stores),
+            // and the exact instant is compared here (federation/instant.rs).
+            if f.field.kind == ValueKind::Timestamp && f.op != FilterOp::Prefix {
+                if let Some(bound) = f.values.first().filter(|_| supported)
+                    && let Some(widened) = super::instant::widened(f.op, bound)
+                {
+                    pushed.push(Filter {
+                        field: f.field.name.to_string(),
+                        op: f.op,
+                        values: vec![widened],
+                    });
+                }
+                residual.push(f.clone());
+                continue;
+            }
             if supported {
                 pushed.push(Filter {
                     field: f.field.name.to_string(),

@@ -38,6 +38,37 @@ async fn every_district_schema_serves_its_cases_and_their_history() {
             assert_eq!(row["division"], case.division.as_str());
             assert_eq!(row["opened_at"], case.opened_at.as_str());
         }
+        // Time as time: one instant written three ways selects the same
+        // cases (those opened at or after it: the sources all write
+        // +08:00, so their text orders them here); before, `Z` compared
+        // as text against `+08:00` and chose other rows.
+        let mut opened: Vec<&str> = expected.iter().map(|c| c.opened_at.as_str()).collect();
+        opened.sort();
+        let bound = opened[opened.len() / 2];
+        let oracle = opened.iter().filter(|o| **o >= bound).count();
+        let instant = lianqiao_gateway::federation::instant::parse(bound).expect("RFC 3339");
+        for form in [
+            bound.to_string(),
+            lianqiao_gateway::federation::instant::canonical(instant),
+            bound.replace(":00+08:00", ":00.000000+08:00"),
+        ] {
+            let rows = walk_pages(
+                &gw,
+                &format!(
+                    "/v1/cases?division={code}&opened_at[gte]={}&limit=1000",
+                    form.replace('+', "%2B")
+                ),
+            )
+            .await;
+            assert_eq!(rows.len(), oracle, "{code}: opened_at[gte]={form}");
+        }
+        let (status, body) = gw
+            .get(&format!(
+                "/v1/cases?division={code}&opened_at[gte]=yesterday"
+            ))
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["code"], "invalid_parameter", "{body}");
         let steps = walk_pages(&gw, &format!("/v1/case-steps?division={code}&limit=1000")).await;
         let expected_steps: usize = expected.iter().map(|c| c.steps.len()).sum();
         assert_eq!(steps.len(), expected_steps, "{code}");

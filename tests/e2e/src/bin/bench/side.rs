@@ -241,8 +241,9 @@ struct Distinct {
     /// Huimin's district, streets, communities and every tenth grid: where
     /// grids and members are.
     huimin: Vec<String>,
-    /// The city's districts and their streets (the city platform's
-    /// registry): parents to list divisions of, divisions to count in.
+    /// The city's districts, streets and communities (the city
+    /// platform's registry): parents to list divisions of, divisions to
+    /// count in.
     city: Vec<String>,
 }
 
@@ -270,10 +271,14 @@ impl Distinct {
                 )
             }
         };
-        let districts = children("1501".into()).await?;
+        let districts = children("150100".into()).await?;
         let mut city = districts.clone();
         for d in districts {
-            city.extend(children(d).await?);
+            let streets = children(d).await?;
+            for street in &streets {
+                city.extend(children(street.clone()).await?);
+            }
+            city.extend(streets);
         }
         anyhow::ensure!(
             huimin.len() > 50 && city.len() > 50,
@@ -317,12 +322,17 @@ impl Distinct {
             "/v1/members" => Self::pairs(&self.huimin)
                 .map(|(d, l)| format!("/v1/members?division={d}&limit={l}"))
                 .collect(),
-            // 91 limits become 3 levels × 4 categories × 7 filters (84).
+            // 91 limits become a grouping below the division (by its
+            // level) × 4 categories × 7 filters.
             "/v1/stats" => Self::pairs(&self.city)
                 .map(|(d, l)| {
-                    let level = ["community", "street", "grid"][l % 3];
-                    let by = ["gender", "status", "household_role", "ethnicity"][(l / 3) % 4];
-                    let filter = match (l / 12) % 7 {
+                    let level = match d.len() {
+                        6 => ["&group_by=street", "&group_by=community"][l % 2],
+                        9 => "&group_by=community",
+                        _ => "",
+                    };
+                    let by = ["gender", "status", "household_role", "ethnicity"][(l / 2) % 4];
+                    let filter = match (l / 8) % 7 {
                         0 => String::new(),
                         1 => format!("&gender={}", encoded("男")),
                         2 => format!("&gender={}", encoded("女")),
@@ -331,9 +341,7 @@ impl Distinct {
                             encoded(["蒙古族", "汉族", "回族", "满族"][n - 3])
                         ),
                     };
-                    format!(
-                        "/v1/stats?metric=members.count&division={d}&group_by={level}&by={by}{filter}"
-                    )
+                    format!("/v1/stats?metric=members.count&division={d}{level}&by={by}{filter}")
                 })
                 .collect(),
             // Nothing to vary (`/healthz`).
