@@ -17,8 +17,14 @@ use crate::error::LoadError;
 /// is enforced to within one tick.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
 
-/// Bytes of a call's fiber stack kept resident when it returns to the pool.
-const STACK_KEEP_RESIDENT: usize = 512 << 10;
+/// Bytes of a call's fiber stack kept resident when it returns to the
+/// pool. wasmtime zeroes this much of the stack (a memset) at the end of
+/// every call and decommits the rest, which the next call faults back in
+/// as far as it reaches: enough for a call's usual depth, no more. The
+/// pool hands out used stacks before fresh ones, so only as many stacks
+/// as calls ever ran at once hold this (at region scale: the calls in
+/// flight, not the 100+ sources' shares).
+const STACK_KEEP_RESIDENT: usize = 128 << 10;
 
 /// How instance memories and tables are allocated (`plugins.allocator`:
 /// `"pooling"` or `"on-demand"`).
@@ -104,8 +110,8 @@ impl PluginEngine {
                 pool.total_memories(instances * 4);
                 pool.total_tables(instances * 8);
                 // One fiber stack per call in flight (calls are async).
-                // A stack returned to the pool keeps its touched pages
-                // (as a blocking thread's stack did): decommitting them
+                // A stack returned to the pool keeps its top pages (as a
+                // blocking thread's stack did): decommitting them all
                 // made every call fault its stack in again.
                 pool.total_stacks(instances);
                 pool.async_stack_keep_resident(STACK_KEEP_RESIDENT);

@@ -383,15 +383,54 @@ impl Drop for InUse<'_> {
     }
 }
 
+/// A pre-instantiated world of one contract version.
+trait Pre: Sync {
+    type World: Send;
+    fn instantiate_in<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+    ) -> impl Future<Output = wasmtime::Result<Self::World>> + Send + 'a;
+}
+
+impl Pre for SourcePre<HostState> {
+    type World = crate::bindings::v1::Source;
+    fn instantiate_in<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+    ) -> impl Future<Output = wasmtime::Result<Self::World>> + Send + 'a {
+        self.instantiate_async(store)
+    }
+}
+
+impl Pre for v2::SourcePre<HostState> {
+    type World = v2::Source;
+    fn instantiate_in<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+    ) -> impl Future<Output = wasmtime::Result<Self::World>> + Send + 'a {
+        self.instantiate_async(store)
+    }
+}
+
+impl Pre for v3::SourcePre<HostState> {
+    type World = v3::Source;
+    fn instantiate_in<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+    ) -> impl Future<Output = wasmtime::Result<Self::World>> + Send + 'a {
+        self.instantiate_async(store)
+    }
+}
+
 /// Instantiate `pre` in `store`, timing it for the plugin's stats.
-async fn instantiate<W>(
+async fn instantiate<P: Pre>(
     stats: &PluginStats,
     store: &mut Store<HostState>,
-    instantiate: impl AsyncFnOnce(&mut Store<HostState>) -> wasmtime::Result<W>,
-) -> wasmtime::Result<W> {
+    pre: &P,
+) -> wasmtime::Result<P::World> {
     let began = Instant::now();
     let world = tracing::Instrument::instrument(
-        instantiate(store),
+        pre.instantiate_in(store),
         tracing::info_span!("plugin.instantiate"),
     )
     .await;
@@ -440,13 +479,11 @@ impl Export for Describe {
     ) -> wasmtime::Result<Result<Manifest, PluginError>> {
         let manifest = match contract {
             Contract::V1(pre) | Contract::V2(pre, _) => {
-                let source =
-                    instantiate(stats, store, async |s| pre.instantiate_async(s).await).await?;
+                let source = instantiate(stats, store, pre).await?;
                 source.call_describe(store).await?
             }
             Contract::V3(pre) => {
-                let source =
-                    instantiate(stats, store, async |s| pre.instantiate_async(s).await).await?;
+                let source = instantiate(stats, store, pre).await?;
                 source.call_describe(store).await?
             }
         };
@@ -464,13 +501,11 @@ impl Export for Read {
     ) -> wasmtime::Result<Result<Page, PluginError>> {
         let page = match contract {
             Contract::V1(pre) | Contract::V2(pre, _) => {
-                let source =
-                    instantiate(stats, store, async |s| pre.instantiate_async(s).await).await?;
+                let source = instantiate(stats, store, pre).await?;
                 source.call_query(store, &self.0).await?
             }
             Contract::V3(pre) => {
-                let source =
-                    instantiate(stats, store, async |s| pre.instantiate_async(s).await).await?;
+                let source = instantiate(stats, store, pre).await?;
                 source.call_query(store, &self.0).await?
             }
         };
@@ -489,8 +524,7 @@ impl Export for Count {
         let cells = match contract {
             // Before 0.3 a cell carries no digest.
             Contract::V1(pre) | Contract::V2(pre, _) => {
-                let source =
-                    instantiate(stats, store, async |s| pre.instantiate_async(s).await).await?;
+                let source = instantiate(stats, store, pre).await?;
                 source
                     .call_aggregate(store, &self.query)
                     .await?
@@ -507,8 +541,7 @@ impl Export for Count {
                     })
             }
             Contract::V3(pre) => {
-                let source =
-                    instantiate(stats, store, async |s| pre.instantiate_async(s).await).await?;
+                let source = instantiate(stats, store, pre).await?;
                 let digests = self.digests;
                 let asked = v3::lianqiao::source0_3_0::counting::CountQuery {
                     query: self.query,
@@ -546,15 +579,13 @@ impl Export for Apply {
                 )));
             }
             Contract::V2(_, pre) => {
-                let source =
-                    instantiate(stats, store, async |s| pre.instantiate_async(s).await).await?;
+                let source = instantiate(stats, store, pre).await?;
                 source
                     .call_command(store, &self.command, &self.idempotency_key)
                     .await?
             }
             Contract::V3(pre) => {
-                let source =
-                    instantiate(stats, store, async |s| pre.instantiate_async(s).await).await?;
+                let source = instantiate(stats, store, pre).await?;
                 source
                     .call_command(store, &self.command, &self.idempotency_key)
                     .await?

@@ -53,6 +53,33 @@ pub fn huimin() -> &'static (District, PathBuf) {
     })
 }
 
+/// An ordinary (14-digit) grid of Huimin: where a grid worker's case
+/// writes go in the tests.
+pub fn huimin_grid() -> String {
+    huimin()
+        .0
+        .grids
+        .iter()
+        .find(|g| g.code.len() == 14)
+        .expect("Huimin has ordinary grids")
+        .code
+        .clone()
+}
+
+/// Up to 100 records of the audit trail at `url`, in its default order.
+pub async fn audit_records(url: &str) -> Vec<lianqiao_gateway::audit::Stored> {
+    let store = lianqiao_gateway::audit::AuditStore::open(url)
+        .await
+        .expect("audit store");
+    store
+        .query(&lianqiao_gateway::audit::Query {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("audit query")
+}
+
 /// Run an async generator step on a runtime of its own, so any test
 /// (whatever its runtime) can ask for the data.
 fn block_on_fresh<F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static>(f: F) {

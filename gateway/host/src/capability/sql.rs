@@ -735,6 +735,22 @@ mod tests {
         );
     }
 
+    /// A SQLite file in `dir` made by `statements`: its URL.
+    async fn sqlite_file(dir: &tempfile::TempDir, statements: &[&str]) -> String {
+        let url = format!("sqlite://{}", dir.path().join("d.sqlite").display());
+        let rw = sqlx::SqlitePool::connect(&format!("{url}?mode=rwc"))
+            .await
+            .unwrap();
+        for statement in statements {
+            sqlx::query(AssertSqlSafe(*statement))
+                .execute(&rw)
+                .await
+                .unwrap();
+        }
+        rw.close().await;
+        url
+    }
+
     /// The nice value of each of this process's threads whose name starts
     /// with `prefix` (Linux: `/proc/self/task/*/stat`, field 19).
     fn nice_of_threads_named(prefix: &str) -> Vec<i32> {
@@ -760,19 +776,8 @@ mod tests {
     #[test]
     fn a_lowered_caller_statements_run_on_lowered_sqlite_threads() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d.sqlite");
-        let url = format!("sqlite://{}", path.display());
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(async {
-            let rw = sqlx::SqlitePool::connect(&format!("{url}?mode=rwc"))
-                .await
-                .unwrap();
-            sqlx::query("CREATE TABLE g (code TEXT)")
-                .execute(&rw)
-                .await
-                .unwrap();
-            rw.close().await;
-        });
+        let url = runtime.block_on(sqlite_file(&dir, &["CREATE TABLE g (code TEXT)"]));
         let settings = PoolSettings {
             max_connections: 1,
             acquire_timeout: Duration::from_secs(2),
@@ -816,22 +821,14 @@ mod tests {
     #[tokio::test]
     async fn sqlite_connection_is_read_only() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d.sqlite");
-        let url = format!("sqlite://{}", path.display());
-        {
-            let rw = sqlx::SqlitePool::connect(&format!("{url}?mode=rwc"))
-                .await
-                .unwrap();
-            sqlx::query("CREATE TABLE g (code TEXT, n INTEGER, r REAL)")
-                .execute(&rw)
-                .await
-                .unwrap();
-            sqlx::query("INSERT INTO g VALUES ('150103001', 7, 0.5), (NULL, NULL, NULL)")
-                .execute(&rw)
-                .await
-                .unwrap();
-            rw.close().await;
-        }
+        let url = sqlite_file(
+            &dir,
+            &[
+                "CREATE TABLE g (code TEXT, n INTEGER, r REAL)",
+                "INSERT INTO g VALUES ('150103001', 7, 0.5), (NULL, NULL, NULL)",
+            ],
+        )
+        .await;
         let settings = PoolSettings {
             max_connections: 1,
             acquire_timeout: Duration::from_secs(2),

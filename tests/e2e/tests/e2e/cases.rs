@@ -888,14 +888,7 @@ async fn a_create_retried_after_a_crash_returns_the_case_it_made() {
     let config = ConfigDir::new().with_demo_source("huimin", &sqlite_url(&db));
     let store = config.audit_url();
     let gw = config.start().await;
-    let grid = huimin()
-        .0
-        .grids
-        .iter()
-        .find(|g| g.code.len() == 14)
-        .expect("a grid")
-        .code
-        .clone();
+    let grid = lianqiao_e2e::huimin_grid();
     let worker = caller(&gw, "grid", &grid, &[]);
     let body = serde_json::json!({"division": grid, "title": "井盖缺失", "category": "市政设施"});
     let (status, first) = worker.post("/v1/cases", "crash-1", &body).await;

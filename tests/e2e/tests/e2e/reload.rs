@@ -140,14 +140,7 @@ async fn a_reload_mid_request_changes_nothing_for_it_and_its_audit_names_the_dec
             .to_string()
     };
     let before = version();
-    let grid = lianqiao_e2e::huimin()
-        .0
-        .grids
-        .iter()
-        .find(|g| g.code.len() == 14)
-        .expect("a grid")
-        .code
-        .clone();
+    let grid = lianqiao_e2e::huimin_grid();
     let body = serde_json::json!({
         "division": grid, "title": "楼道堆物清理", "category": "环境卫生",
         "reporter_name": "王秀英", "reporter_phone": "13947001234",
@@ -184,16 +177,7 @@ async fn a_reload_mid_request_changes_nothing_for_it_and_its_audit_names_the_dec
         .expect("a request id")
         .trim()
         .to_string();
-    let store = lianqiao_gateway::audit::AuditStore::open(&audit_url)
-        .await
-        .unwrap();
-    let records = store
-        .query(&lianqiao_gateway::audit::Query {
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let records = lianqiao_e2e::audit_records(&audit_url).await;
     let record = records
         .iter()
         .find(|r| r.request_id == id)

@@ -503,6 +503,7 @@ pub async fn region_under_load(count: usize) -> anyhow::Result<String> {
     let (gw, began) = spawn(&dir).await;
     all_up(&c, gw.port, sources, began).await?;
     registry_complete(&c, gw.port, began).await?;
+    let rss_idle_kib = kib(gw.child.id(), "VmRSS:");
     // What each kind of region request costs alone (one client).
     let boss = token("region", "15", &[]);
     let mut alone = String::new();
@@ -555,6 +556,13 @@ pub async fn region_under_load(count: usize) -> anyhow::Result<String> {
             with_p99.as_secs_f64() / alone_p99.as_secs_f64().max(1e-9)
         ));
     }
+    // Memory at region scale with what this run does (both load shapes).
+    out.push_str(&format!(
+        "Gateway RSS: {:.1} MiB idle after start, {:.1} MiB peak over the run, {:.1} MiB at the end\n",
+        rss_idle_kib as f64 / 1024.0,
+        kib(gw.child.id(), "VmHWM:") as f64 / 1024.0,
+        kib(gw.child.id(), "VmRSS:") as f64 / 1024.0,
+    ));
     Ok(out)
 }
 
