@@ -378,8 +378,16 @@ fn init_logging(telemetry: &config::TelemetrySection) {
             ))
             .init();
     } else {
+        // Colours only for a person at a terminal: escape codes in a log
+        // file are noise to grep, and formatting them is work on every
+        // request's access line.
+        use std::io::IsTerminal;
         registry
-            .with(tracing_subscriber::fmt::layer().with_writer(stdout))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stdout().is_terminal())
+                    .with_writer(stdout),
+            )
             .init();
     }
 }
