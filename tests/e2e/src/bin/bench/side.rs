@@ -632,6 +632,7 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
     )
     .await;
     let identical_table = measure(&mut rows, &gw, gw_pid, &mut rss_loaded, warmup, window).await;
+    let instances = instance_cost(gateway.admin).await;
     gateway.terminate();
     drop(party_sim);
 
@@ -664,7 +665,43 @@ pub async fn side_by_side(seconds: u64) -> anyhow::Result<String> {
         listening.as_secs_f64() * 1e3,
         cold_start.as_secs_f64() * 1e3,
     ));
+    out.push_str(&instances);
     Ok(out)
+}
+
+/// What a fresh plugin instance per call cost over the whole run, per
+/// source, from the gateway's own counters (`/metrics`): the share warm
+/// instances would save.
+async fn instance_cost(admin: u16) -> String {
+    let url = format!("http://127.0.0.1:{admin}/metrics");
+    let Ok((200, text)) = lianqiao_e2e::http_get_with(&url, &[]).await else {
+        return "Plugin instances: /metrics did not answer.\n".into();
+    };
+    let series = |name: &str| -> HashMap<String, f64> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix(name)?.strip_prefix("{source=\""))
+            .filter_map(|l| {
+                let (source, rest) = l.split_once('"')?;
+                let value = rest.rsplit(' ').next()?.parse().ok()?;
+                Some((source.to_string(), value))
+            })
+            .collect()
+    };
+    let calls = series("lianqiao_plugin_instantiations_total");
+    let seconds = series("lianqiao_plugin_instantiate_seconds_total");
+    let mut sources: Vec<_> = calls.iter().filter(|(_, n)| **n > 0.0).collect();
+    sources.sort_by(|a, b| a.0.cmp(b.0));
+    let each: Vec<String> = sources
+        .iter()
+        .map(|(source, n)| {
+            let s = seconds.get(*source).copied().unwrap_or(0.0);
+            format!("{source} {:.0} calls, {:.1} µs each", n, s / **n * 1e6)
+        })
+        .collect();
+    format!(
+        "Plugin instances (one per call, wall time to instantiate): {}.\n",
+        each.join("; ")
+    )
 }
 
 /// Saturation rounds, then latency, for `rows`: the two tables.
