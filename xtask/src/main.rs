@@ -1523,8 +1523,12 @@ fn schemathesis_with(tally: &mut Tally) -> Result {
     demo_then(true, &DEMO_CHECK, |addr| {
         // As a district: most random divisions are outside it (403), some inside.
         let district = demo_token("district")?;
+        // Which refusals count as refusals (413 among them).
+        let config = root().join("tests/schemathesis/schemathesis.toml");
         run_counted(
             Command::new("st").args([
+                "--config-file",
+                &config.display().to_string(),
                 "run",
                 &format!("http://{addr}/openapi.json"),
                 "--header",
