@@ -392,34 +392,26 @@ trait Pre: Sync {
     ) -> impl Future<Output = wasmtime::Result<Self::World>> + Send + 'a;
 }
 
-impl Pre for SourcePre<HostState> {
-    type World = crate::bindings::v1::Source;
-    fn instantiate_in<'a>(
-        &'a self,
-        store: &'a mut Store<HostState>,
-    ) -> impl Future<Output = wasmtime::Result<Self::World>> + Send + 'a {
-        self.instantiate_async(store)
-    }
+/// Each version's generated `SourcePre` instantiates the same way; only
+/// the world type differs.
+macro_rules! pre_for {
+    ($($pre:ty => $world:ty),* $(,)?) => {$(
+        impl Pre for $pre {
+            type World = $world;
+            fn instantiate_in<'a>(
+                &'a self,
+                store: &'a mut Store<HostState>,
+            ) -> impl Future<Output = wasmtime::Result<Self::World>> + Send + 'a {
+                self.instantiate_async(store)
+            }
+        }
+    )*};
 }
 
-impl Pre for v2::SourcePre<HostState> {
-    type World = v2::Source;
-    fn instantiate_in<'a>(
-        &'a self,
-        store: &'a mut Store<HostState>,
-    ) -> impl Future<Output = wasmtime::Result<Self::World>> + Send + 'a {
-        self.instantiate_async(store)
-    }
-}
-
-impl Pre for v3::SourcePre<HostState> {
-    type World = v3::Source;
-    fn instantiate_in<'a>(
-        &'a self,
-        store: &'a mut Store<HostState>,
-    ) -> impl Future<Output = wasmtime::Result<Self::World>> + Send + 'a {
-        self.instantiate_async(store)
-    }
+pre_for! {
+    SourcePre<HostState> => crate::bindings::v1::Source,
+    v2::SourcePre<HostState> => v2::Source,
+    v3::SourcePre<HostState> => v3::Source,
 }
 
 /// Instantiate `pre` in `store`, timing it for the plugin's stats.

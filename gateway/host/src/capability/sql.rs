@@ -795,17 +795,7 @@ mod tests {
     /// opened (and the reverse), at the district's priority.
     #[test]
     fn a_lowered_caller_statements_run_on_lowered_sqlite_threads() {
-        let dir = tempfile::tempdir().unwrap();
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let url = runtime.block_on(sqlite_file(&dir, &["CREATE TABLE g (code TEXT)"]));
-        let settings = PoolSettings {
-            max_connections: 1,
-            acquire_timeout: Duration::from_secs(2),
-        };
-        let pool = {
-            let _in = runtime.enter();
-            SqlPool::connect_lazy(&url, &settings).unwrap()
-        };
+        let (_dir, runtime, pool) = table_g_pool(1, Duration::from_secs(2));
         // The foreground opens its connection first: one pool would hand
         // that same connection to the lowered caller below.
         runtime
@@ -839,17 +829,7 @@ mod tests {
     /// wait their turn and are all answered.
     #[test]
     fn lowered_callers_share_at_most_two_connections_per_source() {
-        let dir = tempfile::tempdir().unwrap();
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let url = runtime.block_on(sqlite_file(&dir, &["CREATE TABLE g (code TEXT)"]));
-        let settings = PoolSettings {
-            max_connections: 8,
-            acquire_timeout: Duration::from_secs(10),
-        };
-        let pool = {
-            let _in = runtime.enter();
-            SqlPool::connect_lazy(&url, &settings).unwrap()
-        };
+        let (_dir, runtime, pool) = table_g_pool(8, Duration::from_secs(10));
         // Long enough that the six overlap.
         let busy = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000) SELECT count(*) FROM n";
         let callers: Vec<_> = (0..6)
@@ -880,6 +860,26 @@ mod tests {
             0,
             "no caller was in the foreground"
         );
+    }
+
+    /// A SQLite file with an empty table `g`, a runtime of its own (callers
+    /// block on it from other threads) and a pool over the file.
+    fn table_g_pool(
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> (tempfile::TempDir, tokio::runtime::Runtime, SqlPool) {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let url = runtime.block_on(sqlite_file(&dir, &["CREATE TABLE g (code TEXT)"]));
+        let settings = PoolSettings {
+            max_connections,
+            acquire_timeout,
+        };
+        let pool = {
+            let _in = runtime.enter();
+            SqlPool::connect_lazy(&url, &settings).unwrap()
+        };
+        (dir, runtime, pool)
     }
 
     /// The main thread's nice value, read from `/proc` as above.
