@@ -21,9 +21,14 @@
 //!     }
 //! ```
 //!
-//! The contract itself is `wit/source.wit` (package `lianqiao:source@0.3.0`,
-//! which uses 0.1's and 0.2's interfaces from `wit/deps/`);
+//! The contract itself is `wit/source.wit` (package `lianqiao:source@0.4.0`,
+//! which uses 0.1's to 0.3's interfaces from `wit/deps/`);
 //! `docs/plugin-contract.md` says what a plugin MUST and SHOULD do.
+//!
+//! Rows cross the boundary as one buffer ([`rows`], contract 0.4): a
+//! database plugin asks the host for rows already typed ([`sql_rows`]) and
+//! passes the buffer on; a plugin that builds its rows as [`Value`]s turns
+//! its page into a buffer with [`ValuePage::into_buffer`].
 //!
 //! Counts (`aggregate`) carry each cell's record digest: the sum of
 //! [`record_key`] over the records counted. [`snapshot`] and
@@ -39,11 +44,11 @@ pub mod sql_page;
 pub mod bindings {
     wit_bindgen::generate!({
         path: "wit",
-        world: "lianqiao:source/source@0.3.0",
+        world: "lianqiao:source/source@0.4.0",
         pub_export_macro: true,
         export_macro_name: "export_source",
         default_bindings_module: "lianqiao_sdk::bindings",
-        // 0.1's and 0.2's interfaces come in through 0.3's imports and uses.
+        // 0.1's to 0.3's interfaces come in through 0.4's imports and uses.
         generate_all,
         additional_derives: [PartialEq],
     });
@@ -51,9 +56,13 @@ pub mod bindings {
 
 pub use bindings::Guest;
 pub use bindings::export_source;
+/// A page of rows as [`Value`]s (0.1's `page`): what a plugin that builds
+/// its rows one by one fills, then turns into a buffer with
+/// [`ValuePage::into_buffer`].
+pub use bindings::lianqiao::source0_1_0::types::Page as ValuePage;
 pub use bindings::lianqiao::source0_1_0::types::{
-    AggregateQuery, EntitySpec, FieldSpec, Filter, FilterOp, FilterSupport, Manifest, Page, Query,
-    Row, SourceError, Value, ValueKind,
+    AggregateQuery, EntitySpec, FieldSpec, Filter, FilterOp, FilterSupport, Manifest, Query, Row,
+    SourceError, Value, ValueKind,
 };
 pub use bindings::lianqiao::source0_1_0::{cache, config, http, log, sql};
 pub use bindings::lianqiao::source0_2_0::sql_write;
@@ -61,9 +70,77 @@ pub use bindings::lianqiao::source0_2_0::writes::{
     Command, CommandError, CommandResult, NewCase, Step, Transition,
 };
 pub use bindings::lianqiao::source0_3_0::counting::{AggregateCell, CountQuery};
+pub use bindings::lianqiao::source0_4_0::reads::{
+    ChangeFeed, ChangePage, ChangesQuery, Description, Page, Tombstone,
+};
+pub use bindings::lianqiao::source0_4_0::rows::RowBuffer;
+pub use bindings::lianqiao::source0_4_0::sql_rows;
+/// The row buffer's layout, writer and reader (shared with the gateway).
+pub use lianqiao_rows as rows;
 
 /// The contract version this SDK implements; put it in `Manifest::sdk_version`.
-pub const SDK_VERSION: &str = "0.3.0";
+pub const SDK_VERSION: &str = "0.4.0";
+
+impl ValuePage {
+    /// The page with its rows as one buffer. A date must be `YYYY-MM-DD`
+    /// and a timestamp RFC 3339 with its offset; anything else is the
+    /// upstream's data error, named by column (not shown: it may be
+    /// personal data).
+    pub fn into_buffer(self) -> Result<Page, SourceError> {
+        Ok(Page {
+            rows: row_buffer(self.columns, &self.rows)?,
+            next_cursor: self.next_cursor,
+        })
+    }
+}
+
+/// Rows of [`Value`]s as one buffer (see [`ValuePage::into_buffer`]).
+pub fn row_buffer(columns: Vec<String>, rows: &[Row]) -> Result<RowBuffer, SourceError> {
+    let mut out = rows::Writer::with_capacity(rows.len() * columns.len() * 16);
+    for row in rows {
+        if row.len() != columns.len() {
+            return Err(SourceError::Internal(format!(
+                "a row of {} cells under {} columns",
+                row.len(),
+                columns.len()
+            )));
+        }
+        for (value, column) in row.iter().zip(&columns) {
+            let bad =
+                |what: &str| SourceError::UpstreamError(format!("column `{column}` holds {what}"));
+            match value {
+                Value::Null => out.null(),
+                Value::Boolean(b) => out.boolean(*b),
+                Value::Integer(i) => out.integer(*i),
+                Value::Float(f) => out.float(*f),
+                Value::Text(s) => out.text(s),
+                Value::Date(s) => out
+                    .date(rows::parse_date(s).ok_or_else(|| bad("a date that is not YYYY-MM-DD"))?),
+                Value::Timestamp(s) => {
+                    out.timestamp(rows::parse_timestamp(s).ok_or_else(|| {
+                        bad("a timestamp that is not an RFC 3339 date-time with its offset")
+                    })?)
+                }
+            }
+        }
+    }
+    Ok(RowBuffer {
+        columns,
+        rows: u32::try_from(rows.len())
+            .map_err(|_| SourceError::Internal("more than 2^32 rows".into()))?,
+        cells: out.into_bytes(),
+    })
+}
+
+/// A description that lists no changes and lets the host keep warm
+/// instances: what most plugins answer from `describe`.
+pub fn describe_only(manifest: Manifest) -> Description {
+    Description {
+        manifest,
+        change_feeds: vec![],
+        fresh_instance_per_call: false,
+    }
+}
 
 /// A record's key (contract 0.3): the first four bytes of the MD5 digest of
 /// its `id`, big-endian. A count's `digest` is the sum of its records'

@@ -20,8 +20,8 @@ use serde_json::{Map, Value as Json};
 
 use crate::keyset::Position;
 use crate::{
-    AggregateCell, AggregateQuery, Filter, FilterOp, FilterSupport, Page, Query, SourceError,
-    Value, ValueKind, cache,
+    AggregateCell, AggregateQuery, Filter, FilterOp, FilterSupport, Query, SourceError, Value,
+    ValueKind, ValuePage as Page, cache,
 };
 
 /// The one filter a snapshot answers itself: a lookup by `id` (`=` or

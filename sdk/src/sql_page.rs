@@ -7,8 +7,9 @@
 //! into SQL text, and field names must come from the manifest.
 
 use crate::keyset::Position;
+use crate::rows::{Cell, Reader, row_starts};
 use crate::sql::Dialect;
-use crate::{AggregateQuery, Filter, FilterOp, Query, SourceError, Value};
+use crate::{AggregateQuery, Filter, FilterOp, Page, Query, RowBuffer, SourceError, Value};
 
 /// A statement and its positional parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +98,114 @@ pub fn page_statement(
     params.push(Value::Integer(i64::from(query.limit) + 1));
     let sql = format!(
         "SELECT {columns} FROM ({base_sql}) AS t WHERE {} ORDER BY {division}, {id} LIMIT ?",
+        clauses.join(" AND ")
+    );
+    Ok(Statement { sql, params })
+}
+
+/// The page a [`page_statement`] result makes (contract 0.4): at most
+/// `limit` rows of the buffer, and a cursor after the last when the
+/// statement found one more. The rows are not copied out of the buffer;
+/// only the last kept row's `division` and `id` are read.
+pub fn keyset_page(mut rows: RowBuffer, limit: u32) -> Result<Page, SourceError> {
+    let broken =
+        |e: crate::rows::BufferError| SourceError::Internal(format!("the host's rows: {e}"));
+    let width = rows.columns.len();
+    let found = rows.rows as usize;
+    let limit = limit as usize;
+    if found <= limit {
+        return Ok(Page {
+            rows,
+            next_cursor: None,
+        });
+    }
+    let starts = row_starts(&rows.cells, width, found).map_err(broken)?;
+    let (Some(last), Some(end)) = (
+        limit.checked_sub(1).and_then(|l| starts.get(l)),
+        starts.get(limit),
+    ) else {
+        return Err(SourceError::Internal(
+            "a page of no rows with more after it".into(),
+        ));
+    };
+    let column = |name: &str| {
+        rows.columns
+            .iter()
+            .position(|c| c == name)
+            .ok_or_else(|| SourceError::Internal(format!("no `{name}` column")))
+    };
+    let (d, i) = (column("division")?, column("id")?);
+    let (mut division, mut id) = (None, None);
+    for (n, cell) in Reader::new(&rows.cells[*last..*end]).enumerate() {
+        if let Cell::Text(text) = cell.map_err(broken)? {
+            if n == d {
+                division = Some(text.to_owned());
+            }
+            if n == i {
+                id = Some(text.to_owned());
+            }
+        }
+    }
+    let (Some(division), Some(id)) = (division, id) else {
+        return Err(SourceError::UpstreamError(
+            "a row without a text `division` and `id`".into(),
+        ));
+    };
+    rows.cells.truncate(*end);
+    rows.rows = limit as u32;
+    Ok(Page {
+        rows,
+        next_cursor: Some(Position { division, id }.encode()),
+    })
+}
+
+/// The column a [`changes_statement`] adds after the projection: the
+/// change time as the database stores it, for the watermark.
+pub const CHANGED_AT_COLUMN: &str = "lq_changed_at";
+
+/// Build the statement listing rows changed after `after` (the change
+/// time as stored, and the `id` of the last row seen at that time), in
+/// change order: `changed_at` then `id`, one more row than `limit` to
+/// know whether more follow. `changed_at` must sort as text in the order
+/// of time (one offset throughout), which the integrator's docs say.
+pub fn changes_statement(
+    dialect: Dialect,
+    base_sql: &str,
+    changed_at: &str,
+    query: &crate::ChangesQuery,
+    after: Option<&Position>,
+) -> Result<Statement, SourceError> {
+    for field in query
+        .projection
+        .iter()
+        .map(String::as_str)
+        .chain([changed_at])
+    {
+        if !is_identifier(field) {
+            return Err(SourceError::Unsupported(format!("field name `{field}`")));
+        }
+    }
+    let columns = query
+        .projection
+        .iter()
+        .map(|f| format!("t.{f}"))
+        .chain([format!("t.{changed_at} AS {CHANGED_AT_COLUMN}")])
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (mut clauses, mut params) = conditions(&query.scope, &[])?;
+    clauses.push(format!("t.{changed_at} IS NOT NULL"));
+    let time = ordered(dialect, changed_at);
+    let id = ordered(dialect, "id");
+    if let Some(after) = after {
+        // `Position` reused: `division` holds the change time here.
+        clauses.push(format!("({time} > ? OR ({time} = ? AND {id} > ?))"));
+        params.push(Value::Text(after.division.clone()));
+        params.push(Value::Text(after.division.clone()));
+        params.push(Value::Text(after.id.clone()));
+    }
+    params.push(Value::Integer(i64::from(query.limit) + 1));
+    let sql = format!(
+        "SELECT {columns} FROM ({base_sql}) AS t WHERE {} ORDER BY {time}, {id} LIMIT ?",
         clauses.join(" AND ")
     );
     Ok(Statement { sql, params })
@@ -257,6 +366,41 @@ fn conditions(
 
 #[cfg(test)]
 mod tests {
+    use crate::rows::{Reader, Writer};
+
+    fn grids(n: usize) -> RowBuffer {
+        let mut w = Writer::new();
+        for i in 0..n {
+            w.text(&format!("15010300100{i}"));
+            w.text("150103001");
+            w.integer(i as i64);
+        }
+        RowBuffer {
+            columns: vec!["id".into(), "division".into(), "households".into()],
+            rows: n as u32,
+            cells: w.into_bytes(),
+        }
+    }
+
+    /// The statement fetched one row more than the page: the page keeps
+    /// `limit` rows and the cursor is the last kept row's position.
+    #[test]
+    fn a_keyset_page_cuts_the_extra_row_and_resumes_after_the_last() {
+        let page = keyset_page(grids(4), 3).expect("page");
+        assert_eq!(page.rows.rows, 3);
+        assert_eq!(Reader::new(&page.rows.cells).count(), 9);
+        let cursor = page.next_cursor.expect("more follow");
+        assert_eq!(
+            Position::decode(&cursor).expect("cursor"),
+            Position {
+                division: "150103001".into(),
+                id: "150103001002".into()
+            }
+        );
+        let last = keyset_page(grids(3), 3).expect("page");
+        assert_eq!((last.rows.rows, last.next_cursor), (3, None));
+    }
+
     use super::*;
 
     fn query() -> Query {

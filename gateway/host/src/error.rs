@@ -89,6 +89,12 @@ pub enum Violation {
     CountOutsideScope,
     #[error("a negative count")]
     NegativeCount,
+    #[error("a malformed row buffer: {0}")]
+    RowBuffer(String),
+    #[error("a change page of {found} rows and deletions for a limit of {limit}")]
+    TooManyChanges { found: usize, limit: u32 },
+    #[error("a deletion is outside the query's scope (its `division`)")]
+    TombstoneOutsideScope,
     #[error("more than {limit} rows to count in the gateway; give the plugin aggregate support")]
     TooManyRowsToCount { limit: usize },
 }
@@ -135,7 +141,9 @@ pub enum LoadError {
     },
     #[error("{path} is not a valid component: {reason}")]
     Compile { path: String, reason: String },
-    #[error("{path} does not fit the host (lianqiao:source@0.1.0, 0.2.0 or 0.3.0): {reason}")]
+    #[error(
+        "{path} does not fit the host (lianqiao:source@0.1.0, 0.2.0, 0.3.0 or 0.4.0): {reason}"
+    )]
     Link { path: String, reason: String },
     #[error("describe() failed: {0}")]
     Describe(PluginError),

@@ -1,7 +1,7 @@
 //! The Lianqiao plugin host.
 //!
 //! Loads source plugins (WebAssembly components targeting
-//! `lianqiao:source@0.1.0`, `@0.2.0` and `@0.3.0`) with wasmtime, and runs each call in a fresh,
+//! `lianqiao:source@0.1.0` to `@0.4.0`) with wasmtime, and runs each call in a fresh,
 //! limited instance: a memory cap, a CPU deadline (epoch interruption) and
 //! only the host capabilities the source's config grants. A plugin that
 //! traps, loops or runs out of memory fails that one call.
@@ -21,6 +21,7 @@ mod error;
 mod plugin;
 pub mod priority;
 mod record_key;
+mod rows;
 mod state;
 pub mod trace;
 
@@ -39,6 +40,9 @@ pub mod contract {
     pub use crate::bindings::v2::lianqiao::source0_2_0::writes::{
         Command, CommandError, CommandResult, NewCase, Step, Transition,
     };
+    pub use crate::bindings::v4::lianqiao::source0_4_0::reads::{
+        ChangeFeed, ChangesQuery, Tombstone,
+    };
     pub use crate::capability::sql_write::check_write_statement;
     pub use crate::record_key::record_key;
 
@@ -54,8 +58,21 @@ pub mod contract {
         pub digest: Option<u64>,
     }
 
+    /// One step of an entity's changes (contract 0.4), its rows read out
+    /// of the plugin's row buffer.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Changes {
+        pub columns: Vec<String>,
+        pub rows: Vec<Vec<Value>>,
+        pub deleted: Vec<Tombstone>,
+        /// Where the next call starts (opaque, the source's).
+        pub watermark: String,
+        /// More changes after `watermark` were already there.
+        pub more: bool,
+    }
+
     /// The newest contract version this host implements.
-    pub const CONTRACT_VERSION: &str = "0.3.0";
+    pub const CONTRACT_VERSION: &str = "0.4.0";
     /// Every contract version whose plugins it loads (`major.minor`).
-    pub const CONTRACT_VERSIONS: [&str; 3] = ["0.1", "0.2", "0.3"];
+    pub const CONTRACT_VERSIONS: [&str; 4] = ["0.1", "0.2", "0.3", "0.4"];
 }

@@ -15,14 +15,14 @@ use wasmtime::component::Linker;
 
 use crate::artifact;
 use crate::bindings::v1::SourcePre;
-use crate::bindings::{v2, v3};
+use crate::bindings::{v2, v3, v4};
 use crate::capability::cache::SourceCache;
 use crate::capability::http::HttpGrant;
 use crate::capability::sql::{SqlPool, StatementLog};
 use crate::capability::sql_write::SqlWriter;
 use crate::contract::{
-    AggregateQuery, CONTRACT_VERSION, CONTRACT_VERSIONS, Command, CommandResult, CountCell,
-    Manifest, Page, Query, Value,
+    AggregateQuery, CONTRACT_VERSION, CONTRACT_VERSIONS, ChangeFeed, Changes, ChangesQuery,
+    Command, CommandResult, CountCell, Manifest, Page, Query, Value,
 };
 use crate::engine::PluginEngine;
 use crate::error::{LoadError, PluginError, Violation};
@@ -89,6 +89,8 @@ enum Contract {
     V2(SourcePre<HostState>, v2::SourcePre<HostState>),
     /// 0.3: counts carry record digests.
     V3(v3::SourcePre<HostState>),
+    /// 0.4: rows as one buffer, typed time, changes since a watermark.
+    V4(v4::SourcePre<HostState>),
 }
 
 /// A source plugin ready to serve calls.
@@ -101,8 +103,16 @@ pub struct SourcePlugin {
     share: Arc<tokio::sync::Semaphore>,
     grants: Arc<SourceGrants>,
     manifest: Manifest,
+    /// The entities whose changes it lists (contract 0.4).
+    change_feeds: Vec<ChangeFeed>,
     sha256: String,
     stats: Arc<PluginStats>,
+}
+
+/// What `describe` says, from a plugin of any contract version.
+struct Described {
+    manifest: Manifest,
+    change_feeds: Vec<ChangeFeed>,
 }
 
 /// Counters of a plugin's instances, for the gateway's metrics.
@@ -156,11 +166,19 @@ impl SourcePlugin {
         // 0.2's imports are 0.1's plus `sql-write`: one linker serves both.
         v2::Source::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(link_error)?;
-        // 0.3's imports are 0.2's: the same linker serves it.
+        // 0.3's imports are 0.2's; 0.4 adds `sql-rows`.
+        v4::lianqiao::source0_4_0::sql_rows::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(link_error)?;
         let pre = linker.instantiate_pre(&component).map_err(link_error)?;
-        let contract = match v3::SourcePre::new(pre.clone()) {
-            Ok(v3) => Contract::V3(v3),
-            Err(_) => {
+        let contract = if let Ok(v4) = v4::SourcePre::new(pre.clone()) {
+            Contract::V4(v4)
+        } else if let Ok(v3) = v3::SourcePre::new(pre.clone()) {
+            Contract::V3(v3)
+        } else {
+            {
                 let writer = v2::SourcePre::new(pre.clone()).ok();
                 let reads = SourcePre::new(pre).map_err(link_error)?;
                 match writer {
@@ -185,12 +203,26 @@ impl SourcePlugin {
                 sdk_version: String::new(),
                 entities: vec![],
             },
+            change_feeds: vec![],
             sha256: file_sha,
             stats: Arc::default(),
         };
-        let manifest = plugin.run(Describe).await.map_err(LoadError::Describe)?;
-        check_manifest(&manifest, plugin.contract_version())?;
-        plugin.manifest = manifest;
+        let described = plugin.run(Describe).await.map_err(LoadError::Describe)?;
+        check_manifest(&described.manifest, plugin.contract_version())?;
+        if let Some(feed) = described.change_feeds.iter().find(|f| {
+            !described
+                .manifest
+                .entities
+                .iter()
+                .any(|e| e.name == f.entity)
+        }) {
+            return Err(LoadError::Manifest(format!(
+                "lists changes of `{}`, an entity it does not serve",
+                feed.entity
+            )));
+        }
+        plugin.manifest = described.manifest;
+        plugin.change_feeds = described.change_feeds;
         Ok(plugin)
     }
 
@@ -249,12 +281,72 @@ impl SourcePlugin {
             Contract::V1(_) => "0.1",
             Contract::V2(..) => "0.2",
             Contract::V3(_) => "0.3",
+            Contract::V4(_) => "0.4",
         }
     }
 
-    /// Whether its counts carry record digests (contract 0.3).
+    /// Whether its counts carry record digests (contract 0.3 and later).
     pub fn counts_records(&self) -> bool {
-        matches!(self.contract, Contract::V3(_))
+        matches!(self.contract, Contract::V3(_) | Contract::V4(_))
+    }
+
+    /// The entities whose changes the plugin lists (contract 0.4).
+    pub fn change_feeds(&self) -> &[ChangeFeed] {
+        &self.change_feeds
+    }
+
+    /// The rows of an entity changed after a watermark (contract 0.4),
+    /// checked as pages are: the declared columns, at most `limit` rows and
+    /// deletions together, each inside the scope.
+    pub async fn changes(&self, query: ChangesQuery) -> Result<Changes, PluginError> {
+        if !self.change_feeds.iter().any(|f| f.entity == query.entity) {
+            return Err(PluginError::Source(
+                crate::contract::SourceError::Unsupported(format!(
+                    "the plugin of `{}` lists no changes of `{}` (contract {})",
+                    self.name,
+                    query.entity,
+                    self.contract_version()
+                )),
+            ));
+        }
+        let scope = query.scope.clone();
+        let mut query = query;
+        query.limit = query.limit.min(self.limits.max_rows);
+        let limit = query.limit;
+        let changes = self.run(ListChanges(query)).await?;
+        let found = changes.rows.len() + changes.deleted.len();
+        if found > limit as usize {
+            return Err(PluginError::Contract(Violation::TooManyChanges {
+                found,
+                limit,
+            }));
+        }
+        let page = Page {
+            columns: changes.columns.clone(),
+            rows: vec![],
+            next_cursor: None,
+        };
+        for row in &changes.rows {
+            if row.len() != changes.columns.len() {
+                return Err(PluginError::Contract(Violation::RowWidth {
+                    cells: row.len(),
+                    columns: changes.columns.len(),
+                }));
+            }
+            let division = text_cell(&page, row, "division")?;
+            text_cell(&page, row, "id")?;
+            if !scope.iter().any(|s| division.starts_with(s.as_str())) {
+                return Err(PluginError::Contract(Violation::RowOutsideScope));
+            }
+        }
+        if changes
+            .deleted
+            .iter()
+            .any(|t| !scope.iter().any(|s| t.division.starts_with(s.as_str())))
+        {
+            return Err(PluginError::Contract(Violation::TombstoneOutsideScope));
+        }
+        Ok(changes)
     }
 
     /// Counts for an entity the manifest marks `aggregates`; with
@@ -412,6 +504,7 @@ pre_for! {
     SourcePre<HostState> => crate::bindings::v1::Source,
     v2::SourcePre<HostState> => v2::Source,
     v3::SourcePre<HostState> => v3::Source,
+    v4::SourcePre<HostState> => v4::Source,
 }
 
 /// Instantiate `pre` in `store`, timing it for the plugin's stats.
@@ -448,6 +541,8 @@ trait Export: Send {
 
 /// `describe`.
 struct Describe;
+/// `changes` (0.4).
+struct ListChanges(ChangesQuery);
 /// `query`.
 struct Read(Query);
 /// `aggregate`, with record digests when asked (0.3).
@@ -462,24 +557,63 @@ struct Apply {
 }
 
 impl Export for Describe {
-    type Output = Manifest;
+    type Output = Described;
     async fn call(
         self,
         contract: &Contract,
         store: &mut Store<HostState>,
         stats: &PluginStats,
-    ) -> wasmtime::Result<Result<Manifest, PluginError>> {
-        let manifest = match contract {
+    ) -> wasmtime::Result<Result<Described, PluginError>> {
+        let only = |manifest: Manifest| Described {
+            manifest,
+            change_feeds: vec![],
+        };
+        let described = match contract {
             Contract::V1(pre) | Contract::V2(pre, _) => {
                 let source = instantiate(stats, store, pre).await?;
-                source.call_describe(store).await?
+                source.call_describe(store).await?.map(only)
             }
             Contract::V3(pre) => {
                 let source = instantiate(stats, store, pre).await?;
-                source.call_describe(store).await?
+                source.call_describe(store).await?.map(only)
+            }
+            Contract::V4(pre) => {
+                let source = instantiate(stats, store, pre).await?;
+                source.call_describe(store).await?.map(|d| Described {
+                    manifest: d.manifest,
+                    change_feeds: d.change_feeds,
+                })
             }
         };
-        Ok(manifest.map_err(PluginError::Source))
+        Ok(described.map_err(PluginError::Source))
+    }
+}
+
+impl Export for ListChanges {
+    type Output = Changes;
+    async fn call(
+        self,
+        contract: &Contract,
+        store: &mut Store<HostState>,
+        stats: &PluginStats,
+    ) -> wasmtime::Result<Result<Changes, PluginError>> {
+        let Contract::V4(pre) = contract else {
+            return Ok(Err(PluginError::Source(
+                crate::contract::SourceError::Unsupported("changes need contract 0.4".into()),
+            )));
+        };
+        let source = instantiate(stats, store, pre).await?;
+        let page = match source.call_changes(store, &self.0).await? {
+            Ok(page) => page,
+            Err(e) => return Ok(Err(PluginError::Source(e))),
+        };
+        Ok(crate::rows::decode(&page.rows).map(|rows| Changes {
+            columns: page.rows.columns,
+            rows,
+            deleted: page.deleted,
+            watermark: page.watermark,
+            more: page.more,
+        }))
     }
 }
 
@@ -499,6 +633,17 @@ impl Export for Read {
             Contract::V3(pre) => {
                 let source = instantiate(stats, store, pre).await?;
                 source.call_query(store, &self.0).await?
+            }
+            Contract::V4(pre) => {
+                let source = instantiate(stats, store, pre).await?;
+                return Ok(match source.call_query(store, &self.0).await? {
+                    Ok(page) => crate::rows::decode(&page.rows).map(|rows| Page {
+                        columns: page.rows.columns,
+                        rows,
+                        next_cursor: page.next_cursor,
+                    }),
+                    Err(e) => Err(PluginError::Source(e)),
+                });
             }
         };
         Ok(page.map_err(PluginError::Source))
@@ -532,14 +677,22 @@ impl Export for Count {
                             .collect()
                     })
             }
-            Contract::V3(pre) => {
-                let source = instantiate(stats, store, pre).await?;
+            Contract::V3(_) | Contract::V4(_) => {
                 let digests = self.digests;
                 let asked = v3::lianqiao::source0_3_0::counting::CountQuery {
                     query: self.query,
                     digests,
                 };
-                source.call_aggregate(store, &asked).await?.map(|cells| {
+                let answer = if let Contract::V4(pre) = contract {
+                    let source = instantiate(stats, store, pre).await?;
+                    source.call_aggregate(store, &asked).await?
+                } else if let Contract::V3(pre) = contract {
+                    let source = instantiate(stats, store, pre).await?;
+                    source.call_aggregate(store, &asked).await?
+                } else {
+                    return Ok(Err(PluginError::Trap("no 0.3 aggregate".into())));
+                };
+                answer.map(|cells| {
                     cells
                         .into_iter()
                         .map(|c| CountCell {
@@ -577,6 +730,12 @@ impl Export for Apply {
                     .await?
             }
             Contract::V3(pre) => {
+                let source = instantiate(stats, store, pre).await?;
+                source
+                    .call_command(store, &self.command, &self.idempotency_key)
+                    .await?
+            }
+            Contract::V4(pre) => {
                 let source = instantiate(stats, store, pre).await?;
                 source
                     .call_command(store, &self.command, &self.idempotency_key)
@@ -634,10 +793,11 @@ fn check_manifest(m: &Manifest, exported: &str) -> Result<(), LoadError> {
             CONTRACT_VERSIONS.join(", ")
         )));
     }
-    // A 0.3 manifest on a component without 0.3's exports (or the other
-    // way round) was built with mismatched bindings: its counts would be
-    // read as what they are not.
-    if (declared == Some("0.3")) != (exported == "0.3") {
+    // A 0.3 or 0.4 manifest on a component without that version's exports
+    // (or the other way round) was built with mismatched bindings: its
+    // counts and rows would be read as what they are not.
+    let distinct = |v: &str| matches!(v, "0.3" | "0.4");
+    if (declared.is_some_and(distinct) || distinct(exported)) && declared != Some(exported) {
         return Err(LoadError::Manifest(format!(
             "declares contract {} but exports the world of contract {exported}",
             m.sdk_version

@@ -373,6 +373,12 @@ async fn check_entity(
         "every cell has its declared kind",
         kinds_hold(entity, &full.rows),
     );
+    report.check(
+        name,
+        "dates and timestamps are time (contract 0.4: typed in the row buffer)",
+        times_hold(source.plugin.contract_version(), entity, &full.rows),
+    );
+    check_changes(source, entity, coverage, &full, report).await;
 
     // 2. The same in small pages: cursors resume exactly where they left off.
     let small = walk(source, query(entity, coverage, 7, None), 40).await;
@@ -626,6 +632,178 @@ fn ordered_and_unique(rows: &[Row]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Every date is `YYYY-MM-DD` and every timestamp an RFC 3339 instant
+/// with its offset: a 0.4 plugin's are typed in its row buffer (the host
+/// shows them so); an older plugin's are text, which the gateway must
+/// then read as time, so the kit checks them the same way.
+fn times_hold(contract: &str, entity: &EntitySpec, rows: &[Row]) -> Result<(), String> {
+    use lianqiao_host::contract::ValueKind;
+    for row in rows {
+        for (column, value) in &row.cells {
+            let kind = entity
+                .fields
+                .iter()
+                .find(|f| &f.name == column)
+                .map(|f| f.kind);
+            let ok = match (kind, value) {
+                (Some(ValueKind::Date), Value::Date(s)) => lianqiao_rows::parse_date(s).is_some(),
+                (Some(ValueKind::Timestamp), Value::Timestamp(s)) => {
+                    lianqiao_rows::parse_timestamp(s).is_some()
+                }
+                _ => true,
+            };
+            if !ok {
+                return Err(format!(
+                    "row {}: `{column}` is not {} (contract {contract}); {}",
+                    row.shown(),
+                    match kind {
+                        Some(ValueKind::Date) => "a date (YYYY-MM-DD)",
+                        _ => "an RFC 3339 date-time with its offset",
+                    },
+                    match contract {
+                        "0.4" => "this cannot come from a row buffer: report a host bug",
+                        _ =>
+                            "give the offset, or move to contract 0.4 and let the host read the column as time",
+                    }
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Changes since a watermark (contract 0.4), for an entity the plugin
+/// lists in `change-feeds`: walking from the beginning returns rows of the
+/// entity inside the scope, each once, with a watermark every time;
+/// asking again from the last watermark finds nothing new (the kit's
+/// source does not change while it runs); a watermark it did not make is
+/// `bad-cursor`.
+async fn check_changes(
+    source: &Source,
+    entity: &EntitySpec,
+    coverage: &[String],
+    full: &Walk,
+    report: &mut Report,
+) {
+    use lianqiao_host::contract::ChangesQuery;
+    let name = entity.name.as_str();
+    let Some(feed) = source
+        .plugin
+        .change_feeds()
+        .iter()
+        .find(|f| f.entity == entity.name)
+        .cloned()
+    else {
+        report.passed.push(format!(
+            "{name}: lists no changes (contract {}; `changes` answers unsupported)",
+            source.plugin.contract_version()
+        ));
+        return;
+    };
+    let ask = |since: Option<String>| ChangesQuery {
+        entity: entity.name.clone(),
+        scope: coverage.to_vec(),
+        projection: entity.fields.iter().map(|f| f.name.clone()).collect(),
+        since,
+        limit: 50,
+    };
+    let known: HashSet<(String, String)> = full.rows.iter().map(Row::key).collect();
+    let mut since = None;
+    let mut seen = HashSet::new();
+    let mut deleted = 0usize;
+    let mut steps = 0usize;
+    let walked: Result<String, String> = async {
+        loop {
+            steps += 1;
+            let changes = source
+                .plugin
+                .changes(ask(since.clone()))
+                .await
+                .map_err(|e| format!("{} (step {steps})", describe(&e)))?;
+            let page = Page {
+                columns: changes.columns.clone(),
+                rows: changes.rows.clone(),
+                next_cursor: None,
+            };
+            for row in rows_of(&page)? {
+                if full.complete && !known.contains(&row.key()) {
+                    return Err(format!(
+                        "{} is a change the entity's pages do not hold",
+                        row.shown()
+                    ));
+                }
+                if !seen.insert(row.key()) {
+                    return Err(format!(
+                        "{} is listed twice though nothing changed while the kit ran",
+                        row.shown()
+                    ));
+                }
+            }
+            if !feed.tombstones && !changes.deleted.is_empty() {
+                return Err("deletions from a feed declared without tombstones".into());
+            }
+            deleted += changes.deleted.len();
+            if changes.watermark.is_empty() && !(changes.rows.is_empty() && since.is_none()) {
+                return Err(
+                    "an empty watermark after changes: give where the next call starts".into(),
+                );
+            }
+            since = Some(changes.watermark);
+            if !changes.more || steps * 50 >= MAX_ROWS {
+                return Ok(since.clone().unwrap_or_default());
+            }
+        }
+    }
+    .await;
+    let last = match walked {
+        Ok(last) => {
+            report.check(
+                name,
+                &format!(
+                    "lists its changes from the beginning ({} rows, {deleted} deletions in {steps} steps)",
+                    seen.len()
+                ),
+                Ok(()),
+            );
+            last
+        }
+        Err(e) => {
+            report.check(name, "lists its changes from the beginning", Err(e));
+            return;
+        }
+    };
+    let again = source.plugin.changes(ask(Some(last))).await;
+    report.check(
+        name,
+        "nothing new after the last watermark",
+        match again {
+            Ok(c) if c.rows.is_empty() && c.deleted.is_empty() && !c.more => Ok(()),
+            Ok(c) => Err(format!(
+                "{} rows and {} deletions again: the watermark must move past what was listed",
+                c.rows.len(),
+                c.deleted.len()
+            )),
+            Err(e) => Err(describe(&e)),
+        },
+    );
+    report.check(
+        name,
+        "a watermark it did not make is `bad-cursor`",
+        match source
+            .plugin
+            .changes(ask(Some("not-a-watermark-of-this-plugin".into())))
+            .await
+        {
+            Err(PluginError::Source(SourceError::BadCursor(_))) => Ok(()),
+            Err(e) => Err(format!(
+                "got {}; decode watermarks strictly and answer `bad-cursor`",
+                describe(&e)
+            )),
+            Ok(_) => Err("got changes; decode watermarks strictly and answer `bad-cursor`".into()),
+        },
+    );
 }
 
 fn kinds_hold(entity: &EntitySpec, rows: &[Row]) -> Result<(), String> {

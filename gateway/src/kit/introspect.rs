@@ -5,6 +5,12 @@
 use lianqiao_host::capability::sql::SqlPool;
 use lianqiao_host::contract::{Dialect, Value};
 
+/// How long one introspection statement may run (the kit's own reads of
+/// a schema and samples, not a plugin's call).
+fn introspection_deadline() -> std::time::Instant {
+    std::time::Instant::now() + std::time::Duration::from_secs(30)
+}
+
 /// One column as the database declares it.
 #[derive(Debug, Clone)]
 pub struct Column {
@@ -79,7 +85,7 @@ pub async fn tables(pool: &SqlPool) -> Result<Vec<Table>, String> {
         }
     };
     let result = pool
-        .query(statement, &[], None)
+        .query(statement, &[], None, introspection_deadline())
         .await
         .map_err(|e| format!("reading the catalog: {e:?}"))?;
     let mut out: Vec<Table> = Vec::new();
@@ -117,7 +123,7 @@ pub async fn distinct_values(
     let statement =
         format!("SELECT DISTINCT {c} FROM {t} WHERE {c} IS NOT NULL ORDER BY {c} LIMIT {limit}");
     let result = pool
-        .query(&statement, &[], None)
+        .query(&statement, &[], None, introspection_deadline())
         .await
         .map_err(|e| format!("sampling {table}.{column}: {e:?}"))?;
     Ok(result

@@ -8,11 +8,12 @@
 //! division's children one level at a time, and answers errors as RFC 7807
 //! problems. Scopes are fetched once, sorted and cached in the host.
 
+use lianqiao_sdk::keyset::Position;
 use lianqiao_sdk::snapshot::{self, Record};
 use lianqiao_sdk::{
-    AggregateCell, Command, CommandError, CommandResult, CountQuery, Filter, FilterOp,
-    FilterSupport, Guest, Manifest, Page, Query, SDK_VERSION, SourceError, Value, ValueKind,
-    settings,
+    AggregateCell, ChangeFeed, ChangePage, ChangesQuery, Command, CommandError, CommandResult,
+    CountQuery, Description, Filter, FilterOp, FilterSupport, Guest, Manifest, Page, Query,
+    SDK_VERSION, SourceError, Value, ValueKind, settings,
 };
 use serde_json::{Map, Value as Json, json};
 
@@ -468,10 +469,10 @@ fn status_error(status: u16, answer: &Json) -> CommandError {
 struct CityPlatform;
 
 impl Guest for CityPlatform {
-    fn describe() -> Result<Manifest, SourceError> {
+    fn describe() -> Result<Description, SourceError> {
         let _: Settings = settings::load()?;
         let spec = snapshot::entity_spec;
-        Ok(Manifest {
+        let manifest = Manifest {
             name: "city-platform".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             sdk_version: SDK_VERSION.into(),
@@ -499,6 +500,80 @@ impl Guest for CityPlatform {
                     ..spec("service-centers", CENTER_FIELDS)
                 },
             ],
+        };
+        Ok(Description {
+            manifest,
+            // Cases from the platform's `updatedSince` feed; it does not
+            // report deletions (a closed case stays, with its state).
+            change_feeds: vec![ChangeFeed {
+                entity: "cases".into(),
+                tombstones: false,
+            }],
+            fresh_instance_per_call: false,
+        })
+    }
+
+    fn changes(query: ChangesQuery) -> Result<ChangePage, SourceError> {
+        if query.entity != "cases" {
+            return Err(SourceError::Unsupported(format!(
+                "the city platform lists changes of cases only, not `{}`",
+                query.entity
+            )));
+        }
+        let settings: Settings = settings::load()?;
+        // The watermark: the last change time seen (as the platform wrote
+        // it) and the id of the last case at that time.
+        let after = match query.since.as_deref() {
+            None | Some("") => None,
+            Some(w) => Some(Position::decode(w)?),
+        };
+        let from = after
+            .as_ref()
+            .map_or("1970-01-01T00:00:00+08:00", |p| p.division.as_str());
+        let updated = |r: &Record| {
+            r.2.get("updated_at")
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let mut records: Vec<(String, Record)> = changed_cases(&settings, &query.scope, from)?
+            .into_iter()
+            .map(|r| (updated(&r), r))
+            .filter(|(time, r)| {
+                after.as_ref().is_none_or(|p| {
+                    (time.as_str(), r.1.as_str()) > (p.division.as_str(), p.id.as_str())
+                })
+            })
+            .collect();
+        records.sort_by(|a, b| (&a.0, &a.1.1).cmp(&(&b.0, &b.1.1)));
+        let more = records.len() > query.limit as usize;
+        records.truncate(query.limit as usize);
+        let watermark = match records.last() {
+            Some((time, r)) => Position {
+                division: time.clone(),
+                id: r.1.clone(),
+            }
+            .encode(),
+            None => query.since.clone().unwrap_or_default(),
+        };
+        let ordered: Vec<Record> = records.into_iter().map(|(_, r)| r).collect();
+        let page = snapshot::page_of(
+            &ordered,
+            &Query {
+                entity: query.entity,
+                scope: query.scope,
+                filters: vec![],
+                projection: query.projection,
+                limit: u32::MAX,
+                cursor: None,
+            },
+            case_kind,
+        )?;
+        Ok(ChangePage {
+            rows: lianqiao_sdk::row_buffer(page.columns, &page.rows)?,
+            deleted: vec![],
+            watermark,
+            more,
         })
     }
 
@@ -515,12 +590,13 @@ impl Guest for CityPlatform {
             if let Some(ids) = snapshot::wanted_ids(&ids)? {
                 records.retain(|r| ids.contains(&r.1));
             }
-            return snapshot::page_of(&records, &query, case_kind);
+            return snapshot::page_of(&records, &query, case_kind)?.into_buffer();
         }
         // Lookups by id are answered from the snapshot.
         snapshot::serve(&query.entity, fields, fetch, |snapshots| {
             snapshots.page(&query)
-        })
+        })?
+        .into_buffer()
     }
 
     fn command(command: Command, idempotency_key: String) -> Result<CommandResult, CommandError> {

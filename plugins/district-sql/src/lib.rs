@@ -12,15 +12,32 @@ mod writes;
 
 use std::collections::BTreeMap;
 
-use lianqiao_sdk::sql_page::{aggregate_statement, is_identifier, page_statement};
+use lianqiao_sdk::sql_page::{
+    aggregate_statement, changes_statement, is_identifier, keyset_page, page_statement,
+};
 use lianqiao_sdk::{
-    ALL_FILTER_OPS, AggregateCell, Command, CommandError, CommandResult, CountQuery, EntitySpec,
-    FieldSpec, Filter, FilterSupport, Guest, Manifest, Page, Query, SDK_VERSION, SourceError,
-    Value, keyset::Position, settings, sql,
+    ALL_FILTER_OPS, AggregateCell, ChangeFeed, ChangePage, ChangesQuery, Command, CommandError,
+    CommandResult, CountQuery, Description, EntitySpec, FieldSpec, Filter, FilterSupport, Guest,
+    Manifest, Page, Query, RowBuffer, SDK_VERSION, SourceError, Value, keyset::Position, rows,
+    settings, sql, sql_rows,
 };
 use serde::Deserialize;
 
 use mapping::{Kind, convert_cell};
+
+/// The cell of a buffer row as the SDK's value (dates and timestamps in
+/// their text forms), for the few rows a plugin rewrites.
+fn cell_value(cell: rows::Cell<'_>) -> Value {
+    match cell {
+        rows::Cell::Null => Value::Null,
+        rows::Cell::Boolean(b) => Value::Boolean(b),
+        rows::Cell::Integer(i) => Value::Integer(i),
+        rows::Cell::Float(f) => Value::Float(f),
+        rows::Cell::Text(s) => Value::Text(s.to_owned()),
+        rows::Cell::Date(d) => Value::Date(rows::format_date(d)),
+        rows::Cell::Timestamp(t) => Value::Timestamp(rows::format_timestamp(t)),
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +87,13 @@ struct EntitySettings {
     /// `local_codes` (e.g. `["division", "parent"]`).
     #[serde(default)]
     local_code_fields: Vec<String>,
+    /// The field holding when a row last changed (e.g. `updated_at`):
+    /// with it, the entity lists its changes (contract 0.4's `changes`).
+    /// Its stored text must sort in the order of time (one offset
+    /// throughout). Deletions are not seen: rows that disappear do not
+    /// say so (`tombstones: false`).
+    #[serde(default)]
+    changed_at: Option<String>,
 }
 
 /// A table or column name of the district's schema: letters, digits and
@@ -169,6 +193,13 @@ impl Settings {
                     "entities.{name}.map: `{bad}` cannot be value-mapped (scope and paging run on it in the database); map codes with local_codes"
                 )));
             }
+            if let Some(at) = &entity.changed_at
+                && !matches!(entity.fields.get(at), Some(Kind::Timestamp | Kind::Text))
+            {
+                return Err(SourceError::BadConfig(format!(
+                    "entities.{name}.changed_at: `{at}` must be one of the entity's timestamp or text fields"
+                )));
+            }
             if let Some(bad) = entity.map.keys().find(|f| !entity.fields.contains_key(*f)) {
                 return Err(SourceError::BadConfig(format!(
                     "entities.{name}.map: `{bad}` is not one of the entity's fields"
@@ -207,8 +238,17 @@ impl EntitySettings {
 struct DistrictSql;
 
 impl Guest for DistrictSql {
-    fn describe() -> Result<Manifest, SourceError> {
+    fn describe() -> Result<Description, SourceError> {
         let settings = Settings::load()?;
+        let change_feeds = settings
+            .entities
+            .iter()
+            .filter(|(_, e)| e.changed_at.is_some())
+            .map(|(name, _)| ChangeFeed {
+                entity: name.clone(),
+                tombstones: false,
+            })
+            .collect();
         let entities = settings
             .entities
             .iter()
@@ -234,11 +274,85 @@ impl Guest for DistrictSql {
                 aggregates: true,
             })
             .collect();
-        Ok(Manifest {
-            name: "district-sql".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            sdk_version: SDK_VERSION.into(),
-            entities,
+        Ok(Description {
+            manifest: Manifest {
+                name: "district-sql".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                sdk_version: SDK_VERSION.into(),
+                entities,
+            },
+            change_feeds,
+            fresh_instance_per_call: false,
+        })
+    }
+
+    fn changes(query: ChangesQuery) -> Result<ChangePage, SourceError> {
+        let settings = Settings::load()?;
+        let entity = settings.entity(&query.entity)?;
+        let Some(changed_at) = &entity.changed_at else {
+            return Err(SourceError::Unsupported(format!(
+                "`{}` lists no changes (no `changed_at` in its settings)",
+                query.entity
+            )));
+        };
+        entity.check_projection(&query.entity, &query.projection)?;
+        // The watermark is the last change time as stored and the id of
+        // the last row at that time; empty: from the beginning.
+        let after = match query.since.as_deref() {
+            None | Some("") => None,
+            Some(since) => Some(Position::decode(since)?),
+        };
+        let statement = changes_statement(
+            sql::database_dialect(),
+            &entity.sql,
+            changed_at,
+            &query,
+            after.as_ref(),
+        )?;
+        let mut kinds = entity.kinds(&query.projection);
+        kinds.push(None);
+        let found = sql_rows::query(&statement.sql, &statement.params, &kinds)
+            .map_err(mapping::sql_error)?;
+        let limit = query.limit as usize;
+        let id_at = query.projection.iter().position(|f| f == "id");
+        let maps = entity.maps(&query.projection);
+        let mut out = rows::Writer::with_capacity(found.cells.len());
+        let mut last: Option<Position> = None;
+        let mut reader = rows::Reader::new(&found.cells);
+        let kept = (found.rows as usize).min(limit);
+        for _ in 0..kept {
+            let mut id = None;
+            for (column, (field, map)) in query.projection.iter().zip(&maps).enumerate() {
+                let cell = next_cell(&mut reader)?;
+                if Some(column) == id_at {
+                    id = text_of(cell);
+                }
+                write_mapped(&mut out, cell, field, entity, *map)?;
+            }
+            let time = match next_cell(&mut reader)? {
+                rows::Cell::Text(t) => t.to_owned(),
+                other => {
+                    return Err(SourceError::UpstreamError(format!(
+                        "`{changed_at}` came back as {other:?}, not text"
+                    )));
+                }
+            };
+            let id = id.ok_or_else(|| SourceError::UpstreamError("a row without an id".into()))?;
+            last = Some(Position { division: time, id });
+        }
+        let watermark = match (last, query.since) {
+            (Some(position), _) => position.encode(),
+            (None, since) => since.unwrap_or_default(),
+        };
+        Ok(ChangePage {
+            rows: RowBuffer {
+                columns: query.projection,
+                rows: kept as u32,
+                cells: out.into_bytes(),
+            },
+            deleted: vec![],
+            watermark,
+            more: found.rows as usize > limit,
         })
     }
 
@@ -319,16 +433,7 @@ impl Guest for DistrictSql {
     fn query(query: Query) -> Result<Page, SourceError> {
         let settings = Settings::load()?;
         let entity = settings.entity(&query.entity)?;
-        if let Some(f) = query
-            .projection
-            .iter()
-            .find(|f| !entity.fields.contains_key(*f))
-        {
-            return Err(SourceError::Unsupported(format!(
-                "field `{f}` of `{}`",
-                query.entity
-            )));
-        }
+        entity.check_projection(&query.entity, &query.projection)?;
         let pushed: Vec<&Filter> = query.filters.iter().collect();
         if let Some(f) = pushed
             .iter()
@@ -341,63 +446,92 @@ impl Guest for DistrictSql {
         }
 
         let statement = page_statement(sql::database_dialect(), &entity.sql, &query, &pushed)?;
-        let result = sql::query(&statement.sql, &statement.params).map_err(mapping::sql_error)?;
-
-        let kinds = result
-            .columns
-            .iter()
-            .map(|c| {
-                entity.fields.get(c).copied().ok_or_else(|| {
-                    SourceError::UpstreamError(format!(
-                        "the database returned an unknown column `{c}`"
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let maps: Vec<Option<&BTreeMap<String, String>>> =
-            result.columns.iter().map(|c| entity.map.get(c)).collect();
-
-        let limit = query.limit as usize;
-        let more = result.rows.len() > limit;
-        let mut rows = Vec::with_capacity(result.rows.len().min(limit));
-        for raw in result.rows.into_iter().take(limit) {
-            let row = raw
-                .into_iter()
-                .enumerate()
-                .map(|(i, cell)| convert_cell(&result.columns[i], cell, kinds[i], maps[i]))
-                .collect::<Result<Vec<_>, _>>()?;
-            rows.push(row);
+        // The host reads each column as its field's kind: the rows come
+        // back as the page's buffer, and pass through untouched unless a
+        // projected field is value-mapped.
+        let kinds = entity.kinds(&query.projection);
+        let mut found = sql_rows::query(&statement.sql, &statement.params, &kinds)
+            .map_err(mapping::sql_error)?;
+        found.columns = query.projection.clone();
+        let maps = entity.maps(&query.projection);
+        if maps.iter().any(Option::is_some) {
+            let mut out = rows::Writer::with_capacity(found.cells.len());
+            let mut reader = rows::Reader::new(&found.cells);
+            for _ in 0..found.rows {
+                for (column, map) in query.projection.iter().zip(&maps) {
+                    let cell = next_cell(&mut reader)?;
+                    write_mapped(&mut out, cell, column, entity, *map)?;
+                }
+            }
+            found.cells = out.into_bytes();
         }
-
-        let next_cursor = if more {
-            let last = rows
-                .last()
-                .ok_or_else(|| SourceError::Internal("empty page".into()))?;
-            Some(position_of(&result.columns, last)?.encode())
-        } else {
-            None
-        };
-        Ok(Page {
-            columns: result.columns,
-            rows,
-            next_cursor,
-        })
+        keyset_page(found, query.limit)
     }
 }
 
-fn position_of(columns: &[String], row: &[lianqiao_sdk::Value]) -> Result<Position, SourceError> {
-    let text = |name: &str| {
-        columns
+impl EntitySettings {
+    /// Every projected field must be one of the entity's.
+    fn check_projection(&self, entity: &str, projection: &[String]) -> Result<(), SourceError> {
+        match projection.iter().find(|f| !self.fields.contains_key(*f)) {
+            Some(f) => Err(SourceError::Unsupported(format!(
+                "field `{f}` of `{entity}`"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The kind the host reads each projected column as: the field's,
+    /// except that a value-mapped field is read as text and mapped here.
+    fn kinds(&self, projection: &[String]) -> Vec<Option<lianqiao_sdk::ValueKind>> {
+        projection
             .iter()
-            .position(|c| c == name)
-            .and_then(|i| row[i].as_text())
-            .map(str::to_owned)
-            .ok_or_else(|| SourceError::UpstreamError(format!("row without a text `{name}`")))
+            .map(|f| match (self.map.contains_key(f), self.fields.get(f)) {
+                (true, _) => Some(lianqiao_sdk::ValueKind::Text),
+                (false, kind) => kind.map(|k| k.value_kind()),
+            })
+            .collect()
+    }
+
+    fn maps<'a>(&'a self, projection: &[String]) -> Vec<Option<&'a BTreeMap<String, String>>> {
+        projection.iter().map(|f| self.map.get(f)).collect()
+    }
+}
+
+fn next_cell<'a>(reader: &mut rows::Reader<'a>) -> Result<rows::Cell<'a>, SourceError> {
+    match reader.next_cell() {
+        Some(Ok(cell)) => Ok(cell),
+        Some(Err(e)) => Err(SourceError::Internal(format!("the host's rows: {e}"))),
+        None => Err(SourceError::Internal("the host's rows end early".into())),
+    }
+}
+
+fn text_of(cell: rows::Cell<'_>) -> Option<String> {
+    match cell {
+        rows::Cell::Text(s) => Some(s.to_owned()),
+        _ => None,
+    }
+}
+
+/// Copy one cell, through the field's value map when it has one (a mapped
+/// field was read as text; its mapped value takes the field's kind).
+fn write_mapped(
+    out: &mut rows::Writer,
+    cell: rows::Cell<'_>,
+    column: &str,
+    entity: &EntitySettings,
+    map: Option<&BTreeMap<String, String>>,
+) -> Result<(), SourceError> {
+    let Some(map) = map else {
+        out.cell(cell);
+        return Ok(());
     };
-    Ok(Position {
-        division: text("division")?,
-        id: text("id")?,
-    })
+    let kind = entity.fields.get(column).copied().unwrap_or(Kind::Text);
+    let value = convert_cell(column, cell_value(cell), kind, Some(map))?;
+    let buffer = lianqiao_sdk::row_buffer(vec![column.to_string()], &[vec![value]])?;
+    for cell in rows::Reader::new(&buffer.cells) {
+        out.cell(cell.map_err(|e| SourceError::Internal(e.to_string()))?);
+    }
+    Ok(())
 }
 
 lianqiao_sdk::export_source!(DistrictSql);
@@ -420,6 +554,7 @@ mod tests {
             .collect(),
             map: BTreeMap::new(),
             local_code_fields: local_code_fields.iter().map(|f| f.to_string()).collect(),
+            changed_at: None,
         }
     }
 

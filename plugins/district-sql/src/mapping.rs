@@ -57,9 +57,19 @@ pub fn convert_cell(
             .unwrap_or(cell),
         _ => cell,
     };
+    // The cell's kind, never its value: it may be a person's data.
     let bad = |cell: &Value| {
+        let held = match cell {
+            Value::Null => "null",
+            Value::Boolean(_) => "a boolean",
+            Value::Integer(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::Text(_) => "a text",
+            Value::Date(_) => "a date",
+            Value::Timestamp(_) => "a timestamp",
+        };
         SourceError::UpstreamError(format!(
-            "column `{column}` holds {cell:?}, which is not a {kind:?}; fix the source's sql or map"
+            "column `{column}` holds {held}, which is not a {kind:?}; fix the source's sql or map"
         ))
     };
     Ok(match (kind, cell) {

@@ -9,8 +9,8 @@
 
 use lianqiao_sdk::snapshot::{self, Record};
 use lianqiao_sdk::{
-    AggregateCell, Command, CommandError, CommandResult, CountQuery, Guest, Manifest, Page, Query,
-    SDK_VERSION, SourceError, ValueKind, settings,
+    AggregateCell, ChangePage, ChangesQuery, Command, CommandError, CommandResult, CountQuery,
+    Description, Guest, Manifest, Page, Query, SDK_VERSION, SourceError, ValueKind, settings,
 };
 use serde_json::{Map, Value as Json, json};
 
@@ -193,10 +193,10 @@ fn fetch(settings: &Settings, entity: &str, code: &str) -> Result<Vec<Record>, S
 struct PartyLink;
 
 impl Guest for PartyLink {
-    fn describe() -> Result<Manifest, SourceError> {
+    fn describe() -> Result<Description, SourceError> {
         let _: Settings = settings::load()?;
         let spec = snapshot::entity_spec;
-        Ok(Manifest {
+        Ok(lianqiao_sdk::describe_only(Manifest {
             name: "party-link".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             sdk_version: SDK_VERSION.into(),
@@ -204,13 +204,21 @@ impl Guest for PartyLink {
                 spec("party-orgs", ORG_FIELDS),
                 spec("members", MEMBER_FIELDS),
             ],
-        })
+        }))
     }
 
     fn query(query: Query) -> Result<Page, SourceError> {
         snapshot::serve(&query.entity, fields, fetch, |snapshots| {
             snapshots.page(&query)
-        })
+        })?
+        .into_buffer()
+    }
+
+    fn changes(query: ChangesQuery) -> Result<ChangePage, SourceError> {
+        Err(SourceError::Unsupported(format!(
+            "the party-link system keeps no change times for `{}`",
+            query.entity
+        )))
     }
 
     fn command(_: Command, _: String) -> Result<CommandResult, CommandError> {

@@ -7,8 +7,9 @@ mod config;
 pub mod http;
 mod log;
 pub mod sql;
+mod sql_rows;
 pub mod sql_write;
-mod sqlite_functions;
+pub mod sqlite_reads;
 
 use crate::bindings::v1::lianqiao::source::types;
 use crate::state::HostState;

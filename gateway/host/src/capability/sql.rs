@@ -12,16 +12,48 @@
 //! every backend; the host renumbers them for PostgreSQL.
 
 use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AssertSqlSafe, Column, Executor, Row, TypeInfo, ValueRef};
 
+use super::sql_rows::{Stored, row_buffer};
+use super::sqlite_reads::SqliteReader;
 use crate::bindings::v1::lianqiao::source::sql::{Dialect, Host, ResultSet, SqlError};
-use crate::bindings::v1::lianqiao::source::types::Value;
+use crate::bindings::v1::lianqiao::source::types::{Value, ValueKind};
+use crate::bindings::v4::lianqiao::source0_4_0::rows::RowBuffer;
+
+/// A SQLite statement's rows as 0.1's result set.
+async fn sqlite_result_set(
+    reader: &SqliteReader,
+    sql: &str,
+    params: &[Value],
+    deadline: Instant,
+) -> Result<ResultSet, SqlError> {
+    let mut rows = Vec::new();
+    let columns = reader
+        .read(sql, params, deadline, |_, cells| {
+            rows.push(cells.iter().map(|c| value_of(*c)).collect());
+            Ok(())
+        })
+        .await?;
+    Ok(ResultSet { columns, rows })
+}
+
+/// A SQLite cell as 0.1's `value`.
+fn value_of(cell: Option<Stored<'_>>) -> Value {
+    match cell {
+        None => Value::Null,
+        Some(Stored::Integer(i)) => Value::Integer(i),
+        Some(Stored::Boolean(b)) => Value::Boolean(b),
+        Some(Stored::Float(f)) => Value::Float(f),
+        Some(Stored::Text(s)) => Value::Text(s.to_owned()),
+    }
+}
+use crate::plugin::SourceGrants;
 use crate::state::HostState;
 
 /// Decode one cell by the type the driver reports, trying the few Rust
@@ -64,14 +96,14 @@ macro_rules! decode {
 
 /// How to read a cell, from the driver's type name.
 #[derive(Clone, Copy)]
-enum CellKind {
+pub(crate) enum CellKind {
     Integer,
     Boolean,
     Float,
     Text,
 }
 
-fn cell_kind(type_name: &str) -> CellKind {
+pub(crate) fn cell_kind(type_name: &str) -> CellKind {
     let has = |needle: &str| {
         type_name
             .as_bytes()
@@ -110,9 +142,20 @@ macro_rules! bind_params {
 pub(crate) use bind_params;
 
 macro_rules! run {
-    ($pool:expr, $sql:expr, $params:expr) => {{
+    ($pool:expr, $sql:expr, $params:expr) => {
+        run!($pool, $sql, $params, |rows| result_set!(rows))
+    };
+    ($pool:expr, $sql:expr, $params:expr, |$rows:ident| $collect:expr) => {{
         let query = bind_params!(sqlx::query(AssertSqlSafe($sql)), $params);
-        let rows = query.fetch_all($pool).await.map_err(classify)?;
+        let $rows = query.fetch_all($pool).await.map_err(classify)?;
+        $collect
+    }};
+}
+
+/// Rows as 0.1's result set: a `value` per cell.
+macro_rules! result_set {
+    ($rows:expr) => {{
+        let rows = $rows;
         let columns = rows
             .first()
             .map(|r| r.columns().iter().map(|c| c.name().to_string()).collect())
@@ -126,6 +169,34 @@ macro_rules! run {
             out.push(cells);
         }
         Ok(ResultSet { columns, rows: out })
+    }};
+}
+
+/// Run one checked statement on PostgreSQL or MariaDB in a read-only
+/// transaction (rolled back), and collect its rows with `$collect`.
+macro_rules! read_only {
+    ($pool:expr, $sql:expr, $params:expr, |$rows:ident| $collect:expr) => {{
+        match $pool {
+            // SQLite is read on the caller's thread (`sqlite_reads.rs`).
+            SqlPool::Sqlite(_) => Err(SqlError::Statement("not a network database".into())),
+            SqlPool::Postgres(pool) => {
+                let mut tx = pool.begin_with("BEGIN READ ONLY").await.map_err(classify)?;
+                let result = async { run!(&mut *tx, $sql, $params, |$rows| $collect) }.await;
+                // Nothing was written; ending it either way frees the
+                // connection (a dropped transaction also rolls back).
+                let _ = tx.rollback().await;
+                result
+            }
+            SqlPool::MySql(pool) => {
+                let mut tx = pool
+                    .begin_with("START TRANSACTION READ ONLY")
+                    .await
+                    .map_err(classify)?;
+                let result = async { run!(&mut *tx, $sql, $params, |$rows| $collect) }.await;
+                let _ = tx.rollback().await;
+                result
+            }
+        }
     }};
 }
 
@@ -161,80 +232,13 @@ impl StatementLog {
 /// hold connections (PostgreSQL allows 100 in all here) only while busy.
 pub(super) const IDLE_CONNECTION: Duration = Duration::from_secs(10);
 
-/// SQLite's page cache per connection, KiB.
-const SQLITE_CACHE_KIB: u32 = 512;
-
-/// A SQLite connection is in this process: opening one is a file open
-/// and a thread (well under a millisecond), while an idle one keeps its
-/// thread, page cache and prepared statements (~0.7 MiB measured at region
-/// scale, 280 of them at the peak before this bound). So SQLite closes
-/// idle connections sooner than the network databases.
-const SQLITE_IDLE_CONNECTION: Duration = Duration::from_secs(3);
-
-/// Prepared statements kept per SQLite connection (sqlx's default is
-/// 100): a plugin runs a few statement shapes per entity, and every
-/// cached one holds its compiled program in SQLite's heap.
-const SQLITE_STATEMENTS_KEPT: usize = 24;
-
 /// A source's database pool.
 #[derive(Clone, Debug)]
 pub enum SqlPool {
-    Sqlite(Arc<SqliteLanes>),
+    /// Read on the caller's thread (`sqlite_reads.rs`).
+    Sqlite(Arc<SqliteReader>),
     Postgres(sqlx::PgPool),
     MySql(sqlx::MySqlPool),
-}
-
-/// A SQLite source's connections, in two sets by the priority of the
-/// thread that asks. SQLite runs in the gateway's process, each
-/// connection on a thread of its own (sqlx's worker) that takes the nice
-/// value of the thread that opened it: a region query's statements, asked
-/// from the wide lane's lowered threads, run on connections opened there,
-/// so the kernel prefers a district user's statements to them (a region
-/// statistic spends ~73% of its CPU in SQLite, BENCHMARKS.md). One set
-/// for both would let either priority borrow the other's threads.
-/// PostgreSQL and MariaDB run in their own processes: one pool each.
-#[derive(Debug)]
-pub struct SqliteLanes {
-    foreground: sqlx::SqlitePool,
-    /// Opened on the first lowered call; idle connections close as the
-    /// foreground's do, so an idle district holds none in either.
-    background: OnceLock<sqlx::SqlitePool>,
-    options: SqliteConnectOptions,
-    settings: PoolSettings,
-}
-
-impl SqliteLanes {
-    /// The connections for the calling thread's priority.
-    fn for_this_thread(&self) -> &sqlx::SqlitePool {
-        if crate::priority::this_thread_is_lowered() {
-            self.background.get_or_init(|| {
-                // Named apart, for `top -H` and perf.
-                let options = (self.options.clone()).thread_name(|id| format!("lq-sqlite-bg-{id}"));
-                // The lane runs a couple of source calls at a time in all
-                // (`max_wide_source_calls`), one statement each: more
-                // connections per source would only sit idle.
-                let settings = PoolSettings {
-                    max_connections: self.settings.max_connections.min(2),
-                    ..self.settings.clone()
-                };
-                sqlite_pool(options, &settings)
-            })
-        } else {
-            &self.foreground
-        }
-    }
-}
-
-fn sqlite_pool(options: SqliteConnectOptions, settings: &PoolSettings) -> sqlx::SqlitePool {
-    SqlitePoolOptions::new()
-        .max_connections(settings.max_connections)
-        .acquire_timeout(settings.acquire_timeout)
-        .min_connections(0)
-        .idle_timeout(Some(SQLITE_IDLE_CONNECTION))
-        // `lq_record_key`, which PostgreSQL and MariaDB have as `md5()`:
-        // counts carry record digests.
-        .after_connect(|conn, _| Box::pin(super::sqlite_functions::register(conn)))
-        .connect_lazy_with(options)
 }
 
 /// Pool sizing and timeouts from the source's `[sql]` section.
@@ -252,22 +256,14 @@ impl SqlPool {
         let scheme = url.split(':').next().unwrap_or_default();
         match scheme {
             "sqlite" => {
-                let options = SqliteConnectOptions::from_str(url)
-                    .map_err(|e| e.to_string())?
-                    .read_only(true)
-                    .create_if_missing(false)
-                    .statement_cache_capacity(SQLITE_STATEMENTS_KEPT)
-                    // A read-only district file is in the OS page cache
-                    // already; SQLite's own cache per connection (2 MiB by
-                    // default) times a hundred districts is the gateway's
-                    // largest memory cost at region scale.
-                    .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"));
-                Ok(SqlPool::Sqlite(Arc::new(SqliteLanes {
-                    foreground: sqlite_pool(options.clone(), settings),
-                    background: OnceLock::new(),
-                    options,
-                    settings: settings.clone(),
-                })))
+                // sqlx reads the URL's forms (`sqlite://path`, `sqlite:path`,
+                // `?mode=…`); the file is then read with rusqlite.
+                let options = SqliteConnectOptions::from_str(url).map_err(|e| e.to_string())?;
+                Ok(SqlPool::Sqlite(SqliteReader::new(
+                    options.get_filename().to_path_buf(),
+                    settings.max_connections,
+                    settings.acquire_timeout,
+                )))
             }
             "postgres" | "postgresql" => {
                 let options = PgConnectOptions::from_str(url)
@@ -314,13 +310,13 @@ impl SqlPool {
         }
     }
 
-    /// Run one checked, read-only statement.
-    pub async fn query(
+    /// Check a statement and log it as the database will receive it.
+    fn prepare(
         &self,
         statement: &str,
         params: &[Value],
         log: Option<&StatementLog>,
-    ) -> Result<ResultSet, SqlError> {
+    ) -> Result<String, SqlError> {
         let checked = check_statement(statement, params.len())?;
         let sql = match self {
             SqlPool::Postgres(_) => renumber_for_postgres(&checked),
@@ -329,26 +325,70 @@ impl SqlPool {
         if let Some(log) = log {
             log.push(&sql, params);
         }
+        Ok(sql)
+    }
+
+    /// Run one checked, read-only statement (contract 0.1's `sql.query`),
+    /// stopping at `deadline`.
+    pub async fn query(
+        &self,
+        statement: &str,
+        params: &[Value],
+        log: Option<&StatementLog>,
+        deadline: Instant,
+    ) -> Result<ResultSet, SqlError> {
+        let sql = self.prepare(statement, params, log)?;
         match self {
-            // Opened read-only: no transaction needed.
-            SqlPool::Sqlite(lanes) => run!(lanes.for_this_thread(), sql, params),
-            SqlPool::Postgres(pool) => {
-                let mut tx = pool.begin_with("BEGIN READ ONLY").await.map_err(classify)?;
-                let result = async { run!(&mut *tx, sql, params) }.await;
-                // Nothing was written; ending it either way frees the
-                // connection (a dropped transaction also rolls back).
-                let _ = tx.rollback().await;
-                result
+            SqlPool::Sqlite(reader) => sqlite_result_set(reader, &sql, params, deadline).await,
+            _ => read_only!(self, sql, params, |rows| result_set!(rows)),
+        }
+    }
+
+    /// Run one checked, read-only statement into a row buffer, each column
+    /// read as `kinds` asks (contract 0.4's `sql-rows.query`), stopping at
+    /// `deadline`.
+    pub async fn query_rows(
+        &self,
+        statement: &str,
+        params: &[Value],
+        kinds: &[Option<ValueKind>],
+        log: Option<&StatementLog>,
+        deadline: Instant,
+    ) -> Result<RowBuffer, SqlError> {
+        let sql = self.prepare(statement, params, log)?;
+        match self {
+            SqlPool::Sqlite(reader) => {
+                let mut out = lianqiao_rows::Writer::new();
+                let mut rows = 0u32;
+                let columns = reader
+                    .read(&sql, params, deadline, |columns, cells| {
+                        rows += 1;
+                        for (i, cell) in cells.iter().enumerate() {
+                            match cell {
+                                None => out.null(),
+                                Some(cell) => super::sql_rows::write_cell(
+                                    &mut out,
+                                    *cell,
+                                    kinds.get(i).copied().flatten(),
+                                )
+                                .map_err(|why| {
+                                    SqlError::Statement(format!(
+                                        "column `{}` of row {rows} {why}; fix the source's sql or the field's kind",
+                                        columns[i]
+                                    ))
+                                })?,
+                            }
+                        }
+                        Ok(())
+                    })
+                    .await?;
+                Ok(RowBuffer {
+                    columns,
+                    rows,
+                    cells: out.into_bytes(),
+                })
             }
-            SqlPool::MySql(pool) => {
-                let mut tx = pool
-                    .begin_with("START TRANSACTION READ ONLY")
-                    .await
-                    .map_err(classify)?;
-                let result = async { run!(&mut *tx, sql, params) }.await;
-                let _ = tx.rollback().await;
-                result
-            }
+            _ => read_only!(self, sql, params, |rows| row_buffer!(rows, kinds)),
         }
     }
 }
@@ -367,10 +407,11 @@ impl SqlPool {
             Value::Null => String::new(),
         };
         let result = match self {
-            SqlPool::Sqlite(lanes) => {
+            // Not through `query`: its check admits only SELECT and WITH.
+            SqlPool::Sqlite(reader) => {
                 let sql = format!("EXPLAIN QUERY PLAN {logged}");
-                let r: Result<ResultSet, SqlError> = run!(lanes.for_this_thread(), sql, params);
-                r?
+                let deadline = Instant::now() + Duration::from_secs(10);
+                sqlite_result_set(reader, &sql, params, deadline).await?
             }
             SqlPool::Postgres(pool) => {
                 let mut tx = pool.begin_with("BEGIN READ ONLY").await.map_err(classify)?;
@@ -557,40 +598,60 @@ impl Host for HostState {
         statement: String,
         params: Vec<Value>,
     ) -> wasmtime::Result<Result<ResultSet, SqlError>> {
-        let Some(pool) = self.grants.sql.clone() else {
-            return Ok(Err(SqlError::Denied(format!(
+        let grants = self.grants.clone();
+        let (sql, params, log) = (&statement, &params, &grants.sql_log);
+        let deadline = self.deadline;
+        Ok(sql_call(
+            &grants,
+            self.remaining(),
+            sql,
+            |set: &ResultSet| set.rows.len(),
+            |pool| async move { pool.query(sql, params, Some(log), deadline).await },
+        )
+        .await)
+    }
+}
+
+/// One host SQL call, whichever contract asks: the grant check, the
+/// deadline and the span every statement gets.
+pub(super) async fn sql_call<T, Run, Ran>(
+    grants: &SourceGrants,
+    remaining: Duration,
+    statement: &str,
+    returned_rows: fn(&T) -> usize,
+    run: Run,
+) -> Result<T, SqlError>
+where
+    Run: FnOnce(SqlPool) -> Ran,
+    Ran: Future<Output = Result<T, SqlError>>,
+{
+    {
+        let Some(pool) = grants.sql.clone() else {
+            return Err(SqlError::Denied(format!(
                 "source `{}` is granted no sql capability",
-                self.grants.source
-            ))));
+                grants.source
+            )));
         };
-        let remaining = self.remaining();
         // The guest's fiber is suspended while this awaits; the deadline
         // bounds the wait, since epochs do not interrupt host code.
         // One span per statement: the statement's text is the plugin's,
         // its parameters may be a caller's filter values and stay out.
-        let dialect = pool.dialect();
         let span = tracing::info_span!(
             "host.sql",
-            source = %self.grants.source,
-            db.system = dialect_name(dialect),
+            source = %grants.source,
+            db.system = dialect_name(pool.dialect()),
             db.query.text = %statement,
             db.response.returned_rows = tracing::field::Empty,
             error = tracing::field::Empty,
         );
         let outcome = tracing::Instrument::instrument(
-            async {
-                tokio::time::timeout(
-                    remaining,
-                    pool.query(&statement, &params, Some(&self.grants.sql_log)),
-                )
-                .await
-            },
+            tokio::time::timeout(remaining, run(pool)),
             span.clone(),
         )
         .await;
         match &outcome {
             Ok(Ok(set)) => {
-                span.record("db.response.returned_rows", set.rows.len());
+                span.record("db.response.returned_rows", returned_rows(set));
             }
             Ok(Err(e)) => {
                 span.record("error", sql_error_kind(e));
@@ -599,13 +660,13 @@ impl Host for HostState {
                 span.record("error", "timeout");
             }
         }
-        Ok(match outcome {
+        match outcome {
             Ok(result) => result,
             Err(_) => Err(SqlError::Timeout(format!(
                 "the statement ran past the source's deadline ({} ms left)",
                 remaining.as_millis()
             ))),
-        })
+        }
     }
 }
 
@@ -682,6 +743,7 @@ mod tests {
                 "SELECT set_config('default_transaction_read_only', 'off', false)",
                 &[],
                 None,
+                soon(),
             )
             .await;
         let switched = pool
@@ -689,6 +751,7 @@ mod tests {
                 "SELECT set_config('transaction_read_only', 'off', false)",
                 &[],
                 None,
+                soon(),
             )
             .await;
         assert!(
@@ -700,6 +763,7 @@ mod tests {
                 "WITH gone AS (DELETE FROM lq_read_only_probe RETURNING n) SELECT count(*) AS n FROM gone",
                 &[],
                 None,
+                soon(),
             )
             .await
             .unwrap_err();
@@ -732,7 +796,7 @@ mod tests {
         };
         let pool = SqlPool::connect_lazy(&url, &settings).unwrap();
         let rs = pool
-            .query("SELECT @@tx_read_only AS ro", &[], None)
+            .query("SELECT @@tx_read_only AS ro", &[], None, soon())
             .await
             .unwrap();
         assert_eq!(rs.rows[0][0], Value::Integer(1), "{rs:?}");
@@ -771,122 +835,163 @@ mod tests {
         url
     }
 
-    /// The nice value of each of this process's threads whose name starts
-    /// with `prefix` (Linux: `/proc/self/task/*/stat`, field 19).
-    fn nice_of_threads_named(prefix: &str) -> Vec<i32> {
-        let mut nices = Vec::new();
-        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            if !comm.starts_with(prefix) {
-                continue;
-            }
-            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-            // After the parenthesised name: state is field 3, nice field 19.
-            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-            if let Some(nice) = after.split_whitespace().nth(16) {
-                nices.push(nice.parse().unwrap());
-            }
-        }
-        nices
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(10)
     }
 
-    /// Before: one pool served both priorities, so a region query's
-    /// statements ran on connection threads a district user's request had
-    /// opened (and the reverse), at the district's priority.
-    #[test]
-    fn a_lowered_caller_statements_run_on_lowered_sqlite_threads() {
-        let (_dir, runtime, pool) = table_g_pool(1, Duration::from_secs(2));
-        // The foreground opens its connection first: one pool would hand
-        // that same connection to the lowered caller below.
-        runtime
-            .block_on(pool.query("SELECT count(*) FROM g", &[], None))
-            .unwrap();
-        let base = nice_of_threads_named("sqlx-sqlite-wor");
-        assert!(!base.is_empty());
-        let handle = runtime.handle().clone();
-        // A clone: the pool (and its connection threads) must outlive the caller.
-        let shared = pool.clone();
-        std::thread::spawn(move || {
-            crate::priority::lower_this_thread(4);
-            handle
-                .block_on(shared.query("SELECT count(*) FROM g", &[], None))
-                .unwrap();
-        })
-        .join()
-        .unwrap();
-        // Counted at this test's nice value: other tests open background
-        // connections from callers lowered by other amounts.
-        let process = unsafe_free_process_nice();
-        let lowered = nice_of_threads_named("lq-sqlite-bg-");
-        let ours = lowered.iter().filter(|n| **n == (process + 4).min(19));
-        assert_eq!(ours.count(), 1, "one background connection: {lowered:?}");
-        drop(pool);
+    async fn sqlite_pool(url: &str) -> SqlPool {
+        let settings = PoolSettings {
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(2),
+        };
+        SqlPool::connect_lazy(url, &settings).unwrap()
     }
 
-    /// Region queries visit every district: the lane's connections per
-    /// source are bounded (the lane runs a source call per CPU in all),
-    /// whatever the source's own pool allows; callers beyond the bound
-    /// wait their turn and are all answered.
-    #[test]
-    fn lowered_callers_share_at_most_two_connections_per_source() {
-        let (_dir, runtime, pool) = table_g_pool(8, Duration::from_secs(10));
-        // Long enough that the six overlap.
-        let busy = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000) SELECT count(*) FROM n";
-        let callers: Vec<_> = (0..6)
-            .map(|_| {
-                let handle = runtime.handle().clone();
-                let shared = pool.clone();
-                std::thread::spawn(move || {
-                    crate::priority::lower_this_thread(1);
-                    handle.block_on(shared.query(busy, &[], None))
-                })
-            })
-            .collect();
-        for caller in callers {
-            let rows = caller.join().unwrap().unwrap();
-            assert_eq!(rows.rows, vec![vec![Value::Integer(300000)]]);
-        }
-        let SqlPool::Sqlite(lanes) = &pool else {
+    /// No worker thread per connection and no hop per statement: the rows
+    /// are read on the thread that asked (so also at its priority: the
+    /// wide lane's lowered threads run region statements lowered).
+    #[tokio::test(flavor = "current_thread")]
+    async fn sqlite_rows_are_read_on_the_callers_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = sqlite_file(
+            &dir,
+            &[
+                "CREATE TABLE g (code TEXT)",
+                "INSERT INTO g VALUES ('a'), ('b')",
+            ],
+        )
+        .await;
+        let SqlPool::Sqlite(reader) = sqlite_pool(&url).await else {
             panic!("a SQLite pool")
         };
-        let background = lanes.background.get().expect("opened by the callers");
-        assert!(
-            (1..=2).contains(&background.size()),
-            "{} background connections",
-            background.size()
-        );
-        assert_eq!(
-            lanes.foreground.size(),
-            0,
-            "no caller was in the foreground"
-        );
+        let caller = std::thread::current().id();
+        let mut threads = Vec::new();
+        reader
+            .read("SELECT code FROM g", &[], soon(), |_, _| {
+                threads.push(std::thread::current().id());
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(threads, vec![caller, caller]);
+        assert_eq!(reader.idle_connections(), 1, "the connection is kept");
     }
 
-    /// A SQLite file with an empty table `g`, a runtime of its own (callers
-    /// block on it from other threads) and a pool over the file.
-    fn table_g_pool(
-        max_connections: u32,
-        acquire_timeout: Duration,
-    ) -> (tempfile::TempDir, tokio::runtime::Runtime, SqlPool) {
+    /// Epochs cannot stop host code: SQLite's progress handler stops a
+    /// statement at the call's deadline instead.
+    #[tokio::test]
+    async fn a_sqlite_statement_stops_at_the_deadline() {
         let dir = tempfile::tempdir().unwrap();
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let url = runtime.block_on(sqlite_file(&dir, &["CREATE TABLE g (code TEXT)"]));
-        let settings = PoolSettings {
-            max_connections,
-            acquire_timeout,
-        };
-        let pool = {
-            let _in = runtime.enter();
-            SqlPool::connect_lazy(&url, &settings).unwrap()
-        };
-        (dir, runtime, pool)
+        let url = sqlite_file(&dir, &["CREATE TABLE g (code TEXT)"]).await;
+        let pool = sqlite_pool(&url).await;
+        let endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n";
+        let began = Instant::now();
+        let err = pool
+            .query(
+                endless,
+                &[],
+                None,
+                Instant::now() + Duration::from_millis(50),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SqlError::Timeout(_)), "{err:?}");
+        assert!(
+            began.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            began.elapsed()
+        );
+        // The connection is fine for the next statement.
+        let rs = pool.query("SELECT 1", &[], None, soon()).await.unwrap();
+        assert_eq!(rs.rows, vec![vec![Value::Integer(1)]]);
     }
 
-    /// The main thread's nice value, read from `/proc` as above.
-    fn unsafe_free_process_nice() -> i32 {
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-        let after = stat.rsplit_once(')').unwrap().1;
-        after.split_whitespace().nth(16).unwrap().parse().unwrap()
+    /// `lq_record_key` (what `md5()` gives PostgreSQL and MariaDB) agrees
+    /// with the gateway's record keys; NULL for NULL.
+    #[tokio::test]
+    async fn sqlite_computes_the_same_record_keys_as_the_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = sqlite_file(&dir, &["CREATE TABLE g (code TEXT)"]).await;
+        let pool = sqlite_pool(&url).await;
+        for id in ["15010300100101", "m-0001", "网格一", ""] {
+            let rs = pool
+                .query(
+                    "SELECT lq_record_key(?)",
+                    &[Value::Text(id.into())],
+                    None,
+                    soon(),
+                )
+                .await
+                .unwrap();
+            let expected = i64::from(crate::record_key::record_key(id));
+            assert_eq!(rs.rows, vec![vec![Value::Integer(expected)]], "{id}");
+        }
+        let rs = pool
+            .query(
+                "SELECT lq_record_key(NULL), SUM(lq_record_key(x)) FROM (SELECT 'a' AS x UNION ALL SELECT 'b')",
+                &[],
+                None,
+                soon(),
+            )
+            .await
+            .unwrap();
+        let sum = i64::from(crate::record_key::record_key("a"))
+            + i64::from(crate::record_key::record_key("b"));
+        assert_eq!(rs.rows, vec![vec![Value::Null, Value::Integer(sum)]]);
+    }
+
+    /// A `BOOLEAN` column holds 0/1: read as booleans, as before.
+    #[tokio::test]
+    async fn sqlite_booleans_and_buffers() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = sqlite_file(
+            &dir,
+            &[
+                "CREATE TABLE g (code TEXT, open BOOLEAN, at TEXT)",
+                "INSERT INTO g VALUES ('a', 1, '2026-12-03T10:00:00+08:00')",
+            ],
+        )
+        .await;
+        let pool = sqlite_pool(&url).await;
+        let rs = pool
+            .query("SELECT code, open FROM g", &[], None, soon())
+            .await
+            .unwrap();
+        assert_eq!(
+            rs.rows,
+            vec![vec![Value::Text("a".into()), Value::Boolean(true)]]
+        );
+        let buffer = pool
+            .query_rows(
+                "SELECT code, at FROM g",
+                &[],
+                &[None, Some(ValueKind::Timestamp)],
+                None,
+                soon(),
+            )
+            .await
+            .unwrap();
+        assert_eq!((buffer.columns.len(), buffer.rows), (2, 1));
+        let cells: Vec<_> = lianqiao_rows::Reader::new(&buffer.cells)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(cells[0], lianqiao_rows::Cell::Text("a"));
+        assert!(matches!(cells[1], lianqiao_rows::Cell::Timestamp(t) if t.offset_minutes == 480));
+        // A cell that is not what the plugin asks for is named, not shown.
+        let err = pool
+            .query_rows(
+                "SELECT code FROM g",
+                &[],
+                &[Some(ValueKind::Date)],
+                None,
+                soon(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SqlError::Statement(m) if m.contains("column `code` of row 1") && !m.contains("'a'")),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]
@@ -900,13 +1005,14 @@ mod tests {
             ],
         )
         .await;
-        let settings = PoolSettings {
-            max_connections: 1,
-            acquire_timeout: Duration::from_secs(2),
-        };
-        let pool = SqlPool::connect_lazy(&url, &settings).unwrap();
+        let pool = sqlite_pool(&url).await;
         let rs = pool
-            .query("SELECT code, n, r FROM g ORDER BY code DESC", &[], None)
+            .query(
+                "SELECT code, n, r FROM g ORDER BY code DESC",
+                &[],
+                None,
+                soon(),
+            )
             .await
             .unwrap();
         assert_eq!(rs.columns, vec!["code", "n", "r"]);
@@ -925,6 +1031,7 @@ mod tests {
                 "WITH x AS (SELECT 1) INSERT INTO g VALUES ('x', 1, 1)",
                 &[],
                 None,
+                soon(),
             )
             .await
             .unwrap_err();

@@ -293,6 +293,54 @@ async fn a_plugin_breaking_the_row_limit_or_the_scope_fails_its_source_and_leaks
     );
 }
 
+/// Contract 0.4: a row buffer that breaks the layout (more rows announced
+/// than cells, an undefined tag) fails its call as a contract violation;
+/// nothing of it is read out, and the next call works.
+#[tokio::test]
+async fn a_malformed_row_buffer_fails_its_call_and_nothing_of_it_leaves() {
+    let gw = ConfigDir::new()
+        .with_misbehaving("garbled", "badbuffer", "159907", "")
+        .with_misbehaving("fine", "ok", "159908", "")
+        .start()
+        .await;
+    let (status, body) = gw.get("/v1/grids?division=159907&limit=3").await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "source_error", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("a malformed row buffer"), "{body}");
+    assert!(
+        !body.to_string().contains("\"data\""),
+        "no row leaves: {body}"
+    );
+    let (status, body) = gw.get("/v1/grids?division=159908&limit=3").await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// A plugin that keeps what each call saw in a global and answers the next
+/// caller with it gets nowhere: every call starts from the component's
+/// initial state, so one caller's scope never reaches another's answer.
+#[tokio::test]
+async fn what_one_call_saw_never_reaches_the_next() {
+    let gw = ConfigDir::new()
+        .with_misbehaving("carrier", "carry", "1599", "")
+        .start()
+        .await;
+    for (division, earlier) in [("159909", None), ("159910", Some("159909"))] {
+        let (status, body) = gw
+            .get(&format!("/v1/grids?division={division}&limit=3"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let name = body["data"][0]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(name, "seen before: []", "{division}: {body}");
+        if let Some(earlier) = earlier {
+            assert!(!body.to_string().contains(earlier), "{body}");
+        }
+    }
+}
+
 /// A plugin built for contract 0.1 (no `command` export, no SDK) still
 /// loads and serves reads; the gateway sends it no writes.
 #[tokio::test]

@@ -94,7 +94,7 @@ fn broken_mappings_fail_the_probe_with_what_to_fix() {
             "a kind the model does not have",
             "g.households AS households",
             "'many' AS households",
-            "column `households` holds",
+            "column `households` of row 1 holds a text that is not a whole number",
         ),
         (
             "a local code with letters",
