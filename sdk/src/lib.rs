@@ -106,22 +106,7 @@ pub fn row_buffer(columns: Vec<String>, rows: &[Row]) -> Result<RowBuffer, Sourc
             )));
         }
         for (value, column) in row.iter().zip(&columns) {
-            let bad =
-                |what: &str| SourceError::UpstreamError(format!("column `{column}` holds {what}"));
-            match value {
-                Value::Null => out.null(),
-                Value::Boolean(b) => out.boolean(*b),
-                Value::Integer(i) => out.integer(*i),
-                Value::Float(f) => out.float(*f),
-                Value::Text(s) => out.text(s),
-                Value::Date(s) => out
-                    .date(rows::parse_date(s).ok_or_else(|| bad("a date that is not YYYY-MM-DD"))?),
-                Value::Timestamp(s) => {
-                    out.timestamp(rows::parse_timestamp(s).ok_or_else(|| {
-                        bad("a timestamp that is not an RFC 3339 date-time with its offset")
-                    })?)
-                }
-            }
+            write_value(&mut out, value, column)?;
         }
     }
     Ok(RowBuffer {
@@ -132,13 +117,38 @@ pub fn row_buffer(columns: Vec<String>, rows: &[Row]) -> Result<RowBuffer, Sourc
     })
 }
 
-/// A description that lists no changes and lets the host keep warm
-/// instances: what most plugins answer from `describe`.
+/// One value as a cell of a buffer; a date or timestamp that is not one
+/// is the upstream's data error, named by column, not shown.
+pub(crate) fn write_value(
+    out: &mut rows::Writer,
+    value: &Value,
+    column: &str,
+) -> Result<(), SourceError> {
+    let bad = |what: &str| SourceError::UpstreamError(format!("column `{column}` holds {what}"));
+    match value {
+        Value::Null => out.null(),
+        Value::Boolean(b) => out.boolean(*b),
+        Value::Integer(i) => out.integer(*i),
+        Value::Float(f) => out.float(*f),
+        Value::Text(s) => out.text(s),
+        Value::Date(s) => {
+            out.date(rows::parse_date(s).ok_or_else(|| bad("a date that is not YYYY-MM-DD"))?)
+        }
+        Value::Timestamp(s) => {
+            out.timestamp(rows::parse_timestamp(s).ok_or_else(|| {
+                bad("a timestamp that is not an RFC 3339 date-time with its offset")
+            })?)
+        }
+    }
+    Ok(())
+}
+
+/// A description that lists no changes: what most plugins answer from
+/// `describe`.
 pub fn describe_only(manifest: Manifest) -> Description {
     Description {
         manifest,
         change_feeds: vec![],
-        fresh_instance_per_call: false,
     }
 }
 

@@ -19,9 +19,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
 use crate::keyset::Position;
+use crate::rows::{Cell, Reader, Writer, row_starts};
 use crate::{
-    AggregateCell, AggregateQuery, Filter, FilterOp, FilterSupport, Query, SourceError, Value,
-    ValueKind, ValuePage as Page, cache,
+    AggregateCell, AggregateQuery, Filter, FilterOp, FilterSupport, Query, RowBuffer, SourceError,
+    Value, ValueKind, ValuePage, cache,
 };
 
 /// The one filter a snapshot answers itself: a lookup by `id` (`=` or
@@ -130,11 +131,20 @@ struct Index {
 }
 
 /// One scope code's snapshot as a call sees it: the index, and the
-/// records themselves when this call fetched them.
+/// encoded chunks themselves when this call fetched them.
 struct View {
     code: String,
     index: Index,
-    fresh: Option<Vec<Record>>,
+    fresh: Option<Vec<Vec<u8>>>,
+}
+
+/// A row picked for a page: its position, and where its cells lie in the
+/// chunks a call loaded (chunk number, byte range).
+struct Picked {
+    division: String,
+    id: String,
+    chunk: usize,
+    cells: std::ops::Range<usize>,
 }
 
 /// Cached counts of one code: (division prefix, `by` value, count).
@@ -178,9 +188,7 @@ impl Snapshots<'_> {
         let mut chunks = Vec::new();
         let mut hash = 0xcbf2_9ce4_8422_2325u64;
         for chunk in records.chunks(CHUNK) {
-            let bytes = serde_json::to_vec(chunk).map_err(|e| {
-                SourceError::Internal(format!("cannot encode a snapshot chunk: {e}"))
-            })?;
+            let bytes = self.encode_chunk(chunk)?;
             fnv(&mut hash, &bytes);
             chunks.push(bytes);
         }
@@ -205,9 +213,75 @@ impl Snapshots<'_> {
             store.set(&self.key(code), &bytes, self.ttl_ms);
         }
         Ok(View {
-            fresh: Some(records),
+            fresh: Some(chunks),
             ..view
         })
+    }
+
+    /// The fields a chunk holds after `division` and `id`, in order.
+    fn stored_fields(&self) -> impl Iterator<Item = &(&str, ValueKind)> {
+        self.kinds
+            .iter()
+            .filter(|(n, _)| !matches!(*n, "id" | "division"))
+    }
+
+    /// A chunk as the cache keeps it (contract 0.4's row layout, so a page
+    /// copies cells out of it instead of parsing records): the row count
+    /// (u32, little-endian), then per record `division`, `id` and every
+    /// other field of the entity, typed by its kind.
+    fn encode_chunk(&self, records: &[Record]) -> Result<Vec<u8>, SourceError> {
+        let mut out = Writer::with_capacity(records.len() * 64);
+        for (division, id, fields) in records {
+            out.text(division);
+            out.text(id);
+            for (name, kind) in self.stored_fields() {
+                crate::write_value(&mut out, &to_value(fields.get(*name), *kind), name)?;
+            }
+        }
+        let mut bytes = (records.len() as u32).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&out.into_bytes());
+        Ok(bytes)
+    }
+
+    /// The row starts of an encoded chunk (checked whole), `None` when it
+    /// is not one (an entry of an older layout: refetched).
+    fn chunk_rows<'b>(&self, bytes: &'b [u8]) -> Option<(&'b [u8], Vec<usize>)> {
+        let count = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+        let cells = bytes.get(4..)?;
+        let width = 2 + self.stored_fields().count();
+        let starts = row_starts(cells, width, count).ok()?;
+        Some((cells, starts))
+    }
+
+    /// A chunk's records, for counting.
+    fn decode_chunk(&self, bytes: &[u8]) -> Option<Vec<Record>> {
+        let (cells, _) = self.chunk_rows(bytes)?;
+        let names: Vec<&str> = self.stored_fields().map(|(n, _)| *n).collect();
+        let mut reader = Reader::new(cells);
+        let mut out = Vec::new();
+        while !reader.is_done() {
+            let text = |cell: Option<Result<Cell<'_>, _>>| match cell {
+                Some(Ok(Cell::Text(t))) => Some(t.to_string()),
+                _ => None,
+            };
+            let division = text(reader.next_cell())?;
+            let id = text(reader.next_cell())?;
+            let mut fields = Map::new();
+            for name in &names {
+                let json = match reader.next_cell()?.ok()? {
+                    Cell::Null => Json::Null,
+                    Cell::Boolean(b) => Json::Bool(b),
+                    Cell::Integer(i) => Json::from(i),
+                    Cell::Float(f) => Json::from(f),
+                    Cell::Text(t) => Json::from(t),
+                    Cell::Date(d) => Json::from(crate::rows::format_date(d)),
+                    Cell::Timestamp(t) => Json::from(crate::rows::format_timestamp(t)),
+                };
+                fields.insert((*name).to_string(), json);
+            }
+            out.push((division, id, fields));
+        }
+        Some(out)
     }
 
     /// `code`'s snapshot: the cached index, or a fresh fetch.
@@ -225,28 +299,26 @@ impl Snapshots<'_> {
         }
     }
 
-    /// Chunk `i` of `view`; `None` when the cache no longer has it.
-    fn chunk<'v>(&self, store: &impl Store, view: &'v View, i: usize) -> Option<Cow<'v, [Record]>> {
-        if let Some(records) = &view.fresh {
-            let end = ((i + 1) * CHUNK).min(records.len());
-            return records.get(i * CHUNK..end).map(Cow::Borrowed);
+    /// Chunk `i` of `view`, encoded; `None` when the cache no longer has it.
+    fn chunk<'v>(&self, store: &impl Store, view: &'v View, i: usize) -> Option<Cow<'v, [u8]>> {
+        if let Some(chunks) = &view.fresh {
+            return chunks.get(i).map(|c| Cow::Borrowed(c.as_slice()));
         }
-        let bytes = store.get(&self.chunk_key(view, i))?;
-        serde_json::from_slice::<Vec<Record>>(&bytes)
-            .ok()
-            .map(Cow::Owned)
+        store.get(&self.chunk_key(view, i)).map(Cow::Owned)
     }
 
-    /// Up to `want` records of `view` strictly after `after`, inside its
-    /// code; `None` when a chunk is gone from the cache.
+    /// Up to `want` rows of `view` strictly after `after`, inside its code
+    /// and passing `keep` (on the id), with their chunks appended to
+    /// `loaded`; `None` when a chunk is gone from the cache.
     fn after(
         &self,
         store: &impl Store,
         view: &View,
         after: Option<&Position>,
         want: usize,
-        keep: &dyn Fn(&Record) -> bool,
-    ) -> Option<Vec<Record>> {
+        keep: &dyn Fn(&str) -> bool,
+        loaded: &mut Vec<Vec<u8>>,
+    ) -> Option<Vec<Picked>> {
         let beyond = |d: &str, i: &str| match after {
             Some(p) => (d, i) > (p.division.as_str(), p.id.as_str()),
             None => true,
@@ -254,17 +326,40 @@ impl Snapshots<'_> {
         let first = view.index.lasts.partition_point(|(d, i)| !beyond(d, i));
         let mut out = Vec::new();
         for i in first..view.index.lasts.len() {
-            let chunk = self.chunk(store, view, i)?;
-            for record in chunk.iter() {
-                if out.len() == want {
-                    return Some(out);
+            let bytes = self.chunk(store, view, i)?.into_owned();
+            let (cells, starts) = self.chunk_rows(&bytes)?;
+            let ends: Vec<usize> = starts
+                .iter()
+                .skip(1)
+                .copied()
+                .chain([cells.len()])
+                .collect();
+            let mut picked = Vec::new();
+            for (start, end) in starts.iter().zip(ends) {
+                if out.len() + picked.len() == want {
+                    break;
                 }
-                if beyond(&record.0, &record.1)
-                    && record.0.starts_with(view.code.as_str())
-                    && keep(record)
-                {
-                    out.push(record.clone());
+                let mut reader = Reader::new(&cells[*start..end]);
+                let (Some(Ok(Cell::Text(d))), Some(Ok(Cell::Text(id)))) =
+                    (reader.next_cell(), reader.next_cell())
+                else {
+                    return None;
+                };
+                if beyond(d, id) && d.starts_with(view.code.as_str()) && keep(id) {
+                    picked.push(Picked {
+                        division: d.to_string(),
+                        id: id.to_string(),
+                        chunk: loaded.len(),
+                        // Past the row-count prefix of the stored chunk.
+                        cells: start + 4..end + 4,
+                    });
                 }
+            }
+            let full = out.len() + picked.len() == want;
+            out.extend(picked);
+            loaded.push(bytes);
+            if full {
+                break;
             }
         }
         Some(out)
@@ -272,7 +367,12 @@ impl Snapshots<'_> {
 
     /// Every record of `view`; `None` when a chunk is gone from the cache.
     fn all(&self, store: &impl Store, view: &View) -> Option<Vec<Record>> {
-        self.after(store, view, None, usize::MAX, &|_| true)
+        let mut out = Vec::new();
+        for i in 0..view.index.lasts.len() {
+            let bytes = self.chunk(store, view, i)?;
+            out.extend(self.decode_chunk(&bytes)?);
+        }
+        Some(out)
     }
 
     fn kind(&self, field: &str) -> Option<ValueKind> {
@@ -283,7 +383,7 @@ impl Snapshots<'_> {
     }
 
     /// A page for `query` from the host's cache (fetching what is missing).
-    pub fn page(&self, query: &Query) -> Result<Page, SourceError> {
+    pub fn page(&self, query: &Query) -> Result<crate::Page, SourceError> {
         self.page_in(&HostCache, query)
     }
 
@@ -293,30 +393,84 @@ impl Snapshots<'_> {
     }
 
     /// A page of the entity; the only filter it takes is a lookup by id
-    /// (`id_lookup`), answered from the snapshot.
-    pub fn page_in(&self, store: &impl Store, query: &Query) -> Result<Page, SourceError> {
+    /// (`id_lookup`), answered from the snapshot. The page's buffer is
+    /// copied cell by cell out of the cached chunks: nothing is parsed.
+    pub fn page_in(&self, store: &impl Store, query: &Query) -> Result<crate::Page, SourceError> {
         let ids = wanted_ids(&query.filters)?;
-        let keep = |r: &Record| ids.as_ref().is_none_or(|ids| ids.contains(&r.1));
+        let keep = |id: &str| ids.as_ref().is_none_or(|ids| ids.contains(id));
         let after = query.cursor.as_deref().map(Position::decode).transpose()?;
         // One row past the limit tells whether another page follows.
         let want = query.limit as usize + 1;
+        let mut loaded = Vec::new();
         let mut rows = Vec::new();
         for code in covering(&query.scope) {
             let view = self.view(store, code)?;
-            let found = match self.after(store, &view, after.as_ref(), want, &keep) {
+            let found = match self.after(store, &view, after.as_ref(), want, &keep, &mut loaded) {
                 Some(found) => found,
                 None => {
                     let view = self.refresh(store, code)?;
-                    self.after(store, &view, after.as_ref(), want, &keep)
-                        .unwrap_or_default()
+                    self.after(store, &view, after.as_ref(), want, &keep, &mut loaded)
+                        .ok_or_else(|| {
+                            SourceError::Internal(
+                                "a snapshot chunk just written is unreadable".into(),
+                            )
+                        })?
                 }
             };
             rows.extend(found);
         }
-        sort(&mut rows);
-        rows.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
-        rows.truncate(want);
-        page_of(&rows, query, |f| self.kind(f))
+        rows.sort_by(|a, b| {
+            (a.division.as_str(), a.id.as_str()).cmp(&(b.division.as_str(), b.id.as_str()))
+        });
+        rows.dedup_by(|a, b| a.division == b.division && a.id == b.id);
+        let more = rows.len() > query.limit as usize;
+        rows.truncate(query.limit as usize);
+        // Where each projected field lies in a stored row (`None`: not a
+        // field of the entity, served as null).
+        let stored: Vec<&str> = ["division", "id"]
+            .into_iter()
+            .chain(self.stored_fields().map(|(n, _)| *n))
+            .collect();
+        let at: Vec<Option<usize>> = query
+            .projection
+            .iter()
+            .map(|f| stored.iter().position(|s| s == f))
+            .collect();
+        let mut out = Writer::with_capacity(rows.len() * 128);
+        let mut cells = Vec::with_capacity(stored.len());
+        for row in &rows {
+            let bytes = &loaded[row.chunk][row.cells.clone()];
+            cells.clear();
+            for cell in Reader::new(bytes) {
+                cells.push(
+                    cell.map_err(|e| SourceError::Internal(format!("a snapshot chunk: {e}")))?,
+                );
+            }
+            for i in &at {
+                match i.and_then(|i| cells.get(i)) {
+                    Some(cell) => out.cell(*cell),
+                    None => out.null(),
+                }
+            }
+        }
+        let next_cursor = match (more, rows.last()) {
+            (true, Some(last)) => Some(
+                Position {
+                    division: last.division.clone(),
+                    id: last.id.clone(),
+                }
+                .encode(),
+            ),
+            _ => None,
+        };
+        Ok(crate::Page {
+            rows: RowBuffer {
+                columns: query.projection.clone(),
+                rows: rows.len() as u32,
+                cells: out.into_bytes(),
+            },
+            next_cursor,
+        })
     }
 
     /// Counts grouped by division prefix and/or a field, so an upstream
@@ -473,7 +627,7 @@ pub fn page_of(
     records: &[Record],
     query: &Query,
     kind: impl Fn(&str) -> Option<ValueKind>,
-) -> Result<Page, SourceError> {
+) -> Result<ValuePage, SourceError> {
     let after = query.cursor.as_deref().map(Position::decode).transpose()?;
     let start = match &after {
         Some(p) => records.partition_point(|(d, i, _)| {
@@ -512,7 +666,7 @@ pub fn page_of(
         ),
         _ => None,
     };
-    Ok(Page {
+    Ok(ValuePage {
         columns: query.projection.clone(),
         rows,
         next_cursor,
@@ -546,7 +700,7 @@ pub fn entity_spec(name: &str, fields: &[(&str, ValueKind)]) -> crate::EntitySpe
 
 #[cfg(test)]
 mod tests {
-    use std::cell::{Cell, RefCell};
+    use std::cell::RefCell;
     use std::collections::HashMap;
 
     use super::*;
@@ -593,7 +747,7 @@ mod tests {
     type Fetch<'a> = Box<dyn Fn(&str) -> Result<Vec<Record>, SourceError> + 'a>;
 
     /// `upstream(code, n)`, counting the fetches in `fetches`.
-    fn counting(fetches: &Cell<usize>, n: usize) -> Fetch<'_> {
+    fn counting(fetches: &std::cell::Cell<usize>, n: usize) -> Fetch<'_> {
         Box::new(move |code: &str| {
             fetches.set(fetches.get() + 1);
             Ok(upstream(code, n))
@@ -620,13 +774,37 @@ mod tests {
         }
     }
 
+    /// A page's buffer read back as values.
+    fn values(page: crate::Page) -> ValuePage {
+        let width = page.rows.columns.len();
+        let cells: Vec<Value> = Reader::new(&page.rows.cells)
+            .map(|c| match c.expect("a well-formed buffer") {
+                Cell::Null => Value::Null,
+                Cell::Boolean(b) => Value::Boolean(b),
+                Cell::Integer(i) => Value::Integer(i),
+                Cell::Float(f) => Value::Float(f),
+                Cell::Text(t) => Value::Text(t.into()),
+                Cell::Date(d) => Value::Date(crate::rows::format_date(d)),
+                Cell::Timestamp(t) => Value::Timestamp(crate::rows::format_timestamp(t)),
+            })
+            .collect();
+        assert_eq!(cells.len(), width * page.rows.rows as usize);
+        ValuePage {
+            columns: page.rows.columns,
+            rows: cells.chunks(width.max(1)).map(<[Value]>::to_vec).collect(),
+            next_cursor: page.next_cursor,
+        }
+    }
+
     fn walk(snapshots: &Snapshots, store: &MapStore, scope: &[&str]) -> Vec<(String, String)> {
         let mut seen = Vec::new();
         let mut cursor = None;
         loop {
-            let page = snapshots
-                .page_in(store, &query(scope, 50, cursor))
-                .expect("a page");
+            let page = values(
+                snapshots
+                    .page_in(store, &query(scope, 50, cursor))
+                    .expect("a page"),
+            );
             assert!(page.rows.len() <= 50);
             for row in &page.rows {
                 let text = |i: usize| row[i].as_text().expect("text").to_string();
@@ -641,7 +819,7 @@ mod tests {
 
     #[test]
     fn a_lookup_by_id_is_answered_from_the_snapshot_and_other_filters_are_refused() {
-        let fetches = Cell::new(0);
+        let fetches = std::cell::Cell::new(0);
         let fetch = counting(&fetches, 300);
         let snapshots = members(&fetch);
         let store = MapStore::default();
@@ -652,7 +830,7 @@ mod tests {
             op: FilterOp::OneOf,
             values: vec![Value::Text("m00007".into()), Value::Text("m00299".into())],
         }];
-        let page = snapshots.page_in(&store, &q).expect("a page");
+        let page = values(snapshots.page_in(&store, &q).expect("a page"));
         let ids: Vec<(String, String)> = page
             .rows
             .iter()
@@ -675,7 +853,7 @@ mod tests {
         q.filters[0].op = FilterOp::Eq;
         q.filters[0].values.truncate(1);
         q.limit = 10;
-        let page = snapshots.page_in(&store, &q).expect("a page");
+        let page = values(snapshots.page_in(&store, &q).expect("a page"));
         assert_eq!(page.rows.len(), 3, "m00007 in each of three communities");
         assert!(page.next_cursor.is_none());
         q.filters[0].field = "gender".into();
@@ -687,7 +865,7 @@ mod tests {
 
     #[test]
     fn pages_walk_every_record_once_in_order_from_one_fetch() {
-        let fetches = Cell::new(0);
+        let fetches = std::cell::Cell::new(0);
         let fetch = counting(&fetches, 300);
         let snapshots = members(&fetch);
         let store = MapStore::default();
@@ -706,7 +884,7 @@ mod tests {
 
     #[test]
     fn overlapping_and_several_scope_codes_give_each_record_once() {
-        let fetches = Cell::new(0);
+        let fetches = std::cell::Cell::new(0);
         let fetch = counting(&fetches, 70);
         let snapshots = members(&fetch);
         let store = MapStore::default();
@@ -720,7 +898,7 @@ mod tests {
 
     #[test]
     fn an_evicted_chunk_means_a_fresh_fetch_not_a_partial_page() {
-        let fetches = Cell::new(0);
+        let fetches = std::cell::Cell::new(0);
         let fetch = counting(&fetches, 300);
         let snapshots = members(&fetch);
         let store = MapStore::default();
@@ -739,7 +917,7 @@ mod tests {
 
     #[test]
     fn counts_match_the_records_and_are_kept() {
-        let fetches = Cell::new(0);
+        let fetches = std::cell::Cell::new(0);
         let fetch = counting(&fetches, 301);
         let snapshots = members(&fetch);
         let store = MapStore::default();

@@ -509,7 +509,6 @@ impl Guest for CityPlatform {
                 entity: "cases".into(),
                 tombstones: false,
             }],
-            fresh_instance_per_call: false,
         })
     }
 
@@ -595,8 +594,7 @@ impl Guest for CityPlatform {
         // Lookups by id are answered from the snapshot.
         snapshot::serve(&query.entity, fields, fetch, |snapshots| {
             snapshots.page(&query)
-        })?
-        .into_buffer()
+        })
     }
 
     fn command(command: Command, idempotency_key: String) -> Result<CommandResult, CommandError> {

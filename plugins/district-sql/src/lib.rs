@@ -282,7 +282,6 @@ impl Guest for DistrictSql {
                 entities,
             },
             change_feeds,
-            fresh_instance_per_call: false,
         })
     }
 

@@ -77,7 +77,6 @@ impl Guest for Misbehave {
                 }],
                 false => vec![],
             },
-            fresh_instance_per_call: false,
         })
     }
 

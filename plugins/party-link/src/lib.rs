@@ -210,8 +210,7 @@ impl Guest for PartyLink {
     fn query(query: Query) -> Result<Page, SourceError> {
         snapshot::serve(&query.entity, fields, fetch, |snapshots| {
             snapshots.page(&query)
-        })?
-        .into_buffer()
+        })
     }
 
     fn changes(query: ChangesQuery) -> Result<ChangePage, SourceError> {

@@ -463,3 +463,37 @@ async fn a_plugin_built_for_contract_0_2_loads_and_its_protected_counts_name_the
         );
     }
 }
+
+/// A plugin built for contract 0.3 (rows as a value per cell, counts with
+/// record digests) keeps loading after 0.4: it is called through 0.3's
+/// bindings, its pages are read as values and its counts name their
+/// records.
+#[tokio::test]
+async fn a_plugin_built_for_contract_0_3_loads_and_serves_rows_and_counts() {
+    let text = format!(
+        "name = \"legacy3\"\ncoverage = [\"159911\"]\n\n[plugin]\npath = {:?}\n\n[limits]\nmemory_mib = 16\ndeadline_ms = 300\n",
+        lianqiao_e2e::plugin_dir()
+            .join("legacy_v3.wasm")
+            .display()
+            .to_string()
+    );
+    let gw = ConfigDir::new().source("legacy3", &text).start().await;
+    let legacy = gw
+        .gateway
+        .sources
+        .sources
+        .iter()
+        .find(|s| s.name() == "legacy3")
+        .expect("the 0.3 plugin loaded");
+    assert_eq!(legacy.plugin.manifest().sdk_version, "0.3.0");
+    assert_eq!(legacy.plugin.contract_version(), "0.3");
+    assert!(legacy.plugin.counts_records());
+    assert!(legacy.plugin.change_feeds().is_empty());
+    let (status, body) = gw.get("/v1/members?division=159911&limit=50").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(12), "{body}");
+    let (status, body) = gw
+        .get("/v1/stats?metric=members.count&division=159911")
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
