@@ -9,9 +9,10 @@
 //! preempt: one region page in a poll delays every request queued behind
 //! it (on one CPU with 16 region clients, a district user's p99 rose 2.9×;
 //! BENCHMARKS.md, "The whole region"). The kernel does preempt: a runtime
-//! whose threads (its workers, where the plugin calls run as fibers, and
-//! the SQLite connection threads they open, `lianqiao_host::priority`)
-//! have a higher nice value gets ~1/10 of the CPU at nice 10 while a
+//! whose threads (its workers, where the plugin calls run as fibers and
+//! SQLite statements run in place, and the blocking threads that stand in
+//! for a worker while a statement runs; `lianqiao_host::priority`) have a
+//! higher nice value gets ~1/10 of the CPU at nice 10 while a
 //! nice-0 thread wants it, and all of it otherwise. Nice values can only
 //! be raised by an unprivileged process, so the threads are the lane's
 //! own and stay niced for their life.
@@ -32,8 +33,15 @@ fn runtime(nice: i32) -> Option<Handle> {
     if let Some(runtime) = lanes.get(&nice) {
         return Some(runtime.handle().clone());
     }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let built = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .worker_threads(cpus)
+        // A SQLite statement on the lane runs in `block_in_place`, whose
+        // worker hands its queue to a blocking thread meanwhile. At most
+        // one such thread per CPU: every runnable lowered thread adds to
+        // the lane's share of the CPU against a district user's request
+        // (nice 10 weighs ~1/10 of nice 0, per thread).
+        .max_blocking_threads(cpus)
         .thread_name("lq-wide")
         .on_thread_start(move || lianqiao_host::priority::lower_this_thread(nice))
         .enable_all()

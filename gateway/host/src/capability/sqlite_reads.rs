@@ -13,7 +13,8 @@
 //! - a caller's priority is the statement's: the wide lane's lowered
 //!   threads run region queries' statements at their lowered priority
 //!   (before, two connection sets per source, one opened from each lane,
-//!   did that);
+//!   did that); there, the statement runs in `block_in_place`, so the lane
+//!   keeps serving its other requests while a long one runs;
 //! - the deadline still holds: SQLite's progress handler interrupts a
 //!   statement past it (every 4,000 virtual-machine steps, a few µs);
 //! - connections are kept per source, at most `max_connections` in use
@@ -212,7 +213,19 @@ impl SqliteReader {
             Some((conn, _)) => conn,
             None => self.open()?,
         };
-        let outcome = run(&conn, sql, params, deadline, &mut on_row);
+        // On the wide lane (a lowered thread of a multi-thread runtime) a
+        // region statement can run for tens of milliseconds: the worker
+        // hands its other tasks to another lane thread meanwhile, so one
+        // district's statement does not hold up the rest of the lane.
+        // Elsewhere the statement is short and runs in place.
+        let lane = crate::priority::this_thread_is_lowered()
+            && tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let outcome = if lane {
+            tokio::task::block_in_place(|| run(&conn, sql, params, deadline, &mut on_row))
+        } else {
+            run(&conn, sql, params, deadline, &mut on_row)
+        };
         // Kept only when its deadline check is off again (else closed).
         if conn.progress_handler(0, None::<fn() -> bool>).is_ok()
             && let Ok(mut idle) = self.idle.lock()
