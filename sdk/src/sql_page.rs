@@ -63,6 +63,23 @@ fn ordered(dialect: Dialect, column: &str) -> String {
     }
 }
 
+/// `t.a, t.b, …` for the projection (each a plain identifier, since it is
+/// spliced into SQL), then `t.<changed_at> AS lq_changed_at` when a change
+/// time is asked for.
+fn select_list(projection: &[String], changed_at: Option<&str>) -> Result<String, SourceError> {
+    let mut columns = Vec::with_capacity(projection.len() + 1);
+    for field in projection.iter().map(String::as_str).chain(changed_at) {
+        if !is_identifier(field) {
+            return Err(SourceError::Unsupported(format!("field name `{field}`")));
+        }
+        columns.push(format!("t.{field}"));
+    }
+    if let (Some(at), Some(last)) = (changed_at, columns.last_mut()) {
+        *last = format!("t.{at} AS {CHANGED_AT_COLUMN}");
+    }
+    Ok(columns.join(", "))
+}
+
 /// Build the page statement. `pushed` are the filters to apply in SQL
 /// (the caller checked they are on known fields); one extra row is fetched
 /// so the caller knows whether another page follows.
@@ -72,17 +89,7 @@ pub fn page_statement(
     query: &Query,
     pushed: &[&Filter],
 ) -> Result<Statement, SourceError> {
-    for field in &query.projection {
-        if !is_identifier(field) {
-            return Err(SourceError::Unsupported(format!("field name `{field}`")));
-        }
-    }
-    let columns = query
-        .projection
-        .iter()
-        .map(|f| format!("t.{f}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns = select_list(&query.projection, None)?;
     let (mut clauses, mut params) = conditions(&query.scope, pushed)?;
 
     let division = ordered(dialect, "division");
@@ -175,23 +182,7 @@ pub fn changes_statement(
     query: &crate::ChangesQuery,
     after: Option<&Position>,
 ) -> Result<Statement, SourceError> {
-    for field in query
-        .projection
-        .iter()
-        .map(String::as_str)
-        .chain([changed_at])
-    {
-        if !is_identifier(field) {
-            return Err(SourceError::Unsupported(format!("field name `{field}`")));
-        }
-    }
-    let columns = query
-        .projection
-        .iter()
-        .map(|f| format!("t.{f}"))
-        .chain([format!("t.{changed_at} AS {CHANGED_AT_COLUMN}")])
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns = select_list(&query.projection, Some(changed_at))?;
     let (mut clauses, mut params) = conditions(&query.scope, &[])?;
     clauses.push(format!("t.{changed_at} IS NOT NULL"));
     let time = ordered(dialect, changed_at);
